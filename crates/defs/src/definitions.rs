@@ -1,0 +1,80 @@
+//! The merged, validated set of definitions and the questions later stages ask of it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::*;
+
+/// Every definition under `feature_defs/`, merged across files and validated.
+///
+/// Names are unique per kind; feature views and on-demand views share one namespace because
+/// `view:feature` references do not say which kind they mean.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Definitions {
+    pub project: String,
+    pub entities: BTreeMap<String, Entity>,
+    pub sources: BTreeMap<String, Source>,
+    pub feature_views: BTreeMap<String, FeatureView>,
+    pub on_demand_views: BTreeMap<String, OnDemandView>,
+    pub feature_services: BTreeMap<String, FeatureService>,
+    /// SHA-256 over every definition file's path and text: what exactly was read.
+    pub text_hash: String,
+}
+
+/// A feature resolved to its view, as a service or a request names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResolvedFeature {
+    pub view: String,
+    pub feature: String,
+    #[serde(rename = "type")]
+    pub ty: FeatureType,
+    pub on_demand: bool,
+}
+
+impl Definitions {
+    /// The join keys of a feature view: each entity's keys, in entity then declaration order.
+    pub fn view_keys(&self, view: &FeatureView) -> Vec<&JoinKey> {
+        view.entities.iter().filter_map(|e| self.entities.get(e)).flat_map(|e| e.keys.iter()).collect()
+    }
+
+    /// The features of a (feature or on-demand) view, if the view exists.
+    pub fn view_features(&self, view: &str) -> Option<&[Feature]> {
+        self.feature_views
+            .get(view)
+            .map(|v| v.features.as_slice())
+            .or_else(|| self.on_demand_views.get(view).map(|v| v.features.as_slice()))
+    }
+
+    /// Expands `view:feature` / `view:*` references; `None` names the first one that does not resolve.
+    pub fn resolve(&self, refs: &[FeatureRef]) -> Result<Vec<ResolvedFeature>, String> {
+        let mut out: Vec<ResolvedFeature> = Vec::new();
+        for r in refs {
+            let on_demand = self.on_demand_views.contains_key(&r.view);
+            let features = self.view_features(&r.view).ok_or_else(|| format!("unknown view `{}`", r.view))?;
+            let picked: Vec<&Feature> = match &r.feature {
+                // `*` expands in name order, so reordering YAML keys changes nothing downstream.
+                None => {
+                    let mut all: Vec<&Feature> = features.iter().collect();
+                    all.sort_by(|a, b| a.name.cmp(&b.name));
+                    all
+                }
+                Some(name) => vec![
+                    features.iter().find(|f| &f.name == name).ok_or_else(|| format!("unknown feature `{r}`"))?,
+                ],
+            };
+            for f in picked {
+                let resolved = ResolvedFeature { view: r.view.clone(), feature: f.name.clone(), ty: f.ty, on_demand };
+                if !out.contains(&resolved) {
+                    out.push(resolved);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The features a service serves, in its order, without repeats.
+    pub fn service_features(&self, service: &FeatureService) -> Result<Vec<ResolvedFeature>, String> {
+        self.resolve(&service.features)
+    }
+}

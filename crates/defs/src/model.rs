@@ -1,0 +1,358 @@
+//! The typed model of `feature_defs/`: what the YAML means, once parsed.
+//!
+//! These types are plain data. They serialize to JSON for the registry, which is how any
+//! applied version of the definitions can be read back. Locations ([`Loc`]) point into the
+//! YAML for error messages; they are not part of what a definition means, so they are not
+//! serialized and never enter a version hash.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::diagnostic::Loc;
+use crate::duration::Duration;
+
+/// The value type of a feature or request field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureType {
+    Bool,
+    Int32,
+    Int64,
+    Float32,
+    Float64,
+    String,
+    Timestamp,
+}
+
+impl FeatureType {
+    pub const ALL: [FeatureType; 7] = [
+        FeatureType::Bool,
+        FeatureType::Int32,
+        FeatureType::Int64,
+        FeatureType::Float32,
+        FeatureType::Float64,
+        FeatureType::String,
+        FeatureType::Timestamp,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FeatureType::Bool => "bool",
+            FeatureType::Int32 => "int32",
+            FeatureType::Int64 => "int64",
+            FeatureType::Float32 => "float32",
+            FeatureType::Float64 => "float64",
+            FeatureType::String => "string",
+            FeatureType::Timestamp => "timestamp",
+        }
+    }
+
+    pub fn is_numeric(self) -> bool {
+        matches!(self, FeatureType::Int32 | FeatureType::Int64 | FeatureType::Float32 | FeatureType::Float64)
+    }
+}
+
+impl FromStr for FeatureType {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        FeatureType::ALL.into_iter().find(|t| t.name() == s).ok_or(())
+    }
+}
+
+impl fmt::Display for FeatureType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The type of an entity join key. Keys are exact: no floats, no timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyType {
+    Int64,
+    String,
+}
+
+impl KeyType {
+    pub const ALL: [KeyType; 2] = [KeyType::Int64, KeyType::String];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyType::Int64 => "int64",
+            KeyType::String => "string",
+        }
+    }
+}
+
+impl FromStr for KeyType {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        KeyType::ALL.into_iter().find(|t| t.name() == s).ok_or(())
+    }
+}
+
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which time decides whether a row was knowable at `t` (DESIGN.md, point-in-time rule 2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AsOf {
+    /// Rows count from their event time (Feast's semantics).
+    #[default]
+    Event,
+    /// Rows count only once they had landed (`created <= t`): bitemporal, no leakage of late data.
+    Available,
+}
+
+impl AsOf {
+    pub fn name(self) -> &'static str {
+        match self {
+            AsOf::Event => "event",
+            AsOf::Available => "available",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinKey {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: KeyType,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entity {
+    pub name: String,
+    pub keys: Vec<JoinKey>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip)]
+    pub loc: Loc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    Parquet,
+    Csv,
+}
+
+impl SourceFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceFormat::Parquet => "parquet",
+            SourceFormat::Csv => "csv",
+        }
+    }
+
+    /// The format a file name's extension says, if any.
+    pub fn from_extension(path: &str) -> Option<Self> {
+        let lower = path.to_ascii_lowercase();
+        if lower.ends_with(".parquet") || lower.ends_with(".pq") {
+            Some(SourceFormat::Parquet)
+        } else if lower.ends_with(".csv") {
+            Some(SourceFormat::Csv)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub name: String,
+    /// A file, a directory or a glob, relative to the project root (the parent of `feature_defs/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Stated, or read off the path's extension; `None` for a directory left to be sniffed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<SourceFormat>,
+    pub timestamp: String,
+    /// The availability column: when a row landed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(default)]
+    pub push: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip)]
+    pub loc: Loc,
+    #[serde(skip)]
+    pub path_loc: Loc,
+}
+
+/// A literal in a contract's `allowed` list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Literal {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(String),
+}
+
+impl fmt::Display for Literal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Literal::Bool(b) => write!(f, "{b}"),
+            Literal::Int(i) => write!(f, "{i}"),
+            Literal::Float(x) => write!(f, "{x}"),
+            Literal::String(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// What a source row must satisfy to feed a feature; rows that break it are quarantined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contract {
+    #[serde(default = "yes")]
+    pub nullable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Vec<Literal>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Contract {
+    fn default() -> Self {
+        Contract { nullable: true, min: None, max: None, allowed: None }
+    }
+}
+
+impl Contract {
+    pub fn is_empty(&self) -> bool {
+        *self == Contract::default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feature {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: FeatureType,
+    /// A SQL expression over the source's columns (feature views) or over request fields and
+    /// other views' features (on-demand views). `None`: the source column of the same name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expr: Option<String>,
+    #[serde(default, skip_serializing_if = "Contract::is_empty")]
+    pub contract: Contract,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip)]
+    pub loc: Loc,
+    #[serde(skip)]
+    pub expr_loc: Loc,
+}
+
+impl Feature {
+    /// The expression as written, or the source column it defaults to.
+    pub fn expr_or_column(&self) -> &str {
+        self.expr.as_deref().unwrap_or(&self.name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureView {
+    pub name: String,
+    /// One or more entities; the view's join keys are theirs, in this order.
+    pub entities: Vec<String>,
+    pub source: String,
+    /// `None`: no lower bound on the age of a row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<Duration>,
+    #[serde(default)]
+    pub as_of: AsOf,
+    pub online: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub features: Vec<Feature>,
+    #[serde(skip)]
+    pub loc: Loc,
+    #[serde(skip)]
+    pub entities_loc: Loc,
+    #[serde(skip)]
+    pub source_loc: Loc,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestField {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: FeatureType,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnDemandView {
+    pub name: String,
+    pub request: Vec<RequestField>,
+    pub features: Vec<Feature>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip)]
+    pub loc: Loc,
+}
+
+/// `view:feature` or `view:*` in a feature service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureRef {
+    pub view: String,
+    /// `None` selects every feature of the view (`view:*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature: Option<String>,
+    #[serde(skip)]
+    pub loc: Loc,
+}
+
+impl fmt::Display for FeatureRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.view, self.feature.as_deref().unwrap_or("*"))
+    }
+}
+
+impl FeatureRef {
+    /// Parses `view:feature` / `view:*`; `None` when the text has another shape.
+    pub fn parse(text: &str, loc: &Loc) -> Option<Self> {
+        let (view, feature) = text.split_once(':')?;
+        let (view, feature) = (view.trim(), feature.trim());
+        if view.is_empty() || feature.is_empty() {
+            return None;
+        }
+        let feature = (feature != "*").then(|| feature.to_string());
+        Some(FeatureRef { view: view.to_string(), feature, loc: loc.clone() })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureService {
+    pub name: String,
+    pub features: Vec<FeatureRef>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip)]
+    pub loc: Loc,
+}

@@ -1,0 +1,106 @@
+use skewless_defs::{AsOf, FeatureType, KeyType, SourceFormat};
+
+use crate::{BASE, demo_defs, load, load_ok};
+
+#[test]
+fn base_definitions_load_with_defaults() {
+    let defs = load_ok(BASE);
+    assert_eq!(defs.project, "default");
+    let view = &defs.feature_views["driver_stats"];
+    assert_eq!(view.entities, ["driver"]);
+    assert_eq!(view.ttl.map(|t| t.seconds()), Some(7200));
+    assert_eq!(view.as_of, AsOf::Event);
+    assert!(view.online, "views are online unless stated");
+    assert_eq!(view.features[0].ty, FeatureType::Float32);
+    assert_eq!(view.features[0].expr_or_column(), "conv_rate");
+    assert_eq!(view.features[1].expr_or_column(), "trips_total / 2");
+    assert_eq!(defs.sources["stats"].format, Some(SourceFormat::Parquet));
+    let keys = defs.view_keys(view);
+    assert_eq!((keys[0].name.as_str(), keys[0].ty), ("driver_id", KeyType::Int64));
+}
+
+#[test]
+fn demo_definitions_are_valid() {
+    let defs = demo_defs();
+    assert_eq!(defs.project, "rides");
+    assert_eq!(defs.feature_views.len(), 3);
+    let svc = &defs.feature_services["ranking_v1"];
+    let names: Vec<String> = defs.service_features(svc).unwrap().iter().map(|f| format!("{}:{}", f.view, f.feature)).collect();
+    assert_eq!(
+        names,
+        [
+            "driver_hourly_stats:acc_rate",
+            "driver_hourly_stats:avg_daily_trips",
+            "driver_hourly_stats:conv_rate",
+            "driver_hourly_stats:trips_per_hour",
+            "customer_profile:current_balance",
+            "customer_profile:tier",
+            "ride_score:score",
+        ]
+    );
+}
+
+#[test]
+fn definitions_merge_across_files() {
+    let defs = load(&[
+        ("a.yaml", "entities:\n  driver: { keys: { driver_id: int64 } }\n"),
+        ("b.yaml", "sources:\n  s: { path: x.csv, timestamp: ts }\nfeature_views:\n  v: { entity: driver, source: s, features: { f: int64 } }\n"),
+    ])
+    .unwrap();
+    assert_eq!(defs.feature_views["v"].source, "s");
+    assert_eq!(defs.sources["s"].format, Some(SourceFormat::Csv));
+}
+
+#[test]
+fn composite_and_multi_entity_keys() {
+    let defs = load_ok(
+        r#"
+entities:
+  driver: { keys: { driver_id: int64 } }
+  city:   { keys: { city: string, country: string } }
+sources:
+  s: { path: d/, format: parquet, timestamp: ts }
+feature_views:
+  v: { entities: [driver, city], source: s, features: { surge: float64 } }
+"#,
+    );
+    let keys: Vec<String> = defs.view_keys(&defs.feature_views["v"]).iter().map(|k| format!("{}:{}", k.name, k.ty)).collect();
+    assert_eq!(keys, ["driver_id:int64", "city:string", "country:string"]);
+}
+
+#[test]
+fn five_mistakes_give_five_located_errors() {
+    let text = r#"
+entities:
+  driver: { keys: { driver_id: int64 } }
+sources:
+  stats: { path: s.parquet, timestamp: ts }
+feature_views:
+  a:
+    entity: drivr
+    source: stats
+    ttl: 2 hours
+    features:
+      x: { type: flaot64 }
+      y: { type: int64, expr: "y +" }
+feature_services:
+  svc: [ "a:z" ]
+"#;
+    let errors = load(&[("defs.yaml", text)]).unwrap_err();
+    let lines: Vec<String> = errors.iter().map(|d| format!("{}:{}", d.loc.file.display(), d.loc.line)).collect();
+    assert_eq!(lines, ["defs.yaml:8", "defs.yaml:10", "defs.yaml:12", "defs.yaml:13", "defs.yaml:15"], "{errors}");
+}
+
+#[test]
+fn registry_round_trip_keeps_meaning() {
+    let defs = demo_defs();
+    let json = serde_json::to_string(&defs).unwrap();
+    let back: skewless_defs::Definitions = serde_json::from_str(&json).unwrap();
+    assert_eq!(skewless_defs::version::versions(&back), skewless_defs::version::versions(&defs));
+    assert_eq!(back.feature_views["driver_hourly_stats"].features, defs.feature_views["driver_hourly_stats"].features.iter().map(|f| {
+        let mut f = f.clone();
+        f.loc = Default::default();
+        f.expr_loc = Default::default();
+        f
+    }).collect::<Vec<_>>());
+}
