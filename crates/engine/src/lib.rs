@@ -1,1 +1,34 @@
-//! placeholder
+//! `skewless-engine`: the one definition of feature computation.
+//!
+//! Both paths compute features through this crate: the offline path projects source rows
+//! through [`compile_view`] before its as-of join, and the online path evaluates the very
+//! same expressions on pushed events and requests. That shared compilation is how parity
+//! holds by construction rather than by discipline.
+//!
+//! ```text
+//! Definitions + source schema ──compile_view──▶ [key, timestamp, created, feature...] as DataFusion Exprs
+//! Definitions + view schemas  ──compile_on_demand──▶ on-demand features as DataFusion Exprs
+//!                             └─check──▶ every type error, located in the YAML
+//! ```
+//!
+//! What it is not: it reads no files and talks to no server. Schemas come from the caller
+//! (the offline crate reads them from Parquet footers and CSV headers).
+
+mod check;
+mod compile;
+mod types;
+
+pub use check::{SourceSchemas, check};
+pub use compile::{CompiledFeature, compile_on_demand, compile_view, on_demand_input_schema, session};
+pub use types::{arrow_type, fits, key_fits, timestamp_fits};
+
+/// Problems compiling an expression; `Invalid` are the user's, `DataFusion` are not.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,259 @@
+//! Definitions → DataFusion expressions, checked and cast to the declared types.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::common::tree_node::TreeNode;
+use datafusion::common::{Column, DFSchema, TableReference};
+use datafusion::logical_expr::{Expr, ExprSchemable, cast};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use skewless_defs::{Definitions, Diagnostic, Diagnostics, Feature, FeatureType, FeatureView, OnDemandView, did_you_mean, expr as sql};
+
+use crate::types::{arrow_type, fits};
+
+/// A feature ready to evaluate: its expression yields exactly `arrow_type(ty)`, named `name`.
+#[derive(Debug, Clone)]
+pub struct CompiledFeature {
+    pub name: String,
+    pub ty: FeatureType,
+    pub expr: Expr,
+}
+
+/// The session every feature expression is planned in. Identifiers are taken as written
+/// (no lower-casing), matching how names are written in the YAML and in the data.
+pub fn session() -> SessionContext {
+    let mut config = SessionConfig::new();
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    SessionContext::new_with_config(config)
+}
+
+/// Compiles every feature of a feature view against its source's schema.
+pub fn compile_view(view: &FeatureView, source_schema: &Schema) -> Result<Vec<CompiledFeature>, Diagnostics> {
+    let schema = match DFSchema::try_from(source_schema.clone()) {
+        Ok(s) => s,
+        Err(e) => return Err(one(&view.loc, format!("source schema of view `{}` is unusable: {e}", view.name))),
+    };
+    let ctx = session();
+    compile_all(&ctx, &view.name, &view.features, &schema, &format!("source `{}`", view.source))
+}
+
+/// The input of an on-demand view: its request fields, unqualified, and the features it
+/// reads from other views, qualified by view name (`driver_stats.conv_rate`).
+pub fn on_demand_input_schema(defs: &Definitions, view: &OnDemandView) -> Result<DFSchema, String> {
+    let mut fields: Vec<(Option<TableReference>, Arc<Field>)> =
+        view.request.iter().map(|r| (None, Arc::new(Field::new(&r.name, arrow_type(r.ty), true)))).collect();
+    let mut read = BTreeSet::new();
+    for f in &view.features {
+        if let Ok(parsed) = sql::parse(f.expr_or_column()) {
+            for parts in sql::references(&parsed) {
+                if let [v, feature] = parts.as_slice() {
+                    read.insert((v.clone(), feature.clone()));
+                }
+            }
+        }
+    }
+    for (v, feature) in read {
+        let ty = defs.view_features(&v).and_then(|fs| fs.iter().find(|f| f.name == feature)).map(|f| f.ty);
+        if let Some(ty) = ty {
+            fields.push((Some(TableReference::bare(v)), Arc::new(Field::new(feature, arrow_type(ty), true))));
+        }
+    }
+    DFSchema::new_with_metadata(fields, HashMap::new()).map_err(|e| e.strip_backtrace())
+}
+
+/// Compiles the features of an on-demand view over [`on_demand_input_schema`].
+pub fn compile_on_demand(defs: &Definitions, view: &OnDemandView) -> Result<Vec<CompiledFeature>, Diagnostics> {
+    let schema = on_demand_input_schema(defs, view)
+        .map_err(|e| one(&view.loc, format!("inputs of on-demand view `{}` clash: {e}", view.name)))?;
+    compile_all(&session(), &view.name, &view.features, &schema, &format!("on-demand view `{}` inputs", view.name))
+}
+
+fn compile_all(ctx: &SessionContext, view: &str, features: &[Feature], schema: &DFSchema, inputs: &str) -> Result<Vec<CompiledFeature>, Diagnostics> {
+    let mut out = Vec::with_capacity(features.len());
+    let mut problems = Diagnostics::default();
+    for f in features {
+        match compile_feature(ctx, f, schema, inputs) {
+            Ok(expr) => out.push(CompiledFeature { name: f.name.clone(), ty: f.ty, expr }),
+            Err((message, hint)) => {
+                let mut d = Diagnostic::new(&f.expr_loc, format!("feature `{view}.{}` {message}", f.name));
+                d.did_you_mean = hint;
+                problems.push(d);
+            }
+        }
+    }
+    if problems.is_empty() { Ok(out) } else { Err(problems) }
+}
+
+/// The message (completing "feature `v.f` …") and an optional suggestion.
+type Problem = (String, Option<String>);
+
+fn compile_feature(ctx: &SessionContext, f: &Feature, schema: &DFSchema, inputs: &str) -> Result<Expr, Problem> {
+    let expr = match &f.expr {
+        None => Expr::Column(Column::new_unqualified(&f.name)),
+        Some(text) => ctx.parse_sql_expr(text, schema).map_err(|e| (format!("has an invalid expression: {}", e.strip_backtrace()), None))?,
+    };
+    let names: Vec<String> = schema.columns().iter().map(|c| c.flat_name()).collect();
+    for column in expr.column_refs() {
+        if !schema.has_column(column) {
+            let name = column.flat_name();
+            let hint = did_you_mean(&name, names.iter().map(String::as_str));
+            let what = if f.expr.is_none() { "reads column" } else { "reads unknown column" };
+            return Err((format!("{what} `{name}`, which {inputs} does not have"), hint));
+        }
+    }
+    let not_row_level = expr
+        .exists(|e| {
+            Ok(matches!(
+                e,
+                Expr::AggregateFunction(_) | Expr::WindowFunction(_) | Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
+            ))
+        })
+        .unwrap_or(false);
+    if not_row_level {
+        return Err(("is not a row-level expression: aggregates, window functions and subqueries are not allowed here".into(), None));
+    }
+    if expr.is_volatile() {
+        return Err(("uses a volatile function (such as random()): offline and online would compute different values".into(), None));
+    }
+    let actual = expr.get_type(schema).map_err(|e| (format!("does not type-check: {}", e.strip_backtrace()), None))?;
+    if !fits(&actual, f.ty) {
+        return Err((
+            format!("yields {actual} but is declared {}; CAST it explicitly if the conversion is intended", f.ty),
+            None,
+        ));
+    }
+    let target = arrow_type(f.ty);
+    let expr = if actual == target { expr } else { cast(expr, target) };
+    Ok(expr.alias(&f.name))
+}
+
+fn one(loc: &skewless_defs::Loc, message: String) -> Diagnostics {
+    Diagnostics(vec![Diagnostic::new(loc, message)])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use datafusion::arrow::array::{Array, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    use super::*;
+
+    fn defs(text: &str) -> Definitions {
+        skewless_defs::load_texts(&[(PathBuf::from("defs.yaml"), text.to_string())]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn source_schema() -> Schema {
+        Schema::new(vec![
+            Field::new("driver_id", DataType::Int64, false),
+            Field::new("event_timestamp", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+            Field::new("conv_rate", DataType::Float64, true),
+            Field::new("avg_daily_trips", DataType::Int64, true),
+            Field::new("city", DataType::Utf8, true),
+        ])
+    }
+
+    const VIEW: &str = r#"
+entities: { driver: { keys: { driver_id: int64 } } }
+sources: { s: { path: s.parquet, timestamp: event_timestamp } }
+feature_views:
+  v:
+    entity: driver
+    source: s
+    features:
+      conv_rate: float32
+      trips_per_hour: { type: float64, expr: "avg_daily_trips / 24.0" }
+      upper_city: { type: string, expr: "upper(city)" }
+on_demand_views:
+  o:
+    request: { distance_km: float64 }
+    features:
+      score: { type: float64, expr: "v.conv_rate * 10 - distance_km" }
+"#;
+
+    fn evaluate(features: &[CompiledFeature], schema: &DFSchema, batch: &RecordBatch) -> Vec<Arc<dyn Array>> {
+        let ctx = session();
+        features
+            .iter()
+            .map(|f| {
+                let physical = ctx.create_physical_expr(f.expr.clone(), schema).unwrap();
+                physical.evaluate(batch).unwrap().into_array(batch.num_rows()).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn view_features_evaluate_to_declared_types() {
+        let defs = defs(VIEW);
+        let schema = Arc::new(source_schema());
+        let features = compile_view(&defs.feature_views["v"], &schema).unwrap();
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2])),
+                Arc::new(datafusion::arrow::array::TimestampMicrosecondArray::from(vec![0, 1])),
+                Arc::new(Float64Array::from(vec![Some(0.5), None])),
+                Arc::new(Int64Array::from(vec![Some(48), Some(12)])),
+                Arc::new(StringArray::from(vec![Some("oslo"), None])),
+            ],
+        )
+        .unwrap();
+        let out = evaluate(&features, &DFSchema::try_from(source_schema()).unwrap(), &batch);
+        let conv = out[0].as_any().downcast_ref::<Float32Array>().unwrap();
+        assert_eq!((conv.value(0), conv.is_null(1)), (0.5, true));
+        let per_hour = out[1].as_any().downcast_ref::<Float64Array>().unwrap();
+        assert_eq!((per_hour.value(0), per_hour.value(1)), (2.0, 0.5));
+        let city = out[2].as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!((city.value(0), city.is_null(1)), ("OSLO", true));
+    }
+
+    #[test]
+    fn on_demand_features_read_qualified_view_features() {
+        let defs = defs(VIEW);
+        let view = &defs.on_demand_views["o"];
+        let schema = on_demand_input_schema(&defs, view).unwrap();
+        let features = compile_on_demand(&defs, view).unwrap();
+        let batch = RecordBatch::try_new(
+            Arc::new(schema.as_arrow().clone()),
+            vec![Arc::new(Float64Array::from(vec![Some(3.0), Some(1.0)])), Arc::new(Float32Array::from(vec![Some(0.5), None]))],
+        )
+        .unwrap();
+        let out = evaluate(&features, &schema, &batch);
+        let score = out[0].as_any().downcast_ref::<Float64Array>().unwrap();
+        assert_eq!(score.value(0), 2.0);
+        assert!(score.is_null(1), "null in, null out");
+    }
+
+    fn problems(features: &str) -> Vec<String> {
+        let text = VIEW.replace(
+            "      conv_rate: float32\n      trips_per_hour: { type: float64, expr: \"avg_daily_trips / 24.0\" }\n      upper_city: { type: string, expr: \"upper(city)\" }\n",
+            &format!("      conv_rate: float32\n{features}"),
+        );
+        let defs = defs(&text);
+        match compile_view(&defs.feature_views["v"], &source_schema()) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn type_errors_are_located_and_explained() {
+        let found = problems(
+            "      a: { type: int64, expr: \"conv_rate * 2\" }\n      b: { type: float64, expr: \"conv_rte + 1\" }\n      c: { type: float64, expr: \"avg(conv_rate)\" }\n      d: { type: float64, expr: \"random()\" }\n      e: { type: bool, expr: \"city\" }\n      missing: float64\n",
+        );
+        assert_eq!(found.len(), 6, "{found:#?}");
+        assert!(found[0].starts_with("defs.yaml:10:31: error: feature `v.a` yields Float64 but is declared int64"), "{}", found[0]);
+        assert!(found[1].contains("reads unknown column `conv_rte`") && found[1].ends_with("(did you mean `conv_rate`?)"), "{}", found[1]);
+        assert!(found[2].contains("not a row-level expression"), "{}", found[2]);
+        assert!(found[3].contains("volatile"), "{}", found[3]);
+        assert!(found[4].contains("yields Utf8 but is declared bool"), "{}", found[4]);
+        assert!(found[5].contains("reads column `missing`, which source `s` does not have"), "{}", found[5]);
+    }
+
+    #[test]
+    fn clean_expressions_have_no_problems() {
+        assert!(problems("      ok: { type: float64, expr: \"CASE WHEN conv_rate > 0.5 THEN 1 ELSE 0 END\" }\n").is_empty());
+    }
+}
