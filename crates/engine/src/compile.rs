@@ -89,19 +89,23 @@ fn compile_all(ctx: &SessionContext, view: &str, features: &[Feature], schema: &
 type Problem = (String, Option<String>);
 
 fn compile_feature(ctx: &SessionContext, f: &Feature, schema: &DFSchema, inputs: &str) -> Result<Expr, Problem> {
-    let expr = match &f.expr {
-        None => Expr::Column(Column::new_unqualified(&f.name)),
-        Some(text) => ctx.parse_sql_expr(text, schema).map_err(|e| (format!("has an invalid expression: {}", e.strip_backtrace()), None))?,
-    };
+    // Names are checked before DataFusion plans the expression, for one uniform message.
     let names: Vec<String> = schema.columns().iter().map(|c| c.flat_name()).collect();
-    for column in expr.column_refs() {
-        if !schema.has_column(column) {
-            let name = column.flat_name();
+    let referenced: Vec<String> = match &f.expr {
+        None => vec![f.name.clone()],
+        Some(text) => sql::parse(text).map(|e| sql::references(&e).iter().map(|p| p.join(".")).collect()).unwrap_or_default(),
+    };
+    for name in referenced {
+        if !names.contains(&name) {
             let hint = did_you_mean(&name, names.iter().map(String::as_str));
             let what = if f.expr.is_none() { "reads column" } else { "reads unknown column" };
             return Err((format!("{what} `{name}`, which {inputs} does not have"), hint));
         }
     }
+    let expr = match &f.expr {
+        None => Expr::Column(Column::new_unqualified(&f.name)),
+        Some(text) => ctx.parse_sql_expr(text, schema).map_err(|e| (format!("has an invalid expression: {}", e.strip_backtrace()), None))?,
+    };
     let not_row_level = expr
         .exists(|e| {
             Ok(matches!(
