@@ -1,1 +1,34 @@
-//! placeholder
+//! `skewless-offline`: the offline path, on DataFusion.
+//!
+//! It owns sources (finding their files, reading their schemas and rows) and, as the
+//! training-set work lands, the as-of join operator, training sets, run manifests and the
+//! batches that materialization writes online. It never talks to an online store.
+//!
+//! ```text
+//! source path (file | dir | glob) ──source::resolve──▶ files + format ──source::read_schema──▶ Arrow schema
+//! ```
+//!
+//! Modules: [`source`].
+
+pub mod source;
+
+use std::path::PathBuf;
+
+/// Offline-path errors. Each names the source and the file it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("source `{source_name}`: path `{path}` matches no files")]
+    NoFiles { source_name: String, path: String },
+    #[error("source `{source_name}`: invalid glob `{path}`: {message}")]
+    BadGlob { source_name: String, path: String, message: String },
+    #[error("source `{source_name}`: cannot tell the format of {file}; name files *.parquet or *.csv, or set `format`")]
+    UnknownFormat { source_name: String, file: PathBuf },
+    #[error("source `{source_name}`: reading {file}: {message}")]
+    Read { source_name: String, file: PathBuf, message: String },
+    #[error("source `{source_name}`: {file} has columns {found} but {first} has {expected}; all files of a source must share one schema")]
+    SchemaMismatch { source_name: String, file: PathBuf, first: PathBuf, found: String, expected: String },
+    #[error("source `{source_name}` has no files: it only receives pushed events")]
+    PushOnly { source_name: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
