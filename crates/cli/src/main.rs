@@ -1,1 +1,218 @@
-fn main() {}
+//! `skewless`: the command-line tool. Argument parsing and printing only; every decision is
+//! made in the `skewless` facade crate.
+
+mod args;
+mod output;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use skewless::listing;
+use skewless::{ApplyOutcome, Error, Project};
+
+use crate::args::{Cli, Command, ListKind, RegistryCommand};
+use crate::output::{Table, print_json};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // Definition problems are already formatted one per line; other errors get their chain.
+            match e.downcast_ref::<Error>() {
+                Some(Error::Invalid(d)) => eprintln!("{d}"),
+                _ => eprintln!("error: {e:#}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let project = Project::new(&cli.defs, &cli.repo);
+    match cli.command {
+        Command::Validate { json } => validate(&project, json),
+        Command::Plan { json } => plan(&project, json),
+        Command::Apply { allow_breaking, json } => apply(&project, allow_breaking, json),
+        Command::List { kind, json } => list(&project, kind, json),
+        Command::Registry { command } => registry(&project, command),
+        Command::DemoData { out, seed } => {
+            let written = skewless::demo_data::generate(&out, seed).with_context(|| format!("generating demo data in {}", out.display()))?;
+            for w in written {
+                println!("wrote {:>6} rows  {}", w.rows, w.file.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn validate(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
+    let result = project.load();
+    if json {
+        let errors = match &result {
+            Ok(_) => Vec::new(),
+            Err(Error::Invalid(d)) => d.iter().cloned().collect(),
+            Err(_) => return Err(result.err().map(anyhow::Error::from).unwrap_or_else(|| anyhow::anyhow!("unreachable"))),
+        };
+        print_json(&serde_json::json!({ "valid": errors.is_empty(), "errors": errors }))?;
+        return Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    }
+    let defs = result.context("validating definitions")?;
+    let features: usize = defs.feature_views.values().map(|v| v.features.len()).sum::<usize>()
+        + defs.on_demand_views.values().map(|v| v.features.len()).sum::<usize>();
+    println!(
+        "ok: project `{}`: {} entities, {} sources, {} feature views, {} on-demand views, {} features, {} services",
+        defs.project,
+        defs.entities.len(),
+        defs.sources.len(),
+        defs.feature_views.len(),
+        defs.on_demand_views.len(),
+        features,
+        defs.feature_services.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plan(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
+    let report = project.plan().context("planning")?;
+    if json {
+        print_json(&serde_json::json!({ "applied_seq": report.applied_seq, "changes": report.plan.changes }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    match report.applied_seq {
+        Some(seq) => println!("Plan against applied version {seq}:"),
+        None => println!("Plan (nothing applied yet):"),
+    }
+    output::print_plan(&report.plan);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn apply(project: &Project, allow_breaking: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let outcome = project.apply(allow_breaking).context("applying")?;
+    match outcome {
+        ApplyOutcome::UpToDate { seq } => {
+            if json {
+                print_json(&serde_json::json!({ "applied_seq": seq, "changed": false }))?;
+            } else {
+                println!("Nothing to apply: the registry already holds these definitions (version {seq}).");
+            }
+        }
+        ApplyOutcome::Applied(record) => {
+            if json {
+                print_json(&serde_json::json!({ "applied_seq": record.seq, "changed": true, "changes": record.changes.changes }))?;
+            } else {
+                output::print_plan(&record.changes);
+                println!("Applied as version {} ({}).", record.seq, project.repo_dir.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(project: &Project, kind: ListKind, json: bool) -> anyhow::Result<ExitCode> {
+    let defs = project.load().context("loading definitions")?;
+    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    match kind {
+        ListKind::Views => {
+            let rows = listing::views(&defs);
+            if json {
+                return print_json(&rows).map(|_| ExitCode::SUCCESS);
+            }
+            let mut t = Table::new(["VIEW", "KIND", "ENTITIES", "TTL", "AS_OF", "ONLINE", "FEATURES", "OWNER", "VERSION"]);
+            for r in rows {
+                t.row([
+                    r.name,
+                    r.kind.replace('_', "-"),
+                    if r.entities.is_empty() { "-".into() } else { r.entities.join(",") },
+                    opt(&r.ttl),
+                    r.as_of.unwrap_or("-").into(),
+                    r.online.to_string(),
+                    r.features.to_string(),
+                    opt(&r.owner),
+                    r.version,
+                ]);
+            }
+            t.print();
+        }
+        ListKind::Features => {
+            let rows = listing::features(&defs);
+            if json {
+                return print_json(&rows).map(|_| ExitCode::SUCCESS);
+            }
+            let mut t = Table::new(["FEATURE", "TYPE", "TTL", "OWNER", "VERSION", "EXPR"]);
+            for r in rows {
+                t.row([format!("{}:{}", r.view, r.feature), r.ty, opt(&r.ttl), opt(&r.owner), r.view_version, r.expr]);
+            }
+            t.print();
+        }
+        ListKind::Services => {
+            let rows = listing::services(&defs);
+            if json {
+                return print_json(&rows).map(|_| ExitCode::SUCCESS);
+            }
+            let mut t = Table::new(["SERVICE", "OWNER", "VERSION", "FEATURES"]);
+            for r in rows {
+                t.row([r.name, opt(&r.owner), r.version, r.features.join(", ")]);
+            }
+            t.print();
+        }
+        ListKind::Entities => {
+            let rows = listing::entities(&defs);
+            if json {
+                return print_json(&rows).map(|_| ExitCode::SUCCESS);
+            }
+            let mut t = Table::new(["ENTITY", "KEYS", "VERSION", "DESCRIPTION"]);
+            for r in rows {
+                t.row([r.name, r.keys.join(", "), r.version, opt(&r.description)]);
+            }
+            t.print();
+        }
+        ListKind::Sources => {
+            let rows = listing::sources(&defs);
+            if json {
+                return print_json(&rows).map(|_| ExitCode::SUCCESS);
+            }
+            let mut t = Table::new(["SOURCE", "PATH", "FORMAT", "TIMESTAMP", "CREATED", "PUSH", "VERSION"]);
+            for r in rows {
+                t.row([r.name, opt(&r.path), r.format.unwrap_or("-").into(), r.timestamp, opt(&r.created), r.push.to_string(), r.version]);
+            }
+            t.print();
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn registry(project: &Project, command: RegistryCommand) -> anyhow::Result<ExitCode> {
+    let registry = project.registry();
+    match command {
+        RegistryCommand::Log { json } => {
+            let history = registry.history().context("reading the registry")?;
+            if json {
+                let rows: Vec<_> = history
+                    .iter()
+                    .map(|r| serde_json::json!({ "seq": r.seq, "applied_at": r.applied_at, "skewless_version": r.skewless_version, "text_hash": r.text_hash, "changes": r.changes.changes.len() }))
+                    .collect();
+                return print_json(&rows).map(|_| ExitCode::SUCCESS);
+            }
+            let mut t = Table::new(["VERSION", "APPLIED_AT", "CHANGES", "BREAKING", "TEXT_HASH"]);
+            for r in history {
+                let breaking = r.changes.breaking().count();
+                t.row([r.seq.to_string(), r.applied_at.to_rfc3339(), r.changes.changes.len().to_string(), breaking.to_string(), r.text_hash[..12].to_string()]);
+            }
+            t.print();
+        }
+        RegistryCommand::Show { seq } => {
+            let record = match seq {
+                Some(seq) => registry.get(seq)?,
+                None => registry.latest()?.context("nothing has been applied yet")?,
+            };
+            print_json(&record)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -65,13 +65,14 @@ impl FromStr for Duration {
 }
 
 impl fmt::Display for Duration {
-    /// The shortest canonical form: `1h30m`, `2d`, `0s`.
+    /// The canonical form: `1h30m`, `2d`, `0s`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.seconds == 0 {
             return f.write_str("0s");
         }
         let mut rest = self.seconds;
-        for (unit, scale) in UNITS {
+        // Weeks parse but never print: `30d` reads better than `4w2d`.
+        for (unit, scale) in UNITS.into_iter().skip(1) {
             if rest >= scale {
                 write!(f, "{}{unit}", rest / scale)?;
                 rest %= scale;
@@ -118,7 +119,7 @@ mod tests {
 
     #[test]
     fn display_round_trips_canonically() {
-        for (text, canonical) in [("90s", "1m30s"), ("120m", "2h"), ("1h30m", "1h30m"), ("14d", "2w"), ("0s", "0s")] {
+        for (text, canonical) in [("90s", "1m30s"), ("120m", "2h"), ("1h30m", "1h30m"), ("14d", "14d"), ("2w", "14d"), ("0s", "0s")] {
             let d: Duration = text.parse().unwrap();
             assert_eq!(d.to_string(), canonical);
             assert_eq!(canonical.parse::<Duration>().unwrap(), d);

@@ -1,1 +1,46 @@
-//! placeholder
+//! `skewless`: the facade that server and CLI use.
+//!
+//! A [`Project`] is a definitions directory, the data it names (paths relative to the
+//! project root, the parent of `feature_defs/`) and a local repository directory
+//! (`.skewless/`) holding the [registry](registry) of applied definitions. The facade
+//! wires the crates below it: `defs` parses, `offline` reads source schemas, `engine`
+//! type-checks; later it wires training sets, materialization and parity the same way.
+//!
+//! ```text
+//! cli / server ──▶ Project ──validate──▶ defs::load_dir ─▶ offline::source schemas ─▶ engine::check
+//!                     ├──plan/apply──▶ defs::plan ─▶ registry (applied/NNNNNN.json, full history)
+//!                     └──list──────▶ listing rows (printed by the CLI as tables or JSON)
+//! ```
+//!
+//! Modules: [`project`], [`registry`], [`listing`], [`demo_data`].
+
+pub mod demo_data;
+pub mod listing;
+pub mod project;
+pub mod registry;
+
+use std::path::PathBuf;
+
+pub use project::{ApplyOutcome, PlanReport, Project};
+pub use skewless_defs as defs;
+
+/// The version of skewless, recorded in registry entries and run manifests.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The definitions have problems; each names file, line and column.
+    #[error("{0}")]
+    Invalid(skewless_defs::Diagnostics),
+    #[error(transparent)]
+    Defs(skewless_defs::Error),
+    /// `apply` would break consumers and `--allow-breaking` was not given.
+    #[error("refusing to apply breaking changes (pass --allow-breaking to apply them):\n{}", .0.join("\n"))]
+    Breaking(Vec<String>),
+    #[error("registry at {path}: {message}")]
+    Registry { path: PathBuf, message: String },
+    #[error("writing {path}: {message}")]
+    Write { path: PathBuf, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,81 @@
+//! Command-line arguments: each flag defined once, with its help.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "skewless", version, about = "A feature store that gives models the same numbers in training and serving")]
+pub struct Cli {
+    /// Directory of feature definitions (*.yaml, searched recursively). Source paths are
+    /// resolved against its parent directory.
+    #[arg(long, global = true, default_value = "feature_defs", env = "SKEWLESS_DEFS")]
+    pub defs: PathBuf,
+    /// Local repository directory: the registry of applied definitions.
+    #[arg(long, global = true, default_value = ".skewless", env = "SKEWLESS_REPO")]
+    pub repo: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the definitions and the sources they read; list every problem (exit 1 if any).
+    Validate {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what `apply` would change, and which changes break consumers.
+    Plan {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record the definitions in the registry as a new version.
+    Apply {
+        /// Apply even if features are removed or retyped, keys change, or online semantics change.
+        #[arg(long)]
+        allow_breaking: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List what the definitions declare.
+    List {
+        kind: ListKind,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read the registry's history of applied versions.
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
+    /// Generate the deterministic ride-hailing demo data set as Parquet.
+    DemoData {
+        /// Directory to write into.
+        #[arg(long, default_value = "data/demo")]
+        out: PathBuf,
+        /// Seed of the generator: the same seed writes the same bytes.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ListKind {
+    Views,
+    Features,
+    Services,
+    Entities,
+    Sources,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// One line per applied version, oldest first.
+    Log {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an applied version as JSON (default: the one in force).
+    Show { seq: Option<u64> },
+}

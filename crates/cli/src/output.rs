@@ -1,0 +1,67 @@
+//! Printing: aligned tables, JSON, plans.
+
+use serde::Serialize;
+use skewless::defs::plan::{Action, Plan};
+
+pub fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// A left-aligned text table; the last column is never padded.
+pub struct Table {
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new<const N: usize>(header: [&str; N]) -> Self {
+        Table { rows: vec![header.iter().map(|h| h.to_string()).collect()] }
+    }
+
+    pub fn row<const N: usize>(&mut self, cells: [String; N]) {
+        self.rows.push(cells.to_vec());
+    }
+
+    pub fn print(&self) {
+        let columns = self.rows[0].len();
+        let widths: Vec<usize> =
+            (0..columns).map(|c| self.rows.iter().map(|r| r.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0)).collect();
+        for row in &self.rows {
+            let mut line = String::new();
+            for (c, cell) in row.iter().enumerate() {
+                if c + 1 == columns {
+                    line.push_str(cell);
+                } else {
+                    line.push_str(&format!("{cell:<width$}  ", width = widths[c]));
+                }
+            }
+            println!("{}", line.trim_end());
+        }
+    }
+}
+
+pub fn print_plan(plan: &Plan) {
+    if plan.is_empty() {
+        println!("  no changes");
+        return;
+    }
+    for c in &plan.changes {
+        let (mark, versions) = match c.action {
+            Action::Add => ("+", format!("(new, version {})", c.new_version.as_deref().unwrap_or("?"))),
+            Action::Change => ("~", format!("{} → {}", c.old_version.as_deref().unwrap_or("?"), c.new_version.as_deref().unwrap_or("?"))),
+            Action::Remove => ("-", format!("(removed, was {})", c.old_version.as_deref().unwrap_or("?"))),
+        };
+        println!("  {mark} {} `{}` {versions}", c.kind.name(), c.name);
+        for why in &c.breaking {
+            println!("      BREAKING: {why}");
+        }
+    }
+    let count = |a: Action| plan.changes.iter().filter(|c| c.action == a).count();
+    println!(
+        "{} to add, {} to change, {} to remove; {} breaking.",
+        count(Action::Add),
+        count(Action::Change),
+        count(Action::Remove),
+        plan.breaking().count()
+    );
+}

@@ -1,0 +1,108 @@
+//! A project: definitions on disk, the data they name, and the local registry.
+
+use std::path::{Path, PathBuf};
+
+use skewless_defs::plan::{Plan, plan};
+use skewless_defs::{Definitions, Diagnostic, Diagnostics};
+use skewless_engine::SourceSchemas;
+use skewless_offline::source;
+
+use crate::registry::{AppliedRecord, Registry};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// Where source paths are resolved: the parent of the definitions directory.
+    pub root: PathBuf,
+    pub defs_dir: PathBuf,
+    pub repo_dir: PathBuf,
+}
+
+/// What `plan` found: the changes, against which applied version.
+#[derive(Debug)]
+pub struct PlanReport {
+    pub definitions: Definitions,
+    pub plan: Plan,
+    pub applied_seq: Option<u64>,
+}
+
+#[derive(Debug)]
+pub enum ApplyOutcome {
+    /// The files say what the registry already holds.
+    UpToDate { seq: u64 },
+    Applied(Box<AppliedRecord>),
+}
+
+impl Project {
+    pub fn new(defs_dir: impl Into<PathBuf>, repo_dir: impl Into<PathBuf>) -> Self {
+        let defs_dir = defs_dir.into();
+        let root = match defs_dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Project { root, defs_dir, repo_dir: repo_dir.into() }
+    }
+
+    pub fn registry(&self) -> Registry {
+        Registry::open(&self.repo_dir)
+    }
+
+    /// Loads and fully validates the definitions: syntax, references and, once those hold,
+    /// every check that needs the sources' schemas (columns, key and expression types).
+    pub fn load(&self) -> Result<Definitions> {
+        let defs = skewless_defs::load_dir(&self.defs_dir).map_err(|e| match e {
+            skewless_defs::Error::Invalid(d) => Error::Invalid(d),
+            other => Error::Defs(other),
+        })?;
+        let (schemas, mut problems) = self.source_schemas(&defs);
+        problems.extend(skewless_engine::check(&defs, &schemas));
+        if problems.is_empty() { Ok(defs) } else { Err(Error::Invalid(problems.sorted())) }
+    }
+
+    /// Schemas of the sources that have files; a source that cannot be read is a problem
+    /// located at its `path`.
+    pub fn source_schemas(&self, defs: &Definitions) -> (SourceSchemas, Diagnostics) {
+        let mut schemas = SourceSchemas::new();
+        let mut problems = Diagnostics::default();
+        for s in defs.sources.values().filter(|s| s.path.is_some()) {
+            match source::resolve(&self.root, s).and_then(|files| source::read_schema(s, &files)) {
+                Ok(schema) => {
+                    schemas.insert(s.name.clone(), schema);
+                }
+                Err(e) => problems.push(Diagnostic::new(&s.path_loc, e.to_string())),
+            }
+        }
+        (schemas, problems)
+    }
+
+    pub fn plan(&self) -> Result<PlanReport> {
+        let definitions = self.load()?;
+        let applied = self.registry().latest()?;
+        let plan = plan(applied.as_ref().map(|r| &r.definitions), &definitions);
+        Ok(PlanReport { definitions, plan, applied_seq: applied.map(|r| r.seq) })
+    }
+
+    /// Records the definitions in the registry, unless they would break consumers and
+    /// `allow_breaking` is false.
+    pub fn apply(&self, allow_breaking: bool) -> Result<ApplyOutcome> {
+        let report = self.plan()?;
+        if let (true, Some(seq)) = (report.plan.is_empty(), report.applied_seq) {
+            return Ok(ApplyOutcome::UpToDate { seq });
+        }
+        let breaking: Vec<String> = report
+            .plan
+            .breaking()
+            .flat_map(|c| c.breaking.iter().map(move |why| format!("  {} `{}`: {why}", c.kind.name(), c.name)))
+            .collect();
+        if !breaking.is_empty() && !allow_breaking {
+            return Err(Error::Breaking(breaking));
+        }
+        let record = self.registry().record(report.definitions, report.plan)?;
+        Ok(ApplyOutcome::Applied(Box::new(record)))
+    }
+}
+
+/// `path` relative to the project root, for messages.
+pub fn display_path(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root).unwrap_or(path).display().to_string()
+}
