@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "skewless", version, about = "A feature store that gives models the same numbers in training and serving")]
+#[command(
+    name = "skewless",
+    version,
+    about = "A feature store that gives models the same numbers in training and serving"
+)]
 pub struct Cli {
     /// Directory of feature definitions (*.yaml, searched recursively). Source paths are
     /// resolved against its parent directory.

@@ -42,7 +42,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List { kind, json } => list(&project, kind, json),
         Command::Registry { command } => registry(&project, command),
         Command::DemoData { out, seed } => {
-            let written = skewless::demo_data::generate(&out, seed).with_context(|| format!("generating demo data in {}", out.display()))?;
+            let written = skewless::demo_data::generate(&out, seed)
+                .with_context(|| format!("generating demo data in {}", out.display()))?;
             for w in written {
                 println!("wrote {:>6} rows  {}", w.rows, w.file.display());
             }
@@ -57,10 +58,19 @@ fn validate(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
         let errors = match &result {
             Ok(_) => Vec::new(),
             Err(Error::Invalid(d)) => d.iter().cloned().collect(),
-            Err(_) => return Err(result.err().map(anyhow::Error::from).unwrap_or_else(|| anyhow::anyhow!("unreachable"))),
+            Err(_) => {
+                return Err(result
+                    .err()
+                    .map(anyhow::Error::from)
+                    .unwrap_or_else(|| anyhow::anyhow!("unreachable")));
+            }
         };
         print_json(&serde_json::json!({ "valid": errors.is_empty(), "errors": errors }))?;
-        return Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        return Ok(if errors.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     }
     let defs = result.context("validating definitions")?;
     let features: usize = defs.feature_views.values().map(|v| v.features.len()).sum::<usize>()
@@ -104,7 +114,9 @@ fn apply(project: &Project, allow_breaking: bool, json: bool) -> anyhow::Result<
         }
         ApplyOutcome::Applied(record) => {
             if json {
-                print_json(&serde_json::json!({ "applied_seq": record.seq, "changed": true, "changes": record.changes.changes }))?;
+                print_json(
+                    &serde_json::json!({ "applied_seq": record.seq, "changed": true, "changes": record.changes.changes }),
+                )?;
             } else {
                 output::print_plan(&record.changes);
                 println!("Applied as version {} ({}).", record.seq, project.repo_dir.display());
@@ -123,12 +135,18 @@ fn list(project: &Project, kind: ListKind, json: bool) -> anyhow::Result<ExitCod
             if json {
                 return print_json(&rows).map(|_| ExitCode::SUCCESS);
             }
-            let mut t = Table::new(["VIEW", "KIND", "ENTITIES", "TTL", "AS_OF", "ONLINE", "FEATURES", "OWNER", "VERSION"]);
+            let mut t = Table::new([
+                "VIEW", "KIND", "ENTITIES", "TTL", "AS_OF", "ONLINE", "FEATURES", "OWNER", "VERSION",
+            ]);
             for r in rows {
                 t.row([
                     r.name,
                     r.kind.replace('_', "-"),
-                    if r.entities.is_empty() { "-".into() } else { r.entities.join(",") },
+                    if r.entities.is_empty() {
+                        "-".into()
+                    } else {
+                        r.entities.join(",")
+                    },
                     opt(&r.ttl),
                     r.as_of.unwrap_or("-").into(),
                     r.online.to_string(),
@@ -146,7 +164,14 @@ fn list(project: &Project, kind: ListKind, json: bool) -> anyhow::Result<ExitCod
             }
             let mut t = Table::new(["FEATURE", "TYPE", "TTL", "OWNER", "VERSION", "EXPR"]);
             for r in rows {
-                t.row([format!("{}:{}", r.view, r.feature), r.ty, opt(&r.ttl), opt(&r.owner), r.view_version, r.expr]);
+                t.row([
+                    format!("{}:{}", r.view, r.feature),
+                    r.ty,
+                    opt(&r.ttl),
+                    opt(&r.owner),
+                    r.view_version,
+                    r.expr,
+                ]);
             }
             t.print();
         }
@@ -179,7 +204,15 @@ fn list(project: &Project, kind: ListKind, json: bool) -> anyhow::Result<ExitCod
             }
             let mut t = Table::new(["SOURCE", "PATH", "FORMAT", "TIMESTAMP", "CREATED", "PUSH", "VERSION"]);
             for r in rows {
-                t.row([r.name, opt(&r.path), r.format.unwrap_or("-").into(), r.timestamp, opt(&r.created), r.push.to_string(), r.version]);
+                t.row([
+                    r.name,
+                    opt(&r.path),
+                    r.format.unwrap_or("-").into(),
+                    r.timestamp,
+                    opt(&r.created),
+                    r.push.to_string(),
+                    r.version,
+                ]);
             }
             t.print();
         }
@@ -202,7 +235,13 @@ fn registry(project: &Project, command: RegistryCommand) -> anyhow::Result<ExitC
             let mut t = Table::new(["VERSION", "APPLIED_AT", "CHANGES", "BREAKING", "TEXT_HASH"]);
             for r in history {
                 let breaking = r.changes.breaking().count();
-                t.row([r.seq.to_string(), r.applied_at.to_rfc3339(), r.changes.changes.len().to_string(), breaking.to_string(), r.text_hash[..12].to_string()]);
+                t.row([
+                    r.seq.to_string(),
+                    r.applied_at.to_rfc3339(),
+                    r.changes.changes.len().to_string(),
+                    breaking.to_string(),
+                    r.text_hash[..12].to_string(),
+                ]);
             }
             t.print();
         }

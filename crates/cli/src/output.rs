@@ -15,7 +15,9 @@ pub struct Table {
 
 impl Table {
     pub fn new<const N: usize>(header: [&str; N]) -> Self {
-        Table { rows: vec![header.iter().map(|h| h.to_string()).collect()] }
+        Table {
+            rows: vec![header.iter().map(|h| h.to_string()).collect()],
+        }
     }
 
     pub fn row<const N: usize>(&mut self, cells: [String; N]) {
@@ -24,8 +26,15 @@ impl Table {
 
     pub fn print(&self) {
         let columns = self.rows[0].len();
-        let widths: Vec<usize> =
-            (0..columns).map(|c| self.rows.iter().map(|r| r.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0)).collect();
+        let widths: Vec<usize> = (0..columns)
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
         for row in &self.rows {
             let mut line = String::new();
             for (c, cell) in row.iter().enumerate() {
@@ -47,9 +56,22 @@ pub fn print_plan(plan: &Plan) {
     }
     for c in &plan.changes {
         let (mark, versions) = match c.action {
-            Action::Add => ("+", format!("(new, version {})", c.new_version.as_deref().unwrap_or("?"))),
-            Action::Change => ("~", format!("{} → {}", c.old_version.as_deref().unwrap_or("?"), c.new_version.as_deref().unwrap_or("?"))),
-            Action::Remove => ("-", format!("(removed, was {})", c.old_version.as_deref().unwrap_or("?"))),
+            Action::Add => (
+                "+",
+                format!("(new, version {})", c.new_version.as_deref().unwrap_or("?")),
+            ),
+            Action::Change => (
+                "~",
+                format!(
+                    "{} → {}",
+                    c.old_version.as_deref().unwrap_or("?"),
+                    c.new_version.as_deref().unwrap_or("?")
+                ),
+            ),
+            Action::Remove => (
+                "-",
+                format!("(removed, was {})", c.old_version.as_deref().unwrap_or("?")),
+            ),
         };
         println!("  {mark} {} `{}` {versions}", c.kind.name(), c.name);
         for why in &c.breaking {

@@ -35,7 +35,11 @@ pub struct ResolvedFeature {
 impl Definitions {
     /// The join keys of a feature view: each entity's keys, in entity then declaration order.
     pub fn view_keys(&self, view: &FeatureView) -> Vec<&JoinKey> {
-        view.entities.iter().filter_map(|e| self.entities.get(e)).flat_map(|e| e.keys.iter()).collect()
+        view.entities
+            .iter()
+            .filter_map(|e| self.entities.get(e))
+            .flat_map(|e| e.keys.iter())
+            .collect()
     }
 
     /// The features of a (feature or on-demand) view, if the view exists.
@@ -51,7 +55,9 @@ impl Definitions {
         let mut out: Vec<ResolvedFeature> = Vec::new();
         for r in refs {
             let on_demand = self.on_demand_views.contains_key(&r.view);
-            let features = self.view_features(&r.view).ok_or_else(|| format!("unknown view `{}`", r.view))?;
+            let features = self
+                .view_features(&r.view)
+                .ok_or_else(|| format!("unknown view `{}`", r.view))?;
             let picked: Vec<&Feature> = match &r.feature {
                 // `*` expands in name order, so reordering YAML keys changes nothing downstream.
                 None => {
@@ -60,11 +66,19 @@ impl Definitions {
                     all
                 }
                 Some(name) => vec![
-                    features.iter().find(|f| &f.name == name).ok_or_else(|| format!("unknown feature `{r}`"))?,
+                    features
+                        .iter()
+                        .find(|f| &f.name == name)
+                        .ok_or_else(|| format!("unknown feature `{r}`"))?,
                 ],
             };
             for f in picked {
-                let resolved = ResolvedFeature { view: r.view.clone(), feature: f.name.clone(), ty: f.ty, on_demand };
+                let resolved = ResolvedFeature {
+                    view: r.view.clone(),
+                    feature: f.name.clone(),
+                    ty: f.ty,
+                    on_demand,
+                };
                 if !out.contains(&resolved) {
                     out.push(resolved);
                 }

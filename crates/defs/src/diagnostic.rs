@@ -21,19 +21,31 @@ pub struct Loc {
 
 impl Loc {
     pub fn new(file: &Arc<Path>, line: usize, column: usize) -> Self {
-        Loc { file: Arc::clone(file), line, column }
+        Loc {
+            file: Arc::clone(file),
+            line,
+            column,
+        }
     }
 
     /// The start of a file, for problems that concern a file as a whole.
     pub fn file_start(file: impl Into<PathBuf>) -> Self {
-        Loc { file: Arc::from(file.into()), line: 1, column: 1 }
+        Loc {
+            file: Arc::from(file.into()),
+            line: 1,
+            column: 1,
+        }
     }
 }
 
 impl Default for Loc {
     /// "Nowhere": for definitions read back from the registry rather than from YAML.
     fn default() -> Self {
-        Loc { file: Arc::from(Path::new("")), line: 0, column: 0 }
+        Loc {
+            file: Arc::from(Path::new("")),
+            line: 0,
+            column: 0,
+        }
     }
 }
 
@@ -54,7 +66,11 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(loc: &Loc, message: impl Into<String>) -> Self {
-        Diagnostic { loc: loc.clone(), message: message.into(), did_you_mean: None }
+        Diagnostic {
+            loc: loc.clone(),
+            message: message.into(),
+            did_you_mean: None,
+        }
     }
 
     /// Suggests the candidate closest to `name`, if one is close enough to be a typo.

@@ -48,7 +48,10 @@ impl FromStr for Duration {
                 return Err(DurationError("expected a number followed by a unit: s, m, h, d or w"));
             }
             let number: u64 = rest[..digits].parse().map_err(|_| DurationError("number too large"))?;
-            let unit = rest[digits..].chars().next().ok_or(DurationError("missing unit: s, m, h, d or w"))?;
+            let unit = rest[digits..]
+                .chars()
+                .next()
+                .ok_or(DurationError("missing unit: s, m, h, d or w"))?;
             let (_, scale) = UNITS
                 .iter()
                 .find(|(u, _)| *u == unit)
@@ -112,14 +115,30 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "10", "h", "2x", "1.5h", "-3h", "99999999999999999999s", "300000000000d"] {
+        for bad in [
+            "",
+            "10",
+            "h",
+            "2x",
+            "1.5h",
+            "-3h",
+            "99999999999999999999s",
+            "300000000000d",
+        ] {
             assert!(bad.parse::<Duration>().is_err(), "{bad:?} should not parse");
         }
     }
 
     #[test]
     fn display_round_trips_canonically() {
-        for (text, canonical) in [("90s", "1m30s"), ("120m", "2h"), ("1h30m", "1h30m"), ("14d", "14d"), ("2w", "14d"), ("0s", "0s")] {
+        for (text, canonical) in [
+            ("90s", "1m30s"),
+            ("120m", "2h"),
+            ("1h30m", "1h30m"),
+            ("14d", "14d"),
+            ("2w", "14d"),
+            ("0s", "0s"),
+        ] {
             let d: Duration = text.parse().unwrap();
             assert_eq!(d.to_string(), canonical);
             assert_eq!(canonical.parse::<Duration>().unwrap(), d);

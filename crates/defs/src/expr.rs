@@ -56,7 +56,10 @@ mod tests {
     #[test]
     fn canonical_text_ignores_spacing_and_keyword_case() {
         assert_eq!(canonical("a+b*2"), canonical("a  +  b * 2"));
-        assert_eq!(canonical("case when x > 1 then 'a' else 'b' end"), canonical("CASE WHEN x>1 THEN 'a' ELSE 'b' END"));
+        assert_eq!(
+            canonical("case when x > 1 then 'a' else 'b' end"),
+            canonical("CASE WHEN x>1 THEN 'a' ELSE 'b' END")
+        );
         assert_ne!(canonical("a + b"), canonical("a - b"));
     }
 
@@ -72,7 +75,11 @@ mod tests {
         let expr = parse("driver_stats.conv_rate * 10 - distance_km + abs(x)").unwrap();
         assert_eq!(
             references(&expr),
-            vec![vec!["driver_stats".to_string(), "conv_rate".to_string()], vec!["distance_km".to_string()], vec!["x".to_string()]]
+            vec![
+                vec!["driver_stats".to_string(), "conv_rate".to_string()],
+                vec!["distance_km".to_string()],
+                vec!["x".to_string()]
+            ]
         );
     }
 }

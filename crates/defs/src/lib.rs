@@ -59,7 +59,10 @@ pub fn load_dir(dir: &Path) -> Result<Definitions> {
     paths.sort();
     let mut files = Vec::with_capacity(paths.len());
     for path in paths {
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
         files.push((path, text));
     }
     load_texts(&files)
@@ -82,11 +85,18 @@ pub fn load_texts(files: &[(PathBuf, String)]) -> Result<Definitions> {
         }
     }
     let defs = validate::merge_and_validate(parsed, hex::encode(hasher.finalize()), &mut problems);
-    if problems.is_empty() { Ok(defs) } else { Err(Error::Invalid(problems.sorted())) }
+    if problems.is_empty() {
+        Ok(defs)
+    } else {
+        Err(Error::Invalid(problems.sorted()))
+    }
 }
 
 fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let io = |source| Error::Io { path: dir.to_path_buf(), source };
+    let io = |source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
         if path.is_dir() {

@@ -51,7 +51,10 @@ impl FeatureType {
     }
 
     pub fn is_numeric(self) -> bool {
-        matches!(self, FeatureType::Int32 | FeatureType::Int64 | FeatureType::Float32 | FeatureType::Float64)
+        matches!(
+            self,
+            FeatureType::Int32 | FeatureType::Int64 | FeatureType::Float32 | FeatureType::Float64
+        )
     }
 }
 
@@ -228,7 +231,12 @@ fn yes() -> bool {
 
 impl Default for Contract {
     fn default() -> Self {
-        Contract { nullable: true, min: None, max: None, allowed: None }
+        Contract {
+            nullable: true,
+            min: None,
+            max: None,
+            allowed: None,
+        }
     }
 }
 
@@ -339,7 +347,11 @@ impl FeatureRef {
             return None;
         }
         let feature = (feature != "*").then(|| feature.to_string());
-        Some(FeatureRef { view: view.to_string(), feature, loc: loc.clone() })
+        Some(FeatureRef {
+            view: view.to_string(),
+            feature,
+            loc: loc.clone(),
+        })
     }
 }
 

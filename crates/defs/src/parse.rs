@@ -20,34 +20,68 @@ pub struct FileDefs {
     pub feature_views: Vec<FeatureView>,
     pub on_demand_views: Vec<OnDemandView>,
     pub feature_services: Vec<FeatureService>,
+    /// Names declared here that failed to parse (`entity:x`, `source:x`, `view:x`, `feature:v.f`):
+    /// references to them are not reported again as unknown.
+    pub broken: Vec<String>,
 }
 
-const TOP_LEVEL: &[&str] = &["project", "entities", "sources", "feature_views", "on_demand_views", "feature_services"];
+const TOP_LEVEL: &[&str] = &[
+    "project",
+    "entities",
+    "sources",
+    "feature_views",
+    "on_demand_views",
+    "feature_services",
+];
 
 pub fn file_defs(root: &Node, problems: &mut Diagnostics) -> FileDefs {
     let mut out = FileDefs::default();
     let Some(top) = Fields::new(root, "a definition file", TOP_LEVEL, problems) else {
         return out;
     };
-    if let Some(node) = top.get("project") {
-        if let Some(name) = name(node, "project name", problems) {
-            out.project = Some((name, node.loc.clone()));
-        }
+    if let Some(node) = top.get("project")
+        && let Some(name) = name(node, "project name", problems)
+    {
+        out.project = Some((name, node.loc.clone()));
     }
     let mut section = |key: &str, each: &mut dyn FnMut(String, &Node, &mut Diagnostics)| {
         let Some(node) = top.get(key) else { return };
-        let Some(entries) = expect_map(node, key, problems) else { return };
+        let Some(entries) = expect_map(node, key, problems) else {
+            return;
+        };
         for (k, v) in entries {
             if let Some(n) = name(k, key.trim_end_matches('s'), problems) {
                 each(n, v, problems);
             }
         }
     };
-    section("entities", &mut |n, v, p| out.entities.extend(entity(n, v, p)));
-    section("sources", &mut |n, v, p| out.sources.extend(source(n, v, p)));
-    section("feature_views", &mut |n, v, p| out.feature_views.extend(feature_view(n, v, p)));
-    section("on_demand_views", &mut |n, v, p| out.on_demand_views.extend(on_demand_view(n, v, p)));
-    section("feature_services", &mut |n, v, p| out.feature_services.extend(feature_service(n, v, p)));
+    let mut broken = Vec::new();
+    section("entities", &mut |n, v, p| match entity(n.clone(), v, p) {
+        Some(e) => out.entities.push(e),
+        None => broken.push(format!("entity:{n}")),
+    });
+    section("sources", &mut |n, v, p| match source(n.clone(), v, p) {
+        Some(s) => out.sources.push(s),
+        None => broken.push(format!("source:{n}")),
+    });
+    section(
+        "feature_views",
+        &mut |n, v, p| match feature_view(n.clone(), v, p, &mut broken) {
+            Some(view) => out.feature_views.push(view),
+            None => broken.push(format!("view:{n}")),
+        },
+    );
+    section(
+        "on_demand_views",
+        &mut |n, v, p| match on_demand_view(n.clone(), v, p, &mut broken) {
+            Some(view) => out.on_demand_views.push(view),
+            None => broken.push(format!("view:{n}")),
+        },
+    );
+    section("feature_services", &mut |n, v, p| {
+        out.feature_services.extend(feature_service(n, v, p))
+    });
+    out.broken = broken;
     out
 }
 
@@ -72,7 +106,12 @@ fn entity(name: String, node: &Node, problems: &mut Diagnostics) -> Option<Entit
         }
     }
     let description = f.string("description", problems);
-    Some(Entity { name, keys, description, loc: node.loc.clone() })
+    Some(Entity {
+        name,
+        keys,
+        description,
+        loc: node.loc.clone(),
+    })
 }
 
 fn source(name: String, node: &Node, problems: &mut Diagnostics) -> Option<Source> {
@@ -98,18 +137,46 @@ fn source(name: String, node: &Node, problems: &mut Diagnostics) -> Option<Sourc
     let timestamp = match f.get("timestamp") {
         Some(n) => self::name(n, "timestamp column", problems),
         None => {
-            problems.push(Diagnostic::new(&node.loc, format!("source `{name}` has no `timestamp`: expected the event-time column's name")));
+            problems.push(Diagnostic::new(
+                &node.loc,
+                format!("source `{name}` has no `timestamp`: expected the event-time column's name"),
+            ));
             None
         }
     }?;
     let created = f.get("created").and_then(|n| self::name(n, "created column", problems));
     let description = f.string("description", problems);
-    Some(Source { name, path, format, timestamp, created, push, description, loc: node.loc.clone(), path_loc })
+    Some(Source {
+        name,
+        path,
+        format,
+        timestamp,
+        created,
+        push,
+        description,
+        loc: node.loc.clone(),
+        path_loc,
+    })
 }
 
-fn feature_view(name: String, node: &Node, problems: &mut Diagnostics) -> Option<FeatureView> {
-    let fields =
-        &["entity", "entities", "source", "ttl", "as_of", "online", "tags", "owner", "description", "features"];
+fn feature_view(
+    name: String,
+    node: &Node,
+    problems: &mut Diagnostics,
+    broken: &mut Vec<String>,
+) -> Option<FeatureView> {
+    let fields = &[
+        "entity",
+        "entities",
+        "source",
+        "ttl",
+        "as_of",
+        "online",
+        "tags",
+        "owner",
+        "description",
+        "features",
+    ];
     let f = Fields::new(node, &format!("feature view `{name}`"), fields, problems)?;
     let entities = match (f.get("entity"), f.get("entities")) {
         (Some(n), None) | (None, Some(n)) => names_or_list(n, "entity", problems),
@@ -118,18 +185,29 @@ fn feature_view(name: String, node: &Node, problems: &mut Diagnostics) -> Option
             Vec::new()
         }
         (None, None) => {
-            problems.push(Diagnostic::new(&node.loc, format!("feature view `{name}` has no `entity`: expected the entity (or list of entities) it describes")));
+            problems.push(Diagnostic::new(
+                &node.loc,
+                format!(
+                    "feature view `{name}` has no `entity`: expected the entity (or list of entities) it describes"
+                ),
+            ));
             Vec::new()
         }
     };
     let source = match f.get("source") {
         Some(n) => self::name(n, "source name", problems),
         None => {
-            problems.push(Diagnostic::new(&node.loc, format!("feature view `{name}` has no `source`: expected the name of a source")));
+            problems.push(Diagnostic::new(
+                &node.loc,
+                format!("feature view `{name}` has no `source`: expected the name of a source"),
+            ));
             None
         }
     };
-    let entities_loc = f.get("entity").or(f.get("entities")).map_or_else(|| node.loc.clone(), |n| n.loc.clone());
+    let entities_loc = f
+        .get("entity")
+        .or(f.get("entities"))
+        .map_or_else(|| node.loc.clone(), |n| n.loc.clone());
     let source_loc = f.get("source").map_or_else(|| node.loc.clone(), |n| n.loc.clone());
     let ttl = f.get("ttl").and_then(|n| duration(n, problems));
     let as_of = f
@@ -146,17 +224,38 @@ fn feature_view(name: String, node: &Node, problems: &mut Diagnostics) -> Option
     let tags = f.get("tags").map(|n| tags(n, problems)).unwrap_or_default();
     let owner = f.string("owner", problems);
     let description = f.string("description", problems);
-    let features = features(&name, f.get("features"), &node.loc, false, problems);
-    Some(FeatureView { name, entities, source: source?, ttl, as_of, online, tags, owner, description, features, loc: node.loc.clone(), entities_loc, source_loc })
+    let features = features(&name, f.get("features"), &node.loc, false, problems, broken);
+    Some(FeatureView {
+        name,
+        entities,
+        source: source?,
+        ttl,
+        as_of,
+        online,
+        tags,
+        owner,
+        description,
+        features,
+        loc: node.loc.clone(),
+        entities_loc,
+        source_loc,
+    })
 }
 
-fn on_demand_view(name: String, node: &Node, problems: &mut Diagnostics) -> Option<OnDemandView> {
+fn on_demand_view(
+    name: String,
+    node: &Node,
+    problems: &mut Diagnostics,
+    broken: &mut Vec<String>,
+) -> Option<OnDemandView> {
     let fields = &["request", "features", "tags", "owner", "description"];
     let f = Fields::new(node, &format!("on-demand view `{name}`"), fields, problems)?;
     let mut request = Vec::new();
     if let Some(req) = f.get("request") {
         for (k, v) in expect_map(req, "request", problems).unwrap_or_default() {
-            let Some(field) = self::name(k, "request field", problems) else { continue };
+            let Some(field) = self::name(k, "request field", problems) else {
+                continue;
+            };
             if let Some(ty) = feature_type(v, problems) {
                 request.push(RequestField { name: field, ty });
             }
@@ -165,8 +264,16 @@ fn on_demand_view(name: String, node: &Node, problems: &mut Diagnostics) -> Opti
     let tags = f.get("tags").map(|n| tags(n, problems)).unwrap_or_default();
     let owner = f.string("owner", problems);
     let description = f.string("description", problems);
-    let features = features(&name, f.get("features"), &node.loc, true, problems);
-    Some(OnDemandView { name, request, features, tags, owner, description, loc: node.loc.clone() })
+    let features = features(&name, f.get("features"), &node.loc, true, problems, broken);
+    Some(OnDemandView {
+        name,
+        request,
+        features,
+        tags,
+        owner,
+        description,
+        loc: node.loc.clone(),
+    })
 }
 
 fn feature_service(name: String, node: &Node, problems: &mut Diagnostics) -> Option<FeatureService> {
@@ -174,16 +281,29 @@ fn feature_service(name: String, node: &Node, problems: &mut Diagnostics) -> Opt
     let (list, tags, owner, description) = match &node.value {
         Value::Seq(_) => (Some(node), BTreeMap::new(), None, None),
         _ => {
-            let f = Fields::new(node, &format!("feature service `{name}`"), &["features", "tags", "owner", "description"], problems)?;
+            let f = Fields::new(
+                node,
+                &format!("feature service `{name}`"),
+                &["features", "tags", "owner", "description"],
+                problems,
+            )?;
             let tags = f.get("tags").map(|n| tags(n, problems)).unwrap_or_default();
-            (f.get("features"), tags, f.string("owner", problems), f.string("description", problems))
+            (
+                f.get("features"),
+                tags,
+                f.string("owner", problems),
+                f.string("description", problems),
+            )
         }
     };
     let mut features = Vec::new();
     match list.map(|n| (n, &n.value)) {
         Some((n, Value::Seq(items))) => {
             if items.is_empty() {
-                problems.push(Diagnostic::new(&n.loc, format!("feature service `{name}` lists no features")));
+                problems.push(Diagnostic::new(
+                    &n.loc,
+                    format!("feature service `{name}` lists no features"),
+                ));
             }
             for item in items {
                 let text = item.as_str().unwrap_or_default();
@@ -196,26 +316,55 @@ fn feature_service(name: String, node: &Node, problems: &mut Diagnostics) -> Opt
                 }
             }
         }
-        Some((n, _)) => problems.push(Diagnostic::new(&n.loc, format!("`features` of feature service `{name}` must be a list of `view:feature`, found {}", n.kind()))),
-        None => problems.push(Diagnostic::new(&node.loc, format!("feature service `{name}` has no `features`"))),
+        Some((n, _)) => problems.push(Diagnostic::new(
+            &n.loc,
+            format!(
+                "`features` of feature service `{name}` must be a list of `view:feature`, found {}",
+                n.kind()
+            ),
+        )),
+        None => problems.push(Diagnostic::new(
+            &node.loc,
+            format!("feature service `{name}` has no `features`"),
+        )),
     }
-    Some(FeatureService { name, features, tags, owner, description, loc: node.loc.clone() })
+    Some(FeatureService {
+        name,
+        features,
+        tags,
+        owner,
+        description,
+        loc: node.loc.clone(),
+    })
 }
 
-fn features(view: &str, node: Option<&Node>, view_loc: &Loc, on_demand: bool, problems: &mut Diagnostics) -> Vec<Feature> {
+fn features(
+    view: &str,
+    node: Option<&Node>,
+    view_loc: &Loc,
+    on_demand: bool,
+    problems: &mut Diagnostics,
+    broken: &mut Vec<String>,
+) -> Vec<Feature> {
     let Some(node) = node else {
         problems.push(Diagnostic::new(view_loc, format!("view `{view}` has no `features`")));
         return Vec::new();
     };
     let mut out = Vec::new();
     for (k, v) in expect_map(node, "features", problems).unwrap_or_default() {
-        let Some(name) = self::name(k, "feature name", problems) else { continue };
-        if let Some(feature) = feature(name, k, v, on_demand, problems) {
-            out.push(feature);
+        let Some(name) = self::name(k, "feature name", problems) else {
+            continue;
+        };
+        match feature(name.clone(), k, v, on_demand, problems) {
+            Some(feature) => out.push(feature),
+            None => broken.push(format!("feature:{view}.{name}")),
         }
     }
     if out.is_empty() && node.as_map().is_some_and(|m| m.is_empty()) {
-        problems.push(Diagnostic::new(&node.loc, format!("view `{view}` declares no features")));
+        problems.push(Diagnostic::new(
+            &node.loc,
+            format!("view `{view}` declares no features"),
+        ));
     }
     out
 }
@@ -224,28 +373,58 @@ fn feature(name: String, key: &Node, node: &Node, on_demand: bool, problems: &mu
     // Short form `conv_rate: float32`.
     if node.as_str().is_some() {
         if on_demand {
-            problems.push(Diagnostic::new(&node.loc, format!("on-demand feature `{name}` needs an `expr`: write `{name}: {{ type: ..., expr: \"...\" }}`")));
+            problems.push(Diagnostic::new(
+                &node.loc,
+                format!("on-demand feature `{name}` needs an `expr`: write `{name}: {{ type: ..., expr: \"...\" }}`"),
+            ));
             return None;
         }
         let ty = feature_type(node, problems)?;
-        return Some(Feature { name, ty, expr: None, contract: Contract::default(), description: None, loc: key.loc.clone(), expr_loc: node.loc.clone() });
+        return Some(Feature {
+            name,
+            ty,
+            expr: None,
+            contract: Contract::default(),
+            description: None,
+            loc: key.loc.clone(),
+            expr_loc: node.loc.clone(),
+        });
     }
-    let f = Fields::new(node, &format!("feature `{name}`"), &["type", "expr", "contract", "description"], problems)?;
+    let f = Fields::new(
+        node,
+        &format!("feature `{name}`"),
+        &["type", "expr", "contract", "description"],
+        problems,
+    )?;
     let ty = match f.get("type") {
         Some(n) => feature_type(n, problems),
         None => {
-            problems.push(Diagnostic::new(&node.loc, format!("feature `{name}` has no `type`: expected one of {}", type_list())));
+            problems.push(Diagnostic::new(
+                &node.loc,
+                format!("feature `{name}` has no `type`: expected one of {}", type_list()),
+            ));
             None
         }
     };
     let expr = f.string("expr", problems);
     let expr_loc = f.get("expr").map_or_else(|| key.loc.clone(), |n| n.loc.clone());
     if on_demand && expr.is_none() {
-        problems.push(Diagnostic::new(&node.loc, format!("on-demand feature `{name}` needs an `expr`")));
+        problems.push(Diagnostic::new(
+            &node.loc,
+            format!("on-demand feature `{name}` needs an `expr`"),
+        ));
     }
     let contract = f.get("contract").map(|n| contract(n, problems)).unwrap_or_default();
     let description = f.string("description", problems);
-    Some(Feature { name, ty: ty?, expr, contract, description, loc: key.loc.clone(), expr_loc })
+    Some(Feature {
+        name,
+        ty: ty?,
+        expr,
+        contract,
+        description,
+        loc: key.loc.clone(),
+        expr_loc,
+    })
 }
 
 fn contract(node: &Node, problems: &mut Diagnostics) -> Contract {
@@ -257,7 +436,10 @@ fn contract(node: &Node, problems: &mut Diagnostics) -> Contract {
         match n.as_str().map(str::parse::<f64>) {
             Some(Ok(x)) if x.is_finite() => Some(x),
             _ => {
-                problems.push(Diagnostic::new(&n.loc, format!("contract `{key}` must be a finite number, found {}", describe(n))));
+                problems.push(Diagnostic::new(
+                    &n.loc,
+                    format!("contract `{key}` must be a finite number, found {}", describe(n)),
+                ));
                 None
             }
         }
@@ -267,11 +449,19 @@ fn contract(node: &Node, problems: &mut Diagnostics) -> Contract {
     let allowed = f.get("allowed").map(|n| match &n.value {
         Value::Seq(items) => items.iter().filter_map(|item| literal(item, problems)).collect(),
         _ => {
-            problems.push(Diagnostic::new(&n.loc, format!("contract `allowed` must be a list of values, found {}", n.kind())));
+            problems.push(Diagnostic::new(
+                &n.loc,
+                format!("contract `allowed` must be a list of values, found {}", n.kind()),
+            ));
             Vec::new()
         }
     });
-    Contract { nullable: f.bool("nullable", problems).unwrap_or(true), min, max, allowed }
+    Contract {
+        nullable: f.bool("nullable", problems).unwrap_or(true),
+        min,
+        max,
+        allowed,
+    }
 }
 
 fn literal(node: &Node, problems: &mut Diagnostics) -> Option<Literal> {
@@ -287,7 +477,10 @@ fn literal(node: &Node, problems: &mut Diagnostics) -> Option<Literal> {
             },
         }),
         _ => {
-            problems.push(Diagnostic::new(&node.loc, format!("an allowed value must be a scalar, found {}", node.kind())));
+            problems.push(Diagnostic::new(
+                &node.loc,
+                format!("an allowed value must be a scalar, found {}", node.kind()),
+            ));
             None
         }
     }
@@ -297,12 +490,18 @@ fn duration(node: &Node, problems: &mut Diagnostics) -> Option<Duration> {
     let text = node.as_str().unwrap_or_default();
     match text.parse::<Duration>() {
         Ok(d) if d.seconds() == 0 => {
-            problems.push(Diagnostic::new(&node.loc, "ttl must be positive; omit `ttl` for no lower bound"));
+            problems.push(Diagnostic::new(
+                &node.loc,
+                "ttl must be positive; omit `ttl` for no lower bound",
+            ));
             None
         }
         Ok(d) => Some(d),
         Err(e) => {
-            problems.push(Diagnostic::new(&node.loc, format!("invalid duration `{text}`: {} (e.g. 90s, 15m, 2h, 7d)", e.0)));
+            problems.push(Diagnostic::new(
+                &node.loc,
+                format!("invalid duration `{text}`: {} (e.g. 90s, 15m, 2h, 7d)", e.0),
+            ));
             None
         }
     }
@@ -316,17 +515,35 @@ fn feature_type(node: &Node, problems: &mut Diagnostics) -> Option<FeatureType> 
     parse_enum::<FeatureType>(node, "type", FeatureType::ALL.map(FeatureType::name), problems)
 }
 
-fn parse_enum<T: std::str::FromStr>(node: &Node, what: &str, names: impl AsRef<[&'static str]>, problems: &mut Diagnostics) -> Option<T> {
+fn parse_enum<T: std::str::FromStr>(
+    node: &Node,
+    what: &str,
+    names: impl AsRef<[&'static str]>,
+    problems: &mut Diagnostics,
+) -> Option<T> {
     parse_enum_with(node, what, names.as_ref(), problems, |s| s.parse().ok())
 }
 
-fn parse_enum_with<T>(node: &Node, what: &str, names: &[&str], problems: &mut Diagnostics, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+fn parse_enum_with<T>(
+    node: &Node,
+    what: &str,
+    names: &[&str],
+    problems: &mut Diagnostics,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Option<T> {
     let text = node.as_str().unwrap_or_default();
     let parsed = parse(text);
     if parsed.is_none() {
         problems.push(
-            Diagnostic::new(&node.loc, format!("unsupported {what} {}: expected one of {}", describe(node), names.join(", ")))
-                .suggest(text, names.iter().copied()),
+            Diagnostic::new(
+                &node.loc,
+                format!(
+                    "unsupported {what} {}: expected one of {}",
+                    describe(node),
+                    names.join(", ")
+                ),
+            )
+            .suggest(text, names.iter().copied()),
         );
     }
     parsed
@@ -339,7 +556,10 @@ fn tags(node: &Node, problems: &mut Diagnostics) -> BTreeMap<String, String> {
             (Some(k), Some(v)) => {
                 out.insert(k.to_string(), v.to_string());
             }
-            _ => problems.push(Diagnostic::new(&v.loc, format!("tag values must be scalars, found {}", v.kind()))),
+            _ => problems.push(Diagnostic::new(
+                &v.loc,
+                format!("tag values must be scalars, found {}", v.kind()),
+            )),
         }
     }
     out
@@ -358,7 +578,10 @@ fn name(node: &Node, what: &str, problems: &mut Diagnostics) -> Option<String> {
     let text = match node.as_str() {
         Some(t) => t,
         None => {
-            problems.push(Diagnostic::new(&node.loc, format!("expected a {what}, found {}", node.kind())));
+            problems.push(Diagnostic::new(
+                &node.loc,
+                format!("expected a {what}, found {}", node.kind()),
+            ));
             return None;
         }
     };
@@ -366,7 +589,10 @@ fn name(node: &Node, what: &str, problems: &mut Diagnostics) -> Option<String> {
     let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid {
-        problems.push(Diagnostic::new(&node.loc, format!("invalid {what} `{text}`: use letters, digits and `_`, not starting with a digit")));
+        problems.push(Diagnostic::new(
+            &node.loc,
+            format!("invalid {what} `{text}`: use letters, digits and `_`, not starting with a digit"),
+        ));
         return None;
     }
     Some(text.to_string())
@@ -378,7 +604,10 @@ fn expect_map<'a>(node: &'a Node, what: &str, problems: &mut Diagnostics) -> Opt
     }
     let map = node.as_map();
     if map.is_none() {
-        problems.push(Diagnostic::new(&node.loc, format!("`{what}` must be a mapping, found {}", node.kind())));
+        problems.push(Diagnostic::new(
+            &node.loc,
+            format!("`{what}` must be a mapping, found {}", node.kind()),
+        ));
     }
     map
 }
@@ -398,15 +627,24 @@ struct Fields<'a> {
 impl<'a> Fields<'a> {
     fn new(node: &'a Node, what: &str, allowed: &[&str], problems: &mut Diagnostics) -> Option<Self> {
         let Some(entries) = node.as_map() else {
-            problems.push(Diagnostic::new(&node.loc, format!("{what} must be a mapping, found {}", describe(node))));
+            problems.push(Diagnostic::new(
+                &node.loc,
+                format!("{what} must be a mapping, found {}", describe(node)),
+            ));
             return None;
         };
         for (k, _) in entries {
             let key = k.as_str().unwrap_or_default();
             if !allowed.contains(&key) {
                 problems.push(
-                    Diagnostic::new(&k.loc, format!("unknown field `{key}` in {what}: expected one of {}", allowed.join(", ")))
-                        .suggest(key, allowed.iter().copied()),
+                    Diagnostic::new(
+                        &k.loc,
+                        format!(
+                            "unknown field `{key}` in {what}: expected one of {}",
+                            allowed.join(", ")
+                        ),
+                    )
+                    .suggest(key, allowed.iter().copied()),
                 );
             }
         }
@@ -415,7 +653,11 @@ impl<'a> Fields<'a> {
 
     /// The field's value; an explicitly empty value counts as absent.
     fn get(&self, key: &str) -> Option<&'a Node> {
-        self.entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v).filter(|v| !v.is_null())
+        self.entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_null())
     }
 
     fn string(&self, key: &str, problems: &mut Diagnostics) -> Option<String> {
@@ -423,7 +665,10 @@ impl<'a> Fields<'a> {
         match node.as_str() {
             Some(t) => Some(t.to_string()),
             None => {
-                problems.push(Diagnostic::new(&node.loc, format!("`{key}` must be text, found {}", node.kind())));
+                problems.push(Diagnostic::new(
+                    &node.loc,
+                    format!("`{key}` must be text, found {}", node.kind()),
+                ));
                 None
             }
         }
@@ -435,7 +680,10 @@ impl<'a> Fields<'a> {
             Value::Scalar { text, quoted: false } if text == "true" => Some(true),
             Value::Scalar { text, quoted: false } if text == "false" => Some(false),
             _ => {
-                problems.push(Diagnostic::new(&node.loc, format!("`{key}` must be true or false, found {}", describe(node))));
+                problems.push(Diagnostic::new(
+                    &node.loc,
+                    format!("`{key}` must be true or false, found {}", describe(node)),
+                ));
                 None
             }
         }

@@ -76,49 +76,87 @@ pub fn plan(old: Option<&Definitions>, new: &Definitions) -> Plan {
     let old_v = old_versions.as_ref().unwrap_or(&empty);
     let new_v = versions(new);
     let mut changes = Vec::new();
-    let mut diff = |kind, a: &BTreeMap<String, String>, b: &BTreeMap<String, String>, why: &dyn Fn(&str) -> Vec<String>| {
-        for (name, old_version) in a {
-            if !b.contains_key(name) {
+    let mut diff =
+        |kind, a: &BTreeMap<String, String>, b: &BTreeMap<String, String>, why: &dyn Fn(&str) -> Vec<String>| {
+            for (name, old_version) in a {
+                if !b.contains_key(name) {
+                    changes.push(Change {
+                        kind,
+                        name: name.clone(),
+                        action: Action::Remove,
+                        old_version: Some(old_version.clone()),
+                        new_version: None,
+                        breaking: vec![format!("{} removed", kind.name())],
+                    });
+                }
+            }
+            for (name, new_version) in b {
+                let (action, old_version) = match a.get(name) {
+                    None => (Action::Add, None),
+                    Some(v) if v == new_version => continue,
+                    Some(v) => (Action::Change, Some(v.clone())),
+                };
+                let breaking = if action == Action::Change {
+                    why(name)
+                } else {
+                    Vec::new()
+                };
                 changes.push(Change {
                     kind,
                     name: name.clone(),
-                    action: Action::Remove,
-                    old_version: Some(old_version.clone()),
-                    new_version: None,
-                    breaking: vec![format!("{} removed", kind.name())],
+                    action,
+                    old_version,
+                    new_version: Some(new_version.clone()),
+                    breaking,
                 });
             }
-        }
-        for (name, new_version) in b {
-            let (action, old_version) = match a.get(name) {
-                None => (Action::Add, None),
-                Some(v) if v == new_version => continue,
-                Some(v) => (Action::Change, Some(v.clone())),
-            };
-            let breaking = if action == Action::Change { why(name) } else { Vec::new() };
-            changes.push(Change { kind, name: name.clone(), action, old_version, new_version: Some(new_version.clone()), breaking });
-        }
-    };
+        };
     let Some(old) = old else {
         let none = |_: &str| Vec::new();
         diff(ObjectKind::Entity, &empty.entities, &new_v.entities, &none);
         diff(ObjectKind::Source, &empty.sources, &new_v.sources, &none);
-        diff(ObjectKind::FeatureView, &empty.feature_views, &new_v.feature_views, &none);
-        diff(ObjectKind::OnDemandView, &empty.on_demand_views, &new_v.on_demand_views, &none);
-        diff(ObjectKind::FeatureService, &empty.feature_services, &new_v.feature_services, &none);
+        diff(
+            ObjectKind::FeatureView,
+            &empty.feature_views,
+            &new_v.feature_views,
+            &none,
+        );
+        diff(
+            ObjectKind::OnDemandView,
+            &empty.on_demand_views,
+            &new_v.on_demand_views,
+            &none,
+        );
+        diff(
+            ObjectKind::FeatureService,
+            &empty.feature_services,
+            &new_v.feature_services,
+            &none,
+        );
         return Plan { changes };
     };
-    diff(ObjectKind::Entity, &old_v.entities, &new_v.entities, &|n| entity_breaks(&old.entities[n], &new.entities[n]));
+    diff(ObjectKind::Entity, &old_v.entities, &new_v.entities, &|n| {
+        entity_breaks(&old.entities[n], &new.entities[n])
+    });
     diff(ObjectKind::Source, &old_v.sources, &new_v.sources, &|_| Vec::new());
-    diff(ObjectKind::FeatureView, &old_v.feature_views, &new_v.feature_views, &|n| {
-        view_breaks(old, &old.feature_views[n], new, &new.feature_views[n])
-    });
-    diff(ObjectKind::OnDemandView, &old_v.on_demand_views, &new_v.on_demand_views, &|n| {
-        on_demand_breaks(&old.on_demand_views[n], &new.on_demand_views[n])
-    });
-    diff(ObjectKind::FeatureService, &old_v.feature_services, &new_v.feature_services, &|n| {
-        service_breaks(old, &old.feature_services[n], new, &new.feature_services[n])
-    });
+    diff(
+        ObjectKind::FeatureView,
+        &old_v.feature_views,
+        &new_v.feature_views,
+        &|n| view_breaks(old, &old.feature_views[n], new, &new.feature_views[n]),
+    );
+    diff(
+        ObjectKind::OnDemandView,
+        &old_v.on_demand_views,
+        &new_v.on_demand_views,
+        &|n| on_demand_breaks(&old.on_demand_views[n], &new.on_demand_views[n]),
+    );
+    diff(
+        ObjectKind::FeatureService,
+        &old_v.feature_services,
+        &new_v.feature_services,
+        &|n| service_breaks(old, &old.feature_services[n], new, &new.feature_services[n]),
+    );
     Plan { changes }
 }
 
@@ -129,8 +167,15 @@ fn keys_text(keys: &[&JoinKey]) -> String {
 }
 
 fn entity_breaks(old: &Entity, new: &Entity) -> Vec<String> {
-    let (a, b) = (keys_text(&old.keys.iter().collect::<Vec<_>>()), keys_text(&new.keys.iter().collect::<Vec<_>>()));
-    if a != b { vec![format!("keys changed ({a} → {b})")] } else { Vec::new() }
+    let (a, b) = (
+        keys_text(&old.keys.iter().collect::<Vec<_>>()),
+        keys_text(&new.keys.iter().collect::<Vec<_>>()),
+    );
+    if a != b {
+        vec![format!("keys changed ({a} → {b})")]
+    } else {
+        Vec::new()
+    }
 }
 
 fn features_breaks(old: &[Feature], new: &[Feature]) -> Vec<String> {
@@ -157,10 +202,18 @@ fn view_breaks(old_defs: &Definitions, old: &FeatureView, new_defs: &Definitions
     if old.online && new.online {
         let ttl = |t: Option<crate::Duration>| t.map_or_else(|| "none".to_string(), |d| d.to_string());
         if old.ttl != new.ttl {
-            out.push(format!("ttl changed on an online view ({} → {})", ttl(old.ttl), ttl(new.ttl)));
+            out.push(format!(
+                "ttl changed on an online view ({} → {})",
+                ttl(old.ttl),
+                ttl(new.ttl)
+            ));
         }
         if old.as_of != new.as_of {
-            out.push(format!("as_of changed on an online view ({} → {})", old.as_of.name(), new.as_of.name()));
+            out.push(format!(
+                "as_of changed on an online view ({} → {})",
+                old.as_of.name(),
+                new.as_of.name()
+            ));
         }
     }
     out
@@ -178,7 +231,12 @@ fn on_demand_breaks(old: &OnDemandView, new: &OnDemandView) -> Vec<String> {
     out
 }
 
-fn service_breaks(old_defs: &Definitions, old: &FeatureService, new_defs: &Definitions, new: &FeatureService) -> Vec<String> {
+fn service_breaks(
+    old_defs: &Definitions,
+    old: &FeatureService,
+    new_defs: &Definitions,
+    new: &FeatureService,
+) -> Vec<String> {
     let (Ok(a), Ok(b)) = (old_defs.service_features(old), new_defs.service_features(new)) else {
         return Vec::new();
     };

@@ -25,13 +25,18 @@ pub fn merge_and_validate(files: Vec<FileDefs>, text_hash: String, problems: &mu
         text_hash,
     };
     let mut project_loc: Option<Loc> = None;
+    let mut broken: Vec<String> = Vec::new();
     let mut view_locs: HashMap<String, Loc> = HashMap::new();
     for file in files {
+        broken.extend(file.broken);
         if let Some((name, loc)) = file.project {
             match &project_loc {
                 Some(first) if defs.project != name => problems.push(Diagnostic::new(
                     &loc,
-                    format!("project `{name}` conflicts with project `{}` declared at {first}", defs.project),
+                    format!(
+                        "project `{name}` conflicts with project `{}` declared at {first}",
+                        defs.project
+                    ),
                 )),
                 _ => {
                     defs.project = name;
@@ -56,29 +61,47 @@ pub fn merge_and_validate(files: Vec<FileDefs>, text_hash: String, problems: &mu
             }
         }
         for s in file.feature_services {
-            insert_unique(&mut defs.feature_services, s.name.clone(), s.loc.clone(), s, "feature service", problems);
+            insert_unique(
+                &mut defs.feature_services,
+                s.name.clone(),
+                s.loc.clone(),
+                s,
+                "feature service",
+                problems,
+            );
         }
     }
+    // A name that failed to parse was reported once; references to it are not reported again.
+    let known_broken = Broken(broken);
     check_entities(&defs, problems);
     for view in defs.feature_views.values() {
-        check_feature_view(&defs, view, problems);
+        check_feature_view(&defs, view, &known_broken, problems);
     }
     for view in defs.on_demand_views.values() {
-        check_on_demand_view(&defs, view, problems);
+        check_on_demand_view(&defs, view, &known_broken, problems);
     }
     check_on_demand_cycles(&defs, problems);
     for service in defs.feature_services.values() {
-        check_service(&defs, service, problems);
+        check_service(&defs, service, &known_broken, problems);
     }
     defs
 }
 
-fn insert_unique<T>(map: &mut BTreeMap<String, T>, name: String, loc: Loc, item: T, what: &str, problems: &mut Diagnostics)
-where
+fn insert_unique<T>(
+    map: &mut BTreeMap<String, T>,
+    name: String,
+    loc: Loc,
+    item: T,
+    what: &str,
+    problems: &mut Diagnostics,
+) where
     T: HasLoc,
 {
     if let Some(first) = map.get(&name) {
-        problems.push(Diagnostic::new(&loc, format!("duplicate {what} `{name}` (first defined at {})", first.loc())));
+        problems.push(Diagnostic::new(
+            &loc,
+            format!("duplicate {what} `{name}` (first defined at {})", first.loc()),
+        ));
     } else {
         map.insert(name, item);
     }
@@ -86,11 +109,37 @@ where
 
 fn claim_view_name(seen: &mut HashMap<String, Loc>, name: &str, loc: &Loc, problems: &mut Diagnostics) -> bool {
     if let Some(first) = seen.get(name) {
-        problems.push(Diagnostic::new(loc, format!("duplicate view `{name}` (first defined at {first}); feature views and on-demand views share names")));
+        problems.push(Diagnostic::new(
+            loc,
+            format!(
+                "duplicate view `{name}` (first defined at {first}); feature views and on-demand views share names"
+            ),
+        ));
         return false;
     }
     seen.insert(name.to_string(), loc.clone());
     true
+}
+
+struct Broken(Vec<String>);
+
+impl Broken {
+    fn entity(&self, name: &str) -> bool {
+        self.0.iter().any(|b| b.strip_prefix("entity:") == Some(name))
+    }
+    fn source(&self, name: &str) -> bool {
+        self.0.iter().any(|b| b.strip_prefix("source:") == Some(name))
+    }
+    fn view(&self, name: &str) -> bool {
+        self.0.iter().any(|b| b.strip_prefix("view:") == Some(name))
+    }
+    fn feature(&self, view: &str, feature: &str) -> bool {
+        self.view(view)
+            || self
+                .0
+                .iter()
+                .any(|b| b.strip_prefix("feature:") == Some(&format!("{view}.{feature}")))
+    }
 }
 
 trait HasLoc {
@@ -134,16 +183,20 @@ fn check_entities(defs: &Definitions, problems: &mut Diagnostics) {
     }
 }
 
-fn check_feature_view(defs: &Definitions, view: &FeatureView, problems: &mut Diagnostics) {
+fn check_feature_view(defs: &Definitions, view: &FeatureView, broken: &Broken, problems: &mut Diagnostics) {
     for entity in &view.entities {
-        if !defs.entities.contains_key(entity) {
+        if !defs.entities.contains_key(entity) && !broken.entity(entity) {
             problems.push(
-                Diagnostic::new(&view.entities_loc, format!("feature view `{}` names unknown entity `{entity}`", view.name))
-                    .suggest(entity, defs.entities.keys().map(String::as_str)),
+                Diagnostic::new(
+                    &view.entities_loc,
+                    format!("feature view `{}` names unknown entity `{entity}`", view.name),
+                )
+                .suggest(entity, defs.entities.keys().map(String::as_str)),
             );
         }
     }
     match defs.sources.get(&view.source) {
+        None if broken.source(&view.source) => {}
         None => problems.push(
             Diagnostic::new(&view.source_loc, format!("feature view `{}` names unknown source `{}`", view.name, view.source))
                 .suggest(&view.source, defs.sources.keys().map(String::as_str)),
@@ -160,12 +213,21 @@ fn check_feature_view(defs: &Definitions, view: &FeatureView, problems: &mut Dia
     let keys = defs.view_keys(view);
     for f in &view.features {
         if keys.iter().any(|k| k.name == f.name) {
-            problems.push(Diagnostic::new(&f.loc, format!("feature `{}` has the name of a join key of view `{}`", f.name, view.name)));
+            problems.push(Diagnostic::new(
+                &f.loc,
+                format!(
+                    "feature `{}` has the name of a join key of view `{}`",
+                    f.name, view.name
+                ),
+            ));
         }
-        if let Some(sql) = &f.expr {
-            if let Err(e) = expr::parse(sql) {
-                problems.push(Diagnostic::new(&f.expr_loc, format!("expression of feature `{}.{}` does not parse: {e}", view.name, f.name)));
-            }
+        if let Some(sql) = &f.expr
+            && let Err(e) = expr::parse(sql)
+        {
+            problems.push(Diagnostic::new(
+                &f.expr_loc,
+                format!("expression of feature `{}.{}` does not parse: {e}", view.name, f.name),
+            ));
         }
         check_contract(f, problems);
     }
@@ -174,12 +236,21 @@ fn check_feature_view(defs: &Definitions, view: &FeatureView, problems: &mut Dia
 fn check_contract(f: &Feature, problems: &mut Diagnostics) {
     let c = &f.contract;
     if (c.min.is_some() || c.max.is_some()) && !f.ty.is_numeric() {
-        problems.push(Diagnostic::new(&f.loc, format!("contract of feature `{}` sets min/max but its type {} is not numeric", f.name, f.ty)));
+        problems.push(Diagnostic::new(
+            &f.loc,
+            format!(
+                "contract of feature `{}` sets min/max but its type {} is not numeric",
+                f.name, f.ty
+            ),
+        ));
     }
-    if let (Some(min), Some(max)) = (c.min, c.max) {
-        if min > max {
-            problems.push(Diagnostic::new(&f.loc, format!("contract of feature `{}` has min {min} greater than max {max}", f.name)));
-        }
+    if let (Some(min), Some(max)) = (c.min, c.max)
+        && min > max
+    {
+        problems.push(Diagnostic::new(
+            &f.loc,
+            format!("contract of feature `{}` has min {min} greater than max {max}", f.name),
+        ));
     }
     for value in c.allowed.iter().flatten() {
         let fits = match (value, f.ty) {
@@ -189,31 +260,51 @@ fn check_contract(f: &Feature, problems: &mut Diagnostics) {
             _ => false,
         };
         if !fits {
-            problems.push(Diagnostic::new(&f.loc, format!("allowed value {value} of feature `{}` is not of type {}", f.name, f.ty)));
+            problems.push(Diagnostic::new(
+                &f.loc,
+                format!("allowed value {value} of feature `{}` is not of type {}", f.name, f.ty),
+            ));
         }
     }
 }
 
-fn check_on_demand_view(defs: &Definitions, view: &OnDemandView, problems: &mut Diagnostics) {
+fn check_on_demand_view(defs: &Definitions, view: &OnDemandView, broken: &Broken, problems: &mut Diagnostics) {
     for f in &view.features {
         if view.request.iter().any(|r| r.name == f.name) {
-            problems.push(Diagnostic::new(&f.loc, format!("feature `{}` has the name of a request field of `{}`", f.name, view.name)));
+            problems.push(Diagnostic::new(
+                &f.loc,
+                format!(
+                    "feature `{}` has the name of a request field of `{}`",
+                    f.name, view.name
+                ),
+            ));
         }
         let Some(sql) = &f.expr else { continue };
         let parsed = match expr::parse(sql) {
             Ok(p) => p,
             Err(e) => {
-                problems.push(Diagnostic::new(&f.expr_loc, format!("expression of feature `{}.{}` does not parse: {e}", view.name, f.name)));
+                problems.push(Diagnostic::new(
+                    &f.expr_loc,
+                    format!("expression of feature `{}.{}` does not parse: {e}", view.name, f.name),
+                ));
                 continue;
             }
         };
         for parts in expr::references(&parsed) {
+            if let [v, feature] = parts.as_slice()
+                && broken.feature(v, feature)
+            {
+                continue;
+            }
             if let Some(message) = on_demand_reference_problem(defs, view, &parts) {
                 let name = parts.join(".");
                 let candidates = reference_candidates(defs, view);
                 problems.push(
-                    Diagnostic::new(&f.expr_loc, format!("expression of feature `{}.{}` {message}", view.name, f.name))
-                        .suggest(&name, candidates.iter().map(String::as_str)),
+                    Diagnostic::new(
+                        &f.expr_loc,
+                        format!("expression of feature `{}.{}` {message}", view.name, f.name),
+                    )
+                    .suggest(&name, candidates.iter().map(String::as_str)),
                 );
             }
         }
@@ -227,13 +318,20 @@ fn on_demand_reference_problem(defs: &Definitions, view: &OnDemandView, parts: &
             "reads `{field}`, which is not a request field of `{}`; declare it under `request` or read a view's feature as `view.feature`",
             view.name
         )),
-        [v, _] if v == &view.name => Some(format!("reads its own view `{v}`; compute from request fields and other views")),
+        [v, _] if v == &view.name => Some(format!(
+            "reads its own view `{v}`; compute from request fields and other views"
+        )),
         [v, feature] => match defs.view_features(v) {
             None => Some(format!("reads unknown view `{v}`")),
-            Some(fs) if !fs.iter().any(|f| &f.name == feature) => Some(format!("reads unknown feature `{v}.{feature}`")),
+            Some(fs) if !fs.iter().any(|f| &f.name == feature) => {
+                Some(format!("reads unknown feature `{v}.{feature}`"))
+            }
             Some(_) => None,
         },
-        _ => Some(format!("reads `{}`: expected a request field or `view.feature`", parts.join("."))),
+        _ => Some(format!(
+            "reads `{}`: expected a request field or `view.feature`",
+            parts.join(".")
+        )),
     }
 }
 
@@ -254,12 +352,16 @@ fn reference_candidates(defs: &Definitions, view: &OnDemandView) -> Vec<String> 
 pub fn on_demand_dependencies(defs: &Definitions, view: &OnDemandView) -> Vec<String> {
     let mut out = Vec::new();
     for f in &view.features {
-        let Ok(parsed) = expr::parse(f.expr_or_column()) else { continue };
+        let Ok(parsed) = expr::parse(f.expr_or_column()) else {
+            continue;
+        };
         for parts in expr::references(&parsed) {
-            if let [v, _] = parts.as_slice() {
-                if defs.on_demand_views.contains_key(v) && v != &view.name && !out.contains(v) {
-                    out.push(v.clone());
-                }
+            if let [v, _] = parts.as_slice()
+                && defs.on_demand_views.contains_key(v)
+                && v != &view.name
+                && !out.contains(v)
+            {
+                out.push(v.clone());
             }
         }
     }
@@ -272,7 +374,13 @@ fn check_on_demand_cycles(defs: &Definitions, problems: &mut Diagnostics) {
         Visiting,
         Done,
     }
-    fn visit(defs: &Definitions, name: &str, marks: &mut HashMap<String, Mark>, path: &mut Vec<String>, problems: &mut Diagnostics) {
+    fn visit(
+        defs: &Definitions,
+        name: &str,
+        marks: &mut HashMap<String, Mark>,
+        path: &mut Vec<String>,
+        problems: &mut Diagnostics,
+    ) {
         match marks.get(name) {
             Some(Mark::Done) => return,
             Some(Mark::Visiting) => {
@@ -280,13 +388,18 @@ fn check_on_demand_cycles(defs: &Definitions, problems: &mut Diagnostics) {
                 let mut cycle = path[start..].to_vec();
                 cycle.push(name.to_string());
                 if let Some(view) = defs.on_demand_views.get(name) {
-                    problems.push(Diagnostic::new(&view.loc, format!("on-demand views read each other in a cycle: {}", cycle.join(" → "))));
+                    problems.push(Diagnostic::new(
+                        &view.loc,
+                        format!("on-demand views read each other in a cycle: {}", cycle.join(" → ")),
+                    ));
                 }
                 return;
             }
             None => {}
         }
-        let Some(view) = defs.on_demand_views.get(name) else { return };
+        let Some(view) = defs.on_demand_views.get(name) else {
+            return;
+        };
         marks.insert(name.to_string(), Mark::Visiting);
         path.push(name.to_string());
         for dep in on_demand_dependencies(defs, view) {
@@ -301,17 +414,31 @@ fn check_on_demand_cycles(defs: &Definitions, problems: &mut Diagnostics) {
     }
 }
 
-fn check_service(defs: &Definitions, service: &FeatureService, problems: &mut Diagnostics) {
-    let views: Vec<&str> = defs.feature_views.keys().chain(defs.on_demand_views.keys()).map(String::as_str).collect();
+fn check_service(defs: &Definitions, service: &FeatureService, broken: &Broken, problems: &mut Diagnostics) {
+    let views: Vec<&str> = defs
+        .feature_views
+        .keys()
+        .chain(defs.on_demand_views.keys())
+        .map(String::as_str)
+        .collect();
     for r in &service.features {
+        if broken.view(&r.view) || r.feature.as_ref().is_some_and(|f| broken.feature(&r.view, f)) {
+            continue;
+        }
         match (defs.view_features(&r.view), &r.feature) {
             (None, _) => problems.push(
-                Diagnostic::new(&r.loc, format!("feature service `{}` names unknown view `{}`", service.name, r.view))
-                    .suggest(&r.view, views.iter().copied()),
+                Diagnostic::new(
+                    &r.loc,
+                    format!("feature service `{}` names unknown view `{}`", service.name, r.view),
+                )
+                .suggest(&r.view, views.iter().copied()),
             ),
             (Some(fs), Some(name)) if !fs.iter().any(|f| &f.name == name) => problems.push(
-                Diagnostic::new(&r.loc, format!("feature service `{}` names unknown feature `{r}`", service.name))
-                    .suggest(name, fs.iter().map(|f| f.name.as_str())),
+                Diagnostic::new(
+                    &r.loc,
+                    format!("feature service `{}` names unknown feature `{r}`", service.name),
+                )
+                .suggest(name, fs.iter().map(|f| f.name.as_str())),
             ),
             _ => {}
         }

@@ -38,9 +38,13 @@ pub fn versions(defs: &Definitions) -> Versions {
     Versions {
         entities: map(defs.entities.keys().collect(), &|n| entity_version(&defs.entities[n])),
         sources: map(defs.sources.keys().collect(), &|n| source_version(&defs.sources[n])),
-        feature_views: map(defs.feature_views.keys().collect(), &|n| view_version(defs, &defs.feature_views[n])),
+        feature_views: map(defs.feature_views.keys().collect(), &|n| {
+            view_version(defs, &defs.feature_views[n])
+        }),
         on_demand_views: map(defs.on_demand_views.keys().collect(), &|n| on_demand_version(defs, n)),
-        feature_services: map(defs.feature_services.keys().collect(), &|n| service_version(defs, &defs.feature_services[n])),
+        feature_services: map(defs.feature_services.keys().collect(), &|n| {
+            service_version(defs, &defs.feature_services[n])
+        }),
     }
 }
 
@@ -112,11 +116,15 @@ pub fn on_demand_version(defs: &Definitions, name: &str) -> String {
 }
 
 fn on_demand_version_inner(defs: &Definitions, name: &str, visiting: &mut Vec<String>) -> String {
-    let Some(view) = defs.on_demand_views.get(name) else { return String::new() };
+    let Some(view) = defs.on_demand_views.get(name) else {
+        return String::new();
+    };
     visiting.push(name.to_string());
     let mut upstream = BTreeMap::new();
     for f in &view.features {
-        let Ok(parsed) = expr::parse(f.expr_or_column()) else { continue };
+        let Ok(parsed) = expr::parse(f.expr_or_column()) else {
+            continue;
+        };
         for parts in expr::references(&parsed) {
             if let [v, _] = parts.as_slice() {
                 let version = if let Some(fv) = defs.feature_views.get(v) {
@@ -133,7 +141,10 @@ fn on_demand_version_inner(defs: &Definitions, name: &str, visiting: &mut Vec<St
     visiting.pop();
     let mut request: Vec<_> = view.request.iter().map(|r| json!([r.name, r.ty.name()])).collect();
     request.sort_by_key(|r| r.to_string());
-    digest("on_demand_view", json!({ "request": request, "features": features_json(&view.features), "upstream": upstream }))
+    digest(
+        "on_demand_view",
+        json!({ "request": request, "features": features_json(&view.features), "upstream": upstream }),
+    )
 }
 
 /// A service's version: its resolved feature list, in order, with each view's version.

@@ -25,7 +25,10 @@ pub enum Value {
     /// An empty value (`key:` with nothing after it) or `~` / `null`.
     Null,
     /// Any scalar; `quoted` tells `"true"` (a string) from `true`.
-    Scalar { text: String, quoted: bool },
+    Scalar {
+        text: String,
+        quoted: bool,
+    },
     Seq(Vec<Node>),
     /// Key/value pairs in file order; keys are scalars.
     Map(Vec<(Node, Node)>),
@@ -68,7 +71,12 @@ impl Node {
 /// alias) are returned beside it, so the rest of the file is still checked.
 pub fn parse(file: &Path, text: &str) -> (Option<Node>, Diagnostics) {
     let file: Arc<Path> = Arc::from(file);
-    let mut builder = Builder { file: &file, stack: Vec::new(), root: None, problems: Diagnostics::default() };
+    let mut builder = Builder {
+        file: &file,
+        stack: Vec::new(),
+        root: None,
+        problems: Diagnostics::default(),
+    };
     let mut parser = Parser::new_from_str(text);
     let mut documents = 0;
     while let Some(next) = parser.next_event() {
@@ -90,12 +98,17 @@ pub fn parse(file: &Path, text: &str) -> (Option<Node>, Diagnostics) {
             Err(e) => {
                 let m = e.marker();
                 let loc = Loc::new(&file, m.line(), m.col() + 1);
-                builder.problems.push(Diagnostic::new(&loc, format!("invalid YAML: {}", e.info())));
+                builder
+                    .problems
+                    .push(Diagnostic::new(&loc, format!("invalid YAML: {}", e.info())));
                 return (None, builder.problems);
             }
         }
     }
-    let root = builder.root.unwrap_or(Node { loc: Loc::new(&file, 1, 1), value: Value::Map(Vec::new()) });
+    let root = builder.root.unwrap_or(Node {
+        loc: Loc::new(&file, 1, 1),
+        value: Value::Map(Vec::new()),
+    });
     (Some(root), builder.problems)
 }
 
@@ -125,7 +138,10 @@ impl Builder<'_> {
                 let value = if !quoted && matches!(text.as_ref(), "" | "~" | "null" | "Null" | "NULL") {
                     Value::Null
                 } else {
-                    Value::Scalar { text: text.into_owned(), quoted }
+                    Value::Scalar {
+                        text: text.into_owned(),
+                        quoted,
+                    }
                 };
                 self.add(Node { loc, value });
             }
@@ -133,17 +149,29 @@ impl Builder<'_> {
             Event::MappingStart(..) => self.stack.push(Open::Map(loc, Vec::new(), None)),
             Event::SequenceEnd => {
                 if let Some(Open::Seq(loc, items)) = self.stack.pop() {
-                    self.add(Node { loc, value: Value::Seq(items) });
+                    self.add(Node {
+                        loc,
+                        value: Value::Seq(items),
+                    });
                 }
             }
             Event::MappingEnd => {
                 if let Some(Open::Map(loc, entries, _)) = self.stack.pop() {
-                    self.add(Node { loc, value: Value::Map(entries) });
+                    self.add(Node {
+                        loc,
+                        value: Value::Map(entries),
+                    });
                 }
             }
             Event::Alias(_) => {
-                self.problems.push(Diagnostic::new(&loc, "YAML aliases (`*name`) are not supported in definitions"));
-                self.add(Node { loc, value: Value::Null });
+                self.problems.push(Diagnostic::new(
+                    &loc,
+                    "YAML aliases (`*name`) are not supported in definitions",
+                ));
+                self.add(Node {
+                    loc,
+                    value: Value::Null,
+                });
             }
             Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart(_) | Event::DocumentEnd => {}
         }
@@ -196,7 +224,13 @@ mod tests {
         let inner = a.1.as_map().unwrap();
         assert_eq!((inner[1].0.loc.line, inner[1].0.loc.column), (3, 3));
         assert_eq!((inner[1].1.loc.line, inner[1].1.loc.column), (3, 6));
-        assert_eq!(inner[1].1.value, Value::Scalar { text: "x".into(), quoted: true });
+        assert_eq!(
+            inner[1].1.value,
+            Value::Scalar {
+                text: "x".into(),
+                quoted: true
+            }
+        );
     }
 
     #[test]
@@ -210,8 +244,15 @@ mod tests {
     #[test]
     fn duplicate_keys_are_reported_with_both_lines() {
         let (root, err) = parse(Path::new("t.yaml"), "a: 1\nb: 2\na: 3\n");
-        assert_eq!(err.to_string(), "t.yaml:3:1: error: duplicate key `a` (first defined at line 1)\n1 error");
-        assert_eq!(root.unwrap().as_map().unwrap().len(), 3, "the tree is kept for further checks");
+        assert_eq!(
+            err.to_string(),
+            "t.yaml:3:1: error: duplicate key `a` (first defined at line 1)\n1 error"
+        );
+        assert_eq!(
+            root.unwrap().as_map().unwrap().len(),
+            3,
+            "the tree is kept for further checks"
+        );
     }
 
     #[test]

@@ -25,18 +25,25 @@ pub fn check(defs: &Definitions, schemas: &SourceSchemas) -> Diagnostics {
                 Err(hint) => problems.push(missing(&view.source_loc, &view.source, &key.name, "join key", hint)),
                 Ok(actual) if !key_fits(actual, key.ty) => problems.push(Diagnostic::new(
                     &view.source_loc,
-                    format!("key `{}` is {} in the entity but {actual} in source `{}`", key.name, key.ty, source.name),
+                    format!(
+                        "key `{}` is {} in the entity but {actual} in source `{}`",
+                        key.name, key.ty, source.name
+                    ),
                 )),
                 Ok(_) => {}
             }
         }
-        let times = std::iter::once((&source.timestamp, "timestamp")).chain(source.created.iter().map(|c| (c, "created")));
+        let times =
+            std::iter::once((&source.timestamp, "timestamp")).chain(source.created.iter().map(|c| (c, "created")));
         for (column, role) in times {
             match column_type(schema, column) {
                 Err(hint) => problems.push(missing(&source.loc, &source.name, column, role, hint)),
                 Ok(actual) if !timestamp_fits(actual) => problems.push(Diagnostic::new(
                     &source.loc,
-                    format!("{role} column `{column}` of source `{}` is {actual}; expected a timestamp or date", source.name),
+                    format!(
+                        "{role} column `{column}` of source `{}` is {actual}; expected a timestamp or date",
+                        source.name
+                    ),
                 )),
                 Ok(_) => {}
             }
@@ -53,7 +60,10 @@ pub fn check(defs: &Definitions, schemas: &SourceSchemas) -> Diagnostics {
     problems.sorted()
 }
 
-fn column_type<'a>(schema: &'a Schema, name: &str) -> Result<&'a datafusion::arrow::datatypes::DataType, Option<String>> {
+fn column_type<'a>(
+    schema: &'a Schema,
+    name: &str,
+) -> Result<&'a datafusion::arrow::datatypes::DataType, Option<String>> {
     schema
         .field_with_name(name)
         .map(|f| f.data_type())

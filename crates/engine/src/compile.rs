@@ -8,7 +8,9 @@ use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{Column, DFSchema, TableReference};
 use datafusion::logical_expr::{Expr, ExprSchemable, cast};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use skewless_defs::{Definitions, Diagnostic, Diagnostics, Feature, FeatureType, FeatureView, OnDemandView, did_you_mean, expr as sql};
+use skewless_defs::{
+    Definitions, Diagnostic, Diagnostics, Feature, FeatureType, FeatureView, OnDemandView, did_you_mean, expr as sql,
+};
 
 use crate::types::{arrow_type, fits};
 
@@ -32,17 +34,31 @@ pub fn session() -> SessionContext {
 pub fn compile_view(view: &FeatureView, source_schema: &Schema) -> Result<Vec<CompiledFeature>, Diagnostics> {
     let schema = match DFSchema::try_from(source_schema.clone()) {
         Ok(s) => s,
-        Err(e) => return Err(one(&view.loc, format!("source schema of view `{}` is unusable: {e}", view.name))),
+        Err(e) => {
+            return Err(one(
+                &view.loc,
+                format!("source schema of view `{}` is unusable: {e}", view.name),
+            ));
+        }
     };
     let ctx = session();
-    compile_all(&ctx, &view.name, &view.features, &schema, &format!("source `{}`", view.source))
+    compile_all(
+        &ctx,
+        &view.name,
+        &view.features,
+        &schema,
+        &format!("source `{}`", view.source),
+    )
 }
 
 /// The input of an on-demand view: its request fields, unqualified, and the features it
 /// reads from other views, qualified by view name (`driver_stats.conv_rate`).
 pub fn on_demand_input_schema(defs: &Definitions, view: &OnDemandView) -> Result<DFSchema, String> {
-    let mut fields: Vec<(Option<TableReference>, Arc<Field>)> =
-        view.request.iter().map(|r| (None, Arc::new(Field::new(&r.name, arrow_type(r.ty), true)))).collect();
+    let mut fields: Vec<(Option<TableReference>, Arc<Field>)> = view
+        .request
+        .iter()
+        .map(|r| (None, Arc::new(Field::new(&r.name, arrow_type(r.ty), true))))
+        .collect();
     let mut read = BTreeSet::new();
     for f in &view.features {
         if let Ok(parsed) = sql::parse(f.expr_or_column()) {
@@ -54,9 +70,15 @@ pub fn on_demand_input_schema(defs: &Definitions, view: &OnDemandView) -> Result
         }
     }
     for (v, feature) in read {
-        let ty = defs.view_features(&v).and_then(|fs| fs.iter().find(|f| f.name == feature)).map(|f| f.ty);
+        let ty = defs
+            .view_features(&v)
+            .and_then(|fs| fs.iter().find(|f| f.name == feature))
+            .map(|f| f.ty);
         if let Some(ty) = ty {
-            fields.push((Some(TableReference::bare(v)), Arc::new(Field::new(feature, arrow_type(ty), true))));
+            fields.push((
+                Some(TableReference::bare(v)),
+                Arc::new(Field::new(feature, arrow_type(ty), true)),
+            ));
         }
     }
     DFSchema::new_with_metadata(fields, HashMap::new()).map_err(|e| e.strip_backtrace())
@@ -64,17 +86,37 @@ pub fn on_demand_input_schema(defs: &Definitions, view: &OnDemandView) -> Result
 
 /// Compiles the features of an on-demand view over [`on_demand_input_schema`].
 pub fn compile_on_demand(defs: &Definitions, view: &OnDemandView) -> Result<Vec<CompiledFeature>, Diagnostics> {
-    let schema = on_demand_input_schema(defs, view)
-        .map_err(|e| one(&view.loc, format!("inputs of on-demand view `{}` clash: {e}", view.name)))?;
-    compile_all(&session(), &view.name, &view.features, &schema, &format!("on-demand view `{}` inputs", view.name))
+    let schema = on_demand_input_schema(defs, view).map_err(|e| {
+        one(
+            &view.loc,
+            format!("inputs of on-demand view `{}` clash: {e}", view.name),
+        )
+    })?;
+    compile_all(
+        &session(),
+        &view.name,
+        &view.features,
+        &schema,
+        &format!("on-demand view `{}` inputs", view.name),
+    )
 }
 
-fn compile_all(ctx: &SessionContext, view: &str, features: &[Feature], schema: &DFSchema, inputs: &str) -> Result<Vec<CompiledFeature>, Diagnostics> {
+fn compile_all(
+    ctx: &SessionContext,
+    view: &str,
+    features: &[Feature],
+    schema: &DFSchema,
+    inputs: &str,
+) -> Result<Vec<CompiledFeature>, Diagnostics> {
     let mut out = Vec::with_capacity(features.len());
     let mut problems = Diagnostics::default();
     for f in features {
         match compile_feature(ctx, f, schema, inputs) {
-            Ok(expr) => out.push(CompiledFeature { name: f.name.clone(), ty: f.ty, expr }),
+            Ok(expr) => out.push(CompiledFeature {
+                name: f.name.clone(),
+                ty: f.ty,
+                expr,
+            }),
             Err((message, hint)) => {
                 let mut d = Diagnostic::new(&f.expr_loc, format!("feature `{view}.{}` {message}", f.name));
                 d.did_you_mean = hint;
@@ -93,37 +135,60 @@ fn compile_feature(ctx: &SessionContext, f: &Feature, schema: &DFSchema, inputs:
     let names: Vec<String> = schema.columns().iter().map(|c| c.flat_name()).collect();
     let referenced: Vec<String> = match &f.expr {
         None => vec![f.name.clone()],
-        Some(text) => sql::parse(text).map(|e| sql::references(&e).iter().map(|p| p.join(".")).collect()).unwrap_or_default(),
+        Some(text) => sql::parse(text)
+            .map(|e| sql::references(&e).iter().map(|p| p.join(".")).collect())
+            .unwrap_or_default(),
     };
     for name in referenced {
         if !names.contains(&name) {
             let hint = did_you_mean(&name, names.iter().map(String::as_str));
-            let what = if f.expr.is_none() { "reads column" } else { "reads unknown column" };
+            let what = if f.expr.is_none() {
+                "reads column"
+            } else {
+                "reads unknown column"
+            };
             return Err((format!("{what} `{name}`, which {inputs} does not have"), hint));
         }
     }
     let expr = match &f.expr {
         None => Expr::Column(Column::new_unqualified(&f.name)),
-        Some(text) => ctx.parse_sql_expr(text, schema).map_err(|e| (format!("has an invalid expression: {}", e.strip_backtrace()), None))?,
+        Some(text) => ctx
+            .parse_sql_expr(text, schema)
+            .map_err(|e| (format!("has an invalid expression: {}", e.strip_backtrace()), None))?,
     };
     let not_row_level = expr
         .exists(|e| {
             Ok(matches!(
                 e,
-                Expr::AggregateFunction(_) | Expr::WindowFunction(_) | Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
+                Expr::AggregateFunction(_)
+                    | Expr::WindowFunction(_)
+                    | Expr::ScalarSubquery(_)
+                    | Expr::Exists(_)
+                    | Expr::InSubquery(_)
             ))
         })
         .unwrap_or(false);
     if not_row_level {
-        return Err(("is not a row-level expression: aggregates, window functions and subqueries are not allowed here".into(), None));
+        return Err((
+            "is not a row-level expression: aggregates, window functions and subqueries are not allowed here".into(),
+            None,
+        ));
     }
     if expr.is_volatile() {
-        return Err(("uses a volatile function (such as random()): offline and online would compute different values".into(), None));
+        return Err((
+            "uses a volatile function (such as random()): offline and online would compute different values".into(),
+            None,
+        ));
     }
-    let actual = expr.get_type(schema).map_err(|e| (format!("does not type-check: {}", e.strip_backtrace()), None))?;
+    let actual = expr
+        .get_type(schema)
+        .map_err(|e| (format!("does not type-check: {}", e.strip_backtrace()), None))?;
     if !fits(&actual, f.ty) {
         return Err((
-            format!("yields {actual} but is declared {}; CAST it explicitly if the conversion is intended", f.ty),
+            format!(
+                "yields {actual} but is declared {}; CAST it explicitly if the conversion is intended",
+                f.ty
+            ),
             None,
         ));
     }
@@ -152,7 +217,11 @@ mod tests {
     fn source_schema() -> Schema {
         Schema::new(vec![
             Field::new("driver_id", DataType::Int64, false),
-            Field::new("event_timestamp", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+            Field::new(
+                "event_timestamp",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                false,
+            ),
             Field::new("conv_rate", DataType::Float64, true),
             Field::new("avg_daily_trips", DataType::Int64, true),
             Field::new("city", DataType::Utf8, true),
@@ -221,7 +290,10 @@ on_demand_views:
         let features = compile_on_demand(&defs, view).unwrap();
         let batch = RecordBatch::try_new(
             Arc::new(schema.as_arrow().clone()),
-            vec![Arc::new(Float64Array::from(vec![Some(3.0), Some(1.0)])), Arc::new(Float32Array::from(vec![Some(0.5), None]))],
+            vec![
+                Arc::new(Float64Array::from(vec![Some(3.0), Some(1.0)])),
+                Arc::new(Float32Array::from(vec![Some(0.5), None])),
+            ],
         )
         .unwrap();
         let out = evaluate(&features, &schema, &batch);
@@ -248,16 +320,30 @@ on_demand_views:
             "      a: { type: int64, expr: \"conv_rate * 2\" }\n      b: { type: float64, expr: \"conv_rte + 1\" }\n      c: { type: float64, expr: \"avg(conv_rate)\" }\n      d: { type: float64, expr: \"random()\" }\n      e: { type: bool, expr: \"city\" }\n      missing: float64\n",
         );
         assert_eq!(found.len(), 6, "{found:#?}");
-        assert!(found[0].starts_with("defs.yaml:10:31: error: feature `v.a` yields Float64 but is declared int64"), "{}", found[0]);
-        assert!(found[1].contains("reads unknown column `conv_rte`") && found[1].ends_with("(did you mean `conv_rate`?)"), "{}", found[1]);
+        assert!(
+            found[0].starts_with("defs.yaml:10:31: error: feature `v.a` yields Float64 but is declared int64"),
+            "{}",
+            found[0]
+        );
+        assert!(
+            found[1].contains("reads unknown column `conv_rte`") && found[1].ends_with("(did you mean `conv_rate`?)"),
+            "{}",
+            found[1]
+        );
         assert!(found[2].contains("not a row-level expression"), "{}", found[2]);
         assert!(found[3].contains("volatile"), "{}", found[3]);
         assert!(found[4].contains("yields Utf8 but is declared bool"), "{}", found[4]);
-        assert!(found[5].contains("reads column `missing`, which source `s` does not have"), "{}", found[5]);
+        assert!(
+            found[5].contains("reads column `missing`, which source `s` does not have"),
+            "{}",
+            found[5]
+        );
     }
 
     #[test]
     fn clean_expressions_have_no_problems() {
-        assert!(problems("      ok: { type: float64, expr: \"CASE WHEN conv_rate > 0.5 THEN 1 ELSE 0 END\" }\n").is_empty());
+        assert!(
+            problems("      ok: { type: float64, expr: \"CASE WHEN conv_rate > 0.5 THEN 1 ELSE 0 END\" }\n").is_empty()
+        );
     }
 }

@@ -90,7 +90,10 @@ mod tests {
         assert!(!fits(&DataType::Utf8, FeatureType::Float64));
         assert!(fits(&DataType::Utf8View, FeatureType::String));
         assert!(fits(&DataType::Null, FeatureType::Bool), "a NULL literal fits anything");
-        assert!(fits(&DataType::Timestamp(TimeUnit::Nanosecond, None), FeatureType::Timestamp));
+        assert!(fits(
+            &DataType::Timestamp(TimeUnit::Nanosecond, None),
+            FeatureType::Timestamp
+        ));
     }
 
     #[test]

@@ -20,13 +20,29 @@ pub enum Error {
     #[error("source `{source_name}`: path `{path}` matches no files")]
     NoFiles { source_name: String, path: String },
     #[error("source `{source_name}`: invalid glob `{path}`: {message}")]
-    BadGlob { source_name: String, path: String, message: String },
+    BadGlob {
+        source_name: String,
+        path: String,
+        message: String,
+    },
     #[error("source `{source_name}`: cannot tell the format of {file}; name files *.parquet or *.csv, or set `format`")]
     UnknownFormat { source_name: String, file: PathBuf },
     #[error("source `{source_name}`: reading {file}: {message}")]
-    Read { source_name: String, file: PathBuf, message: String },
-    #[error("source `{source_name}`: {file} has columns {found} but {first} has {expected}; all files of a source must share one schema")]
-    SchemaMismatch { source_name: String, file: PathBuf, first: PathBuf, found: String, expected: String },
+    Read {
+        source_name: String,
+        file: PathBuf,
+        message: String,
+    },
+    #[error(
+        "source `{source_name}`: {file} has columns {found} but {first} has {expected}; all files of a source must share one schema"
+    )]
+    SchemaMismatch {
+        source_name: String,
+        file: PathBuf,
+        first: PathBuf,
+        found: String,
+        expected: String,
+    },
     #[error("source `{source_name}` has no files: it only receives pushed events")]
     PushOnly { source_name: String },
 }

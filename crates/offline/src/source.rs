@@ -32,7 +32,9 @@ pub fn csv_time_type() -> DataType {
 /// Lists the files a source reads.
 pub fn resolve(root: &Path, source: &Source) -> Result<SourceFiles> {
     let Some(path) = &source.path else {
-        return Err(Error::PushOnly { source_name: source.name.clone() });
+        return Err(Error::PushOnly {
+            source_name: source.name.clone(),
+        });
     };
     let full = root.join(path);
     let mut files = Vec::new();
@@ -45,22 +47,38 @@ pub fn resolve(root: &Path, source: &Source) -> Result<SourceFiles> {
             path: path.clone(),
             message: e.msg.to_string(),
         })?;
-        files.extend(entries.filter_map(std::result::Result::ok).filter(|p| p.is_file() && !is_hidden(p)));
+        files.extend(
+            entries
+                .filter_map(std::result::Result::ok)
+                .filter(|p| p.is_file() && !is_hidden(p)),
+        );
     } else if full.is_file() {
         files.push(full);
     }
     if files.is_empty() {
-        return Err(Error::NoFiles { source_name: source.name.clone(), path: path.clone() });
+        return Err(Error::NoFiles {
+            source_name: source.name.clone(),
+            path: path.clone(),
+        });
     }
     files.sort();
     let format = match source.format {
         Some(f) => f,
         None => {
             let first = &files[0];
-            let format = SourceFormat::from_extension(&first.to_string_lossy())
-                .ok_or_else(|| Error::UnknownFormat { source_name: source.name.clone(), file: first.clone() })?;
-            if let Some(other) = files.iter().find(|f| SourceFormat::from_extension(&f.to_string_lossy()) != Some(format)) {
-                return Err(Error::UnknownFormat { source_name: source.name.clone(), file: other.clone() });
+            let format =
+                SourceFormat::from_extension(&first.to_string_lossy()).ok_or_else(|| Error::UnknownFormat {
+                    source_name: source.name.clone(),
+                    file: first.clone(),
+                })?;
+            if let Some(other) = files
+                .iter()
+                .find(|f| SourceFormat::from_extension(&f.to_string_lossy()) != Some(format))
+            {
+                return Err(Error::UnknownFormat {
+                    source_name: source.name.clone(),
+                    file: other.clone(),
+                });
             }
             format
         }
@@ -85,11 +103,17 @@ fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 /// Marker and temporary files (`_SUCCESS`, `.part-0.crc`) are not data.
 fn is_hidden(path: &Path) -> bool {
-    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(['.', '_']))
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(['.', '_']))
 }
 
 fn read_error(source: &Source, file: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Read { source_name: source.name.clone(), file: file.to_path_buf(), message: e.to_string() }
+    Error::Read {
+        source_name: source.name.clone(),
+        file: file.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 /// Reads the schema every file of the source shares.
@@ -130,7 +154,10 @@ fn parquet_schema(file: &Path) -> std::result::Result<SchemaRef, String> {
 
 fn csv_schema(file: &Path, source: &Source) -> std::result::Result<SchemaRef, String> {
     let f = File::open(file).map_err(|e| e.to_string())?;
-    let (schema, _) = Format::default().with_header(true).infer_schema(f, Some(1000)).map_err(|e| e.to_string())?;
+    let (schema, _) = Format::default()
+        .with_header(true)
+        .infer_schema(f, Some(1000))
+        .map_err(|e| e.to_string())?;
     let time_columns = [Some(&source.timestamp), source.created.as_ref()];
     let fields: Vec<Field> = schema
         .fields()
@@ -148,11 +175,18 @@ fn csv_schema(file: &Path, source: &Source) -> std::result::Result<SchemaRef, St
 
 fn same_columns(a: &Schema, b: &Schema) -> bool {
     a.fields().len() == b.fields().len()
-        && a.fields().iter().zip(b.fields().iter()).all(|(x, y)| x.name() == y.name() && x.data_type() == y.data_type())
+        && a.fields()
+            .iter()
+            .zip(b.fields().iter())
+            .all(|(x, y)| x.name() == y.name() && x.data_type() == y.data_type())
 }
 
 fn describe(schema: &Schema) -> String {
-    let cols: Vec<String> = schema.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect();
+    let cols: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| format!("{}: {}", f.name(), f.data_type()))
+        .collect();
     format!("({})", cols.join(", "))
 }
 
@@ -183,12 +217,26 @@ mod tests {
         for f in ["d/b.csv", "d/a.csv", "d/part=1/c.csv", "d/_SUCCESS", "d/.hidden.csv"] {
             std::fs::write(root.join(f), "ts,x\n2024-01-01T00:00:00Z,1\n").unwrap();
         }
-        let names = |s: SourceFiles| s.files.iter().map(|f| f.strip_prefix(root).unwrap().display().to_string()).collect::<Vec<_>>();
-        assert_eq!(names(resolve(root, &source("d")).unwrap()), ["d/a.csv", "d/b.csv", "d/part=1/c.csv"]);
-        assert_eq!(names(resolve(root, &source("d/*.csv")).unwrap()), ["d/a.csv", "d/b.csv"]);
+        let names = |s: SourceFiles| {
+            s.files
+                .iter()
+                .map(|f| f.strip_prefix(root).unwrap().display().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(resolve(root, &source("d")).unwrap()),
+            ["d/a.csv", "d/b.csv", "d/part=1/c.csv"]
+        );
+        assert_eq!(
+            names(resolve(root, &source("d/*.csv")).unwrap()),
+            ["d/a.csv", "d/b.csv"]
+        );
         assert_eq!(resolve(root, &source("d/a.csv")).unwrap().format, SourceFormat::Csv);
         let missing = resolve(root, &source("nope/*.parquet")).unwrap_err();
-        assert_eq!(missing.to_string(), "source `s`: path `nope/*.parquet` matches no files");
+        assert_eq!(
+            missing.to_string(),
+            "source `s`: path `nope/*.parquet` matches no files"
+        );
     }
 
     #[test]
@@ -207,7 +255,12 @@ mod tests {
         std::fs::write(dir.path().join("a.csv"), "ts,x\n2024-01-01T00:00:00Z,1\n").unwrap();
         std::fs::write(dir.path().join("b.csv"), "ts,y\n2024-01-01T00:00:00Z,1\n").unwrap();
         let s = source("*.csv");
-        let err = read_schema(&s, &resolve(dir.path(), &s).unwrap()).unwrap_err().to_string();
-        assert!(err.contains("b.csv has columns (ts: Timestamp(µs, \"UTC\"), y: Int64)"), "{err}");
+        let err = read_schema(&s, &resolve(dir.path(), &s).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("b.csv has columns (ts: Timestamp(µs, \"UTC\"), y: Int64)"),
+            "{err}"
+        );
     }
 }

@@ -17,7 +17,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -77,7 +79,11 @@ impl Rng {
 }
 
 fn ts_field(name: &str) -> Field {
-    Field::new(name, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false)
+    Field::new(
+        name,
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        false,
+    )
 }
 
 fn ts(values: Vec<i64>) -> ArrayRef {
@@ -86,19 +92,28 @@ fn ts(values: Vec<i64>) -> ArrayRef {
 
 fn write(dir: &Path, name: &str, fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<Written> {
     let path = dir.join(name);
-    let err = |e: &dyn std::fmt::Display| Error::Write { path: path.clone(), message: e.to_string() };
+    let err = |e: &dyn std::fmt::Display| Error::Write {
+        path: path.clone(),
+        message: e.to_string(),
+    };
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| err(&e))?;
     let file = File::create(&path).map_err(|e| err(&e))?;
     let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
     let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| err(&e))?;
     writer.write(&batch).map_err(|e| err(&e))?;
     writer.close().map_err(|e| err(&e))?;
-    Ok(Written { file: path, rows: batch.num_rows() })
+    Ok(Written {
+        file: path,
+        rows: batch.num_rows(),
+    })
 }
 
 /// Writes the demo tables into `dir` (created if needed).
 pub fn generate(dir: &Path, seed: u64) -> Result<Vec<Written>> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::Write { path: dir.to_path_buf(), message: e.to_string() })?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::Write {
+        path: dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let mut rng = Rng(seed);
     let trips = trips(&mut rng);
     Ok(vec![
@@ -110,7 +125,8 @@ pub fn generate(dir: &Path, seed: u64) -> Result<Vec<Written>> {
 }
 
 fn driver_hourly_stats(dir: &Path, rng: &mut Rng) -> Result<Written> {
-    let (mut ids, mut events, mut created, mut conv, mut acc, mut daily) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut ids, mut events, mut created, mut conv, mut acc, mut daily) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     for driver in DRIVERS.filter(|d| !SILENT_DRIVERS.contains(d)) {
         let skill = 0.2 + 0.6 * rng.unit();
         for hour in 0..DAYS * 24 {
@@ -119,10 +135,23 @@ fn driver_hourly_stats(dir: &Path, rng: &mut Rng) -> Result<Written> {
             }
             let event = START_MICROS + hour * HOUR + rng.range(0, HOUR);
             let late = rng.chance(0.02);
-            let landed = event + if late { rng.range(HOUR, 2 * DAY) } else { rng.range(1_000_000, 300_000_000) };
+            let landed = event
+                + if late {
+                    rng.range(HOUR, 2 * DAY)
+                } else {
+                    rng.range(1_000_000, 300_000_000)
+                };
             // About one row in 500 breaks the [0, 1] contract, as a bad upstream job would.
-            let c = if rng.chance(0.002) { 1.0 + rng.unit() } else { (skill + 0.2 * (rng.unit() - 0.5)).clamp(0.0, 1.0) };
-            let row = (Rng::round(c, 4), Rng::round((skill + 0.1 * rng.unit()).min(1.0), 4), rng.range(5, 40));
+            let c = if rng.chance(0.002) {
+                1.0 + rng.unit()
+            } else {
+                (skill + 0.2 * (rng.unit() - 0.5)).clamp(0.0, 1.0)
+            };
+            let row = (
+                Rng::round(c, 4),
+                Rng::round((skill + 0.1 * rng.unit()).min(1.0), 4),
+                rng.range(5, 40),
+            );
             let mut push = |at: i64, (c, a, d): (f64, f64, i64)| {
                 ids.push(driver);
                 events.push(event);
@@ -159,7 +188,8 @@ fn driver_hourly_stats(dir: &Path, rng: &mut Rng) -> Result<Written> {
 }
 
 fn customer_profile(dir: &Path, rng: &mut Rng) -> Result<Written> {
-    let (mut ids, mut events, mut created, mut balance, mut trips, mut tier) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut ids, mut events, mut created, mut balance, mut trips, mut tier) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     for customer in CUSTOMERS.filter(|c| !SILENT_CUSTOMERS.contains(c)) {
         let mut count = rng.range(0, 200);
         let mut money = 50.0 + 500.0 * rng.unit();
@@ -172,7 +202,14 @@ fn customer_profile(dir: &Path, rng: &mut Rng) -> Result<Written> {
             money = (money + 40.0 * (rng.unit() - 0.5)).max(0.0);
             ids.push(customer);
             events.push(event);
-            created.push(event + if rng.chance(0.05) { rng.range(DAY, 3 * DAY) } else { rng.range(60_000_000, HOUR) });
+            created.push(
+                event
+                    + if rng.chance(0.05) {
+                        rng.range(DAY, 3 * DAY)
+                    } else {
+                        rng.range(60_000_000, HOUR)
+                    },
+            );
             balance.push(Rng::round(money, 2));
             trips.push(count);
             tier.push(match count {
@@ -220,11 +257,25 @@ fn trips(rng: &mut Rng) -> Vec<Trip> {
             let driver = rng.range(*DRIVERS.start(), *DRIVERS.end() - 1); // never a silent driver
             let customer = rng.range(*CUSTOMERS.start(), *CUSTOMERS.end() - 1);
             let event = START_MICROS + rng.range(0, span);
-            let created = event + if rng.chance(0.03) { rng.range(2 * HOUR, DAY) } else { rng.range(1_000_000, 120_000_000) };
+            let created = event
+                + if rng.chance(0.03) {
+                    rng.range(2 * HOUR, DAY)
+                } else {
+                    rng.range(1_000_000, 120_000_000)
+                };
             let distance_km = Rng::round(0.5 + 29.5 * rng.unit() * rng.unit(), 2);
             let fare = Rng::round(2.5 + distance_km * 1.2 * (1.0 + rng.unit()), 2);
             let rating = (!rng.chance(0.3)).then(|| rng.range(1, 6));
-            Trip { id: 900_000 + i, driver, customer, event, created, distance_km, fare, rating }
+            Trip {
+                id: 900_000 + i,
+                driver,
+                customer,
+                event,
+                created,
+                distance_km,
+                fare,
+                rating,
+            }
         })
         .collect()
 }
@@ -261,8 +312,16 @@ fn spine(dir: &Path, rng: &mut Rng, trips: &[Trip]) -> Result<Written> {
     for _ in 0..2000 {
         let trip = &trips[rng.range(0, trips.len() as i64) as usize];
         let silent = rng.chance(0.02);
-        drivers.push(if silent { SILENT_DRIVERS[rng.range(0, 2) as usize] } else { trip.driver });
-        customers.push(if silent { SILENT_CUSTOMERS[rng.range(0, 2) as usize] } else { trip.customer });
+        drivers.push(if silent {
+            SILENT_DRIVERS[rng.range(0, 2) as usize]
+        } else {
+            trip.driver
+        });
+        customers.push(if silent {
+            SILENT_CUSTOMERS[rng.range(0, 2) as usize]
+        } else {
+            trip.customer
+        });
         // The offer precedes the trip by up to 10 minutes.
         events.push(trip.event - rng.range(0, 600_000_000));
         distance.push(trip.distance_km);

@@ -118,7 +118,12 @@ pub fn services(defs: &Definitions) -> Vec<ServiceRow> {
         .values()
         .map(|s| ServiceRow {
             name: s.name.clone(),
-            features: defs.service_features(s).unwrap_or_default().iter().map(|f| format!("{}:{}", f.view, f.feature)).collect(),
+            features: defs
+                .service_features(s)
+                .unwrap_or_default()
+                .iter()
+                .map(|f| format!("{}:{}", f.view, f.feature))
+                .collect(),
             owner: s.owner.clone(),
             version: v.feature_services[&s.name].clone(),
         })

@@ -1,6 +1,6 @@
 //! A project: definitions on disk, the data they name, and the local registry.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use skewless_defs::plan::{Plan, plan};
 use skewless_defs::{Definitions, Diagnostic, Diagnostics};
@@ -29,7 +29,9 @@ pub struct PlanReport {
 #[derive(Debug)]
 pub enum ApplyOutcome {
     /// The files say what the registry already holds.
-    UpToDate { seq: u64 },
+    UpToDate {
+        seq: u64,
+    },
     Applied(Box<AppliedRecord>),
 }
 
@@ -40,7 +42,11 @@ impl Project {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        Project { root, defs_dir, repo_dir: repo_dir.into() }
+        Project {
+            root,
+            defs_dir,
+            repo_dir: repo_dir.into(),
+        }
     }
 
     pub fn registry(&self) -> Registry {
@@ -56,7 +62,11 @@ impl Project {
         })?;
         let (schemas, mut problems) = self.source_schemas(&defs);
         problems.extend(skewless_engine::check(&defs, &schemas));
-        if problems.is_empty() { Ok(defs) } else { Err(Error::Invalid(problems.sorted())) }
+        if problems.is_empty() {
+            Ok(defs)
+        } else {
+            Err(Error::Invalid(problems.sorted()))
+        }
     }
 
     /// Schemas of the sources that have files; a source that cannot be read is a problem
@@ -79,7 +89,11 @@ impl Project {
         let definitions = self.load()?;
         let applied = self.registry().latest()?;
         let plan = plan(applied.as_ref().map(|r| &r.definitions), &definitions);
-        Ok(PlanReport { definitions, plan, applied_seq: applied.map(|r| r.seq) })
+        Ok(PlanReport {
+            definitions,
+            plan,
+            applied_seq: applied.map(|r| r.seq),
+        })
     }
 
     /// Records the definitions in the registry, unless they would break consumers and
@@ -92,7 +106,11 @@ impl Project {
         let breaking: Vec<String> = report
             .plan
             .breaking()
-            .flat_map(|c| c.breaking.iter().map(move |why| format!("  {} `{}`: {why}", c.kind.name(), c.name)))
+            .flat_map(|c| {
+                c.breaking
+                    .iter()
+                    .map(move |why| format!("  {} `{}`: {why}", c.kind.name(), c.name))
+            })
             .collect();
         if !breaking.is_empty() && !allow_breaking {
             return Err(Error::Breaking(breaking));
@@ -100,9 +118,4 @@ impl Project {
         let record = self.registry().record(report.definitions, report.plan)?;
         Ok(ApplyOutcome::Applied(Box::new(record)))
     }
-}
-
-/// `path` relative to the project root, for messages.
-pub fn display_path(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root).unwrap_or(path).display().to_string()
 }

@@ -41,11 +41,16 @@ pub struct Registry {
 
 impl Registry {
     pub fn open(repo_dir: &Path) -> Self {
-        Registry { dir: repo_dir.join("registry").join("applied") }
+        Registry {
+            dir: repo_dir.join("registry").join("applied"),
+        }
     }
 
     fn error(&self, path: &Path, message: impl ToString) -> Error {
-        Error::Registry { path: path.to_path_buf(), message: message.to_string() }
+        Error::Registry {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
     }
 
     /// Sequence numbers of all records, ascending.

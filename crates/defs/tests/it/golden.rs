@@ -43,8 +43,15 @@ fn golden_error_cases() {
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if expected != actual {
-            failures.push(format!("--- {}\nexpected:\n{expected}actual:\n{actual}", case.display()));
+            failures.push(format!(
+                "--- {}\nexpected:\n{expected}actual:\n{actual}",
+                case.display()
+            ));
         }
     }
-    assert!(failures.is_empty(), "golden mismatches (UPDATE_GOLDEN=1 to regenerate):\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "golden mismatches (UPDATE_GOLDEN=1 to regenerate):\n{}",
+        failures.join("\n")
+    );
 }

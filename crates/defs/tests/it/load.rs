@@ -25,7 +25,12 @@ fn demo_definitions_are_valid() {
     assert_eq!(defs.project, "rides");
     assert_eq!(defs.feature_views.len(), 3);
     let svc = &defs.feature_services["ranking_v1"];
-    let names: Vec<String> = defs.service_features(svc).unwrap().iter().map(|f| format!("{}:{}", f.view, f.feature)).collect();
+    let names: Vec<String> = defs
+        .service_features(svc)
+        .unwrap()
+        .iter()
+        .map(|f| format!("{}:{}", f.view, f.feature))
+        .collect();
     assert_eq!(
         names,
         [
@@ -64,7 +69,11 @@ feature_views:
   v: { entities: [driver, city], source: s, features: { surge: float64 } }
 "#,
     );
-    let keys: Vec<String> = defs.view_keys(&defs.feature_views["v"]).iter().map(|k| format!("{}:{}", k.name, k.ty)).collect();
+    let keys: Vec<String> = defs
+        .view_keys(&defs.feature_views["v"])
+        .iter()
+        .map(|k| format!("{}:{}", k.name, k.ty))
+        .collect();
     assert_eq!(keys, ["driver_id:int64", "city:string", "country:string"]);
 }
 
@@ -87,8 +96,21 @@ feature_services:
   svc: [ "a:z" ]
 "#;
     let errors = load(&[("defs.yaml", text)]).unwrap_err();
-    let lines: Vec<String> = errors.iter().map(|d| format!("{}:{}", d.loc.file.display(), d.loc.line)).collect();
-    assert_eq!(lines, ["defs.yaml:8", "defs.yaml:10", "defs.yaml:12", "defs.yaml:13", "defs.yaml:15"], "{errors}");
+    let lines: Vec<String> = errors
+        .iter()
+        .map(|d| format!("{}:{}", d.loc.file.display(), d.loc.line))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "defs.yaml:8",
+            "defs.yaml:10",
+            "defs.yaml:12",
+            "defs.yaml:13",
+            "defs.yaml:15"
+        ],
+        "{errors}"
+    );
 }
 
 #[test]
@@ -96,11 +118,21 @@ fn registry_round_trip_keeps_meaning() {
     let defs = demo_defs();
     let json = serde_json::to_string(&defs).unwrap();
     let back: skewless_defs::Definitions = serde_json::from_str(&json).unwrap();
-    assert_eq!(skewless_defs::version::versions(&back), skewless_defs::version::versions(&defs));
-    assert_eq!(back.feature_views["driver_hourly_stats"].features, defs.feature_views["driver_hourly_stats"].features.iter().map(|f| {
-        let mut f = f.clone();
-        f.loc = Default::default();
-        f.expr_loc = Default::default();
-        f
-    }).collect::<Vec<_>>());
+    assert_eq!(
+        skewless_defs::version::versions(&back),
+        skewless_defs::version::versions(&defs)
+    );
+    assert_eq!(
+        back.feature_views["driver_hourly_stats"].features,
+        defs.feature_views["driver_hourly_stats"]
+            .features
+            .iter()
+            .map(|f| {
+                let mut f = f.clone();
+                f.loc = Default::default();
+                f.expr_loc = Default::default();
+                f
+            })
+            .collect::<Vec<_>>()
+    );
 }

@@ -1,5 +1,7 @@
 //! Integration tests of `skewless-defs`: loading, validation, version hashes and plans.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 mod golden;
 mod load;
 mod plan;

@@ -42,9 +42,21 @@ fn semantic_changes_change_the_view_version() {
         ("as_of", BASE.replace("ttl: 2h", "ttl: 2h\n    as_of: available")),
         ("type", BASE.replace("conv_rate: float32", "conv_rate: float64")),
         ("expr", BASE.replace("trips_total / 2", "trips_total / 3")),
-        ("feature added", BASE.replace("conv_rate: float32", "conv_rate: float32\n      acc: float32")),
-        ("contract", BASE.replace("conv_rate: float32", "conv_rate: { type: float32, contract: { max: 1 } }")),
-        ("timestamp column", BASE.replace("timestamp: event_timestamp", "timestamp: ts")),
+        (
+            "feature added",
+            BASE.replace("conv_rate: float32", "conv_rate: float32\n      acc: float32"),
+        ),
+        (
+            "contract",
+            BASE.replace(
+                "conv_rate: float32",
+                "conv_rate: { type: float32, contract: { max: 1 } }",
+            ),
+        ),
+        (
+            "timestamp column",
+            BASE.replace("timestamp: event_timestamp", "timestamp: ts"),
+        ),
         ("key type", BASE.replace("driver_id: int64", "driver_id: string")),
     ];
     for (what, text) in variants {
@@ -57,7 +69,7 @@ fn service_version_follows_its_views() {
     let a = versions(&load_ok(BASE));
     let b = versions(&load_ok(&BASE.replace("trips_total / 2", "trips_total / 3")));
     assert_ne!(a.feature_services["svc"], b.feature_services["svc"]);
-    let c = versions(&load_ok(&BASE.replace("owner", "owner").replace("ttl: 2h", "ttl: 2h\n    owner: x")));
+    let c = versions(&load_ok(&BASE.replace("ttl: 2h", "ttl: 2h\n    owner: x")));
     assert_eq!(a.feature_services["svc"], c.feature_services["svc"]);
 }
 
@@ -67,7 +79,10 @@ fn versions_are_pinned() {
     // online values written under these versions would otherwise read as NOT_FOUND.
     let v = versions(&load_ok(BASE));
     assert_eq!(v.feature_views["driver_stats"].len(), 16);
-    assert_eq!(v.feature_views["driver_stats"], PINNED_VIEW_VERSION, "canonical form changed");
+    assert_eq!(
+        v.feature_views["driver_stats"], PINNED_VIEW_VERSION,
+        "canonical form changed"
+    );
 }
 
 const PINNED_VIEW_VERSION: &str = "2299e865c2b5d81c";

@@ -1,0 +1,52 @@
+# skewless: `make demo` runs the main job end to end; `make test` runs every check CI runs.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+CARGO ?= cargo
+SKEWLESS := target/debug/skewless
+DEMO_DATA := data/demo
+
+.PHONY: help build demo test unit lint fmt golden redis clean-demo
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+build: ## Build the skewless binary (debug)
+	$(CARGO) build -p skewless-cli
+
+demo: build ## Run the main job end to end on the embedded default (nothing to install)
+	$(SKEWLESS) demo-data --out $(DEMO_DATA)
+	$(SKEWLESS) validate
+	$(SKEWLESS) plan
+	$(SKEWLESS) apply
+	$(SKEWLESS) list entities
+	$(SKEWLESS) list views
+	$(SKEWLESS) list features
+	$(SKEWLESS) list services
+	$(SKEWLESS) registry log
+
+test: redis lint unit ## Everything CI runs: fmt, clippy, all tests (installs redis-server if missing)
+
+unit: ## Run all tests (nextest when installed) and doc tests
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+	$(CARGO) test --workspace --doc
+
+lint: ## cargo fmt --check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+golden: ## Regenerate the golden error outputs, then review `git diff`
+	UPDATE_GOLDEN=1 $(CARGO) test -p skewless-defs --test it golden
+	UPDATE_GOLDEN=1 $(CARGO) test -p skewless --test it golden
+
+redis: ## Make sure redis-server is installed (apt-get when root); never starts one
+	@scripts/ensure-redis.sh
+
+clean-demo: ## Remove the demo data and the local registry
+	rm -rf $(DEMO_DATA) .skewless

@@ -1,0 +1,176 @@
+use crate::TempProject;
+
+fn demo_project() -> TempProject {
+    let p = TempProject::with_demo_defs();
+    p.run(&["demo-data"]).ok();
+    p
+}
+
+#[test]
+fn demo_flow_validate_plan_apply_list() {
+    let p = demo_project();
+    let validate = p.run(&["validate"]).ok();
+    assert!(
+        validate
+            .stdout()
+            .starts_with("ok: project `rides`: 2 entities, 3 sources, 3 feature views"),
+        "{}",
+        validate.stdout()
+    );
+
+    let plan = p.run(&["plan", "--json"]).ok().json();
+    assert_eq!(plan["applied_seq"], serde_json::Value::Null);
+    assert_eq!(plan["changes"].as_array().unwrap().len(), 10);
+
+    let applied = p.run(&["apply"]).ok();
+    assert!(
+        applied.stdout().contains("Applied as version 1"),
+        "{}",
+        applied.stdout()
+    );
+    assert!(p.run(&["apply"]).ok().stdout().contains("Nothing to apply"));
+
+    let views = p.run(&["list", "views", "--json"]).ok().json();
+    let names: Vec<&str> = views
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "customer_profile",
+            "driver_hourly_stats",
+            "driver_last_trip",
+            "ride_score"
+        ]
+    );
+    assert_eq!(views[1]["ttl"], "2d");
+    assert_eq!(views[1]["version"].as_str().unwrap().len(), 16);
+
+    let features = p.run(&["list", "features"]).ok().stdout();
+    assert!(features.lines().next().unwrap().starts_with("FEATURE"), "{features}");
+    assert!(features.contains("driver_hourly_stats:trips_per_hour"), "{features}");
+    for kind in ["entities", "sources", "services"] {
+        let rows = p.run(&["list", kind, "--json"]).ok().json();
+        assert!(!rows.as_array().unwrap().is_empty(), "list {kind}");
+    }
+}
+
+#[test]
+fn breaking_change_is_refused_then_allowed_and_history_is_kept() {
+    let p = demo_project();
+    p.run(&["apply"]).ok();
+    p.edit(
+        "drivers.yaml",
+        "      acc_rate:       { type: float32, contract: { min: 0, max: 1 } }\n",
+        "",
+    );
+
+    let plan = p.run(&["plan"]).ok().stdout();
+    assert!(plan.contains("~ feature view `driver_hourly_stats`"), "{plan}");
+    assert!(plan.contains("BREAKING: feature `acc_rate` removed"), "{plan}");
+    assert!(
+        plan.contains("BREAKING: `driver_hourly_stats:acc_rate` no longer served"),
+        "{plan}"
+    );
+
+    let refused = p.run(&["apply"]);
+    assert_eq!(refused.code(), 1);
+    assert!(
+        refused.stderr().contains("refusing to apply breaking changes"),
+        "{}",
+        refused.stderr()
+    );
+    p.run(&["apply", "--allow-breaking"]).ok();
+
+    let log = p.run(&["registry", "log", "--json"]).ok().json();
+    assert_eq!(log.as_array().unwrap().len(), 2);
+    let first = p.run(&["registry", "show", "1"]).ok().json();
+    let old_features = first["definitions"]["feature_views"]["driver_hourly_stats"]["features"]
+        .as_array()
+        .unwrap();
+    assert!(
+        old_features.iter().any(|f| f["name"] == "acc_rate"),
+        "version 1 still has acc_rate"
+    );
+    let latest = p.run(&["registry", "show"]).ok().json();
+    assert_eq!(latest["seq"], 2);
+}
+
+#[test]
+fn five_mistakes_five_errors_with_file_and_line() {
+    let p = demo_project();
+    p.edit(
+        "drivers.yaml",
+        "entity: driver\n    source: driver_hourly",
+        "entity: drivr\n    source: driver_hourly",
+    );
+    p.edit("drivers.yaml", "ttl: 2d", "ttl: 2 days");
+    p.edit(
+        "customers.yaml",
+        "current_balance:     float64",
+        "current_balance:     float46",
+    );
+    p.edit("customers.yaml", "expr: \"tier = 'premium'\"", "expr: \"tier = \"");
+    p.edit("ranking.yaml", "customer_profile:tier", "customer_profile:teir");
+    let run = p.run(&["validate"]);
+    assert_eq!(run.code(), 1);
+    let stderr = run.stderr();
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains(": error: ")).collect();
+    assert_eq!(errors.len(), 5, "{stderr}");
+    let located = [
+        "customers.yaml:",
+        "customers.yaml:",
+        "drivers.yaml:",
+        "drivers.yaml:",
+        "ranking.yaml:",
+    ];
+    for (line, file) in errors.iter().zip(located) {
+        assert!(line.starts_with(&format!("feature_defs/{file}")), "{line}");
+    }
+    assert!(
+        stderr.contains("(did you mean `driver`?)") && stderr.contains("(did you mean `tier`?)"),
+        "{stderr}"
+    );
+    assert!(stderr.trim_end().ends_with("5 errors"), "{stderr}");
+
+    let json = p.run(&["validate", "--json"]).json();
+    assert_eq!(json["valid"], false);
+    assert_eq!(json["errors"].as_array().unwrap().len(), 5);
+    assert_eq!(json["errors"][0]["loc"]["file"], "feature_defs/customers.yaml");
+}
+
+#[test]
+fn type_errors_against_the_data_are_located() {
+    let p = demo_project();
+    p.edit(
+        "drivers.yaml",
+        "expr: \"avg_daily_trips / 24.0\"",
+        "expr: \"avg_daily_trip / 24.0\"",
+    );
+    let run = p.run(&["validate"]);
+    assert_eq!(run.code(), 1);
+    assert_eq!(
+        run.stderr().lines().next().unwrap(),
+        "feature_defs/drivers.yaml:26:46: error: feature `driver_hourly_stats.trips_per_hour` reads unknown column `avg_daily_trip`, which source `driver_hourly` does not have (did you mean `avg_daily_trips`?)"
+    );
+}
+
+#[test]
+fn flags_choose_directories_and_bad_usage_exits_2() {
+    let p = demo_project();
+    std::fs::rename(p.path().join("feature_defs"), p.path().join("defs")).unwrap();
+    std::fs::rename(p.path().join("data"), p.path().join("elsewhere")).unwrap();
+    // Sources resolve against the parent of --defs, so moving data breaks them...
+    assert_eq!(p.run(&["--defs", "defs", "validate"]).code(), 1);
+    std::fs::rename(p.path().join("elsewhere"), p.path().join("data")).unwrap();
+    // ...and moving both together does not.
+    p.run(&["--defs", "defs", "--repo", "reg", "apply"]).ok();
+    assert!(p.path().join("reg/registry/applied/000001.json").is_file());
+    assert_eq!(p.run(&["list", "nonsense"]).code(), 2);
+    let missing = p.run(&["validate"]);
+    assert_eq!(missing.code(), 1);
+    assert!(missing.stderr().contains("feature_defs"), "{}", missing.stderr());
+}

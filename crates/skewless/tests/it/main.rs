@@ -1,0 +1,8 @@
+//! Integration tests of the facade: validation against real source files, the registry,
+//! and the demo data generator.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+mod demo_data;
+mod golden;
+mod registry;
