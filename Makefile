@@ -26,13 +26,13 @@ demo: build ## Run the main job end to end on the embedded default (nothing to i
 
 test: redis lint unit ## Everything CI runs: fmt, clippy, all tests (installs redis-server if missing)
 
-unit: ## Run all tests (nextest when installed) and doc tests
+unit: ## Run doc tests, then all tests (nextest when installed)
+	$(CARGO) test --workspace --doc
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
-	$(CARGO) test --workspace --doc
 
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

@@ -69,6 +69,23 @@ pub fn load_dir(dir: &Path) -> Result<Definitions> {
 }
 
 /// Parses and validates definition texts given as `(path, text)`, the path used in messages.
+///
+/// ```
+/// use std::path::PathBuf;
+///
+/// let text = r#"
+/// entities: { driver: { keys: { driver_id: int64 } } }
+/// sources: { stats: { path: data/stats.parquet, timestamp: event_timestamp } }
+/// feature_views:
+///   driver_stats: { entity: driver, source: stats, ttl: 2h, features: { conv_rate: float32 } }
+/// "#;
+/// let defs = skewless_defs::load_texts(&[(PathBuf::from("defs.yaml"), text.to_string())]).unwrap();
+/// assert_eq!(defs.feature_views["driver_stats"].ttl.map(|t| t.seconds()), Some(7200));
+///
+/// let typo = text.replace("entity: driver", "entity: drivr");
+/// let err = skewless_defs::load_texts(&[(PathBuf::from("defs.yaml"), typo)]).unwrap_err();
+/// assert!(err.to_string().contains("defs.yaml:5:27: error: feature view `driver_stats` names unknown entity `drivr` (did you mean `driver`?)"));
+/// ```
 pub fn load_texts(files: &[(PathBuf, String)]) -> Result<Definitions> {
     let mut problems = Diagnostics::default();
     let mut parsed = Vec::new();
