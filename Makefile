@@ -23,6 +23,8 @@ demo: build ## Run the main job end to end on the embedded default (nothing to i
 	$(SKEWLESS) list features
 	$(SKEWLESS) list services
 	$(SKEWLESS) registry log
+	$(SKEWLESS) training-set --spine $(DEMO_DATA)/ride_requests_spine.parquet --service ranking_v1 \
+		--out $(DEMO_DATA)/training_set.parquet
 
 test: redis lint unit ## Everything CI runs: fmt, clippy, all tests (installs redis-server if missing)
 

@@ -53,6 +53,33 @@ pub enum Command {
         #[command(subcommand)]
         command: RegistryCommand,
     },
+    /// Build a point-in-time-correct training set for a spine and write it as Parquet.
+    TrainingSet {
+        /// The spine: entity keys, an as-of timestamp and any other columns (labels, request
+        /// fields), as Parquet or CSV. Every row is kept, in order.
+        #[arg(long)]
+        spine: PathBuf,
+        /// Features as `view:feature` or `view:*`, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            required_unless_present = "service",
+            conflicts_with = "service"
+        )]
+        features: Vec<String>,
+        /// A feature service whose features to use.
+        #[arg(long)]
+        service: Option<String>,
+        /// Output Parquet file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Name feature columns `view__feature` instead of `feature`.
+        #[arg(long)]
+        full_names: bool,
+        /// The spine's as-of timestamp column.
+        #[arg(long, default_value = "event_timestamp")]
+        timestamp_column: String,
+    },
     /// Generate the deterministic ride-hailing demo data set as Parquet.
     DemoData {
         /// Directory to write into.

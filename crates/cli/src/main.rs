@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use skewless::listing;
+use skewless::training::{FeatureSelection, TrainingSetOptions, write_parquet};
 use skewless::{ApplyOutcome, Error, Project};
 
 use crate::args::{Cli, Command, ListKind, RegistryCommand};
@@ -41,6 +42,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply { allow_breaking, json } => apply(&project, allow_breaking, json),
         Command::List { kind, json } => list(&project, kind, json),
         Command::Registry { command } => registry(&project, command),
+        Command::TrainingSet {
+            spine,
+            features,
+            service,
+            out,
+            full_names,
+            timestamp_column,
+        } => {
+            let selection = match service {
+                Some(name) => FeatureSelection::Service(name),
+                None => FeatureSelection::Features(features),
+            };
+            let options = TrainingSetOptions {
+                spine,
+                selection,
+                timestamp_column,
+                full_names,
+            };
+            training_set(&project, &options, &out)
+        }
         Command::DemoData { out, seed } => {
             let written = skewless::demo_data::generate(&out, seed)
                 .with_context(|| format!("generating demo data in {}", out.display()))?;
@@ -50,6 +71,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn training_set(project: &Project, options: &TrainingSetOptions, out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let ctx = skewless::engine_session();
+    let built = runtime
+        .block_on(project.training_set(&ctx, options))
+        .with_context(|| format!("building a training set for {}", options.spine.display()))?;
+    write_parquet(&built.batch, out)?;
+    let read: usize = built.rows_read.values().sum();
+    println!(
+        "wrote {} rows × {} features to {} in {:.2}s ({} feature rows read from {} views)",
+        built.batch.num_rows(),
+        built.features.len(),
+        out.display(),
+        built.seconds,
+        read,
+        built.rows_read.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn validate(project: &Project, json: bool) -> anyhow::Result<ExitCode> {

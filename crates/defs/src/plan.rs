@@ -76,86 +76,100 @@ pub fn plan(old: Option<&Definitions>, new: &Definitions) -> Plan {
     let old_v = old_versions.as_ref().unwrap_or(&empty);
     let new_v = versions(new);
     let mut changes = Vec::new();
-    let mut diff =
-        |kind, a: &BTreeMap<String, String>, b: &BTreeMap<String, String>, why: &dyn Fn(&str) -> Vec<String>| {
-            for (name, old_version) in a {
-                if !b.contains_key(name) {
-                    changes.push(Change {
-                        kind,
-                        name: name.clone(),
-                        action: Action::Remove,
-                        old_version: Some(old_version.clone()),
-                        new_version: None,
-                        breaking: vec![format!("{} removed", kind.name())],
-                    });
-                }
-            }
-            for (name, new_version) in b {
-                let (action, old_version) = match a.get(name) {
-                    None => (Action::Add, None),
-                    Some(v) if v == new_version => continue,
-                    Some(v) => (Action::Change, Some(v.clone())),
-                };
-                let breaking = if action == Action::Change {
-                    why(name)
-                } else {
-                    Vec::new()
-                };
+    // `changed` catches what matters to consumers without changing values (and so versions):
+    // whether a view is served online.
+    let mut diff = |kind,
+                    a: &BTreeMap<String, String>,
+                    b: &BTreeMap<String, String>,
+                    why: &dyn Fn(&str) -> Vec<String>,
+                    changed: &dyn Fn(&str) -> bool| {
+        for (name, old_version) in a {
+            if !b.contains_key(name) {
                 changes.push(Change {
                     kind,
                     name: name.clone(),
-                    action,
-                    old_version,
-                    new_version: Some(new_version.clone()),
-                    breaking,
+                    action: Action::Remove,
+                    old_version: Some(old_version.clone()),
+                    new_version: None,
+                    breaking: vec![format!("{} removed", kind.name())],
                 });
             }
-        };
+        }
+        for (name, new_version) in b {
+            let (action, old_version) = match a.get(name) {
+                None => (Action::Add, None),
+                Some(v) if v == new_version && !changed(name) => continue,
+                Some(v) => (Action::Change, Some(v.clone())),
+            };
+            let breaking = if action == Action::Change {
+                why(name)
+            } else {
+                Vec::new()
+            };
+            changes.push(Change {
+                kind,
+                name: name.clone(),
+                action,
+                old_version,
+                new_version: Some(new_version.clone()),
+                breaking,
+            });
+        }
+    };
+    let (none, same) = (|_: &str| Vec::new(), |_: &str| false);
     let Some(old) = old else {
-        let none = |_: &str| Vec::new();
-        diff(ObjectKind::Entity, &empty.entities, &new_v.entities, &none);
-        diff(ObjectKind::Source, &empty.sources, &new_v.sources, &none);
+        diff(ObjectKind::Entity, &empty.entities, &new_v.entities, &none, &same);
+        diff(ObjectKind::Source, &empty.sources, &new_v.sources, &none, &same);
         diff(
             ObjectKind::FeatureView,
             &empty.feature_views,
             &new_v.feature_views,
             &none,
+            &same,
         );
         diff(
             ObjectKind::OnDemandView,
             &empty.on_demand_views,
             &new_v.on_demand_views,
             &none,
+            &same,
         );
         diff(
             ObjectKind::FeatureService,
             &empty.feature_services,
             &new_v.feature_services,
             &none,
+            &same,
         );
         return Plan { changes };
     };
-    diff(ObjectKind::Entity, &old_v.entities, &new_v.entities, &|n| {
-        entity_breaks(&old.entities[n], &new.entities[n])
-    });
-    diff(ObjectKind::Source, &old_v.sources, &new_v.sources, &|_| Vec::new());
+    let entity = |n: &str| entity_breaks(&old.entities[n], &new.entities[n]);
+    diff(ObjectKind::Entity, &old_v.entities, &new_v.entities, &entity, &same);
+    diff(ObjectKind::Source, &old_v.sources, &new_v.sources, &none, &same);
+    let view = |n: &str| view_breaks(old, &old.feature_views[n], new, &new.feature_views[n]);
+    let online_flag = |n: &str| old.feature_views[n].online != new.feature_views[n].online;
     diff(
         ObjectKind::FeatureView,
         &old_v.feature_views,
         &new_v.feature_views,
-        &|n| view_breaks(old, &old.feature_views[n], new, &new.feature_views[n]),
+        &view,
+        &online_flag,
     );
+    let on_demand = |n: &str| on_demand_breaks(&old.on_demand_views[n], &new.on_demand_views[n]);
     diff(
         ObjectKind::OnDemandView,
         &old_v.on_demand_views,
         &new_v.on_demand_views,
-        &|n| on_demand_breaks(&old.on_demand_views[n], &new.on_demand_views[n]),
+        &on_demand,
+        &same,
     );
+    let service = |n: &str| service_breaks(old, &old.feature_services[n], new, &new.feature_services[n]);
     diff(
         ObjectKind::FeatureService,
         &old_v.feature_services,
         &new_v.feature_services,
-        &|n| service_breaks(old, &old.feature_services[n], new, &new.feature_services[n]),
+        &service,
+        &same,
     );
     Plan { changes }
 }

@@ -210,7 +210,24 @@ fn check_feature_view(defs: &Definitions, view: &FeatureView, broken: &Broken, p
         )),
         Some(_) => {}
     }
+    if view.entities.is_empty() {
+        problems.push(Diagnostic::new(
+            &view.entities_loc,
+            format!("feature view `{}` needs at least one entity", view.name),
+        ));
+    }
     let keys = defs.view_keys(view);
+    for (i, key) in keys.iter().enumerate() {
+        if keys[..i].iter().any(|k| k.name == key.name) {
+            problems.push(Diagnostic::new(
+                &view.entities_loc,
+                format!(
+                    "feature view `{}` gets join key `{}` from two entities (or one entity twice)",
+                    view.name, key.name
+                ),
+            ));
+        }
+    }
     for f in &view.features {
         if keys.iter().any(|k| k.name == f.name) {
             problems.push(Diagnostic::new(

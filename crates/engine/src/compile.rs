@@ -6,7 +6,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{Column, DFSchema, TableReference};
-use datafusion::logical_expr::{Expr, ExprSchemable, cast};
+use datafusion::logical_expr::{Expr, ExprSchemable, Volatility, cast};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use skewless_defs::{
     Definitions, Diagnostic, Diagnostics, Feature, FeatureType, FeatureView, OnDemandView, did_you_mean, expr as sql,
@@ -174,9 +174,14 @@ fn compile_feature(ctx: &SessionContext, f: &Feature, schema: &DFSchema, inputs:
             None,
         ));
     }
-    if expr.is_volatile() {
+    // Volatile (random()) and stable (now(), current_date) functions depend on when and where
+    // they run: offline and online would compute different values for the same row.
+    let time_or_chance = expr
+        .exists(|e| Ok(matches!(e, Expr::ScalarFunction(f) if f.func.signature().volatility != Volatility::Immutable)))
+        .unwrap_or(false);
+    if time_or_chance {
         return Err((
-            "uses a volatile function (such as random()): offline and online would compute different values".into(),
+            "calls a function whose result depends on when or where it runs (such as random() or now()): offline and online would compute different values".into(),
             None,
         ));
     }
@@ -317,9 +322,9 @@ on_demand_views:
     #[test]
     fn type_errors_are_located_and_explained() {
         let found = problems(
-            "      a: { type: int64, expr: \"conv_rate * 2\" }\n      b: { type: float64, expr: \"conv_rte + 1\" }\n      c: { type: float64, expr: \"avg(conv_rate)\" }\n      d: { type: float64, expr: \"random()\" }\n      e: { type: bool, expr: \"city\" }\n      missing: float64\n",
+            "      a: { type: int64, expr: \"conv_rate * 2\" }\n      b: { type: float64, expr: \"conv_rte + 1\" }\n      c: { type: float64, expr: \"avg(conv_rate)\" }\n      d: { type: float64, expr: \"random()\" }\n      d2: { type: timestamp, expr: \"now()\" }\n      e: { type: bool, expr: \"city\" }\n      missing: float64\n",
         );
-        assert_eq!(found.len(), 6, "{found:#?}");
+        assert_eq!(found.len(), 7, "{found:#?}");
         assert!(
             found[0].starts_with("defs.yaml:10:31: error: feature `v.a` yields Float64 but is declared int64"),
             "{}",
@@ -331,12 +336,17 @@ on_demand_views:
             found[1]
         );
         assert!(found[2].contains("not a row-level expression"), "{}", found[2]);
-        assert!(found[3].contains("volatile"), "{}", found[3]);
-        assert!(found[4].contains("yields Utf8 but is declared bool"), "{}", found[4]);
+        assert!(found[3].contains("depends on when or where it runs"), "{}", found[3]);
         assert!(
-            found[5].contains("reads column `missing`, which source `s` does not have"),
+            found[4].contains("depends on when or where it runs"),
+            "now() is stable, not immutable: {}",
+            found[4]
+        );
+        assert!(found[5].contains("yields Utf8 but is declared bool"), "{}", found[5]);
+        assert!(
+            found[6].contains("reads column `missing`, which source `s` does not have"),
             "{}",
-            found[5]
+            found[6]
         );
     }
 

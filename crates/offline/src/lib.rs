@@ -8,9 +8,13 @@
 //! source path (file | dir | glob) ──source::resolve──▶ files + format ──source::read_schema──▶ Arrow schema
 //! ```
 //!
-//! Modules: [`source`].
+//! Modules: [`source`], [`as_of`] (the point-in-time rule), [`as_of_exec`] (it as a
+//! DataFusion operator), [`training_set`].
 
+pub mod as_of;
+pub mod as_of_exec;
 pub mod source;
+pub mod training_set;
 
 use std::path::PathBuf;
 
@@ -45,6 +49,18 @@ pub enum Error {
     },
     #[error("source `{source_name}` has no files: it only receives pushed events")]
     PushOnly { source_name: String },
+    #[error("spine {path}: {message}")]
+    Spine { path: PathBuf, message: String },
+    /// A request that cannot be served as asked (names, clashes, definitions).
+    #[error("{0}")]
+    Request(String),
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// A broken invariant: a bug in skewless.
+    #[error("internal error (a bug): {0}")]
+    Internal(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

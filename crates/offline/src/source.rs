@@ -153,17 +153,24 @@ fn parquet_schema(file: &Path) -> std::result::Result<SchemaRef, String> {
 }
 
 fn csv_schema(file: &Path, source: &Source) -> std::result::Result<SchemaRef, String> {
+    let mut times = vec![source.timestamp.as_str()];
+    times.extend(source.created.as_deref());
+    csv_schema_with_times(file, &times)
+}
+
+/// A CSV file's schema, inferred from its header and first rows, with the named columns
+/// typed as UTC instants (values with an offset are converted to the same instant).
+pub fn csv_schema_with_times(file: &Path, time_columns: &[&str]) -> std::result::Result<SchemaRef, String> {
     let f = File::open(file).map_err(|e| e.to_string())?;
     let (schema, _) = Format::default()
         .with_header(true)
         .infer_schema(f, Some(1000))
         .map_err(|e| e.to_string())?;
-    let time_columns = [Some(&source.timestamp), source.created.as_ref()];
     let fields: Vec<Field> = schema
         .fields()
         .iter()
         .map(|field| {
-            if time_columns.contains(&Some(field.name())) {
+            if time_columns.contains(&field.name().as_str()) {
                 Field::new(field.name(), csv_time_type(), field.is_nullable())
             } else {
                 field.as_ref().clone()

@@ -9,20 +9,23 @@
 //! ```text
 //! cli / server ──▶ Project ──validate──▶ defs::load_dir ─▶ offline::source schemas ─▶ engine::check
 //!                     ├──plan/apply──▶ defs::plan ─▶ registry (applied/NNNNNN.json, full history)
-//!                     └──list──────▶ listing rows (printed by the CLI as tables or JSON)
+//!                     ├──list──────▶ listing rows (printed by the CLI as tables or JSON)
+//!                     └──training_set──▶ offline::training_set (as-of joins) ─▶ RecordBatch / DataFrame / Parquet
 //! ```
 //!
-//! Modules: [`project`], [`registry`], [`listing`], [`demo_data`].
+//! Modules: [`project`], [`registry`], [`listing`], [`training`], [`demo_data`].
 
 pub mod demo_data;
 pub mod listing;
 pub mod project;
 pub mod registry;
+pub mod training;
 
 use std::path::PathBuf;
 
 pub use project::{ApplyOutcome, PlanReport, Project};
 pub use skewless_defs as defs;
+pub use skewless_engine::session as engine_session;
 
 /// The version of skewless, recorded in registry entries and run manifests.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -41,6 +44,11 @@ pub enum Error {
     Registry { path: PathBuf, message: String },
     #[error("writing {path}: {message}")]
     Write { path: PathBuf, message: String },
+    /// A request that names something that does not exist, or asks the impossible.
+    #[error("{0}")]
+    Request(String),
+    #[error(transparent)]
+    Offline(#[from] skewless_offline::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -174,3 +174,63 @@ fn flags_choose_directories_and_bad_usage_exits_2() {
     assert_eq!(missing.code(), 1);
     assert!(missing.stderr().contains("feature_defs"), "{}", missing.stderr());
 }
+
+#[test]
+fn training_set_writes_parquet_for_a_service_or_a_feature_list() {
+    let p = demo_project();
+    let spine = "data/demo/ride_requests_spine.parquet";
+    let run = p
+        .run(&[
+            "training-set",
+            "--spine",
+            spine,
+            "--service",
+            "ranking_v1",
+            "--out",
+            "out/train.parquet",
+        ])
+        .ok();
+    assert!(
+        run.stdout()
+            .starts_with("wrote 2000 rows × 7 features to out/train.parquet"),
+        "{}",
+        run.stdout()
+    );
+    assert!(p.path().join("out/train.parquet").is_file());
+
+    let run = p
+        .run(&[
+            "training-set",
+            "--spine",
+            spine,
+            "--features",
+            "driver_hourly_stats:conv_rate,customer_profile:*",
+            "--full-names",
+            "--out",
+            "t.parquet",
+        ])
+        .ok();
+    assert!(
+        run.stdout().starts_with("wrote 2000 rows × 5 features"),
+        "{}",
+        run.stdout()
+    );
+
+    let bad = p.run(&[
+        "training-set",
+        "--spine",
+        spine,
+        "--features",
+        "driver_hourly_stats:conv_rat",
+        "--out",
+        "x.parquet",
+    ]);
+    assert_eq!(bad.code(), 1);
+    assert!(
+        bad.stderr().contains("unknown feature `driver_hourly_stats:conv_rat`"),
+        "{}",
+        bad.stderr()
+    );
+    let neither = p.run(&["training-set", "--spine", spine, "--out", "x.parquet"]);
+    assert_eq!(neither.code(), 2, "--features or --service is required");
+}

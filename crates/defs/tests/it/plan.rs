@@ -91,6 +91,18 @@ fn breaking_changes_are_named() {
     assert!(key.iter().any(|(k, _, _, b)| *k == ObjectKind::FeatureView
         && b == &["join keys changed (driver_id:int64 → driver_id:string)"]));
 
+    let offline = changes(BASE, &BASE.replace("ttl: 2h", "ttl: 2h\n    online: false"));
+    assert_eq!(
+        offline,
+        [(
+            ObjectKind::FeatureView,
+            "driver_stats".to_string(),
+            Action::Change,
+            vec!["no longer served online".to_string()]
+        )],
+        "the online flag alone is a change"
+    );
+
     let gone = changes(
         BASE,
         &BASE.replace("feature_services:\n  svc: [ \"driver_stats:*\" ]\n", ""),

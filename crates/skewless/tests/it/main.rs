@@ -6,3 +6,4 @@
 mod demo_data;
 mod golden;
 mod registry;
+mod training_set;

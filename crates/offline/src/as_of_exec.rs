@@ -1,0 +1,251 @@
+//! [`AsOfJoinExec`]: the as-of rule as a DataFusion physical operator.
+//!
+//! ```text
+//!   spine plan [__row, __k0.., __t] ──hash(__k*)──┐
+//!                                                 ├─ AsOfJoinExec ─▶ [__row, feature...]
+//!   feature plan [__k0.., __ts, __created?, f...] ─hash(__k*)──┘        (one row per spine row)
+//! ```
+//!
+//! Both children are hash-partitioned on the join keys with DataFusion's fixed-seed
+//! repartitioning, so one key's rows meet in one partition and partitions run on all cores.
+//! Each partition gathers its two inputs, reserving their memory from the session's memory
+//! pool (a pool too small for a partition fails with DataFusion's "resources exhausted"
+//! error rather than the process running out of memory), and runs [`as_of::winners`].
+//! Output rows carry the spine's `__row` so the caller can restore spine order.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt32Array};
+use arrow::compute::{concat_batches, take};
+use arrow::datatypes::SchemaRef;
+use arrow::row::{RowConverter, SortField};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result, internal_err};
+use datafusion::execution::memory_pool::MemoryConsumer;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, common};
+use futures::stream;
+
+use crate::as_of::{self, FeatureSide, Mode, SpineSide};
+
+/// Column layout both children must follow (see the module docs).
+#[derive(Debug, Clone)]
+pub struct AsOfLayout {
+    /// Number of key columns (`__k0..`) after `__row` on the spine and first on the features.
+    pub keys: usize,
+    /// Whether the feature side has a `__created` column after `__ts`.
+    pub created: bool,
+    pub mode: Mode,
+    pub ttl_micros: Option<i64>,
+}
+
+impl AsOfLayout {
+    /// Index of the first feature value column on the feature side.
+    fn first_value(&self) -> usize {
+        self.keys + 1 + usize::from(self.created)
+    }
+}
+
+#[derive(Debug)]
+pub struct AsOfJoinExec {
+    spine: Arc<dyn ExecutionPlan>,
+    features: Arc<dyn ExecutionPlan>,
+    layout: AsOfLayout,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl AsOfJoinExec {
+    /// `spine` and `features` must be co-partitioned on their key columns.
+    pub fn try_new(
+        spine: Arc<dyn ExecutionPlan>,
+        features: Arc<dyn ExecutionPlan>,
+        layout: AsOfLayout,
+    ) -> Result<Self> {
+        let partitions = spine.properties().partitioning.partition_count();
+        if partitions != features.properties().partitioning.partition_count() {
+            return internal_err!("as-of join inputs must have the same partition count");
+        }
+        let spine_schema = spine.schema();
+        let feature_schema = features.schema();
+        let mut fields = vec![Arc::clone(&spine_schema.fields()[0])];
+        // A spine row without a winner gets nulls, whatever the source column promised.
+        fields.extend(
+            feature_schema
+                .fields()
+                .iter()
+                .skip(layout.first_value())
+                .map(|f| Arc::new(f.as_ref().clone().with_nullable(true))),
+        );
+        let schema: SchemaRef = Arc::new(arrow::datatypes::Schema::new(fields));
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&schema)),
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        Ok(AsOfJoinExec {
+            spine,
+            features,
+            layout,
+            schema,
+            properties,
+        })
+    }
+}
+
+impl DisplayAs for AsOfJoinExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let ttl = self
+            .layout
+            .ttl_micros
+            .map_or_else(|| "none".to_string(), |t| format!("{t}us"));
+        write!(
+            f,
+            "AsOfJoinExec: keys={}, mode={:?}, ttl={ttl}",
+            self.layout.keys, self.layout.mode
+        )
+    }
+}
+
+impl ExecutionPlan for AsOfJoinExec {
+    fn name(&self) -> &str {
+        "AsOfJoinExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.spine, &self.features]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        let [spine, features]: [Arc<dyn ExecutionPlan>; 2] = children
+            .try_into()
+            .map_err(|_| DataFusionError::Internal("as-of join has two children".into()))?;
+        Ok(Arc::new(AsOfJoinExec::try_new(spine, features, self.layout.clone())?))
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        let spine = self.spine.execute(partition, Arc::clone(&context))?;
+        let features = self.features.execute(partition, Arc::clone(&context))?;
+        let (layout, schema) = (self.layout.clone(), Arc::clone(&self.schema));
+        let out_schema = Arc::clone(&schema);
+        let work = async move {
+            let reservation = MemoryConsumer::new(format!("AsOfJoinExec[{partition}]")).register(context.memory_pool());
+            let spine_batches = common::collect(spine).await?;
+            reservation.try_grow(spine_batches.iter().map(RecordBatch::get_array_memory_size).sum())?;
+            let feature_batches = common::collect(features).await?;
+            reservation.try_grow(feature_batches.iter().map(RecordBatch::get_array_memory_size).sum())?;
+            let out = join_partition(&spine_batches, &feature_batches, &layout, &out_schema)?;
+            drop(reservation);
+            Ok(out)
+        };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream::once(work))))
+    }
+}
+
+fn valid_mask(columns: &[ArrayRef]) -> Vec<bool> {
+    let len = columns.first().map_or(0, |c| c.len());
+    (0..len).map(|i| columns.iter().all(|c| c.is_valid(i))).collect()
+}
+
+fn timestamps(column: &ArrayRef) -> Result<&TimestampMicrosecondArray> {
+    column
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .ok_or_else(|| {
+            DataFusionError::Internal(format!(
+                "as-of time column is {}, not µs timestamps",
+                column.data_type()
+            ))
+        })
+}
+
+fn join_partition(
+    spine: &[RecordBatch],
+    features: &[RecordBatch],
+    layout: &AsOfLayout,
+    out: &SchemaRef,
+) -> Result<RecordBatch> {
+    let (Some(first_spine), Some(first_feature)) = (spine.first(), features.first()) else {
+        return empty_or_nulls(spine, out);
+    };
+    let spine = concat_batches(&first_spine.schema(), spine)?;
+    let features = concat_batches(&first_feature.schema(), features)?;
+    let k = layout.keys;
+
+    let spine_keys: Vec<ArrayRef> = spine.columns()[1..=k].to_vec();
+    let feature_keys: Vec<ArrayRef> = features.columns()[..k].to_vec();
+    let key_fields: Vec<SortField> = spine_keys
+        .iter()
+        .map(|c| SortField::new(c.data_type().clone()))
+        .collect();
+    let converter = RowConverter::new(key_fields)?;
+    let spine_rows = converter.convert_columns(&spine_keys)?;
+    let feature_rows = converter.convert_columns(&feature_keys)?;
+
+    let values: Vec<ArrayRef> = features.columns()[layout.first_value()..].to_vec();
+    let value_rows = RowConverter::new(values.iter().map(|c| SortField::new(c.data_type().clone())).collect())?
+        .convert_columns(&values)?;
+    let spine_valid = valid_mask(&spine_keys);
+    let feature_valid = valid_mask(&feature_keys);
+
+    let spine_side = SpineSide {
+        keys: &spine_rows,
+        key_valid: &spine_valid,
+        t: timestamps(spine.column(k + 1))?,
+    };
+    let feature_side = FeatureSide {
+        keys: &feature_rows,
+        key_valid: &feature_valid,
+        ts: timestamps(features.column(k))?,
+        created: if layout.created {
+            Some(timestamps(features.column(k + 1))?)
+        } else {
+            None
+        },
+        values: &value_rows,
+    };
+    let winners = UInt32Array::from(as_of::winners(
+        &spine_side,
+        &feature_side,
+        layout.mode,
+        layout.ttl_micros,
+    ));
+    let mut columns = vec![Arc::clone(spine.column(0))];
+    for value in &values {
+        columns.push(take(value.as_ref(), &winners, None)?);
+    }
+    Ok(RecordBatch::try_new(Arc::clone(out), columns)?)
+}
+
+/// No feature rows in this partition: every spine row gets nulls (and no spine: no rows).
+fn empty_or_nulls(spine: &[RecordBatch], out: &SchemaRef) -> Result<RecordBatch> {
+    let rows: Vec<ArrayRef> = spine.iter().map(|b| Arc::clone(b.column(0))).collect();
+    let row_refs: Vec<&dyn Array> = rows.iter().map(|a| a.as_ref()).collect();
+    let row_ids = if row_refs.is_empty() {
+        arrow::array::new_empty_array(out.field(0).data_type())
+    } else {
+        arrow::compute::concat(&row_refs)?
+    };
+    let n = row_ids.len();
+    let mut columns = vec![row_ids];
+    for field in out.fields().iter().skip(1) {
+        columns.push(arrow::array::new_null_array(field.data_type(), n));
+    }
+    Ok(RecordBatch::try_new(Arc::clone(out), columns)?)
+}

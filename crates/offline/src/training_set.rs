@@ -1,0 +1,428 @@
+//! Training sets: a spine in, one row per spine row out, with point-in-time-correct features.
+//!
+//! ```text
+//! spine file ─read─▶ spine batch ─[__row, keys, t]─┐
+//! per feature view:                                 ├─ AsOfJoinExec ─▶ [__row, features] ─take by __row─▶ columns
+//!   source files ─scan, prune by time─▶ engine-compiled features ─┘
+//! then on-demand features, evaluated on the joined columns with the engine's expressions.
+//! ```
+//!
+//! Spine rows are never dropped, duplicated or reordered: each view's join yields exactly one
+//! row per spine row, and columns are put back in spine order by `__row`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, UInt64Array};
+use arrow::compute::{cast, concat_batches, sort_to_indices, take};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::common::ScalarValue;
+use datafusion::physical_expr::{Partitioning, PhysicalExpr};
+use datafusion::physical_plan::expressions::Column as PhysicalColumn;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::prelude::{CsvReadOptions, DataFrame, ParquetReadOptions, SessionContext, col, lit};
+use skewless_defs::{AsOf, Definitions, FeatureView, KeyType, ResolvedFeature, SourceFormat};
+use skewless_engine::{arrow_type, compile_on_demand, compile_view, on_demand_input_schema};
+
+use crate::as_of::Mode;
+use crate::as_of_exec::{AsOfJoinExec, AsOfLayout};
+use crate::source;
+use crate::{Error, Result};
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct TrainingSetRequest {
+    pub spine: PathBuf,
+    /// The spine's as-of column (default `event_timestamp`).
+    pub timestamp_column: String,
+    /// Requested features, in output order.
+    pub features: Vec<ResolvedFeature>,
+    /// Name output columns `view__feature` instead of `feature`.
+    pub full_names: bool,
+}
+
+/// The result: spine columns then feature columns, in spine order.
+#[derive(Debug, Clone)]
+pub struct TrainingSet {
+    pub batch: RecordBatch,
+    /// Feature rows each view read after time-range pruning, by view.
+    pub rows_read: BTreeMap<String, usize>,
+}
+
+/// The UTC, microsecond instant type every as-of time is compared in.
+pub fn instant_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn key_type(ty: KeyType) -> DataType {
+    match ty {
+        KeyType::Int64 => DataType::Int64,
+        KeyType::String => DataType::Utf8,
+    }
+}
+
+/// Builds a training set. `root` resolves source paths.
+pub async fn build(
+    ctx: &SessionContext,
+    defs: &Definitions,
+    root: &Path,
+    request: &TrainingSetRequest,
+) -> Result<TrainingSet> {
+    let spine = read_spine(&request.spine, &request.timestamp_column)?;
+    let t = spine_instants(&spine, &request.spine, &request.timestamp_column)?;
+    let (min_t, max_t) = time_range(&t);
+
+    // Feature views the request needs, directly or through on-demand views.
+    let mut needed: BTreeSet<String> = BTreeSet::new();
+    let mut on_demand: Vec<String> = Vec::new();
+    for f in &request.features {
+        if f.on_demand {
+            collect_on_demand(defs, &f.view, &mut needed, &mut on_demand);
+        } else {
+            needed.insert(f.view.clone());
+        }
+    }
+
+    let mut computed: BTreeMap<(String, String), ArrayRef> = BTreeMap::new();
+    let mut rows_read = BTreeMap::new();
+    for name in &needed {
+        let view = defs
+            .feature_views
+            .get(name)
+            .ok_or_else(|| Error::Request(format!("unknown feature view `{name}`")))?;
+        let (columns, read) = join_view(ctx, defs, root, view, &spine, &request.spine, &t, (min_t, max_t)).await?;
+        rows_read.insert(name.clone(), read);
+        for (feature, column) in view.features.iter().zip(columns) {
+            computed.insert((name.clone(), feature.name.clone()), column);
+        }
+    }
+    for name in &on_demand {
+        evaluate_on_demand(ctx, defs, name, &spine, &request.spine, &mut computed)?;
+    }
+
+    let mut fields: Vec<Field> = spine.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut columns: Vec<ArrayRef> = spine.columns().to_vec();
+    let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    for f in &request.features {
+        let name = if request.full_names {
+            format!("{}__{}", f.view, f.feature)
+        } else {
+            f.feature.clone()
+        };
+        if let Some(other) = owner.get(&name) {
+            return Err(Error::Request(format!(
+                "output column `{name}` comes from both `{other}` and `{}`; pass --full-names to name columns view__feature",
+                f.view
+            )));
+        }
+        if spine.schema().field_with_name(&name).is_ok() {
+            return Err(Error::Request(format!(
+                "feature `{}:{}` would be named `{name}`, which is already a spine column; pass --full-names",
+                f.view, f.feature
+            )));
+        }
+        owner.insert(name.clone(), f.view.clone());
+        let column = computed
+            .get(&(f.view.clone(), f.feature.clone()))
+            .ok_or_else(|| Error::Request(format!("feature `{}:{}` was not computed", f.view, f.feature)))?;
+        fields.push(Field::new(name, column.data_type().clone(), true));
+        columns.push(Arc::clone(column));
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+    Ok(TrainingSet { batch, rows_read })
+}
+
+fn collect_on_demand(defs: &Definitions, name: &str, needed: &mut BTreeSet<String>, order: &mut Vec<String>) {
+    if order.iter().any(|n| n == name) {
+        return;
+    }
+    let Some(view) = defs.on_demand_views.get(name) else {
+        return;
+    };
+    for f in &view.features {
+        let Ok(parsed) = skewless_defs::expr::parse(f.expr_or_column()) else {
+            continue;
+        };
+        for parts in skewless_defs::expr::references(&parsed) {
+            if let [v, _] = parts.as_slice() {
+                if defs.on_demand_views.contains_key(v) {
+                    collect_on_demand(defs, v, needed, order);
+                } else {
+                    needed.insert(v.clone());
+                }
+            }
+        }
+    }
+    // Dependencies first, so evaluation order is a topological order.
+    order.push(name.to_string());
+}
+
+/// Reads the whole spine (Parquet or CSV by extension); CSV time columns are UTC instants.
+pub fn read_spine(path: &Path, timestamp_column: &str) -> Result<RecordBatch> {
+    let err = |message: String| Error::Spine {
+        path: path.to_path_buf(),
+        message,
+    };
+    let format = SourceFormat::from_extension(&path.to_string_lossy())
+        .ok_or_else(|| err("expected a .parquet or .csv file".into()))?;
+    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let batches: Vec<RecordBatch> = match format {
+        SourceFormat::Parquet => parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.build())
+            .map_err(|e| err(e.to_string()))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| err(e.to_string()))?,
+        SourceFormat::Csv => {
+            let schema = source::csv_schema_with_times(path, &[timestamp_column]).map_err(err)?;
+            arrow::csv::ReaderBuilder::new(schema)
+                .with_header(true)
+                .build(file)
+                .map_err(|e| err(e.to_string()))?
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| err(e.to_string()))?
+        }
+    };
+    let schema = match batches.first() {
+        Some(b) => b.schema(),
+        None => return Err(err("the spine has no rows".into())),
+    };
+    concat_batches(&schema, &batches).map_err(|e| err(e.to_string()))
+}
+
+fn spine_instants(spine: &RecordBatch, path: &Path, column: &str) -> Result<ArrayRef> {
+    let schema = spine.schema();
+    let index = schema.index_of(column).map_err(|_| Error::Spine {
+        path: path.to_path_buf(),
+        message: format!(
+            "no timestamp column `{column}` (columns: {}); name it with --timestamp-column",
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })?;
+    let column_ref = spine.column(index);
+    if !matches!(
+        column_ref.data_type(),
+        DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64
+    ) {
+        return Err(Error::Spine {
+            path: path.to_path_buf(),
+            message: format!(
+                "timestamp column `{column}` is {}, not a timestamp",
+                column_ref.data_type()
+            ),
+        });
+    }
+    Ok(cast(column_ref, &instant_type())?)
+}
+
+fn time_range(t: &ArrayRef) -> (Option<i64>, Option<i64>) {
+    let t = t.as_any().downcast_ref::<arrow::array::TimestampMicrosecondArray>();
+    let Some(t) = t else { return (None, None) };
+    (arrow::compute::min(t), arrow::compute::max(t))
+}
+
+fn spine_key(spine: &RecordBatch, path: &Path, name: &str, ty: KeyType) -> Result<ArrayRef> {
+    let column = spine.column_by_name(name).ok_or_else(|| Error::Spine {
+        path: path.to_path_buf(),
+        message: format!("no join key column `{name}`"),
+    })?;
+    cast(column, &key_type(ty)).map_err(|e| Error::Spine {
+        path: path.to_path_buf(),
+        message: format!("join key `{name}` ({}) cannot be read as {ty}: {e}", column.data_type()),
+    })
+}
+
+fn hash_partition(
+    plan: Arc<dyn ExecutionPlan>,
+    keys: usize,
+    first: usize,
+    partitions: usize,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let schema = plan.schema();
+    let exprs: Vec<Arc<dyn PhysicalExpr>> = (first..first + keys)
+        .map(|i| Arc::new(PhysicalColumn::new(schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
+        .collect();
+    Ok(Arc::new(RepartitionExec::try_new(
+        plan,
+        Partitioning::Hash(exprs, partitions),
+    )?))
+}
+
+fn instant_literal(micros: i64) -> datafusion::logical_expr::Expr {
+    lit(ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into())))
+}
+
+/// Joins one feature view; returns its feature columns in spine order and the rows read.
+#[allow(clippy::too_many_arguments)]
+async fn join_view(
+    ctx: &SessionContext,
+    defs: &Definitions,
+    root: &Path,
+    view: &FeatureView,
+    spine: &RecordBatch,
+    spine_path: &Path,
+    t: &ArrayRef,
+    (min_t, max_t): (Option<i64>, Option<i64>),
+) -> Result<(Vec<ArrayRef>, usize)> {
+    let source = defs
+        .sources
+        .get(&view.source)
+        .ok_or_else(|| Error::Request(format!("unknown source `{}`", view.source)))?;
+    let keys = defs.view_keys(view);
+    let n = spine.num_rows();
+
+    // Spine side: [__row, __k.., __t].
+    let mut spine_fields = vec![Field::new("__row", DataType::UInt64, false)];
+    let mut spine_columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from_iter_values(0..n as u64))];
+    for (i, key) in keys.iter().enumerate() {
+        spine_fields.push(Field::new(format!("__k{i}"), key_type(key.ty), true));
+        spine_columns.push(spine_key(spine, spine_path, &key.name, key.ty)?);
+    }
+    spine_fields.push(Field::new("__t", instant_type(), true));
+    spine_columns.push(Arc::clone(t));
+    let spine_batch = RecordBatch::try_new(Arc::new(Schema::new(spine_fields)), spine_columns)?;
+    let spine_plan = ctx.read_batch(spine_batch)?.create_physical_plan().await?;
+
+    // Feature side: [__k.., __ts, __created?, features..], pruned to the spine's time range.
+    let files = source::resolve(root, source)?;
+    let schema = source::read_schema(source, &files)?;
+    let compiled = compile_view(view, &schema).map_err(|d| Error::Request(d.to_string()))?;
+    let paths: Vec<String> = files.files.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let frame: DataFrame = match files.format {
+        SourceFormat::Parquet => {
+            ctx.read_parquet(paths, ParquetReadOptions::default().schema(&schema))
+                .await?
+        }
+        SourceFormat::Csv => {
+            let extension = files.files[0]
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(|e| format!(".{e}"))
+                .unwrap_or_default();
+            ctx.read_csv(
+                paths,
+                CsvReadOptions::new()
+                    .schema(&schema)
+                    .has_header(true)
+                    .file_extension(&extension),
+            )
+            .await?
+        }
+    };
+    let ts = datafusion::logical_expr::cast(col(format!("\"{}\"", source.timestamp)), instant_type());
+    let mut frame = frame;
+    if let Some(max) = max_t {
+        frame = frame.filter(ts.clone().lt_eq(instant_literal(max)))?;
+    }
+    if let (Some(min), Some(ttl)) = (min_t, view.ttl) {
+        frame = frame.filter(ts.clone().gt_eq(instant_literal(min.saturating_sub(ttl.micros()))))?;
+    }
+    let mut select = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        select.push(
+            datafusion::logical_expr::cast(col(format!("\"{}\"", key.name)), key_type(key.ty)).alias(format!("__k{i}")),
+        );
+    }
+    select.push(ts.alias("__ts"));
+    if let Some(created) = &source.created {
+        select.push(datafusion::logical_expr::cast(col(format!("\"{created}\"")), instant_type()).alias("__created"));
+    }
+    select.extend(compiled.iter().map(|f| f.expr.clone()));
+    let feature_plan = frame.select(select)?.create_physical_plan().await?;
+
+    let partitions = ctx.state().config().target_partitions().max(1);
+    let layout = AsOfLayout {
+        keys: keys.len(),
+        created: source.created.is_some(),
+        mode: match view.as_of {
+            AsOf::Event => Mode::Event,
+            AsOf::Available => Mode::Available,
+        },
+        ttl_micros: view.ttl.map(|d| d.micros()),
+    };
+    let join = AsOfJoinExec::try_new(
+        hash_partition(spine_plan, keys.len(), 1, partitions)?,
+        hash_partition(feature_plan, keys.len(), 0, partitions)?,
+        layout,
+    )?;
+    let join: Arc<dyn ExecutionPlan> = Arc::new(join);
+    let out = collect(Arc::clone(&join), ctx.task_ctx()).await?;
+    let rows_read = join.children()[1].metrics().and_then(|m| m.output_rows()).unwrap_or(0);
+    let out = concat_batches(&join.schema(), &out)?;
+    if out.num_rows() != n {
+        return Err(Error::Internal(format!(
+            "as-of join of `{}` returned {} rows for {n} spine rows",
+            view.name,
+            out.num_rows()
+        )));
+    }
+    let order = sort_to_indices(out.column(0), None, None)?;
+    let columns = out.columns()[1..]
+        .iter()
+        .map(|c| take(c.as_ref(), &order, None))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok((columns, rows_read))
+}
+
+fn evaluate_on_demand(
+    ctx: &SessionContext,
+    defs: &Definitions,
+    name: &str,
+    spine: &RecordBatch,
+    spine_path: &Path,
+    computed: &mut BTreeMap<(String, String), ArrayRef>,
+) -> Result<()> {
+    let view = defs
+        .on_demand_views
+        .get(name)
+        .ok_or_else(|| Error::Request(format!("unknown on-demand view `{name}`")))?;
+    let input = on_demand_input_schema(defs, view).map_err(Error::Request)?;
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (qualifier, field) in input.iter() {
+        let column = match qualifier {
+            None => {
+                let column = spine.column_by_name(field.name()).ok_or_else(|| Error::Spine {
+                    path: spine_path.to_path_buf(),
+                    message: format!(
+                        "on-demand view `{name}` needs request field `{}`, which the spine lacks",
+                        field.name()
+                    ),
+                })?;
+                cast(column, field.data_type()).map_err(|e| Error::Spine {
+                    path: spine_path.to_path_buf(),
+                    message: format!(
+                        "request field `{}` cannot be read as {}: {e}",
+                        field.name(),
+                        field.data_type()
+                    ),
+                })?
+            }
+            Some(view_name) => Arc::clone(
+                computed
+                    .get(&(view_name.to_string(), field.name().clone()))
+                    .ok_or_else(|| {
+                        Error::Internal(format!(
+                            "`{view_name}.{}` was not computed before `{name}`",
+                            field.name()
+                        ))
+                    })?,
+            ),
+        };
+        columns.push(column);
+    }
+    let batch = RecordBatch::try_new(Arc::new(input.as_arrow().clone()), columns)?;
+    let compiled = compile_on_demand(defs, view).map_err(|d| Error::Request(d.to_string()))?;
+    for f in compiled {
+        let physical = ctx.create_physical_expr(f.expr, &input)?;
+        let value = physical.evaluate(&batch)?.into_array(batch.num_rows())?;
+        debug_assert_eq!(value.data_type(), &arrow_type(f.ty));
+        computed.insert((name.to_string(), f.name), value);
+    }
+    Ok(())
+}

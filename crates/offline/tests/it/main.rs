@@ -1,0 +1,5 @@
+//! Integration tests of the offline path: the shared point-in-time cases.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+mod pit_cases;

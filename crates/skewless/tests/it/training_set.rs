@@ -1,0 +1,193 @@
+//! The demo training set, checked against a naive reference that reads the Parquet files
+//! itself and applies the point-in-time rule literally, row by row.
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Float32Type, Float64Type, Int64Type, TimestampMicrosecondType};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use skewless::Project;
+use skewless::training::{FeatureSelection, TrainingSetOptions};
+
+fn read(path: &Path) -> RecordBatch {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+    arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+fn demo_project() -> (tempfile::TempDir, Project) {
+    let dir = tempfile::tempdir().unwrap();
+    let defs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../feature_defs");
+    std::fs::create_dir_all(dir.path().join("feature_defs")).unwrap();
+    for entry in std::fs::read_dir(defs).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dir.path().join("feature_defs").join(p.file_name().unwrap())).unwrap();
+    }
+    skewless::demo_data::generate(&dir.path().join("data/demo"), 42).unwrap();
+    let project = Project::new(dir.path().join("feature_defs"), dir.path().join(".skewless"));
+    (dir, project)
+}
+
+/// conv_rate of `driver` at `t` by the contract: event mode, ttl 2 days, greatest (ts, created).
+fn reference_conv_rate(stats: &RecordBatch, driver: i64, t: i64) -> Option<f32> {
+    let ids = stats.column_by_name("driver_id").unwrap().as_primitive::<Int64Type>();
+    let ts = stats
+        .column_by_name("event_timestamp")
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
+    let created = stats
+        .column_by_name("created")
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
+    let conv = stats.column_by_name("conv_rate").unwrap().as_primitive::<Float64Type>();
+    let ttl = 2 * 86_400 * 1_000_000;
+    (0..stats.num_rows())
+        .filter(|&r| ids.value(r) == driver && ts.value(r) <= t && ts.value(r) >= t - ttl)
+        .max_by_key(|&r| (ts.value(r), created.value(r)))
+        .and_then(|r| conv.is_valid(r).then(|| conv.value(r) as f32))
+}
+
+#[tokio::test]
+async fn demo_training_set_matches_naive_reference() {
+    let (dir, project) = demo_project();
+    let spine_path = dir.path().join("data/demo/ride_requests_spine.parquet");
+    let options = TrainingSetOptions {
+        spine: spine_path.clone(),
+        selection: FeatureSelection::Service("ranking_v1".into()),
+        timestamp_column: "event_timestamp".into(),
+        full_names: false,
+    };
+    let ctx = skewless::engine_session();
+    let out = project.training_set(&ctx, &options).await.unwrap();
+    let spine = read(&spine_path);
+    let batch = &out.batch;
+    assert_eq!(batch.num_rows(), spine.num_rows(), "one row per spine row");
+    // Spine columns pass through unchanged, in order.
+    for (i, field) in spine.schema().fields().iter().enumerate() {
+        assert_eq!(batch.schema().field(i).name(), field.name());
+        assert_eq!(
+            batch.column(i).as_ref(),
+            spine.column(i).as_ref(),
+            "spine column {}",
+            field.name()
+        );
+    }
+    let names: Vec<String> = batch
+        .schema()
+        .fields()
+        .iter()
+        .skip(spine.num_columns())
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "acc_rate",
+            "avg_daily_trips",
+            "conv_rate",
+            "trips_per_hour",
+            "current_balance",
+            "tier",
+            "score"
+        ]
+    );
+
+    let stats = read(&dir.path().join("data/demo/driver_hourly_stats.parquet"));
+    let drivers = spine.column_by_name("driver_id").unwrap().as_primitive::<Int64Type>();
+    let t = spine
+        .column_by_name("event_timestamp")
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
+    let distance = spine
+        .column_by_name("distance_km")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    let conv = batch.column_by_name("conv_rate").unwrap().as_primitive::<Float32Type>();
+    let score = batch.column_by_name("score").unwrap().as_primitive::<Float64Type>();
+    let mut nulls = 0;
+    for row in 0..300 {
+        let want = reference_conv_rate(&stats, drivers.value(row), t.value(row));
+        let got = conv.is_valid(row).then(|| conv.value(row));
+        assert_eq!(
+            got,
+            want,
+            "row {row}: driver {} at {}",
+            drivers.value(row),
+            t.value(row)
+        );
+        nulls += usize::from(want.is_none());
+        // The on-demand feature is computed from the joined value and the request field, with
+        // SQL typing: `conv_rate * 10` stays float32 (conv_rate is declared float32).
+        let want_score = want.map(|c| f64::from(c * 10.0) - distance.value(row));
+        assert_eq!(
+            score.is_valid(row).then(|| score.value(row)),
+            want_score,
+            "row {row}: score"
+        );
+    }
+    assert!(
+        nulls > 0,
+        "the demo spine has drivers without rows; some values must be null"
+    );
+    assert_eq!(
+        out.rows_read.len(),
+        3,
+        "three feature views feed ranking_v1: {:?}",
+        out.rows_read
+    );
+}
+
+#[tokio::test]
+async fn name_clashes_and_missing_columns_are_explained() {
+    let (dir, project) = demo_project();
+    let ctx = skewless::engine_session();
+    let options = |selection, full_names, ts: &str| TrainingSetOptions {
+        spine: dir.path().join("data/demo/ride_requests_spine.parquet"),
+        selection,
+        timestamp_column: ts.into(),
+        full_names,
+    };
+    // `driver_last_trip:last_trip_fare` and an on-demand feature reading it are both fine;
+    // `customer_profile:*` twice is deduplicated; a clash needs --full-names.
+    std::fs::write(
+        dir.path().join("feature_defs/clash.yaml"),
+        "on_demand_views:\n  other:\n    features:\n      score: { type: float64, expr: \"driver_hourly_stats.conv_rate * 2\" }\n",
+    )
+    .unwrap();
+    let clash = FeatureSelection::Features(vec!["ride_score:score".into(), "other:score".into()]);
+    let err = project
+        .training_set(&ctx, &options(clash.clone(), false, "event_timestamp"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("output column `score` comes from both `ride_score` and `other`"),
+        "{err}"
+    );
+    let ok = project
+        .training_set(&ctx, &options(clash, true, "event_timestamp"))
+        .await
+        .unwrap();
+    assert!(
+        ok.batch.column_by_name("ride_score__score").is_some() && ok.batch.column_by_name("other__score").is_some()
+    );
+
+    let wrong_ts = FeatureSelection::Features(vec!["driver_hourly_stats:conv_rate".into()]);
+    let err = project
+        .training_set(&ctx, &options(wrong_ts, false, "ts"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no timestamp column `ts`"), "{err}");
+    let unknown = FeatureSelection::Service("ranking_v2".into());
+    let err = project
+        .training_set(&ctx, &options(unknown, false, "event_timestamp"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown feature service `ranking_v2` (did you mean `ranking_v1`?)"
+    );
+}
