@@ -79,6 +79,20 @@ pub enum Command {
         /// The spine's as-of timestamp column.
         #[arg(long, default_value = "event_timestamp")]
         timestamp_column: String,
+        /// Do not write the run manifest (`<out>.manifest.json`).
+        #[arg(long)]
+        no_manifest: bool,
+    },
+    /// Re-run the training set a manifest records; report whether the output hash matches
+    /// and, if not, which input changed (exit 1).
+    Reproduce {
+        manifest: PathBuf,
+        /// Where to write the re-run's output (default: beside the original, `.reproduced.parquet`;
+        /// removed again when it matches).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
     },
     /// Generate the deterministic ride-hailing demo data set as Parquet.
     DemoData {

@@ -8,7 +8,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use std::path::{Path, PathBuf};
+
 use skewless::listing;
+use skewless::manifest::{manifest_path, read_manifest, write_manifest};
 use skewless::training::{FeatureSelection, TrainingSetOptions, write_parquet};
 use skewless::{ApplyOutcome, Error, Project};
 
@@ -49,6 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             full_names,
             timestamp_column,
+            no_manifest,
         } => {
             let selection = match service {
                 Some(name) => FeatureSelection::Service(name),
@@ -60,8 +64,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 timestamp_column,
                 full_names,
             };
-            training_set(&project, &options, &out)
+            training_set(&project, &options, &out, !no_manifest)
         }
+        Command::Reproduce { manifest, out, json } => reproduce(&manifest, out, json),
         Command::DemoData { out, seed } => {
             let written = skewless::demo_data::generate(&out, seed)
                 .with_context(|| format!("generating demo data in {}", out.display()))?;
@@ -73,16 +78,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn training_set(project: &Project, options: &TrainingSetOptions, out: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("starting the runtime")?;
+        .context("starting the runtime")
+}
+
+fn training_set(
+    project: &Project,
+    options: &TrainingSetOptions,
+    out: &Path,
+    with_manifest: bool,
+) -> anyhow::Result<ExitCode> {
     let ctx = skewless::engine_session();
-    let built = runtime
+    let built = runtime()?
         .block_on(project.training_set(&ctx, options))
         .with_context(|| format!("building a training set for {}", options.spine.display()))?;
     write_parquet(&built.batch, out)?;
+    if with_manifest {
+        let path = manifest_path(out);
+        let manifest = project
+            .manifest(options, &built, out)
+            .context("recording the run manifest")?;
+        write_manifest(&manifest, &path)?;
+        eprintln!("manifest: {}", path.display());
+    }
     let read: usize = built.rows_read.values().sum();
     println!(
         "wrote {} rows × {} features to {} in {:.2}s ({} feature rows read from {} views)",
@@ -94,6 +115,47 @@ fn training_set(project: &Project, options: &TrainingSetOptions, out: &std::path
         built.rows_read.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn reproduce(manifest: &Path, out: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
+    let recorded = read_manifest(manifest)?;
+    let keep = out.is_some();
+    let out = out.unwrap_or_else(|| {
+        let original = &recorded.output.path;
+        let mut name = original.file_name().unwrap_or_default().to_os_string();
+        name.push(".reproduced.parquet");
+        original.with_file_name(name)
+    });
+    let ctx = skewless::engine_session();
+    let report = runtime()?
+        .block_on(skewless::reproduce::reproduce(&ctx, manifest, &out))
+        .with_context(|| format!("reproducing {}", manifest.display()))?;
+    if report.output_matches && !keep {
+        let _ = std::fs::remove_file(&out);
+    }
+    if json {
+        print_json(&report)?;
+    } else if report.output_matches {
+        println!("reproduced: output sha256 {} matches", report.reproduced_sha256);
+        for change in &report.changed_inputs {
+            println!("  note (did not change the output): {change}");
+        }
+    } else {
+        println!(
+            "NOT reproduced: output sha256 {} → {} ({})",
+            report.recorded_sha256,
+            report.reproduced_sha256,
+            out.display()
+        );
+        for change in &report.changed_inputs {
+            println!("  changed: {change}");
+        }
+    }
+    Ok(if report.output_matches {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn validate(project: &Project, json: bool) -> anyhow::Result<ExitCode> {

@@ -65,7 +65,7 @@ pub fn load_dir(dir: &Path) -> Result<Definitions> {
         })?;
         files.push((path, text));
     }
-    load_texts(&files)
+    load_files(&files, Some(dir))
 }
 
 /// Parses and validates definition texts given as `(path, text)`, the path used in messages.
@@ -87,11 +87,18 @@ pub fn load_dir(dir: &Path) -> Result<Definitions> {
 /// assert!(err.to_string().contains("defs.yaml:5:27: error: feature view `driver_stats` names unknown entity `drivr` (did you mean `driver`?)"));
 /// ```
 pub fn load_texts(files: &[(PathBuf, String)]) -> Result<Definitions> {
+    load_files(files, None)
+}
+
+/// `text_hash` covers each file's path relative to `dir` (so the hash does not depend on
+/// where the definitions directory is, or how it was named on the command line) and its text.
+fn load_files(files: &[(PathBuf, String)], dir: Option<&Path>) -> Result<Definitions> {
     let mut problems = Diagnostics::default();
     let mut parsed = Vec::new();
     let mut hasher = Sha256::new();
     for (path, text) in files {
-        hasher.update(path.to_string_lossy().as_bytes());
+        let relative = dir.and_then(|d| path.strip_prefix(d).ok()).unwrap_or(path);
+        hasher.update(relative.to_string_lossy().as_bytes());
         hasher.update([0]);
         hasher.update(text.as_bytes());
         hasher.update([0]);

@@ -13,12 +13,15 @@
 //!                     └──training_set──▶ offline::training_set (as-of joins) ─▶ RecordBatch / DataFrame / Parquet
 //! ```
 //!
-//! Modules: [`project`], [`registry`], [`listing`], [`training`], [`demo_data`].
+//! Modules: [`project`], [`registry`], [`listing`], [`training`], [`manifest`],
+//! [`reproduce`], [`demo_data`].
 
 pub mod demo_data;
 pub mod listing;
+pub mod manifest;
 pub mod project;
 pub mod registry;
+pub mod reproduce;
 pub mod training;
 
 use std::path::PathBuf;

@@ -234,3 +234,78 @@ fn training_set_writes_parquet_for_a_service_or_a_feature_list() {
     let neither = p.run(&["training-set", "--spine", spine, "--out", "x.parquet"]);
     assert_eq!(neither.code(), 2, "--features or --service is required");
 }
+
+#[test]
+fn manifest_records_the_run_and_reproduce_names_what_changed() {
+    let p = demo_project();
+    let spine = "data/demo/ride_requests_spine.parquet";
+    p.run(&[
+        "training-set",
+        "--spine",
+        spine,
+        "--service",
+        "ranking_v1",
+        "--out",
+        "out/train.parquet",
+    ])
+    .ok();
+    let manifest_file = p.path().join("out/train.parquet.manifest.json");
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&manifest_file).unwrap()).unwrap();
+    assert_eq!(manifest["rows"]["output"], 2000);
+    assert_eq!(manifest["output"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        manifest["view_versions"].as_object().unwrap().len(),
+        4,
+        "three feature views and one on-demand view"
+    );
+    assert_eq!(manifest["sources"].as_object().unwrap().len(), 3);
+    assert!(manifest["service_version"].is_string());
+
+    let same = p.run(&["reproduce", "out/train.parquet.manifest.json"]).ok();
+    assert!(
+        same.stdout().starts_with("reproduced: output sha256"),
+        "{}",
+        same.stdout()
+    );
+    assert!(
+        !p.path().join("out/train.parquet.reproduced.parquet").exists(),
+        "a matching re-run is not kept"
+    );
+
+    // One changed byte of meaning in one source: reproduce names that source's file.
+    let json = p.run(&["demo-data", "--seed", "43", "--out", "other"]).ok();
+    drop(json);
+    std::fs::copy(
+        p.path().join("other/customer_profile.parquet"),
+        p.path().join("data/demo/customer_profile.parquet"),
+    )
+    .unwrap();
+    let changed = p.run(&["reproduce", "out/train.parquet.manifest.json"]);
+    assert_eq!(changed.code(), 1, "{}", changed.stdout());
+    let stdout = changed.stdout();
+    assert!(stdout.starts_with("NOT reproduced"), "{stdout}");
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("changed:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert!(
+        lines[0].contains("source `customer_profile`: file") && lines[0].contains("customer_profile.parquet changed"),
+        "{stdout}"
+    );
+
+    let no_manifest = p
+        .run(&[
+            "training-set",
+            "--spine",
+            spine,
+            "--service",
+            "ranking_v1",
+            "--out",
+            "n.parquet",
+            "--no-manifest",
+        ])
+        .ok();
+    drop(no_manifest);
+    assert!(!p.path().join("n.parquet.manifest.json").exists());
+}

@@ -136,3 +136,31 @@ fn registry_round_trip_keeps_meaning() {
             .collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn text_hash_does_not_depend_on_where_the_directory_is() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for dir in [a.path().join("feature_defs"), b.path().join("nested/defs")] {
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub/base.yaml"), BASE).unwrap();
+    }
+    let hash_a = skewless_defs::load_dir(&a.path().join("feature_defs"))
+        .unwrap()
+        .text_hash;
+    let hash_b = skewless_defs::load_dir(&b.path().join("nested/defs"))
+        .unwrap()
+        .text_hash;
+    assert_eq!(hash_a, hash_b);
+    std::fs::write(
+        b.path().join("nested/defs/sub/base.yaml"),
+        format!("{BASE}# a comment\n"),
+    )
+    .unwrap();
+    assert_ne!(
+        skewless_defs::load_dir(&b.path().join("nested/defs"))
+            .unwrap()
+            .text_hash,
+        hash_a,
+        "any text change shows"
+    );
+}

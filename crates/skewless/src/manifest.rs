@@ -1,0 +1,269 @@
+//! Run manifests: everything needed to say whether a training set can be reproduced.
+//!
+//! A manifest is written beside each training set (`<out>.manifest.json`). It records the
+//! request, the skewless version, the definitions' text hash and every used view's version,
+//! a fingerprint (size, modification time, SHA-256) of each source file and of the spine,
+//! the semantics options, row counts, the output's SHA-256 and the wall time.
+//! [`Project::reproduce`] re-runs the request and, when the output differs, names the inputs
+//! that changed: definitions, a source file, the spine.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use skewless_defs::version::versions;
+use skewless_offline::source;
+
+use crate::training::{FeatureSelection, TrainingSetOptions, TrainingSetOutput};
+use crate::{Error, Project, Result};
+
+pub const MANIFEST_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub modified: Option<DateTime<Utc>>,
+    pub sha256: String,
+}
+
+/// The request as given, with paths made absolute so `reproduce` works from anywhere.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordedRequest {
+    pub defs_dir: PathBuf,
+    pub repo_dir: PathBuf,
+    pub spine: PathBuf,
+    pub features: Option<Vec<String>>,
+    pub service: Option<String>,
+    pub timestamp_column: String,
+    pub full_names: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub manifest_version: u32,
+    pub skewless_version: String,
+    pub created_at: DateTime<Utc>,
+    pub request: RecordedRequest,
+    pub project: String,
+    /// SHA-256 of the definition files' paths and text.
+    pub definitions_text_hash: String,
+    /// Version hash of every view read (feature views and on-demand views).
+    pub view_versions: BTreeMap<String, String>,
+    pub service_version: Option<String>,
+    /// Fingerprints of each source's files, by source name.
+    pub sources: BTreeMap<String, Vec<Fingerprint>>,
+    pub spine: Fingerprint,
+    /// The point-in-time rules this run applied (DESIGN.md), spelled out.
+    pub semantics: BTreeMap<String, String>,
+    pub rows: Rows,
+    pub output: Fingerprint,
+    pub wall_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rows {
+    pub spine: usize,
+    pub output: usize,
+    /// Feature rows each view read after pruning to the spine's time range.
+    pub feature_rows_read: BTreeMap<String, usize>,
+}
+
+/// Where a training set's manifest goes.
+pub fn manifest_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(".manifest.json");
+    out.with_file_name(name)
+}
+
+/// Size, modification time and SHA-256 of a file.
+pub fn fingerprint(path: &Path) -> Result<Fingerprint> {
+    let err = |e: std::io::Error| Error::Request(format!("fingerprinting {}: {e}", path.display()));
+    let meta = std::fs::metadata(path).map_err(err)?;
+    let mut file = std::fs::File::open(path).map_err(err)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer).map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(Fingerprint {
+        path: absolute(path),
+        bytes: meta.len(),
+        modified: meta.modified().ok().map(DateTime::<Utc>::from),
+        sha256: hex::encode(hasher.finalize()),
+    })
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn semantics() -> BTreeMap<String, String> {
+    [
+        ("candidates", "key matches, event_timestamp <= t, event_timestamp >= t - ttl (inclusive; no ttl: no lower bound)"),
+        ("as_of_available", "candidates also need created <= t; rows without created never qualify"),
+        ("winner", "greatest (event_timestamp, created); created null is oldest; exact ties: greatest feature values in Arrow row order"),
+        ("time", "UTC instants, microseconds; naive timestamps are UTC"),
+        ("no_candidate", "null features; spine rows are never dropped, duplicated or reordered"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+impl Project {
+    /// Records a finished training set (already written to `out`).
+    pub fn manifest(&self, options: &TrainingSetOptions, built: &TrainingSetOutput, out: &Path) -> Result<Manifest> {
+        let defs = self.load()?;
+        let all = versions(&defs);
+        let mut view_versions = BTreeMap::new();
+        let mut sources = BTreeMap::new();
+        for name in built.rows_read.keys() {
+            if let Some(v) = all.feature_views.get(name) {
+                view_versions.insert(name.clone(), v.clone());
+            }
+            if let Some(view) = defs.feature_views.get(name)
+                && let Some(s) = defs.sources.get(&view.source)
+            {
+                let files = source::resolve(&self.root, s)?;
+                let prints = files.files.iter().map(|f| fingerprint(f)).collect::<Result<Vec<_>>>()?;
+                sources.insert(s.name.clone(), prints);
+            }
+        }
+        for f in built.features.iter().filter(|f| f.on_demand) {
+            if let Some(v) = all.on_demand_views.get(&f.view) {
+                view_versions.insert(f.view.clone(), v.clone());
+            }
+        }
+        let (features, service) = match &options.selection {
+            FeatureSelection::Features(list) => (Some(list.clone()), None),
+            FeatureSelection::Service(name) => (None, Some(name.clone())),
+        };
+        let service_version = service.as_ref().and_then(|s| all.feature_services.get(s).cloned());
+        Ok(Manifest {
+            manifest_version: MANIFEST_VERSION,
+            skewless_version: crate::VERSION.to_string(),
+            created_at: Utc::now(),
+            request: RecordedRequest {
+                defs_dir: absolute(&self.defs_dir),
+                repo_dir: absolute(&self.repo_dir),
+                spine: absolute(&options.spine),
+                features,
+                service,
+                timestamp_column: options.timestamp_column.clone(),
+                full_names: options.full_names,
+            },
+            project: defs.project.clone(),
+            definitions_text_hash: defs.text_hash.clone(),
+            view_versions,
+            service_version,
+            sources,
+            spine: fingerprint(&options.spine)?,
+            semantics: semantics(),
+            rows: Rows {
+                spine: built.batch.num_rows(),
+                output: built.batch.num_rows(),
+                feature_rows_read: built.rows_read.clone(),
+            },
+            output: fingerprint(out)?,
+            wall_seconds: built.seconds,
+        })
+    }
+}
+
+/// Writes a manifest as pretty JSON.
+pub fn write_manifest(manifest: &Manifest, path: &Path) -> Result<()> {
+    let text = serde_json::to_string_pretty(manifest).map_err(|e| Error::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    std::fs::write(path, text).map_err(|e| Error::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+pub fn read_manifest(path: &Path) -> Result<Manifest> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Request(format!("reading manifest {}: {e}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::Request(format!("manifest {} is not a skewless manifest: {e}", path.display())))
+}
+
+/// The outcome of re-running a manifest's request.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReproduceReport {
+    pub output_matches: bool,
+    pub recorded_sha256: String,
+    pub reproduced_sha256: String,
+    /// What differs from the recorded run, one line each; empty when nothing does.
+    pub changed_inputs: Vec<String>,
+}
+
+/// Compares the recorded inputs with what is on disk now.
+pub fn changed_inputs(manifest: &Manifest, now: &Manifest) -> Vec<String> {
+    let mut out = Vec::new();
+    if manifest.skewless_version != now.skewless_version {
+        out.push(format!(
+            "skewless version {} → {}",
+            manifest.skewless_version, now.skewless_version
+        ));
+    }
+    if manifest.definitions_text_hash != now.definitions_text_hash {
+        out.push("definitions: the text of feature_defs changed".to_string());
+    }
+    for (view, old) in &manifest.view_versions {
+        match now.view_versions.get(view) {
+            Some(new) if new != old => out.push(format!("definition: view `{view}` version {old} → {new}")),
+            None => out.push(format!("definition: view `{view}` is no longer read")),
+            _ => {}
+        }
+    }
+    for (name, old_files) in &manifest.sources {
+        let new_files = now.sources.get(name).map(Vec::as_slice).unwrap_or_default();
+        for f in old_files {
+            match new_files.iter().find(|n| n.path == f.path) {
+                None => out.push(format!("source `{name}`: file {} is gone", f.path.display())),
+                Some(n) if n.sha256 != f.sha256 => out.push(format!(
+                    "source `{name}`: file {} changed (sha256 {}… → {}…)",
+                    f.path.display(),
+                    &f.sha256[..12],
+                    &n.sha256[..12]
+                )),
+                Some(_) => {}
+            }
+        }
+        for n in new_files.iter().filter(|n| !old_files.iter().any(|f| f.path == n.path)) {
+            out.push(format!("source `{name}`: new file {}", n.path.display()));
+        }
+    }
+    if manifest.spine.sha256 != now.spine.sha256 {
+        out.push(format!("spine {} changed", manifest.spine.path.display()));
+    }
+    out
+}
+
+impl RecordedRequest {
+    pub fn project(&self) -> Project {
+        Project::new(&self.defs_dir, &self.repo_dir)
+    }
+
+    pub fn options(&self) -> TrainingSetOptions {
+        TrainingSetOptions {
+            spine: self.spine.clone(),
+            selection: match (&self.service, &self.features) {
+                (Some(service), _) => FeatureSelection::Service(service.clone()),
+                (None, features) => FeatureSelection::Features(features.clone().unwrap_or_default()),
+            },
+            timestamp_column: self.timestamp_column.clone(),
+            full_names: self.full_names,
+        }
+    }
+}
