@@ -93,8 +93,11 @@ fn training_set(
 ) -> anyhow::Result<ExitCode> {
     let ctx = skewless::engine_session();
     let built = runtime()?
-        .block_on(project.training_set(&ctx, options))
+        .block_on(project.training_set_with_progress(&ctx, options, &output::progress_printer()))
         .with_context(|| format!("building a training set for {}", options.spine.display()))?;
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!();
+    }
     write_parquet(&built.batch, out)?;
     if with_manifest {
         let path = manifest_path(out);

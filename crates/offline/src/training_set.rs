@@ -51,6 +51,29 @@ pub struct TrainingSet {
     pub rows_read: BTreeMap<String, usize>,
 }
 
+/// What a long training-set build reports as it goes; the caller decides how to show it.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    SpineRead {
+        rows: usize,
+    },
+    JoiningView {
+        view: String,
+        index: usize,
+        views: usize,
+    },
+    JoinedView {
+        view: String,
+        index: usize,
+        views: usize,
+        rows_read: usize,
+        seconds: f64,
+    },
+    OnDemand {
+        view: String,
+    },
+}
+
 /// The UTC, microsecond instant type every as-of time is compared in.
 pub fn instant_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
@@ -69,10 +92,12 @@ pub async fn build(
     defs: &Definitions,
     root: &Path,
     request: &TrainingSetRequest,
+    progress: &dyn Fn(Progress),
 ) -> Result<TrainingSet> {
     let spine = read_spine(&request.spine, &request.timestamp_column)?;
     let t = spine_instants(&spine, &request.spine, &request.timestamp_column)?;
     let (min_t, max_t) = time_range(&t);
+    progress(Progress::SpineRead { rows: spine.num_rows() });
 
     // Feature views the request needs, directly or through on-demand views.
     let mut needed: BTreeSet<String> = BTreeSet::new();
@@ -87,18 +112,33 @@ pub async fn build(
 
     let mut computed: BTreeMap<(String, String), ArrayRef> = BTreeMap::new();
     let mut rows_read = BTreeMap::new();
-    for name in &needed {
+    let views = needed.len();
+    for (index, name) in needed.iter().enumerate() {
+        let started = std::time::Instant::now();
+        progress(Progress::JoiningView {
+            view: name.clone(),
+            index,
+            views,
+        });
         let view = defs
             .feature_views
             .get(name)
             .ok_or_else(|| Error::Request(format!("unknown feature view `{name}`")))?;
         let (columns, read) = join_view(ctx, defs, root, view, &spine, &request.spine, &t, (min_t, max_t)).await?;
         rows_read.insert(name.clone(), read);
+        progress(Progress::JoinedView {
+            view: name.clone(),
+            index,
+            views,
+            rows_read: read,
+            seconds: started.elapsed().as_secs_f64(),
+        });
         for (feature, column) in view.features.iter().zip(columns) {
             computed.insert((name.clone(), feature.name.clone()), column);
         }
     }
     for name in &on_demand {
+        progress(Progress::OnDemand { view: name.clone() });
         evaluate_on_demand(ctx, defs, name, &spine, &request.spine, &mut computed)?;
     }
 

@@ -10,6 +10,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use skewless_defs::{Definitions, FeatureRef, Loc, ResolvedFeature};
+pub use skewless_offline::training_set::Progress;
 use skewless_offline::training_set::{self, TrainingSetRequest};
 
 use crate::{Error, Project, Result};
@@ -77,6 +78,16 @@ pub fn resolve_selection(defs: &Definitions, selection: &FeatureSelection) -> Re
 impl Project {
     /// Builds a point-in-time-correct training set for the spine.
     pub async fn training_set(&self, ctx: &SessionContext, options: &TrainingSetOptions) -> Result<TrainingSetOutput> {
+        self.training_set_with_progress(ctx, options, &|_| {}).await
+    }
+
+    /// [`Project::training_set`], reporting progress as it goes.
+    pub async fn training_set_with_progress(
+        &self,
+        ctx: &SessionContext,
+        options: &TrainingSetOptions,
+        progress: &dyn Fn(Progress),
+    ) -> Result<TrainingSetOutput> {
         let started = Instant::now();
         let defs = self.load()?;
         let features = resolve_selection(&defs, &options.selection)?;
@@ -86,7 +97,7 @@ impl Project {
             features: features.clone(),
             full_names: options.full_names,
         };
-        let built = training_set::build(ctx, &defs, &self.root, &request).await?;
+        let built = training_set::build(ctx, &defs, &self.root, &request, progress).await?;
         Ok(TrainingSetOutput {
             batch: built.batch,
             features,

@@ -147,7 +147,7 @@ async fn run_case(name: &str) {
         full_names: true,
     };
     let ctx = skewless_engine::session();
-    let out = build(&ctx, &defs, &case, &request)
+    let out = build(&ctx, &defs, &case, &request, &|_| {})
         .await
         .unwrap_or_else(|e| panic!("{name}: {e}"))
         .batch;
