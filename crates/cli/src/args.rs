@@ -82,6 +82,9 @@ pub enum Command {
         /// Do not write the run manifest (`<out>.manifest.json`).
         #[arg(long)]
         no_manifest: bool,
+        /// Cap DataFusion's memory pool (e.g. `2GiB`, `512MiB`); default: no cap.
+        #[arg(long, value_parser = parse_bytes)]
+        memory_limit: Option<usize>,
     },
     /// Re-run the training set a manifest records; report whether the output hash matches
     /// and, if not, which input changed (exit 1).
@@ -123,4 +126,46 @@ pub enum RegistryCommand {
     },
     /// Print an applied version as JSON (default: the one in force).
     Show { seq: Option<u64> },
+}
+
+/// `2GiB`, `512MiB`, `100MB`, `1000000` → bytes.
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("expected a size like 2GiB, found `{text}`"))?;
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}`: use B, KB, MB, GB, KiB, MiB or GiB"
+            ));
+        }
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("size `{text}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("100MB"), Ok(100_000_000));
+        assert_eq!(parse_bytes("77"), Ok(77));
+        assert!(parse_bytes("2 parsecs").is_err());
+        assert!(parse_bytes("GiB").is_err());
+    }
 }

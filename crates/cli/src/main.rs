@@ -53,6 +53,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             full_names,
             timestamp_column,
             no_manifest,
+            memory_limit,
         } => {
             let selection = match service {
                 Some(name) => FeatureSelection::Service(name),
@@ -64,7 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 timestamp_column,
                 full_names,
             };
-            training_set(&project, &options, &out, !no_manifest)
+            training_set(&project, &options, &out, !no_manifest, memory_limit)
         }
         Command::Reproduce { manifest, out, json } => reproduce(&manifest, out, json),
         Command::DemoData { out, seed } => {
@@ -90,8 +91,14 @@ fn training_set(
     options: &TrainingSetOptions,
     out: &Path,
     with_manifest: bool,
+    memory_limit: Option<usize>,
 ) -> anyhow::Result<ExitCode> {
-    let ctx = skewless::engine_session();
+    let ctx = match memory_limit {
+        Some(bytes) => {
+            skewless::engine_session_with_memory_limit(bytes).context("creating a memory-limited session")?
+        }
+        None => skewless::engine_session(),
+    };
     let built = runtime()?
         .block_on(project.training_set_with_progress(&ctx, options, &output::progress_printer()))
         .with_context(|| format!("building a training set for {}", options.spine.display()))?;

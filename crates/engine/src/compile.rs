@@ -25,9 +25,22 @@ pub struct CompiledFeature {
 /// The session every feature expression is planned in. Identifiers are taken as written
 /// (no lower-casing), matching how names are written in the YAML and in the data.
 pub fn session() -> SessionContext {
+    SessionContext::new_with_config(config())
+}
+
+/// [`session`] with its memory pool capped at `bytes`: operators that would need more fail
+/// with DataFusion's "resources exhausted" error instead of exhausting the machine.
+pub fn session_with_memory_limit(bytes: usize) -> datafusion::error::Result<SessionContext> {
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_limit(bytes, 1.0)
+        .build_arc()?;
+    Ok(SessionContext::new_with_config_rt(config(), runtime))
+}
+
+fn config() -> SessionConfig {
     let mut config = SessionConfig::new();
     config.options_mut().sql_parser.enable_ident_normalization = false;
-    SessionContext::new_with_config(config)
+    config
 }
 
 /// Compiles every feature of a feature view against its source's schema.

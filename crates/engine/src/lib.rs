@@ -19,7 +19,9 @@ mod compile;
 mod types;
 
 pub use check::{SourceSchemas, check};
-pub use compile::{CompiledFeature, compile_on_demand, compile_view, on_demand_input_schema, session};
+pub use compile::{
+    CompiledFeature, compile_on_demand, compile_view, on_demand_input_schema, session, session_with_memory_limit,
+};
 pub use types::{arrow_type, fits, key_fits, timestamp_fits};
 
 /// Problems compiling an expression; `Invalid` are the user's, `DataFusion` are not.

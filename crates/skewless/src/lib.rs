@@ -28,7 +28,7 @@ use std::path::PathBuf;
 
 pub use project::{ApplyOutcome, PlanReport, Project};
 pub use skewless_defs as defs;
-pub use skewless_engine::session as engine_session;
+pub use skewless_engine::{session as engine_session, session_with_memory_limit as engine_session_with_memory_limit};
 
 /// The version of skewless, recorded in registry entries and run manifests.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -309,3 +309,35 @@ fn manifest_records_the_run_and_reproduce_names_what_changed() {
     drop(no_manifest);
     assert!(!p.path().join("n.parquet.manifest.json").exists());
 }
+
+#[test]
+fn a_too_small_memory_pool_fails_clearly() {
+    let p = demo_project();
+    let spine = "data/demo/ride_requests_spine.parquet";
+    let run = p.run(&[
+        "training-set",
+        "--spine",
+        spine,
+        "--service",
+        "ranking_v1",
+        "--out",
+        "t.parquet",
+        "--memory-limit",
+        "1KiB",
+    ]);
+    assert_eq!(run.code(), 1);
+    assert!(run.stderr().contains("Resources exhausted"), "{}", run.stderr());
+    assert!(!p.path().join("t.parquet").exists(), "no output from a failed run");
+    p.run(&[
+        "training-set",
+        "--spine",
+        spine,
+        "--service",
+        "ranking_v1",
+        "--out",
+        "t.parquet",
+        "--memory-limit",
+        "256MiB",
+    ])
+    .ok();
+}
