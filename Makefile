@@ -5,7 +5,7 @@ CARGO ?= cargo
 SKEWLESS := target/debug/skewless
 DEMO_DATA := data/demo
 
-.PHONY: help build demo test unit lint fmt golden redis clean-demo
+.PHONY: help build demo test unit lint fmt golden redis clean-demo bench bench-offline
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,11 @@ fmt: ## Format the code
 golden: ## Regenerate the golden error outputs, then review `git diff`
 	UPDATE_GOLDEN=1 $(CARGO) test -p skewless-defs --test it golden
 	UPDATE_GOLDEN=1 $(CARGO) test -p skewless --test it golden
+
+bench: bench-offline ## All benchmarks (release build; never part of CI)
+
+bench-offline: ## Training sets at S and M: skewless vs DuckDB and Polars, figures beside targets
+	benches/offline/run.sh
 
 redis: ## Make sure redis-server is installed (apt-get when root); never starts one
 	@scripts/ensure-redis.sh
