@@ -3,9 +3,9 @@
 //! DESIGN.md ("Point-in-time semantics") in code. A feature row `r` is a *candidate* for a
 //! spine row `(k, t)` when `r.key = k`, `r.ts <= t`, `r.ts >= t - ttl` (when there is a
 //! ttl), and, with `as_of: available`, `r.created <= t`. The winner is the candidate with
-//! the greatest `(ts, created)`; exact ties are broken by the greater feature values in
-//! Arrow row format, a rule that depends on values only, never on input order, so every
-//! path and every partitioning picks the same row.
+//! the greatest `(ts, created)`; exact ties are broken by the greater feature values,
+//! compared column by column (nulls lowest, floats in total order), a rule that depends on
+//! values only, never on input order, so every path and every partitioning picks the same row.
 //!
 //! # Algorithm: sort, then sweep
 //!
@@ -37,15 +37,25 @@ pub struct SpineSide<'a> {
     pub t: &'a TimestampMicrosecondArray,
 }
 
-/// The feature side: encoded keys, event time, availability time and encoded values
-/// (the tie-break of last resort).
-#[derive(Debug)]
+/// Orders two feature rows by their values; consulted only on exact `(ts, created)` ties.
+pub type TieBreak<'a> = &'a (dyn Fn(usize, usize) -> Ordering + Send + Sync);
+
+/// The feature side: encoded keys, event time, availability time, and the value order used
+/// as the tie-break of last resort.
 pub struct FeatureSide<'a> {
     pub keys: &'a Rows,
     pub key_valid: &'a [bool],
     pub ts: &'a TimestampMicrosecondArray,
     pub created: Option<&'a TimestampMicrosecondArray>,
-    pub values: &'a Rows,
+    pub tie_break: TieBreak<'a>,
+}
+
+impl std::fmt::Debug for FeatureSide<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeatureSide")
+            .field("rows", &self.ts.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl FeatureSide<'_> {
@@ -59,7 +69,7 @@ impl FeatureSide<'_> {
             .value(a)
             .cmp(&self.ts.value(b))
             .then_with(|| self.created(a).cmp(&self.created(b)))
-            .then_with(|| self.values.row(a).cmp(&self.values.row(b)))
+            .then_with(|| (self.tie_break)(a, b))
     }
 
     /// When the row becomes a candidate, or `None` if it never can.
@@ -218,12 +228,13 @@ mod tests {
                     if mode == Mode::Available && !with_created {
                         continue;
                     }
+                    let by_values = |a: usize, b: usize| value_rows.row(a).cmp(&value_rows.row(b));
                     let features = FeatureSide {
                         keys: &feature_rows,
                         key_valid: &feature_valid,
                         ts: &ts,
                         created: with_created.then_some(&created),
-                        values: &value_rows,
+                        tie_break: &by_values,
                     };
                     // Rows equal in (ts, created, values) are interchangeable: compare what won,
                     // not which copy.
@@ -265,7 +276,7 @@ mod tests {
             key_valid: &[],
             ts: &empty_ts,
             created: None,
-            values: &none,
+            tie_break: &|_, _| Ordering::Equal,
         };
         assert_eq!(winners(&spine, &features, Mode::Event, None), [None]);
         let no_spine = SpineSide {

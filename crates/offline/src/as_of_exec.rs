@@ -16,8 +16,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt32Array};
-use arrow::compute::{concat_batches, take};
+use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt32Array, make_comparator};
+use arrow::compute::{SortOptions, concat_batches, take};
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, SortField};
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -160,7 +160,13 @@ impl ExecutionPlan for AsOfJoinExec {
 
 fn valid_mask(columns: &[ArrayRef]) -> Vec<bool> {
     let len = columns.first().map_or(0, |c| c.len());
-    (0..len).map(|i| columns.iter().all(|c| c.is_valid(i))).collect()
+    let nulls = columns.iter().fold(None, |acc, c| {
+        arrow::buffer::NullBuffer::union(acc.as_ref(), c.logical_nulls().as_ref())
+    });
+    match nulls {
+        Some(n) => n.iter().collect(),
+        None => vec![true; len],
+    }
 }
 
 fn timestamps(column: &ArrayRef) -> Result<&TimestampMicrosecondArray> {
@@ -199,8 +205,18 @@ fn join_partition(
     let feature_rows = converter.convert_columns(&feature_keys)?;
 
     let values: Vec<ArrayRef> = features.columns()[layout.first_value()..].to_vec();
-    let value_rows = RowConverter::new(values.iter().map(|c| SortField::new(c.data_type().clone())).collect())?
-        .convert_columns(&values)?;
+    // Values are compared only on exact (ts, created) ties, so they are not encoded up front.
+    let comparators = values
+        .iter()
+        .map(|v| make_comparator(v.as_ref(), v.as_ref(), SortOptions::default()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let by_values = |a: usize, b: usize| {
+        comparators
+            .iter()
+            .map(|c| c(a, b))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    };
     let spine_valid = valid_mask(&spine_keys);
     let feature_valid = valid_mask(&feature_keys);
 
@@ -218,7 +234,7 @@ fn join_partition(
         } else {
             None
         },
-        values: &value_rows,
+        tie_break: &by_values,
     };
     let winners = UInt32Array::from(as_of::winners(
         &spine_side,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use arrow::csv::reader::Format;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use skewless_defs::{Source, SourceFormat};
+use skewless_defs::{Definitions, KeyType, Source, SourceFormat};
 
 use crate::{Error, Result};
 
@@ -116,13 +116,36 @@ fn read_error(source: &Source, file: &Path, e: impl std::fmt::Display) -> Error 
     }
 }
 
-/// Reads the schema every file of the source shares.
-pub fn read_schema(source: &Source, files: &SourceFiles) -> Result<SchemaRef> {
+/// The Arrow type join keys are compared in, on both sides of every join.
+pub fn key_arrow_type(ty: KeyType) -> DataType {
+    match ty {
+        KeyType::Int64 => DataType::Int64,
+        KeyType::String => DataType::Utf8,
+    }
+}
+
+/// The join keys of every view that reads `source`, typed as their entities declare:
+/// CSV files must read them so (`007` is a string key, not the number 7).
+pub fn key_columns(defs: &Definitions, source: &Source) -> Vec<(String, DataType)> {
+    let mut out: Vec<(String, DataType)> = Vec::new();
+    for view in defs.feature_views.values().filter(|v| v.source == source.name) {
+        for key in defs.view_keys(view) {
+            if !out.iter().any(|(name, _)| name == &key.name) {
+                out.push((key.name.clone(), key_arrow_type(key.ty)));
+            }
+        }
+    }
+    out
+}
+
+/// Reads the schema every file of the source shares. `key_columns` (see [`key_columns`])
+/// fix the types of CSV key columns; Parquet files carry their own types.
+pub fn read_schema(source: &Source, files: &SourceFiles, key_columns: &[(String, DataType)]) -> Result<SchemaRef> {
     let mut first: Option<(SchemaRef, &PathBuf)> = None;
     for file in &files.files {
         let schema = match files.format {
             SourceFormat::Parquet => parquet_schema(file),
-            SourceFormat::Csv => csv_schema(file, source),
+            SourceFormat::Csv => csv_schema(file, source, key_columns),
         }
         .map_err(|e| read_error(source, file, e))?;
         match &first {
@@ -152,15 +175,27 @@ fn parquet_schema(file: &Path) -> std::result::Result<SchemaRef, String> {
     Ok(Arc::clone(builder.schema()))
 }
 
-fn csv_schema(file: &Path, source: &Source) -> std::result::Result<SchemaRef, String> {
-    let mut times = vec![source.timestamp.as_str()];
-    times.extend(source.created.as_deref());
-    csv_schema_with_times(file, &times)
+fn csv_schema(
+    file: &Path,
+    source: &Source,
+    key_columns: &[(String, DataType)],
+) -> std::result::Result<SchemaRef, String> {
+    let mut types: Vec<(&str, DataType)> = key_columns.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+    types.push((source.timestamp.as_str(), csv_time_type()));
+    types.extend(source.created.as_deref().map(|c| (c, csv_time_type())));
+    csv_schema_with_types(file, &types)
 }
 
 /// A CSV file's schema, inferred from its header and first rows, with the named columns
 /// typed as UTC instants (values with an offset are converted to the same instant).
 pub fn csv_schema_with_times(file: &Path, time_columns: &[&str]) -> std::result::Result<SchemaRef, String> {
+    let types: Vec<(&str, DataType)> = time_columns.iter().map(|c| (*c, csv_time_type())).collect();
+    csv_schema_with_types(file, &types)
+}
+
+/// A CSV file's schema, inferred from its header and first rows, except for the named
+/// columns, which get the given types.
+pub fn csv_schema_with_types(file: &Path, types: &[(&str, DataType)]) -> std::result::Result<SchemaRef, String> {
     let f = File::open(file).map_err(|e| e.to_string())?;
     let (schema, _) = Format::default()
         .with_header(true)
@@ -169,12 +204,9 @@ pub fn csv_schema_with_times(file: &Path, time_columns: &[&str]) -> std::result:
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|field| {
-            if time_columns.contains(&field.name().as_str()) {
-                Field::new(field.name(), csv_time_type(), field.is_nullable())
-            } else {
-                field.as_ref().clone()
-            }
+        .map(|field| match types.iter().find(|(name, _)| name == field.name()) {
+            Some((_, ty)) => Field::new(field.name(), ty.clone(), field.is_nullable()),
+            None => field.as_ref().clone(),
         })
         .collect();
     Ok(Arc::new(Schema::new(fields)))
@@ -251,7 +283,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.csv"), "id,ts,x\n1,2024-01-01T00:00:00+02:00,1.5\n").unwrap();
         let s = source("a.csv");
-        let schema = read_schema(&s, &resolve(dir.path(), &s).unwrap()).unwrap();
+        let schema = read_schema(&s, &resolve(dir.path(), &s).unwrap(), &[]).unwrap();
         assert_eq!(schema.field_with_name("ts").unwrap().data_type(), &csv_time_type());
         assert_eq!(schema.field_with_name("x").unwrap().data_type(), &DataType::Float64);
     }
@@ -262,7 +294,7 @@ mod tests {
         std::fs::write(dir.path().join("a.csv"), "ts,x\n2024-01-01T00:00:00Z,1\n").unwrap();
         std::fs::write(dir.path().join("b.csv"), "ts,y\n2024-01-01T00:00:00Z,1\n").unwrap();
         let s = source("*.csv");
-        let err = read_schema(&s, &resolve(dir.path(), &s).unwrap())
+        let err = read_schema(&s, &resolve(dir.path(), &s).unwrap(), &[])
             .unwrap_err()
             .to_string();
         assert!(

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt64Array};
-use arrow::compute::{cast, concat_batches, sort_to_indices, take};
+use arrow::compute::{CastOptions, cast, cast_with_options, concat_batches, sort_to_indices, take};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::physical_expr::{Partitioning, PhysicalExpr};
@@ -24,7 +24,7 @@ use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{CsvReadOptions, DataFrame, ParquetReadOptions, SessionContext, col, lit};
 use skewless_defs::{AsOf, Definitions, FeatureView, KeyType, ResolvedFeature, SourceFormat};
-use skewless_engine::{arrow_type, compile_on_demand, compile_view, on_demand_input_schema};
+use skewless_engine::{arrow_type, compile_on_demand, compile_view, key_fits, on_demand_input_schema};
 
 use crate::as_of::Mode;
 use crate::as_of_exec::{AsOfJoinExec, AsOfLayout};
@@ -80,10 +80,7 @@ pub fn instant_type() -> DataType {
 }
 
 fn key_type(ty: KeyType) -> DataType {
-    match ty {
-        KeyType::Int64 => DataType::Int64,
-        KeyType::String => DataType::Utf8,
-    }
+    source::key_arrow_type(ty)
 }
 
 /// Builds a training set. `root` resolves source paths.
@@ -94,21 +91,33 @@ pub async fn build(
     request: &TrainingSetRequest,
     progress: &dyn Fn(Progress),
 ) -> Result<TrainingSet> {
-    let spine = read_spine(&request.spine, &request.timestamp_column)?;
+    let (needed, on_demand) = needed_views(defs, &request.features);
+    // Names first: a clash is reported before any work is done.
+    let names = output_names(request)?;
+
+    // Spine columns whose type the definitions decide: join keys and request fields.
+    let mut typed: Vec<(String, DataType)> = Vec::new();
+    for view in needed.iter().filter_map(|n| defs.feature_views.get(n)) {
+        for key in defs.view_keys(view) {
+            typed.push((key.name.clone(), key_type(key.ty)));
+        }
+    }
+    for view in on_demand.iter().filter_map(|n| defs.on_demand_views.get(n)) {
+        for field in &view.request {
+            typed.push((field.name.clone(), arrow_type(field.ty)));
+        }
+    }
+    let spine = read_spine(&request.spine, &request.timestamp_column, &typed)?;
+    for name in names.iter() {
+        if spine.schema().field_with_name(name).is_ok() {
+            return Err(Error::Request(format!(
+                "output column `{name}` would repeat a spine column; pass --full-names to name features view__feature"
+            )));
+        }
+    }
     let t = spine_instants(&spine, &request.spine, &request.timestamp_column)?;
     let (min_t, max_t) = time_range(&t);
     progress(Progress::SpineRead { rows: spine.num_rows() });
-
-    // Feature views the request needs, directly or through on-demand views.
-    let mut needed: BTreeSet<String> = BTreeSet::new();
-    let mut on_demand: Vec<String> = Vec::new();
-    for f in &request.features {
-        if f.on_demand {
-            collect_on_demand(defs, &f.view, &mut needed, &mut on_demand);
-        } else {
-            needed.insert(f.view.clone());
-        }
-    }
 
     let mut computed: BTreeMap<(String, String), ArrayRef> = BTreeMap::new();
     let mut rows_read = BTreeMap::new();
@@ -144,7 +153,21 @@ pub async fn build(
 
     let mut fields: Vec<Field> = spine.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
     let mut columns: Vec<ArrayRef> = spine.columns().to_vec();
+    for (f, name) in request.features.iter().zip(names) {
+        let column = computed
+            .get(&(f.view.clone(), f.feature.clone()))
+            .ok_or_else(|| Error::Internal(format!("feature `{}:{}` was not computed", f.view, f.feature)))?;
+        fields.push(Field::new(name, column.data_type().clone(), true));
+        columns.push(Arc::clone(column));
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+    Ok(TrainingSet { batch, rows_read })
+}
+
+/// Output column names, in request order; a clash names both views.
+fn output_names(request: &TrainingSetRequest) -> Result<Vec<String>> {
     let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    let mut names = Vec::with_capacity(request.features.len());
     for f in &request.features {
         let name = if request.full_names {
             format!("{}__{}", f.view, f.feature)
@@ -157,21 +180,25 @@ pub async fn build(
                 f.view
             )));
         }
-        if spine.schema().field_with_name(&name).is_ok() {
-            return Err(Error::Request(format!(
-                "feature `{}:{}` would be named `{name}`, which is already a spine column; pass --full-names",
-                f.view, f.feature
-            )));
-        }
         owner.insert(name.clone(), f.view.clone());
-        let column = computed
-            .get(&(f.view.clone(), f.feature.clone()))
-            .ok_or_else(|| Error::Request(format!("feature `{}:{}` was not computed", f.view, f.feature)))?;
-        fields.push(Field::new(name, column.data_type().clone(), true));
-        columns.push(Arc::clone(column));
+        names.push(name);
     }
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-    Ok(TrainingSet { batch, rows_read })
+    Ok(names)
+}
+
+/// The feature views a request reads (directly or through on-demand views), and the
+/// on-demand views to evaluate, dependencies first.
+pub fn needed_views(defs: &Definitions, features: &[ResolvedFeature]) -> (BTreeSet<String>, Vec<String>) {
+    let mut needed = BTreeSet::new();
+    let mut on_demand = Vec::new();
+    for f in features {
+        if f.on_demand {
+            collect_on_demand(defs, &f.view, &mut needed, &mut on_demand);
+        } else {
+            needed.insert(f.view.clone());
+        }
+    }
+    (needed, on_demand)
 }
 
 fn collect_on_demand(defs: &Definitions, name: &str, needed: &mut BTreeSet<String>, order: &mut Vec<String>) {
@@ -199,8 +226,10 @@ fn collect_on_demand(defs: &Definitions, name: &str, needed: &mut BTreeSet<Strin
     order.push(name.to_string());
 }
 
-/// Reads the whole spine (Parquet or CSV by extension); CSV time columns are UTC instants.
-pub fn read_spine(path: &Path, timestamp_column: &str) -> Result<RecordBatch> {
+/// Reads the whole spine (Parquet or CSV by extension). In a CSV spine the time column is
+/// read as UTC instants and `typed` columns (join keys, request fields) as the definitions
+/// declare them, never as whatever the first rows happen to look like (`007` stays a string).
+pub fn read_spine(path: &Path, timestamp_column: &str, typed: &[(String, DataType)]) -> Result<RecordBatch> {
     let err = |message: String| Error::Spine {
         path: path.to_path_buf(),
         message,
@@ -215,7 +244,9 @@ pub fn read_spine(path: &Path, timestamp_column: &str) -> Result<RecordBatch> {
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| err(e.to_string()))?,
         SourceFormat::Csv => {
-            let schema = source::csv_schema_with_times(path, &[timestamp_column]).map_err(err)?;
+            let mut types: Vec<(&str, DataType)> = typed.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+            types.push((timestamp_column, instant_type()));
+            let schema = source::csv_schema_with_types(path, &types).map_err(err)?;
             arrow::csv::ReaderBuilder::new(schema)
                 .with_header(true)
                 .build(file)
@@ -267,14 +298,34 @@ fn time_range(t: &ArrayRef) -> (Option<i64>, Option<i64>) {
     (arrow::compute::min(t), arrow::compute::max(t))
 }
 
-fn spine_key(spine: &RecordBatch, path: &Path, name: &str, ty: KeyType) -> Result<ArrayRef> {
-    let column = spine.column_by_name(name).ok_or_else(|| Error::Spine {
+/// Casting that fails on a value it cannot convert, instead of turning it into null.
+fn strict() -> CastOptions<'static> {
+    CastOptions {
+        safe: false,
+        ..Default::default()
+    }
+}
+
+fn spine_key(spine: &RecordBatch, path: &Path, view: &str, name: &str, ty: KeyType) -> Result<ArrayRef> {
+    let err = |message: String| Error::Spine {
         path: path.to_path_buf(),
-        message: format!("no join key column `{name}`"),
-    })?;
-    cast(column, &key_type(ty)).map_err(|e| Error::Spine {
-        path: path.to_path_buf(),
-        message: format!("join key `{name}` ({}) cannot be read as {ty}: {e}", column.data_type()),
+        message,
+    };
+    let column = spine
+        .column_by_name(name)
+        .ok_or_else(|| err(format!("no column `{name}`, a join key of feature view `{view}`")))?;
+    if !key_fits(column.data_type(), ty) {
+        return Err(err(format!(
+            "join key `{name}` is {} but entity keys of type {ty} need {}",
+            column.data_type(),
+            if ty == KeyType::Int64 { "integers" } else { "strings" }
+        )));
+    }
+    cast_with_options(column, &key_type(ty), &strict()).map_err(|e| {
+        err(format!(
+            "join key `{name}` ({}) cannot be read as {ty}: {e}",
+            column.data_type()
+        ))
     })
 }
 
@@ -322,7 +373,7 @@ async fn join_view(
     let mut spine_columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from_iter_values(0..n as u64))];
     for (i, key) in keys.iter().enumerate() {
         spine_fields.push(Field::new(format!("__k{i}"), key_type(key.ty), true));
-        spine_columns.push(spine_key(spine, spine_path, &key.name, key.ty)?);
+        spine_columns.push(spine_key(spine, spine_path, &view.name, &key.name, key.ty)?);
     }
     spine_fields.push(Field::new("__t", instant_type(), true));
     spine_columns.push(Arc::clone(t));
@@ -331,26 +382,22 @@ async fn join_view(
 
     // Feature side: [__k.., __ts, __created?, features..], pruned to the spine's time range.
     let files = source::resolve(root, source)?;
-    let schema = source::read_schema(source, &files)?;
+    let schema = source::read_schema(source, &files, &source::key_columns(defs, source))?;
     let compiled = compile_view(view, &schema).map_err(|d| Error::Request(d.to_string()))?;
     let paths: Vec<String> = files.files.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    // The files are already chosen (`source::resolve`): no second filter by extension.
     let frame: DataFrame = match files.format {
         SourceFormat::Parquet => {
-            ctx.read_parquet(paths, ParquetReadOptions::default().schema(&schema))
+            ctx.read_parquet(paths, ParquetReadOptions::default().schema(&schema).file_extension(""))
                 .await?
         }
         SourceFormat::Csv => {
-            let extension = files.files[0]
-                .extension()
-                .and_then(|e| e.to_str())
-                .map(|e| format!(".{e}"))
-                .unwrap_or_default();
             ctx.read_csv(
                 paths,
                 CsvReadOptions::new()
                     .schema(&schema)
                     .has_header(true)
-                    .file_extension(&extension),
+                    .file_extension(""),
             )
             .await?
         }
@@ -434,7 +481,7 @@ fn evaluate_on_demand(
                         field.name()
                     ),
                 })?;
-                cast(column, field.data_type()).map_err(|e| Error::Spine {
+                cast_with_options(column, field.data_type(), &strict()).map_err(|e| Error::Spine {
                     path: spine_path.to_path_buf(),
                     message: format!(
                         "request field `{}` cannot be read as {}: {e}",

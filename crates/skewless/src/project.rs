@@ -75,7 +75,9 @@ impl Project {
         let mut schemas = SourceSchemas::new();
         let mut problems = Diagnostics::default();
         for s in defs.sources.values().filter(|s| s.path.is_some()) {
-            match source::resolve(&self.root, s).and_then(|files| source::read_schema(s, &files)) {
+            match source::resolve(&self.root, s)
+                .and_then(|files| source::read_schema(s, &files, &source::key_columns(defs, s)))
+            {
                 Ok(schema) => {
                     schemas.insert(s.name.clone(), schema);
                 }
