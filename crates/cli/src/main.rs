@@ -99,21 +99,32 @@ fn training_set(
         }
         None => skewless::engine_session(),
     };
-    let built = runtime()?
-        .block_on(project.training_set_with_progress(&ctx, options, &output::progress_printer()))
-        .with_context(|| format!("building a training set for {}", options.spine.display()))?;
-    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        eprintln!();
-    }
-    write_parquet(&built.batch, out)?;
-    if with_manifest {
+    let runtime = runtime()?;
+    let progress = output::progress_printer();
+    let context = || format!("building a training set for {}", options.spine.display());
+    let built = if with_manifest {
+        let (built, manifest) = runtime
+            .block_on(project.training_set_recorded(&ctx, options, out, &progress))
+            .with_context(context)?;
         let path = manifest_path(out);
-        let manifest = project
-            .manifest(options, &built, out)
-            .context("recording the run manifest")?;
         write_manifest(&manifest, &path)?;
-        eprintln!("manifest: {}", path.display());
-    }
+        eprintln!(
+            "{}manifest: {}",
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                "\n"
+            } else {
+                ""
+            },
+            path.display()
+        );
+        built
+    } else {
+        let built = runtime
+            .block_on(project.training_set_with_progress(&ctx, options, &progress))
+            .with_context(context)?;
+        write_parquet(&built.batch, out)?;
+        built
+    };
     let read: usize = built.rows_read.values().sum();
     println!(
         "wrote {} rows × {} features to {} in {:.2}s ({} feature rows read from {} views)",
@@ -145,6 +156,11 @@ fn reproduce(manifest: &Path, out: Option<PathBuf>, json: bool) -> anyhow::Resul
     }
     if json {
         print_json(&report)?;
+    } else if let Some(error) = &report.error {
+        println!("NOT reproduced: the re-run failed: {error}");
+        for change in &report.changed_inputs {
+            println!("  changed: {change}");
+        }
     } else if report.output_matches {
         println!("reproduced: output sha256 {} matches", report.reproduced_sha256);
         for change in &report.changed_inputs {
@@ -356,7 +372,7 @@ fn registry(project: &Project, command: RegistryCommand) -> anyhow::Result<ExitC
                     r.applied_at.to_rfc3339(),
                     r.changes.changes.len().to_string(),
                     breaking.to_string(),
-                    r.text_hash[..12].to_string(),
+                    skewless::manifest::short(&r.text_hash).to_string(),
                 ]);
             }
             t.print();

@@ -52,6 +52,9 @@ pub enum Error {
     Request(String),
     #[error(transparent)]
     Offline(#[from] skewless_offline::Error),
+    /// A broken invariant: a bug in skewless, to be reported.
+    #[error("internal error (a bug, please report it): {0}")]
+    Internal(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -118,39 +118,52 @@ fn semantics() -> BTreeMap<String, String> {
     .collect()
 }
 
+/// The inputs of a run, fingerprinted *before* it reads them.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub request: RecordedRequest,
+    pub project: String,
+    pub definitions_text_hash: String,
+    pub view_versions: BTreeMap<String, String>,
+    pub service_version: Option<String>,
+    pub sources: BTreeMap<String, Vec<Fingerprint>>,
+    pub spine: Fingerprint,
+}
+
 impl Project {
-    /// Records a finished training set (already written to `out`).
-    pub fn manifest(&self, options: &TrainingSetOptions, built: &TrainingSetOutput, out: &Path) -> Result<Manifest> {
+    /// Fingerprints what a training-set request will read: definitions, the files of every
+    /// source it joins, the spine.
+    pub fn capture_inputs(&self, options: &TrainingSetOptions) -> Result<Inputs> {
         let defs = self.load()?;
+        let features = crate::training::resolve_selection(&defs, &options.selection)?;
+        let (feature_views, on_demand) = skewless_offline::training_set::needed_views(&defs, &features);
         let all = versions(&defs);
         let mut view_versions = BTreeMap::new();
         let mut sources = BTreeMap::new();
-        for name in built.rows_read.keys() {
-            if let Some(v) = all.feature_views.get(name) {
-                view_versions.insert(name.clone(), v.clone());
-            }
-            if let Some(view) = defs.feature_views.get(name)
-                && let Some(s) = defs.sources.get(&view.source)
+        for name in &feature_views {
+            let Some(view) = defs.feature_views.get(name) else {
+                continue;
+            };
+            view_versions.insert(name.clone(), all.feature_views[name].clone());
+            if let Some(s) = defs.sources.get(&view.source)
+                && !sources.contains_key(&s.name)
             {
                 let files = source::resolve(&self.root, s)?;
                 let prints = files.files.iter().map(|f| fingerprint(f)).collect::<Result<Vec<_>>>()?;
                 sources.insert(s.name.clone(), prints);
             }
         }
-        for f in built.features.iter().filter(|f| f.on_demand) {
-            if let Some(v) = all.on_demand_views.get(&f.view) {
-                view_versions.insert(f.view.clone(), v.clone());
+        for name in &on_demand {
+            if let Some(v) = all.on_demand_views.get(name) {
+                view_versions.insert(name.clone(), v.clone());
             }
         }
         let (features, service) = match &options.selection {
             FeatureSelection::Features(list) => (Some(list.clone()), None),
             FeatureSelection::Service(name) => (None, Some(name.clone())),
         };
-        let service_version = service.as_ref().and_then(|s| all.feature_services.get(s).cloned());
-        Ok(Manifest {
-            manifest_version: MANIFEST_VERSION,
-            skewless_version: crate::VERSION.to_string(),
-            created_at: Utc::now(),
+        Ok(Inputs {
+            service_version: service.as_ref().and_then(|s| all.feature_services.get(s).cloned()),
             request: RecordedRequest {
                 defs_dir: absolute(&self.defs_dir),
                 repo_dir: absolute(&self.repo_dir),
@@ -163,9 +176,34 @@ impl Project {
             project: defs.project.clone(),
             definitions_text_hash: defs.text_hash.clone(),
             view_versions,
-            service_version,
             sources,
             spine: fingerprint(&options.spine)?,
+        })
+    }
+
+    /// Builds a training set, writes it to `out` and returns its manifest (inputs are
+    /// fingerprinted before the build reads them).
+    pub async fn training_set_recorded(
+        &self,
+        ctx: &datafusion::prelude::SessionContext,
+        options: &TrainingSetOptions,
+        out: &Path,
+        progress: &dyn Fn(crate::training::Progress),
+    ) -> Result<(TrainingSetOutput, Manifest)> {
+        let inputs = self.capture_inputs(options)?;
+        let built = self.training_set_with_progress(ctx, options, progress).await?;
+        crate::training::write_parquet(&built.batch, out)?;
+        let manifest = Manifest {
+            manifest_version: MANIFEST_VERSION,
+            skewless_version: crate::VERSION.to_string(),
+            created_at: Utc::now(),
+            request: inputs.request,
+            project: inputs.project,
+            definitions_text_hash: inputs.definitions_text_hash,
+            view_versions: inputs.view_versions,
+            service_version: inputs.service_version,
+            sources: inputs.sources,
+            spine: inputs.spine,
             semantics: semantics(),
             rows: Rows {
                 spine: built.batch.num_rows(),
@@ -174,7 +212,8 @@ impl Project {
             },
             output: fingerprint(out)?,
             wall_seconds: built.seconds,
-        })
+        };
+        Ok((built, manifest))
     }
 }
 
@@ -205,15 +244,24 @@ pub struct ReproduceReport {
     pub reproduced_sha256: String,
     /// What differs from the recorded run, one line each; empty when nothing does.
     pub changed_inputs: Vec<String>,
+    /// Why the re-run failed, if it did (the changed inputs usually say why).
+    pub error: Option<String>,
+}
+
+/// The first 12 characters of a hash, for messages (whole if shorter: manifests are files
+/// people can edit).
+pub fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
 }
 
 /// Compares the recorded inputs with what is on disk now.
-pub fn changed_inputs(manifest: &Manifest, now: &Manifest) -> Vec<String> {
+pub fn changed_inputs(manifest: &Manifest, now: &Inputs) -> Vec<String> {
     let mut out = Vec::new();
-    if manifest.skewless_version != now.skewless_version {
+    if manifest.skewless_version != crate::VERSION {
         out.push(format!(
             "skewless version {} → {}",
-            manifest.skewless_version, now.skewless_version
+            manifest.skewless_version,
+            crate::VERSION
         ));
     }
     if manifest.definitions_text_hash != now.definitions_text_hash {
@@ -227,21 +275,28 @@ pub fn changed_inputs(manifest: &Manifest, now: &Manifest) -> Vec<String> {
         }
     }
     for (name, old_files) in &manifest.sources {
-        let new_files = now.sources.get(name).map(Vec::as_slice).unwrap_or_default();
+        let new_files: std::collections::HashMap<&Path, &Fingerprint> = now
+            .sources
+            .get(name)
+            .map(|files| files.iter().map(|f| (f.path.as_path(), f)).collect())
+            .unwrap_or_default();
+        let old_paths: std::collections::HashSet<&Path> = old_files.iter().map(|f| f.path.as_path()).collect();
         for f in old_files {
-            match new_files.iter().find(|n| n.path == f.path) {
+            match new_files.get(f.path.as_path()) {
                 None => out.push(format!("source `{name}`: file {} is gone", f.path.display())),
                 Some(n) if n.sha256 != f.sha256 => out.push(format!(
                     "source `{name}`: file {} changed (sha256 {}… → {}…)",
                     f.path.display(),
-                    &f.sha256[..12],
-                    &n.sha256[..12]
+                    short(&f.sha256),
+                    short(&n.sha256)
                 )),
                 Some(_) => {}
             }
         }
-        for n in new_files.iter().filter(|n| !old_files.iter().any(|f| f.path == n.path)) {
-            out.push(format!("source `{name}`: new file {}", n.path.display()));
+        let mut added: Vec<&&Path> = new_files.keys().filter(|p| !old_paths.contains(**p)).collect();
+        added.sort();
+        for path in added {
+            out.push(format!("source `{name}`: new file {}", path.display()));
         }
     }
     if manifest.spine.sha256 != now.spine.sha256 {

@@ -38,10 +38,9 @@ pub enum ApplyOutcome {
 impl Project {
     pub fn new(defs_dir: impl Into<PathBuf>, repo_dir: impl Into<PathBuf>) -> Self {
         let defs_dir = defs_dir.into();
-        let root = match defs_dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        // Absolute first, so `--defs .` has a parent (`..`) like any other directory.
+        let absolute = std::path::absolute(&defs_dir).unwrap_or_else(|_| defs_dir.clone());
+        let root = absolute.parent().map_or_else(|| PathBuf::from("/"), PathBuf::from);
         Project {
             root,
             defs_dir,

@@ -4,30 +4,40 @@ use std::path::Path;
 
 use datafusion::prelude::SessionContext;
 
-use crate::manifest::{ReproduceReport, changed_inputs, read_manifest};
-use crate::training::write_parquet;
+use crate::manifest::{ReproduceReport, changed_inputs, read_manifest, short};
 use crate::{Error, Result};
 
 /// Re-runs the training set a manifest records, writing the new output to `out`.
+///
+/// Inputs are compared first, so a re-run that fails (a spine deleted, a feature removed)
+/// still reports what changed.
 pub async fn reproduce(ctx: &SessionContext, manifest_path: &Path, out: &Path) -> Result<ReproduceReport> {
     let manifest = read_manifest(manifest_path)?;
     let project = manifest.request.project();
     let options = manifest.request.options();
-    let built = project.training_set(ctx, &options).await?;
-    write_parquet(&built.batch, out)?;
-    let now = project.manifest(&options, &built, out)?;
-    let report = ReproduceReport {
-        output_matches: now.output.sha256 == manifest.output.sha256,
-        recorded_sha256: manifest.output.sha256.clone(),
-        reproduced_sha256: now.output.sha256.clone(),
-        changed_inputs: changed_inputs(&manifest, &now),
+    let mut changed = Vec::new();
+    match project.capture_inputs(&options) {
+        Ok(now) => changed = changed_inputs(&manifest, &now),
+        Err(e) => changed.push(format!("inputs cannot be read as recorded: {e}")),
+    }
+    let rerun = project.training_set_recorded(ctx, &options, out, &|_| {}).await;
+    let (reproduced_sha256, error) = match rerun {
+        Ok((_, now)) => (now.output.sha256, None),
+        Err(e) => (String::new(), Some(e.to_string())),
     };
-    if !report.output_matches && report.changed_inputs.is_empty() {
+    let report = ReproduceReport {
+        output_matches: error.is_none() && reproduced_sha256 == manifest.output.sha256,
+        recorded_sha256: manifest.output.sha256.clone(),
+        reproduced_sha256,
+        changed_inputs: changed,
+        error,
+    };
+    if !report.output_matches && report.error.is_none() && report.changed_inputs.is_empty() {
         // Same inputs, different output: a determinism bug, not a user error.
-        return Err(Error::Request(format!(
-            "output differs ({} → {}) although no input changed: please report this as a bug",
-            &report.recorded_sha256[..12],
-            &report.reproduced_sha256[..12]
+        return Err(Error::Internal(format!(
+            "output differs ({} → {}) although no input changed",
+            short(&report.recorded_sha256),
+            short(&report.reproduced_sha256)
         )));
     }
     Ok(report)

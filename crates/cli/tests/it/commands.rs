@@ -341,3 +341,14 @@ fn a_too_small_memory_pool_fails_clearly() {
     ])
     .ok();
 }
+
+#[test]
+fn defs_dir_dot_resolves_sources_against_its_parent() {
+    let p = demo_project();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_skewless"))
+        .args(["--defs", ".", "--repo", "../.skewless", "validate"])
+        .current_dir(p.path().join("feature_defs"))
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+}
