@@ -47,16 +47,9 @@ pub struct Manifest {
     pub manifest_version: u32,
     pub skewless_version: String,
     pub created_at: DateTime<Utc>,
-    pub request: RecordedRequest,
-    pub project: String,
-    /// SHA-256 of the definition files' paths and text.
-    pub definitions_text_hash: String,
-    /// Version hash of every view read (feature views and on-demand views).
-    pub view_versions: BTreeMap<String, String>,
-    pub service_version: Option<String>,
-    /// Fingerprints of each source's files, by source name.
-    pub sources: BTreeMap<String, Vec<Fingerprint>>,
-    pub spine: Fingerprint,
+    /// What the run read, fingerprinted before it read it.
+    #[serde(flatten)]
+    pub inputs: Inputs,
     /// The point-in-time rules this run applied (DESIGN.md), spelled out.
     pub semantics: BTreeMap<String, String>,
     pub rows: Rows,
@@ -119,13 +112,16 @@ fn semantics() -> BTreeMap<String, String> {
 }
 
 /// The inputs of a run, fingerprinted *before* it reads them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Inputs {
     pub request: RecordedRequest,
     pub project: String,
+    /// SHA-256 of the definition files' paths (relative to the definitions directory) and text.
     pub definitions_text_hash: String,
+    /// Version hash of every view read (feature views and on-demand views, transitively).
     pub view_versions: BTreeMap<String, String>,
     pub service_version: Option<String>,
+    /// Fingerprints of each source's files, by source name.
     pub sources: BTreeMap<String, Vec<Fingerprint>>,
     pub spine: Fingerprint,
 }
@@ -197,13 +193,7 @@ impl Project {
             manifest_version: MANIFEST_VERSION,
             skewless_version: crate::VERSION.to_string(),
             created_at: Utc::now(),
-            request: inputs.request,
-            project: inputs.project,
-            definitions_text_hash: inputs.definitions_text_hash,
-            view_versions: inputs.view_versions,
-            service_version: inputs.service_version,
-            sources: inputs.sources,
-            spine: inputs.spine,
+            inputs,
             semantics: semantics(),
             rows: Rows {
                 spine: built.batch.num_rows(),
@@ -264,17 +254,17 @@ pub fn changed_inputs(manifest: &Manifest, now: &Inputs) -> Vec<String> {
             crate::VERSION
         ));
     }
-    if manifest.definitions_text_hash != now.definitions_text_hash {
+    if manifest.inputs.definitions_text_hash != now.definitions_text_hash {
         out.push("definitions: the text of feature_defs changed".to_string());
     }
-    for (view, old) in &manifest.view_versions {
+    for (view, old) in &manifest.inputs.view_versions {
         match now.view_versions.get(view) {
             Some(new) if new != old => out.push(format!("definition: view `{view}` version {old} → {new}")),
             None => out.push(format!("definition: view `{view}` is no longer read")),
             _ => {}
         }
     }
-    for (name, old_files) in &manifest.sources {
+    for (name, old_files) in &manifest.inputs.sources {
         let new_files: std::collections::HashMap<&Path, &Fingerprint> = now
             .sources
             .get(name)
@@ -299,8 +289,8 @@ pub fn changed_inputs(manifest: &Manifest, now: &Inputs) -> Vec<String> {
             out.push(format!("source `{name}`: new file {}", path.display()));
         }
     }
-    if manifest.spine.sha256 != now.spine.sha256 {
-        out.push(format!("spine {} changed", manifest.spine.path.display()));
+    if manifest.inputs.spine.sha256 != now.spine.sha256 {
+        out.push(format!("spine {} changed", manifest.inputs.spine.path.display()));
     }
     out
 }

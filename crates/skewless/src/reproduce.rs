@@ -13,8 +13,8 @@ use crate::{Error, Result};
 /// still reports what changed.
 pub async fn reproduce(ctx: &SessionContext, manifest_path: &Path, out: &Path) -> Result<ReproduceReport> {
     let manifest = read_manifest(manifest_path)?;
-    let project = manifest.request.project();
-    let options = manifest.request.options();
+    let project = manifest.inputs.request.project();
+    let options = manifest.inputs.request.options();
     let mut changed = Vec::new();
     match project.capture_inputs(&options) {
         Ok(now) => changed = changed_inputs(&manifest, &now),
