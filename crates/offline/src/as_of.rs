@@ -20,7 +20,6 @@
 use std::cmp::Ordering;
 
 use arrow::array::{Array, TimestampMicrosecondArray};
-use arrow::row::Rows;
 
 /// Which time decides availability (mirrors `skewless_defs::AsOf`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,10 +28,10 @@ pub enum Mode {
     Available,
 }
 
-/// The spine side: encoded join keys (`None` where any key is null) and the as-of instant.
+/// The spine side: join key ids (see [`FeatureSide::keys`]), which are valid, and the as-of instant.
 #[derive(Debug)]
 pub struct SpineSide<'a> {
-    pub keys: &'a Rows,
+    pub keys: &'a [u64],
     pub key_valid: &'a [bool],
     pub t: &'a TimestampMicrosecondArray,
 }
@@ -43,7 +42,8 @@ pub type TieBreak<'a> = &'a (dyn Fn(usize, usize) -> Ordering + Send + Sync);
 /// The feature side: encoded keys, event time, availability time, and the value order used
 /// as the tie-break of last resort.
 pub struct FeatureSide<'a> {
-    pub keys: &'a Rows,
+    /// Join keys as ids: equal ids on both sides mean equal keys. Their order is irrelevant.
+    pub keys: &'a [u64],
     pub key_valid: &'a [bool],
     pub ts: &'a TimestampMicrosecondArray,
     pub created: Option<&'a TimestampMicrosecondArray>,
@@ -95,41 +95,37 @@ pub fn winners(
     let n = spine.t.len();
     let mut out = vec![None; n];
 
-    let mut spine_order: Vec<usize> = (0..n).filter(|&i| spine.key_valid[i] && spine.t.is_valid(i)).collect();
-    spine_order.sort_unstable_by(|&a, &b| {
-        spine
-            .keys
-            .row(a)
-            .cmp(&spine.keys.row(b))
-            .then(spine.t.value(a).cmp(&spine.t.value(b)))
-    });
-
-    let mut feature_order: Vec<(usize, i64)> = (0..features.ts.len())
-        .filter_map(|i| features.effective(i, mode).map(|e| (i, e)))
+    // Sorting primitive (key id, time, row) tuples: cache-friendly, no per-comparison
+    // indirection. The row index makes the order total, so the result is deterministic.
+    let mut spine_order: Vec<(u64, i64, u32)> = (0..n)
+        .filter(|&i| spine.key_valid[i] && spine.t.is_valid(i))
+        .map(|i| (spine.keys[i], spine.t.value(i), i as u32))
         .collect();
-    feature_order
-        .sort_unstable_by(|&(a, ea), &(b, eb)| features.keys.row(a).cmp(&features.keys.row(b)).then(ea.cmp(&eb)));
+    spine_order.sort_unstable();
+    let mut feature_order: Vec<(u64, i64, u32)> = (0..features.ts.len())
+        .filter_map(|i| features.effective(i, mode).map(|e| (features.keys[i], e, i as u32)))
+        .collect();
+    feature_order.sort_unstable();
 
     let mut f = 0; // first feature row of the current key group
     let mut s = 0;
     while s < spine_order.len() {
-        let key = spine.keys.row(spine_order[s]);
+        let key = spine_order[s].0;
         // Skip feature keys below this spine key.
-        while f < feature_order.len() && features.keys.row(feature_order[f].0) < key {
+        while f < feature_order.len() && feature_order[f].0 < key {
             f += 1;
         }
         let mut best: Option<usize> = None;
-        while s < spine_order.len() && spine.keys.row(spine_order[s]) == key {
-            let row = spine_order[s];
-            let t = spine.t.value(row);
-            while f < feature_order.len() && features.keys.row(feature_order[f].0) == key && feature_order[f].1 <= t {
-                let candidate = feature_order[f].0;
+        while s < spine_order.len() && spine_order[s].0 == key {
+            let (_, t, row) = spine_order[s];
+            while f < feature_order.len() && feature_order[f].0 == key && feature_order[f].1 <= t {
+                let candidate = feature_order[f].2 as usize;
                 if best.is_none_or(|b| features.newer(candidate, b) == Ordering::Greater) {
                     best = Some(candidate);
                 }
                 f += 1;
             }
-            out[row] = best
+            out[row as usize] = best
                 .filter(|&b| ttl_micros.is_none_or(|ttl| features.ts.value(b) >= t.saturating_sub(ttl)))
                 .map(|b| b as u32);
             s += 1;
@@ -145,7 +141,7 @@ mod tests {
     use std::sync::Arc;
 
     use arrow::array::{ArrayRef, Float64Array, Int64Array};
-    use arrow::row::{RowConverter, SortField};
+    use arrow::row::{RowConverter, Rows, SortField};
 
     use super::*;
 
@@ -162,7 +158,7 @@ mod tests {
                 let t = spine.t.value(s);
                 (0..features.ts.len())
                     .filter(|&r| features.key_valid[r] && features.ts.is_valid(r))
-                    .filter(|&r| features.keys.row(r) == spine.keys.row(s))
+                    .filter(|&r| features.keys[r] == spine.keys[s])
                     .filter(|&r| features.ts.value(r) <= t)
                     .filter(|&r| ttl.is_none_or(|ttl| features.ts.value(r) >= t - ttl))
                     .filter(|&r| mode == Mode::Event || features.created(r).is_some_and(|c| c <= t))
@@ -215,8 +211,9 @@ mod tests {
             let values: Float64Array = (0..m).map(|_| (rng.next(5) != 0).then(|| rng.next(3) as f64)).collect();
             let spine_valid: Vec<bool> = (0..n).map(|i| spine_keys.is_valid(i)).collect();
             let feature_valid: Vec<bool> = (0..m).map(|i| feature_keys.is_valid(i)).collect();
-            let spine_rows = encode(vec![Arc::new(spine_keys)]);
-            let feature_rows = encode(vec![Arc::new(feature_keys)]);
+            // Int64 keys are their own ids (null slots are masked by the validity vectors).
+            let spine_rows: Vec<u64> = spine_keys.values().iter().map(|&k| k as u64).collect();
+            let feature_rows: Vec<u64> = feature_keys.values().iter().map(|&k| k as u64).collect();
             let value_rows = encode(vec![Arc::new(values)]);
             let spine = SpineSide {
                 keys: &spine_rows,
@@ -262,9 +259,9 @@ mod tests {
 
     #[test]
     fn empty_sides() {
-        let none = encode(vec![Arc::new(Int64Array::from(Vec::<i64>::new()))]);
+        let none: [u64; 0] = [];
         let empty_ts = TimestampMicrosecondArray::from(Vec::<i64>::new());
-        let spine_rows = encode(vec![Arc::new(Int64Array::from(vec![1]))]);
+        let spine_rows = [1u64];
         let spine_t = TimestampMicrosecondArray::from(vec![10]);
         let spine = SpineSide {
             keys: &spine_rows,

@@ -13,12 +13,14 @@
 //! error rather than the process running out of memory), and runs [`as_of::winners`].
 //! Output rows carry the spine's `__row` so the caller can restore spine order.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use arrow::array::AsArray;
 use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt32Array, make_comparator};
 use arrow::compute::{SortOptions, concat_batches, take};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Int64Type, SchemaRef};
 use arrow::row::{RowConverter, SortField};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, internal_err};
@@ -169,6 +171,33 @@ fn valid_mask(columns: &[ArrayRef]) -> Vec<bool> {
     }
 }
 
+/// Join keys as ids that are equal exactly when the keys are. A single int64 key is its own
+/// id; other keys (strings, composites) are numbered through a hash map of their row
+/// encoding, built on the feature side; spine keys without feature rows get `u64::MAX`,
+/// which no feature row has. Null slots get arbitrary ids; validity masks exclude them.
+fn key_ids(spine: &[ArrayRef], features: &[ArrayRef]) -> Result<(Vec<u64>, Vec<u64>)> {
+    if let ([s], [f]) = (spine, features)
+        && let (Some(s), Some(f)) = (s.as_primitive_opt::<Int64Type>(), f.as_primitive_opt::<Int64Type>())
+    {
+        let ids = |a: &arrow::array::Int64Array| a.values().iter().map(|&k| k as u64).collect();
+        return Ok((ids(s), ids(f)));
+    }
+    let converter = RowConverter::new(spine.iter().map(|c| SortField::new(c.data_type().clone())).collect())?;
+    let feature_rows = converter.convert_columns(features)?;
+    let spine_rows = converter.convert_columns(spine)?;
+    let mut ids: HashMap<&[u8], u64> = HashMap::with_capacity(feature_rows.num_rows() / 4);
+    let feature_ids = (0..feature_rows.num_rows())
+        .map(|i| {
+            let next = ids.len() as u64;
+            *ids.entry(feature_rows.row(i).data()).or_insert(next)
+        })
+        .collect();
+    let spine_ids = (0..spine_rows.num_rows())
+        .map(|i| ids.get(spine_rows.row(i).data()).copied().unwrap_or(u64::MAX))
+        .collect();
+    Ok((spine_ids, feature_ids))
+}
+
 fn timestamps(column: &ArrayRef) -> Result<&TimestampMicrosecondArray> {
     column
         .as_any()
@@ -196,14 +225,7 @@ fn join_partition(
 
     let spine_keys: Vec<ArrayRef> = spine.columns()[1..=k].to_vec();
     let feature_keys: Vec<ArrayRef> = features.columns()[..k].to_vec();
-    let key_fields: Vec<SortField> = spine_keys
-        .iter()
-        .map(|c| SortField::new(c.data_type().clone()))
-        .collect();
-    let converter = RowConverter::new(key_fields)?;
-    let spine_rows = converter.convert_columns(&spine_keys)?;
-    let feature_rows = converter.convert_columns(&feature_keys)?;
-
+    let (spine_ids, feature_ids) = key_ids(&spine_keys, &feature_keys)?;
     let values: Vec<ArrayRef> = features.columns()[layout.first_value()..].to_vec();
     // Values are compared only on exact (ts, created) ties, so they are not encoded up front.
     let comparators = values
@@ -221,12 +243,12 @@ fn join_partition(
     let feature_valid = valid_mask(&feature_keys);
 
     let spine_side = SpineSide {
-        keys: &spine_rows,
+        keys: &spine_ids,
         key_valid: &spine_valid,
         t: timestamps(spine.column(k + 1))?,
     };
     let feature_side = FeatureSide {
-        keys: &feature_rows,
+        keys: &feature_ids,
         key_valid: &feature_valid,
         ts: timestamps(features.column(k))?,
         created: if layout.created {
