@@ -26,8 +26,10 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, internal_err};
 use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
+use datafusion::physical_expr::{Distribution, EquivalenceProperties, Partitioning, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::expressions::Column as PhysicalColumn;
+use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, common};
 use futures::stream;
@@ -47,7 +49,7 @@ pub struct AsOfLayout {
 
 impl AsOfLayout {
     /// Index of the first feature value column on the feature side.
-    fn first_value(&self) -> usize {
+    pub(crate) fn first_value(&self) -> usize {
         self.keys + 1 + usize::from(self.created)
     }
 }
@@ -68,10 +70,9 @@ impl AsOfJoinExec {
         features: Arc<dyn ExecutionPlan>,
         layout: AsOfLayout,
     ) -> Result<Self> {
+        // Equal partition counts are checked at execution: optimizer rules rebuild the
+        // children one side at a time.
         let partitions = spine.properties().partitioning.partition_count();
-        if partitions != features.properties().partitioning.partition_count() {
-            return internal_err!("as-of join inputs must have the same partition count");
-        }
         let spine_schema = spine.schema();
         let feature_schema = features.schema();
         let mut fields = vec![Arc::clone(&spine_schema.fields()[0])];
@@ -127,6 +128,21 @@ impl ExecutionPlan for AsOfJoinExec {
         vec![&self.spine, &self.features]
     }
 
+    /// One key's rows must meet in one partition: both inputs hash-partitioned on the keys.
+    /// Declaring it lets DataFusion's distribution rules keep (or add) the repartitioning.
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        let keys = |plan: &Arc<dyn ExecutionPlan>, first: usize| {
+            let schema = plan.schema();
+            (first..first + self.layout.keys)
+                .map(|i| Arc::new(PhysicalColumn::new(schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
+                .collect()
+        };
+        vec![
+            Distribution::KeyPartitioned(keys(&self.spine, 1)),
+            Distribution::KeyPartitioned(keys(&self.features, 0)),
+        ]
+    }
+
     fn apply_expressions(
         &self,
         _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
@@ -142,6 +158,13 @@ impl ExecutionPlan for AsOfJoinExec {
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        let (left, right) = (
+            self.spine.properties().partitioning.partition_count(),
+            self.features.properties().partitioning.partition_count(),
+        );
+        if left != right {
+            return internal_err!("as-of join inputs have {left} and {right} partitions; they must be co-partitioned");
+        }
         let spine = self.spine.execute(partition, Arc::clone(&context))?;
         let features = self.features.execute(partition, Arc::clone(&context))?;
         let (layout, schema) = (self.layout.clone(), Arc::clone(&self.schema));
@@ -158,6 +181,24 @@ impl ExecutionPlan for AsOfJoinExec {
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream::once(work))))
     }
+}
+
+/// Hash-partitions `plan` on its `keys` columns starting at `first`, with DataFusion's
+/// fixed-seed hashing: equal keys on both inputs land in the same partition.
+pub(crate) fn hash_partition(
+    plan: Arc<dyn ExecutionPlan>,
+    keys: usize,
+    first: usize,
+    partitions: usize,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let schema = plan.schema();
+    let exprs: Vec<Arc<dyn PhysicalExpr>> = (first..first + keys)
+        .map(|i| Arc::new(PhysicalColumn::new(schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
+        .collect();
+    Ok(Arc::new(RepartitionExec::try_new(
+        plan,
+        Partitioning::Hash(exprs, partitions),
+    )?))
 }
 
 fn valid_mask(columns: &[ArrayRef]) -> Vec<bool> {

@@ -9,10 +9,11 @@
 //! ```
 //!
 //! Modules: [`source`], [`as_of`] (the point-in-time rule), [`as_of_exec`] (it as a
-//! DataFusion operator), [`training_set`].
+//! DataFusion operator), [`as_of_node`] (it as a logical plan node), [`training_set`].
 
 pub mod as_of;
 pub mod as_of_exec;
+pub mod as_of_node;
 pub mod source;
 pub mod training_set;
 

@@ -18,16 +18,14 @@ use arrow::array::{Array, ArrayRef, RecordBatch, UInt64Array};
 use arrow::compute::{CastOptions, cast, cast_with_options, concat_batches, sort_to_indices, take};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::common::ScalarValue;
-use datafusion::physical_expr::{Partitioning, PhysicalExpr};
-use datafusion::physical_plan::expressions::Column as PhysicalColumn;
-use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{CsvReadOptions, DataFrame, ParquetReadOptions, SessionContext, col, lit};
 use skewless_defs::{AsOf, Definitions, FeatureView, KeyType, ResolvedFeature, SourceFormat};
 use skewless_engine::{arrow_type, compile_on_demand, compile_view, key_fits, on_demand_input_schema};
 
 use crate::as_of::Mode;
-use crate::as_of_exec::{AsOfJoinExec, AsOfLayout};
+use crate::as_of_exec::AsOfLayout;
+use crate::as_of_node::{AsOfJoinNode, with_as_of_planner};
 use crate::source;
 use crate::{Error, Result};
 
@@ -329,24 +327,16 @@ fn spine_key(spine: &RecordBatch, path: &Path, view: &str, name: &str, ty: KeyTy
     })
 }
 
-fn hash_partition(
-    plan: Arc<dyn ExecutionPlan>,
-    keys: usize,
-    first: usize,
-    partitions: usize,
-) -> Result<Arc<dyn ExecutionPlan>> {
-    let schema = plan.schema();
-    let exprs: Vec<Arc<dyn PhysicalExpr>> = (first..first + keys)
-        .map(|i| Arc::new(PhysicalColumn::new(schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
-        .collect();
-    Ok(Arc::new(RepartitionExec::try_new(
-        plan,
-        Partitioning::Hash(exprs, partitions),
-    )?))
-}
-
 fn instant_literal(micros: i64) -> datafusion::logical_expr::Expr {
     lit(ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into())))
+}
+
+/// The as-of operator in a physical plan (under any projection the planner put on top).
+fn find_as_of_join(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+    if plan.name() == "AsOfJoinExec" {
+        return Some(Arc::clone(plan));
+    }
+    plan.children().into_iter().find_map(find_as_of_join)
 }
 
 /// Joins one feature view; returns its feature columns in spine order and the rows read.
@@ -378,7 +368,7 @@ async fn join_view(
     spine_fields.push(Field::new("__t", instant_type(), true));
     spine_columns.push(Arc::clone(t));
     let spine_batch = RecordBatch::try_new(Arc::new(Schema::new(spine_fields)), spine_columns)?;
-    let spine_plan = ctx.read_batch(spine_batch)?.create_physical_plan().await?;
+    let spine_plan = ctx.read_batch(spine_batch)?.into_unoptimized_plan();
 
     // Feature side: [__k.., __ts, __created?, features..], pruned to the spine's time range.
     let files = source::resolve(root, source)?;
@@ -421,9 +411,8 @@ async fn join_view(
         select.push(datafusion::logical_expr::cast(col(format!("\"{created}\"")), instant_type()).alias("__created"));
     }
     select.extend(compiled.iter().map(|f| f.expr.clone()));
-    let feature_plan = frame.select(select)?.create_physical_plan().await?;
+    let feature_plan = frame.select(select)?.into_unoptimized_plan();
 
-    let partitions = ctx.state().config().target_partitions().max(1);
     let layout = AsOfLayout {
         keys: keys.len(),
         created: source.created.is_some(),
@@ -433,14 +422,15 @@ async fn join_view(
         },
         ttl_micros: view.ttl.map(|d| d.micros()),
     };
-    let join = AsOfJoinExec::try_new(
-        hash_partition(spine_plan, keys.len(), 1, partitions)?,
-        hash_partition(feature_plan, keys.len(), 0, partitions)?,
-        layout,
-    )?;
-    let join: Arc<dyn ExecutionPlan> = Arc::new(join);
-    let out = collect(Arc::clone(&join), ctx.task_ctx()).await?;
-    let rows_read = join.children()[1].metrics().and_then(|m| m.output_rows()).unwrap_or(0);
+    // One logical plan: the optimizer sees both inputs and the join; the planner makes it an AsOfJoinExec.
+    let plan = AsOfJoinNode::try_new(spine_plan, feature_plan, layout)?.into_plan();
+    let state = with_as_of_planner(ctx.state());
+    let join = state.create_physical_plan(&plan).await?;
+    let out = collect(Arc::clone(&join), state.task_ctx()).await?;
+    let rows_read = find_as_of_join(&join)
+        .and_then(|j| j.children().get(1).and_then(|f| f.metrics()))
+        .and_then(|m| m.output_rows())
+        .unwrap_or(0);
     let out = concat_batches(&join.schema(), &out)?;
     if out.num_rows() != n {
         return Err(Error::Internal(format!(

@@ -1,0 +1,273 @@
+//! [`AsOfJoinNode`]: the as-of join in logical plans, and the planner that turns it into
+//! [`AsOfJoinExec`].
+//!
+//! With the node, a training-set join is one logical plan: DataFusion's optimizer sees it,
+//! optimizes both inputs (projection and filter push-down into the scans), and `EXPLAIN`
+//! shows it. Predicates are never pushed *through* the node (the trait's default): a filter
+//! on a feature value must apply to the winner, not decide which rows compete.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::common::{DFSchema, DFSchemaRef, Result, internal_err};
+use datafusion::execution::context::{QueryPlanner, SessionState};
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::{Expr, Extension, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
+
+use crate::as_of_exec::{AsOfJoinExec, AsOfLayout, hash_partition};
+
+/// Spine `[__row, __k.., __t]` as-of-joined with features `[__k.., __ts, __created?, f..]`,
+/// giving `[__row, f..]`, one row per spine row.
+#[derive(Debug, Clone)]
+pub struct AsOfJoinNode {
+    spine: LogicalPlan,
+    features: LogicalPlan,
+    layout: AsOfLayout,
+    schema: DFSchemaRef,
+}
+
+impl AsOfJoinNode {
+    pub fn try_new(spine: LogicalPlan, features: LogicalPlan, layout: AsOfLayout) -> Result<Self> {
+        let mut fields = vec![Arc::clone(&spine.schema().fields()[0])];
+        fields.extend(
+            features
+                .schema()
+                .fields()
+                .iter()
+                .skip(layout.first_value())
+                .map(|f| Arc::new(f.as_ref().clone().with_nullable(true))),
+        );
+        let schema = Arc::new(DFSchema::from_unqualified_fields(fields.into(), Default::default())?);
+        Ok(AsOfJoinNode {
+            spine,
+            features,
+            layout,
+            schema,
+        })
+    }
+
+    /// The node as a logical plan.
+    pub fn into_plan(self) -> LogicalPlan {
+        LogicalPlan::Extension(Extension { node: Arc::new(self) })
+    }
+
+    fn identity(&self) -> (usize, bool, u8, Option<i64>) {
+        (
+            self.layout.keys,
+            self.layout.created,
+            self.layout.mode as u8,
+            self.layout.ttl_micros,
+        )
+    }
+}
+
+impl PartialEq for AsOfJoinNode {
+    fn eq(&self, other: &Self) -> bool {
+        self.spine == other.spine && self.features == other.features && self.identity() == other.identity()
+    }
+}
+
+impl Eq for AsOfJoinNode {}
+
+impl Hash for AsOfJoinNode {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.spine.hash(state);
+        self.features.hash(state);
+        self.identity().hash(state);
+    }
+}
+
+impl PartialOrd for AsOfJoinNode {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        match self.spine.partial_cmp(&other.spine)? {
+            Ordering::Equal => match self.features.partial_cmp(&other.features)? {
+                Ordering::Equal => self.identity().partial_cmp(&other.identity()),
+                o => Some(o),
+            },
+            o => Some(o),
+        }
+    }
+}
+
+impl UserDefinedLogicalNodeCore for AsOfJoinNode {
+    fn name(&self) -> &str {
+        "AsOfJoin"
+    }
+
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.spine, &self.features]
+    }
+
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+
+    fn expressions(&self) -> Vec<Expr> {
+        Vec::new()
+    }
+
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let ttl = self
+            .layout
+            .ttl_micros
+            .map_or_else(|| "none".to_string(), |t| format!("{t}us"));
+        write!(
+            f,
+            "AsOfJoin: keys={}, mode={:?}, ttl={ttl}",
+            self.layout.keys, self.layout.mode
+        )
+    }
+
+    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> Result<Self> {
+        let [spine, features]: [LogicalPlan; 2] = match inputs.try_into() {
+            Ok(pair) => pair,
+            Err(_) => return internal_err!("AsOfJoin has two inputs"),
+        };
+        AsOfJoinNode::try_new(spine, features, self.layout.clone())
+    }
+}
+
+/// Plans [`AsOfJoinNode`]s: both inputs hash-partitioned on their keys, then [`AsOfJoinExec`].
+#[derive(Debug)]
+struct AsOfPlanner;
+
+#[async_trait]
+impl ExtensionPlanner for AsOfPlanner {
+    async fn plan_extension(
+        &self,
+        _planner: &dyn PhysicalPlanner,
+        node: &dyn UserDefinedLogicalNode,
+        _logical_inputs: &[&LogicalPlan],
+        physical_inputs: &[Arc<dyn ExecutionPlan>],
+        session: &dyn datafusion::catalog::Session,
+        _planning: &datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let Some(node) = node.as_any().downcast_ref::<AsOfJoinNode>() else {
+            return Ok(None);
+        };
+        let [spine, features] = physical_inputs else {
+            return internal_err!("AsOfJoin has two inputs");
+        };
+        let partitions = session.config().target_partitions().max(1);
+        let keys = node.layout.keys;
+        let spine = hash_partition(Arc::clone(spine), keys, 1, partitions)?;
+        let features = hash_partition(Arc::clone(features), keys, 0, partitions)?;
+        Ok(Some(Arc::new(AsOfJoinExec::try_new(
+            spine,
+            features,
+            node.layout.clone(),
+        )?)))
+    }
+}
+
+/// The default query planner plus [`AsOfPlanner`].
+#[derive(Debug)]
+struct AsOfQueryPlanner;
+
+#[async_trait]
+impl QueryPlanner for AsOfQueryPlanner {
+    async fn create_physical_plan(
+        &self,
+        plan: &LogicalPlan,
+        session: &dyn datafusion::catalog::Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let planner = DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(AsOfPlanner)]);
+        planner.create_physical_plan(plan, session).await
+    }
+}
+
+/// `state` with the as-of planner registered (same config, memory pool and runtime).
+pub fn with_as_of_planner(state: SessionState) -> SessionState {
+    SessionStateBuilder::new_from_existing(state)
+        .with_query_planner(Arc::new(AsOfQueryPlanner))
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Array, AsArray, Float64Array, Int64Array, RecordBatch, TimestampMicrosecondArray, UInt64Array};
+    use arrow::datatypes::{DataType, Field, Float64Type, Schema, TimeUnit, UInt64Type};
+    use datafusion::physical_plan::{collect, displayable};
+
+    use super::*;
+    use crate::as_of::Mode;
+
+    fn instant() -> DataType {
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+    }
+
+    #[tokio::test]
+    async fn the_node_is_optimized_planned_and_executed() {
+        let ctx = datafusion::prelude::SessionContext::new();
+        let spine = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("__row", DataType::UInt64, false),
+                Field::new("__k0", DataType::Int64, true),
+                Field::new("__t", instant(), true),
+            ])),
+            vec![
+                Arc::new(UInt64Array::from(vec![0, 1, 2])),
+                Arc::new(Int64Array::from(vec![1, 1, 2])),
+                Arc::new(TimestampMicrosecondArray::from(vec![10, 30, 30]).with_timezone("UTC")),
+            ],
+        )
+        .unwrap();
+        let features = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("__k0", DataType::Int64, true),
+                Field::new("__ts", instant(), true),
+                Field::new("x", DataType::Float64, true),
+            ])),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 1, 2])),
+                Arc::new(TimestampMicrosecondArray::from(vec![5, 20, 31]).with_timezone("UTC")),
+                Arc::new(Float64Array::from(vec![0.5, 2.0, 9.0])),
+            ],
+        )
+        .unwrap();
+        let layout = AsOfLayout {
+            keys: 1,
+            created: false,
+            mode: Mode::Event,
+            ttl_micros: Some(15),
+        };
+        let plan = AsOfJoinNode::try_new(
+            ctx.read_batch(spine).unwrap().into_unoptimized_plan(),
+            ctx.read_batch(features).unwrap().into_unoptimized_plan(),
+            layout,
+        )
+        .unwrap()
+        .into_plan();
+        let state = with_as_of_planner(ctx.state());
+        let optimized = state.optimize(&plan).unwrap();
+        assert!(
+            optimized
+                .display_indent()
+                .to_string()
+                .contains("AsOfJoin: keys=1, mode=Event, ttl=15us")
+        );
+        let physical = state.create_physical_plan(&plan).await.unwrap();
+        let shown = displayable(physical.as_ref()).indent(false).to_string();
+        // Tiny inputs stay in one partition; large ones are hash-partitioned on both sides alike
+        // (DataFusion aligns the hash requirements of all children).
+        assert!(shown.starts_with("AsOfJoinExec: keys=1"), "{shown}");
+
+        let out = collect(physical, state.task_ctx()).await.unwrap();
+        let mut rows: Vec<(u64, Option<f64>)> = out
+            .iter()
+            .flat_map(|b| {
+                let row = b.column(0).as_primitive::<UInt64Type>().clone();
+                let x = b.column(1).as_primitive::<Float64Type>().clone();
+                (0..b.num_rows()).map(move |i| (row.value(i), x.is_valid(i).then(|| x.value(i))))
+            })
+            .collect();
+        rows.sort_by_key(|r| r.0);
+        // t=10: row at 5 (age 5 <= 15). t=30: row at 20 (age 10). key 2 at t=30: only a row at 31, in the future.
+        assert_eq!(rows, [(0, Some(0.5)), (1, Some(2.0)), (2, None)]);
+    }
+}
