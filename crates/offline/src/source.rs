@@ -186,15 +186,9 @@ fn csv_schema(
     csv_schema_with_types(file, &types)
 }
 
-/// A CSV file's schema, inferred from its header and first rows, with the named columns
-/// typed as UTC instants (values with an offset are converted to the same instant).
-pub fn csv_schema_with_times(file: &Path, time_columns: &[&str]) -> std::result::Result<SchemaRef, String> {
-    let types: Vec<(&str, DataType)> = time_columns.iter().map(|c| (*c, csv_time_type())).collect();
-    csv_schema_with_types(file, &types)
-}
-
 /// A CSV file's schema, inferred from its header and first rows, except for the named
-/// columns, which get the given types.
+/// columns, which get the given types (time columns: [`csv_time_type`], so values with an
+/// offset are converted to the same UTC instant).
 pub fn csv_schema_with_types(file: &Path, types: &[(&str, DataType)]) -> std::result::Result<SchemaRef, String> {
     let f = File::open(file).map_err(|e| e.to_string())?;
     let (schema, _) = Format::default()

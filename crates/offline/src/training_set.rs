@@ -77,10 +77,6 @@ pub fn instant_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
-fn key_type(ty: KeyType) -> DataType {
-    source::key_arrow_type(ty)
-}
-
 /// Builds a training set. `root` resolves source paths.
 pub async fn build(
     ctx: &SessionContext,
@@ -97,7 +93,7 @@ pub async fn build(
     let mut typed: Vec<(String, DataType)> = Vec::new();
     for view in needed.iter().filter_map(|n| defs.feature_views.get(n)) {
         for key in defs.view_keys(view) {
-            typed.push((key.name.clone(), key_type(key.ty)));
+            typed.push((key.name.clone(), source::key_arrow_type(key.ty)));
         }
     }
     for view in on_demand.iter().filter_map(|n| defs.on_demand_views.get(n)) {
@@ -319,7 +315,7 @@ fn spine_key(spine: &RecordBatch, path: &Path, view: &str, name: &str, ty: KeyTy
             if ty == KeyType::Int64 { "integers" } else { "strings" }
         )));
     }
-    cast_with_options(column, &key_type(ty), &strict()).map_err(|e| {
+    cast_with_options(column, &source::key_arrow_type(ty), &strict()).map_err(|e| {
         err(format!(
             "join key `{name}` ({}) cannot be read as {ty}: {e}",
             column.data_type()
@@ -362,7 +358,7 @@ async fn join_view(
     let mut spine_fields = vec![Field::new("__row", DataType::UInt64, false)];
     let mut spine_columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from_iter_values(0..n as u64))];
     for (i, key) in keys.iter().enumerate() {
-        spine_fields.push(Field::new(format!("__k{i}"), key_type(key.ty), true));
+        spine_fields.push(Field::new(format!("__k{i}"), source::key_arrow_type(key.ty), true));
         spine_columns.push(spine_key(spine, spine_path, &view.name, &key.name, key.ty)?);
     }
     spine_fields.push(Field::new("__t", instant_type(), true));
@@ -403,7 +399,8 @@ async fn join_view(
     let mut select = Vec::new();
     for (i, key) in keys.iter().enumerate() {
         select.push(
-            datafusion::logical_expr::cast(col(format!("\"{}\"", key.name)), key_type(key.ty)).alias(format!("__k{i}")),
+            datafusion::logical_expr::cast(col(format!("\"{}\"", key.name)), source::key_arrow_type(key.ty))
+                .alias(format!("__k{i}")),
         );
     }
     select.push(ts.alias("__ts"));

@@ -130,10 +130,14 @@ impl Project {
     /// Fingerprints what a training-set request will read: definitions, the files of every
     /// source it joins, the spine.
     pub fn capture_inputs(&self, options: &TrainingSetOptions) -> Result<Inputs> {
-        let defs = self.load()?;
-        let features = crate::training::resolve_selection(&defs, &options.selection)?;
-        let (feature_views, on_demand) = skewless_offline::training_set::needed_views(&defs, &features);
-        let all = versions(&defs);
+        self.capture_inputs_from(&self.load()?, options)
+    }
+
+    /// [`Project::capture_inputs`] with definitions already loaded and validated.
+    fn capture_inputs_from(&self, defs: &skewless_defs::Definitions, options: &TrainingSetOptions) -> Result<Inputs> {
+        let features = crate::training::resolve_selection(defs, &options.selection)?;
+        let (feature_views, on_demand) = skewless_offline::training_set::needed_views(defs, &features);
+        let all = versions(defs);
         let mut view_versions = BTreeMap::new();
         let mut sources = BTreeMap::new();
         for name in &feature_views {
@@ -186,8 +190,10 @@ impl Project {
         out: &Path,
         progress: &dyn Fn(crate::training::Progress),
     ) -> Result<(TrainingSetOutput, Manifest)> {
-        let inputs = self.capture_inputs(options)?;
-        let built = self.training_set_with_progress(ctx, options, progress).await?;
+        // One load serves both: the fingerprints and the build read the same definitions.
+        let defs = self.load()?;
+        let inputs = self.capture_inputs_from(&defs, options)?;
+        let built = self.training_set_from(ctx, &defs, options, progress).await?;
         crate::training::write_parquet(&built.batch, out)?;
         let manifest = Manifest {
             manifest_version: MANIFEST_VERSION,

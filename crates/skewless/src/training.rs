@@ -88,16 +88,27 @@ impl Project {
         options: &TrainingSetOptions,
         progress: &dyn Fn(Progress),
     ) -> Result<TrainingSetOutput> {
-        let started = Instant::now();
         let defs = self.load()?;
-        let features = resolve_selection(&defs, &options.selection)?;
+        self.training_set_from(ctx, &defs, options, progress).await
+    }
+
+    /// Builds a training set from definitions already loaded and validated.
+    pub(crate) async fn training_set_from(
+        &self,
+        ctx: &SessionContext,
+        defs: &Definitions,
+        options: &TrainingSetOptions,
+        progress: &dyn Fn(Progress),
+    ) -> Result<TrainingSetOutput> {
+        let started = Instant::now();
+        let features = resolve_selection(defs, &options.selection)?;
         let request = TrainingSetRequest {
             spine: options.spine.clone(),
             timestamp_column: options.timestamp_column.clone(),
             features: features.clone(),
             full_names: options.full_names,
         };
-        let built = training_set::build(ctx, &defs, &self.root, &request, progress).await?;
+        let built = training_set::build(ctx, defs, &self.root, &request, progress).await?;
         Ok(TrainingSetOutput {
             batch: built.batch,
             features,

@@ -9,7 +9,7 @@ use arrow::datatypes::DataType;
 use chrono::DateTime;
 use serde_json::Value;
 use skewless_defs::{ResolvedFeature, load_texts};
-use skewless_offline::source::csv_schema_with_times;
+use skewless_offline::source::{csv_schema_with_types, csv_time_type};
 use skewless_offline::training_set::{TrainingSetRequest, build};
 
 fn cases_dir() -> PathBuf {
@@ -20,7 +20,11 @@ fn cases_dir() -> PathBuf {
 /// source per view file.
 fn definitions(case: &Path, spec: &Value) -> String {
     let spine_ts = spec["spine"]["timestamp_column"].as_str().unwrap();
-    let spine_schema = csv_schema_with_times(&case.join(spec["spine"]["file"].as_str().unwrap()), &[spine_ts]).unwrap();
+    let spine_schema = csv_schema_with_types(
+        &case.join(spec["spine"]["file"].as_str().unwrap()),
+        &[(spine_ts, csv_time_type())],
+    )
+    .unwrap();
     let mut yaml = String::from("entities:\n");
     for view in spec["views"].as_array().unwrap() {
         let name = view["name"].as_str().unwrap();

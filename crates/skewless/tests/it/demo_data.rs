@@ -35,13 +35,7 @@ fn same_seed_same_bytes_other_seed_other_data() {
 #[test]
 fn demo_definitions_validate_against_demo_data() {
     let project_dir = tempfile::tempdir().unwrap();
-    let defs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../feature_defs");
-    let copy = project_dir.path().join("feature_defs");
-    std::fs::create_dir_all(&copy).unwrap();
-    for entry in std::fs::read_dir(&defs).unwrap() {
-        let p = entry.unwrap().path();
-        std::fs::copy(&p, copy.join(p.file_name().unwrap())).unwrap();
-    }
+    let copy = crate::copy_demo_defs(project_dir.path());
     let project = Project::new(&copy, project_dir.path().join(".skewless"));
     // Without data, every source with a path is reported at its `path` line.
     let missing = project.load().unwrap_err().to_string();

@@ -1,7 +1,7 @@
 //! The demo training set, checked against a naive reference that reads the Parquet files
 //! itself and applies the point-in-time rule literally, row by row.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float32Type, Float64Type, Int64Type, TimestampMicrosecondType};
@@ -20,14 +20,9 @@ fn read(path: &Path) -> RecordBatch {
 
 fn demo_project() -> (tempfile::TempDir, Project) {
     let dir = tempfile::tempdir().unwrap();
-    let defs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../feature_defs");
-    std::fs::create_dir_all(dir.path().join("feature_defs")).unwrap();
-    for entry in std::fs::read_dir(defs).unwrap() {
-        let p = entry.unwrap().path();
-        std::fs::copy(&p, dir.path().join("feature_defs").join(p.file_name().unwrap())).unwrap();
-    }
+    let defs = crate::copy_demo_defs(dir.path());
     skewless::demo_data::generate(&dir.path().join("data/demo"), 42).unwrap();
-    let project = Project::new(dir.path().join("feature_defs"), dir.path().join(".skewless"));
+    let project = Project::new(defs, dir.path().join(".skewless"));
     (dir, project)
 }
 
