@@ -1,0 +1,156 @@
+//! The embedded default store: one [redb](https://docs.rs/redb) file under the repository
+//! directory, so the online path runs with nothing installed.
+//!
+//! redb is a pure-Rust, copy-on-write B-tree with serializable write transactions: a batch
+//! is written in one transaction that reads each old value and keeps the newer, so
+//! concurrent writers can never leave an older value over a newer one. Each record is the
+//! expiry instant (ms since the epoch, big-endian; 0 for none) followed by the layout's value.
+//! Expired records read as missing and are deleted by later writes of the same key or by
+//! [`EmbeddedStore::purge_expired`].
+//!
+//! One process at a time opens the file (redb locks it); a second gets a clear error.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use crate::layout::supersedes;
+use crate::store::{OnlineStore, WriteSummary};
+use crate::{Error, Result};
+
+const VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("values");
+
+#[derive(Debug, Clone)]
+pub struct EmbeddedStore {
+    path: PathBuf,
+    db: Arc<Database>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Splits a record into its expiry and value; `None` when expired or too short.
+fn live(record: &[u8], now: u64) -> Option<&[u8]> {
+    let (expiry, value) = record.split_at_checked(8)?;
+    let expiry = u64::from_be_bytes(expiry.try_into().ok()?);
+    (expiry == 0 || expiry > now).then_some(value)
+}
+
+impl EmbeddedStore {
+    /// Opens or creates the store file (and its directory).
+    pub fn open(path: &Path) -> Result<Self> {
+        let err = |message: String| Error::Embedded {
+            path: path.to_path_buf(),
+            message,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        }
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => err(
+                "already open in another process; the embedded store serves one process at a time (use Redis to share)"
+                    .into(),
+            ),
+            other => err(other.to_string()),
+        })?;
+        // Create the table up front, so reads of a fresh store find it.
+        let txn = db.begin_write().map_err(|e| err(e.to_string()))?;
+        txn.open_table(VALUES).map_err(|e| err(e.to_string()))?;
+        txn.commit().map_err(|e| err(e.to_string()))?;
+        Ok(EmbeddedStore {
+            path: path.to_path_buf(),
+            db: Arc::new(db),
+        })
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> Error {
+        Error::Embedded {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Deletes expired records; returns how many.
+    pub fn purge_expired(&self) -> Result<u64> {
+        let now = now_ms();
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let removed;
+        {
+            let mut table = txn.open_table(VALUES).map_err(|e| self.err(e))?;
+            let before = table.len().map_err(|e| self.err(e))?;
+            table
+                .retain(|_, record| live(record, now).is_some())
+                .map_err(|e| self.err(e))?;
+            removed = before - table.len().map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(removed)
+    }
+
+    fn write_blocking(&self, entries: &[(Vec<u8>, Vec<u8>)], expire_after: Option<Duration>) -> Result<WriteSummary> {
+        let now = now_ms();
+        let expiry = expire_after.map_or(0, |d| now.saturating_add(d.as_millis() as u64));
+        let mut summary = WriteSummary::default();
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut table = txn.open_table(VALUES).map_err(|e| self.err(e))?;
+            let mut record = Vec::new();
+            for (key, value) in entries {
+                let replace = match table.get(key.as_slice()).map_err(|e| self.err(e))? {
+                    Some(old) => live(old.value(), now).is_none_or(|old| supersedes(value, old)),
+                    None => true,
+                };
+                if replace {
+                    record.clear();
+                    record.extend_from_slice(&expiry.to_be_bytes());
+                    record.extend_from_slice(value);
+                    table
+                        .insert(key.as_slice(), record.as_slice())
+                        .map_err(|e| self.err(e))?;
+                    summary.written += 1;
+                } else {
+                    summary.skipped += 1;
+                }
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(summary)
+    }
+
+    fn read_blocking(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        let now = now_ms();
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = txn.open_table(VALUES).map_err(|e| self.err(e))?;
+        keys.iter()
+            .map(|k| {
+                let record = table.get(k.as_slice()).map_err(|e| self.err(e))?;
+                Ok(record.and_then(|r| live(r.value(), now).map(<[u8]>::to_vec)))
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl OnlineStore for EmbeddedStore {
+    fn describe(&self) -> String {
+        format!("embedded store {}", self.path.display())
+    }
+
+    async fn write(&self, entries: Vec<(Vec<u8>, Vec<u8>)>, expire_after: Option<Duration>) -> Result<WriteSummary> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.write_blocking(&entries, expire_after))
+            .await
+            .map_err(|e| self.err(e))?
+    }
+
+    async fn read(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        // Point reads in a read transaction take microseconds: no thread hop.
+        self.read_blocking(keys)
+    }
+}

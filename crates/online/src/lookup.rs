@@ -1,0 +1,183 @@
+//! Lookups: entity keys in, feature values with a status and an event time out.
+//!
+//! The statuses follow DESIGN.md's point-in-time rule at the clock's instant `now` (an
+//! argument, so tests and parity checks inject it):
+//!
+//! - `PRESENT`: a row of this view version with `event_timestamp <= now`, within the ttl
+//!   (`event_timestamp >= now - ttl`), and with `as_of: available`, `created <= now`.
+//! - `OUTSIDE_MAX_AGE`: a row exists but is older than the ttl allows. Its values are not
+//!   returned: a stale value is never served as present.
+//! - `NOT_FOUND`: no row, a row from another view version (counted in
+//!   [`LookupStats::other_version`]), a damaged row (counted), or a row not yet valid at `now`.
+//!
+//! Each distinct store key is read once, however often a request repeats it, and all keys of
+//! a request go to the store in one [`OnlineStore::read`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::layout::{Decoded, KeyValue, Scalar, ViewLayout};
+use crate::store::OnlineStore;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    Present,
+    NotFound,
+    OutsideMaxAge,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Present => "PRESENT",
+            Status::NotFound => "NOT_FOUND",
+            Status::OutsideMaxAge => "OUTSIDE_MAX_AGE",
+        }
+    }
+}
+
+/// Features of one view to look up: indices into the layout's features, in output order.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub layout: Arc<ViewLayout>,
+    pub features: Vec<usize>,
+}
+
+/// One looked-up feature value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureValue {
+    /// `Scalar::Null` unless the status is `PRESENT` (a present value may be null too).
+    pub value: Scalar,
+    pub status: Status,
+    /// The row's event time (µs) when a row of this version was found, also when too old.
+    pub event_timestamp: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LookupStats {
+    /// Distinct store keys read.
+    pub keys_read: usize,
+    /// Values written under another view version or format: read as NOT_FOUND.
+    pub other_version: usize,
+    /// Values of this version that did not parse: read as NOT_FOUND.
+    pub corrupt: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    /// Per entity, the selected features in selection order.
+    pub rows: Vec<Vec<FeatureValue>>,
+    pub stats: LookupStats,
+}
+
+/// An entity key by join-key name: `driver_id = 1001`.
+pub type Entity = HashMap<String, KeyValue>;
+
+/// Looks up `selections` for every entity, as of `now` (µs since the epoch).
+pub async fn lookup(
+    store: &dyn OnlineStore,
+    selections: &[Selection],
+    entities: &[Entity],
+    now: i64,
+) -> Result<Lookup> {
+    // Distinct keys, and for each (entity, selection) the index of its key.
+    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut slots = Vec::with_capacity(entities.len() * selections.len());
+    for (row, entity) in entities.iter().enumerate() {
+        for s in selections {
+            let key_values = s
+                .layout
+                .keys
+                .iter()
+                .map(|(name, ty)| match entity.get(name) {
+                    Some(v) if v.key_type() == *ty => Ok(v.clone()),
+                    Some(v) => Err(Error::Request(format!(
+                        "entity {row}: `{name}` = {v} is {}, but view `{}` needs {ty}",
+                        v.key_type(),
+                        s.layout.view
+                    ))),
+                    None => Err(Error::Request(format!(
+                        "entity {row}: no value for `{name}`, a join key of view `{}`",
+                        s.layout.view
+                    ))),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let key = s.layout.key(&key_values)?;
+            let i = match index.get(&key) {
+                Some(&i) => i,
+                None => {
+                    index.insert(key.clone(), keys.len());
+                    keys.push(key);
+                    keys.len() - 1
+                }
+            };
+            slots.push(i);
+        }
+    }
+    let values = store.read(&keys).await?;
+    if values.len() != keys.len() {
+        return Err(Error::Internal(format!(
+            "{} answered {} values for {} keys",
+            store.describe(),
+            values.len(),
+            keys.len()
+        )));
+    }
+
+    let mut stats = LookupStats {
+        keys_read: keys.len(),
+        ..Default::default()
+    };
+    let mut rows = Vec::with_capacity(entities.len());
+    let mut slot = slots.into_iter();
+    for _ in entities {
+        let mut out = Vec::new();
+        for s in selections {
+            let raw = slot.next().and_then(|i| values[i].as_deref());
+            let found = raw.map(|bytes| s.layout.decode(bytes));
+            let (status, row) = match found {
+                None => (Status::NotFound, None),
+                Some(Decoded::OtherVersion) => {
+                    stats.other_version += 1;
+                    (Status::NotFound, None)
+                }
+                Some(Decoded::Corrupt) => {
+                    stats.corrupt += 1;
+                    (Status::NotFound, None)
+                }
+                Some(Decoded::Row(row)) => (status_at(&s.layout, row.event_ts, row.created, now), Some(row)),
+            };
+            for &f in &s.features {
+                let value = match (&row, status) {
+                    (Some(row), Status::Present) => row.values.get(f).cloned().unwrap_or(Scalar::Null),
+                    _ => Scalar::Null,
+                };
+                out.push(FeatureValue {
+                    value,
+                    status,
+                    event_timestamp: row.as_ref().filter(|_| status != Status::NotFound).map(|r| r.event_ts),
+                });
+            }
+        }
+        rows.push(out);
+    }
+    Ok(Lookup { rows, stats })
+}
+
+/// The status of a stored row at `now`, by DESIGN.md's candidate rule.
+pub fn status_at(layout: &ViewLayout, event_ts: i64, created: Option<i64>, now: i64) -> Status {
+    let landed = match layout.as_of {
+        skewless_defs::AsOf::Event => true,
+        skewless_defs::AsOf::Available => created.is_some_and(|c| c <= now),
+    };
+    if event_ts > now || !landed {
+        return Status::NotFound;
+    }
+    match layout.ttl_micros {
+        Some(ttl) if event_ts < now.saturating_sub(ttl) => Status::OutsideMaxAge,
+        _ => Status::Present,
+    }
+}

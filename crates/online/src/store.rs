@@ -1,0 +1,42 @@
+//! The `OnlineStore` trait: bytes in, bytes out, newer wins.
+//!
+//! Stores know nothing of views or types: [`crate::layout`] turns rows into keys and values,
+//! and [`crate::lookup`] turns values back into features with statuses. A store only has to
+//! do two things well: write a batch so that, per key, the greater value (by
+//! [`crate::layout::supersedes`]) survives whatever the interleaving of writers, and read a
+//! batch of keys in as few round trips as it can.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::Result;
+
+/// How a write batch went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteSummary {
+    /// Keys whose value was replaced or created.
+    pub written: u64,
+    /// Keys that already held an equal or newer value (or the same value: writes are idempotent).
+    pub skipped: u64,
+}
+
+impl std::ops::AddAssign for WriteSummary {
+    fn add_assign(&mut self, other: Self) {
+        self.written += other.written;
+        self.skipped += other.skipped;
+    }
+}
+
+#[async_trait]
+pub trait OnlineStore: Send + Sync + std::fmt::Debug {
+    /// Where the store is, for messages (no password).
+    fn describe(&self) -> String;
+
+    /// Writes each `(key, value)` unless the stored value supersedes it, atomically per key.
+    /// Written keys expire `expire_after` after the write (`None`: never).
+    async fn write(&self, entries: Vec<(Vec<u8>, Vec<u8>)>, expire_after: Option<Duration>) -> Result<WriteSummary>;
+
+    /// The values of `keys`, in order; `None` for a missing or expired key.
+    async fn read(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>>;
+}
