@@ -32,6 +32,8 @@ fn workspace_dependencies_point_down() {
         ("skewless-online", &["skewless-engine", "skewless-defs"][..]),
         ("skewless-engine", &["skewless-defs"][..]),
         ("skewless-defs", &[][..]),
+        // Test support, a dev-dependency only.
+        ("skewless-testkit", &[][..]),
     ]
     .into_iter()
     .map(|(k, v)| (k, v.iter().copied().collect()))

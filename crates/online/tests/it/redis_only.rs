@@ -1,0 +1,137 @@
+//! What only Redis has: URLs with AUTH and a database, a server that goes away and comes
+//! back, and Redis Cluster hash slots.
+
+use std::time::{Duration, Instant};
+
+use skewless_defs::{AsOf, FeatureType, KeyType};
+use skewless_online::{KeyValue, OnlineStore, RedisStore, Scalar};
+use skewless_testkit::RedisServer;
+
+use crate::conformance::view;
+
+fn one_entry(id: i64, ts: i64) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let l = view(
+        "v",
+        &[("driver_id", KeyType::Int64)],
+        &[("x", FeatureType::Int64)],
+        None,
+        AsOf::Event,
+    );
+    vec![(
+        l.key(&[KeyValue::Int64(id)]).unwrap(),
+        l.value(ts, None, &[Scalar::Int64(ts)]).unwrap(),
+    )]
+}
+
+async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn url_with_password_and_database() {
+    let server = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    let url = format!("redis://:s3cret@127.0.0.1:{}/3", server.port());
+    let store = RedisStore::connect(&url).await.unwrap();
+    assert_eq!(store.write(one_entry(1, 1), None).await.unwrap().written, 1);
+    let mut c = raw(&url).await;
+    let size: i64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
+    assert_eq!(size, 1, "the key lands in database 3");
+    let mut c0 = raw(&format!("redis://:s3cret@127.0.0.1:{}/0", server.port())).await;
+    let size: i64 = redis::cmd("DBSIZE").query_async(&mut c0).await.unwrap();
+    assert_eq!(size, 0);
+
+    let wrong = format!("redis://:wrong@127.0.0.1:{}/3", server.port());
+    let err = RedisStore::connect(&wrong).await.unwrap_err().to_string();
+    assert!(!err.contains("wrong@"), "the password must not be shown: {err}");
+    assert!(err.contains(&format!("127.0.0.1:{}", server.port())), "{err}");
+}
+
+#[tokio::test]
+async fn a_stopped_server_is_a_clear_error_then_the_store_recovers() {
+    let mut server = RedisServer::start();
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    assert_eq!(store.write(one_entry(1, 1), None).await.unwrap().written, 1);
+
+    server.stop();
+    let err = store.write(one_entry(2, 2), None).await.unwrap_err().to_string();
+    assert!(err.contains(&server.url()), "the error names the server: {err}");
+    let err = store
+        .read(&[one_entry(1, 1)[0].0.clone()])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&server.url()), "{err}");
+
+    server.restart();
+    // The manager reconnects on the next request (the first may still see the old socket).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match store.write(one_entry(3, 3), None).await {
+            Ok(summary) => {
+                // The restarted server kept nothing, and the script is loaded again on demand.
+                assert_eq!(summary.written, 1);
+                break;
+            }
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("not yet: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("no recovery after restart: {e}"),
+        }
+    }
+    let key = one_entry(3, 3)[0].0.clone();
+    assert!(store.read(&[key]).await.unwrap()[0].is_some());
+}
+
+/// On a cluster-enabled server, `CLUSTER KEYSLOT` shows that every view of one entity key
+/// hashes to one slot, so a lookup of several views is a single-slot command.
+#[tokio::test]
+async fn views_of_one_entity_share_a_cluster_slot() {
+    let server = RedisServer::start_with(&["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]);
+    let mut c = raw(&server.url()).await;
+    let views: Vec<_> = ["driver_stats", "driver_trips", "x"]
+        .iter()
+        .map(|name| {
+            view(
+                name,
+                &[("driver_id", KeyType::Int64), ("city", KeyType::String)],
+                &[("x", FeatureType::Int64)],
+                None,
+                AsOf::Event,
+            )
+        })
+        .collect();
+    let mut slots_of_entities = std::collections::BTreeSet::new();
+    for id in [0i64, 1, 1001, 0x7d7d, -5, i64::MAX] {
+        for city in ["", "ams", "}{"] {
+            let key = [KeyValue::Int64(id), KeyValue::String(city.into())];
+            let mut slots = std::collections::BTreeSet::new();
+            for v in &views {
+                let slot: i64 = redis::cmd("CLUSTER")
+                    .arg("KEYSLOT")
+                    .arg(v.key(&key).unwrap())
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                slots.insert(slot);
+            }
+            assert_eq!(slots.len(), 1, "entity ({id}, {city:?}) spans slots {slots:?}");
+            slots_of_entities.extend(slots);
+        }
+    }
+    // And entities spread over slots (the tag is the key, not a constant).
+    assert!(slots_of_entities.len() > 10, "{slots_of_entities:?}");
+}
+
+#[tokio::test]
+async fn a_tls_url_without_tls_support_is_a_clear_error() {
+    let err = RedisStore::connect("rediss://127.0.0.1:1/0")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rediss://127.0.0.1:1/0"), "{err}");
+}
