@@ -1,19 +1,22 @@
 //! `skewless-offline`: the offline path, on DataFusion.
 //!
-//! It owns sources (finding their files, reading their schemas and rows) and, as the
-//! training-set work lands, the as-of join operator, training sets, run manifests and the
-//! batches that materialization writes online. It never talks to an online store.
+//! It owns sources (finding their files, reading their schemas and rows), the as-of join
+//! operator, training sets, and the batches that materialization writes online (the
+//! latest row per key, computed as a training set at `end`). It never talks to an online store.
 //!
 //! ```text
 //! source path (file | dir | glob) ──source::resolve──▶ files + format ──source::read_schema──▶ Arrow schema
+//! spine + sources ──training_set::build──▶ AsOfJoinNode ─▶ AsOfJoinExec ─▶ training set
+//! distinct keys at `end` + source ──latest::latest──▶ the same join ─▶ rows to materialize
 //! ```
 //!
 //! Modules: [`source`], [`as_of`] (the point-in-time rule), [`as_of_exec`] (it as a
-//! DataFusion operator), [`as_of_node`] (it as a logical plan node), [`training_set`].
+//! DataFusion operator), [`as_of_node`] (it as a logical plan node), [`training_set`], [`latest`].
 
 pub mod as_of;
 pub mod as_of_exec;
 pub mod as_of_node;
+pub mod latest;
 pub mod source;
 pub mod training_set;
 

@@ -347,10 +347,6 @@ async fn join_view(
     t: &ArrayRef,
     (min_t, max_t): (Option<i64>, Option<i64>),
 ) -> Result<(Vec<ArrayRef>, usize)> {
-    let source = defs
-        .sources
-        .get(&view.source)
-        .ok_or_else(|| Error::Request(format!("unknown source `{}`", view.source)))?;
     let keys = defs.view_keys(view);
     let n = spine.num_rows();
 
@@ -367,12 +363,64 @@ async fn join_view(
     let spine_plan = ctx.read_batch(spine_batch)?.into_unoptimized_plan();
 
     // Feature side: [__k.., __ts, __created?, features..], pruned to the spine's time range.
+    let bounds = TimeBounds {
+        max_ts: max_t,
+        min_ts: match (min_t, view.ttl) {
+            (Some(min), Some(ttl)) => Some(min.saturating_sub(ttl.micros())),
+            _ => None,
+        },
+        ..TimeBounds::default()
+    };
+    let feature_plan = feature_frame(ctx, defs, root, view, &bounds).await?.into_unoptimized_plan();
+    let (out, schema, rows_read) = as_of_join(ctx, view, spine_plan, feature_plan).await?;
+    let out = concat_batches(&schema, &out)?;
+    if out.num_rows() != n {
+        return Err(Error::Internal(format!(
+            "as-of join of `{}` returned {} rows for {n} spine rows",
+            view.name,
+            out.num_rows()
+        )));
+    }
+    let order = sort_to_indices(out.column(0), None, None)?;
+    let columns = out.columns()[1..]
+        .iter()
+        .map(|c| take(c.as_ref(), &order, None))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok((columns, rows_read))
+}
+
+/// Which source rows a scan keeps, by event time (µs, inclusive bounds).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TimeBounds {
+    pub max_ts: Option<i64>,
+    pub min_ts: Option<i64>,
+    /// Keep only rows that became candidates at or after this instant: `ts` for
+    /// `as_of: event` views, `max(ts, created)` for `as_of: available` ones.
+    pub min_effective: Option<i64>,
+    /// Keep rows with a null event time (they never join; materialization counts them).
+    pub keep_null_times: bool,
+}
+
+/// The feature side of a view's as-of join: `[__k.., __ts, __created?, features..]`, the
+/// features computed by the engine's compiled expressions, rows kept by `bounds`.
+pub(crate) async fn feature_frame(
+    ctx: &SessionContext,
+    defs: &Definitions,
+    root: &Path,
+    view: &FeatureView,
+    bounds: &TimeBounds,
+) -> Result<DataFrame> {
+    let source = defs
+        .sources
+        .get(&view.source)
+        .ok_or_else(|| Error::Request(format!("unknown source `{}`", view.source)))?;
+    let keys = defs.view_keys(view);
     let files = source::resolve(root, source)?;
     let schema = source::read_schema(source, &files, &source::key_columns(defs, source))?;
     let compiled = compile_view(view, &schema).map_err(|d| Error::Request(d.to_string()))?;
     let paths: Vec<String> = files.files.iter().map(|p| p.to_string_lossy().into_owned()).collect();
     // The files are already chosen (`source::resolve`): no second filter by extension.
-    let frame: DataFrame = match files.format {
+    let mut frame: DataFrame = match files.format {
         SourceFormat::Parquet => {
             ctx.read_parquet(paths, ParquetReadOptions::default().schema(&schema).file_extension(""))
                 .await?
@@ -389,12 +437,31 @@ async fn join_view(
         }
     };
     let ts = datafusion::logical_expr::cast(col(format!("\"{}\"", source.timestamp)), instant_type());
-    let mut frame = frame;
-    if let Some(max) = max_t {
-        frame = frame.filter(ts.clone().lt_eq(instant_literal(max)))?;
+    let created = source
+        .created
+        .as_ref()
+        .map(|c| datafusion::logical_expr::cast(col(format!("\"{c}\"")), instant_type()));
+    let mut keep: Vec<datafusion::logical_expr::Expr> = Vec::new();
+    if let Some(max) = bounds.max_ts {
+        keep.push(ts.clone().lt_eq(instant_literal(max)));
     }
-    if let (Some(min), Some(ttl)) = (min_t, view.ttl) {
-        frame = frame.filter(ts.clone().gt_eq(instant_literal(min.saturating_sub(ttl.micros()))))?;
+    if let Some(min) = bounds.min_ts {
+        keep.push(ts.clone().gt_eq(instant_literal(min)));
+    }
+    if let Some(start) = bounds.min_effective {
+        let by_event = ts.clone().gt_eq(instant_literal(start));
+        keep.push(match (&created, view.as_of) {
+            (Some(created), AsOf::Available) => by_event.or(created.clone().gt_eq(instant_literal(start))),
+            _ => by_event,
+        });
+    }
+    if let Some(condition) = keep.into_iter().reduce(datafusion::logical_expr::Expr::and) {
+        let condition = if bounds.keep_null_times {
+            ts.clone().is_null().or(condition)
+        } else {
+            condition
+        };
+        frame = frame.filter(condition)?;
     }
     let mut select = Vec::new();
     for (i, key) in keys.iter().enumerate() {
@@ -404,15 +471,27 @@ async fn join_view(
         );
     }
     select.push(ts.alias("__ts"));
-    if let Some(created) = &source.created {
-        select.push(datafusion::logical_expr::cast(col(format!("\"{created}\"")), instant_type()).alias("__created"));
+    if let Some(created) = created {
+        select.push(created.alias("__created"));
     }
     select.extend(compiled.iter().map(|f| f.expr.clone()));
-    let feature_plan = frame.select(select)?.into_unoptimized_plan();
+    Ok(frame.select(select)?)
+}
 
+/// Runs one as-of join: the spine plan `[__row, __k.., __t]` against a feature plan from
+/// [`feature_frame`] (plus any extra value columns). Returns the output batches
+/// `[__row, values..]`, their schema and the feature rows the join read.
+pub(crate) async fn as_of_join(
+    ctx: &SessionContext,
+    view: &FeatureView,
+    spine_plan: datafusion::logical_expr::LogicalPlan,
+    feature_plan: datafusion::logical_expr::LogicalPlan,
+) -> Result<(Vec<RecordBatch>, arrow::datatypes::SchemaRef, usize)> {
+    let created = feature_plan.schema().has_column_with_unqualified_name("__created");
+    let keys = spine_plan.schema().fields().len() - 2;
     let layout = AsOfLayout {
-        keys: keys.len(),
-        created: source.created.is_some(),
+        keys,
+        created,
         mode: match view.as_of {
             AsOf::Event => Mode::Event,
             AsOf::Available => Mode::Available,
@@ -428,20 +507,7 @@ async fn join_view(
         .and_then(|j| j.children().get(1).and_then(|f| f.metrics()))
         .and_then(|m| m.output_rows())
         .unwrap_or(0);
-    let out = concat_batches(&join.schema(), &out)?;
-    if out.num_rows() != n {
-        return Err(Error::Internal(format!(
-            "as-of join of `{}` returned {} rows for {n} spine rows",
-            view.name,
-            out.num_rows()
-        )));
-    }
-    let order = sort_to_indices(out.column(0), None, None)?;
-    let columns = out.columns()[1..]
-        .iter()
-        .map(|c| take(c.as_ref(), &order, None))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok((columns, rows_read))
+    Ok((out, join.schema(), rows_read))
 }
 
 fn evaluate_on_demand(
