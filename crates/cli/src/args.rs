@@ -18,6 +18,10 @@ pub struct Cli {
     /// Local repository directory: the registry of applied definitions.
     #[arg(long, global = true, default_value = ".skewless", env = "SKEWLESS_REPO")]
     pub repo: PathBuf,
+    /// Online store: `redis://[user:password@]host:port/db` (or `rediss://`), or a path for
+    /// the embedded store. Default: the embedded store in the repository directory.
+    #[arg(long, global = true, env = "SKEWLESS_ONLINE")]
+    pub online: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -97,6 +101,55 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write every online view's values at --end into the online store: per key, the value a
+    /// training set would give at --end (same transforms, as-of rules and ttl).
+    Materialize {
+        /// Only rows that became available at or after this instant (default: all rows).
+        #[arg(long)]
+        start: Option<String>,
+        /// The instant to materialize: RFC 3339, a date, or `now`.
+        #[arg(long, default_value = "now")]
+        end: String,
+        /// Feature views, comma-separated (default: every view with `online: true`).
+        #[arg(long, value_delimiter = ',')]
+        views: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Materialize from each view's watermark (kept in the registry) up to --end.
+    MaterializeIncremental {
+        /// The instant to materialize: RFC 3339, a date, or `now`.
+        #[arg(long, default_value = "now")]
+        end: String,
+        /// Feature views, comma-separated (default: every view with `online: true`).
+        #[arg(long, value_delimiter = ',')]
+        views: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Look features up in the online store by entity key.
+    Get {
+        /// Features as `view:feature` or `view:*`, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            required_unless_present = "service",
+            conflicts_with = "service"
+        )]
+        features: Vec<String>,
+        /// A feature service whose features to look up.
+        #[arg(long)]
+        service: Option<String>,
+        /// An entity key: `driver_id=1001`, or `driver_id=1001,customer_id=7` for several
+        /// keys. Repeat for more entities.
+        #[arg(long = "entity", required = true, value_parser = parse_entity)]
+        entities: Vec<Vec<(String, String)>>,
+        /// The clock: values are judged as of this instant (RFC 3339, a date, or `now`).
+        #[arg(long, default_value = "now")]
+        at: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Generate the deterministic ride-hailing demo data set as Parquet.
     DemoData {
         /// Directory to write into.
@@ -128,6 +181,18 @@ pub enum RegistryCommand {
     Show { seq: Option<u64> },
 }
 
+/// `driver_id=1001,customer_id=7` → pairs.
+pub fn parse_entity(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.split(',')
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| format!("expected `key=value`, found `{pair}`"))
+        })
+        .collect()
+}
+
 /// `2GiB`, `512MiB`, `100MB`, `1000000` → bytes.
 pub fn parse_bytes(text: &str) -> Result<usize, String> {
     let text = text.trim();
@@ -157,7 +222,18 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_bytes;
+    use super::{parse_bytes, parse_entity};
+
+    #[test]
+    fn entities() {
+        assert_eq!(
+            parse_entity("driver_id=1001"),
+            Ok(vec![("driver_id".into(), "1001".into())])
+        );
+        assert_eq!(parse_entity("a=1, b=x").unwrap().len(), 2);
+        assert!(parse_entity("1001").is_err());
+        assert!(parse_entity("=3").is_err());
+    }
 
     #[test]
     fn sizes() {

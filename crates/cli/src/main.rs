@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 
 use skewless::listing;
 use skewless::manifest::{manifest_path, read_manifest, write_manifest};
+use skewless::online::{MaterializeOptions, format_instant, parse_instant, scalar_to_json};
+use skewless::online_store::{self, OnlineStore, StoreConfig};
 use skewless::training::{FeatureSelection, TrainingSetOptions, write_parquet};
 use skewless::{ApplyOutcome, Error, Project};
+use std::sync::Arc;
 
 use crate::args::{Cli, Command, ListKind, RegistryCommand};
 use crate::output::{Table, print_json};
@@ -68,6 +71,49 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             training_set(&project, &options, &out, !no_manifest, memory_limit)
         }
         Command::Reproduce { manifest, out, json } => reproduce(&manifest, out, json),
+        Command::Materialize {
+            start,
+            end,
+            views,
+            json,
+        } => {
+            let options = MaterializeOptions {
+                start: start.as_deref().map(instant).transpose()?,
+                end: instant(&end)?,
+                incremental: false,
+                views,
+            };
+            materialize(&project, cli.online.as_deref(), &options, json)
+        }
+        Command::MaterializeIncremental { end, views, json } => {
+            let options = MaterializeOptions {
+                start: None,
+                end: instant(&end)?,
+                incremental: true,
+                views,
+            };
+            materialize(&project, cli.online.as_deref(), &options, json)
+        }
+        Command::Get {
+            features,
+            service,
+            entities,
+            at,
+            json,
+        } => {
+            let selection = match service {
+                Some(name) => FeatureSelection::Service(name),
+                None => FeatureSelection::Features(features),
+            };
+            get(
+                &project,
+                cli.online.as_deref(),
+                &selection,
+                &entities,
+                instant(&at)?,
+                json,
+            )
+        }
         Command::DemoData { out, seed } => {
             let written = skewless::demo_data::generate(&out, seed)
                 .with_context(|| format!("generating demo data in {}", out.display()))?;
@@ -84,6 +130,143 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the runtime")
+}
+
+fn instant(text: &str) -> anyhow::Result<i64> {
+    parse_instant(text).map_err(anyhow::Error::msg)
+}
+
+/// Opens the configured online store (default: the embedded one in the repository).
+async fn online_store(project: &Project, url: Option<&str>) -> anyhow::Result<Arc<dyn OnlineStore>> {
+    let config = url.map_or_else(|| StoreConfig::default_for(&project.repo_dir), StoreConfig::parse);
+    Ok(skewless::online_store::open(&config).await?)
+}
+
+fn materialize(
+    project: &Project,
+    url: Option<&str>,
+    options: &MaterializeOptions,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let runtime = runtime()?;
+    let reports = runtime.block_on(async {
+        let store = online_store(project, url).await?;
+        eprintln!("materializing into {}", store.describe());
+        let progress = output::materialize_progress_printer();
+        anyhow::Ok(project.materialize(&*store, options, &progress).await?)
+    })?;
+    if json {
+        print_json(&reports)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new([
+        "view",
+        "from",
+        "to",
+        "rows read",
+        "quarantined",
+        "keys",
+        "with value",
+        "written",
+        "not newer",
+        "seconds",
+    ]);
+    for r in &reports {
+        table.row([
+            r.view.clone(),
+            r.start.map_or_else(|| "beginning".into(), format_instant),
+            format_instant(r.end),
+            r.rows_read.to_string(),
+            r.rows_quarantined.to_string(),
+            r.keys.to_string(),
+            r.keys_with_value.to_string(),
+            r.keys_written.to_string(),
+            r.writes_skipped_not_newer.to_string(),
+            format!("{:.2}", r.seconds),
+        ]);
+    }
+    table.print();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn get(
+    project: &Project,
+    url: Option<&str>,
+    selection: &FeatureSelection,
+    entities: &[Vec<(String, String)>],
+    at: i64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let runtime = runtime()?;
+    let found = runtime.block_on(async {
+        let store = online_store(project, url).await?;
+        anyhow::Ok(project.get(&*store, selection, entities, at).await?)
+    })?;
+    let entity_text = |e: &[(String, online_store::KeyValue)]| {
+        e.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    };
+    if json {
+        let results: Vec<serde_json::Value> = found
+            .entities
+            .iter()
+            .zip(&found.rows)
+            .map(|(entity, row)| {
+                let features: serde_json::Map<String, serde_json::Value> = found
+                    .features
+                    .iter()
+                    .zip(row)
+                    .map(|(f, v)| {
+                        (
+                            format!("{}:{}", f.view, f.feature),
+                            serde_json::json!({
+                                "value": scalar_to_json(&v.value),
+                                "status": v.status.name(),
+                                "event_timestamp": v.event_timestamp.map(format_instant),
+                            }),
+                        )
+                    })
+                    .collect();
+                serde_json::json!({
+                    "entity": entity.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default())).collect::<serde_json::Map<_, _>>(),
+                    "features": features,
+                })
+            })
+            .collect();
+        print_json(&serde_json::json!({
+            "at": format_instant(found.at),
+            "results": results,
+            "stats": {
+                "keys_read": found.stats.keys_read,
+                "other_version": found.stats.other_version,
+                "corrupt": found.stats.corrupt,
+            },
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new(["entity", "feature", "value", "status", "event_timestamp"]);
+    for (entity, row) in found.entities.iter().zip(&found.rows) {
+        for (f, v) in found.features.iter().zip(row) {
+            table.row([
+                entity_text(entity),
+                format!("{}:{}", f.view, f.feature),
+                match scalar_to_json(&v.value) {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                },
+                v.status.name().to_string(),
+                v.event_timestamp.map(format_instant).unwrap_or_default(),
+            ]);
+        }
+    }
+    table.print();
+    eprintln!("as of {}", format_instant(found.at));
+    if found.stats.other_version > 0 || found.stats.corrupt > 0 {
+        eprintln!(
+            "note: {} values were written under another view version and {} did not parse; they read as NOT_FOUND (materialize again)",
+            found.stats.other_version, found.stats.corrupt
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn training_set(

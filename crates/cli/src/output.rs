@@ -124,3 +124,42 @@ pub fn progress_printer() -> impl Fn(skewless::training::Progress) {
         }
     }
 }
+
+/// Materialization progress on stderr, like [`progress_printer`]: a redrawn line on a
+/// terminal; otherwise a line per view and about every tenth of its writes.
+pub fn materialize_progress_printer() -> impl Fn(skewless::online::MaterializeProgress) {
+    use std::io::{IsTerminal, Write};
+
+    use skewless::online::MaterializeProgress;
+    let terminal = std::io::stderr().is_terminal();
+    let printed_tenths = std::cell::Cell::new(0usize);
+    move |event: MaterializeProgress| {
+        let line = match &event {
+            MaterializeProgress::Computing { view, index, views } => {
+                printed_tenths.set(0);
+                format!("[{}/{views}] {view}: computing values …", index + 1)
+            }
+            MaterializeProgress::Writing { view, done, total } => {
+                let tenths = done * 10 / (*total).max(1);
+                if !terminal && tenths <= printed_tenths.get() {
+                    return;
+                }
+                printed_tenths.set(tenths);
+                format!("{view}: wrote {done}/{total} keys")
+            }
+            MaterializeProgress::Done(r) => format!(
+                "{}: {} keys written, {} not newer, {} rows read in {:.2}s",
+                r.view, r.keys_written, r.writes_skipped_not_newer, r.rows_read, r.seconds
+            ),
+        };
+        let mut err = std::io::stderr().lock();
+        if terminal {
+            let _ = write!(err, "\r\x1b[2K{line}");
+            if matches!(event, MaterializeProgress::Done(_)) {
+                let _ = writeln!(err);
+            }
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+    }
+}

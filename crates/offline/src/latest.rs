@@ -49,7 +49,13 @@ pub struct Latest {
     pub winners: usize,
 }
 
-pub async fn latest(ctx: &SessionContext, defs: &Definitions, root: &Path, view: &FeatureView, window: Window) -> Result<Latest> {
+pub async fn latest(
+    ctx: &SessionContext,
+    defs: &Definitions,
+    root: &Path,
+    view: &FeatureView,
+    window: Window,
+) -> Result<Latest> {
     let keys = defs.view_keys(view);
     let k = keys.len();
     let source = defs

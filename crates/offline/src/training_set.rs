@@ -371,7 +371,9 @@ async fn join_view(
         },
         ..TimeBounds::default()
     };
-    let feature_plan = feature_frame(ctx, defs, root, view, &bounds).await?.into_unoptimized_plan();
+    let feature_plan = feature_frame(ctx, defs, root, view, &bounds)
+        .await?
+        .into_unoptimized_plan();
     let (out, schema, rows_read) = as_of_join(ctx, view, spine_plan, feature_plan).await?;
     let out = concat_batches(&schema, &out)?;
     if out.num_rows() != n {

@@ -10,15 +10,18 @@
 //! cli / server ──▶ Project ──validate──▶ defs::load_dir ─▶ offline::source schemas ─▶ engine::check
 //!                     ├──plan/apply──▶ defs::plan ─▶ registry (applied/NNNNNN.json, full history)
 //!                     ├──list──────▶ listing rows (printed by the CLI as tables or JSON)
-//!                     └──training_set──▶ offline::training_set (as-of joins) ─▶ RecordBatch / DataFrame / Parquet
+//!                     ├──training_set──▶ offline::training_set (as-of joins) ─▶ RecordBatch / DataFrame / Parquet
+//!                     ├──materialize──▶ offline::latest (the same join at `end`) ─▶ online store (newer wins)
+//!                     └──get──────────▶ online::lookup (statuses at an injected clock)
 //! ```
 //!
-//! Modules: [`project`], [`registry`], [`listing`], [`training`], [`manifest`],
+//! Modules: [`project`], [`registry`], [`listing`], [`training`], [`manifest`], [`online`],
 //! [`reproduce`], [`demo_data`].
 
 pub mod demo_data;
 pub mod listing;
 pub mod manifest;
+pub mod online;
 pub mod project;
 pub mod registry;
 pub mod reproduce;
@@ -29,6 +32,7 @@ use std::path::PathBuf;
 pub use project::{ApplyOutcome, PlanReport, Project};
 pub use skewless_defs as defs;
 pub use skewless_engine::{session as engine_session, session_with_memory_limit as engine_session_with_memory_limit};
+pub use skewless_online as online_store;
 
 /// The version of skewless, recorded in registry entries and run manifests.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -52,6 +56,8 @@ pub enum Error {
     Request(String),
     #[error(transparent)]
     Offline(#[from] skewless_offline::Error),
+    #[error(transparent)]
+    Online(#[from] skewless_online::Error),
     /// A broken invariant: a bug in skewless, to be reported.
     #[error("internal error (a bug, please report it): {0}")]
     Internal(String),

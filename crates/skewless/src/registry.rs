@@ -5,12 +5,14 @@
 //! ```text
 //! registry/applied/000001.json   one AppliedRecord per `apply`, numbered from 1
 //! registry/applied/000002.json   the highest number is the version in force
+//! registry/materialized.json      per feature view: version and materialization watermark
 //! ```
 //!
 //! Records are written to a temporary file and then hard-linked to their final name, which
 //! fails if the name exists: two concurrent `apply` runs can never overwrite each other,
 //! and a crash never leaves a half-written record under a final name.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -37,13 +39,48 @@ pub struct AppliedRecord {
 #[derive(Debug, Clone)]
 pub struct Registry {
     dir: PathBuf,
+    watermarks: PathBuf,
+}
+
+/// How far a view version has been materialized: every row that became a candidate at or
+/// before `end` is in the online store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermark {
+    pub version: String,
+    /// µs since the epoch, UTC.
+    pub end: i64,
+    pub updated_at: DateTime<Utc>,
 }
 
 impl Registry {
     pub fn open(repo_dir: &Path) -> Self {
         Registry {
             dir: repo_dir.join("registry").join("applied"),
+            watermarks: repo_dir.join("registry").join("materialized.json"),
         }
+    }
+
+    /// Materialization watermarks by view name.
+    pub fn watermarks(&self) -> Result<BTreeMap<String, Watermark>> {
+        match std::fs::read_to_string(&self.watermarks) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| self.error(&self.watermarks, format!("unreadable watermarks: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(self.error(&self.watermarks, e)),
+        }
+    }
+
+    /// Sets one view's watermark (read, change, write to a temporary file, rename).
+    pub fn set_watermark(&self, view: &str, watermark: Watermark) -> Result<()> {
+        let mut all = self.watermarks()?;
+        all.insert(view.to_string(), watermark);
+        let text = serde_json::to_string_pretty(&all).map_err(|e| self.error(&self.watermarks, e))?;
+        let tmp = self.watermarks.with_extension(format!("{}.tmp", std::process::id()));
+        if let Some(dir) = self.watermarks.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| self.error(dir, e))?;
+        }
+        std::fs::write(&tmp, text).map_err(|e| self.error(&tmp, e))?;
+        std::fs::rename(&tmp, &self.watermarks).map_err(|e| self.error(&self.watermarks, e))
     }
 
     fn error(&self, path: &Path, message: impl ToString) -> Error {

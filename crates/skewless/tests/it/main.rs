@@ -5,6 +5,7 @@
 
 mod demo_data;
 mod golden;
+mod online;
 mod registry;
 mod training_set;
 

@@ -1,0 +1,272 @@
+//! Parity: what materialization serves at `T` equals the training set at `T`, for every key
+//! of every online view, on the embedded store and on a real Redis server.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use skewless::Project;
+use skewless::demo_data::{CUSTOMERS, DRIVERS, START_MICROS};
+use skewless::online::MaterializeOptions;
+use skewless::online_store::{self, OnlineStore, Scalar, Status, StoreConfig};
+use skewless::training::{FeatureSelection, TrainingSetOptions, write_parquet};
+
+const HOUR: i64 = 3_600_000_000;
+
+fn demo_project() -> (tempfile::TempDir, Project) {
+    let dir = tempfile::tempdir().unwrap();
+    let defs = crate::copy_demo_defs(dir.path());
+    skewless::demo_data::generate(&dir.path().join("data/demo"), 42).unwrap();
+    let project = Project::new(defs, dir.path().join(".skewless"));
+    project.apply(false).unwrap();
+    (dir, project)
+}
+
+/// Every feature of every online feature view.
+fn online_features(project: &Project) -> Vec<String> {
+    let defs = project.applied().unwrap();
+    defs.feature_views
+        .values()
+        .filter(|v| v.online)
+        .flat_map(|v| v.features.iter().map(move |f| format!("{}:{}", v.name, f.name)))
+        .collect()
+}
+
+/// One row per driver (paired with a customer, cycling), all at `t`, plus ids with no data.
+fn entities() -> Vec<(i64, i64)> {
+    let customers: Vec<i64> = CUSTOMERS.collect();
+    let mut out: Vec<(i64, i64)> = DRIVERS
+        .enumerate()
+        .map(|(i, d)| (d, customers[i % customers.len()]))
+        .collect();
+    out.extend(customers.iter().map(|&c| (999, c)));
+    out.push((-1, -1));
+    out
+}
+
+fn scalar(column: &ArrayRef, row: usize) -> Scalar {
+    if column.is_null(row) {
+        return Scalar::Null;
+    }
+    match column.data_type() {
+        DataType::Boolean => Scalar::Bool(column.as_boolean().value(row)),
+        DataType::Int32 => Scalar::Int32(column.as_primitive::<arrow::datatypes::Int32Type>().value(row)),
+        DataType::Int64 => Scalar::Int64(column.as_primitive::<arrow::datatypes::Int64Type>().value(row)),
+        DataType::Float32 => Scalar::Float32(column.as_primitive::<arrow::datatypes::Float32Type>().value(row)),
+        DataType::Float64 => Scalar::Float64(column.as_primitive::<arrow::datatypes::Float64Type>().value(row)),
+        DataType::Utf8 => Scalar::String(column.as_string::<i32>().value(row).to_string()),
+        DataType::Timestamp(_, _) => Scalar::Timestamp(
+            column
+                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                .value(row),
+        ),
+        other => panic!("unexpected type {other}"),
+    }
+}
+
+/// Builds the training set for `entities` at `t` and checks `get` at clock `t` against it:
+/// a value is PRESENT with the training set's value, or absent where the training set is null.
+/// Returns how many values were present.
+async fn assert_parity(dir: &std::path::Path, project: &Project, store: &dyn OnlineStore, t: i64) -> usize {
+    let entities = entities();
+    let spine = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("driver_id", DataType::Int64, false),
+            Field::new("customer_id", DataType::Int64, false),
+            Field::new("event_timestamp", skewless_offline_instant(), false),
+        ])),
+        vec![
+            Arc::new(Int64Array::from_iter_values(entities.iter().map(|e| e.0))),
+            Arc::new(Int64Array::from_iter_values(entities.iter().map(|e| e.1))),
+            Arc::new(TimestampMicrosecondArray::from(vec![t; entities.len()]).with_timezone("UTC")),
+        ],
+    )
+    .unwrap();
+    let spine_path = dir.join(format!("spine_{t}.parquet"));
+    write_parquet(&spine, &spine_path).unwrap();
+    let features = online_features(project);
+    let options = TrainingSetOptions {
+        spine: spine_path,
+        selection: FeatureSelection::Features(features.clone()),
+        timestamp_column: "event_timestamp".into(),
+        full_names: true,
+    };
+    let ctx = skewless::engine_session();
+    let offline = project.training_set(&ctx, &options).await.unwrap().batch;
+
+    let pairs: Vec<Vec<(String, String)>> = entities
+        .iter()
+        .map(|(d, c)| {
+            vec![
+                ("driver_id".into(), d.to_string()),
+                ("customer_id".into(), c.to_string()),
+            ]
+        })
+        .collect();
+    let online = project
+        .get(store, &FeatureSelection::Features(features.clone()), &pairs, t)
+        .await
+        .unwrap();
+    assert_eq!(online.stats.other_version + online.stats.corrupt, 0);
+    let mut present = 0;
+    for (f, feature) in features.iter().enumerate() {
+        let column = offline.column(3 + f);
+        for (row, entity) in entities.iter().enumerate() {
+            let want = scalar(column, row);
+            let got = &online.rows[row][f];
+            if got.status == Status::Present {
+                present += 1;
+            } else {
+                assert_eq!(got.value, Scalar::Null);
+            }
+            assert_eq!(got.value, want, "{feature} for {entity:?} at {t}: online {got:?}");
+        }
+    }
+    present
+}
+
+fn skewless_offline_instant() -> DataType {
+    DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn instants() -> [i64; 3] {
+    [
+        // Early: customers' 30-day ttl covers little history yet, drivers just started.
+        START_MICROS + 5 * HOUR + 17,
+        // Mid-run, at an exact hour.
+        START_MICROS + 7 * 24 * HOUR,
+        // Long after the data ends: driver views (2d, 7d ttl) are OUTSIDE_MAX_AGE.
+        START_MICROS + 20 * 24 * HOUR,
+    ]
+}
+
+async fn parity_on(config_for: impl Fn(&std::path::Path, usize) -> StoreConfig) {
+    let (dir, project) = demo_project();
+    for (i, t) in instants().into_iter().enumerate() {
+        let store = online_store::open(&config_for(dir.path(), i)).await.unwrap();
+        let options = MaterializeOptions {
+            start: None,
+            end: t,
+            incremental: false,
+            views: Vec::new(),
+        };
+        let reports = project.materialize(&*store, &options, &|_| {}).await.unwrap();
+        assert_eq!(reports.len(), 3);
+        let present = assert_parity(dir.path(), &project, &*store, t).await;
+        if i == 1 {
+            assert!(present > 500, "only {present} values present mid-run");
+        }
+        // Re-running writes nothing: every value is already there.
+        let again = project.materialize(&*store, &options, &|_| {}).await.unwrap();
+        for r in again {
+            assert_eq!(r.keys_written, 0, "{r:?}");
+            assert_eq!(r.writes_skipped_not_newer as usize, r.keys_with_value);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn materialized_values_equal_the_training_set_embedded() {
+    parity_on(|dir, i| StoreConfig::Embedded(dir.join(format!("store{i}.redb")))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn materialized_values_equal_the_training_set_redis() {
+    let server = skewless_testkit::RedisServer::start();
+    // One database per instant, so each starts empty.
+    let url = server.url();
+    parity_on(|_, i| StoreConfig::Redis(format!("{url}/{i}"))).await;
+}
+
+/// Incremental runs in steps end where one full run ends, and the watermark follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_steps_equal_one_full_run() {
+    let (dir, project) = demo_project();
+    let server = skewless_testkit::RedisServer::start();
+    let store = online_store::open(&StoreConfig::Redis(server.url())).await.unwrap();
+    let end = START_MICROS + 9 * 24 * HOUR + 3;
+    let mut previous_end = None;
+    for step in [START_MICROS + 2 * 24 * HOUR, START_MICROS + 6 * 24 * HOUR + 11, end] {
+        let options = MaterializeOptions {
+            start: None,
+            end: step,
+            incremental: true,
+            views: Vec::new(),
+        };
+        let reports = project.materialize(&*store, &options, &|_| {}).await.unwrap();
+        for r in &reports {
+            assert_eq!(r.start, previous_end, "{} starts at the watermark", r.view);
+        }
+        previous_end = Some(step);
+        let marks = project.registry().watermarks().unwrap();
+        assert!(marks.values().all(|w| w.end == step));
+    }
+    assert_parity(dir.path(), &project, &*store, end).await;
+}
+
+#[tokio::test]
+async fn get_reports_statuses_and_explains_bad_requests() {
+    let (dir, project) = demo_project();
+    let store = online_store::open(&StoreConfig::Embedded(dir.path().join("s.redb")))
+        .await
+        .unwrap();
+    let t = START_MICROS + 3 * 24 * HOUR;
+    let options = MaterializeOptions {
+        start: None,
+        end: t,
+        incremental: false,
+        views: vec!["driver_hourly_stats".into()],
+    };
+    project.materialize(&*store, &options, &|_| {}).await.unwrap();
+    let features = FeatureSelection::Features(vec!["driver_hourly_stats:conv_rate".into()]);
+    let entity = vec![vec![("driver_id".to_string(), "1001".to_string())]];
+    let at = |t| {
+        let (project, store, features, entity) = (&project, &store, &features, &entity);
+        async move { project.get(&**store, features, entity, t).await.unwrap().rows[0][0].clone() }
+    };
+    let now = at(t).await;
+    assert_eq!(now.status, Status::Present);
+    let event = now.event_timestamp.unwrap();
+    assert_eq!(
+        at(event + 2 * 24 * HOUR).await.status,
+        Status::Present,
+        "ttl bound is inclusive"
+    );
+    let stale = at(event + 2 * 24 * HOUR + 1).await;
+    assert_eq!((stale.status, stale.value), (Status::OutsideMaxAge, Scalar::Null));
+
+    let err = |features: Vec<&'static str>, pairs: Vec<(&'static str, &'static str)>| {
+        let (project, store) = (&project, &store);
+        let selection = FeatureSelection::Features(features.into_iter().map(String::from).collect());
+        let pairs: Vec<Vec<(String, String)>> =
+            vec![pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()];
+        async move {
+            project
+                .get(&**store, &selection, &pairs, t)
+                .await
+                .unwrap_err()
+                .to_string()
+        }
+    };
+    let e = err(vec!["driver_hourly_stats:conv_rate"], vec![("driver", "1001")]).await;
+    assert!(e.contains("`driver`") && e.contains("driver_id"), "{e}");
+    let e = err(vec!["driver_hourly_stats:conv_rate"], vec![("driver_id", "x1")]).await;
+    assert!(e.contains("x1") && e.contains("int64"), "{e}");
+    let e = err(vec!["driver_hourly_stats:conv_rat"], vec![("driver_id", "1")]).await;
+    assert!(e.contains("conv_rat"), "{e}");
+    let e = err(vec!["driver_hourly_stats:conv_rate"], vec![]).await;
+    assert!(e.contains("driver_id"), "{e}");
+    let e = project
+        .materialize(
+            &*store,
+            &MaterializeOptions {
+                views: vec!["nope".into()],
+                ..options.clone()
+            },
+            &|_| {},
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nope"), "{e}");
+}
