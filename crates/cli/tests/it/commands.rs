@@ -352,3 +352,108 @@ fn defs_dir_dot_resolves_sources_against_its_parent() {
         .unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
 }
+
+/// The online flow through the binary: materialize into the embedded default, look up,
+/// materialize incrementally; then the same against a real Redis server.
+#[test]
+fn materialize_then_get_on_the_embedded_store_and_on_redis() {
+    let p = demo_project();
+    p.run(&["apply"]).ok();
+    let end = "2026-11-15T00:00:00Z";
+    let run = p.run(&["materialize", "--end", end, "--json"]).ok().json();
+    let reports = run.as_array().unwrap();
+    assert_eq!(reports.len(), 3);
+    assert!(
+        reports.iter().all(|r| r["keys_written"].as_u64().unwrap() > 50),
+        "{run}"
+    );
+    assert!(p.path().join(".skewless/online/store.redb").is_file());
+
+    let get = |extra: &[&str]| {
+        let mut args = vec![
+            "get",
+            "--features",
+            "driver_hourly_stats:conv_rate,customer_profile:tier",
+            "--entity",
+            "driver_id=1001,customer_id=5001",
+            "--entity",
+            "driver_id=1100,customer_id=5001",
+            "--at",
+            end,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        p.run(&args).ok().json()
+    };
+    let found = get(&[]);
+    let first = &found["results"][0]["features"];
+    assert_eq!(first["driver_hourly_stats:conv_rate"]["status"], "PRESENT", "{found}");
+    assert!(first["driver_hourly_stats:conv_rate"]["value"].is_number(), "{found}");
+    assert!(first["customer_profile:tier"]["value"].is_string(), "{found}");
+    // Driver 1100 never has a row.
+    assert_eq!(
+        found["results"][1]["features"]["driver_hourly_stats:conv_rate"]["status"],
+        "NOT_FOUND"
+    );
+
+    let table = p
+        .run(&[
+            "get",
+            "--features",
+            "driver_hourly_stats:conv_rate",
+            "--entity",
+            "driver_id=1001",
+            "--at",
+            "2026-12-30",
+        ])
+        .ok()
+        .stdout();
+    assert!(table.contains("OUTSIDE_MAX_AGE"), "{table}");
+
+    let again = p
+        .run(&["materialize-incremental", "--end", "2026-11-15T06:00:00Z", "--json"])
+        .ok()
+        .json();
+    assert!(
+        again.as_array().unwrap().iter().all(|r| r["start"].as_i64().is_some()),
+        "{again}"
+    );
+
+    // A bad entity is an error naming it.
+    let bad = p.run(&[
+        "get",
+        "--features",
+        "driver_hourly_stats:conv_rate",
+        "--entity",
+        "driver_id=abc",
+    ]);
+    assert_eq!(bad.code(), 1);
+    assert!(bad.stderr().contains("abc"), "{}", bad.stderr());
+
+    // The same flow against a real Redis server.
+    let server = skewless_testkit::RedisServer::start();
+    let url = server.url();
+    p.run(&["materialize", "--end", end, "--online", &url]).ok();
+    let from_redis = get(&["--online", &url]);
+    assert_eq!(from_redis["results"], found["results"]);
+    // A Redis that is not there is a clear error.
+    server_gone(&p, &url);
+}
+
+fn server_gone(p: &TempProject, url: &str) {
+    let mut server = skewless_testkit::RedisServer::start();
+    let dead = server.url();
+    server.stop();
+    let run = p.run(&[
+        "get",
+        "--features",
+        "driver_hourly_stats:conv_rate",
+        "--entity",
+        "driver_id=1",
+        "--online",
+        &dead,
+    ]);
+    assert_eq!(run.code(), 1);
+    assert!(run.stderr().contains(&dead), "{}", run.stderr());
+    assert_ne!(dead, url);
+}
