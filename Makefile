@@ -5,7 +5,7 @@ CARGO ?= cargo
 SKEWLESS := target/debug/skewless
 DEMO_DATA := data/demo
 
-.PHONY: help build demo test unit lint fmt golden redis clean-demo bench bench-offline
+.PHONY: help build demo test unit lint fmt golden redis clean-demo bench bench-offline bench-online
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,7 @@ demo: build ## Run the main job end to end on the embedded default (nothing to i
 	$(SKEWLESS) materialize-incremental --end 2026-11-15T06:00:00Z
 	$(SKEWLESS) get --features driver_hourly_stats:conv_rate,driver_hourly_stats:trips_per_hour,driver_last_trip:last_trip_fare,customer_profile:tier \
 		--entity driver_id=1001,customer_id=5001 --entity driver_id=1099,customer_id=5200 --at 2026-11-15T06:00:00Z
+	$(SKEWLESS) get --service ranking_v1 --entity driver_id=1001,customer_id=5001,distance_km=3.2 --at 2026-11-15T06:00:00Z
 
 test: redis lint unit ## Everything CI runs: fmt, clippy, all tests (installs redis-server if missing)
 
@@ -51,10 +52,13 @@ golden: ## Regenerate the golden error outputs, then review `git diff`
 	UPDATE_GOLDEN=1 $(CARGO) test -p skewless-defs --test it golden
 	UPDATE_GOLDEN=1 $(CARGO) test -p skewless --test it golden
 
-bench: bench-offline ## All benchmarks (release build; never part of CI)
+bench: bench-offline bench-online ## All benchmarks (release build; never part of CI)
 
 bench-offline: ## Training sets at S and M: skewless vs DuckDB and Polars, figures beside targets
 	benches/offline/run.sh
+
+bench-online: redis ## Online writes and lookups on a real Redis, beside redis-benchmark (release)
+	$(CARGO) bench -p skewless-online --bench online
 
 redis: ## Make sure redis-server is installed (apt-get when root); never starts one
 	@scripts/ensure-redis.sh

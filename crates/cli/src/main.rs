@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use skewless::listing;
 use skewless::manifest::{manifest_path, read_manifest, write_manifest};
 use skewless::online::{MaterializeOptions, format_instant, parse_instant, scalar_to_json};
-use skewless::online_store::{self, OnlineStore, StoreConfig};
+use skewless::online_store::{OnlineStore, StoreConfig};
 use skewless::training::{FeatureSelection, TrainingSetOptions, write_parquet};
 use skewless::{ApplyOutcome, Error, Project};
 use std::sync::Arc;
@@ -202,9 +202,7 @@ fn get(
         let store = online_store(project, url).await?;
         anyhow::Ok(project.get(&*store, selection, entities, at).await?)
     })?;
-    let entity_text = |e: &[(String, online_store::KeyValue)]| {
-        e.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
-    };
+    let entity_text = |e: &[(String, String)]| e.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
     if json {
         let results: Vec<serde_json::Value> = found
             .entities
@@ -227,7 +225,7 @@ fn get(
                     })
                     .collect();
                 serde_json::json!({
-                    "entity": entity.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default())).collect::<serde_json::Map<_, _>>(),
+                    "entity": entity.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
                     "features": features,
                 })
             })

@@ -8,6 +8,7 @@
 //! ```text
 //! Definitions + source schema ──compile_view──▶ [key, timestamp, created, feature...] as DataFusion Exprs
 //! Definitions + view schemas  ──compile_on_demand──▶ on-demand features as DataFusion Exprs
+//! on-demand inputs (batch)    ──evaluate_on_demand──▶ on-demand feature arrays (offline and online alike)
 //!                             └─check──▶ every type error, located in the YAML
 //! ```
 //!
@@ -20,7 +21,8 @@ mod types;
 
 pub use check::{SourceSchemas, check};
 pub use compile::{
-    CompiledFeature, compile_on_demand, compile_view, on_demand_input_schema, session, session_with_memory_limit,
+    CompiledFeature, compile_on_demand, compile_view, evaluate_on_demand, on_demand_input_schema, session,
+    session_with_memory_limit,
 };
 pub use types::{arrow_type, fits, key_fits, timestamp_fits};
 

@@ -21,7 +21,7 @@ use datafusion::common::ScalarValue;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{CsvReadOptions, DataFrame, ParquetReadOptions, SessionContext, col, lit};
 use skewless_defs::{AsOf, Definitions, FeatureView, KeyType, ResolvedFeature, SourceFormat};
-use skewless_engine::{arrow_type, compile_on_demand, compile_view, key_fits, on_demand_input_schema};
+use skewless_engine::{arrow_type, compile_view, evaluate_on_demand, key_fits, on_demand_input_schema};
 
 use crate::as_of::Mode;
 use crate::as_of_exec::AsOfLayout;
@@ -142,7 +142,7 @@ pub async fn build(
     }
     for name in &on_demand {
         progress(Progress::OnDemand { view: name.clone() });
-        evaluate_on_demand(ctx, defs, name, &spine, &request.spine, &mut computed)?;
+        compute_on_demand(defs, name, &spine, &request.spine, &mut computed)?;
     }
 
     let mut fields: Vec<Field> = spine.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
@@ -512,8 +512,7 @@ pub(crate) async fn as_of_join(
     Ok((out, join.schema(), rows_read))
 }
 
-fn evaluate_on_demand(
-    ctx: &SessionContext,
+fn compute_on_demand(
     defs: &Definitions,
     name: &str,
     spine: &RecordBatch,
@@ -559,12 +558,12 @@ fn evaluate_on_demand(
         columns.push(column);
     }
     let batch = RecordBatch::try_new(Arc::new(input.as_arrow().clone()), columns)?;
-    let compiled = compile_on_demand(defs, view).map_err(|d| Error::Request(d.to_string()))?;
-    for f in compiled {
-        let physical = ctx.create_physical_expr(f.expr, &input)?;
-        let value = physical.evaluate(&batch)?.into_array(batch.num_rows())?;
-        debug_assert_eq!(value.data_type(), &arrow_type(f.ty));
-        computed.insert((name.to_string(), f.name), value);
+    let values = evaluate_on_demand(defs, view, &batch).map_err(|e| match e {
+        skewless_engine::Error::Invalid(message) => Error::Request(message),
+        skewless_engine::Error::DataFusion(e) => Error::DataFusion(e),
+    })?;
+    for (feature, value) in values {
+        computed.insert((name.to_string(), feature), value);
     }
     Ok(())
 }

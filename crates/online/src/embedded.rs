@@ -6,7 +6,7 @@
 //! concurrent writers can never leave an older value over a newer one. Each record is the
 //! expiry instant (ms since the epoch, big-endian; 0 for none) followed by the layout's value.
 //! Expired records read as missing and are deleted by later writes of the same key or by
-//! [`EmbeddedStore::purge_expired`].
+//! `purge_expired`, which materialization runs after writing.
 //!
 //! One process at a time opens the file (redb locks it); a second gets a clear error.
 
@@ -76,8 +76,7 @@ impl EmbeddedStore {
         }
     }
 
-    /// Deletes expired records; returns how many.
-    pub fn purge_expired(&self) -> Result<u64> {
+    fn purge_blocking(&self) -> Result<u64> {
         let now = now_ms();
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         let removed;
@@ -152,5 +151,12 @@ impl OnlineStore for EmbeddedStore {
     async fn read(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
         // Point reads in a read transaction take microseconds: no thread hop.
         self.read_blocking(keys)
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.purge_blocking())
+            .await
+            .map_err(|e| self.err(e))?
     }
 }

@@ -76,37 +76,46 @@ const FEATURES_OFFSET: usize = 26;
 /// (bytes from offset 9, compared bytewise, like [`supersedes`]). `ARGV[1]` is the expiry
 /// in milliseconds (`0`: none). Returns how many keys were written.
 ///
-/// Bytes are compared one by one with `string.byte`: Lua's `<` on strings uses the
-/// server's collation locale, which is not bytewise everywhere.
+/// The common case (a new key, or a newer value) is one `SET … GET` (Redis ≥ 6.2); when the
+/// stored value wins, it is put back in the same script, so no client ever sees the loser.
+/// A losing write still refreshes the key's expiry, which never drops a valid value early:
+/// the kept value is at least as new as the loser. Bytes are compared one by one with
+/// `string.byte`: Lua's `<` on strings follows the server's collation locale.
 pub const NEWER_WINS_LUA: &str = r#"
 local px = tonumber(ARGV[1])
 local written = 0
 for i, key in ipairs(KEYS) do
   local new = ARGV[i + 1]
-  local old = redis.call('GET', key)
-  local replace = true
-  if old and #old >= 9 and string.sub(old, 1, 9) == string.sub(new, 1, 9) then
-    replace = false
+  local old
+  if px > 0 then
+    old = redis.call('SET', key, new, 'PX', px, 'GET')
+  else
+    old = redis.call('SET', key, new, 'GET')
+  end
+  local keep_old = false
+  if old == new then
+    keep_old = true
+  elseif old and #old >= 9 and string.sub(old, 1, 9) == string.sub(new, 1, 9) then
+    keep_old = true
     local n = math.min(#old, #new)
     local j = 10
     while j <= n do
       local a, b = string.byte(new, j), string.byte(old, j)
       if a ~= b then
-        replace = a > b
+        keep_old = a < b
         break
       end
       j = j + 1
     end
     if j > n then
-      replace = #new > #old
+      keep_old = #new <= #old
     end
   end
-  if replace then
-    if px > 0 then
-      redis.call('SET', key, new, 'PX', px)
-    else
-      redis.call('SET', key, new)
+  if keep_old then
+    if old ~= new then
+      redis.call('SET', key, old, 'KEEPTTL')
     end
+  else
     written = written + 1
   end
 end

@@ -9,6 +9,7 @@
 //! - [`store`]: the [`OnlineStore`] trait; [`RedisStore`] (production) and
 //!   [`EmbeddedStore`] (the zero-setup default) implement it and pass one conformance suite.
 //! - [`lookup`]: statuses (`PRESENT`, `NOT_FOUND`, `OUTSIDE_MAX_AGE`) at an injected clock.
+//! - [`values`]: scalars to and from Arrow arrays and text.
 //!
 //! This crate never reads sources: what to write is computed offline (the facade's
 //! materialization) with the same engine expressions and as-of rules as training sets.
@@ -18,6 +19,7 @@ pub mod layout;
 pub mod lookup;
 pub mod redis_store;
 pub mod store;
+pub mod values;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

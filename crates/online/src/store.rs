@@ -39,4 +39,10 @@ pub trait OnlineStore: Send + Sync + std::fmt::Debug {
 
     /// The values of `keys`, in order; `None` for a missing or expired key.
     async fn read(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>>;
+
+    /// Frees the space of expired keys; returns how many were removed. Redis expires keys
+    /// itself (0 here); the embedded store deletes them in one transaction.
+    async fn purge_expired(&self) -> Result<u64> {
+        Ok(0)
+    }
 }

@@ -19,11 +19,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow::array::{ArrayRef, RecordBatch};
 use chrono::Utc;
 use serde::Serialize;
-use skewless_defs::{Definitions, KeyType, ResolvedFeature};
+use skewless_defs::{Definitions, FeatureType, KeyType, ResolvedFeature};
+use skewless_engine::{evaluate_on_demand, on_demand_input_schema};
 use skewless_offline::latest::{Window, latest};
-use skewless_online::{Entity, FeatureValue, KeyValue, LookupStats, OnlineStore, Selection, ViewLayout, lookup};
+use skewless_offline::training_set::needed_views;
+use skewless_online::values::{scalar_at, to_array};
+use skewless_online::{
+    Entity, FeatureValue, KeyValue, LookupStats, OnlineStore, Scalar, Selection, Status, ViewLayout, lookup,
+};
 
 use crate::registry::Watermark;
 use crate::training::{FeatureSelection, resolve_selection};
@@ -175,10 +181,13 @@ impl Project {
             progress(MaterializeProgress::Done(report.clone()));
             reports.push(report);
         }
+        store.purge_expired().await.map_err(online_error)?;
         Ok(reports)
     }
 
-    /// Looks features up for entity keys given as `name=value` text, as of `at` (µs).
+    /// Looks features up for entities given as `name=value` text (join keys, and the request
+    /// fields of requested on-demand views), as of `at` (µs). On-demand features are computed
+    /// from the looked-up values and request fields by the engine, as training sets compute them.
     pub async fn get(
         &self,
         store: &dyn OnlineStore,
@@ -188,24 +197,67 @@ impl Project {
     ) -> Result<GetOutput> {
         let defs = self.applied()?;
         let features = resolve_selection(&defs, selection)?;
-        let (selections, positions) = selections(&defs, &features)?;
-        let key_types = key_types(&selections);
-        let entities = entities
+        let (views, on_demand) = needed_views(&defs, &features);
+        // Every feature of every view read, directly or by an on-demand view.
+        let selections = views
+            .iter()
+            .map(|name| {
+                let view = defs.feature_views.get(name).ok_or_else(|| unknown_view(&defs, name))?;
+                if !view.online {
+                    return Err(Error::Request(format!(
+                        "feature view `{name}` is not online (`online: false`): nothing is materialized for it"
+                    )));
+                }
+                let layout = Arc::new(ViewLayout::new(&defs, view).map_err(online_error)?);
+                let features = (0..layout.features.len()).collect();
+                Ok(Selection { layout, features })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let key_types: BTreeMap<String, KeyType> =
+            selections.iter().flat_map(|s| s.layout.keys.iter().cloned()).collect();
+        let request_types: BTreeMap<String, FeatureType> = on_demand
+            .iter()
+            .filter_map(|name| defs.on_demand_views.get(name))
+            .flat_map(|v| v.request.iter().map(|r| (r.name.clone(), r.ty)))
+            .collect();
+        let parsed = entities
             .iter()
             .enumerate()
-            .map(|(i, pairs)| parse_entity(i, pairs, &key_types))
+            .map(|(i, pairs)| parse_entity(i, pairs, &key_types, &request_types))
             .collect::<Result<Vec<_>>>()?;
-        let found = lookup(store, &selections, &entities, at).await.map_err(online_error)?;
-        // Back from selection order to request order.
-        let rows = found
-            .rows
-            .into_iter()
-            .map(|row| positions.iter().map(|&p| row[p].clone()).collect())
-            .collect();
+        let keys: Vec<Entity> = parsed.iter().map(|(k, _)| k.clone()).collect();
+        let found = lookup(store, &selections, &keys, at).await.map_err(online_error)?;
+
+        // Columns by (view, feature), one value per entity.
+        let mut columns: HashMap<(String, String), Vec<FeatureValue>> = HashMap::new();
+        let mut offset = 0;
+        for s in &selections {
+            for (j, (feature, _)) in s.layout.features.iter().enumerate() {
+                let column = found.rows.iter().map(|row| row[offset + j].clone()).collect();
+                columns.insert((s.layout.view.clone(), feature.clone()), column);
+            }
+            offset += s.layout.features.len();
+        }
+        for name in &on_demand {
+            compute_on_demand(&defs, name, &parsed, &mut columns)?;
+        }
+        let rows = (0..entities.len())
+            .map(|i| {
+                features
+                    .iter()
+                    .map(|f| {
+                        columns
+                            .get(&(f.view.clone(), f.feature.clone()))
+                            .and_then(|c| c.get(i).cloned())
+                            .ok_or_else(|| Error::Internal(format!("`{}:{}` was not looked up", f.view, f.feature)))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
         let entities = entities
-            .into_iter()
-            .map(|e| {
-                let mut pairs: Vec<(String, KeyValue)> = e.into_iter().collect();
+            .iter()
+            .map(|pairs| {
+                let mut pairs = pairs.clone();
                 pairs.sort();
                 pairs
             })
@@ -220,11 +272,91 @@ impl Project {
     }
 }
 
+/// Evaluates on-demand view `name` for every entity with the engine, over the columns
+/// computed so far and the entities' request fields. Its values are PRESENT (computed),
+/// without an event time; inputs that were not found enter as nulls, as in training sets.
+fn compute_on_demand(
+    defs: &Definitions,
+    name: &str,
+    entities: &[(Entity, HashMap<String, Scalar>)],
+    columns: &mut HashMap<(String, String), Vec<FeatureValue>>,
+) -> Result<()> {
+    let view = defs
+        .on_demand_views
+        .get(name)
+        .ok_or_else(|| Error::Internal(format!("unknown on-demand view `{name}`")))?;
+    let input = on_demand_input_schema(defs, view).map_err(Error::Request)?;
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    for (qualifier, field) in input.iter() {
+        let (ty, values): (FeatureType, Vec<Scalar>) = match qualifier {
+            None => {
+                let ty = view
+                    .request
+                    .iter()
+                    .find(|r| r.name == *field.name())
+                    .map(|r| r.ty)
+                    .ok_or_else(|| Error::Internal(format!("request field `{}` has no type", field.name())))?;
+                let values = entities
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, request))| {
+                        request.get(field.name()).cloned().ok_or_else(|| {
+                            Error::Request(format!(
+                                "entity {}: on-demand view `{name}` needs request field `{}` (pass {}=VALUE)",
+                                i + 1,
+                                field.name(),
+                                field.name()
+                            ))
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+                (ty, values)
+            }
+            Some(source_view) => {
+                let source_view = source_view.to_string();
+                let ty = defs
+                    .view_features(&source_view)
+                    .and_then(|fs| fs.iter().find(|f| f.name == *field.name()))
+                    .map(|f| f.ty)
+                    .ok_or_else(|| Error::Internal(format!("`{source_view}.{}` has no type", field.name())))?;
+                let column = columns
+                    .get(&(source_view.clone(), field.name().clone()))
+                    .ok_or_else(|| Error::Internal(format!("`{source_view}.{}` was not looked up", field.name())))?;
+                (ty, column.iter().map(|v| v.value.clone()).collect())
+            }
+        };
+        let array = to_array(ty, &values).map_err(online_error)?;
+        let array = if array.data_type() == field.data_type() {
+            array
+        } else {
+            arrow::compute::cast(&array, field.data_type()).map_err(|e| Error::Internal(e.to_string()))?
+        };
+        arrays.push(array);
+    }
+    let batch = RecordBatch::try_new(Arc::new(input.as_arrow().clone()), arrays)
+        .map_err(|e| Error::Internal(format!("on-demand inputs of `{name}`: {e}")))?;
+    let values = evaluate_on_demand(defs, view, &batch).map_err(|e| Error::Request(e.to_string()))?;
+    for (feature, array) in values {
+        let column = (0..batch.num_rows())
+            .map(|row| {
+                Ok(FeatureValue {
+                    value: scalar_at(&array, row).map_err(online_error)?,
+                    status: Status::Present,
+                    event_timestamp: None,
+                })
+            })
+            .collect::<Result<_>>()?;
+        columns.insert((name.to_string(), feature), column);
+    }
+    Ok(())
+}
+
 /// The answer to [`Project::get`]: per entity, one value per requested feature.
 #[derive(Debug, Clone)]
 pub struct GetOutput {
     pub features: Vec<ResolvedFeature>,
-    pub entities: Vec<Vec<(String, KeyValue)>>,
+    /// The entities as given (`name`, `value` text), sorted by name.
+    pub entities: Vec<Vec<(String, String)>>,
     pub rows: Vec<Vec<FeatureValue>>,
     pub stats: LookupStats,
     pub at: i64,
@@ -260,81 +392,32 @@ fn unknown_view(defs: &Definitions, name: &str) -> Error {
     ))
 }
 
-/// One selection per view, and for each requested feature its position in selection order.
-fn selections(defs: &Definitions, features: &[ResolvedFeature]) -> Result<(Vec<Selection>, Vec<usize>)> {
-    let mut by_view: BTreeMap<&str, (Arc<ViewLayout>, Vec<usize>)> = BTreeMap::new();
-    for f in features {
-        if f.on_demand {
-            return Err(Error::Request(format!(
-                "`{}:{}` is an on-demand feature, computed per request from request fields; `get` serves feature views",
-                f.view, f.feature
-            )));
-        }
-        let view = defs
-            .feature_views
-            .get(&f.view)
-            .ok_or_else(|| unknown_view(defs, &f.view))?;
-        if !view.online {
-            return Err(Error::Request(format!(
-                "feature view `{}` is not online (`online: false`): nothing is materialized for it",
-                f.view
-            )));
-        }
-        if !by_view.contains_key(f.view.as_str()) {
-            let layout = Arc::new(ViewLayout::new(defs, view).map_err(online_error)?);
-            by_view.insert(&f.view, (layout, Vec::new()));
-        }
-        let index = view
-            .features
-            .iter()
-            .position(|x| x.name == f.feature)
-            .ok_or_else(|| Error::Internal(format!("resolved feature `{}:{}` is missing", f.view, f.feature)))?;
-        if let Some((_, indices)) = by_view.get_mut(f.view.as_str()) {
-            indices.push(index);
-        }
-    }
-    let selections: Vec<Selection> = by_view
-        .into_values()
-        .map(|(layout, features)| Selection { layout, features })
-        .collect();
-    // Selection order lists each view's features together; map request order onto it.
-    let mut order: Vec<(String, String)> = Vec::new();
-    for s in &selections {
-        for &i in &s.features {
-            order.push((s.layout.view.clone(), s.layout.features[i].0.clone()));
-        }
-    }
-    let positions = features
-        .iter()
-        .map(|f| {
-            order
-                .iter()
-                .position(|(v, n)| *v == f.view && *n == f.feature)
-                .ok_or_else(|| Error::Internal(format!("`{}:{}` lost in selection", f.view, f.feature)))
-        })
-        .collect::<Result<_>>()?;
-    Ok((selections, positions))
-}
-
-fn key_types(selections: &[Selection]) -> BTreeMap<String, KeyType> {
-    selections.iter().flat_map(|s| s.layout.keys.iter().cloned()).collect()
-}
-
-fn parse_entity(index: usize, pairs: &[(String, String)], key_types: &BTreeMap<String, KeyType>) -> Result<Entity> {
-    let mut entity: Entity = HashMap::new();
+/// Splits `name=value` pairs into join keys and request fields, typed.
+fn parse_entity(
+    index: usize,
+    pairs: &[(String, String)],
+    key_types: &BTreeMap<String, KeyType>,
+    request_types: &BTreeMap<String, FeatureType>,
+) -> Result<(Entity, HashMap<String, Scalar>)> {
+    let mut keys: Entity = HashMap::new();
+    let mut request = HashMap::new();
+    let at = |name: &str, e: String| Error::Request(format!("entity {}: `{name}`: {e}", index + 1));
     for (name, text) in pairs {
-        let ty = key_types.get(name).ok_or_else(|| {
-            Error::Request(format!(
-                "entity {}: `{name}` is not a join key of the requested views (their keys: {})",
+        if let Some(ty) = key_types.get(name) {
+            keys.insert(name.clone(), KeyValue::parse(text, *ty).map_err(|e| at(name, e))?);
+        } else if let Some(ty) = request_types.get(name) {
+            request.insert(name.clone(), Scalar::parse(text, *ty).map_err(|e| at(name, e))?);
+        } else {
+            let mut known: Vec<&str> = key_types.keys().map(String::as_str).collect();
+            known.extend(request_types.keys().map(String::as_str));
+            return Err(Error::Request(format!(
+                "entity {}: `{name}` is neither a join key nor a request field of the requested features (known: {})",
                 index + 1,
-                key_types.keys().cloned().collect::<Vec<_>>().join(", ")
-            ))
-        })?;
-        let value =
-            KeyValue::parse(text, *ty).map_err(|e| Error::Request(format!("entity {}: `{name}`: {e}", index + 1)))?;
-        entity.insert(name.clone(), value);
+                known.join(", ")
+            )));
+        }
     }
-    Ok(entity)
+    Ok((keys, request))
 }
 
 fn online_error(e: skewless_online::Error) -> Error {
@@ -391,7 +474,8 @@ pub fn scalar_to_json(value: &skewless_online::Scalar) -> serde_json::Value {
         Scalar::Bool(b) => Value::Bool(*b),
         Scalar::Int32(i) => Value::from(*i),
         Scalar::Int64(i) => Value::from(*i),
-        Scalar::Float32(x) => float(f64::from(*x)),
+        // Through its shortest decimal form, so 0.5379f32 prints as 0.5379, not 0.537899971.
+        Scalar::Float32(x) => float(x.to_string().parse().unwrap_or(f64::from(*x))),
         Scalar::Float64(x) => float(*x),
         Scalar::String(s) => Value::String(s.clone()),
         Scalar::Timestamp(t) => Value::String(format_instant(*t)),

@@ -416,6 +416,10 @@ pub async fn keys_expire(store: &dyn OnlineStore) {
     );
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(store.read(std::slice::from_ref(&key)).await.unwrap(), vec![None]);
+    // Nothing expired is left behind to purge (Redis already dropped it; the embedded store
+    // purges it now), and purging again finds nothing.
+    store.purge_expired().await.unwrap();
+    assert_eq!(store.purge_expired().await.unwrap(), 0);
     // An expired key is written again even by an older value.
     let older = l.value(0, None, &[Scalar::Null, Scalar::Null]).unwrap();
     assert_eq!(store.write(vec![(key.clone(), older)], None).await.unwrap().written, 1);
@@ -472,3 +476,28 @@ conformance!(
     keys_expire;
     concurrent_writers_never_leave_an_older_value
 );
+
+#[tokio::test]
+async fn the_embedded_store_purges_expired_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = skewless_online::EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
+    let l = driver_view();
+    let entries = |ids: std::ops::Range<i64>| {
+        ids.map(|id| {
+            let key = l.key(&[KeyValue::Int64(id)]).unwrap();
+            (key, l.value(HOUR, None, &[Scalar::Null, Scalar::Null]).unwrap())
+        })
+        .collect::<Vec<_>>()
+    };
+    store
+        .write(entries(0..5), Some(Duration::from_millis(100)))
+        .await
+        .unwrap();
+    store.write(entries(5..8), None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.purge_expired().await.unwrap(), 5);
+    assert_eq!(store.purge_expired().await.unwrap(), 0);
+    let keys: Vec<Vec<u8>> = entries(0..8).into_iter().map(|(k, _)| k).collect();
+    let live = store.read(&keys).await.unwrap();
+    assert_eq!(live.iter().filter(|v| v.is_some()).count(), 3);
+}

@@ -22,14 +22,24 @@ fn demo_project() -> (tempfile::TempDir, Project) {
     (dir, project)
 }
 
-/// Every feature of every online feature view.
+/// Every feature of every online feature view, and of every on-demand view.
 fn online_features(project: &Project) -> Vec<String> {
     let defs = project.applied().unwrap();
-    defs.feature_views
+    let views = defs
+        .feature_views
         .values()
         .filter(|v| v.online)
-        .flat_map(|v| v.features.iter().map(move |f| format!("{}:{}", v.name, f.name)))
-        .collect()
+        .flat_map(|v| v.features.iter().map(move |f| format!("{}:{}", v.name, f.name)));
+    let on_demand = defs
+        .on_demand_views
+        .values()
+        .flat_map(|v| v.features.iter().map(move |f| format!("{}:{}", v.name, f.name)));
+    views.chain(on_demand).collect()
+}
+
+/// The request field of the demo's on-demand view, per spine row (0 makes `fare_per_km` null).
+fn distance(row: usize) -> f64 {
+    (row % 7) as f64 * 1.5
 }
 
 /// One row per driver (paired with a customer, cycling), all at `t`, plus ids with no data.
@@ -74,11 +84,15 @@ async fn assert_parity(dir: &std::path::Path, project: &Project, store: &dyn Onl
             Field::new("driver_id", DataType::Int64, false),
             Field::new("customer_id", DataType::Int64, false),
             Field::new("event_timestamp", skewless_offline_instant(), false),
+            Field::new("distance_km", DataType::Float64, false),
         ])),
         vec![
             Arc::new(Int64Array::from_iter_values(entities.iter().map(|e| e.0))),
             Arc::new(Int64Array::from_iter_values(entities.iter().map(|e| e.1))),
             Arc::new(TimestampMicrosecondArray::from(vec![t; entities.len()]).with_timezone("UTC")),
+            Arc::new(arrow::array::Float64Array::from_iter_values(
+                (0..entities.len()).map(distance),
+            )),
         ],
     )
     .unwrap();
@@ -96,10 +110,12 @@ async fn assert_parity(dir: &std::path::Path, project: &Project, store: &dyn Onl
 
     let pairs: Vec<Vec<(String, String)>> = entities
         .iter()
-        .map(|(d, c)| {
+        .enumerate()
+        .map(|(row, (d, c))| {
             vec![
                 ("driver_id".into(), d.to_string()),
                 ("customer_id".into(), c.to_string()),
+                ("distance_km".into(), distance(row).to_string()),
             ]
         })
         .collect();
@@ -110,7 +126,7 @@ async fn assert_parity(dir: &std::path::Path, project: &Project, store: &dyn Onl
     assert_eq!(online.stats.other_version + online.stats.corrupt, 0);
     let mut present = 0;
     for (f, feature) in features.iter().enumerate() {
-        let column = offline.column(3 + f);
+        let column = offline.column(4 + f);
         for (row, entity) in entities.iter().enumerate() {
             let want = scalar(column, row);
             let got = &online.rows[row][f];
@@ -254,6 +270,14 @@ async fn get_reports_statuses_and_explains_bad_requests() {
     assert!(e.contains("x1") && e.contains("int64"), "{e}");
     let e = err(vec!["driver_hourly_stats:conv_rat"], vec![("driver_id", "1")]).await;
     assert!(e.contains("conv_rat"), "{e}");
+    let e = err(vec!["ride_score:score"], vec![("driver_id", "1001")]).await;
+    assert!(e.contains("request field `distance_km`"), "{e}");
+    let e = err(
+        vec!["ride_score:score"],
+        vec![("driver_id", "1001"), ("distance_km", "far")],
+    )
+    .await;
+    assert!(e.contains("far") && e.contains("float64"), "{e}");
     let e = err(vec!["driver_hourly_stats:conv_rate"], vec![]).await;
     assert!(e.contains("driver_id"), "{e}");
     let e = project
