@@ -3,7 +3,8 @@
 //! One [`ConnectionManager`] multiplexes every request over one connection and reconnects
 //! after a failure; a request that meets a dead server fails fast with an error naming the
 //! server, and the next one reconnects. `redis://[user:password@]host:port/db` URLs carry
-//! AUTH and the database number.
+//! AUTH and the database number. `rediss://` (TLS) is refused with a clear message: no TLS
+//! stack is compiled in yet.
 //!
 //! Writes run [`NEWER_WINS_LUA`] over chunks of keys: the compare and the set happen inside
 //! Redis, atomically, so concurrent writers can never leave an older value over a newer one.
@@ -61,6 +62,14 @@ impl RedisStore {
             url: shown.clone(),
             message: e.to_string(),
         };
+        if url.starts_with("rediss://") {
+            return Err(Error::Redis {
+                url: shown,
+                message:
+                    "TLS (rediss://) is not compiled into this build; use redis:// on a trusted network or a TLS tunnel"
+                        .into(),
+            });
+        }
         let client = Client::open(url).map_err(err)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
