@@ -82,12 +82,13 @@ const FEATURES_OFFSET: usize = 26;
 /// the kept value is at least as new as the loser. Bytes are compared one by one with
 /// `string.byte`: Lua's `<` on strings follows the server's collation locale.
 pub const NEWER_WINS_LUA: &str = r#"
-local px = tonumber(ARGV[1])
+local px = ARGV[1]
+local expires = px ~= '0'
 local written = 0
 for i, key in ipairs(KEYS) do
   local new = ARGV[i + 1]
   local old
-  if px > 0 then
+  if expires then
     old = redis.call('SET', key, new, 'PX', px, 'GET')
   else
     old = redis.call('SET', key, new, 'GET')
