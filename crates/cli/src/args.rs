@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -63,17 +63,8 @@ pub enum Command {
         /// fields), as Parquet or CSV. Every row is kept, in order.
         #[arg(long)]
         spine: PathBuf,
-        /// Features as `view:feature` or `view:*`, comma-separated.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            required_unless_present = "service",
-            conflicts_with = "service"
-        )]
-        features: Vec<String>,
-        /// A feature service whose features to use.
-        #[arg(long)]
-        service: Option<String>,
+        #[command(flatten)]
+        selection: Selection,
         /// Output Parquet file.
         #[arg(long)]
         out: PathBuf,
@@ -129,17 +120,8 @@ pub enum Command {
     },
     /// Look features up in the online store by entity key.
     Get {
-        /// Features as `view:feature` or `view:*`, comma-separated.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            required_unless_present = "service",
-            conflicts_with = "service"
-        )]
-        features: Vec<String>,
-        /// A feature service whose features to look up.
-        #[arg(long)]
-        service: Option<String>,
+        #[command(flatten)]
+        selection: Selection,
         /// An entity key: `driver_id=1001`, or `driver_id=1001,customer_id=7` for several
         /// keys. Repeat for more entities.
         #[arg(long = "entity", required = true, value_parser = parse_entity)]
@@ -159,6 +141,31 @@ pub enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+}
+
+/// Which features: a list or a feature service (exactly one).
+#[derive(Debug, Args)]
+pub struct Selection {
+    /// Features as `view:feature` or `view:*`, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required_unless_present = "service",
+        conflicts_with = "service"
+    )]
+    pub features: Vec<String>,
+    /// A feature service whose features to use.
+    #[arg(long)]
+    pub service: Option<String>,
+}
+
+impl Selection {
+    pub fn into_selection(self) -> skewless::training::FeatureSelection {
+        match self.service {
+            Some(name) => skewless::training::FeatureSelection::Service(name),
+            None => skewless::training::FeatureSelection::Features(self.features),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

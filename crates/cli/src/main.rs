@@ -50,21 +50,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Registry { command } => registry(&project, command),
         Command::TrainingSet {
             spine,
-            features,
-            service,
+            selection,
             out,
             full_names,
             timestamp_column,
             no_manifest,
             memory_limit,
         } => {
-            let selection = match service {
-                Some(name) => FeatureSelection::Service(name),
-                None => FeatureSelection::Features(features),
-            };
             let options = TrainingSetOptions {
                 spine,
-                selection,
+                selection: selection.into_selection(),
                 timestamp_column,
                 full_names,
             };
@@ -95,25 +90,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             materialize(&project, cli.online.as_deref(), &options, json)
         }
         Command::Get {
-            features,
-            service,
+            selection,
             entities,
             at,
             json,
-        } => {
-            let selection = match service {
-                Some(name) => FeatureSelection::Service(name),
-                None => FeatureSelection::Features(features),
-            };
-            get(
-                &project,
-                cli.online.as_deref(),
-                &selection,
-                &entities,
-                instant(&at)?,
-                json,
-            )
-        }
+        } => get(
+            &project,
+            cli.online.as_deref(),
+            &selection.into_selection(),
+            &entities,
+            instant(&at)?,
+            json,
+        ),
         Command::DemoData { out, seed } => {
             let written = skewless::demo_data::generate(&out, seed)
                 .with_context(|| format!("generating demo data in {}", out.display()))?;
