@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
+    tls: bool,
     extra: Vec<String>,
     dir: tempfile::TempDir,
     child: Option<Child>,
@@ -34,11 +35,22 @@ impl RedisServer {
 
     /// A server with extra command-line options, e.g. `["--requirepass", "s3cret"]`.
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_inner(extra, false)
+    }
+
+    /// A server that speaks only TLS, with a self-signed certificate made by `openssl`.
+    /// Its [`url`](Self::url) is `rediss://127.0.0.1:PORT/#insecure` (no verification).
+    pub fn start_tls() -> Self {
+        Self::start_inner(&[], true)
+    }
+
+    fn start_inner(extra: &[&str], tls: bool) -> Self {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         // A port found free can be taken before the server binds it: try a few.
         for _ in 0..5 {
             let mut server = RedisServer {
                 port: free_port(),
+                tls,
                 extra: extra.clone(),
                 dir: tempfile::tempdir().expect("temp dir for redis-server"),
                 child: None,
@@ -54,9 +66,60 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT`, or for a TLS server `rediss://127.0.0.1:PORT/#insecure`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        if self.tls {
+            format!("rediss://127.0.0.1:{}/#insecure", self.port)
+        } else {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+    }
+
+    /// The port options: plain, or TLS only with a certificate made on first use.
+    fn port_options(&self) -> Vec<String> {
+        let port = self.port.to_string();
+        if !self.tls {
+            return vec!["--port".into(), port];
+        }
+        let (key, cert) = (self.dir.path().join("key.pem"), self.dir.path().join("cert.pem"));
+        if !cert.exists() {
+            let made = Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=localhost",
+                ])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("openssl not found: it makes the test certificate");
+            assert!(made.success(), "openssl could not make a test certificate");
+        }
+        let (key, cert) = (key.to_string_lossy().into_owned(), cert.to_string_lossy().into_owned());
+        vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port,
+            "--tls-cert-file".into(),
+            cert.clone(),
+            "--tls-key-file".into(),
+            key,
+            "--tls-ca-cert-file".into(),
+            cert,
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ]
     }
 
     /// Kills the server (it keeps nothing: data is gone).
@@ -84,7 +147,7 @@ impl RedisServer {
     /// Starts the process and waits until it answers; false if it exited (port taken).
     fn spawn(&mut self) -> bool {
         let mut child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
+            .args(self.port_options())
             .args([
                 "--bind",
                 "127.0.0.1",
@@ -107,7 +170,13 @@ impl RedisServer {
             if let Ok(Some(_)) = child.try_wait() {
                 return false;
             }
-            if answers(self.port) {
+            // A TLS port does not answer plain text: an accepted connection is enough.
+            let ready = if self.tls {
+                TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            } else {
+                answers(self.port)
+            };
+            if ready {
                 self.child = Some(child);
                 return true;
             }

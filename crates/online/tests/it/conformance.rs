@@ -463,6 +463,25 @@ macro_rules! conformance {
                 super::$shared(store).await;
             })*
         }
+        /// The same Redis store over TLS (`rediss://`).
+        mod redis_tls {
+            use super::*;
+            async fn store() -> (skewless_testkit::RedisServer, Arc<dyn OnlineStore>) {
+                let server = skewless_testkit::RedisServer::start_tls();
+                let store = skewless_online::RedisStore::connect(&server.url()).await.unwrap();
+                (server, Arc::new(store))
+            }
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (_server, store) = store().await;
+                super::$case(&*store).await;
+            })*
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $shared() {
+                let (_server, store) = store().await;
+                super::$shared(store).await;
+            })*
+        }
     };
 }
 

@@ -128,10 +128,20 @@ async fn views_of_one_entity_share_a_cluster_slot() {
 }
 
 #[tokio::test]
-async fn a_tls_url_without_tls_support_is_a_clear_error() {
-    let err = RedisStore::connect("rediss://127.0.0.1:1/0")
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("rediss://127.0.0.1:1/0"), "{err}");
+async fn rediss_urls_speak_tls_and_verify_certificates() {
+    let server = RedisServer::start_tls();
+    let url = server.url();
+    assert!(url.starts_with("rediss://"));
+    let store = RedisStore::connect(&url).await.unwrap();
+    assert_eq!(store.write(one_entry(1, 1), None).await.unwrap().written, 1);
+    let (key, value) = one_entry(1, 1).remove(0);
+    assert_eq!(store.read(&[key]).await.unwrap()[0], Some(value));
+
+    // Without `#insecure` the self-signed certificate is refused, with a message naming the server.
+    let verified = format!("rediss://127.0.0.1:{}/0", server.port());
+    let err = RedisStore::connect(&verified).await.unwrap_err().to_string();
+    assert!(err.contains(&verified), "{err}");
+    // Plain text to a TLS-only port fails too, instead of hanging.
+    let plain = format!("redis://127.0.0.1:{}", server.port());
+    assert!(RedisStore::connect(&plain).await.is_err());
 }
