@@ -98,25 +98,13 @@ pub enum Command {
         /// Only rows that became available at or after this instant (default: all rows).
         #[arg(long)]
         start: Option<String>,
-        /// The instant to materialize: RFC 3339, a date, or `now`.
-        #[arg(long, default_value = "now")]
-        end: String,
-        /// Feature views, comma-separated (default: every view with `online: true`).
-        #[arg(long, value_delimiter = ',')]
-        views: Vec<String>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        run: MaterializeRun,
     },
     /// Materialize from each view's watermark (kept in the registry) up to --end.
     MaterializeIncremental {
-        /// The instant to materialize: RFC 3339, a date, or `now`.
-        #[arg(long, default_value = "now")]
-        end: String,
-        /// Feature views, comma-separated (default: every view with `online: true`).
-        #[arg(long, value_delimiter = ',')]
-        views: Vec<String>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        run: MaterializeRun,
     },
     /// Look features up in the online store by entity key.
     Get {
@@ -141,6 +129,19 @@ pub enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+}
+
+/// What a materialization writes, and how it reports.
+#[derive(Debug, Args)]
+pub struct MaterializeRun {
+    /// The instant to materialize: RFC 3339, a date, or `now`.
+    #[arg(long, default_value = "now")]
+    pub end: String,
+    /// Feature views, comma-separated (default: every view with `online: true`).
+    #[arg(long, value_delimiter = ',')]
+    pub views: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Which features: a list or a feature service (exactly one).

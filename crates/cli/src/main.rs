@@ -66,28 +66,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             training_set(&project, &options, &out, !no_manifest, memory_limit)
         }
         Command::Reproduce { manifest, out, json } => reproduce(&manifest, out, json),
-        Command::Materialize {
-            start,
-            end,
-            views,
-            json,
-        } => {
+        Command::Materialize { start, run } => {
             let options = MaterializeOptions {
                 start: start.as_deref().map(instant).transpose()?,
-                end: instant(&end)?,
+                end: instant(&run.end)?,
                 incremental: false,
-                views,
+                views: run.views,
             };
-            materialize(&project, cli.online.as_deref(), &options, json)
+            materialize(&project, cli.online.as_deref(), &options, run.json)
         }
-        Command::MaterializeIncremental { end, views, json } => {
+        Command::MaterializeIncremental { run } => {
             let options = MaterializeOptions {
                 start: None,
-                end: instant(&end)?,
+                end: instant(&run.end)?,
                 incremental: true,
-                views,
+                views: run.views,
             };
-            materialize(&project, cli.online.as_deref(), &options, json)
+            materialize(&project, cli.online.as_deref(), &options, run.json)
         }
         Command::Get {
             selection,

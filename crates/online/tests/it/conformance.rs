@@ -425,77 +425,63 @@ pub async fn keys_expire(store: &dyn OnlineStore) {
     assert_eq!(store.write(vec![(key.clone(), older)], None).await.unwrap().written, 1);
 }
 
-macro_rules! conformance {
-    ($($case:ident),* ; $($shared:ident),*) => {
-        mod embedded {
-            use super::*;
-            fn store() -> (tempfile::TempDir, Arc<dyn OnlineStore>) {
-                let dir = tempfile::tempdir().unwrap();
-                let store = skewless_online::EmbeddedStore::open(&dir.path().join("online/store.redb")).unwrap();
-                (dir, Arc::new(store))
-            }
+/// Fresh stores, each with what keeps it alive (a temporary directory or a server).
+type Fresh = (Box<dyn std::any::Any>, Arc<dyn OnlineStore>);
+
+async fn embedded() -> Fresh {
+    let dir = tempfile::tempdir().unwrap();
+    let store = skewless_online::EmbeddedStore::open(&dir.path().join("online/store.redb")).unwrap();
+    (Box::new(dir), Arc::new(store))
+}
+
+async fn redis() -> Fresh {
+    let server = skewless_testkit::RedisServer::start();
+    let store = skewless_online::RedisStore::connect(&server.url()).await.unwrap();
+    (Box::new(server), Arc::new(store))
+}
+
+/// The same Redis store over TLS (`rediss://`).
+async fn redis_tls() -> Fresh {
+    let server = skewless_testkit::RedisServer::start_tls();
+    let store = skewless_online::RedisStore::connect(&server.url()).await.unwrap();
+    (Box::new(server), Arc::new(store))
+}
+
+/// One test module per store: `$case`s take `&dyn OnlineStore`, `$shared` ones an `Arc`.
+macro_rules! suite {
+    ($store:ident; $($case:ident),*; $($shared:ident),*) => {
+        mod $store {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let (_dir, store) = store();
+                let (_alive, store) = super::$store().await;
                 super::$case(&*store).await;
             })*
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $shared() {
-                let (_dir, store) = store();
-                super::$shared(store).await;
-            })*
-        }
-        mod redis {
-            use super::*;
-            async fn store() -> (skewless_testkit::RedisServer, Arc<dyn OnlineStore>) {
-                let server = skewless_testkit::RedisServer::start();
-                let store = skewless_online::RedisStore::connect(&server.url()).await.unwrap();
-                (server, Arc::new(store))
-            }
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let (_server, store) = store().await;
-                super::$case(&*store).await;
-            })*
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $shared() {
-                let (_server, store) = store().await;
-                super::$shared(store).await;
-            })*
-        }
-        /// The same Redis store over TLS (`rediss://`).
-        mod redis_tls {
-            use super::*;
-            async fn store() -> (skewless_testkit::RedisServer, Arc<dyn OnlineStore>) {
-                let server = skewless_testkit::RedisServer::start_tls();
-                let store = skewless_online::RedisStore::connect(&server.url()).await.unwrap();
-                (server, Arc::new(store))
-            }
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let (_server, store) = store().await;
-                super::$case(&*store).await;
-            })*
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $shared() {
-                let (_server, store) = store().await;
+                let (_alive, store) = super::$store().await;
                 super::$shared(store).await;
             })*
         }
     };
 }
 
-conformance!(
-    missing_keys_read_as_not_found,
-    writes_are_newer_wins_and_idempotent,
-    statuses_follow_the_injected_clock,
-    another_version_reads_as_not_found_and_is_counted,
-    composite_keys_several_views_and_duplicates,
-    every_type_round_trips,
-    keys_expire;
-    concurrent_writers_never_leave_an_older_value
-);
+macro_rules! conformance {
+    ($($store:ident),*) => {
+        $(suite!(
+            $store;
+            missing_keys_read_as_not_found,
+            writes_are_newer_wins_and_idempotent,
+            statuses_follow_the_injected_clock,
+            another_version_reads_as_not_found_and_is_counted,
+            composite_keys_several_views_and_duplicates,
+            every_type_round_trips,
+            keys_expire;
+            concurrent_writers_never_leave_an_older_value
+        );)*
+    };
+}
 
+conformance!(embedded, redis, redis_tls);
 #[tokio::test]
 async fn the_embedded_store_purges_expired_keys() {
     let dir = tempfile::tempdir().unwrap();
