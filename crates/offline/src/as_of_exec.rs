@@ -9,8 +9,11 @@
 //! Both children are hash-partitioned on the join keys with DataFusion's fixed-seed
 //! repartitioning, so one key's rows meet in one partition and partitions run on all cores.
 //! Each partition gathers its two inputs, reserving their memory from the session's memory
-//! pool (a pool too small for a partition fails with DataFusion's "resources exhausted"
-//! error rather than the process running out of memory), and runs [`as_of::winners`].
+//! pool, and runs [`as_of::winners`]. When the pool cannot hold a partition's feature rows,
+//! the partition spills them to [`SPILL_PARTS`] files by a second hash of the key and joins
+//! each file with its share of the spine, one at a time (a grace hash join). A pool too small
+//! even for the spine, or for one file, fails with DataFusion's "resources exhausted" error
+//! rather than the process running out of memory.
 //! Output rows carry the spine's `__row` so the caller can restore spine order.
 
 use std::collections::HashMap;
@@ -29,10 +32,11 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{Distribution, EquivalenceProperties, Partitioning, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::expressions::Column as PhysicalColumn;
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, common};
-use futures::stream;
+use futures::{StreamExt, stream};
 
 use crate::as_of::{self, FeatureSide, Mode, SpineSide};
 
@@ -61,6 +65,8 @@ pub struct AsOfJoinExec {
     layout: AsOfLayout,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
+    /// `spill_count`: partitions that spilled their feature rows to disk.
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl AsOfJoinExec {
@@ -97,6 +103,7 @@ impl AsOfJoinExec {
             layout,
             schema,
             properties,
+            metrics: ExecutionPlanMetricsSet::new(),
         })
     }
 }
@@ -118,6 +125,10 @@ impl DisplayAs for AsOfJoinExec {
 impl ExecutionPlan for AsOfJoinExec {
     fn name(&self) -> &str {
         "AsOfJoinExec"
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
@@ -169,18 +180,136 @@ impl ExecutionPlan for AsOfJoinExec {
         let features = self.features.execute(partition, Arc::clone(&context))?;
         let (layout, schema) = (self.layout.clone(), Arc::clone(&self.schema));
         let out_schema = Arc::clone(&schema);
+        let spills = MetricBuilder::new(&self.metrics).spill_count(partition);
         let work = async move {
             let reservation = MemoryConsumer::new(format!("AsOfJoinExec[{partition}]")).register(context.memory_pool());
             let spine_batches = common::collect(spine).await?;
             reservation.try_grow(spine_batches.iter().map(RecordBatch::get_array_memory_size).sum())?;
-            let feature_batches = common::collect(features).await?;
-            reservation.try_grow(feature_batches.iter().map(RecordBatch::get_array_memory_size).sum())?;
-            let out = join_partition(&spine_batches, &feature_batches, &layout, &out_schema)?;
+            let mut features = features;
+            let mut held: Vec<RecordBatch> = Vec::new();
+            let mut spill: Option<Spill> = None;
+            while let Some(batch) = features.next().await {
+                let batch = batch?;
+                if let Some(spill) = spill.as_mut() {
+                    spill.write(&batch, layout.keys)?;
+                    continue;
+                }
+                if reservation.try_grow(batch.get_array_memory_size()).is_ok() {
+                    held.push(batch);
+                    continue;
+                }
+                // The pool cannot hold this partition's feature rows: spread them over
+                // sub-partition files by a second hash of the key, and join those one at a time.
+                let mut new_spill = Spill::new(batch.schema())?;
+                for b in held.drain(..) {
+                    new_spill.write(&b, layout.keys)?;
+                }
+                reservation.resize(spine_batches.iter().map(RecordBatch::get_array_memory_size).sum());
+                new_spill.write(&batch, layout.keys)?;
+                spill = Some(new_spill);
+                spills.add(1);
+            }
+            let out = match spill {
+                None => join_partition(&spine_batches, &held, &layout, &out_schema)?,
+                Some(spill) => spill.join(&spine_batches, &layout, &out_schema, &reservation)?,
+            };
             drop(reservation);
             Ok(out)
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream::once(work))))
     }
+}
+
+/// How many files a spilling partition spreads its feature rows over.
+const SPILL_PARTS: usize = 16;
+
+/// Feature rows of one partition on disk, in [`SPILL_PARTS`] Arrow IPC files chosen by a hash
+/// of the key that is independent of the repartitioning hash. One key's rows share a file, so
+/// each file joins with its share of the spine alone, one file in memory at a time.
+struct Spill {
+    /// Anonymous temporary files (deleted when closed), one per part.
+    writers: Vec<arrow::ipc::writer::FileWriter<std::fs::File>>,
+    /// In-memory size of each part's rows as written: what reading it back costs. (Batches
+    /// read from IPC share one buffer per message, which `get_array_memory_size` over-counts.)
+    sizes: Vec<usize>,
+}
+
+impl Spill {
+    fn new(schema: SchemaRef) -> Result<Self> {
+        let writers = (0..SPILL_PARTS)
+            .map(|_| Ok(arrow::ipc::writer::FileWriter::try_new(tempfile::tempfile()?, &schema)?))
+            .collect::<Result<_>>()?;
+        Ok(Spill {
+            writers,
+            sizes: vec![0; SPILL_PARTS],
+        })
+    }
+
+    fn write(&mut self, batch: &RecordBatch, keys: usize) -> Result<()> {
+        for (part, rows) in split_by_key(&batch.columns()[..keys])?.into_iter().enumerate() {
+            if !rows.is_empty() {
+                let taken = arrow::compute::take_record_batch(batch, &UInt32Array::from(rows))?;
+                self.sizes[part] += taken.get_array_memory_size();
+                self.writers[part].write(&taken)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Joins each file with the spine rows of its keys; one output batch.
+    fn join(
+        self,
+        spine: &[RecordBatch],
+        layout: &AsOfLayout,
+        out: &SchemaRef,
+        reservation: &datafusion::execution::memory_pool::MemoryReservation,
+    ) -> Result<RecordBatch> {
+        let spine = match spine.first() {
+            Some(first) => concat_batches(&first.schema(), spine)?,
+            None => return empty_or_nulls(spine, out),
+        };
+        let spine_parts = split_by_key(&spine.columns()[1..=layout.keys])?;
+        let mut outputs = Vec::with_capacity(SPILL_PARTS);
+        for ((mut writer, rows), size) in self.writers.into_iter().zip(spine_parts).zip(self.sizes) {
+            writer.finish()?;
+            let mut file = writer.into_inner()?;
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
+            let part_spine = arrow::compute::take_record_batch(&spine, &UInt32Array::from(rows))?;
+            let reader = arrow::ipc::reader::FileReader::try_new(file, None)?;
+            reservation.try_grow(size)?;
+            let features = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+            outputs.push(join_partition(&[part_spine], &features, layout, out)?);
+            reservation.shrink(size);
+        }
+        Ok(concat_batches(out, &outputs)?)
+    }
+}
+
+/// Row indices per spill file, by a hash of the key columns (SplitMix64 of int64 keys, of
+/// the row encoding otherwise). Null keys go anywhere: they never match.
+fn split_by_key(keys: &[ArrayRef]) -> Result<Vec<Vec<u32>>> {
+    let mut parts = vec![Vec::new(); SPILL_PARTS];
+    let mix = |mut z: u64| {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    if let [k] = keys
+        && let Some(ints) = k.as_primitive_opt::<Int64Type>()
+    {
+        for (i, v) in ints.values().iter().enumerate() {
+            parts[(mix(*v as u64) % SPILL_PARTS as u64) as usize].push(i as u32);
+        }
+        return Ok(parts);
+    }
+    let converter = RowConverter::new(keys.iter().map(|c| SortField::new(c.data_type().clone())).collect())?;
+    let rows = converter.convert_columns(keys)?;
+    for i in 0..rows.num_rows() {
+        let h = rows.row(i).data().iter().fold(0u64, |h, b| mix(h ^ u64::from(*b)));
+        parts[(h % SPILL_PARTS as u64) as usize].push(i as u32);
+    }
+    Ok(parts)
 }
 
 /// Hash-partitions `plan` on its `keys` columns starting at `first`, with DataFusion's
