@@ -201,6 +201,43 @@ mod tests {
         DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
     }
 
+    /// The as-of node over two in-memory batches, one int64 key, event mode.
+    fn join_plan(
+        ctx: &datafusion::prelude::SessionContext,
+        spine: RecordBatch,
+        features: RecordBatch,
+        ttl: i64,
+    ) -> LogicalPlan {
+        let layout = AsOfLayout {
+            keys: 1,
+            created: false,
+            mode: Mode::Event,
+            ttl_micros: Some(ttl),
+        };
+        AsOfJoinNode::try_new(
+            ctx.read_batch(spine).unwrap().into_unoptimized_plan(),
+            ctx.read_batch(features).unwrap().into_unoptimized_plan(),
+            layout,
+        )
+        .unwrap()
+        .into_plan()
+    }
+
+    /// Executes `physical`; its `(__row, x)` pairs sorted by row.
+    async fn sorted_rows(physical: Arc<dyn ExecutionPlan>, state: &SessionState) -> Vec<(u64, Option<f64>)> {
+        let out = collect(physical, state.task_ctx()).await.unwrap();
+        let mut rows: Vec<(u64, Option<f64>)> = out
+            .iter()
+            .flat_map(|b| {
+                let row = b.column(0).as_primitive::<UInt64Type>().clone();
+                let x = b.column(1).as_primitive::<Float64Type>().clone();
+                (0..b.num_rows()).map(move |i| (row.value(i), x.is_valid(i).then(|| x.value(i))))
+            })
+            .collect();
+        rows.sort_by_key(|r| r.0);
+        rows
+    }
+
     #[tokio::test]
     async fn the_node_is_optimized_planned_and_executed() {
         let ctx = datafusion::prelude::SessionContext::new();
@@ -230,19 +267,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let layout = AsOfLayout {
-            keys: 1,
-            created: false,
-            mode: Mode::Event,
-            ttl_micros: Some(15),
-        };
-        let plan = AsOfJoinNode::try_new(
-            ctx.read_batch(spine).unwrap().into_unoptimized_plan(),
-            ctx.read_batch(features).unwrap().into_unoptimized_plan(),
-            layout,
-        )
-        .unwrap()
-        .into_plan();
+        let plan = join_plan(&ctx, spine, features, 15);
         let state = with_as_of_planner(ctx.state());
         let optimized = state.optimize(&plan).unwrap();
         assert!(
@@ -257,16 +282,7 @@ mod tests {
         // (DataFusion aligns the hash requirements of all children).
         assert!(shown.starts_with("AsOfJoinExec: keys=1"), "{shown}");
 
-        let out = collect(physical, state.task_ctx()).await.unwrap();
-        let mut rows: Vec<(u64, Option<f64>)> = out
-            .iter()
-            .flat_map(|b| {
-                let row = b.column(0).as_primitive::<UInt64Type>().clone();
-                let x = b.column(1).as_primitive::<Float64Type>().clone();
-                (0..b.num_rows()).map(move |i| (row.value(i), x.is_valid(i).then(|| x.value(i))))
-            })
-            .collect();
-        rows.sort_by_key(|r| r.0);
+        let rows = sorted_rows(physical, &state).await;
         // t=10: row at 5 (age 5 <= 15). t=30: row at 20 (age 10). key 2 at t=30: only a row at 31, in the future.
         assert_eq!(rows, [(0, Some(0.5)), (1, Some(2.0)), (2, None)]);
     }
@@ -313,31 +329,10 @@ mod tests {
         let run = |ctx: datafusion::prelude::SessionContext| {
             let (spine, features) = (spine.clone(), features.clone());
             async move {
-                let layout = AsOfLayout {
-                    keys: 1,
-                    created: false,
-                    mode: Mode::Event,
-                    ttl_micros: Some(100),
-                };
-                let plan = AsOfJoinNode::try_new(
-                    ctx.read_batch(spine).unwrap().into_unoptimized_plan(),
-                    ctx.read_batch(features).unwrap().into_unoptimized_plan(),
-                    layout,
-                )
-                .unwrap()
-                .into_plan();
+                let plan = join_plan(&ctx, spine, features, 100);
                 let state = with_as_of_planner(ctx.state());
                 let physical = state.create_physical_plan(&plan).await.unwrap();
-                let out = collect(Arc::clone(&physical), state.task_ctx()).await.unwrap();
-                let mut rows: Vec<(u64, Option<f64>)> = out
-                    .iter()
-                    .flat_map(|b| {
-                        let row = b.column(0).as_primitive::<UInt64Type>().clone();
-                        let x = b.column(1).as_primitive::<Float64Type>().clone();
-                        (0..b.num_rows()).map(move |i| (row.value(i), x.is_valid(i).then(|| x.value(i))))
-                    })
-                    .collect();
-                rows.sort_by_key(|r| r.0);
+                let rows = sorted_rows(Arc::clone(&physical), &state).await;
                 let spills = physical.metrics().and_then(|m| m.spill_count()).unwrap_or(0);
                 (rows, spills)
             }
