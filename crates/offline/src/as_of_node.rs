@@ -201,6 +201,40 @@ mod tests {
         DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
     }
 
+    /// A spine `[__row, __k0, __t]`.
+    fn spine_batch(rows: Vec<u64>, keys: Vec<i64>, t: Vec<i64>) -> RecordBatch {
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("__row", DataType::UInt64, false),
+                Field::new("__k0", DataType::Int64, true),
+                Field::new("__t", instant(), true),
+            ])),
+            vec![
+                Arc::new(UInt64Array::from(rows)),
+                Arc::new(Int64Array::from(keys)),
+                Arc::new(TimestampMicrosecondArray::from(t).with_timezone("UTC")),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// A feature side `[__k0, __ts, x]`.
+    fn feature_batch(keys: Vec<i64>, ts: Vec<i64>, x: Vec<f64>) -> RecordBatch {
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("__k0", DataType::Int64, true),
+                Field::new("__ts", instant(), true),
+                Field::new("x", DataType::Float64, true),
+            ])),
+            vec![
+                Arc::new(Int64Array::from(keys)),
+                Arc::new(TimestampMicrosecondArray::from(ts).with_timezone("UTC")),
+                Arc::new(Float64Array::from(x)),
+            ],
+        )
+        .unwrap()
+    }
+
     /// The as-of node over two in-memory batches, one int64 key, event mode.
     fn join_plan(
         ctx: &datafusion::prelude::SessionContext,
@@ -241,32 +275,8 @@ mod tests {
     #[tokio::test]
     async fn the_node_is_optimized_planned_and_executed() {
         let ctx = datafusion::prelude::SessionContext::new();
-        let spine = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                Field::new("__row", DataType::UInt64, false),
-                Field::new("__k0", DataType::Int64, true),
-                Field::new("__t", instant(), true),
-            ])),
-            vec![
-                Arc::new(UInt64Array::from(vec![0, 1, 2])),
-                Arc::new(Int64Array::from(vec![1, 1, 2])),
-                Arc::new(TimestampMicrosecondArray::from(vec![10, 30, 30]).with_timezone("UTC")),
-            ],
-        )
-        .unwrap();
-        let features = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                Field::new("__k0", DataType::Int64, true),
-                Field::new("__ts", instant(), true),
-                Field::new("x", DataType::Float64, true),
-            ])),
-            vec![
-                Arc::new(Int64Array::from(vec![1, 1, 2])),
-                Arc::new(TimestampMicrosecondArray::from(vec![5, 20, 31]).with_timezone("UTC")),
-                Arc::new(Float64Array::from(vec![0.5, 2.0, 9.0])),
-            ],
-        )
-        .unwrap();
+        let spine = spine_batch(vec![0, 1, 2], vec![1, 1, 2], vec![10, 30, 30]);
+        let features = feature_batch(vec![1, 1, 2], vec![5, 20, 31], vec![0.5, 2.0, 9.0]);
         let plan = join_plan(&ctx, spine, features, 15);
         let state = with_as_of_planner(ctx.state());
         let optimized = state.optimize(&plan).unwrap();
@@ -293,38 +303,16 @@ mod tests {
     async fn a_small_memory_pool_spills_and_gives_the_same_rows() {
         let (keys, per_key) = (500i64, 40i64);
         let n = (keys * per_key) as usize;
-        let spine = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                Field::new("__row", DataType::UInt64, false),
-                Field::new("__k0", DataType::Int64, true),
-                Field::new("__t", instant(), true),
-            ])),
-            vec![
-                Arc::new(UInt64Array::from_iter_values(0..keys as u64 * 3)),
-                Arc::new(Int64Array::from_iter_values((0..keys * 3).map(|i| i % keys))),
-                Arc::new(
-                    TimestampMicrosecondArray::from_iter_values((0..keys * 3).map(|i| (i * 7) % (per_key * 10)))
-                        .with_timezone("UTC"),
-                ),
-            ],
-        )
-        .unwrap();
-        let features = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                Field::new("__k0", DataType::Int64, true),
-                Field::new("__ts", instant(), true),
-                Field::new("x", DataType::Float64, true),
-            ])),
-            vec![
-                Arc::new(Int64Array::from_iter_values((0..n as i64).map(|i| i % keys))),
-                Arc::new(
-                    TimestampMicrosecondArray::from_iter_values((0..n as i64).map(|i| i / keys * 10))
-                        .with_timezone("UTC"),
-                ),
-                Arc::new(Float64Array::from_iter_values((0..n).map(|i| i as f64))),
-            ],
-        )
-        .unwrap();
+        let spine = spine_batch(
+            (0..keys as u64 * 3).collect(),
+            (0..keys * 3).map(|i| i % keys).collect(),
+            (0..keys * 3).map(|i| (i * 7) % (per_key * 10)).collect(),
+        );
+        let features = feature_batch(
+            (0..n as i64).map(|i| i % keys).collect(),
+            (0..n as i64).map(|i| i / keys * 10).collect(),
+            (0..n).map(|i| i as f64).collect(),
+        );
         let feature_bytes = features.get_array_memory_size();
         let run = |ctx: datafusion::prelude::SessionContext| {
             let (spine, features) = (spine.clone(), features.clone());

@@ -350,7 +350,7 @@ impl ViewLayout {
     }
 
     /// Encodes a materialization batch: columns `[keys.., event_timestamp, created?, features..]`
-    /// (keys typed as [`key_arrow_type`], times as µs). Rows whose key or event time is null are
+    /// (int64 keys as Int64, string keys as Utf8, times as µs). Rows whose key or event time is null are
     /// not written (the offline side never produces them); they are an error here.
     pub fn encode_batch(&self, batch: &RecordBatch) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let k = self.keys.len();
@@ -450,14 +450,6 @@ pub struct Row {
     pub event_ts: i64,
     pub created: Option<i64>,
     pub values: Vec<Scalar>,
-}
-
-/// The Arrow type keys of `ty` are encoded from.
-pub fn key_arrow_type(ty: KeyType) -> DataType {
-    match ty {
-        KeyType::Int64 => DataType::Int64,
-        KeyType::String => DataType::Utf8,
-    }
 }
 
 fn arrow_type_name(ty: FeatureType) -> &'static str {
