@@ -43,6 +43,10 @@ pub enum Command {
         /// Apply even if features are removed or retyped, keys change, or online semantics change.
         #[arg(long)]
         allow_breaking: bool,
+        /// Apply only if the registry is still at this version (the one `plan` showed);
+        /// otherwise fail, so what is recorded is what was reviewed.
+        #[arg(long, value_name = "N")]
+        expect_version: Option<u64>,
         #[arg(long)]
         json: bool,
     },

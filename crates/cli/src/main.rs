@@ -45,7 +45,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate { json } => validate(&project, json),
         Command::Plan { json } => plan(&project, json),
-        Command::Apply { allow_breaking, json } => apply(&project, allow_breaking, json),
+        Command::Apply {
+            allow_breaking,
+            expect_version,
+            json,
+        } => apply(&project, allow_breaking, expect_version, json),
         Command::List { kind, json } => list(&project, kind, json),
         Command::Registry { command } => registry(&project, command),
         Command::TrainingSet {
@@ -121,7 +125,10 @@ fn instant(text: &str) -> anyhow::Result<i64> {
 
 /// Opens the configured online store (default: the embedded one in the repository).
 async fn online_store(project: &Project, url: Option<&str>) -> anyhow::Result<Arc<dyn OnlineStore>> {
-    let config = url.map_or_else(|| StoreConfig::default_for(&project.repo_dir), StoreConfig::parse);
+    let config = match url {
+        Some(url) => StoreConfig::parse(url)?,
+        None => StoreConfig::default_for(&project.repo_dir),
+    };
     Ok(skewless::online_store::open(&config).await?)
 }
 
@@ -138,9 +145,15 @@ fn materialize(
         let progress = output::materialize_progress_printer();
         anyhow::Ok(project.materialize(&*store, options, &progress).await?)
     })?;
+    // Every view ran; the run failed if any view did.
+    let code = if reports.iter().any(|r| r.error.is_some()) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    };
     if json {
         print_json(&reports)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     let mut table = Table::new([
         "view",
@@ -169,7 +182,23 @@ fn materialize(
         ]);
     }
     table.print();
-    Ok(ExitCode::SUCCESS)
+    let failed: Vec<&str> = reports
+        .iter()
+        .filter(|r| r.error.is_some())
+        .map(|r| r.view.as_str())
+        .collect();
+    for r in reports.iter().filter(|r| r.error.is_some()) {
+        eprintln!("error: view `{}`: {}", r.view, r.error.as_deref().unwrap_or_default());
+    }
+    if !failed.is_empty() {
+        eprintln!(
+            "{} of {} views failed ({}); the others were materialized",
+            failed.len(),
+            reports.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(code)
 }
 
 fn get(
@@ -398,8 +427,8 @@ fn plan(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn apply(project: &Project, allow_breaking: bool, json: bool) -> anyhow::Result<ExitCode> {
-    let outcome = project.apply(allow_breaking).context("applying")?;
+fn apply(project: &Project, allow_breaking: bool, expect: Option<u64>, json: bool) -> anyhow::Result<ExitCode> {
+    let outcome = project.apply(allow_breaking, expect).context("applying")?;
     match outcome {
         ApplyOutcome::UpToDate { seq } => {
             if json {

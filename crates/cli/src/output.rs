@@ -147,15 +147,24 @@ pub fn materialize_progress_printer() -> impl Fn(skewless::online::MaterializePr
                 printed_tenths.set(tenths);
                 format!("{view}: wrote {done}/{total} keys")
             }
-            MaterializeProgress::Done(r) => format!(
-                "{}: {} keys written, {} not newer, {} rows read in {:.2}s",
-                r.view, r.keys_written, r.writes_skipped_not_newer, r.rows_read, r.seconds
-            ),
+            MaterializeProgress::Done(r) => match &r.error {
+                Some(error) => format!("{}: FAILED: {error}", r.view),
+                None => format!(
+                    "{}: {} keys written, {} not newer, {} rows read in {:.2}s{}",
+                    r.view,
+                    r.keys_written,
+                    r.writes_skipped_not_newer,
+                    r.rows_read,
+                    r.seconds,
+                    r.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+                ),
+            },
+            MaterializeProgress::Warning(warning) => format!("warning: {warning}"),
         };
         let mut err = std::io::stderr().lock();
         if terminal {
             let _ = write!(err, "\r\x1b[2K{line}");
-            if matches!(event, MaterializeProgress::Done(_)) {
+            if matches!(event, MaterializeProgress::Done(_) | MaterializeProgress::Warning(_)) {
                 let _ = writeln!(err);
             }
         } else {

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use crate::layout::supersedes;
+use crate::layout::{INSTANCE_KEY, new_instance_id, supersedes};
 use crate::store::{OnlineStore, WriteSummary};
 use crate::{Error, Result};
 
@@ -139,6 +139,34 @@ impl EmbeddedStore {
 impl OnlineStore for EmbeddedStore {
     fn describe(&self) -> String {
         format!("embedded store {}", self.path.display())
+    }
+
+    fn identity(&self) -> String {
+        let absolute = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
+        format!("embedded:{}", absolute.display())
+    }
+
+    async fn instance_id(&self) -> Result<String> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let id = {
+            let mut table = txn.open_table(VALUES).map_err(|e| self.err(e))?;
+            let stored = table
+                .get(INSTANCE_KEY)
+                .map_err(|e| self.err(e))?
+                .and_then(|r| live(r.value(), 0).map(|v| String::from_utf8_lossy(v).into_owned()));
+            match stored {
+                Some(id) => id,
+                None => {
+                    let id = new_instance_id();
+                    let mut record = 0u64.to_be_bytes().to_vec();
+                    record.extend_from_slice(id.as_bytes());
+                    table.insert(INSTANCE_KEY, record.as_slice()).map_err(|e| self.err(e))?;
+                    id
+                }
+            }
+        };
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(id)
     }
 
     async fn write(&self, entries: Vec<(Vec<u8>, Vec<u8>)>, expire_after: Option<Duration>) -> Result<WriteSummary> {

@@ -65,6 +65,22 @@ use skewless_defs::{AsOf, Definitions, FeatureType, FeatureView, KeyType};
 
 use crate::{Error, Result};
 
+/// The key of the store's instance id ([`crate::OnlineStore::instance_id`]). Project names
+/// are identifiers, so no feature key (`sk:<project>:…`) can equal it.
+pub const INSTANCE_KEY: &[u8] = b"sk::instance";
+
+/// A new random instance id: 32 hex digits.
+pub fn new_instance_id() -> String {
+    use std::hash::BuildHasher;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    // RandomState is seeded from the OS's randomness, per instance.
+    let a = std::collections::hash_map::RandomState::new().hash_one((nanos, std::process::id()));
+    let b = std::collections::hash_map::RandomState::new().hash_one(a);
+    format!("{a:016x}{b:016x}")
+}
+
 /// The value format this build writes and reads.
 pub const FORMAT: u8 = 1;
 /// Where the ordered part of a value starts: after format and version.

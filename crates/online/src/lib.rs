@@ -50,20 +50,76 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Where the online store is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
-    /// `redis://` or `rediss://` URL.
+    /// `redis://`, `rediss://` or `redis+unix://` URL, checked by [`StoreConfig::parse`].
     Redis(String),
     /// A redb file.
     Embedded(PathBuf),
 }
 
+/// The forms `--online` accepts, for messages.
+pub const ACCEPTED_STORES: &str = "redis://[user:password@]host[:port][/db], rediss://… (TLS), \
+redis+unix:///path/to/redis.sock, embedded:PATH, or a path ending in .redb";
+
 impl StoreConfig {
-    /// `redis://…` / `rediss://…` is Redis; `embedded:PATH` or a bare path is the embedded store.
-    pub fn parse(text: &str) -> Self {
-        if text.starts_with("redis://") || text.starts_with("rediss://") || text.starts_with("redis+unix://") {
-            StoreConfig::Redis(text.to_string())
-        } else {
-            StoreConfig::Embedded(PathBuf::from(text.strip_prefix("embedded:").unwrap_or(text)))
+    /// Parses a store location strictly. A mistyped URL (`http://…`, `Redis://…`, `redis:/…`,
+    /// `host:port`) is an error listing the accepted forms, never a file path: the embedded
+    /// store is chosen only by `embedded:PATH`, a path ending in `.redb`, or the default.
+    /// Messages never show a password.
+    pub fn parse(text: &str) -> Result<Self> {
+        let refuse = |why: String| {
+            Error::Request(format!(
+                "online store `{}`: {why}; accepted: {ACCEPTED_STORES}",
+                redis_store::redact(text)
+            ))
+        };
+        let text = text.trim();
+        if let Some(path) = text.strip_prefix("embedded:") {
+            if path.is_empty() {
+                return Err(refuse("`embedded:` needs a path".into()));
+            }
+            return Ok(StoreConfig::Embedded(PathBuf::from(path)));
         }
+        let scheme = text
+            .split_once(':')
+            .map(|(s, _)| s)
+            .filter(|s| s.chars().next().is_some_and(|c| c.is_ascii_alphabetic()))
+            .filter(|s| s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)));
+        let Some(scheme) = scheme else {
+            if text.ends_with(".redb") {
+                return Ok(StoreConfig::Embedded(PathBuf::from(text)));
+            }
+            return Err(refuse(if text.is_empty() {
+                "empty".into()
+            } else {
+                "not a URL, and a path to an embedded store must end in .redb (or be written embedded:PATH)".into()
+            }));
+        };
+        match scheme {
+            "redis" | "rediss" | "redis+unix" => {}
+            _ if text[scheme.len() + 1..].chars().all(|c| c.is_ascii_digit()) => {
+                return Err(refuse(format!(
+                    "a bare host:port is ambiguous (did you mean `redis://{}`?)",
+                    redis_store::redact(text)
+                )));
+            }
+            other if other.eq_ignore_ascii_case("redis") || other.eq_ignore_ascii_case("rediss") => {
+                return Err(refuse(format!(
+                    "URL schemes are lower case (did you mean `{}`?)",
+                    other.to_ascii_lowercase()
+                )));
+            }
+            other => return Err(refuse(format!("unsupported scheme `{other}:`"))),
+        }
+        if !text[scheme.len() + 1..].starts_with("//") {
+            return Err(refuse(format!("`{scheme}:` must be followed by `//`")));
+        }
+        let info = redis::IntoConnectionInfo::into_connection_info(text).map_err(|e| refuse(e.to_string()))?;
+        if let redis::ConnectionAddr::Tcp(host, _) | redis::ConnectionAddr::TcpTls { host, .. } = info.addr()
+            && host.is_empty()
+        {
+            return Err(refuse("no host".into()));
+        }
+        Ok(StoreConfig::Redis(text.to_string()))
     }
 
     /// The default: the embedded store under the repository directory.
@@ -78,4 +134,53 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn OnlineStore>> {
         StoreConfig::Redis(url) => Arc::new(RedisStore::connect(url).await?),
         StoreConfig::Embedded(path) => Arc::new(EmbeddedStore::open(path)?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_are_parsed_strictly() {
+        for ok in [
+            "redis://localhost:6379",
+            "redis://:pw@h:1/2",
+            "rediss://h/0#insecure",
+            "redis+unix:///tmp/r.sock",
+        ] {
+            assert!(matches!(StoreConfig::parse(ok), Ok(StoreConfig::Redis(_))), "{ok}");
+        }
+        assert_eq!(
+            StoreConfig::parse("embedded:some/dir/store").ok(),
+            Some(StoreConfig::Embedded("some/dir/store".into()))
+        );
+        assert_eq!(
+            StoreConfig::parse("./online.redb").ok(),
+            Some(StoreConfig::Embedded("./online.redb".into()))
+        );
+        // The family of typos that once became a directory named after them.
+        for bad in [
+            "http://localhost:6379",
+            "Redis://localhost:6379",
+            "REDIS://h",
+            "redis:/localhost:6379",
+            "redis:localhost",
+            "localhost:6379",
+            "127.0.0.1:6379",
+            "redis//localhost:6379",
+            "Redis://:s3cret@host",
+            "redis://",
+            "redis://h:notaport",
+            "redis://h/notadb",
+            "embedded:",
+            "",
+            "some/dir",
+        ] {
+            let e = StoreConfig::parse(bad).expect_err(bad).to_string();
+            assert!(e.contains("accepted: redis://"), "{bad}: {e}");
+            assert!(!e.contains("s3cret"), "{bad}: {e}");
+        }
+        let hint = StoreConfig::parse("localhost:6379").unwrap_err().to_string();
+        assert!(hint.contains("did you mean `redis://localhost:6379`"), "{hint}");
+    }
 }

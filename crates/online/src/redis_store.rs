@@ -17,17 +17,37 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 
-use crate::layout::NEWER_WINS_LUA;
+use crate::layout::{INSTANCE_KEY, NEWER_WINS_LUA, new_instance_id};
 use crate::store::{OnlineStore, WriteSummary};
 use crate::{Error, Result};
 
 /// Keys per script call: big enough to amortize the call, small enough to keep Redis responsive.
 const KEYS_PER_CALL: usize = 1024;
 
+/// Reads the instance id, setting it first when the key is missing.
+const INSTANCE_LUA: &str = r#"
+local id = redis.call('GET', KEYS[1])
+if id then return id end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+"#;
+
+/// A Redis URL's identity: scheme, host, port and db, never credentials.
+pub fn identity(url: &str) -> String {
+    match redis::IntoConnectionInfo::into_connection_info(url) {
+        Ok(info) => {
+            let scheme = url.split_once("://").map_or("redis", |(s, _)| s);
+            format!("{scheme}://{}/{}", info.addr(), info.redis_settings().db())
+        }
+        Err(_) => redact(url),
+    }
+}
+
 #[derive(Clone)]
 pub struct RedisStore {
     /// The URL without its password.
     shown: String,
+    identity: String,
     connection: ConnectionManager,
     script: Script,
 }
@@ -40,18 +60,34 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-/// `url` with any password replaced by `***`.
+/// `url` with any password replaced by `***`: the userinfo's password (also in a mistyped
+/// URL such as `Redis:/:secret@host`) and `pass=` query values.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let shown = userinfo
+    let after_scheme = url.find("://").map(|i| i + 3).or_else(|| url.find(':').map(|i| i + 1));
+    let mut shown = match (after_scheme, url.rfind('@')) {
+        (Some(start), Some(at)) if at >= start => {
+            let userinfo = &url[start..at];
+            let userinfo = userinfo.trim_start_matches('/');
+            let prefix = &url[..at - userinfo.len()];
+            let hidden = userinfo
                 .split_once(':')
-                .map_or(userinfo.to_string(), |(u, _)| format!("{u}:***"));
-            format!("{}{shown}{}", &url[..scheme + 3], &url[at..])
+                .map_or_else(|| userinfo.to_string(), |(user, _)| format!("{user}:***"));
+            format!("{prefix}{hidden}{}", &url[at..])
         }
         _ => url.to_string(),
+    };
+    if let Some(q) = shown.find('?') {
+        let (head, query) = shown.split_at(q + 1);
+        let query: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key @ ("pass" | "password"), _)) => format!("{key}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        shown = format!("{head}{}", query.join("&"));
     }
+    shown
 }
 
 impl RedisStore {
@@ -73,8 +109,19 @@ impl RedisStore {
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
         let connection = ConnectionManager::new_with_config(client, config).await.map_err(err)?;
+        // A PING now turns a missing or wrong password into a clear error here, not a
+        // "Protocol error: unauthenticated multibulk length" on the first large write.
+        let mut ping = connection.clone();
+        redis::cmd("PING")
+            .query_async::<()>(&mut ping)
+            .await
+            .map_err(|e| Error::Redis {
+                url: shown.clone(),
+                message: auth_hint(&e).unwrap_or_else(|| e.to_string()),
+            })?;
         let store = RedisStore {
             shown: shown.clone(),
+            identity: identity(url),
             connection,
             script: Script::new(NEWER_WINS_LUA),
         };
@@ -112,10 +159,39 @@ impl RedisStore {
     }
 }
 
+/// A plain-words reading of an authentication failure.
+fn auth_hint(e: &redis::RedisError) -> Option<String> {
+    let text = e.to_string();
+    if text.contains("NOAUTH") || text.contains("unauthenticated") || text.contains("Authentication required") {
+        Some("the server requires a password: give it in the URL, redis://[user]:PASSWORD@host:port".into())
+    } else if text.contains("WRONGPASS")
+        || text.contains("invalid password")
+        || text.contains("invalid username-password")
+    {
+        Some("authentication failed: wrong user name or password".into())
+    } else {
+        None
+    }
+}
+
 #[async_trait]
 impl OnlineStore for RedisStore {
     fn describe(&self) -> String {
         format!("Redis at {}", self.shown)
+    }
+
+    fn identity(&self) -> String {
+        self.identity.clone()
+    }
+
+    async fn instance_id(&self) -> Result<String> {
+        let mut connection = self.connection.clone();
+        redis::Script::new(INSTANCE_LUA)
+            .key(INSTANCE_KEY)
+            .arg(new_instance_id())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|e| self.err(e))
     }
 
     async fn write(&self, entries: Vec<(Vec<u8>, Vec<u8>)>, expire_after: Option<Duration>) -> Result<WriteSummary> {
@@ -146,7 +222,16 @@ impl OnlineStore for RedisStore {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{identity, redact};
+
+    #[test]
+    fn identity_has_no_credentials() {
+        let a = identity("redis://user:s3cret@h:7000/3");
+        assert_eq!(a, "redis://h:7000/3");
+        assert_eq!(a, identity("redis://h:7000/3"));
+        assert_ne!(a, identity("redis://h:7000/4"));
+        assert_eq!(identity("rediss://:pw@h/0#insecure"), "rediss://h:6379/0");
+    }
 
     #[test]
     fn passwords_never_reach_messages() {
@@ -154,5 +239,11 @@ mod tests {
         assert_eq!(redact("rediss://user:s3cret@host/0"), "rediss://user:***@host/0");
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
         assert_eq!(redact("redis://user@host"), "redis://user@host");
+        assert_eq!(redact("Redis://:s3cret@host"), "Redis://:***@host");
+        assert_eq!(redact("redis:/:s3cret@host"), "redis:/:***@host");
+        assert_eq!(
+            redact("redis+unix:///tmp/r.sock?db=1&pass=s3cret"),
+            "redis+unix:///tmp/r.sock?db=1&pass=***"
+        );
     }
 }

@@ -33,6 +33,16 @@ pub trait OnlineStore: Send + Sync + std::fmt::Debug {
     /// Where the store is, for messages (no password).
     fn describe(&self) -> String;
 
+    /// Which store this is, stable across processes and without credentials:
+    /// `redis://host:port/db`, or `embedded:` and the file's absolute path.
+    fn identity(&self) -> String;
+
+    /// This store instance's id: a random token the store keeps under
+    /// [`crate::layout::INSTANCE_KEY`], created on first use. A store that was emptied (a
+    /// Redis restarted without persistence, a deleted file) gets a new one, so facts recorded
+    /// against the old one, such as materialization watermarks, are seen not to hold.
+    async fn instance_id(&self) -> Result<String>;
+
     /// Writes each `(key, value)` unless the stored value supersedes it, atomically per key.
     /// Written keys expire `expire_after` after the write (`None`: never).
     async fn write(&self, entries: Vec<(Vec<u8>, Vec<u8>)>, expire_after: Option<Duration>) -> Result<WriteSummary>;

@@ -49,6 +49,11 @@ pub enum Error {
     Breaking(Vec<String>),
     #[error("registry at {path}: {message}")]
     Registry { path: PathBuf, message: String },
+    /// `apply` lost a race: the registry moved since its plan was made.
+    #[error(
+        "registry at {path} moved from {from} to {to} while this apply ran: re-run `skewless plan` and apply again"
+    )]
+    RegistryMoved { path: PathBuf, from: String, to: String },
     #[error("writing {path}: {message}")]
     Write { path: PathBuf, message: String },
     /// A request that names something that does not exist, or asks the impossible.

@@ -31,7 +31,7 @@ use skewless_online::{
     Entity, FeatureValue, KeyValue, LookupStats, OnlineStore, Scalar, Selection, Status, ViewLayout, lookup,
 };
 
-use crate::registry::Watermark;
+use crate::registry::{StoreRef, Watermark};
 use crate::training::{FeatureSelection, resolve_selection};
 use crate::{Error, Project, Result};
 
@@ -52,8 +52,21 @@ pub struct MaterializeOptions {
     pub views: Vec<String>,
 }
 
+/// One view's share of a materialization run.
+struct ViewRun<'a> {
+    ctx: &'a datafusion::prelude::SessionContext,
+    defs: &'a Definitions,
+    view: &'a skewless_defs::FeatureView,
+    store: &'a dyn OnlineStore,
+    store_ref: &'a StoreRef,
+    /// The view's watermark in this store, if any (any version).
+    watermark: Option<&'a Watermark>,
+    options: &'a MaterializeOptions,
+    progress: &'a dyn Fn(MaterializeProgress),
+}
+
 /// What materializing one view did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ViewReport {
     pub view: String,
     pub version: String,
@@ -70,13 +83,29 @@ pub struct ViewReport {
     /// Writes the store refused because it already held an equal or newer value.
     pub writes_skipped_not_newer: u64,
     pub seconds: f64,
+    /// Why an incremental run started where it did, when that is not its watermark.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Why this view failed; nothing after the failure was written for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub enum MaterializeProgress {
-    Computing { view: String, index: usize, views: usize },
-    Writing { view: String, done: usize, total: usize },
+    Computing {
+        view: String,
+        index: usize,
+        views: usize,
+    },
+    Writing {
+        view: String,
+        done: usize,
+        total: usize,
+    },
     Done(ViewReport),
+    /// Something the user should know that does not stop the run.
+    Warning(String),
 }
 
 impl Project {
@@ -88,16 +117,41 @@ impl Project {
             .ok_or_else(|| Error::Request("nothing is applied yet: run `skewless apply` first".into()))
     }
 
-    /// Writes each online view's values at `options.end` into `store`.
+    /// Writes each online view's values at `options.end` into `store`. A view that fails is
+    /// reported with its error and the others go on: one broken expression does not stop
+    /// the healthy views from being served.
     pub async fn materialize(
         &self,
         store: &dyn OnlineStore,
         options: &MaterializeOptions,
         progress: &dyn Fn(MaterializeProgress),
     ) -> Result<Vec<ViewReport>> {
+        if let Some(start) = options.start
+            && start > options.end
+        {
+            return Err(Error::Request(format!(
+                "--start {} is after --end {}: nothing could be materialized",
+                format_instant(start),
+                format_instant(options.end)
+            )));
+        }
         let defs = self.applied()?;
         let names = online_views(&defs, &options.views)?;
         let registry = self.registry();
+        let store_ref = StoreRef {
+            identity: store.identity(),
+            instance: store.instance_id().await.map_err(online_error)?,
+        };
+        // A damaged watermark file stops an incremental run (it cannot know where to start);
+        // a full run needs none, and replaces the file.
+        let marks = match registry.watermarks(&store_ref) {
+            Ok(marks) => marks,
+            Err(e) if !options.incremental => {
+                progress(MaterializeProgress::Warning(e.to_string()));
+                BTreeMap::new()
+            }
+            Err(e) => return Err(e),
+        };
         let ctx = skewless_engine::session();
         let mut reports = Vec::new();
         for (index, name) in names.iter().enumerate() {
@@ -108,81 +162,134 @@ impl Project {
                 views: names.len(),
             });
             let view = &defs.feature_views[name];
-            let layout = ViewLayout::new(&defs, view).map_err(online_error)?;
-            let watermark = registry
-                .watermarks()?
-                .remove(name)
-                .filter(|w| w.version == layout.version);
-            let start = if options.incremental {
-                watermark.as_ref().map(|w| w.end)
-            } else {
-                options.start
-            };
-            let rows = latest(
-                &ctx,
-                &defs,
-                &self.root,
+            let run = ViewRun {
+                ctx: &ctx,
+                defs: &defs,
                 view,
-                Window {
-                    start,
-                    end: options.end,
-                },
-            )
-            .await?;
-
-            let expire_after = view.ttl.map(|ttl| Duration::from_secs(ttl.seconds()) + EXPIRY_MARGIN);
-            let mut written = skewless_online::WriteSummary::default();
-            let mut done = 0;
-            for batch in &rows.batches {
-                let mut offset = 0;
-                while offset < batch.num_rows() {
-                    let len = ROWS_PER_WRITE.min(batch.num_rows() - offset);
-                    let entries = layout.encode_batch(&batch.slice(offset, len)).map_err(online_error)?;
-                    written += store.write(entries, expire_after).await.map_err(online_error)?;
-                    offset += len;
-                    done += len;
-                    progress(MaterializeProgress::Writing {
-                        view: name.clone(),
-                        done,
-                        total: rows.winners,
-                    });
-                }
-            }
-            // Coverage is contiguous from the beginning only if this run started there or
-            // at (or before) the old watermark.
-            let contiguous = match (start, &watermark) {
-                (None, _) => true,
-                (Some(s), Some(w)) => s <= w.end,
-                (Some(_), None) => false,
+                store,
+                store_ref: &store_ref,
+                watermark: marks.get(name),
+                options,
+                progress,
             };
-            if contiguous && watermark.as_ref().is_none_or(|w| w.end < options.end) {
-                registry.set_watermark(
-                    name,
-                    Watermark {
-                        version: layout.version.clone(),
-                        end: options.end,
-                        updated_at: Utc::now(),
-                    },
-                )?;
-            }
+            let report = match self.materialize_view(run).await {
+                Ok(report) => report,
+                Err(e) => ViewReport {
+                    view: name.clone(),
+                    version: skewless_defs::version::versions(&defs)
+                        .feature_views
+                        .get(name)
+                        .cloned()
+                        .unwrap_or_default(),
+                    start: options.start,
+                    end: options.end,
+                    error: Some(e.to_string()),
+                    ..ViewReport::default()
+                },
+            };
             let report = ViewReport {
-                view: name.clone(),
-                version: layout.version.clone(),
-                start,
-                end: options.end,
-                rows_read: rows.rows_read,
-                rows_quarantined: rows.quarantined,
-                keys: rows.keys,
-                keys_with_value: rows.winners,
-                keys_written: written.written,
-                writes_skipped_not_newer: written.skipped,
                 seconds: started.elapsed().as_secs_f64(),
+                ..report
             };
             progress(MaterializeProgress::Done(report.clone()));
             reports.push(report);
         }
         store.purge_expired().await.map_err(online_error)?;
         Ok(reports)
+    }
+
+    async fn materialize_view(&self, run: ViewRun<'_>) -> Result<ViewReport> {
+        let ViewRun {
+            ctx,
+            defs,
+            view,
+            store,
+            store_ref,
+            watermark,
+            options,
+            progress,
+        } = run;
+        let name = &view.name;
+        let layout = ViewLayout::new(defs, view).map_err(online_error)?;
+        let watermark = watermark.filter(|w| w.version == layout.version);
+        let (start, note) = if options.incremental {
+            match watermark {
+                Some(w) => (Some(w.end), None),
+                None => (
+                    None,
+                    Some(format!(
+                        "no watermark for version {} in {}: a full run from the beginning",
+                        layout.version,
+                        store.describe()
+                    )),
+                ),
+            }
+        } else {
+            (options.start, None)
+        };
+        let rows = latest(
+            ctx,
+            defs,
+            &self.root,
+            view,
+            Window {
+                start,
+                end: options.end,
+            },
+        )
+        .await?;
+
+        let expire_after = view.ttl.map(|ttl| Duration::from_secs(ttl.seconds()) + EXPIRY_MARGIN);
+        let mut written = skewless_online::WriteSummary::default();
+        let mut done = 0;
+        for batch in &rows.batches {
+            let mut offset = 0;
+            while offset < batch.num_rows() {
+                let len = ROWS_PER_WRITE.min(batch.num_rows() - offset);
+                let entries = layout.encode_batch(&batch.slice(offset, len)).map_err(online_error)?;
+                written += store.write(entries, expire_after).await.map_err(online_error)?;
+                offset += len;
+                done += len;
+                progress(MaterializeProgress::Writing {
+                    view: name.clone(),
+                    done,
+                    total: rows.winners,
+                });
+            }
+        }
+        // Coverage is contiguous from the beginning only if this run started there or
+        // at (or before) the old watermark.
+        let contiguous = match (start, watermark) {
+            (None, _) => true,
+            (Some(s), Some(w)) => s <= w.end,
+            (Some(_), None) => false,
+        };
+        if contiguous && watermark.is_none_or(|w| w.end < options.end) {
+            self.registry().set_watermark(
+                store_ref,
+                name,
+                Watermark {
+                    version: layout.version.clone(),
+                    end: options.end,
+                    updated_at: Utc::now(),
+                },
+            )?;
+        }
+        Ok(ViewReport {
+            view: name.clone(),
+            version: layout.version.clone(),
+            start,
+            end: options.end,
+            rows_read: rows.rows_read,
+            rows_quarantined: rows.quarantined,
+            keys: rows.keys,
+            keys_with_value: rows.winners,
+            keys_written: written.written,
+            writes_skipped_not_newer: written.skipped,
+            seconds: 0.0,
+            note,
+            error: None,
+        })
     }
 
     /// Looks features up for entities given as `name=value` text (join keys, and the request

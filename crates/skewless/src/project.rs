@@ -98,11 +98,29 @@ impl Project {
     }
 
     /// Records the definitions in the registry, unless they would break consumers and
-    /// `allow_breaking` is false.
-    pub fn apply(&self, allow_breaking: bool) -> Result<ApplyOutcome> {
+    /// `allow_breaking` is false. `expect` pins the version the caller reviewed a plan
+    /// against (`skewless apply --expect-version N`).
+    pub fn apply(&self, allow_breaking: bool, expect: Option<u64>) -> Result<ApplyOutcome> {
         let report = self.plan()?;
+        if let Some(expected) = expect
+            && report.applied_seq != Some(expected)
+        {
+            return Err(self.registry().moved(Some(expected), report.applied_seq));
+        }
+        self.apply_plan(report, allow_breaking)
+    }
+
+    /// Records a plan, compare-and-swap against the version it was made from: if another
+    /// apply landed since, nothing is recorded (identical definitions read as up to date).
+    pub fn apply_plan(&self, report: PlanReport, allow_breaking: bool) -> Result<ApplyOutcome> {
+        let registry = self.registry();
         if let (true, Some(seq)) = (report.plan.is_empty(), report.applied_seq) {
-            return Ok(ApplyOutcome::UpToDate { seq });
+            let now = registry.seqs()?.last().copied();
+            return if now == Some(seq) {
+                Ok(ApplyOutcome::UpToDate { seq })
+            } else {
+                Err(registry.moved(Some(seq), now))
+            };
         }
         let breaking: Vec<String> = report
             .plan
@@ -116,7 +134,20 @@ impl Project {
         if !breaking.is_empty() && !allow_breaking {
             return Err(Error::Breaking(breaking));
         }
-        let record = self.registry().record(report.definitions, report.plan)?;
-        Ok(ApplyOutcome::Applied(Box::new(record)))
+        let text_hash = report.definitions.text_hash.clone();
+        let versions = skewless_defs::version::versions(&report.definitions);
+        match registry.record(report.definitions, report.plan, report.applied_seq) {
+            Ok(record) => Ok(ApplyOutcome::Applied(Box::new(record))),
+            Err(moved @ Error::RegistryMoved { .. }) => {
+                // Lost the race to an apply of the very same definitions: nothing to do.
+                match registry.latest()? {
+                    Some(latest) if latest.text_hash == text_hash && latest.versions == versions => {
+                        Ok(ApplyOutcome::UpToDate { seq: latest.seq })
+                    }
+                    _ => Err(moved),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 }

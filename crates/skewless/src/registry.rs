@@ -5,12 +5,16 @@
 //! ```text
 //! registry/applied/000001.json   one AppliedRecord per `apply`, numbered from 1
 //! registry/applied/000002.json   the highest number is the version in force
-//! registry/materialized.json      per feature view: version and materialization watermark
+//! registry/materialized.json      per online store (identity + instance id) and feature view:
+//!                                 version and materialization watermark
 //! ```
 //!
 //! Records are written to a temporary file and then hard-linked to their final name, which
 //! fails if the name exists: two concurrent `apply` runs can never overwrite each other,
-//! and a crash never leaves a half-written record under a final name.
+//! and a crash never leaves a half-written record under a final name. Recording is a
+//! compare-and-swap against the version the plan was made from: an apply whose plan is
+//! stale (another apply landed in between) fails instead of recording changes nobody
+//! reviewed, such as a breaking change the gate never saw.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,6 +46,39 @@ pub struct Registry {
     watermarks: PathBuf,
 }
 
+/// Which online store watermarks describe: its identity (no credentials) and the instance
+/// id the store itself carries ([`skewless_online::OnlineStore::instance_id`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreRef {
+    pub identity: String,
+    pub instance: String,
+}
+
+const WATERMARK_FORMAT: u32 = 2;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct WatermarkFile {
+    format: u32,
+    /// By store identity.
+    stores: BTreeMap<String, StoreWatermarks>,
+}
+
+impl Default for WatermarkFile {
+    fn default() -> Self {
+        WatermarkFile {
+            format: WATERMARK_FORMAT,
+            stores: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoreWatermarks {
+    instance: String,
+    /// By view name.
+    views: BTreeMap<String, Watermark>,
+}
+
 /// How far a view version has been materialized: every row that became a candidate at or
 /// before `end` is in the online store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,21 +97,68 @@ impl Registry {
         }
     }
 
-    /// Materialization watermarks by view name.
-    pub fn watermarks(&self) -> Result<BTreeMap<String, Watermark>> {
-        match std::fs::read_to_string(&self.watermarks) {
-            Ok(text) => serde_json::from_str(&text)
-                .map_err(|e| self.error(&self.watermarks, format!("unreadable watermarks: {e}"))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-            Err(e) => Err(self.error(&self.watermarks, e)),
+    /// Materialization watermarks by view name, for one online store. They apply only while
+    /// the store is the same instance: a store emptied or replaced since (a new instance id)
+    /// has none, so an incremental run there starts from the beginning.
+    pub fn watermarks(&self, store: &StoreRef) -> Result<BTreeMap<String, Watermark>> {
+        Ok(self
+            .watermark_file()?
+            .stores
+            .remove(&store.identity)
+            .filter(|s| s.instance == store.instance)
+            .map(|s| s.views)
+            .unwrap_or_default())
+    }
+
+    fn watermark_file(&self) -> Result<WatermarkFile> {
+        let text = match std::fs::read_to_string(&self.watermarks) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(WatermarkFile::default()),
+            Err(e) => return Err(self.error(&self.watermarks, e)),
+        };
+        match serde_json::from_str::<WatermarkFile>(&text) {
+            Ok(file) if file.format == WATERMARK_FORMAT => Ok(file),
+            // Version 1 kept one watermark per view for whichever store was used: it cannot
+            // say which store it describes, so it describes none.
+            _ if serde_json::from_str::<BTreeMap<String, Watermark>>(&text).is_ok() => Ok(WatermarkFile::default()),
+            Ok(file) => Err(self.error(
+                &self.watermarks,
+                format!("watermark format {} is not {WATERMARK_FORMAT} (written by another skewless?)", file.format),
+            )),
+            Err(e) => Err(self.error(
+                &self.watermarks,
+                format!(
+                    "unreadable watermarks ({e}); a full `skewless materialize --end T` rebuilds them (it sets the damaged file aside)"
+                ),
+            )),
         }
     }
 
-    /// Sets one view's watermark (read, change, write to a temporary file, rename).
-    pub fn set_watermark(&self, view: &str, watermark: Watermark) -> Result<()> {
-        let mut all = self.watermarks()?;
-        all.insert(view.to_string(), watermark);
-        let text = serde_json::to_string_pretty(&all).map_err(|e| self.error(&self.watermarks, e))?;
+    /// Sets one view's watermark for one store (read, change, write a temporary file,
+    /// rename). A damaged file is set aside as `materialized.json.damaged` and replaced.
+    pub fn set_watermark(&self, store: &StoreRef, view: &str, watermark: Watermark) -> Result<()> {
+        let mut file = match self.watermark_file() {
+            Ok(file) => file,
+            Err(_) => {
+                let aside = self.watermarks.with_extension("json.damaged");
+                std::fs::rename(&self.watermarks, &aside).map_err(|e| self.error(&aside, e))?;
+                WatermarkFile::default()
+            }
+        };
+        let entry = file
+            .stores
+            .entry(store.identity.clone())
+            .or_insert_with(|| StoreWatermarks {
+                instance: store.instance.clone(),
+                views: BTreeMap::new(),
+            });
+        if entry.instance != store.instance {
+            // The store was emptied or replaced: what was recorded for it no longer holds.
+            entry.instance = store.instance.clone();
+            entry.views.clear();
+        }
+        entry.views.insert(view.to_string(), watermark);
+        let text = serde_json::to_string_pretty(&file).map_err(|e| self.error(&self.watermarks, e))?;
         let tmp = self.watermarks.with_extension(format!("{}.tmp", std::process::id()));
         if let Some(dir) = self.watermarks.parent() {
             std::fs::create_dir_all(dir).map_err(|e| self.error(dir, e))?;
@@ -138,10 +222,16 @@ impl Registry {
         self.seqs()?.into_iter().map(|s| self.get(s)).collect()
     }
 
-    /// Appends a record for `definitions` and returns it.
-    pub fn record(&self, definitions: Definitions, changes: Plan) -> Result<AppliedRecord> {
+    /// Appends a record for `definitions` as the version after `base` (the version the plan
+    /// was made against; `None`: nothing applied). Compare-and-swap: if the registry moved
+    /// since the plan, nothing is written and the error says from which version to which.
+    pub fn record(&self, definitions: Definitions, changes: Plan, base: Option<u64>) -> Result<AppliedRecord> {
         std::fs::create_dir_all(&self.dir).map_err(|e| self.error(&self.dir, e))?;
-        let seq = self.seqs()?.last().map_or(1, |s| s + 1);
+        let current = self.seqs()?.last().copied();
+        if current != base {
+            return Err(self.moved(base, current));
+        }
+        let seq = base.map_or(1, |s| s + 1);
         let record = AppliedRecord {
             seq,
             applied_at: Utc::now(),
@@ -155,15 +245,25 @@ impl Registry {
         let tmp = self.dir.join(format!(".{seq:06}.{}.tmp", std::process::id()));
         std::fs::write(&tmp, text).map_err(|e| self.error(&tmp, e))?;
         let target = self.path(seq);
+        // The hard link is the swap: it fails if another apply took `seq` since the check above.
         let linked = std::fs::hard_link(&tmp, &target);
         let _ = std::fs::remove_file(&tmp);
-        linked.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                self.error(&target, "another apply recorded this version first; run plan again")
-            } else {
-                self.error(&target, e)
+        match linked {
+            Ok(()) => Ok(record),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(self.moved(base, self.seqs()?.last().copied()))
             }
-        })?;
-        Ok(record)
+            Err(e) => Err(self.error(&target, e)),
+        }
+    }
+
+    /// The error for a registry found at `now` where `base` was expected.
+    pub fn moved(&self, base: Option<u64>, now: Option<u64>) -> Error {
+        let name = |s: Option<u64>| s.map_or_else(|| "nothing applied".to_string(), |s| format!("v{s}"));
+        Error::RegistryMoved {
+            path: self.dir.clone(),
+            from: name(base),
+            to: name(now),
+        }
     }
 }

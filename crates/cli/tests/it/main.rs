@@ -5,6 +5,7 @@
 
 mod architecture;
 mod commands;
+mod hardening;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -32,14 +33,19 @@ impl TempProject {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
-        let output = Command::new(env!("CARGO_BIN_EXE_skewless"))
+        Run(self.command(args).output().unwrap())
+    }
+
+    /// The `skewless` command in this project, not started (for concurrent runs).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_skewless"));
+        command
             .args(args)
             .current_dir(self.path())
             .env_remove("SKEWLESS_DEFS")
             .env_remove("SKEWLESS_REPO")
-            .output()
-            .unwrap();
-        Run(output)
+            .env_remove("SKEWLESS_ONLINE");
+        command
     }
 
     pub fn edit(&self, file: &str, from: &str, to: &str) {

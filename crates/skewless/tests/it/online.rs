@@ -18,7 +18,7 @@ fn demo_project() -> (tempfile::TempDir, Project) {
     let defs = crate::copy_demo_defs(dir.path());
     skewless::demo_data::generate(&dir.path().join("data/demo"), 42).unwrap();
     let project = Project::new(defs, dir.path().join(".skewless"));
-    project.apply(false).unwrap();
+    project.apply(false, None).unwrap();
     (dir, project)
 }
 
@@ -214,10 +214,104 @@ async fn incremental_steps_equal_one_full_run() {
             assert_eq!(r.start, previous_end, "{} starts at the watermark", r.view);
         }
         previous_end = Some(step);
-        let marks = project.registry().watermarks().unwrap();
+        let marks = project.registry().watermarks(&store_ref(&*store).await).unwrap();
         assert!(marks.values().all(|w| w.end == step));
     }
     assert_parity(dir.path(), &project, &*store, end).await;
+}
+
+async fn store_ref(store: &dyn OnlineStore) -> skewless::registry::StoreRef {
+    skewless::registry::StoreRef {
+        identity: store.identity(),
+        instance: store.instance_id().await.unwrap(),
+    }
+}
+
+fn incremental(end: i64) -> MaterializeOptions {
+    MaterializeOptions {
+        start: None,
+        end,
+        incremental: true,
+        views: Vec::new(),
+    }
+}
+
+/// Watermarks belong to one store: an incremental run into another store, or into the same
+/// Redis after it restarted empty, is a full run, and then serves what a training set gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watermarks_belong_to_one_store_instance() {
+    let (dir, project) = demo_project();
+    let early = START_MICROS + 2 * 24 * HOUR;
+    let end = START_MICROS + 6 * 24 * HOUR;
+    let embedded = online_store::open(&StoreConfig::Embedded(dir.path().join("e.redb")))
+        .await
+        .unwrap();
+    project
+        .materialize(&*embedded, &incremental(early), &|_| {})
+        .await
+        .unwrap();
+
+    let mut server = skewless_testkit::RedisServer::start();
+    let redis = online_store::open(&StoreConfig::Redis(server.url())).await.unwrap();
+    let reports = project.materialize(&*redis, &incremental(end), &|_| {}).await.unwrap();
+    for r in &reports {
+        assert_eq!(r.start, None, "{}: another store's watermark was used", r.view);
+        assert!(r.note.as_deref().is_some_and(|n| n.contains("full run")), "{r:?}");
+    }
+    assert_parity(dir.path(), &project, &*redis, end).await;
+    // The embedded store's own watermark is untouched.
+    let marks = project.registry().watermarks(&store_ref(&*embedded).await).unwrap();
+    assert!(!marks.is_empty() && marks.values().all(|w| w.end == early), "{marks:?}");
+
+    // Redis restarts empty (no persistence): a new instance, so a full run again.
+    server.restart();
+    let redis = online_store::open(&StoreConfig::Redis(server.url())).await.unwrap();
+    let later = end + HOUR;
+    let reports = project
+        .materialize(&*redis, &incremental(later), &|_| {})
+        .await
+        .unwrap();
+    assert!(
+        reports.iter().all(|r| r.start.is_none() && r.keys_written > 0),
+        "{reports:?}"
+    );
+    assert_parity(dir.path(), &project, &*redis, later).await;
+    // And on the same instance, the next run is incremental.
+    let reports = project
+        .materialize(&*redis, &incremental(later + HOUR), &|_| {})
+        .await
+        .unwrap();
+    assert!(reports.iter().all(|r| r.start == Some(later)), "{reports:?}");
+}
+
+/// A damaged watermark file stops incremental runs with a way out, and a full run repairs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_watermarks_are_recoverable() {
+    let (dir, project) = demo_project();
+    let store = online_store::open(&StoreConfig::Embedded(dir.path().join("e.redb")))
+        .await
+        .unwrap();
+    let file = dir.path().join(".skewless/registry/materialized.json");
+    std::fs::write(&file, "{ not json").unwrap();
+    let end = START_MICROS + 2 * 24 * HOUR;
+    let e = project
+        .materialize(&*store, &incremental(end), &|_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("a full `skewless materialize --end T` rebuilds them"), "{e}");
+    let full = MaterializeOptions {
+        incremental: false,
+        ..incremental(end)
+    };
+    let reports = project.materialize(&*store, &full, &|_| {}).await.unwrap();
+    assert!(reports.iter().all(|r| r.error.is_none()));
+    assert!(dir.path().join(".skewless/registry/materialized.json.damaged").exists());
+    let reports = project
+        .materialize(&*store, &incremental(end + HOUR), &|_| {})
+        .await
+        .unwrap();
+    assert!(reports.iter().all(|r| r.start == Some(end)), "{reports:?}");
 }
 
 #[tokio::test]
