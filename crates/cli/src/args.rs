@@ -193,43 +193,60 @@ pub enum RegistryCommand {
     Show { seq: Option<u64> },
 }
 
-/// `driver_id=1001,customer_id=7` → pairs.
+/// `driver_id=1001,customer_id=7` → pairs. A name given twice is an error: one entity has
+/// one value per key (repeat `--entity` for more entities).
 pub fn parse_entity(text: &str) -> Result<Vec<(String, String)>, String> {
-    text.split(',')
-        .map(|pair| {
-            pair.split_once('=')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| format!("expected `key=value`, found `{pair}`"))
-        })
-        .collect()
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for pair in text.split(',') {
+        let (name, value) = pair
+            .split_once('=')
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| format!("expected `key=value`, found `{pair}`"))?;
+        if let Some((_, first)) = pairs.iter().find(|(n, _)| *n == name) {
+            return Err(format!(
+                "`{name}` is given twice (`{first}` and `{value}`); repeat --entity for another entity"
+            ));
+        }
+        pairs.push((name, value));
+    }
+    Ok(pairs)
 }
 
-/// `2GiB`, `512MiB`, `100MB`, `1000000` → bytes.
+/// `2GiB`, `1.5GiB`, `512MiB`, `100MB`, `1000000` → bytes (rounded down).
 pub fn parse_bytes(text: &str) -> Result<usize, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: usize = number
-        .parse()
-        .map_err(|_| format!("expected a size like 2GiB, found `{text}`"))?;
-    let scale: usize = match unit.trim() {
-        "" | "B" => 1,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
+    let expected = || format!("expected a size like 2GiB or 1.5GiB, found `{text}`");
+    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
+        return Err(expected());
+    }
+    let number: f64 = number.parse().map_err(|_| expected())?;
+    let scale: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
         other => {
             return Err(format!(
-                "unknown size unit `{other}`: use B, KB, MB, GB, KiB, MiB or GiB"
+                "unknown size unit `{other}` in `{text}`: use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB"
             ));
         }
     };
-    number
-        .checked_mul(scale)
-        .ok_or_else(|| format!("size `{text}` is too large"))
+    let bytes = number * scale;
+    // Anything at or above 2^63 does not fit.
+    if !bytes.is_finite() || bytes >= 2f64.powi(63) {
+        return Err(format!("size `{text}` is too large"));
+    }
+    Ok(bytes as usize)
 }
 
 #[cfg(test)]
@@ -245,6 +262,8 @@ mod tests {
         assert_eq!(parse_entity("a=1, b=x").unwrap().len(), 2);
         assert!(parse_entity("1001").is_err());
         assert!(parse_entity("=3").is_err());
+        let twice = parse_entity("driver_id=1001,driver_id=1002").unwrap_err();
+        assert!(twice.contains("`driver_id` is given twice"), "{twice}");
     }
 
     #[test]
@@ -253,6 +272,11 @@ mod tests {
         assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
         assert_eq!(parse_bytes("100MB"), Ok(100_000_000));
         assert_eq!(parse_bytes("77"), Ok(77));
+        assert_eq!(parse_bytes("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_bytes("0.5KiB"), Ok(512));
+        assert!(parse_bytes("1.5.5GiB").is_err());
+        assert!(parse_bytes(".5GiB").is_err());
+        assert!(parse_bytes("99999999999TiB").is_err());
         assert!(parse_bytes("2 parsecs").is_err());
         assert!(parse_bytes("GiB").is_err());
     }

@@ -14,7 +14,7 @@ use skewless::listing;
 use skewless::manifest::{manifest_path, read_manifest, write_manifest};
 use skewless::online::{MaterializeOptions, format_instant, parse_instant, scalar_to_json};
 use skewless::online_store::{OnlineStore, StoreConfig};
-use skewless::training::{FeatureSelection, TrainingSetOptions, write_parquet};
+use skewless::training::{FeatureSelection, TrainingSetOptions};
 use skewless::{ApplyOutcome, Error, Project};
 use std::sync::Arc;
 
@@ -214,7 +214,16 @@ fn get(
         let store = online_store(project, url).await?;
         anyhow::Ok(project.get(&*store, selection, entities, at).await?)
     })?;
-    let entity_text = |e: &[(String, String)]| e.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    let text = |v: &skewless::online_store::Scalar| match scalar_to_json(v) {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    };
+    let entity_text = |e: &[(String, skewless::online_store::Scalar)]| {
+        e.iter()
+            .map(|(k, v)| format!("{k}={}", text(v)))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     if json {
         let results: Vec<serde_json::Value> = found
             .entities
@@ -237,7 +246,7 @@ fn get(
                     })
                     .collect();
                 serde_json::json!({
-                    "entity": entity.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+                    "entity": entity.iter().map(|(k, v)| (k.clone(), scalar_to_json(v))).collect::<serde_json::Map<_, _>>(),
                     "features": features,
                 })
             })
@@ -259,10 +268,7 @@ fn get(
             table.row([
                 entity_text(entity),
                 format!("{}:{}", f.view, f.feature),
-                match scalar_to_json(&v.value) {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                },
+                text(&v.value),
                 v.status.name().to_string(),
                 v.event_timestamp.map(format_instant).unwrap_or_default(),
             ]);
@@ -294,7 +300,7 @@ fn training_set(
     };
     let runtime = runtime()?;
     let progress = output::progress_printer();
-    let context = || format!("building a training set for {}", options.spine.display());
+    let context = || "training set failed";
     let built = if with_manifest {
         let (built, manifest) = runtime
             .block_on(project.training_set_recorded(&ctx, options, out, &progress))
@@ -312,11 +318,9 @@ fn training_set(
         );
         built
     } else {
-        let built = runtime
-            .block_on(project.training_set_with_progress(&ctx, options, &progress))
-            .with_context(context)?;
-        write_parquet(&built.batch, out)?;
-        built
+        runtime
+            .block_on(project.training_set_written(&ctx, options, out, &progress))
+            .with_context(context)?
     };
     let read: usize = built.rows_read.values().sum();
     println!(

@@ -96,7 +96,7 @@ impl RedisStore {
         let shown = redact(url);
         let err = |e: redis::RedisError| Error::Redis {
             url: shown.clone(),
-            message: e.to_string(),
+            message: auth_hint(&e).unwrap_or_else(|| e.to_string()),
         };
         if url.starts_with("rediss://") {
             // rustls needs one process-wide crypto provider; an error means one is installed.
@@ -112,13 +112,7 @@ impl RedisStore {
         // A PING now turns a missing or wrong password into a clear error here, not a
         // "Protocol error: unauthenticated multibulk length" on the first large write.
         let mut ping = connection.clone();
-        redis::cmd("PING")
-            .query_async::<()>(&mut ping)
-            .await
-            .map_err(|e| Error::Redis {
-                url: shown.clone(),
-                message: auth_hint(&e).unwrap_or_else(|| e.to_string()),
-            })?;
+        redis::cmd("PING").query_async::<()>(&mut ping).await.map_err(err)?;
         let store = RedisStore {
             shown: shown.clone(),
             identity: identity(url),
@@ -165,6 +159,7 @@ fn auth_hint(e: &redis::RedisError) -> Option<String> {
     if text.contains("NOAUTH") || text.contains("unauthenticated") || text.contains("Authentication required") {
         Some("the server requires a password: give it in the URL, redis://[user]:PASSWORD@host:port".into())
     } else if text.contains("WRONGPASS")
+        || text.contains("AuthenticationFailed")
         || text.contains("invalid password")
         || text.contains("invalid username-password")
     {

@@ -192,9 +192,10 @@ impl Project {
     ) -> Result<(TrainingSetOutput, Manifest)> {
         // One load serves both: the fingerprints and the build read the same definitions.
         let defs = self.load()?;
+        crate::training::check_output(&defs, &self.root, &options.spine, out)?;
         let inputs = self.capture_inputs_from(&defs, options)?;
         let built = self.training_set_from(ctx, &defs, options, progress).await?;
-        crate::training::write_parquet(&built.batch, out)?;
+        crate::training::write_output(&built.batch, out)?;
         let manifest = Manifest {
             manifest_version: MANIFEST_VERSION,
             skewless_version: crate::VERSION.to_string(),

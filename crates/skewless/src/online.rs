@@ -361,11 +361,22 @@ impl Project {
                     .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
-        let entities = entities
+        // Echoed typed, as parsed: the same JSON convention as the values.
+        let entities = parsed
             .iter()
-            .map(|pairs| {
-                let mut pairs = pairs.clone();
-                pairs.sort();
+            .map(|(keys, request)| {
+                let mut pairs: Vec<(String, Scalar)> = keys
+                    .iter()
+                    .map(|(name, key)| {
+                        let value = match key {
+                            KeyValue::Int64(i) => Scalar::Int64(*i),
+                            KeyValue::String(s) => Scalar::String(s.clone()),
+                        };
+                        (name.clone(), value)
+                    })
+                    .chain(request.iter().map(|(name, v)| (name.clone(), v.clone())))
+                    .collect();
+                pairs.sort_by(|a, b| a.0.cmp(&b.0));
                 pairs
             })
             .collect();
@@ -462,8 +473,8 @@ fn compute_on_demand(
 #[derive(Debug, Clone)]
 pub struct GetOutput {
     pub features: Vec<ResolvedFeature>,
-    /// The entities as given (`name`, `value` text), sorted by name.
-    pub entities: Vec<Vec<(String, String)>>,
+    /// The entities as parsed (join keys and request fields, typed), sorted by name.
+    pub entities: Vec<Vec<(String, Scalar)>>,
     pub rows: Vec<Vec<FeatureValue>>,
     pub stats: LookupStats,
     pub at: i64,
@@ -554,8 +565,10 @@ pub fn parse_instant(text: &str) -> std::result::Result<i64, String> {
     ))
 }
 
-/// A looked-up value as JSON: numbers as numbers, except NaN and ±inf, which JSON cannot
-/// hold, as the strings `"NaN"`, `"inf"`, `"-inf"`; timestamps as RFC 3339 UTC.
+/// A value as JSON, the one convention of every JSON skewless writes: numbers as numbers,
+/// except the non-finite floats JSON cannot hold, which are the strings `"NaN"`,
+/// `"Infinity"` and `"-Infinity"` (as in the protobuf JSON mapping); null as null;
+/// timestamps as RFC 3339 UTC strings.
 pub fn scalar_to_json(value: &skewless_online::Scalar) -> serde_json::Value {
     use serde_json::Value;
     use skewless_online::Scalar;
@@ -566,9 +579,9 @@ pub fn scalar_to_json(value: &skewless_online::Scalar) -> serde_json::Value {
                     if x.is_nan() {
                         "NaN"
                     } else if x > 0.0 {
-                        "inf"
+                        "Infinity"
                     } else {
-                        "-inf"
+                        "-Infinity"
                     }
                     .into(),
                 )
@@ -609,5 +622,15 @@ mod tests {
         assert_eq!(parse_instant("1970-01-02"), Ok(86_400_000_000));
         assert!(parse_instant("yesterday").is_err());
         assert_eq!(format_instant(1_500_000), "1970-01-01T00:00:01.500Z");
+    }
+
+    #[test]
+    fn json_convention_for_non_finite_floats() {
+        use serde_json::json;
+        assert_eq!(scalar_to_json(&Scalar::Float64(f64::NAN)), json!("NaN"));
+        assert_eq!(scalar_to_json(&Scalar::Float32(f32::INFINITY)), json!("Infinity"));
+        assert_eq!(scalar_to_json(&Scalar::Float64(f64::NEG_INFINITY)), json!("-Infinity"));
+        assert_eq!(scalar_to_json(&Scalar::Float32(0.5379)), json!(0.5379));
+        assert_eq!(scalar_to_json(&Scalar::Null), json!(null));
     }
 }

@@ -92,6 +92,21 @@ impl Project {
         self.training_set_from(ctx, &defs, options, progress).await
     }
 
+    /// Builds a training set and writes it to `out` (see [`write_output`]), without a manifest.
+    pub async fn training_set_written(
+        &self,
+        ctx: &SessionContext,
+        options: &TrainingSetOptions,
+        out: &Path,
+        progress: &dyn Fn(Progress),
+    ) -> Result<TrainingSetOutput> {
+        let defs = self.load()?;
+        check_output(&defs, &self.root, &options.spine, out)?;
+        let built = self.training_set_from(ctx, &defs, options, progress).await?;
+        write_output(&built.batch, out)?;
+        Ok(built)
+    }
+
     /// Builds a training set from definitions already loaded and validated.
     pub(crate) async fn training_set_from(
         &self,
@@ -116,6 +131,96 @@ impl Project {
             seconds: started.elapsed().as_secs_f64(),
         })
     }
+}
+
+/// Refuses an output path that would destroy an input or be misread: the spine or a source
+/// file (the output would overwrite what it is built from), or an extension other than
+/// `.parquet` or `.csv` (the bytes would not be what the name says).
+pub fn check_output(defs: &Definitions, root: &Path, spine: &Path, out: &Path) -> Result<()> {
+    let refuse = |why: String| Error::Request(format!("--out {}: {why}", out.display()));
+    OutputFormat::of(out).ok_or_else(|| refuse("name the file *.parquet or *.csv".into()))?;
+    let same = |a: &Path, b: &Path| match (canonical(a), canonical(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    };
+    if same(out, spine) {
+        return Err(refuse(
+            "is the spine; the training set would overwrite its own input".into(),
+        ));
+    }
+    for source in defs.sources.values().filter(|s| s.path.is_some()) {
+        if let Ok(files) = skewless_offline::source::resolve(root, source)
+            && files.files.iter().any(|f| same(out, f))
+        {
+            return Err(refuse(format!("is a file of source `{}`", source.name)));
+        }
+    }
+    Ok(())
+}
+
+/// A path made absolute with its directory's symlinks resolved, whether or not the file exists.
+fn canonical(path: &Path) -> Option<PathBuf> {
+    if let Ok(p) = path.canonicalize() {
+        return Some(p);
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.canonicalize().ok()?,
+        _ => std::env::current_dir().ok()?,
+    };
+    Some(parent.join(path.file_name()?))
+}
+
+/// What an output file is written as, by its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Parquet,
+    Csv,
+}
+
+impl OutputFormat {
+    pub fn of(path: &Path) -> Option<Self> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "parquet" => Some(OutputFormat::Parquet),
+            "csv" => Some(OutputFormat::Csv),
+            _ => None,
+        }
+    }
+}
+
+/// Writes a training set as its path's extension says (see [`check_output`]): Parquet (ZSTD),
+/// or CSV with a header and RFC 3339 timestamps. It goes to a temporary file that is renamed
+/// into place, so a failure never leaves a half-written file under the name.
+pub fn write_output(batch: &RecordBatch, path: &Path) -> Result<()> {
+    let err = |e: &dyn std::fmt::Display| Error::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let format = OutputFormat::of(path).ok_or_else(|| err(&"name the file *.parquet or *.csv"))?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| err(&e))?;
+    }
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let written = match format {
+        OutputFormat::Parquet => write_parquet(batch, &tmp),
+        OutputFormat::Csv => write_csv(batch, &tmp),
+    };
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| err(&e))) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn write_csv(batch: &RecordBatch, path: &Path) -> Result<()> {
+    let err = |e: &dyn std::fmt::Display| Error::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let file = std::fs::File::create(path).map_err(|e| err(&e))?;
+    let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(file);
+    writer.write(batch).map_err(|e| err(&e))
 }
 
 /// Writes a batch as one Parquet file (ZSTD), readable by pandas, polars and pyarrow as is.

@@ -67,3 +67,143 @@ fn apply_expect_version_refuses_a_moved_registry() {
     assert_eq!(refused.code(), 1);
     assert!(refused.stderr().contains("moved from v1 to v2"), "{}", refused.stderr());
 }
+
+/// A mistyped store URL is refused (exit 1, accepted forms listed, password hidden) and
+/// creates nothing on disk: it used to become a directory for an embedded store.
+#[test]
+fn mistyped_store_urls_are_refused_and_create_nothing() {
+    let p = demo_project();
+    p.run(&["apply"]).ok();
+    let before: Vec<_> = walk(p.path());
+    for url in [
+        "http://localhost:6379",
+        "Redis://localhost:6379",
+        "redis:/localhost:6379",
+        "localhost:6379",
+        "Redis://:s3cret@host",
+    ] {
+        for args in [
+            vec!["materialize", "--end", "2026-11-15", "--online", url],
+            vec![
+                "get",
+                "--features",
+                "driver_hourly_stats:conv_rate",
+                "--entity",
+                "driver_id=1001",
+                "--online",
+                url,
+            ],
+        ] {
+            let run = p.run(&args);
+            assert_eq!(run.code(), 1, "{url}: {}", run.stdout());
+            assert!(run.stderr().contains("accepted: redis://"), "{url}: {}", run.stderr());
+            assert!(!run.stderr().contains("s3cret") && !run.stdout().contains("s3cret"));
+        }
+    }
+    assert_eq!(walk(p.path()), before, "a refused URL created files");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path.clone());
+            }
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+const SPINE: &str = "data/demo/ride_requests_spine.parquet";
+
+/// `--out` that would overwrite an input, or whose name says another format, is refused
+/// before any work; `.csv` is honoured.
+#[test]
+fn training_set_outputs_are_what_their_names_say() {
+    let p = demo_project();
+    let spine_before = std::fs::read(p.path().join(SPINE)).unwrap();
+    let service = ["--service", "ranking_v1"];
+    for (out, why) in [
+        (SPINE, "is the spine"),
+        ("./data/demo/../demo/ride_requests_spine.parquet", "is the spine"),
+        (
+            "data/demo/driver_hourly_stats.parquet",
+            "is a file of source `driver_hourly`",
+        ),
+        ("out.txt", "name the file *.parquet or *.csv"),
+        ("out", "name the file *.parquet or *.csv"),
+    ] {
+        let run = p.run(&[&["training-set", "--spine", SPINE, "--out", out][..], &service[..]].concat());
+        assert_eq!(run.code(), 1, "{out}");
+        assert!(run.stderr().contains(why), "{out}: {}", run.stderr());
+    }
+    assert_eq!(std::fs::read(p.path().join(SPINE)).unwrap(), spine_before);
+
+    p.run(&[&["training-set", "--spine", SPINE, "--out", "ts.csv"][..], &service[..]].concat())
+        .ok();
+    let csv = std::fs::read_to_string(p.path().join("ts.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with("driver_id,") && header.contains("conv_rate"),
+        "{header}"
+    );
+    assert_eq!(lines.count(), 2000);
+    assert!(!csv.starts_with("PAR1"));
+}
+
+#[test]
+fn ordinary_mistakes_are_errors_not_silent_results() {
+    let p = demo_project();
+    p.run(&["apply"]).ok();
+    let twice = p.run(&[
+        "get",
+        "--features",
+        "driver_hourly_stats:conv_rate",
+        "--entity",
+        "driver_id=1001,driver_id=1002",
+    ]);
+    assert_eq!(twice.code(), 2, "{}", twice.stderr());
+    assert!(
+        twice.stderr().contains("`driver_id` is given twice"),
+        "{}",
+        twice.stderr()
+    );
+
+    let backwards = p.run(&["materialize", "--start", "2026-11-15", "--end", "2026-11-14"]);
+    assert_eq!(backwards.code(), 1);
+    assert!(backwards.stderr().contains("is after --end"), "{}", backwards.stderr());
+}
+
+/// One JSON convention: non-finite floats are "NaN" / "Infinity" / "-Infinity", in values
+/// and in the echoed request fields alike; keys are typed.
+#[test]
+fn json_output_has_one_convention_for_non_finite_floats() {
+    let p = demo_project();
+    p.run(&["apply"]).ok();
+    p.run(&["materialize", "--end", "2026-11-15"]).ok();
+    let out = p
+        .run(&[
+            "get",
+            "--service",
+            "ranking_v1",
+            "--entity",
+            "driver_id=1001,customer_id=5001,distance_km=NaN",
+            "--entity",
+            "driver_id=1001,customer_id=5001,distance_km=-inf",
+            "--at",
+            "2026-11-15",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let first = &out["results"][0]["entity"];
+    assert_eq!(first["distance_km"], "NaN");
+    assert_eq!(first["driver_id"], 1001);
+    assert_eq!(out["results"][1]["entity"]["distance_km"], "-Infinity");
+}

@@ -48,6 +48,12 @@ async fn url_with_password_and_database() {
     let err = RedisStore::connect(&wrong).await.unwrap_err().to_string();
     assert!(!err.contains("wrong@"), "the password must not be shown: {err}");
     assert!(err.contains(&format!("127.0.0.1:{}", server.port())), "{err}");
+    assert!(err.contains("wrong user name or password"), "{err}");
+
+    // No password at all: said at connect, not as a protocol error on the first big write.
+    let none = format!("redis://127.0.0.1:{}/3", server.port());
+    let err = RedisStore::connect(&none).await.unwrap_err().to_string();
+    assert!(err.contains("the server requires a password"), "{err}");
 }
 
 #[tokio::test]
