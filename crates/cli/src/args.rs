@@ -30,6 +30,10 @@ pub struct Cli {
 pub enum Command {
     /// Check the definitions and the sources they read; list every problem (exit 1 if any).
     Validate {
+        /// Also read every source row and evaluate every feature on it: finds what fails
+        /// only on data (bad casts, division by zero, bad CSV rows, damaged files).
+        #[arg(long)]
+        data: bool,
         #[arg(long)]
         json: bool,
     },

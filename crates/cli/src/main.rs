@@ -21,29 +21,66 @@ use std::sync::Arc;
 use crate::args::{Cli, Command, ListKind, RegistryCommand};
 use crate::output::{Table, print_json};
 
+/// Where the last panic happened and what it said; printed only if nothing contained it.
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    match run(cli) {
-        Ok(code) => code,
-        Err(e) => {
+    // Panics inside dependencies (a decoder meeting a damaged file, say) are contained where
+    // they happen and reported as that file's error; the hook only remembers them, so a
+    // contained panic prints nothing, and one that reaches `main` is reported once, below.
+    std::panic::set_hook(Box::new(|info| {
+        let message = skewless::offline::check::panic_message(info.payload());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = Some(format!("{message}{at}"));
+        }
+    }));
+    match std::panic::catch_unwind(|| run(cli)) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
             // Definition problems are already formatted one per line; other errors get their chain.
             match e.downcast_ref::<Error>() {
                 Some(Error::Invalid(d)) => eprintln!("{d}"),
-                _ => eprintln!("error: {e:#}"),
+                _ => eprintln!("error: {}", error_chain(&e)),
             }
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            let last = LAST_PANIC.lock().ok().and_then(|l| l.clone()).unwrap_or_default();
+            eprintln!("internal error (a bug in skewless, please report it): panic: {last}");
             ExitCode::FAILURE
         }
     }
 }
 
+/// An error and its causes, each said once: a cause whose text the message already holds
+/// (wrapped engine errors repeat their source) is left out.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let project = Project::new(&cli.defs, &cli.repo);
     match cli.command {
-        Command::Validate { json } => validate(&project, json),
+        Command::Validate { data, json } => validate(&project, data, json),
         Command::Plan { json } => plan(&project, json),
         Command::Apply {
             allow_breaking,
@@ -381,19 +418,38 @@ fn reproduce(manifest: &Path, out: Option<PathBuf>, json: bool) -> anyhow::Resul
     })
 }
 
-fn validate(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
+fn validate(project: &Project, data: bool, json: bool) -> anyhow::Result<ExitCode> {
     let result = project.load();
+    let mut errors: Vec<serde_json::Value> = match &result {
+        Ok(_) => Vec::new(),
+        Err(Error::Invalid(d)) if json => d.iter().map(|d| serde_json::json!(d)).collect(),
+        Err(_) => {
+            return Err(result
+                .err()
+                .map(anyhow::Error::from)
+                .unwrap_or_else(|| anyhow::anyhow!("unreachable")));
+        }
+    };
+    let Ok(defs) = result else {
+        print_json(&serde_json::json!({ "valid": false, "errors": errors }))?;
+        return Ok(ExitCode::FAILURE);
+    };
+    let problems = if data {
+        project.check_data(&defs).context("checking the data")?
+    } else {
+        Vec::new()
+    };
     if json {
-        let errors = match &result {
-            Ok(_) => Vec::new(),
-            Err(Error::Invalid(d)) => d.iter().cloned().collect(),
-            Err(_) => {
-                return Err(result
-                    .err()
-                    .map(anyhow::Error::from)
-                    .unwrap_or_else(|| anyhow::anyhow!("unreachable")));
-            }
-        };
+        errors.extend(problems.iter().map(|p| {
+            serde_json::json!({
+                "source": p.source,
+                "file": p.file,
+                "row": p.row,
+                "view": p.feature.as_ref().map(|f| &f.0),
+                "feature": p.feature.as_ref().map(|f| &f.1),
+                "message": p.to_string(),
+            })
+        }));
         print_json(&serde_json::json!({ "valid": errors.is_empty(), "errors": errors }))?;
         return Ok(if errors.is_empty() {
             ExitCode::SUCCESS
@@ -401,18 +457,25 @@ fn validate(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
             ExitCode::FAILURE
         });
     }
-    let defs = result.context("validating definitions")?;
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("error: {p}");
+        }
+        eprintln!("{} problems in the data", problems.len());
+        return Ok(ExitCode::FAILURE);
+    }
     let features: usize = defs.feature_views.values().map(|v| v.features.len()).sum::<usize>()
         + defs.on_demand_views.values().map(|v| v.features.len()).sum::<usize>();
     println!(
-        "ok: project `{}`: {} entities, {} sources, {} feature views, {} on-demand views, {} features, {} services",
+        "ok: project `{}`: {} entities, {} sources, {} feature views, {} on-demand views, {} features, {} services{}",
         defs.project,
         defs.entities.len(),
         defs.sources.len(),
         defs.feature_views.len(),
         defs.on_demand_views.len(),
         features,
-        defs.feature_services.len()
+        defs.feature_services.len(),
+        if data { "; every source row evaluates" } else { "" }
     );
     Ok(ExitCode::SUCCESS)
 }

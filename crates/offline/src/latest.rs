@@ -49,7 +49,19 @@ pub struct Latest {
     pub winners: usize,
 }
 
+/// The latest row per key at `window.end`; a failure on the data names view, feature, file
+/// and row ([`crate::check::attributed`]).
 pub async fn latest(
+    ctx: &SessionContext,
+    defs: &Definitions,
+    root: &Path,
+    view: &FeatureView,
+    window: Window,
+) -> Result<Latest> {
+    crate::check::attributed(ctx, defs, root, view, None, latest_rows(ctx, defs, root, view, window)).await
+}
+
+async fn latest_rows(
     ctx: &SessionContext,
     defs: &Definitions,
     root: &Path,
@@ -68,7 +80,7 @@ pub async fn latest(
         min_effective: window.start,
         keep_null_times: true,
     };
-    let frame = feature_frame(ctx, defs, root, view, &bounds).await?;
+    let frame = feature_frame(ctx, defs, root, view, None, &bounds).await?;
 
     // The spine and the counts in one pass: rows per key, and how many have an event time.
     let key_columns: Vec<Expr> = (0..k).map(|i| col(format!("__k{i}"))).collect();

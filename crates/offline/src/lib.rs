@@ -10,12 +10,14 @@
 //! distinct keys at `end` + source ──latest::latest──▶ the same join ─▶ rows to materialize
 //! ```
 //!
-//! Modules: [`source`], [`as_of`] (the point-in-time rule), [`as_of_exec`] (it as a
+//! Modules: [`source`], [`check`] (row-by-row data checks that pin a failure to a file,
+//! row and feature), [`as_of`] (the point-in-time rule), [`as_of_exec`] (it as a
 //! DataFusion operator), [`as_of_node`] (it as a logical plan node), [`training_set`], [`latest`].
 
 pub mod as_of;
 pub mod as_of_exec;
 pub mod as_of_node;
+pub mod check;
 pub mod latest;
 pub mod source;
 pub mod training_set;
@@ -53,6 +55,15 @@ pub enum Error {
     },
     #[error("source `{source_name}` has no files: it only receives pushed events")]
     PushOnly { source_name: String },
+    /// A job over a view's source failed on its data, at these places.
+    #[error("feature view `{view}`: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Data {
+        view: String,
+        problems: Vec<check::DataProblem>,
+    },
+    /// A job over a view's source failed, and checking its data row by row found no cause.
+    #[error("feature view `{view}`: {message}")]
+    View { view: String, message: String },
     #[error("spine {path}: {message}")]
     Spine { path: PathBuf, message: String },
     /// A request that cannot be served as asked (names, clashes, definitions).

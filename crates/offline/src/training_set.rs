@@ -26,6 +26,7 @@ use skewless_engine::{arrow_type, compile_view, evaluate_on_demand, key_fits, on
 use crate::as_of::Mode;
 use crate::as_of_exec::AsOfLayout;
 use crate::as_of_node::{AsOfJoinNode, with_as_of_planner};
+use crate::check::attributed;
 use crate::source;
 use crate::{Error, Result};
 
@@ -113,6 +114,7 @@ pub async fn build(
     let (min_t, max_t) = time_range(&t);
     progress(Progress::SpineRead { rows: spine.num_rows() });
 
+    let wanted = wanted_features(defs, &request.features, &on_demand);
     let mut computed: BTreeMap<(String, String), ArrayRef> = BTreeMap::new();
     let mut rows_read = BTreeMap::new();
     let views = needed.len();
@@ -127,7 +129,19 @@ pub async fn build(
             .feature_views
             .get(name)
             .ok_or_else(|| Error::Request(format!("unknown feature view `{name}`")))?;
-        let (columns, read) = join_view(ctx, defs, root, view, &spine, &request.spine, &t, (min_t, max_t)).await?;
+        let wanted = wanted.get(name).cloned().unwrap_or_default();
+        let (columns, read) = join_view(
+            ctx,
+            defs,
+            root,
+            view,
+            &wanted,
+            &spine,
+            &request.spine,
+            &t,
+            (min_t, max_t),
+        )
+        .await?;
         rows_read.insert(name.clone(), read);
         progress(Progress::JoinedView {
             view: name.clone(),
@@ -136,7 +150,8 @@ pub async fn build(
             rows_read: read,
             seconds: started.elapsed().as_secs_f64(),
         });
-        for (feature, column) in view.features.iter().zip(columns) {
+        let selected = view.features.iter().filter(|f| wanted.contains(&f.name));
+        for (feature, column) in selected.zip(columns) {
             computed.insert((name.clone(), feature.name.clone()), column);
         }
     }
@@ -156,6 +171,32 @@ pub async fn build(
     }
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
     Ok(TrainingSet { batch, rows_read })
+}
+
+/// Per feature view, the features a request needs: those asked for, and those the requested
+/// on-demand views read.
+fn wanted_features(
+    defs: &Definitions,
+    features: &[ResolvedFeature],
+    on_demand: &[String],
+) -> BTreeMap<String, BTreeSet<String>> {
+    let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in features.iter().filter(|f| !f.on_demand) {
+        wanted.entry(f.view.clone()).or_default().insert(f.feature.clone());
+    }
+    for view in on_demand.iter().filter_map(|n| defs.on_demand_views.get(n)) {
+        if let Ok(input) = on_demand_input_schema(defs, view) {
+            for (qualifier, field) in input.iter() {
+                if let Some(source_view) = qualifier.filter(|q| defs.feature_views.contains_key(q.table())) {
+                    wanted
+                        .entry(source_view.table().to_string())
+                        .or_default()
+                        .insert(field.name().clone());
+                }
+            }
+        }
+    }
+    wanted
 }
 
 /// Output column names, in request order; a clash names both views.
@@ -231,29 +272,46 @@ pub fn read_spine(path: &Path, timestamp_column: &str, typed: &[(String, DataTyp
     let format = SourceFormat::from_extension(&path.to_string_lossy())
         .ok_or_else(|| err("expected a .parquet or .csv file".into()))?;
     let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-    let batches: Vec<RecordBatch> = match format {
-        SourceFormat::Parquet => parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.build())
-            .map_err(|e| err(e.to_string()))?
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| err(e.to_string()))?,
-        SourceFormat::Csv => {
-            let mut types: Vec<(&str, DataType)> = typed.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
-            types.push((timestamp_column, instant_type()));
-            let schema = source::csv_schema_with_types(path, &types).map_err(err)?;
-            arrow::csv::ReaderBuilder::new(schema)
-                .with_header(true)
-                .build(file)
-                .map_err(|e| err(e.to_string()))?
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|e| err(e.to_string()))?
-        }
-    };
+    // A decoder that panics on a damaged spine is this file's error, not an abort.
+    let decode = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        read_spine_batches(path, file, format, timestamp_column, typed)
+    }));
+    let batches = decode
+        .unwrap_or_else(|p| Err(format!("the reader panicked: {}", crate::check::panic_message(&*p))))
+        .map_err(err)?;
     let schema = match batches.first() {
         Some(b) => b.schema(),
         None => return Err(err("the spine has no rows".into())),
     };
     concat_batches(&schema, &batches).map_err(|e| err(e.to_string()))
+}
+
+fn read_spine_batches(
+    path: &Path,
+    file: std::fs::File,
+    format: SourceFormat,
+    timestamp_column: &str,
+    typed: &[(String, DataType)],
+) -> std::result::Result<Vec<RecordBatch>, String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    Ok(match format {
+        SourceFormat::Parquet => parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.build())
+            .map_err(|e| err(&e))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| err(&e))?,
+        SourceFormat::Csv => {
+            let mut types: Vec<(&str, DataType)> = typed.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+            types.push((timestamp_column, instant_type()));
+            let schema = source::csv_schema_with_types(path, &types)?;
+            arrow::csv::ReaderBuilder::new(schema)
+                .with_header(true)
+                .build(file)
+                .map_err(|e| err(&e))?
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| err(&e))?
+        }
+    })
 }
 
 fn spine_instants(spine: &RecordBatch, path: &Path, column: &str) -> Result<ArrayRef> {
@@ -335,13 +393,15 @@ fn find_as_of_join(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPla
     plan.children().into_iter().find_map(find_as_of_join)
 }
 
-/// Joins one feature view; returns its feature columns in spine order and the rows read.
+/// Joins one feature view; returns `features` (in the view's declared order) in spine order,
+/// and the rows read.
 #[allow(clippy::too_many_arguments)]
 async fn join_view(
     ctx: &SessionContext,
     defs: &Definitions,
     root: &Path,
     view: &FeatureView,
+    features: &BTreeSet<String>,
     spine: &RecordBatch,
     spine_path: &Path,
     t: &ArrayRef,
@@ -371,10 +431,13 @@ async fn join_view(
         },
         ..TimeBounds::default()
     };
-    let feature_plan = feature_frame(ctx, defs, root, view, &bounds)
-        .await?
-        .into_unoptimized_plan();
-    let (out, schema, rows_read) = as_of_join(ctx, view, spine_plan, feature_plan).await?;
+    let job = async {
+        let feature_plan = feature_frame(ctx, defs, root, view, Some(features), &bounds)
+            .await?
+            .into_unoptimized_plan();
+        as_of_join(ctx, view, spine_plan, feature_plan).await
+    };
+    let (out, schema, rows_read) = attributed(ctx, defs, root, view, Some(features), job).await?;
     let out = concat_batches(&schema, &out)?;
     if out.num_rows() != n {
         return Err(Error::Internal(format!(
@@ -404,12 +467,15 @@ pub(crate) struct TimeBounds {
 }
 
 /// The feature side of a view's as-of join: `[__k.., __ts, __created?, features..]`, the
-/// features computed by the engine's compiled expressions, rows kept by `bounds`.
+/// features computed by the engine's compiled expressions, rows kept by `bounds`. Only
+/// `features` are computed (all of the view's, in declared order, when `None`): a feature
+/// nobody asked for is never evaluated, so it cannot fail a job that does not need it.
 pub(crate) async fn feature_frame(
     ctx: &SessionContext,
     defs: &Definitions,
     root: &Path,
     view: &FeatureView,
+    features: Option<&BTreeSet<String>>,
     bounds: &TimeBounds,
 ) -> Result<DataFrame> {
     let source = defs
@@ -476,7 +542,12 @@ pub(crate) async fn feature_frame(
     if let Some(created) = created {
         select.push(created.alias("__created"));
     }
-    select.extend(compiled.iter().map(|f| f.expr.clone()));
+    select.extend(
+        compiled
+            .iter()
+            .filter(|f| features.is_none_or(|wanted| wanted.contains(&f.name)))
+            .map(|f| f.expr.clone()),
+    );
     Ok(frame.select(select)?)
 }
 

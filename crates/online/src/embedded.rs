@@ -9,6 +9,10 @@
 //! `purge_expired`, which materialization runs after writing.
 //!
 //! One process at a time opens the file (redb locks it); a second gets a clear error.
+//!
+//! A damaged file must give an error naming it, never abort the process: redb may panic on
+//! bytes it cannot make sense of, so every call into it runs under [`contain`], which turns
+//! a panic into this store's error with the way out (delete the file, materialize again).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,9 +46,32 @@ fn live(record: &[u8], now: u64) -> Option<&[u8]> {
     (expiry == 0 || expiry > now).then_some(value)
 }
 
+/// What to do about a damaged store file.
+const DAMAGED: &str =
+    "the file is damaged; delete it and run `skewless materialize` again (it is a cache of the offline data)";
+
+/// Runs `f`, turning a panic inside redb into an error naming `path`.
+fn contain<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(Error::Embedded {
+            path: path.to_path_buf(),
+            message: format!("{DAMAGED} ({message})"),
+        })
+    })
+}
+
 impl EmbeddedStore {
     /// Opens or creates the store file (and its directory).
     pub fn open(path: &Path) -> Result<Self> {
+        contain(path, || Self::open_unguarded(path))
+    }
+
+    fn open_unguarded(path: &Path) -> Result<Self> {
         let err = |message: String| Error::Embedded {
             path: path.to_path_buf(),
             message,
@@ -57,6 +84,7 @@ impl EmbeddedStore {
                 "already open in another process; the embedded store serves one process at a time (use Redis to share)"
                     .into(),
             ),
+            redb::DatabaseError::Storage(redb::StorageError::Corrupted(what)) => err(format!("{DAMAGED} ({what})")),
             other => err(other.to_string()),
         })?;
         // Create the table up front, so reads of a fresh store find it.
@@ -147,6 +175,31 @@ impl OnlineStore for EmbeddedStore {
     }
 
     async fn instance_id(&self) -> Result<String> {
+        contain(&self.path, || self.instance_id_blocking())
+    }
+
+    async fn write(&self, entries: Vec<(Vec<u8>, Vec<u8>)>, expire_after: Option<Duration>) -> Result<WriteSummary> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || contain(&store.path, || store.write_blocking(&entries, expire_after)))
+            .await
+            .map_err(|e| self.err(e))?
+    }
+
+    async fn read(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        // Point reads in a read transaction take microseconds: no thread hop.
+        contain(&self.path, || self.read_blocking(keys))
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || contain(&store.path, || store.purge_blocking()))
+            .await
+            .map_err(|e| self.err(e))?
+    }
+}
+
+impl EmbeddedStore {
+    fn instance_id_blocking(&self) -> Result<String> {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         let id = {
             let mut table = txn.open_table(VALUES).map_err(|e| self.err(e))?;
@@ -167,24 +220,5 @@ impl OnlineStore for EmbeddedStore {
         };
         txn.commit().map_err(|e| self.err(e))?;
         Ok(id)
-    }
-
-    async fn write(&self, entries: Vec<(Vec<u8>, Vec<u8>)>, expire_after: Option<Duration>) -> Result<WriteSummary> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.write_blocking(&entries, expire_after))
-            .await
-            .map_err(|e| self.err(e))?
-    }
-
-    async fn read(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
-        // Point reads in a read transaction take microseconds: no thread hop.
-        self.read_blocking(keys)
-    }
-
-    async fn purge_expired(&self) -> Result<u64> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.purge_blocking())
-            .await
-            .map_err(|e| self.err(e))?
     }
 }

@@ -32,6 +32,7 @@ use std::path::PathBuf;
 pub use project::{ApplyOutcome, PlanReport, Project};
 pub use skewless_defs as defs;
 pub use skewless_engine::{session as engine_session, session_with_memory_limit as engine_session_with_memory_limit};
+pub use skewless_offline as offline;
 pub use skewless_online as online_store;
 
 /// The version of skewless, recorded in registry entries and run manifests.

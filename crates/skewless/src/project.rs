@@ -86,6 +86,19 @@ impl Project {
         (schemas, problems)
     }
 
+    /// Reads every row of every source and evaluates every feature over it: the failures
+    /// that exist only in the data (a cast of `'gold'` to an integer, a division by zero,
+    /// a bad CSV row past the inferred lines, a damaged file), each pinned to source, file,
+    /// row, view and feature. `skewless validate --data`.
+    pub fn check_data(&self, defs: &Definitions) -> Result<Vec<skewless_offline::check::DataProblem>> {
+        let ctx = skewless_engine::session();
+        let mut problems = Vec::new();
+        for view in defs.feature_views.values() {
+            problems.extend(skewless_offline::check::check_view(&ctx, defs, &self.root, view, None)?);
+        }
+        Ok(problems)
+    }
+
     pub fn plan(&self) -> Result<PlanReport> {
         let definitions = self.load()?;
         let applied = self.registry().latest()?;

@@ -207,3 +207,152 @@ fn json_output_has_one_convention_for_non_finite_floats() {
     assert_eq!(first["driver_id"], 1001);
     assert_eq!(out["results"][1]["entity"]["distance_km"], "-Infinity");
 }
+
+/// A project whose data breaks two expressions and one CSV row only past the first thousand
+/// lines (schema inference reads those), so `validate` passes and jobs meet the failures.
+fn broken_data_project() -> TempProject {
+    let p = TempProject::with_demo_defs();
+    let defs = p.path().join("feature_defs");
+    for entry in std::fs::read_dir(&defs).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    std::fs::write(
+        defs.join("defs.yaml"),
+        r#"
+project: broken
+entities: { driver: { keys: { driver_id: int64 } } }
+sources:
+  a: { path: data/a.csv, timestamp: ts }
+  b: { path: data/b.csv, timestamp: ts }
+feature_views:
+  va:
+    entity: driver
+    source: a
+    features:
+      trips:    int64
+      code_num: { type: int64, expr: "CAST(substr(code, 2) AS BIGINT)" }
+      per_zero: { type: int64, expr: "trips / zeros" }
+  vc:
+    entity: driver
+    source: a
+    features:
+      doubled: { type: int64, expr: "trips * 2" }
+  vb:
+    entity: driver
+    source: b
+    features:
+      n: int64
+"#,
+    )
+    .unwrap();
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    let mut a = String::from("driver_id,ts,trips,code,zeros\n");
+    let mut b = String::from("driver_id,ts,n\n");
+    for i in 0..1500 {
+        let ts = format!("2026-01-01T{:02}:{:02}:00Z", i / 60 % 24, i % 60);
+        // Data row 1300 (line 1302) has a code that is no number; row 1200 divides by zero.
+        let code = if i == 1300 {
+            "cgold".to_string()
+        } else {
+            format!("c{i}")
+        };
+        let zeros = if i == 1200 { 0 } else { 1 };
+        a.push_str(&format!("{},{ts},{i},{code},{zeros}\n", 1000 + i % 10));
+        let n = if i == 1100 { "oops".to_string() } else { i.to_string() };
+        b.push_str(&format!("{},{ts},{n}\n", 1000 + i % 10));
+    }
+    std::fs::write(p.path().join("data/a.csv"), a).unwrap();
+    std::fs::write(p.path().join("data/b.csv"), b).unwrap();
+    std::fs::write(
+        p.path().join("spine.csv"),
+        "driver_id,event_timestamp\n1001,2026-01-02T00:00:00Z\n",
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn data_failures_name_view_feature_file_and_row() {
+    let p = broken_data_project();
+    p.run(&["validate"]).ok();
+
+    // validate --data finds all three before any job runs.
+    let data = p.run(&["validate", "--data"]);
+    assert_eq!(data.code(), 1);
+    let text = data.stderr();
+    assert!(
+        text.contains("a.csv line 1302: feature `va.code_num`") && text.contains("gold"),
+        "{text}"
+    );
+    assert!(
+        text.contains("a.csv line 1202: feature `va.per_zero`") && text.contains("Divide by zero"),
+        "{text}"
+    );
+    assert!(
+        text.contains("b.csv: cannot be read") && text.contains("oops"),
+        "{text}"
+    );
+    assert!(!text.contains("va.trips") && !text.contains("vc."), "{text}");
+
+    // A healthy feature of the same view is not failed by its broken neighbours.
+    p.run(&[
+        "training-set",
+        "--spine",
+        "spine.csv",
+        "--features",
+        "va:trips,vc:doubled",
+        "--out",
+        "ok.parquet",
+    ])
+    .ok();
+    // A broken one names view, feature, file and line, once.
+    let failed = p.run(&[
+        "training-set",
+        "--spine",
+        "spine.csv",
+        "--features",
+        "va:code_num",
+        "--out",
+        "x.parquet",
+    ]);
+    assert_eq!(failed.code(), 1);
+    let stderr = failed.stderr();
+    let e = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+    assert!(
+        e.contains("feature view `va`") && e.contains("a.csv line 1302: feature `va.code_num`"),
+        "{e}"
+    );
+    assert!(!e.contains("per_zero"), "an unrequested feature was evaluated: {e}");
+    assert!(!e.contains("spine"), "the spine is blamed: {e}");
+    assert_eq!(e.matches("gold").count(), 1, "repeated: {e}");
+
+    // materialize: each view on its own; the healthy one is written, the run exits 1.
+    p.run(&["apply"]).ok();
+    let run = p.run(&["materialize", "--end", "2026-01-02", "--json"]);
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    let reports = run.json();
+    let by_view = |v: &str| {
+        reports
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["view"] == v)
+            .cloned()
+            .unwrap()
+    };
+    assert!(by_view("va")["error"].as_str().unwrap().contains("line 1202"));
+    assert!(by_view("vb")["error"].as_str().unwrap().contains("b.csv"));
+    assert_eq!(by_view("vc")["error"], serde_json::Value::Null);
+    assert_eq!(by_view("vc")["keys_written"], 10);
+    p.run(&[
+        "get",
+        "--features",
+        "vc:doubled",
+        "--entity",
+        "driver_id=1009",
+        "--at",
+        "2026-01-02",
+        "--json",
+    ])
+    .ok();
+}
