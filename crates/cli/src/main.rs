@@ -359,6 +359,9 @@ fn training_set(
             .block_on(project.training_set_written(&ctx, options, out, &progress))
             .with_context(context)?
     };
+    for warning in &built.skew_warnings {
+        eprintln!("WARNING: training/serving skew: {warning}");
+    }
     let read: usize = built.rows_read.values().sum();
     println!(
         "wrote {} rows × {} features to {} in {:.2}s ({} feature rows read from {} views)",

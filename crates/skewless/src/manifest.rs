@@ -55,6 +55,9 @@ pub struct Manifest {
     pub rows: Rows,
     pub output: Fingerprint,
     pub wall_seconds: f64,
+    /// Views whose definitions on disk differed from the applied ones when this was built.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skew_warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -209,6 +212,7 @@ impl Project {
             },
             output: fingerprint(out)?,
             wall_seconds: built.seconds,
+            skew_warnings: built.skew_warnings.clone(),
         };
         Ok((built, manifest))
     }

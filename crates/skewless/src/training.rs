@@ -39,6 +39,9 @@ pub struct TrainingSetOutput {
     pub features: Vec<ResolvedFeature>,
     pub rows_read: std::collections::BTreeMap<String, usize>,
     pub seconds: f64,
+    /// Where the definitions this was built from differ from the applied ones (what
+    /// `materialize` and `get` serve): each such view, said plainly. Empty when they agree.
+    pub skew_warnings: Vec<String>,
 }
 
 impl TrainingSetOutput {
@@ -123,13 +126,54 @@ impl Project {
             features: features.clone(),
             full_names: options.full_names,
         };
+        let skew_warnings = self.skew_against_applied(defs, &features)?;
         let built = training_set::build(ctx, defs, &self.root, &request, progress).await?;
         Ok(TrainingSetOutput {
             batch: built.batch,
             features,
             rows_read: built.rows_read,
             seconds: started.elapsed().as_secs_f64(),
+            skew_warnings,
         })
+    }
+
+    /// Training sets read the definitions on disk; serving reads the applied ones. Where the
+    /// views a training set uses differ between the two, its values are not what is served.
+    fn skew_against_applied(&self, defs: &Definitions, features: &[ResolvedFeature]) -> Result<Vec<String>> {
+        let Some(applied) = self.registry().latest()? else {
+            return Ok(vec![
+                "nothing is applied yet: no online store serves these definitions (run `skewless apply`)".into(),
+            ]);
+        };
+        let disk = skewless_defs::version::versions(defs);
+        let (views, on_demand) = training_set::needed_views(defs, features);
+        let mut warnings = Vec::new();
+        let pairs = views
+            .iter()
+            .map(|v| ("feature view", v, &disk.feature_views, &applied.versions.feature_views))
+            .chain(on_demand.iter().map(|v| {
+                (
+                    "on-demand view",
+                    v,
+                    &disk.on_demand_views,
+                    &applied.versions.on_demand_views,
+                )
+            }));
+        for (kind, name, disk, applied_versions) in pairs {
+            let here = disk.get(name).map(String::as_str).unwrap_or("?");
+            match applied_versions.get(name) {
+                Some(served) if served == here => {}
+                Some(served) => warnings.push(format!(
+                    "{kind} `{name}` on disk (version {here}) differs from applied version {} ({served}): this training set is not what is served; review with `skewless plan`, then `skewless apply`",
+                    applied.seq
+                )),
+                None => warnings.push(format!(
+                    "{kind} `{name}` is not in applied version {}: nothing serves it; `skewless apply` it",
+                    applied.seq
+                )),
+            }
+        }
+        Ok(warnings)
     }
 }
 

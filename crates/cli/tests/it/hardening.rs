@@ -356,3 +356,44 @@ fn data_failures_name_view_feature_file_and_row() {
     ])
     .ok();
 }
+
+/// A training set built from edited, unapplied definitions says loudly that it is not what
+/// is served (and the manifest records it); once applied, it is quiet.
+#[test]
+fn training_sets_from_unapplied_definitions_warn_of_skew() {
+    let p = demo_project();
+    let build = |p: &TempProject| {
+        p.run(&[
+            "training-set",
+            "--spine",
+            SPINE,
+            "--service",
+            "ranking_v1",
+            "--out",
+            "ts.parquet",
+        ])
+        .ok()
+        .stderr()
+    };
+    assert!(build(&p).contains("nothing is applied yet"));
+    p.run(&["apply"]).ok();
+    assert!(!build(&p).contains("WARNING"));
+    p.edit(
+        "drivers.yaml",
+        "trips_per_hour: { type: float64, expr: \"avg_daily_trips / 24.0\" }",
+        "trips_per_hour: { type: float64, expr: \"avg_daily_trips / 12.0\" }",
+    );
+    let warned = build(&p);
+    assert!(
+        warned.contains("WARNING: training/serving skew: feature view `driver_hourly_stats` on disk"),
+        "{warned}"
+    );
+    let warnings: Vec<&str> = warned.lines().filter(|l| l.starts_with("WARNING")).collect();
+    assert_eq!(
+        warnings.len(),
+        2,
+        "the view and the on-demand view reading it: {warned}"
+    );
+    let manifest = std::fs::read_to_string(p.path().join("ts.parquet.manifest.json")).unwrap();
+    assert!(manifest.contains("skew_warnings"), "{manifest}");
+}
