@@ -388,7 +388,8 @@ fn reproduce(manifest: &Path, out: Option<PathBuf>, json: bool) -> anyhow::Resul
     let report = runtime()?
         .block_on(skewless::reproduce::reproduce(&ctx, manifest, &out))
         .with_context(|| format!("reproducing {}", manifest.display()))?;
-    if report.output_matches && !keep {
+    // The re-run's output is kept only where --out asked for it.
+    if !keep {
         let _ = std::fs::remove_file(&out);
     }
     if json {
@@ -405,10 +406,14 @@ fn reproduce(manifest: &Path, out: Option<PathBuf>, json: bool) -> anyhow::Resul
         }
     } else {
         println!(
-            "NOT reproduced: output sha256 {} → {} ({})",
+            "NOT reproduced: output sha256 {} → {}{}",
             report.recorded_sha256,
             report.reproduced_sha256,
-            out.display()
+            if keep {
+                format!(" (re-run's output: {})", out.display())
+            } else {
+                " (pass --out FILE to keep the re-run's output)".into()
+            }
         );
         for change in &report.changed_inputs {
             println!("  changed: {change}");

@@ -50,14 +50,24 @@ impl Definitions {
             .or_else(|| self.on_demand_views.get(view).map(|v| v.features.as_slice()))
     }
 
-    /// Expands `view:feature` / `view:*` references; `None` names the first one that does not resolve.
+    /// Expands `view:feature` / `view:*` references. Every reference that does not resolve is
+    /// reported (one per line), each with a "did you mean" where a near name exists.
     pub fn resolve(&self, refs: &[FeatureRef]) -> Result<Vec<ResolvedFeature>, String> {
         let mut out: Vec<ResolvedFeature> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut problems: Vec<String> = Vec::new();
+        let hint = |h: Option<String>| h.map(|h| format!(" (did you mean `{h}`?)")).unwrap_or_default();
         for r in refs {
             let on_demand = self.on_demand_views.contains_key(&r.view);
-            let features = self
-                .view_features(&r.view)
-                .ok_or_else(|| format!("unknown view `{}`", r.view))?;
+            let Some(features) = self.view_features(&r.view) else {
+                let views = self.feature_views.keys().chain(self.on_demand_views.keys());
+                problems.push(format!(
+                    "unknown view `{}` in `{r}`{}",
+                    r.view,
+                    hint(crate::did_you_mean(&r.view, views.map(String::as_str)))
+                ));
+                continue;
+            };
             let picked: Vec<&Feature> = match &r.feature {
                 // `*` expands in name order, so reordering YAML keys changes nothing downstream.
                 None => {
@@ -65,26 +75,34 @@ impl Definitions {
                     all.sort_by(|a, b| a.name.cmp(&b.name));
                     all
                 }
-                Some(name) => vec![
-                    features
-                        .iter()
-                        .find(|f| &f.name == name)
-                        .ok_or_else(|| format!("unknown feature `{r}`"))?,
-                ],
+                Some(name) => match features.iter().find(|f| &f.name == name) {
+                    Some(f) => vec![f],
+                    None => {
+                        let near = crate::did_you_mean(name, features.iter().map(|f| f.name.as_str()));
+                        problems.push(format!(
+                            "unknown feature `{r}`{}",
+                            hint(near.map(|n| format!("{}:{n}", r.view)))
+                        ));
+                        continue;
+                    }
+                },
             };
             for f in picked {
-                let resolved = ResolvedFeature {
-                    view: r.view.clone(),
-                    feature: f.name.clone(),
-                    ty: f.ty,
-                    on_demand,
-                };
-                if !out.contains(&resolved) {
-                    out.push(resolved);
+                if seen.insert((r.view.clone(), f.name.clone())) {
+                    out.push(ResolvedFeature {
+                        view: r.view.clone(),
+                        feature: f.name.clone(),
+                        ty: f.ty,
+                        on_demand,
+                    });
                 }
             }
         }
-        Ok(out)
+        if problems.is_empty() {
+            Ok(out)
+        } else {
+            Err(problems.join("\n"))
+        }
     }
 
     /// The features a service serves, in its order, without repeats.

@@ -58,14 +58,45 @@ pub fn load_dir(dir: &Path) -> Result<Definitions> {
     }
     paths.sort();
     let mut files = Vec::with_capacity(paths.len());
+    let mut not_utf8 = Diagnostics::default();
     for path in paths {
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+        let bytes = std::fs::read(&path).map_err(|source| Error::Io {
             path: path.clone(),
             source,
         })?;
-        files.push((path, text));
+        match String::from_utf8(bytes) {
+            Ok(text) => files.push((path, text)),
+            Err(e) => not_utf8.push(utf8_problem(&path, e.as_bytes(), e.utf8_error().valid_up_to())),
+        }
+    }
+    if !not_utf8.is_empty() {
+        // Reported with every other file's problems, so one run lists them all.
+        return match load_files(&files, Some(dir)) {
+            Err(Error::Invalid(mut problems)) => {
+                problems.extend(not_utf8);
+                Err(Error::Invalid(problems.sorted()))
+            }
+            _ => Err(Error::Invalid(not_utf8)),
+        };
     }
     load_files(&files, Some(dir))
+}
+
+/// A definitions file that is not UTF-8, located at its first bad byte.
+fn utf8_problem(path: &Path, bytes: &[u8], valid_up_to: usize) -> Diagnostic {
+    let before = &bytes[..valid_up_to];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    // Valid UTF-8 up to here, so counting chars is safe.
+    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    let file: std::sync::Arc<Path> = std::sync::Arc::from(path);
+    Diagnostic::new(
+        &Loc::new(&file, line, column),
+        format!(
+            "the file is not UTF-8 (byte 0x{:02X}); save it as UTF-8",
+            bytes.get(valid_up_to).copied().unwrap_or(0)
+        ),
+    )
 }
 
 /// Parses and validates definition texts given as `(path, text)`, the path used in messages.

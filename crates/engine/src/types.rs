@@ -64,7 +64,8 @@ pub fn fits(actual: &DataType, declared: FeatureType) -> bool {
 /// Whether a source column of type `actual` can hold an entity key of type `declared`.
 pub fn key_fits(actual: &DataType, declared: KeyType) -> bool {
     match declared {
-        KeyType::Int64 => is_signed_or_narrow(actual, 64),
+        // UInt64 too: a value past i64::MAX is refused when it is read (strict cast), not here.
+        KeyType::Int64 => is_signed_or_narrow(actual, 64) || *actual == DataType::UInt64,
         KeyType::String => is_string(actual),
     }
 }
@@ -99,7 +100,8 @@ mod tests {
     #[test]
     fn keys_are_exact_kinds() {
         assert!(key_fits(&DataType::Int32, KeyType::Int64));
-        assert!(!key_fits(&DataType::UInt64, KeyType::Int64));
+        // UInt64 keys are integers; values past i64::MAX fail when read (strict casts).
+        assert!(key_fits(&DataType::UInt64, KeyType::Int64));
         assert!(!key_fits(&DataType::Float64, KeyType::Int64));
         assert!(!key_fits(&DataType::Int64, KeyType::String));
         assert!(key_fits(&DataType::LargeUtf8, KeyType::String));

@@ -233,8 +233,17 @@ pub fn write_manifest(manifest: &Manifest, path: &Path) -> Result<()> {
 pub fn read_manifest(path: &Path) -> Result<Manifest> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Request(format!("reading manifest {}: {e}", path.display())))?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::Request(format!("manifest {} is not a skewless manifest: {e}", path.display())))
+    let manifest: Manifest = serde_json::from_str(&text)
+        .map_err(|e| Error::Request(format!("manifest {} is not a skewless manifest: {e}", path.display())))?;
+    if manifest.manifest_version != MANIFEST_VERSION {
+        return Err(Error::Request(format!(
+            "manifest {} has manifest_version {}; this skewless ({}) reads version {MANIFEST_VERSION}",
+            path.display(),
+            manifest.manifest_version,
+            crate::VERSION
+        )));
+    }
+    Ok(manifest)
 }
 
 /// The outcome of re-running a manifest's request.

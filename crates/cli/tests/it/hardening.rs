@@ -397,3 +397,65 @@ fn training_sets_from_unapplied_definitions_warn_of_skew() {
     let manifest = std::fs::read_to_string(p.path().join("ts.parquet.manifest.json")).unwrap();
     assert!(manifest.contains("skew_warnings"), "{manifest}");
 }
+
+/// Every unknown feature is reported, each with its nearest name.
+#[test]
+fn unknown_features_are_all_reported_with_hints() {
+    let p = demo_project();
+    let run = p.run(&[
+        "training-set",
+        "--spine",
+        SPINE,
+        "--features",
+        "driver_hourly_stats:conv_rat,driver_hourly_stat:acc_rate,customer_profile:tier",
+        "--out",
+        "x.parquet",
+    ]);
+    assert_eq!(run.code(), 1);
+    let e = run.stderr();
+    assert!(
+        e.contains("unknown feature `driver_hourly_stats:conv_rat` (did you mean `driver_hourly_stats:conv_rate`?)"),
+        "{e}"
+    );
+    assert!(
+        e.contains(
+            "unknown view `driver_hourly_stat` in `driver_hourly_stat:acc_rate` (did you mean `driver_hourly_stats`?)"
+        ),
+        "{e}"
+    );
+}
+
+/// An edited manifest is a NOT-reproduced report (not an internal error) that leaves no
+/// re-run output behind, and a manifest version this skewless does not know is refused.
+#[test]
+fn reproduce_handles_edited_and_foreign_manifests() {
+    let p = demo_project();
+    p.run(&[
+        "training-set",
+        "--spine",
+        SPINE,
+        "--service",
+        "ranking_v1",
+        "--out",
+        "t.parquet",
+    ])
+    .ok();
+    let path = p.path().join("t.parquet.manifest.json");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_str(&original).unwrap();
+    manifest["output"]["sha256"] = "0".repeat(64).into();
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let run = p.run(&["reproduce", "t.parquet.manifest.json"]);
+    assert_eq!(run.code(), 1);
+    let out = run.stdout();
+    assert!(out.starts_with("NOT reproduced"), "{out}");
+    assert!(out.contains("the manifest was edited"), "{out}");
+    assert!(!run.stderr().contains("internal error"), "{}", run.stderr());
+    assert!(!p.path().join("t.parquet.reproduced.parquet").exists());
+
+    manifest["manifest_version"] = 99.into();
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let run = p.run(&["reproduce", "t.parquet.manifest.json"]);
+    assert_eq!(run.code(), 1);
+    assert!(run.stderr().contains("has manifest_version 99"), "{}", run.stderr());
+}

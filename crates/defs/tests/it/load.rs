@@ -164,3 +164,29 @@ fn text_hash_does_not_depend_on_where_the_directory_is() {
         "any text change shows"
     );
 }
+
+/// A file that is not UTF-8 is located at its first bad byte, reported once, beside the
+/// other files' problems.
+#[test]
+fn non_utf8_files_are_located() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "entities:\n  x: { keys: { id: int64 } }\n# caf\u{e9} au lait (UTF-8)\n",
+    )
+    .unwrap();
+    let mut latin1 = b"entities:\n  y: { keys: { id: int64 } }\n# caf".to_vec();
+    latin1.push(0xE9);
+    std::fs::write(dir.path().join("b.yaml"), latin1).unwrap();
+    std::fs::write(dir.path().join("c.yaml"), "feature_views: { v: { entity: nope } }\n").unwrap();
+    let e = skewless_defs::load_dir(dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("b.yaml:3:6: error: the file is not UTF-8 (byte 0xE9); save it as UTF-8"),
+        "{e}"
+    );
+    assert_eq!(e.matches("not UTF-8").count(), 1, "{e}");
+    assert!(
+        e.contains("c.yaml:1"),
+        "the other files' problems are reported too: {e}"
+    );
+}

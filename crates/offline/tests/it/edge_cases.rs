@@ -161,3 +161,53 @@ async fn float_spine_keys_are_refused_not_truncated() {
         "{err}"
     );
 }
+
+/// UInt64 keys are integers: they join when they fit in int64, and a value past i64::MAX is
+/// an error naming it, never "need integers".
+#[tokio::test]
+async fn uint64_spine_keys_join_and_overflow_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data/parts")).unwrap();
+    write_parquet(&dir.path().join("data/parts/p.parquet"), &feature_batch());
+    let spine = |keys: Vec<u64>| {
+        let n = keys.len();
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("driver_id", DataType::UInt64, false),
+                Field::new(
+                    "event_timestamp",
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                    false,
+                ),
+            ])),
+            vec![
+                Arc::new(arrow::array::UInt64Array::from(keys)),
+                Arc::new(TimestampMicrosecondArray::from(vec![1_767_225_600_000_000; n]).with_timezone("UTC")),
+            ],
+        )
+        .unwrap()
+    };
+    write_parquet(&dir.path().join("spine.parquet"), &spine(vec![3, 4]));
+    let out = run(
+        &defs(INT_KEYS),
+        dir.path(),
+        &request(dir.path().join("spine.parquet"), "v"),
+    )
+    .await
+    .unwrap();
+    let x = out.column_by_name("x").unwrap().as_primitive::<Float64Type>();
+    assert_eq!((x.value(0), x.is_null(1)), (2.5, true));
+
+    write_parquet(&dir.path().join("spine.parquet"), &spine(vec![3, u64::MAX]));
+    let err = run(
+        &defs(INT_KEYS),
+        dir.path(),
+        &request(dir.path().join("spine.parquet"), "v"),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("join key `driver_id` (UInt64) cannot be read as int64") && err.contains("18446744073709551615"),
+        "{err}"
+    );
+}
