@@ -432,12 +432,14 @@ fn check_on_demand_cycles(defs: &Definitions, problems: &mut Diagnostics) {
 }
 
 fn check_service(defs: &Definitions, service: &FeatureService, broken: &Broken, problems: &mut Diagnostics) {
-    let views: Vec<&str> = defs
-        .feature_views
-        .keys()
-        .chain(defs.on_demand_views.keys())
-        .map(String::as_str)
-        .collect();
+    // Names are listed only for a "did you mean": never per service, which made many
+    // services over many views quadratic.
+    let views = || {
+        defs.feature_views
+            .keys()
+            .chain(defs.on_demand_views.keys())
+            .map(String::as_str)
+    };
     for r in &service.features {
         if broken.view(&r.view) || r.feature.as_ref().is_some_and(|f| broken.feature(&r.view, f)) {
             continue;
@@ -448,7 +450,7 @@ fn check_service(defs: &Definitions, service: &FeatureService, broken: &Broken, 
                     &r.loc,
                     format!("feature service `{}` names unknown view `{}`", service.name, r.view),
                 )
-                .suggest(&r.view, views.iter().copied()),
+                .suggest(&r.view, views()),
             ),
             (Some(fs), Some(name)) if !fs.iter().any(|f| &f.name == name) => problems.push(
                 Diagnostic::new(

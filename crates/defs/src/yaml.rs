@@ -6,6 +6,7 @@
 //! event stream of `saphyr-parser`, keeping a [`Loc`] on each node. Mapping keys keep
 //! their order (for stable messages) and duplicates are reported, not silently merged.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -118,8 +119,9 @@ fn loc_of(file: &Arc<Path>, span: Span) -> Loc {
 
 enum Open {
     Seq(Loc, Vec<Node>),
-    /// Entries so far, and a key waiting for its value.
-    Map(Loc, Vec<(Node, Node)>, Option<Node>),
+    /// Entries so far, a key waiting for its value, and the line of each key seen (so a
+    /// duplicate is found in O(1), keeping big files linear).
+    Map(Loc, Vec<(Node, Node)>, Option<Node>, HashMap<String, usize>),
 }
 
 struct Builder<'a> {
@@ -146,7 +148,7 @@ impl Builder<'_> {
                 self.add(Node { loc, value });
             }
             Event::SequenceStart(..) => self.stack.push(Open::Seq(loc, Vec::new())),
-            Event::MappingStart(..) => self.stack.push(Open::Map(loc, Vec::new(), None)),
+            Event::MappingStart(..) => self.stack.push(Open::Map(loc, Vec::new(), None, HashMap::new())),
             Event::SequenceEnd => {
                 if let Some(Open::Seq(loc, items)) = self.stack.pop() {
                     self.add(Node {
@@ -156,7 +158,7 @@ impl Builder<'_> {
                 }
             }
             Event::MappingEnd => {
-                if let Some(Open::Map(loc, entries, _)) = self.stack.pop() {
+                if let Some(Open::Map(loc, entries, _, _)) = self.stack.pop() {
                     self.add(Node {
                         loc,
                         value: Value::Map(entries),
@@ -181,22 +183,23 @@ impl Builder<'_> {
         match self.stack.last_mut() {
             None => self.root = Some(node),
             Some(Open::Seq(_, items)) => items.push(node),
-            Some(Open::Map(_, entries, pending)) => match pending.take() {
+            Some(Open::Map(_, entries, pending, seen)) => match pending.take() {
                 None => {
-                    if node.as_str().is_none() {
-                        self.problems.push(Diagnostic::new(
+                    match node.as_str() {
+                        None => self.problems.push(Diagnostic::new(
                             &node.loc,
                             format!("mapping keys must be plain names, found {}", node.kind()),
-                        ));
-                    } else if let Some((first, _)) = entries.iter().find(|(k, _)| k.as_str() == node.as_str()) {
-                        self.problems.push(Diagnostic::new(
-                            &node.loc,
-                            format!(
-                                "duplicate key `{}` (first defined at line {})",
-                                node.as_str().unwrap_or_default(),
-                                first.loc.line
-                            ),
-                        ));
+                        )),
+                        Some(key) => {
+                            if let Some(first) = seen.get(key) {
+                                self.problems.push(Diagnostic::new(
+                                    &node.loc,
+                                    format!("duplicate key `{key}` (first defined at line {first})"),
+                                ));
+                            } else {
+                                seen.insert(key.to_string(), node.loc.line);
+                            }
+                        }
                     }
                     *pending = Some(node);
                 }

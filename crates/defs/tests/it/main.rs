@@ -5,6 +5,7 @@
 mod golden;
 mod load;
 mod plan;
+mod scale;
 mod version;
 
 use std::path::PathBuf;
