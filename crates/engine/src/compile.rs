@@ -29,11 +29,12 @@ pub fn session() -> SessionContext {
     SessionContext::new_with_config(config())
 }
 
-/// [`session`] with its memory pool capped at `bytes`: operators that would need more fail
-/// with DataFusion's "resources exhausted" error instead of exhausting the machine.
+/// [`session`] with its memory pool capped at `bytes` ([`crate::memory::BoundedPool`]):
+/// operators that would need more spill or fail with DataFusion's "resources exhausted"
+/// error instead of exhausting the machine, and never hang.
 pub fn session_with_memory_limit(bytes: usize) -> datafusion::error::Result<SessionContext> {
     let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-        .with_memory_limit(bytes, 1.0)
+        .with_memory_pool(std::sync::Arc::new(crate::memory::BoundedPool::new(bytes)))
         .build_arc()?;
     Ok(SessionContext::new_with_config_rt(config(), runtime))
 }

@@ -17,6 +17,7 @@
 
 mod check;
 mod compile;
+mod memory;
 mod types;
 
 pub use check::{SourceSchemas, check};

@@ -182,9 +182,16 @@ impl ExecutionPlan for AsOfJoinExec {
         let out_schema = Arc::clone(&schema);
         let spills = MetricBuilder::new(&self.metrics).spill_count(partition);
         let work = async move {
-            let reservation = MemoryConsumer::new(format!("AsOfJoinExec[{partition}]")).register(context.memory_pool());
+            let pool = Arc::clone(context.memory_pool());
+            let budget = Budget {
+                reservation: MemoryConsumer::new(format!("AsOfJoinExec[{partition}]")).register(&pool),
+                pool,
+                partition,
+            };
+            let reservation = &budget.reservation;
             let spine_batches = common::collect(spine).await?;
-            reservation.try_grow(spine_batches.iter().map(RecordBatch::get_array_memory_size).sum())?;
+            let spine_bytes: usize = spine_batches.iter().map(RecordBatch::get_array_memory_size).sum();
+            budget.reserve(spine_bytes, "its spine rows")?;
             let mut features = features;
             let mut held: Vec<RecordBatch> = Vec::new();
             let mut spill: Option<Spill> = None;
@@ -200,21 +207,47 @@ impl ExecutionPlan for AsOfJoinExec {
                 }
                 // The pool cannot hold this partition's feature rows: spread them over
                 // sub-partition files by a second hash of the key, and join those one at a time.
-                let mut new_spill = Spill::new(batch.schema())?;
+                let mut new_spill = Spill::new(batch.schema(), 0)?;
                 for b in held.drain(..) {
                     new_spill.write(&b, layout.keys)?;
                 }
-                reservation.resize(spine_batches.iter().map(RecordBatch::get_array_memory_size).sum());
+                reservation.resize(spine_bytes);
                 new_spill.write(&batch, layout.keys)?;
                 spill = Some(new_spill);
                 spills.add(1);
             }
-            let out = match spill {
-                None => join_partition(&spine_batches, &held, &layout, &out_schema)?,
-                Some(spill) => spill.join(&spine_batches, &layout, &out_schema, &reservation)?,
-            };
-            drop(reservation);
-            Ok(out)
+            // The sweep's own memory (copies, key ids, sort tuples, output) is reserved too,
+            // so the limit bounds the whole join, not only its inputs. If it does not fit with
+            // every feature row in memory, the rows go to disk after all and join by parts.
+            if spill.is_none() {
+                let held_bytes = held.iter().map(RecordBatch::get_array_memory_size).sum();
+                let held_rows = held.iter().map(RecordBatch::num_rows).sum();
+                let spine_rows = spine_batches.iter().map(RecordBatch::num_rows).sum();
+                // The held rows are reserved already; the feature copy and the rest are not.
+                let working = working_bytes((spine_rows, spine_bytes), (held_rows, held_bytes));
+                if reservation.try_grow(working).is_ok() {
+                    return join_partition(&spine_batches, &held, &layout, &out_schema);
+                }
+                if let Some(schema) = held.first().map(RecordBatch::schema) {
+                    let mut new_spill = Spill::new(schema, 0)?;
+                    for b in held.drain(..) {
+                        new_spill.write(&b, layout.keys)?;
+                    }
+                    reservation.resize(spine_bytes);
+                    spill = Some(new_spill);
+                    spills.add(1);
+                }
+            }
+            match spill {
+                None => join_partition(&spine_batches, &held, &layout, &out_schema),
+                Some(spill) => {
+                    let spine = match spine_batches.first() {
+                        Some(first) => concat_batches(&first.schema(), &spine_batches)?,
+                        None => return empty_or_nulls(&spine_batches, &out_schema),
+                    };
+                    spill.join(&spine, &layout, &out_schema, &budget)
+                }
+            }
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream::once(work))))
     }
@@ -232,62 +265,138 @@ struct Spill {
     /// In-memory size of each part's rows as written: what reading it back costs. (Batches
     /// read from IPC share one buffer per message, which `get_array_memory_size` over-counts.)
     sizes: Vec<usize>,
+    /// Rows in each part.
+    rows: Vec<usize>,
+    /// Which hash splits keys: 0 for the first spill, one more per re-split of a part.
+    level: u64,
 }
 
+/// How often a part too big for the pool is split again (16^3 parts in all).
+const MAX_SPILL_LEVEL: u64 = 3;
+
 impl Spill {
-    fn new(schema: SchemaRef) -> Result<Self> {
+    fn new(schema: SchemaRef, level: u64) -> Result<Self> {
         let writers = (0..SPILL_PARTS)
             .map(|_| Ok(arrow::ipc::writer::FileWriter::try_new(tempfile::tempfile()?, &schema)?))
             .collect::<Result<_>>()?;
         Ok(Spill {
             writers,
             sizes: vec![0; SPILL_PARTS],
+            rows: vec![0; SPILL_PARTS],
+            level,
         })
     }
 
     fn write(&mut self, batch: &RecordBatch, keys: usize) -> Result<()> {
-        for (part, rows) in split_by_key(&batch.columns()[..keys])?.into_iter().enumerate() {
+        for (part, rows) in split_by_key(&batch.columns()[..keys], self.level)?
+            .into_iter()
+            .enumerate()
+        {
             if !rows.is_empty() {
                 let taken = arrow::compute::take_record_batch(batch, &UInt32Array::from(rows))?;
                 self.sizes[part] += taken.get_array_memory_size();
+                self.rows[part] += taken.num_rows();
                 self.writers[part].write(&taken)?;
             }
         }
         Ok(())
     }
 
-    /// Joins each file with the spine rows of its keys; one output batch.
-    fn join(
-        self,
-        spine: &[RecordBatch],
-        layout: &AsOfLayout,
-        out: &SchemaRef,
-        reservation: &datafusion::execution::memory_pool::MemoryReservation,
-    ) -> Result<RecordBatch> {
-        let spine = match spine.first() {
-            Some(first) => concat_batches(&first.schema(), spine)?,
-            None => return empty_or_nulls(spine, out),
-        };
-        let spine_parts = split_by_key(&spine.columns()[1..=layout.keys])?;
+    /// Joins each file with the spine rows of its keys; one output batch. Each file's rows
+    /// and the sweep's working memory are reserved while it is joined; a part that does not
+    /// fit is split again by another hash, up to [`MAX_SPILL_LEVEL`] times.
+    fn join(self, spine: &RecordBatch, layout: &AsOfLayout, out: &SchemaRef, budget: &Budget) -> Result<RecordBatch> {
+        let spine_parts = split_by_key(&spine.columns()[1..=layout.keys], self.level)?;
         let mut outputs = Vec::with_capacity(SPILL_PARTS);
-        for ((mut writer, rows), size) in self.writers.into_iter().zip(spine_parts).zip(self.sizes) {
+        let parts = self
+            .writers
+            .into_iter()
+            .zip(spine_parts)
+            .zip(self.sizes.into_iter().zip(self.rows));
+        for ((mut writer, spine_rows), (size, rows)) in parts {
             writer.finish()?;
             let mut file = writer.into_inner()?;
             std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
-            let part_spine = arrow::compute::take_record_batch(&spine, &UInt32Array::from(rows))?;
-            let reader = arrow::ipc::reader::FileReader::try_new(file, None)?;
-            reservation.try_grow(size)?;
+            let part_spine = arrow::compute::take_record_batch(spine, &UInt32Array::from(spine_rows))?;
+            let mut reader = arrow::ipc::reader::FileReader::try_new(file, None)?;
+            // The part's rows and the sweep's working memory, reserved together.
+            let need = size
+                + working_bytes(
+                    (part_spine.num_rows(), part_spine.get_array_memory_size()),
+                    (rows, size),
+                );
+            if budget.reservation.try_grow(need).is_err() {
+                if self.level < MAX_SPILL_LEVEL && rows > 1 {
+                    // Too big for the pool: stream it into a finer split and join that.
+                    let mut finer = Spill::new(reader.schema(), self.level + 1)?;
+                    for batch in &mut reader {
+                        finer.write(&batch?, layout.keys)?;
+                    }
+                    outputs.push(finer.join(&part_spine, layout, out, budget)?);
+                    continue;
+                }
+                budget.reserve(need, "joining one key group of its spilled feature rows")?;
+            }
             let features = reader.collect::<std::result::Result<Vec<_>, _>>()?;
             outputs.push(join_partition(&[part_spine], &features, layout, out)?);
-            reservation.shrink(size);
+            budget.reservation.shrink(need);
         }
         Ok(concat_batches(out, &outputs)?)
     }
 }
 
+/// One partition's share of the session's memory pool.
+struct Budget {
+    reservation: datafusion::execution::memory_pool::MemoryReservation,
+    pool: Arc<dyn datafusion::execution::memory_pool::MemoryPool>,
+    partition: usize,
+}
+
+impl Budget {
+    /// Reserves `bytes` for `what`, or fails saying how much the join needed and how much
+    /// the pool had: a limit too small for the join ends in this error, never in a hang.
+    fn reserve(&self, bytes: usize, what: &str) -> Result<()> {
+        self.reservation.try_grow(bytes).map_err(|_| {
+            let used = self.pool.reserved();
+            let limit = match self.pool.memory_limit() {
+                datafusion::execution::memory_pool::MemoryLimit::Finite(l) => format!(" of {}", human(l)),
+                _ => String::new(),
+            };
+            DataFusionError::ResourcesExhausted(format!(
+                "the memory limit is too small: partition {} of the as-of join needs {} more for {what}, with {}{limit} in use; the limit must be at least {} (other partitions need their share too)",
+                self.partition,
+                human(bytes),
+                human(used),
+                human(used.saturating_add(bytes))
+            ))
+        })
+    }
+}
+
+fn human(bytes: usize) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    if bytes as f64 >= MIB {
+        format!("{:.1} MiB", bytes as f64 / MIB)
+    } else {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    }
+}
+
+/// What [`join_partition`] allocates beyond its inputs, for `(rows, bytes)` of spine and
+/// feature rows: concatenated copies, key ids, validity masks and sort tuples per row, the
+/// winners, and output values (the feature rows' average width per spine row). Feature
+/// bytes of batches read back from a spill file must come from [`Spill::sizes`]: they share
+/// one buffer per message, which `get_array_memory_size` over-counts.
+fn working_bytes((n, spine_bytes): (usize, usize), (m, feature_bytes): (usize, usize)) -> usize {
+    let per_row = (8 + 1 + std::mem::size_of::<(u64, i64, u32)>()) * (n + m) + 12 * n;
+    let output = feature_bytes / m.max(1) * n;
+    spine_bytes + feature_bytes + per_row + output
+}
+
 /// Row indices per spill file, by a hash of the key columns (SplitMix64 of int64 keys, of
-/// the row encoding otherwise). Null keys go anywhere: they never match.
-fn split_by_key(keys: &[ArrayRef]) -> Result<Vec<Vec<u32>>> {
+/// the row encoding otherwise), seeded by the spill `level` so that a re-split spreads the
+/// keys of one part. Null keys go anywhere: they never match.
+fn split_by_key(keys: &[ArrayRef], level: u64) -> Result<Vec<Vec<u32>>> {
     let mut parts = vec![Vec::new(); SPILL_PARTS];
     let mix = |mut z: u64| {
         z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -299,14 +408,15 @@ fn split_by_key(keys: &[ArrayRef]) -> Result<Vec<Vec<u32>>> {
         && let Some(ints) = k.as_primitive_opt::<Int64Type>()
     {
         for (i, v) in ints.values().iter().enumerate() {
-            parts[(mix(*v as u64) % SPILL_PARTS as u64) as usize].push(i as u32);
+            parts[(mix(*v as u64 ^ level.wrapping_mul(0xA076_1D64_78BD_642F)) % SPILL_PARTS as u64) as usize]
+                .push(i as u32);
         }
         return Ok(parts);
     }
     let converter = RowConverter::new(keys.iter().map(|c| SortField::new(c.data_type().clone())).collect())?;
     let rows = converter.convert_columns(keys)?;
     for i in 0..rows.num_rows() {
-        let h = rows.row(i).data().iter().fold(0u64, |h, b| mix(h ^ u64::from(*b)));
+        let h = rows.row(i).data().iter().fold(level, |h, b| mix(h ^ u64::from(*b)));
         parts[(h % SPILL_PARTS as u64) as usize].push(i as u32);
     }
     Ok(parts)
