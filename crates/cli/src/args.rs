@@ -284,4 +284,44 @@ mod tests {
         assert!(parse_bytes("2 parsecs").is_err());
         assert!(parse_bytes("GiB").is_err());
     }
+
+    /// Whatever text `--memory-limit` and `--entity` get, they answer or explain; never panic.
+    #[test]
+    fn size_and_entity_text_never_panics() {
+        use skewless_testkit::fuzz::{Fuzz, no_panic};
+        let mut fuzz = Fuzz::new(15);
+        let sizes = [
+            "0",
+            "1",
+            "5",
+            ".",
+            "99999999999999999999",
+            "KiB",
+            "MiB",
+            "GiB",
+            "TiB",
+            "KB",
+            "B",
+            " ",
+            "-",
+            "e9",
+            "é",
+        ];
+        for _ in 0..5000 {
+            let text = fuzz.text(&sizes, 6);
+            if let Ok(bytes) = no_panic("parse_bytes", &text, || parse_bytes(&text)) {
+                assert!(bytes as f64 <= 2f64.powi(63), "{text} → {bytes}");
+            }
+        }
+        let entities = ["driver_id", "=", ",", "1001", " ", "x", "==", "é", "\0"];
+        for _ in 0..5000 {
+            let text = fuzz.text(&entities, 8);
+            if let Ok(pairs) = no_panic("parse_entity", &text, || parse_entity(&text)) {
+                let mut names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+                names.sort_unstable();
+                names.dedup();
+                assert_eq!(names.len(), pairs.len(), "{text}: a key twice");
+            }
+        }
+    }
 }

@@ -4,7 +4,12 @@
 //! its own temporary directory, and kills it when dropped. It can be stopped and started
 //! again on the same port, which is how tests check that clients survive a Redis restart.
 //! Panics here are test failures with a message, which is what a test harness should do.
+//!
+//! [`fuzz`] generates and mutates inputs for property tests: parsers and decoders must never
+//! panic, whatever they are fed.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
+
+pub mod fuzz;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

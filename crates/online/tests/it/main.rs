@@ -6,4 +6,5 @@
 
 mod conformance;
 mod damaged;
+mod fuzz;
 mod redis_only;
