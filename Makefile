@@ -16,6 +16,7 @@ build: ## Build the skewless binary (debug)
 demo: build ## Run the main job end to end on the embedded default (nothing to install)
 	$(SKEWLESS) demo-data --out $(DEMO_DATA)
 	$(SKEWLESS) validate
+	$(SKEWLESS) validate --data
 	$(SKEWLESS) plan
 	$(SKEWLESS) apply
 	$(SKEWLESS) list entities
