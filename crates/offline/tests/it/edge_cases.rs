@@ -133,22 +133,10 @@ async fn float_spine_keys_are_refused_not_truncated() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("data/parts")).unwrap();
     write_parquet(&dir.path().join("data/parts/p.parquet"), &feature_batch());
-    let spine = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("driver_id", DataType::Float64, true),
-            Field::new(
-                "event_timestamp",
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                false,
-            ),
-        ])),
-        vec![
-            Arc::new(Float64Array::from(vec![3.7])),
-            Arc::new(TimestampMicrosecondArray::from(vec![1_767_225_600_000_000]).with_timezone("UTC")),
-        ],
-    )
-    .unwrap();
-    write_parquet(&dir.path().join("spine.parquet"), &spine);
+    write_parquet(
+        &dir.path().join("spine.parquet"),
+        &key_spine(Arc::new(Float64Array::from(vec![3.7]))),
+    );
     let err = run(
         &defs(INT_KEYS),
         dir.path(),
@@ -162,6 +150,26 @@ async fn float_spine_keys_are_refused_not_truncated() {
     );
 }
 
+/// A spine of `driver_id` = `keys` (any type), all at one instant.
+fn key_spine(keys: arrow::array::ArrayRef) -> RecordBatch {
+    let n = keys.len();
+    RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("driver_id", keys.data_type().clone(), true),
+            Field::new(
+                "event_timestamp",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+        ])),
+        vec![
+            keys,
+            Arc::new(TimestampMicrosecondArray::from(vec![1_767_225_600_000_000; n]).with_timezone("UTC")),
+        ],
+    )
+    .unwrap()
+}
+
 /// UInt64 keys are integers: they join when they fit in int64, and a value past i64::MAX is
 /// an error naming it, never "need integers".
 #[tokio::test]
@@ -169,24 +177,7 @@ async fn uint64_spine_keys_join_and_overflow_is_named() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("data/parts")).unwrap();
     write_parquet(&dir.path().join("data/parts/p.parquet"), &feature_batch());
-    let spine = |keys: Vec<u64>| {
-        let n = keys.len();
-        RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                Field::new("driver_id", DataType::UInt64, false),
-                Field::new(
-                    "event_timestamp",
-                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                    false,
-                ),
-            ])),
-            vec![
-                Arc::new(arrow::array::UInt64Array::from(keys)),
-                Arc::new(TimestampMicrosecondArray::from(vec![1_767_225_600_000_000; n]).with_timezone("UTC")),
-            ],
-        )
-        .unwrap()
-    };
+    let spine = |keys: Vec<u64>| key_spine(Arc::new(arrow::array::UInt64Array::from(keys)));
     write_parquet(&dir.path().join("spine.parquet"), &spine(vec![3, 4]));
     let out = run(
         &defs(INT_KEYS),
