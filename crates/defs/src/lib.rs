@@ -76,7 +76,8 @@ pub fn load_dir(dir: &Path) -> Result<Definitions> {
                 problems.extend(not_utf8);
                 Err(Error::Invalid(problems.sorted()))
             }
-            _ => Err(Error::Invalid(not_utf8)),
+            Err(other) => Err(other),
+            Ok(_) => Err(Error::Invalid(not_utf8)),
         };
     }
     load_files(&files, Some(dir))

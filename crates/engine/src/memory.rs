@@ -8,10 +8,11 @@
 //!
 //! [`BoundedPool`] keeps that path from ever being taken: a `RepartitionExec` reservation
 //! always succeeds (it is still counted, so every other consumer sees the memory as used),
-//! so repartitioning never spills. Its buffers are small and transient; the memory that
-//! grows with the data is the as-of join's, which reserves what it holds, spills by key
-//! when the pool is short, and fails with a "needs at least" error when even that cannot
-//! fit. A memory limit then ends in a result or an error, never a hang
+//! so repartitioning never spills. The price: repartition buffers are not bounded by the
+//! limit (DataFusion's channel gate holds them back while consumers lag, but nothing caps
+//! them). The memory that grows with the data is the as-of join's, which reserves what it
+//! holds, spills by key when the pool is short, and fails with a "needs at least" error
+//! when even that cannot fit. A memory limit then ends in a result or an error, never a hang
 //! (`crates/offline/tests/it/memory_limits.rs` hangs within seconds on the stock pool).
 
 use std::fmt;

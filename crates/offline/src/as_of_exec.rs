@@ -36,7 +36,7 @@ use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder,
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, common};
-use futures::{StreamExt, stream};
+use futures::{StreamExt, TryStreamExt, stream};
 
 use crate::as_of::{self, FeatureSide, Mode, SpineSide};
 
@@ -181,12 +181,14 @@ impl ExecutionPlan for AsOfJoinExec {
         let (layout, schema) = (self.layout.clone(), Arc::clone(&self.schema));
         let out_schema = Arc::clone(&schema);
         let spills = MetricBuilder::new(&self.metrics).spill_count(partition);
+        let resplits = MetricBuilder::new(&self.metrics).counter("resplit_count", partition);
         let work = async move {
             let pool = Arc::clone(context.memory_pool());
             let budget = Budget {
                 reservation: MemoryConsumer::new(format!("AsOfJoinExec[{partition}]")).register(&pool),
                 pool,
                 partition,
+                resplits,
             };
             let reservation = &budget.reservation;
             let spine_batches = common::collect(spine).await?;
@@ -226,7 +228,7 @@ impl ExecutionPlan for AsOfJoinExec {
                 // The held rows are reserved already; the feature copy and the rest are not.
                 let working = working_bytes((spine_rows, spine_bytes), (held_rows, held_bytes));
                 if reservation.try_grow(working).is_ok() {
-                    return join_partition(&spine_batches, &held, &layout, &out_schema);
+                    return Ok(vec![join_partition(&spine_batches, &held, &layout, &out_schema)?]);
                 }
                 if let Some(schema) = held.first().map(RecordBatch::schema) {
                     let mut new_spill = Spill::new(schema, 0)?;
@@ -239,17 +241,23 @@ impl ExecutionPlan for AsOfJoinExec {
                 }
             }
             match spill {
-                None => join_partition(&spine_batches, &held, &layout, &out_schema),
+                None => Ok(vec![join_partition(&spine_batches, &held, &layout, &out_schema)?]),
                 Some(spill) => {
                     let spine = match spine_batches.first() {
                         Some(first) => concat_batches(&first.schema(), &spine_batches)?,
-                        None => return empty_or_nulls(&spine_batches, &out_schema),
+                        None => return Ok(vec![empty_or_nulls(&spine_batches, &out_schema)?]),
                     };
+                    // One copy of the spine: the one reserved.
+                    drop(spine_batches);
                     spill.join(&spine, &layout, &out_schema, &budget)
                 }
             }
         };
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream::once(work))))
+        // A batch per joined part: no final concatenation doubling the partition's output.
+        let batches = stream::once(work)
+            .map_ok(|batches| stream::iter(batches.into_iter().map(Ok)))
+            .try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
     }
 }
 
@@ -271,7 +279,7 @@ struct Spill {
     level: u64,
 }
 
-/// How often a part too big for the pool is split again (16^3 parts in all).
+/// Levels of splitting: a part too big for the pool is split again, up to 16^3 parts in all.
 const MAX_SPILL_LEVEL: u64 = 3;
 
 impl Spill {
@@ -302,10 +310,16 @@ impl Spill {
         Ok(())
     }
 
-    /// Joins each file with the spine rows of its keys; one output batch. Each file's rows
+    /// Joins each file with the spine rows of its keys; a batch per part. Each file's rows
     /// and the sweep's working memory are reserved while it is joined; a part that does not
     /// fit is split again by another hash, up to [`MAX_SPILL_LEVEL`] times.
-    fn join(self, spine: &RecordBatch, layout: &AsOfLayout, out: &SchemaRef, budget: &Budget) -> Result<RecordBatch> {
+    fn join(
+        self,
+        spine: &RecordBatch,
+        layout: &AsOfLayout,
+        out: &SchemaRef,
+        budget: &Budget,
+    ) -> Result<Vec<RecordBatch>> {
         let spine_parts = split_by_key(&spine.columns()[1..=layout.keys], self.level)?;
         let mut outputs = Vec::with_capacity(SPILL_PARTS);
         let parts = self
@@ -319,6 +333,10 @@ impl Spill {
             std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
             let part_spine = arrow::compute::take_record_batch(spine, &UInt32Array::from(spine_rows))?;
             let mut reader = arrow::ipc::reader::FileReader::try_new(file, None)?;
+            if rows == 0 {
+                outputs.push(empty_or_nulls(&[part_spine], out)?);
+                continue;
+            }
             // The part's rows and the sweep's working memory, reserved together.
             let need = size
                 + working_bytes(
@@ -326,22 +344,27 @@ impl Spill {
                     (rows, size),
                 );
             if budget.reservation.try_grow(need).is_err() {
-                if self.level < MAX_SPILL_LEVEL && rows > 1 {
+                if self.level + 1 < MAX_SPILL_LEVEL && rows > 1 {
                     // Too big for the pool: stream it into a finer split and join that.
+                    budget.resplits.add(1);
                     let mut finer = Spill::new(reader.schema(), self.level + 1)?;
                     for batch in &mut reader {
                         finer.write(&batch?, layout.keys)?;
                     }
-                    outputs.push(finer.join(&part_spine, layout, out, budget)?);
+                    outputs.extend(finer.join(&part_spine, layout, out, budget)?);
                     continue;
                 }
                 budget.reserve(need, "joining one key group of its spilled feature rows")?;
             }
             let features = reader.collect::<std::result::Result<Vec<_>, _>>()?;
-            outputs.push(join_partition(&[part_spine], &features, layout, out)?);
+            let joined = join_partition(&[part_spine], &features, layout, out)?;
             budget.reservation.shrink(need);
+            // The part's output stays until the partition's is returned: counted, not refused
+            // (it is a share of the working memory just granted).
+            budget.reservation.grow(joined.get_array_memory_size());
+            outputs.push(joined);
         }
-        Ok(concat_batches(out, &outputs)?)
+        Ok(outputs)
     }
 }
 
@@ -350,6 +373,8 @@ struct Budget {
     reservation: datafusion::execution::memory_pool::MemoryReservation,
     pool: Arc<dyn datafusion::execution::memory_pool::MemoryPool>,
     partition: usize,
+    /// `resplit_count`: spilled parts split again because they did not fit.
+    resplits: datafusion::physical_plan::metrics::Count,
 }
 
 impl Budget {
@@ -566,4 +591,96 @@ fn empty_or_nulls(spine: &[RecordBatch], out: &SchemaRef) -> Result<RecordBatch>
         columns.push(arrow::array::new_null_array(field.data_type(), n));
     }
     Ok(RecordBatch::try_new(Arc::clone(out), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Float64Array, Int64Array, UInt64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
+    use datafusion::physical_plan::metrics::Count;
+
+    use super::*;
+
+    fn instants(values: impl Iterator<Item = i64>) -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::from_iter_values(values).with_timezone("UTC"))
+    }
+
+    /// A spilled part that does not fit with the sweep's working memory is split again by
+    /// another hash, and the joined rows are exactly those of the join in memory.
+    #[test]
+    fn parts_too_big_for_the_pool_are_split_again_with_the_same_rows() {
+        let (keys, n, spine_rows) = (400i64, 40_000i64, 2_000i64);
+        let spine = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("__row", DataType::UInt64, false),
+                Field::new("__k0", DataType::Int64, true),
+                Field::new("__t", instants(0..0).data_type().clone(), true),
+            ])),
+            vec![
+                Arc::new(UInt64Array::from_iter_values(0..spine_rows as u64)),
+                Arc::new(Int64Array::from_iter_values((0..spine_rows).map(|i| i * 7 % keys))),
+                instants((0..spine_rows).map(|i| i * 13 % 1000)),
+            ],
+        )
+        .unwrap();
+        let features = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("__k0", DataType::Int64, true),
+                Field::new("__ts", instants(0..0).data_type().clone(), true),
+                Field::new("x", DataType::Float64, true),
+            ])),
+            vec![
+                Arc::new(Int64Array::from_iter_values((0..n).map(|i| i % keys))),
+                instants((0..n).map(|i| i / keys * 10)),
+                Arc::new(Float64Array::from_iter_values((0..n).map(|i| i as f64))),
+            ],
+        )
+        .unwrap();
+        let layout = AsOfLayout {
+            keys: 1,
+            created: false,
+            mode: Mode::Event,
+            ttl_micros: Some(300),
+        };
+        let out: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("__row", DataType::UInt64, false),
+            Field::new("x", DataType::Float64, true),
+        ]));
+        let in_memory = join_partition(
+            std::slice::from_ref(&spine),
+            std::slice::from_ref(&features),
+            &layout,
+            &out,
+        )
+        .unwrap();
+
+        let mut spill = Spill::new(features.schema(), 0).unwrap();
+        spill.write(&features, 1).unwrap();
+        // Room for a third of the biggest part's needs: it must be split again.
+        let spine_parts = split_by_key(&spine.columns()[1..=1], 0).unwrap();
+        let biggest = spill
+            .sizes
+            .iter()
+            .zip(&spill.rows)
+            .zip(&spine_parts)
+            .map(|((size, rows), s)| size + working_bytes((s.len(), s.len() * 24), (*rows, *size)))
+            .max()
+            .unwrap();
+        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(biggest / 3));
+        let budget = Budget {
+            reservation: MemoryConsumer::new("test").register(&pool),
+            pool,
+            partition: 0,
+            resplits: Count::new(),
+        };
+        let parts = spill.join(&spine, &layout, &out, &budget).unwrap();
+        assert!(budget.resplits.value() > 0, "no part was split again");
+        let joined = concat_batches(&out, &parts).unwrap();
+        let order = arrow::compute::sort_to_indices(joined.column(0), None, None).unwrap();
+        let joined = arrow::compute::take_record_batch(&joined, &order).unwrap();
+        let order = arrow::compute::sort_to_indices(in_memory.column(0), None, None).unwrap();
+        assert_eq!(joined, arrow::compute::take_record_batch(&in_memory, &order).unwrap());
+        assert!(joined.column(1).null_count() < joined.num_rows(), "nothing joined");
+    }
 }

@@ -125,15 +125,20 @@ pub fn check_view(
                         continue;
                     }
                     if let Err(message) = evaluate(expr.as_ref(), &batch) {
-                        // The first row that fails on its own; the batch's message if none does.
+                        // The first row that fails on its own; no row when none does alone.
                         let (row, message) = (0..batch.num_rows())
                             .find_map(|r| {
                                 evaluate(expr.as_ref(), &batch.slice(r, 1))
                                     .err()
-                                    .map(|m| (offset + r, m))
+                                    .map(|m| (Some(offset + r), m))
                             })
-                            .unwrap_or((offset, message));
-                        problems.push(problem(Some(row), Some(name), message));
+                            .unwrap_or_else(|| {
+                                (
+                                    None,
+                                    format!("{message} (in rows {offset}..{})", offset + batch.num_rows()),
+                                )
+                            });
+                        problems.push(problem(row, Some(name), message));
                         failed.insert(name.clone());
                     }
                 }
@@ -216,7 +221,8 @@ pub(crate) async fn attributed<T>(
         Ok(Err(other)) => return Err(other),
         Err(panic) => format!("the engine panicked: {}", panic_message(&*panic)),
     };
-    let problems = check_view(ctx, defs, root, view, features)?;
+    // A check that cannot run keeps the job's own error.
+    let problems = check_view(ctx, defs, root, view, features).unwrap_or_default();
     if problems.is_empty() {
         Err(Error::View {
             view: view.name.clone(),
@@ -266,17 +272,38 @@ feature_views: { v: { entity: e, source: s, features: { x: float64 } } }
             .expect_err("a panic is an error");
         assert_eq!(e.to_string(), "feature view `v`: the engine panicked: decoder exploded");
 
-        // A file the check cannot read is named, with its reason.
+        // A row past the lines schema inference reads that does not decode: named with its file.
+        let mut csv = String::from("id,ts,x\n");
+        for i in 0..1100 {
+            let x = if i == 1050 {
+                "oops".to_string()
+            } else {
+                format!("{i}.5")
+            };
+            csv.push_str(&format!("{i},2026-01-01T00:00:00Z,{x}\n"));
+        }
+        std::fs::write(dir.path().join("data/s.csv"), csv).expect("csv");
+        let job = async { Err::<(), _>(Error::Arrow(arrow::error::ArrowError::ComputeError("boom".into()))) };
+        let text = attributed(&ctx, &defs, dir.path(), view, None, job)
+            .await
+            .expect_err("error")
+            .to_string();
+        assert!(
+            text.contains("s.csv: cannot be read") && text.contains("oops"),
+            "{text}"
+        );
+
+        // When the check itself cannot run (the schema is unreadable), the job's error stays.
         std::fs::write(
             dir.path().join("data/s.csv"),
             "id,ts,x\n1,2026-01-01T00:00:00Z,1.5\n2,x,y,z\n",
         )
         .expect("csv");
         let job = async { Err::<(), _>(Error::Arrow(arrow::error::ArrowError::ComputeError("boom".into()))) };
-        let e = attributed(&ctx, &defs, dir.path(), view, None, job)
+        let text = attributed(&ctx, &defs, dir.path(), view, None, job)
             .await
-            .expect_err("error");
-        let text = e.to_string();
-        assert!(text.contains("s.csv") && text.contains("line 3"), "{text}");
+            .expect_err("error")
+            .to_string();
+        assert_eq!(text, "feature view `v`: Compute error: boom");
     }
 }

@@ -86,6 +86,23 @@ pub fn resolve(root: &Path, source: &Source) -> Result<SourceFiles> {
     Ok(SourceFiles { format, files })
 }
 
+/// Whether a file at `file` (existing or not, absolute) would be read by `source`: it is the
+/// source's file, lies under its directory, or matches its glob.
+pub fn covers(root: &Path, source: &Source, file: &Path) -> bool {
+    let Some(path) = &source.path else {
+        return false;
+    };
+    let full = root.join(path);
+    let full = full.canonicalize().unwrap_or(full);
+    if full.is_dir() {
+        file.starts_with(&full)
+    } else if path.contains(['*', '?', '[']) {
+        glob::Pattern::new(&full.to_string_lossy()).is_ok_and(|p| p.matches_path(file))
+    } else {
+        file == full
+    }
+}
+
 fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();

@@ -60,20 +60,19 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-/// `url` with any password replaced by `***`: the userinfo's password (also in a mistyped
-/// URL such as `Redis:/:secret@host`) and `pass=` query values.
+/// `url` with any password replaced by `***`: the userinfo's password, everything before the
+/// `@` of a text that is not a well-formed URL (`user:secret@host`), and `pass=` query values.
 pub fn redact(url: &str) -> String {
-    let after_scheme = url.find("://").map(|i| i + 3).or_else(|| url.find(':').map(|i| i + 1));
-    let mut shown = match (after_scheme, url.rfind('@')) {
-        (Some(start), Some(at)) if at >= start => {
-            let userinfo = &url[start..at];
-            let userinfo = userinfo.trim_start_matches('/');
-            let prefix = &url[..at - userinfo.len()];
+    let mut shown = match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
             let hidden = userinfo
                 .split_once(':')
                 .map_or_else(|| userinfo.to_string(), |(user, _)| format!("{user}:***"));
-            format!("{prefix}{hidden}{}", &url[at..])
+            format!("{}{hidden}{}", &url[..scheme + 3], &url[at..])
         }
+        // Not a well-formed URL: whatever comes before the `@` may be a password.
+        (None, Some(at)) => format!("***{}", &url[at..]),
         _ => url.to_string(),
     };
     if let Some(q) = shown.find('?') {
@@ -235,7 +234,9 @@ mod tests {
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
         assert_eq!(redact("redis://user@host"), "redis://user@host");
         assert_eq!(redact("Redis://:s3cret@host"), "Redis://:***@host");
-        assert_eq!(redact("redis:/:s3cret@host"), "redis:/:***@host");
+        assert_eq!(redact("redis:/:s3cret@host"), "***@host");
+        assert_eq!(redact("user:s3cret@host:6379"), "***@host:6379");
+        assert_eq!(redact(":s3cret@host:6379"), "***@host:6379");
         assert_eq!(
             redact("redis+unix:///tmp/r.sock?db=1&pass=s3cret"),
             "redis+unix:///tmp/r.sock?db=1&pass=***"

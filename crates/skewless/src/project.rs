@@ -115,10 +115,11 @@ impl Project {
     /// against (`skewless apply --expect-version N`).
     pub fn apply(&self, allow_breaking: bool, expect: Option<u64>) -> Result<ApplyOutcome> {
         let report = self.plan()?;
-        if let Some(expected) = expect
-            && report.applied_seq != Some(expected)
+        // `--expect-version 0`: nothing applied yet.
+        if let Some(expected) = expect.map(|v| Some(v).filter(|&v| v > 0))
+            && report.applied_seq != expected
         {
-            return Err(self.registry().moved(Some(expected), report.applied_seq));
+            return Err(self.registry().moved(expected, report.applied_seq));
         }
         self.apply_plan(report, allow_breaking)
     }

@@ -139,11 +139,17 @@ impl Registry {
     pub fn set_watermark(&self, store: &StoreRef, view: &str, watermark: Watermark) -> Result<()> {
         let mut file = match self.watermark_file() {
             Ok(file) => file,
-            Err(_) => {
+            // Only a file that is not JSON at all is set aside; another format (a newer
+            // skewless) or an I/O error stops here, so nothing is discarded by mistake.
+            Err(e)
+                if std::fs::read(&self.watermarks)
+                    .is_ok_and(|b| serde_json::from_slice::<serde_json::Value>(&b).is_err()) =>
+            {
                 let aside = self.watermarks.with_extension("json.damaged");
-                std::fs::rename(&self.watermarks, &aside).map_err(|e| self.error(&aside, e))?;
+                std::fs::rename(&self.watermarks, &aside).map_err(|_| e)?;
                 WatermarkFile::default()
             }
+            Err(e) => return Err(e),
         };
         let entry = file
             .stores

@@ -140,7 +140,11 @@ impl Project {
     /// Training sets read the definitions on disk; serving reads the applied ones. Where the
     /// views a training set uses differ between the two, its values are not what is served.
     fn skew_against_applied(&self, defs: &Definitions, features: &[ResolvedFeature]) -> Result<Vec<String>> {
-        let Some(applied) = self.registry().latest()? else {
+        let applied = match self.registry().latest() {
+            Ok(applied) => applied,
+            Err(e) => return Ok(vec![format!("the applied definitions cannot be read to compare: {e}")]),
+        };
+        let Some(applied) = applied else {
             return Ok(vec![
                 "nothing is applied yet: no online store serves these definitions (run `skewless apply`)".into(),
             ]);
@@ -192,12 +196,18 @@ pub fn check_output(defs: &Definitions, root: &Path, spine: &Path, out: &Path) -
             "is the spine; the training set would overwrite its own input".into(),
         ));
     }
-    for source in defs.sources.values().filter(|s| s.path.is_some()) {
-        if let Ok(files) = skewless_offline::source::resolve(root, source)
-            && files.files.iter().any(|f| same(out, f))
-        {
-            return Err(refuse(format!("is a file of source `{}`", source.name)));
-        }
+    let Some(absolute) = canonical(out) else {
+        return Ok(());
+    };
+    if let Some(source) = defs
+        .sources
+        .values()
+        .find(|s| skewless_offline::source::covers(root, s, &absolute))
+    {
+        return Err(refuse(format!(
+            "is read by source `{}`; the training set would become its feature data",
+            source.name
+        )));
     }
     Ok(())
 }
@@ -243,7 +253,9 @@ pub fn write_output(batch: &RecordBatch, path: &Path) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| err(&e))?;
     }
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    // Hidden (a leading dot), so no directory or glob source ever reads it.
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(path.file_name().unwrap_or_default());
     tmp_name.push(format!(".{}.tmp", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
     let written = match format {

@@ -133,7 +133,7 @@ fn training_set_outputs_are_what_their_names_say() {
         ("./data/demo/../demo/ride_requests_spine.parquet", "is the spine"),
         (
             "data/demo/driver_hourly_stats.parquet",
-            "is a file of source `driver_hourly`",
+            "is read by source `driver_hourly`",
         ),
         ("out.txt", "name the file *.parquet or *.csv"),
         ("out", "name the file *.parquet or *.csv"),
@@ -143,6 +143,35 @@ fn training_set_outputs_are_what_their_names_say() {
         assert!(run.stderr().contains(why), "{out}: {}", run.stderr());
     }
     assert_eq!(std::fs::read(p.path().join(SPINE)).unwrap(), spine_before);
+    // Inside a directory source, or matching a glob source: the next build would read it.
+    p.edit(
+        "drivers.yaml",
+        "path: data/demo/driver_hourly_stats.parquet",
+        "path: data/demo/hourly/",
+    );
+    p.edit(
+        "drivers.yaml",
+        "path: data/demo/trips.parquet",
+        "path: data/demo/trips*.parquet",
+    );
+    std::fs::create_dir_all(p.path().join("data/demo/hourly")).unwrap();
+    std::fs::rename(
+        p.path().join("data/demo/driver_hourly_stats.parquet"),
+        p.path().join("data/demo/hourly/part0.parquet"),
+    )
+    .unwrap();
+    for (out, source) in [
+        ("data/demo/hourly/x.parquet", "driver_hourly"),
+        ("data/demo/trips_out.parquet", "trips"),
+    ] {
+        let run = p.run(&[&["training-set", "--spine", SPINE, "--out", out][..], &service[..]].concat());
+        assert_eq!(run.code(), 1, "{out}");
+        assert!(
+            run.stderr().contains(&format!("is read by source `{source}`")),
+            "{out}: {}",
+            run.stderr()
+        );
+    }
 
     p.run(&[&["training-set", "--spine", SPINE, "--out", "ts.csv"][..], &service[..]].concat())
         .ok();

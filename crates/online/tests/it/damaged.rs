@@ -35,7 +35,7 @@ async fn damaged_store_files_are_errors_naming_the_file() {
         match case % 4 {
             // Garbage over a page-sized run somewhere.
             0 => {
-                let at = (next(&mut state) as usize) % damaged.len().saturating_sub(4096);
+                let at = (next(&mut state) as usize) % damaged.len().saturating_sub(4096).max(1);
                 for b in &mut damaged[at..at + 4096] {
                     *b = next(&mut state) as u8;
                 }
