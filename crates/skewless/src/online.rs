@@ -174,18 +174,26 @@ impl Project {
             };
             let report = match self.materialize_view(run).await {
                 Ok(report) => report,
-                Err(e) => ViewReport {
-                    view: name.clone(),
-                    version: skewless_defs::version::versions(&defs)
+                Err(e) => {
+                    let version = skewless_defs::version::versions(&defs)
                         .feature_views
-                        .get(name)
-                        .cloned()
-                        .unwrap_or_default(),
-                    start: options.start,
-                    end: options.end,
-                    error: Some(e.to_string()),
-                    ..ViewReport::default()
-                },
+                        .remove(name)
+                        .unwrap_or_default();
+                    // Where this run started for the view, as a successful report would say.
+                    let start = if options.incremental {
+                        marks.get(name).filter(|w| w.version == version).map(|w| w.end)
+                    } else {
+                        options.start
+                    };
+                    ViewReport {
+                        view: name.clone(),
+                        version,
+                        start,
+                        end: options.end,
+                        error: Some(e.to_string()),
+                        ..ViewReport::default()
+                    }
+                }
             };
             let report = ViewReport {
                 seconds: started.elapsed().as_secs_f64(),
