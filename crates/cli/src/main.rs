@@ -249,7 +249,8 @@ fn get(
     let runtime = runtime()?;
     let found = runtime.block_on(async {
         let store = online_store(project, url).await?;
-        anyhow::Ok(project.get(&*store, selection, entities, at).await?)
+        let serving = skewless::serving::Serving::new(project, store)?;
+        anyhow::Ok(serving.get(selection, entities, at).await?)
     })?;
     let text = |v: &skewless::online_store::Scalar| match scalar_to_json(v) {
         serde_json::Value::String(s) => s,

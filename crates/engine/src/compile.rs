@@ -3,7 +3,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{Column, DFSchema, TableReference};
@@ -114,26 +113,6 @@ pub fn compile_on_demand(defs: &Definitions, view: &OnDemandView) -> Result<Vec<
         &schema,
         &format!("on-demand view `{}` inputs", view.name),
     )
-}
-
-/// Evaluates an on-demand view's features on `input`, whose columns are exactly
-/// [`on_demand_input_schema`]'s, in order. Training sets (over joined columns) and online
-/// lookups (over looked-up values and request fields) both call this one function.
-pub fn evaluate_on_demand(
-    defs: &Definitions,
-    view: &OnDemandView,
-    input: &RecordBatch,
-) -> crate::Result<Vec<(String, ArrayRef)>> {
-    let schema = on_demand_input_schema(defs, view).map_err(crate::Error::Invalid)?;
-    let compiled = compile_on_demand(defs, view).map_err(|d| crate::Error::Invalid(d.to_string()))?;
-    let ctx = session();
-    let mut out = Vec::with_capacity(compiled.len());
-    for f in compiled {
-        let physical = ctx.create_physical_expr(f.expr, &schema)?;
-        let value = physical.evaluate(input)?.into_array(input.num_rows())?;
-        out.push((f.name, value));
-    }
-    Ok(out)
 }
 
 fn compile_all(

@@ -8,7 +8,7 @@
 //! ```text
 //! Definitions + source schema ──compile_view──▶ [key, timestamp, created, feature...] as DataFusion Exprs
 //! Definitions + view schemas  ──compile_on_demand──▶ on-demand features as DataFusion Exprs
-//! on-demand inputs (batch)    ──evaluate_on_demand──▶ on-demand feature arrays (offline and online alike)
+//! on-demand view ──OnDemandProgram::compile (once)──▶ evaluate(inputs) ──▶ feature arrays (offline and online alike)
 //!                             └─check──▶ every type error, located in the YAML
 //! ```
 //!
@@ -18,13 +18,14 @@
 mod check;
 mod compile;
 mod memory;
+mod on_demand;
 mod types;
 
 pub use check::{SourceSchemas, check};
 pub use compile::{
-    CompiledFeature, compile_on_demand, compile_view, evaluate_on_demand, on_demand_input_schema, session,
-    session_with_memory_limit,
+    CompiledFeature, compile_on_demand, compile_view, on_demand_input_schema, session, session_with_memory_limit,
 };
+pub use on_demand::{EvalError, OnDemandInput, OnDemandProgram};
 pub use types::{arrow_type, fits, key_fits, timestamp_fits};
 
 /// Problems compiling an expression; `Invalid` are the user's, `DataFusion` are not.

@@ -21,7 +21,9 @@ use datafusion::common::ScalarValue;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{CsvReadOptions, DataFrame, ParquetReadOptions, SessionContext, col, lit};
 use skewless_defs::{AsOf, Definitions, FeatureView, KeyType, ResolvedFeature, SourceFormat};
-use skewless_engine::{arrow_type, compile_view, evaluate_on_demand, key_fits, on_demand_input_schema};
+use skewless_engine::{
+    EvalError, OnDemandInput, OnDemandProgram, arrow_type, compile_view, key_fits, on_demand_input_schema,
+};
 
 use crate::as_of::Mode;
 use crate::as_of_exec::AsOfLayout;
@@ -594,45 +596,30 @@ fn compute_on_demand(
         .on_demand_views
         .get(name)
         .ok_or_else(|| Error::Request(format!("unknown on-demand view `{name}`")))?;
-    let input = on_demand_input_schema(defs, view).map_err(Error::Request)?;
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    for (qualifier, field) in input.iter() {
-        let column = match qualifier {
-            None => {
-                let column = spine.column_by_name(field.name()).ok_or_else(|| Error::Spine {
+    let program = OnDemandProgram::compile(defs, view).map_err(|d| Error::Request(d.to_string()))?;
+    // Request fields come from the spine, strictly cast; other views' features were computed.
+    let values = program
+        .evaluate(spine.num_rows(), |input| match input {
+            OnDemandInput::Request { name: field, .. } => {
+                let column = spine.column_by_name(field).ok_or_else(|| Error::Spine {
                     path: spine_path.to_path_buf(),
-                    message: format!(
-                        "on-demand view `{name}` needs request field `{}`, which the spine lacks",
-                        field.name()
-                    ),
+                    message: format!("on-demand view `{name}` needs request field `{field}`, which the spine lacks"),
                 })?;
-                cast_with_options(column, field.data_type(), &strict()).map_err(|e| Error::Spine {
+                cast_with_options(column, &input.data_type(), &strict()).map_err(|e| Error::Spine {
                     path: spine_path.to_path_buf(),
-                    message: format!(
-                        "request field `{}` cannot be read as {}: {e}",
-                        field.name(),
-                        field.data_type()
-                    ),
-                })?
+                    message: format!("request field `{field}` cannot be read as {}: {e}", input.ty()),
+                })
             }
-            Some(view_name) => Arc::clone(
-                computed
-                    .get(&(view_name.to_string(), field.name().clone()))
-                    .ok_or_else(|| {
-                        Error::Internal(format!(
-                            "`{view_name}.{}` was not computed before `{name}`",
-                            field.name()
-                        ))
-                    })?,
-            ),
-        };
-        columns.push(column);
-    }
-    let batch = RecordBatch::try_new(Arc::new(input.as_arrow().clone()), columns)?;
-    let values = evaluate_on_demand(defs, view, &batch).map_err(|e| match e {
-        skewless_engine::Error::Invalid(message) => Error::Request(message),
-        skewless_engine::Error::DataFusion(e) => Error::DataFusion(e),
-    })?;
+            OnDemandInput::Feature { view, feature, .. } => computed
+                .get(&(view.clone(), feature.clone()))
+                .cloned()
+                .ok_or_else(|| Error::Internal(format!("`{view}.{feature}` was not computed before `{name}`"))),
+        })
+        .map_err(|e| match e {
+            EvalError::Input(e) => e,
+            EvalError::Engine(skewless_engine::Error::Invalid(message)) => Error::Request(message),
+            EvalError::Engine(skewless_engine::Error::DataFusion(e)) => Error::DataFusion(e),
+        })?;
     for (feature, value) in values {
         computed.insert((name.to_string(), feature), value);
     }

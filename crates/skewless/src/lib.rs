@@ -12,11 +12,11 @@
 //!                     ├──list──────▶ listing rows (printed by the CLI as tables or JSON)
 //!                     ├──training_set──▶ offline::training_set (as-of joins) ─▶ RecordBatch / DataFrame / Parquet
 //!                     ├──materialize──▶ offline::latest (the same join at `end`) ─▶ online store (newer wins)
-//!                     └──get──────────▶ online::lookup (statuses at an injected clock)
+//!                     └──get──▶ serving::Serving (compiled once) ─▶ online::lookup (statuses at an injected clock)
 //! ```
 //!
 //! Modules: [`project`], [`registry`], [`listing`], [`training`], [`manifest`], [`online`],
-//! [`reproduce`], [`demo_data`].
+//! [`serving`], [`reproduce`], [`demo_data`].
 
 pub mod demo_data;
 pub mod listing;
@@ -25,6 +25,7 @@ pub mod online;
 pub mod project;
 pub mod registry;
 pub mod reproduce;
+pub mod serving;
 pub mod training;
 
 use std::path::PathBuf;
@@ -57,6 +58,9 @@ pub enum Error {
     RegistryMoved { path: PathBuf, from: String, to: String },
     #[error("writing {path}: {message}")]
     Write { path: PathBuf, message: String },
+    /// A lookup that cannot be answered, with its stable code.
+    #[error(transparent)]
+    Serve(#[from] serving::RequestError),
     /// A request that names something that does not exist, or asks the impossible.
     #[error("{0}")]
     Request(String),

@@ -1,5 +1,5 @@
-//! The online path through the facade: materialization (offline rows → online store) and
-//! lookups (`get`).
+//! The online path through the facade: materialization (offline rows → online store).
+//! Lookups go through the serving core ([`crate::serving`]).
 //!
 //! Both read the definitions *in force* (the latest `apply`), not the files on disk: what is
 //! served is what was applied, and every value carries the applied view version, so a value
@@ -15,24 +15,16 @@
 //! Interrupting is safe: writes are newer-wins and idempotent, and a view's watermark moves
 //! only after all its rows are written, so a re-run writes the same values again.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use arrow::array::{ArrayRef, RecordBatch};
 use chrono::Utc;
 use serde::Serialize;
-use skewless_defs::{Definitions, FeatureType, KeyType, ResolvedFeature};
-use skewless_engine::{evaluate_on_demand, on_demand_input_schema};
+use skewless_defs::Definitions;
 use skewless_offline::latest::{Window, latest};
-use skewless_offline::training_set::needed_views;
-use skewless_online::values::{scalar_at, to_array};
-use skewless_online::{
-    Entity, FeatureValue, KeyValue, LookupStats, OnlineStore, Scalar, Selection, Status, ViewLayout, lookup,
-};
+use skewless_online::{OnlineStore, ViewLayout};
 
 use crate::registry::{StoreRef, Watermark};
-use crate::training::{FeatureSelection, resolve_selection};
 use crate::{Error, Project, Result};
 
 /// Keys live this much longer than their view's ttl, counted from the write.
@@ -299,193 +291,6 @@ impl Project {
             error: None,
         })
     }
-
-    /// Looks features up for entities given as `name=value` text (join keys, and the request
-    /// fields of requested on-demand views), as of `at` (µs). On-demand features are computed
-    /// from the looked-up values and request fields by the engine, as training sets compute them.
-    pub async fn get(
-        &self,
-        store: &dyn OnlineStore,
-        selection: &FeatureSelection,
-        entities: &[Vec<(String, String)>],
-        at: i64,
-    ) -> Result<GetOutput> {
-        let defs = self.applied()?;
-        let features = resolve_selection(&defs, selection)?;
-        let (views, on_demand) = needed_views(&defs, &features);
-        // Every feature of every view read, directly or by an on-demand view.
-        let selections = views
-            .iter()
-            .map(|name| {
-                let view = defs.feature_views.get(name).ok_or_else(|| unknown_view(&defs, name))?;
-                if !view.online {
-                    return Err(Error::Request(format!(
-                        "feature view `{name}` is not online (`online: false`): nothing is materialized for it"
-                    )));
-                }
-                let layout = Arc::new(ViewLayout::new(&defs, view).map_err(online_error)?);
-                let features = (0..layout.features.len()).collect();
-                Ok(Selection { layout, features })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let key_types: BTreeMap<String, KeyType> =
-            selections.iter().flat_map(|s| s.layout.keys.iter().cloned()).collect();
-        let request_types: BTreeMap<String, FeatureType> = on_demand
-            .iter()
-            .filter_map(|name| defs.on_demand_views.get(name))
-            .flat_map(|v| v.request.iter().map(|r| (r.name.clone(), r.ty)))
-            .collect();
-        let parsed = entities
-            .iter()
-            .enumerate()
-            .map(|(i, pairs)| parse_entity(i, pairs, &key_types, &request_types))
-            .collect::<Result<Vec<_>>>()?;
-        let keys: Vec<Entity> = parsed.iter().map(|(k, _)| k.clone()).collect();
-        let found = lookup(store, &selections, &keys, at).await.map_err(online_error)?;
-
-        // Columns by (view, feature), one value per entity.
-        let mut columns: HashMap<(String, String), Vec<FeatureValue>> = HashMap::new();
-        let mut offset = 0;
-        for s in &selections {
-            for (j, (feature, _)) in s.layout.features.iter().enumerate() {
-                let column = found.rows.iter().map(|row| row[offset + j].clone()).collect();
-                columns.insert((s.layout.view.clone(), feature.clone()), column);
-            }
-            offset += s.layout.features.len();
-        }
-        for name in &on_demand {
-            compute_on_demand(&defs, name, &parsed, &mut columns)?;
-        }
-        let rows = (0..entities.len())
-            .map(|i| {
-                features
-                    .iter()
-                    .map(|f| {
-                        columns
-                            .get(&(f.view.clone(), f.feature.clone()))
-                            .and_then(|c| c.get(i).cloned())
-                            .ok_or_else(|| Error::Internal(format!("`{}:{}` was not looked up", f.view, f.feature)))
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // Echoed typed, as parsed: the same JSON convention as the values.
-        let entities = parsed
-            .iter()
-            .map(|(keys, request)| {
-                let mut pairs: Vec<(String, Scalar)> = keys
-                    .iter()
-                    .map(|(name, key)| {
-                        let value = match key {
-                            KeyValue::Int64(i) => Scalar::Int64(*i),
-                            KeyValue::String(s) => Scalar::String(s.clone()),
-                        };
-                        (name.clone(), value)
-                    })
-                    .chain(request.iter().map(|(name, v)| (name.clone(), v.clone())))
-                    .collect();
-                pairs.sort_by(|a, b| a.0.cmp(&b.0));
-                pairs
-            })
-            .collect();
-        Ok(GetOutput {
-            features,
-            entities,
-            rows,
-            stats: found.stats,
-            at,
-        })
-    }
-}
-
-/// Evaluates on-demand view `name` for every entity with the engine, over the columns
-/// computed so far and the entities' request fields. Its values are PRESENT (computed),
-/// without an event time; inputs that were not found enter as nulls, as in training sets.
-fn compute_on_demand(
-    defs: &Definitions,
-    name: &str,
-    entities: &[(Entity, HashMap<String, Scalar>)],
-    columns: &mut HashMap<(String, String), Vec<FeatureValue>>,
-) -> Result<()> {
-    let view = defs
-        .on_demand_views
-        .get(name)
-        .ok_or_else(|| Error::Internal(format!("unknown on-demand view `{name}`")))?;
-    let input = on_demand_input_schema(defs, view).map_err(Error::Request)?;
-    let mut arrays: Vec<ArrayRef> = Vec::new();
-    for (qualifier, field) in input.iter() {
-        let (ty, values): (FeatureType, Vec<Scalar>) = match qualifier {
-            None => {
-                let ty = view
-                    .request
-                    .iter()
-                    .find(|r| r.name == *field.name())
-                    .map(|r| r.ty)
-                    .ok_or_else(|| Error::Internal(format!("request field `{}` has no type", field.name())))?;
-                let values = entities
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (_, request))| {
-                        request.get(field.name()).cloned().ok_or_else(|| {
-                            Error::Request(format!(
-                                "entity {}: on-demand view `{name}` needs request field `{}` (pass {}=VALUE)",
-                                i + 1,
-                                field.name(),
-                                field.name()
-                            ))
-                        })
-                    })
-                    .collect::<Result<_>>()?;
-                (ty, values)
-            }
-            Some(source_view) => {
-                let source_view = source_view.to_string();
-                let ty = defs
-                    .view_features(&source_view)
-                    .and_then(|fs| fs.iter().find(|f| f.name == *field.name()))
-                    .map(|f| f.ty)
-                    .ok_or_else(|| Error::Internal(format!("`{source_view}.{}` has no type", field.name())))?;
-                let column = columns
-                    .get(&(source_view.clone(), field.name().clone()))
-                    .ok_or_else(|| Error::Internal(format!("`{source_view}.{}` was not looked up", field.name())))?;
-                (ty, column.iter().map(|v| v.value.clone()).collect())
-            }
-        };
-        let array = to_array(ty, &values).map_err(online_error)?;
-        let array = if array.data_type() == field.data_type() {
-            array
-        } else {
-            arrow::compute::cast(&array, field.data_type()).map_err(|e| Error::Internal(e.to_string()))?
-        };
-        arrays.push(array);
-    }
-    let batch = RecordBatch::try_new(Arc::new(input.as_arrow().clone()), arrays)
-        .map_err(|e| Error::Internal(format!("on-demand inputs of `{name}`: {e}")))?;
-    let values = evaluate_on_demand(defs, view, &batch).map_err(|e| Error::Request(e.to_string()))?;
-    for (feature, array) in values {
-        let column = (0..batch.num_rows())
-            .map(|row| {
-                Ok(FeatureValue {
-                    value: scalar_at(&array, row).map_err(online_error)?,
-                    status: Status::Present,
-                    event_timestamp: None,
-                })
-            })
-            .collect::<Result<_>>()?;
-        columns.insert((name.to_string(), feature), column);
-    }
-    Ok(())
-}
-
-/// The answer to [`Project::get`]: per entity, one value per requested feature.
-#[derive(Debug, Clone)]
-pub struct GetOutput {
-    pub features: Vec<ResolvedFeature>,
-    /// The entities as parsed (join keys and request fields, typed), sorted by name.
-    pub entities: Vec<Vec<(String, Scalar)>>,
-    pub rows: Vec<Vec<FeatureValue>>,
-    pub stats: LookupStats,
-    pub at: i64,
 }
 
 /// The online views to materialize, checked: named ones must exist and be online.
@@ -516,34 +321,6 @@ fn unknown_view(defs: &Definitions, name: &str) -> Error {
         "unknown feature view `{name}`{}",
         hint.map(|h| format!(" (did you mean `{h}`?)")).unwrap_or_default()
     ))
-}
-
-/// Splits `name=value` pairs into join keys and request fields, typed.
-fn parse_entity(
-    index: usize,
-    pairs: &[(String, String)],
-    key_types: &BTreeMap<String, KeyType>,
-    request_types: &BTreeMap<String, FeatureType>,
-) -> Result<(Entity, HashMap<String, Scalar>)> {
-    let mut keys: Entity = HashMap::new();
-    let mut request = HashMap::new();
-    let at = |name: &str, e: String| Error::Request(format!("entity {}: `{name}`: {e}", index + 1));
-    for (name, text) in pairs {
-        if let Some(ty) = key_types.get(name) {
-            keys.insert(name.clone(), KeyValue::parse(text, *ty).map_err(|e| at(name, e))?);
-        } else if let Some(ty) = request_types.get(name) {
-            request.insert(name.clone(), Scalar::parse(text, *ty).map_err(|e| at(name, e))?);
-        } else {
-            let mut known: Vec<&str> = key_types.keys().map(String::as_str).collect();
-            known.extend(request_types.keys().map(String::as_str));
-            return Err(Error::Request(format!(
-                "entity {}: `{name}` is neither a join key nor a request field of the requested features (known: {})",
-                index + 1,
-                known.join(", ")
-            )));
-        }
-    }
-    Ok((keys, request))
 }
 
 fn online_error(e: skewless_online::Error) -> Error {
@@ -635,6 +412,7 @@ mod tests {
     #[test]
     fn json_convention_for_non_finite_floats() {
         use serde_json::json;
+        use skewless_online::Scalar;
         assert_eq!(scalar_to_json(&Scalar::Float64(f64::NAN)), json!("NaN"));
         assert_eq!(scalar_to_json(&Scalar::Float32(f32::INFINITY)), json!("Infinity"));
         assert_eq!(scalar_to_json(&Scalar::Float64(f64::NEG_INFINITY)), json!("-Infinity"));

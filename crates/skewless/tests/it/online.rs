@@ -388,3 +388,59 @@ async fn get_reports_statuses_and_explains_bad_requests() {
         .to_string();
     assert!(e.contains("nope"), "{e}");
 }
+
+/// The serving core, compiled once, answers as `Project::get` does, and its errors carry
+/// stable codes: the caller's mistakes are 4xx, a store that is down is 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_core_answers_with_codes() {
+    use skewless::serving::{RequestError, Serving};
+    let (_dir, project) = demo_project();
+    let mut server = skewless_testkit::RedisServer::start();
+    let store = online_store::open(&StoreConfig::Redis(server.url())).await.unwrap();
+    let t = START_MICROS + 3 * 24 * HOUR;
+    let options = MaterializeOptions {
+        start: None,
+        end: t,
+        incremental: false,
+        views: Vec::new(),
+    };
+    project.materialize(&*store, &options, &|_| {}).await.unwrap();
+    let serving = Serving::new(&project, Arc::clone(&store)).unwrap();
+    assert_eq!(serving.applied_seq, 1);
+    let service = FeatureSelection::Service("ranking_v1".into());
+    let entity = |pairs: &[(&str, &str)]| vec![pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()];
+    let one = entity(&[("driver_id", "1001"), ("customer_id", "5001"), ("distance_km", "3.5")]);
+    let served = serving.get(&service, &one, t).await.unwrap();
+    let direct = project.get(&*store, &service, &one, t).await.unwrap();
+    assert_eq!(served.rows, direct.rows);
+    assert!(served.rows[0].iter().any(|v| v.status == Status::Present));
+
+    let code = |r: Result<skewless::serving::GetOutput, RequestError>| {
+        let e = r.unwrap_err();
+        (e.code(), e.http_status(), e.to_string())
+    };
+    let (c, s, m) = code(
+        serving
+            .get(
+                &FeatureSelection::Features(vec!["driver_hourly_stats:conv_rat".into()]),
+                &one,
+                t,
+            )
+            .await,
+    );
+    assert_eq!((c, s), ("UNKNOWN_FEATURE", 404), "{m}");
+    assert!(m.contains("did you mean `driver_hourly_stats:conv_rate`"), "{m}");
+    let (c, s, m) = code(serving.get(&service, &entity(&[("driver_id", "x1")]), t).await);
+    assert_eq!((c, s), ("BAD_ENTITY", 400), "{m}");
+    let (c, _, m) = code(
+        serving
+            .get(&service, &entity(&[("driver_id", "1"), ("customer_id", "2")]), t)
+            .await,
+    );
+    assert_eq!(c, "MISSING_REQUEST_FIELD", "{m}");
+
+    // The store goes down: 503 with a code, never the caller's fault.
+    server.stop();
+    let (c, s, m) = code(serving.get(&service, &one, t).await);
+    assert_eq!((c, s), ("STORE_UNAVAILABLE", 503), "{m}");
+}

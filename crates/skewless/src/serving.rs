@@ -1,0 +1,400 @@
+//! The serving core: everything a lookup needs, compiled once per applied version.
+//!
+//! [`Serving`] reads the registry once and prepares each online view's layout, each on-demand
+//! view's [`OnDemandProgram`] (planned by DataFusion once), the services' resolved features
+//! and the key and request-field types. A request then does only: parse the entities → one
+//! store round trip → decode with statuses → evaluate on-demand programs → answer. `skewless
+//! get` goes through it; the feature server will too.
+//!
+//! ```text
+//! Serving::new(project, store) ── registry (once) ──▶ layouts, programs, services
+//! Serving::get(selection, entities, at) ─▶ parse ─▶ online::lookup (one read) ─▶ on-demand ─▶ GetOutput
+//! ```
+//!
+//! Request errors are one enum, [`RequestError`], each with a stable code and HTTP status,
+//! decided in one place ([`RequestError::code`], [`RequestError::http_status`]). A store
+//! that fails is `STORE_UNAVAILABLE` and a bug is `INTERNAL`: neither is the caller's fault.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::array::ArrayRef;
+use skewless_defs::{Definitions, FeatureType, KeyType, ResolvedFeature};
+use skewless_engine::{EvalError, OnDemandInput, OnDemandProgram};
+use skewless_offline::training_set::needed_views;
+use skewless_online::values::{scalar_at, to_array};
+use skewless_online::{
+    Entity, FeatureValue, KeyValue, LookupStats, OnlineStore, Scalar, Selection, Status, ViewLayout, lookup,
+};
+
+use crate::training::{FeatureSelection, resolve_selection};
+use crate::{Error, Project};
+
+/// Why a request cannot be answered. Codes and statuses are stable: clients may match on them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// Names a feature, view or service that does not exist (with "did you mean").
+    #[error("{0}")]
+    UnknownFeature(String),
+    /// Asks for a view that is not served online.
+    #[error("feature view `{0}` is not online (`online: false`): nothing is materialized for it")]
+    ViewNotOnline(String),
+    /// An entity that lacks a key, has an unknown field, or a value of the wrong type.
+    #[error("{0}")]
+    BadEntity(String),
+    /// An on-demand view's request field is missing from an entity.
+    #[error("entity {entity}: on-demand view `{view}` needs request field `{field}` (pass {field}=VALUE)")]
+    MissingRequestField { entity: usize, view: String, field: String },
+    /// Nothing is applied: there is nothing to serve.
+    #[error("nothing is applied yet: run `skewless apply` first")]
+    NothingApplied,
+    /// The online store failed or is unreachable.
+    #[error("{0}")]
+    StoreUnavailable(String),
+    /// A bug in skewless.
+    #[error("internal error (a bug, please report it): {0}")]
+    Internal(String),
+}
+
+impl RequestError {
+    /// The stable code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RequestError::UnknownFeature(_) => "UNKNOWN_FEATURE",
+            RequestError::ViewNotOnline(_) => "VIEW_NOT_ONLINE",
+            RequestError::BadEntity(_) => "BAD_ENTITY",
+            RequestError::MissingRequestField { .. } => "MISSING_REQUEST_FIELD",
+            RequestError::NothingApplied => "NOTHING_APPLIED",
+            RequestError::StoreUnavailable(_) => "STORE_UNAVAILABLE",
+            RequestError::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// The HTTP status that answers it: the caller's mistakes are 4xx, ours 5xx.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            RequestError::UnknownFeature(_) => 404,
+            RequestError::ViewNotOnline(_) | RequestError::BadEntity(_) | RequestError::MissingRequestField { .. } => {
+                400
+            }
+            RequestError::NothingApplied | RequestError::StoreUnavailable(_) => 503,
+            RequestError::Internal(_) => 500,
+        }
+    }
+}
+
+impl From<skewless_online::Error> for RequestError {
+    fn from(e: skewless_online::Error) -> Self {
+        match e {
+            skewless_online::Error::Request(message) => RequestError::BadEntity(message),
+            e @ (skewless_online::Error::Redis { .. } | skewless_online::Error::Embedded { .. }) => {
+                RequestError::StoreUnavailable(e.to_string())
+            }
+            other => RequestError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// What a lookup needs, prepared from one applied version; holds no store.
+#[derive(Debug)]
+struct Compiled {
+    defs: Definitions,
+    /// Online feature views by name.
+    layouts: BTreeMap<String, Arc<ViewLayout>>,
+    /// On-demand views by name.
+    programs: BTreeMap<String, Arc<OnDemandProgram>>,
+}
+
+impl Compiled {
+    fn new(defs: Definitions) -> Result<Self, Error> {
+        let mut layouts = BTreeMap::new();
+        for view in defs.feature_views.values().filter(|v| v.online) {
+            let layout = ViewLayout::new(&defs, view).map_err(Error::Online)?;
+            layouts.insert(view.name.clone(), Arc::new(layout));
+        }
+        let mut programs = BTreeMap::new();
+        for view in defs.on_demand_views.values() {
+            let program = OnDemandProgram::compile(&defs, view).map_err(Error::Invalid)?;
+            programs.insert(view.name.clone(), Arc::new(program));
+        }
+        Ok(Compiled {
+            defs,
+            layouts,
+            programs,
+        })
+    }
+
+    async fn get(
+        &self,
+        store: &dyn OnlineStore,
+        selection: &FeatureSelection,
+        entities: &[Vec<(String, String)>],
+        at: i64,
+    ) -> Result<GetOutput, RequestError> {
+        let defs = &self.defs;
+        let features = resolve_selection(defs, selection).map_err(|e| RequestError::UnknownFeature(e.to_string()))?;
+        let (views, on_demand) = needed_views(defs, &features);
+        // Every feature of every view read, directly or by an on-demand view.
+        let selections = views
+            .iter()
+            .map(|name| match self.layouts.get(name) {
+                Some(layout) => Ok(Selection {
+                    layout: Arc::clone(layout),
+                    features: (0..layout.features.len()).collect(),
+                }),
+                None if defs.feature_views.contains_key(name) => Err(RequestError::ViewNotOnline(name.clone())),
+                None => Err(RequestError::UnknownFeature(format!("unknown feature view `{name}`"))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let key_types: BTreeMap<String, KeyType> =
+            selections.iter().flat_map(|s| s.layout.keys.iter().cloned()).collect();
+        let request_types: BTreeMap<String, FeatureType> = on_demand
+            .iter()
+            .filter_map(|name| defs.on_demand_views.get(name))
+            .flat_map(|v| v.request.iter().map(|r| (r.name.clone(), r.ty)))
+            .collect();
+        let parsed = entities
+            .iter()
+            .enumerate()
+            .map(|(i, pairs)| parse_entity(i, pairs, &key_types, &request_types))
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys: Vec<Entity> = parsed.iter().map(|(k, _)| k.clone()).collect();
+        let found = lookup(store, &selections, &keys, at).await?;
+
+        // Columns by (view, feature), one value per entity.
+        let mut columns: HashMap<(String, String), Vec<FeatureValue>> = HashMap::new();
+        let mut offset = 0;
+        for s in &selections {
+            for (j, (feature, _)) in s.layout.features.iter().enumerate() {
+                let column = found.rows.iter().map(|row| row[offset + j].clone()).collect();
+                columns.insert((s.layout.view.clone(), feature.clone()), column);
+            }
+            offset += s.layout.features.len();
+        }
+        for name in &on_demand {
+            let program = self
+                .programs
+                .get(name)
+                .ok_or_else(|| RequestError::Internal(format!("on-demand view `{name}` is not compiled")))?;
+            evaluate_on_demand(program, &parsed, &mut columns)?;
+        }
+        let rows = (0..entities.len())
+            .map(|i| {
+                features
+                    .iter()
+                    .map(|f| {
+                        columns
+                            .get(&(f.view.clone(), f.feature.clone()))
+                            .and_then(|c| c.get(i).cloned())
+                            .ok_or_else(|| {
+                                RequestError::Internal(format!("`{}:{}` was not looked up", f.view, f.feature))
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Echoed typed, as parsed: the same JSON convention as the values.
+        let entities = parsed
+            .iter()
+            .map(|(keys, request)| {
+                let mut pairs: Vec<(String, Scalar)> = keys
+                    .iter()
+                    .map(|(name, key)| {
+                        let value = match key {
+                            KeyValue::Int64(i) => Scalar::Int64(*i),
+                            KeyValue::String(s) => Scalar::String(s.clone()),
+                        };
+                        (name.clone(), value)
+                    })
+                    .chain(request.iter().map(|(name, v)| (name.clone(), v.clone())))
+                    .collect();
+                pairs.sort_by(|a, b| a.0.cmp(&b.0));
+                pairs
+            })
+            .collect();
+        Ok(GetOutput {
+            features,
+            entities,
+            rows,
+            stats: found.stats,
+            at,
+        })
+    }
+}
+
+/// The serving core over one store: [`Compiled`] plus the store handle.
+#[derive(Debug)]
+pub struct Serving {
+    compiled: Compiled,
+    store: Arc<dyn OnlineStore>,
+    /// The applied version this serves.
+    pub applied_seq: u64,
+}
+
+impl Serving {
+    /// Compiles the applied definitions (the registry is read here, once).
+    pub fn new(project: &Project, store: Arc<dyn OnlineStore>) -> Result<Self, Error> {
+        let record = project
+            .registry()
+            .latest()?
+            .ok_or_else(|| Error::Request(RequestError::NothingApplied.to_string()))?;
+        Ok(Serving {
+            compiled: Compiled::new(record.definitions)?,
+            store,
+            applied_seq: record.seq,
+        })
+    }
+
+    /// Looks features up for entities given as `name=value` text (join keys, and the request
+    /// fields of requested on-demand views), as of `at` (µs).
+    pub async fn get(
+        &self,
+        selection: &FeatureSelection,
+        entities: &[Vec<(String, String)>],
+        at: i64,
+    ) -> Result<GetOutput, RequestError> {
+        self.compiled.get(&*self.store, selection, entities, at).await
+    }
+}
+
+impl Project {
+    /// One lookup through a serving core compiled for it (see [`Serving`] to reuse one).
+    pub async fn get(
+        &self,
+        store: &dyn OnlineStore,
+        selection: &FeatureSelection,
+        entities: &[Vec<(String, String)>],
+        at: i64,
+    ) -> Result<GetOutput, Error> {
+        let compiled = Compiled::new(self.applied()?)?;
+        compiled.get(store, selection, entities, at).await.map_err(Error::Serve)
+    }
+}
+
+/// Evaluates an on-demand program for every entity over the columns looked up so far and the
+/// entities' request fields. Its values are PRESENT (computed), without an event time;
+/// inputs that were not found enter as nulls, as in training sets.
+fn evaluate_on_demand(
+    program: &OnDemandProgram,
+    entities: &[(Entity, HashMap<String, Scalar>)],
+    columns: &mut HashMap<(String, String), Vec<FeatureValue>>,
+) -> Result<(), RequestError> {
+    let internal = |e: skewless_online::Error| RequestError::Internal(e.to_string());
+    let values = program
+        .evaluate(entities.len(), |input| -> Result<ArrayRef, RequestError> {
+            let values: Vec<Scalar> = match input {
+                OnDemandInput::Request { name, .. } => entities
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, request))| {
+                        request
+                            .get(name)
+                            .cloned()
+                            .ok_or_else(|| RequestError::MissingRequestField {
+                                entity: i + 1,
+                                view: program.view.clone(),
+                                field: name.clone(),
+                            })
+                    })
+                    .collect::<Result<_, _>>()?,
+                OnDemandInput::Feature { view, feature, .. } => columns
+                    .get(&(view.clone(), feature.clone()))
+                    .ok_or_else(|| RequestError::Internal(format!("`{view}.{feature}` was not looked up")))?
+                    .iter()
+                    .map(|v| v.value.clone())
+                    .collect(),
+            };
+            to_array(input.ty(), &values).map_err(internal)
+        })
+        .map_err(|e| match e {
+            EvalError::Input(e) => e,
+            EvalError::Engine(e) => RequestError::Internal(format!("on-demand view `{}`: {e}", program.view)),
+        })?;
+    for (feature, array) in values {
+        let column = (0..entities.len())
+            .map(|row| {
+                Ok(FeatureValue {
+                    value: scalar_at(&array, row).map_err(internal)?,
+                    status: Status::Present,
+                    event_timestamp: None,
+                })
+            })
+            .collect::<Result<_, RequestError>>()?;
+        columns.insert((program.view.clone(), feature), column);
+    }
+    Ok(())
+}
+
+/// The answer to a lookup: per entity, one value per requested feature.
+#[derive(Debug, Clone)]
+pub struct GetOutput {
+    pub features: Vec<ResolvedFeature>,
+    /// The entities as parsed (join keys and request fields, typed), sorted by name.
+    pub entities: Vec<Vec<(String, Scalar)>>,
+    pub rows: Vec<Vec<FeatureValue>>,
+    pub stats: LookupStats,
+    pub at: i64,
+}
+
+/// Splits `name=value` pairs into join keys and request fields, typed.
+fn parse_entity(
+    index: usize,
+    pairs: &[(String, String)],
+    key_types: &BTreeMap<String, KeyType>,
+    request_types: &BTreeMap<String, FeatureType>,
+) -> Result<(Entity, HashMap<String, Scalar>), RequestError> {
+    let mut keys: Entity = HashMap::new();
+    let mut request = HashMap::new();
+    let at = |name: &str, e: String| RequestError::BadEntity(format!("entity {}: `{name}`: {e}", index + 1));
+    for (name, text) in pairs {
+        if let Some(ty) = key_types.get(name) {
+            keys.insert(name.clone(), KeyValue::parse(text, *ty).map_err(|e| at(name, e))?);
+        } else if let Some(ty) = request_types.get(name) {
+            request.insert(name.clone(), Scalar::parse(text, *ty).map_err(|e| at(name, e))?);
+        } else {
+            let mut known: Vec<&str> = key_types.keys().map(String::as_str).collect();
+            known.extend(request_types.keys().map(String::as_str));
+            return Err(RequestError::BadEntity(format!(
+                "entity {}: `{name}` is neither a join key nor a request field of the requested features (known: {})",
+                index + 1,
+                known.join(", ")
+            )));
+        }
+    }
+    Ok((keys, request))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_statuses_are_decided_in_one_place() {
+        let cases = [
+            (RequestError::UnknownFeature("x".into()), "UNKNOWN_FEATURE", 404),
+            (RequestError::ViewNotOnline("v".into()), "VIEW_NOT_ONLINE", 400),
+            (RequestError::BadEntity("x".into()), "BAD_ENTITY", 400),
+            (
+                RequestError::MissingRequestField {
+                    entity: 1,
+                    view: "v".into(),
+                    field: "f".into(),
+                },
+                "MISSING_REQUEST_FIELD",
+                400,
+            ),
+            (RequestError::NothingApplied, "NOTHING_APPLIED", 503),
+            (RequestError::StoreUnavailable("down".into()), "STORE_UNAVAILABLE", 503),
+            (RequestError::Internal("bug".into()), "INTERNAL", 500),
+        ];
+        for (e, code, status) in cases {
+            assert_eq!((e.code(), e.http_status()), (code, status), "{e}");
+        }
+        // A store failure is never the caller's fault.
+        let down = RequestError::from(skewless_online::Error::Redis {
+            url: "redis://h:1".into(),
+            message: "refused".into(),
+        });
+        assert_eq!(down.code(), "STORE_UNAVAILABLE");
+    }
+}
