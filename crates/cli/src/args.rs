@@ -114,6 +114,21 @@ pub enum Command {
         #[command(flatten)]
         run: MaterializeRun,
     },
+    /// Serve lookups over HTTP (POST /v1/features, Feast's POST /get-online-features,
+    /// GET /health, GET /ready) from the applied definitions, until ctrl-c or SIGTERM.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:6566")]
+        addr: String,
+        /// Largest request body accepted (answered 413 above it).
+        #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+        max_body: usize,
+        /// Most entities per request.
+        #[arg(long, default_value_t = 1000)]
+        max_entities: usize,
+        /// Most features per request.
+        #[arg(long, default_value_t = 500)]
+        max_features: usize,
+    },
     /// Look features up in the online store by entity key.
     Get {
         #[command(flatten)]

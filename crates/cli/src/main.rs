@@ -138,6 +138,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             instant(&at)?,
             json,
         ),
+        Command::Serve {
+            addr,
+            max_body,
+            max_entities,
+            max_features,
+        } => {
+            let limits = skewless_server::Limits {
+                max_body_bytes: max_body,
+                max_entities,
+                max_features,
+            };
+            serve(&project, cli.online.as_deref(), &addr, limits)
+        }
         Command::DemoData { out, seed } => {
             let written = skewless::demo_data::generate(&out, seed)
                 .with_context(|| format!("generating demo data in {}", out.display()))?;
@@ -236,6 +249,54 @@ fn materialize(
         );
     }
     Ok(code)
+}
+
+fn serve(
+    project: &Project,
+    url: Option<&str>,
+    addr: &str,
+    limits: skewless_server::Limits,
+) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = online_store(project, url).await?;
+        let described = store.describe();
+        let serving = skewless::serving::Serving::new(project, store)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        eprintln!(
+            "serving applied version {} from {described} on http://{}",
+            serving.applied_seq,
+            listener
+                .local_addr()
+                .map_or_else(|_| addr.to_string(), |a| a.to_string())
+        );
+        skewless_server::run(listener, serving, limits, shutdown_signal()).await?;
+        eprintln!("stopped");
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
 }
 
 fn get(

@@ -1,6 +1,349 @@
-//! `skewless-server`: HTTP and Arrow Flight front ends over the `skewless` facade.
+//! `skewless-server`: the HTTP front end over the facade's serving core.
 //!
-//! It will own routes, request/response types, the one mapping from errors to HTTP status
-//! and stable error codes, and `run(listener, shutdown)` so tests bind `127.0.0.1:0`. It
-//! holds no feature logic: every lookup goes through the facade. Empty until the serving
-//! issue lands; the crate exists so the dependency direction is fixed from the start.
+//! Routes hold no feature logic: each request is decoded, handed to
+//! [`skewless::serving::Serving`] (compiled once, before the server starts), and encoded.
+//!
+//! | route | answers |
+//! |---|---|
+//! | `POST /v1/features` | skewless's own API: entities as rows, per entity values with statuses and event times |
+//! | `POST /get-online-features` | Feast's feature server API: column-major entities and results |
+//! | `GET /health` | alive |
+//! | `GET /ready` | definitions compiled and the store answering |
+//!
+//! Errors are JSON, `{"error": {"code": …, "message": …}}`, with the status and code of
+//! [`skewless::serving::RequestError`]; bodies are parsed here (never by an extractor that
+//! answers in its own words), so a malformed one is a 400 `BAD_REQUEST` naming the problem,
+//! and one over the size limit a 413 `BODY_TOO_LARGE`. Nothing a client sends can panic
+//! the server. [`run`] serves on a listener until a shutdown future resolves, finishing the
+//! requests in flight; tests bind `127.0.0.1:0`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use skewless::online::{format_instant, scalar_to_json};
+use skewless::serving::{GetOutput, RequestError, Serving};
+use skewless::training::FeatureSelection;
+
+/// Limits on what one request may ask.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_entities: usize,
+    pub max_features: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 1 << 20,
+            max_entities: 1000,
+            max_features: 500,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct App {
+    serving: Serving,
+    limits: Limits,
+}
+
+/// Serves `serving` on `listener` until `shutdown` resolves; requests in flight finish first.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    serving: Serving,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Arc::new(App { serving, limits });
+    let router = Router::new()
+        .route("/v1/features", post(features))
+        .route("/get-online-features", post(feast_features))
+        .route("/health", get(|| async { (StatusCode::OK, "ok") }))
+        .route("/ready", get(ready))
+        // Bodies are read as bytes under this limit; over it, axum answers 413 itself.
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .with_state(app);
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+/// An error answer: the status and stable code of the error, and its message.
+#[derive(Debug)]
+struct Reject {
+    status: u16,
+    code: &'static str,
+    message: String,
+}
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+fn error(status: u16, code: &'static str, message: impl Into<String>) -> Reject {
+    Reject {
+        status,
+        code,
+        message: message.into(),
+    }
+}
+
+fn request_error(e: &RequestError) -> Response {
+    error(e.http_status(), e.code(), e.to_string()).into_response()
+}
+
+fn bad_request(message: impl Into<String>) -> Reject {
+    error(400, "BAD_REQUEST", message)
+}
+
+/// Parses a JSON body into `T`, or answers 400 saying where it is wrong.
+fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Reject> {
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("the body is not a valid request: {e}")))
+}
+
+/// A JSON value as the text the serving core parses (`1001`, `"gold"`, `"NaN"`, `true`).
+fn value_text(field: &str, value: &Value) -> Result<String, Reject> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        other => Err(bad_request(format!(
+            "entity field `{field}`: expected a number, string or boolean, found {other}"
+        ))),
+    }
+}
+
+/// A feature list or a service, as both APIs name them.
+fn selection(
+    features: Option<Vec<String>>,
+    service: Option<String>,
+    limits: &Limits,
+) -> Result<FeatureSelection, Reject> {
+    match (features, service) {
+        (Some(_), Some(_)) => Err(bad_request("give `features` or `feature_service`, not both")),
+        (None, Some(service)) => Ok(FeatureSelection::Service(service)),
+        (Some(features), None) if features.len() > limits.max_features => Err(error(
+            400,
+            "TOO_MANY_FEATURES",
+            format!(
+                "{} features requested; the limit is {}",
+                features.len(),
+                limits.max_features
+            ),
+        )),
+        (Some(features), None) if !features.is_empty() => Ok(FeatureSelection::Features(features)),
+        _ => Err(bad_request("give `features` (a non-empty list) or `feature_service`")),
+    }
+}
+
+fn too_many_entities(n: usize, limits: &Limits) -> Option<Reject> {
+    (n > limits.max_entities).then(|| {
+        error(
+            400,
+            "TOO_MANY_ENTITIES",
+            format!("{n} entities requested; the limit is {}", limits.max_entities),
+        )
+    })
+}
+
+/// `POST /v1/features`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeaturesRequest {
+    features: Option<Vec<String>>,
+    feature_service: Option<String>,
+    /// One object per entity: join keys and request fields.
+    entities: Vec<Map<String, Value>>,
+    /// The clock: RFC 3339 or a date (default: now).
+    at: Option<String>,
+    #[serde(default)]
+    full_names: bool,
+}
+
+async fn features(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let request: FeaturesRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(reject) => return reject.into_response(),
+    };
+    let selection = match selection(request.features, request.feature_service, &app.limits) {
+        Ok(s) => s,
+        Err(reject) => return reject.into_response(),
+    };
+    if let Some(response) = too_many_entities(request.entities.len(), &app.limits) {
+        return response.into_response();
+    }
+    let mut entities = Vec::with_capacity(request.entities.len());
+    for object in &request.entities {
+        let mut pairs = Vec::with_capacity(object.len());
+        for (name, value) in object {
+            match value_text(name, value) {
+                Ok(text) => pairs.push((name.clone(), text)),
+                Err(reject) => return reject.into_response(),
+            }
+        }
+        entities.push(pairs);
+    }
+    let at = match request.at.as_deref().map(skewless::online::parse_instant).transpose() {
+        Ok(at) => at.unwrap_or_else(now),
+        Err(e) => return bad_request(format!("`at`: {e}")).into_response(),
+    };
+    match app.serving.get(&selection, &entities, at).await {
+        Ok(found) => axum::Json(own_response(&found, request.full_names, app.serving.applied_seq)).into_response(),
+        Err(e) => request_error(&e),
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+fn name(view: &str, feature: &str, full: bool) -> String {
+    if full {
+        format!("{view}__{feature}")
+    } else {
+        feature.to_string()
+    }
+}
+
+fn own_response(found: &GetOutput, full_names: bool, applied_seq: u64) -> Value {
+    let results: Vec<Value> = found
+        .entities
+        .iter()
+        .zip(&found.rows)
+        .map(|(entity, row)| {
+            let features: Map<String, Value> = found
+                .features
+                .iter()
+                .zip(row)
+                .map(|(f, v)| {
+                    (
+                        name(&f.view, &f.feature, full_names),
+                        json!({
+                            "value": scalar_to_json(&v.value),
+                            "status": v.status.name(),
+                            "event_timestamp": v.event_timestamp.map(format_instant),
+                        }),
+                    )
+                })
+                .collect();
+            json!({
+                "entity": entity.iter().map(|(k, v)| (k.clone(), scalar_to_json(v))).collect::<Map<_, _>>(),
+                "features": features,
+            })
+        })
+        .collect();
+    json!({ "at": format_instant(found.at), "applied_version": applied_seq, "results": results })
+}
+
+/// `POST /get-online-features`, as Feast's feature server takes it.
+#[derive(Debug, Deserialize)]
+struct FeastRequest {
+    features: Option<Vec<String>>,
+    feature_service: Option<String>,
+    /// Column-major: each join key (or request field) with one value per entity.
+    entities: Map<String, Value>,
+    #[serde(default)]
+    full_feature_names: bool,
+}
+
+/// Feast reports missing values with the epoch as their event time.
+const EPOCH: &str = "1970-01-01T00:00:00Z";
+
+async fn feast_features(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let request: FeastRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(reject) => return reject.into_response(),
+    };
+    let selection = match selection(request.features, request.feature_service, &app.limits) {
+        Ok(s) => s,
+        Err(reject) => return reject.into_response(),
+    };
+    // Columns to rows; every column must have the same length.
+    let mut columns: Vec<(&String, &Vec<Value>)> = Vec::with_capacity(request.entities.len());
+    for (name, values) in &request.entities {
+        match values {
+            Value::Array(values) => columns.push((name, values)),
+            other => {
+                return bad_request(format!("entities.{name}: expected a list of values, found {other}"))
+                    .into_response();
+            }
+        }
+    }
+    let n = columns.first().map_or(0, |(_, v)| v.len());
+    if let Some((name, values)) = columns.iter().find(|(_, v)| v.len() != n) {
+        return bad_request(format!(
+            "entities.{name} has {} values but entities.{} has {n}",
+            values.len(),
+            columns[0].0
+        ))
+        .into_response();
+    }
+    if let Some(response) = too_many_entities(n, &app.limits) {
+        return response.into_response();
+    }
+    let mut entities = Vec::with_capacity(n);
+    for row in 0..n {
+        let mut pairs = Vec::with_capacity(columns.len());
+        for (name, values) in &columns {
+            match value_text(name, &values[row]) {
+                Ok(text) => pairs.push(((*name).clone(), text)),
+                Err(reject) => return reject.into_response(),
+            }
+        }
+        entities.push(pairs);
+    }
+    let found = match app.serving.get(&selection, &entities, now()).await {
+        Ok(found) => found,
+        Err(e) => return request_error(&e),
+    };
+    // Join keys first (as given), then features; every column a {values, statuses, event_timestamps}.
+    let keys: Vec<(&String, &Vec<Value>)> = columns
+        .iter()
+        .filter(|(name, _)| found.key_names.contains(*name))
+        .copied()
+        .collect();
+    let mut names: Vec<String> = keys.iter().map(|(name, _)| (*name).clone()).collect();
+    let mut results: Vec<Value> = keys
+        .iter()
+        .map(|(_, values)| {
+            json!({
+                "values": values,
+                "statuses": vec!["PRESENT"; n],
+                "event_timestamps": vec![EPOCH; n],
+            })
+        })
+        .collect();
+    for (i, f) in found.features.iter().enumerate() {
+        names.push(name(&f.view, &f.feature, request.full_feature_names));
+        let column = found.rows.iter().map(|row| &row[i]);
+        results.push(json!({
+            "values": column.clone().map(|v| scalar_to_json(&v.value)).collect::<Vec<_>>(),
+            "statuses": column.clone().map(|v| v.status.name()).collect::<Vec<_>>(),
+            "event_timestamps": column
+                .map(|v| v.event_timestamp.map_or_else(|| EPOCH.to_string(), format_instant))
+                .collect::<Vec<_>>(),
+        }));
+    }
+    axum::Json(json!({ "metadata": { "feature_names": names }, "results": results })).into_response()
+}
+
+/// `GET /ready`: the store answers a read.
+async fn ready(State(app): State<Arc<App>>) -> Response {
+    match app.serving.check_store().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => request_error(&e),
+    }
+}

@@ -214,6 +214,7 @@ impl Compiled {
             .collect();
         Ok(GetOutput {
             features,
+            key_names: key_types.into_keys().collect(),
             entities,
             rows,
             stats: found.stats,
@@ -243,6 +244,15 @@ impl Serving {
             store,
             applied_seq: record.seq,
         })
+    }
+
+    /// Whether the store answers a read (for readiness checks).
+    pub async fn check_store(&self) -> Result<(), RequestError> {
+        self.store
+            .read(&[skewless_online::layout::INSTANCE_KEY.to_vec()])
+            .await
+            .map(|_| ())
+            .map_err(RequestError::from)
     }
 
     /// Looks features up for entities given as `name=value` text (join keys, and the request
@@ -329,6 +339,8 @@ fn evaluate_on_demand(
 #[derive(Debug, Clone)]
 pub struct GetOutput {
     pub features: Vec<ResolvedFeature>,
+    /// The join keys of the views read (the other entity fields are request fields).
+    pub key_names: std::collections::BTreeSet<String>,
     /// The entities as parsed (join keys and request fields, typed), sorted by name.
     pub entities: Vec<Vec<(String, Scalar)>>,
     pub rows: Vec<Vec<FeatureValue>>,

@@ -1,0 +1,301 @@
+//! The HTTP server through `run()` on `127.0.0.1:0`, with a plain HTTP/1.1 client over TCP,
+//! against the embedded store holding the materialized demo data.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use skewless::Project;
+use skewless::demo_data::START_MICROS;
+use skewless::online::MaterializeOptions;
+use skewless::online_store::{self, StoreConfig};
+use skewless::serving::Serving;
+use skewless_server::{Limits, run};
+use skewless_testkit::fuzz::Fuzz;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const HOUR: i64 = 3_600_000_000;
+const AT: &str = "2026-11-04T00:00:00Z";
+
+struct Server {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+fn copy_demo_defs(dir: &Path) -> PathBuf {
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../feature_defs");
+    let target = dir.join("feature_defs");
+    std::fs::create_dir_all(&target).unwrap();
+    for entry in std::fs::read_dir(source).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, target.join(p.file_name().unwrap())).unwrap();
+    }
+    target
+}
+
+async fn start(limits: Limits) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let defs = copy_demo_defs(dir.path());
+    skewless::demo_data::generate(&dir.path().join("data/demo"), 42).unwrap();
+    let project = Project::new(defs, dir.path().join(".skewless"));
+    project.apply(false, None).unwrap();
+    let store = online_store::open(&StoreConfig::Embedded(dir.path().join("s.redb")))
+        .await
+        .unwrap();
+    let options = MaterializeOptions {
+        start: None,
+        end: START_MICROS + 3 * 24 * HOUR,
+        incremental: false,
+        views: Vec::new(),
+    };
+    project.materialize(&*store, &options, &|_| {}).await.unwrap();
+    let serving = Serving::new(&project, Arc::clone(&store)).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run(listener, serving, limits, async {
+        let _ = stopped.await;
+    }));
+    Server {
+        addr,
+        stop: Some(stop),
+        task,
+        _dir: dir,
+    }
+}
+
+/// One HTTP/1.1 request; the status and the body.
+async fn request(addr: std::net::SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+async fn post(addr: std::net::SocketAddr, path: &str, body: Value) -> (u16, Value) {
+    let (status, text) = request(addr, "POST", path, body.to_string().as_bytes()).await;
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_answer_and_errors_carry_codes() {
+    let server = start(Limits::default()).await;
+    let addr = server.addr;
+    assert_eq!(request(addr, "GET", "/health", b"").await.0, 200);
+    assert_eq!(request(addr, "GET", "/ready", b"").await.0, 200);
+
+    // Own API: a service, an entity with a request field, at a fixed clock.
+    let (status, body) = post(
+        addr,
+        "/v1/features",
+        json!({
+            "feature_service": "ranking_v1",
+            "entities": [{"driver_id": 1001, "customer_id": 5001, "distance_km": 3.5}],
+            "at": AT,
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let features = &body["results"][0]["features"];
+    assert_eq!(features["conv_rate"]["status"], "PRESENT", "{body}");
+    assert!(features["score"]["value"].is_number(), "{body}");
+    assert_eq!(body["results"][0]["entity"]["driver_id"], 1001);
+    assert_eq!(body["applied_version"], 1);
+
+    for (request_body, status, code) in [
+        (
+            json!({"features": ["driver_hourly_stats:conv_rat"], "entities": [{"driver_id": 1}]}),
+            404,
+            "UNKNOWN_FEATURE",
+        ),
+        (
+            json!({"features": ["driver_hourly_stats:conv_rate"], "entities": [{"driver_id": "x1"}]}),
+            400,
+            "BAD_ENTITY",
+        ),
+        (
+            json!({"features": ["driver_hourly_stats:conv_rate"], "entities": [{"driver_id": [1]}]}),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            json!({"feature_service": "ranking_v1", "entities": [{"driver_id": 1, "customer_id": 2}]}),
+            400,
+            "MISSING_REQUEST_FIELD",
+        ),
+        (json!({"features": [], "entities": []}), 400, "BAD_REQUEST"),
+        (
+            json!({"features": ["driver_hourly_stats:conv_rate"], "entities": [], "at": "yesterday"}),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            json!({"features": ["driver_hourly_stats:conv_rate"], "entities": [], "typo": 1}),
+            400,
+            "BAD_REQUEST",
+        ),
+    ] {
+        let (got, body) = post(addr, "/v1/features", request_body.clone()).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str().unwrap_or("")),
+            (status, code),
+            "{request_body}: {body}"
+        );
+    }
+    let (status, _) = request(addr, "POST", "/v1/features", b"{ not json").await;
+    assert_eq!(status, 400);
+
+    // Random and truncated bodies: always an answer, never a dropped connection.
+    let valid = json!({"feature_service": "ranking_v1", "entities": [{"driver_id": 1001, "customer_id": 5001, "distance_km": 1}]}).to_string();
+    let mut fuzz = Fuzz::new(21);
+    for i in 0..150 {
+        let body = if i % 3 == 0 {
+            fuzz.bytes(200)
+        } else {
+            fuzz.mutate(valid.as_bytes())
+        };
+        let path = if i % 2 == 0 {
+            "/v1/features"
+        } else {
+            "/get-online-features"
+        };
+        let (status, text) = request(addr, "POST", path, &body).await;
+        assert!(
+            (200..500).contains(&status),
+            "{status} for {:?}: {text}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    assert_eq!(request(addr, "GET", "/health", b"").await.0, 200);
+    stop(server).await;
+}
+
+/// Request and response shapes transcribed from Feast's feature-server documentation:
+/// `features` (or `feature_service`), column-major `entities`, `full_feature_names`; the
+/// answer's `metadata.feature_names` has the join keys first, and each result column holds
+/// `values`, `statuses` and `event_timestamps` (the epoch where there is no value).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feast_get_online_features_is_wire_compatible() {
+    let server = start(Limits::default()).await;
+    let (status, body) = post(
+        server.addr,
+        "/get-online-features",
+        json!({
+            "features": ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate", "driver_hourly_stats:avg_daily_trips"],
+            "entities": {"driver_id": [1001, 1002, 999999]},
+            "full_feature_names": false,
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["metadata"]["feature_names"],
+        json!(["driver_id", "conv_rate", "acc_rate", "avg_daily_trips"])
+    );
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0]["values"], json!([1001, 1002, 999999]));
+    assert_eq!(results[0]["statuses"], json!(["PRESENT", "PRESENT", "PRESENT"]));
+    for column in results {
+        for key in ["values", "statuses", "event_timestamps"] {
+            assert_eq!(column[key].as_array().unwrap().len(), 3, "{key}: {column}");
+        }
+    }
+    // The unknown driver: NOT_FOUND, null, and the epoch as its event time.
+    assert_eq!(results[1]["statuses"][2], "NOT_FOUND");
+    assert_eq!(results[1]["values"][2], Value::Null);
+    assert_eq!(results[1]["event_timestamps"][2], "1970-01-01T00:00:00Z");
+
+    let (status, body) = post(
+        server.addr,
+        "/get-online-features",
+        json!({
+            "feature_service": "ranking_v1",
+            "entities": {"driver_id": [1001], "customer_id": [5001], "distance_km": [2.0]},
+            "full_feature_names": true,
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let names = body["metadata"]["feature_names"].as_array().unwrap();
+    assert_eq!(names[..2], [json!("customer_id"), json!("driver_id")]);
+    assert!(names.contains(&json!("driver_hourly_stats__conv_rate")), "{body}");
+    assert!(names.contains(&json!("ride_score__score")), "{body}");
+
+    let (status, body) = post(
+        server.addr,
+        "/get-online-features",
+        json!({"features": ["driver_hourly_stats:conv_rate"], "entities": {"driver_id": [1, 2], "customer_id": [3]}}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("BAD_REQUEST")),
+        "{body}"
+    );
+    stop(server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_answered_with_codes() {
+    let server = start(Limits {
+        max_body_bytes: 2048,
+        max_entities: 3,
+        max_features: 2,
+    })
+    .await;
+    let big = vec![b' '; 4096];
+    assert_eq!(request(server.addr, "POST", "/v1/features", &big).await.0, 413);
+    let (status, body) = post(
+        server.addr,
+        "/v1/features",
+        json!({"features": ["driver_hourly_stats:conv_rate"], "entities": [{"driver_id": 1}, {"driver_id": 2}, {"driver_id": 3}, {"driver_id": 4}]}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("TOO_MANY_ENTITIES")),
+        "{body}"
+    );
+    let (status, body) = post(
+        server.addr,
+        "/get-online-features",
+        json!({"features": ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate", "driver_hourly_stats:avg_daily_trips"], "entities": {"driver_id": [1]}}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("TOO_MANY_FEATURES")),
+        "{body}"
+    );
+    stop(server).await;
+}
+
+/// Shutdown finishes: `run` returns once the shutdown future resolves.
+async fn stop(mut server: Server) {
+    server.stop.take().unwrap().send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), server.task)
+        .await
+        .expect("the server did not stop")
+        .unwrap()
+        .unwrap();
+}
