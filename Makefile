@@ -31,6 +31,7 @@ demo: build ## Run the main job end to end on the embedded default (nothing to i
 	$(SKEWLESS) get --features driver_hourly_stats:conv_rate,driver_hourly_stats:trips_per_hour,driver_last_trip:last_trip_fare,customer_profile:tier \
 		--entity driver_id=1001,customer_id=5001 --entity driver_id=1099,customer_id=5200 --at 2026-11-15T06:00:00Z
 	$(SKEWLESS) get --service ranking_v1 --entity driver_id=1001,customer_id=5001,distance_km=3.2 --at 2026-11-15T06:00:00Z
+	@scripts/demo-serve.sh $(SKEWLESS)
 
 test: redis lint unit ## Everything CI runs: fmt, clippy, all tests (installs redis-server if missing)
 

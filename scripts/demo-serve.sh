@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# make demo's last step: start the feature server on the embedded store, ask both APIs,
+# stop it with SIGTERM. Uses curl when it is there; otherwise says so and skips the requests.
+set -euo pipefail
+bin=$1
+addr=127.0.0.1:${DEMO_PORT:-6566}
+"$bin" serve --addr "$addr" &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+  if (exec 3<>"/dev/tcp/${addr%:*}/${addr#*:}") 2>/dev/null; then break; fi
+  sleep 0.1
+done
+if command -v curl >/dev/null; then
+  echo "\$ curl -s $addr/v1/features -d '{\"feature_service\": \"ranking_v1\", …}'"
+  curl -s "$addr/v1/features" -d '{"feature_service": "ranking_v1", "entities": [{"driver_id": 1001, "customer_id": 5001, "distance_km": 3.2}], "at": "2026-11-15T06:00:00Z"}'
+  echo
+  echo "\$ curl -s $addr/get-online-features -d '{\"features\": [\"driver_hourly_stats:conv_rate\"], …}'"
+  curl -s "$addr/get-online-features" -d '{"features": ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"], "entities": {"driver_id": [1001, 1002]}}'
+  echo
+else
+  echo "(curl is not installed: skipping the HTTP requests)"
+fi
+kill -TERM "$pid"
+wait "$pid"
+trap - EXIT
