@@ -37,23 +37,41 @@ fn copy_demo_defs(dir: &Path) -> PathBuf {
     target
 }
 
-async fn start(limits: Limits) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let defs = copy_demo_defs(dir.path());
-    skewless::demo_data::generate(&dir.path().join("data/demo"), 42).unwrap();
-    let project = Project::new(defs, dir.path().join(".skewless"));
+fn demo_project(dir: &Path) -> Project {
+    let defs = copy_demo_defs(dir);
+    skewless::demo_data::generate(&dir.join("data/demo"), 42).unwrap();
+    let project = Project::new(defs, dir.join(".skewless"));
     project.apply(false, None).unwrap();
-    let store = online_store::open(&StoreConfig::Embedded(dir.path().join("s.redb")))
-        .await
-        .unwrap();
+    project
+}
+
+async fn materialize(project: &Project, store: &dyn skewless::online_store::OnlineStore) {
     let options = MaterializeOptions {
         start: None,
         end: START_MICROS + 3 * 24 * HOUR,
         incremental: false,
         views: Vec::new(),
     };
-    project.materialize(&*store, &options, &|_| {}).await.unwrap();
-    let serving = Serving::new(&project, Arc::clone(&store)).unwrap();
+    project.materialize(store, &options, &|_| {}).await.unwrap();
+}
+
+async fn start(limits: Limits) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let project = demo_project(dir.path());
+    let store = online_store::open(&StoreConfig::Embedded(dir.path().join("s.redb")))
+        .await
+        .unwrap();
+    materialize(&project, &*store).await;
+    serve(dir, &project, store, limits).await
+}
+
+async fn serve(
+    dir: tempfile::TempDir,
+    project: &Project,
+    store: Arc<dyn skewless::online_store::OnlineStore>,
+    limits: Limits,
+) -> Server {
+    let serving = Serving::new(project, store).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -298,4 +316,41 @@ async fn stop(mut server: Server) {
         .expect("the server did not stop")
         .unwrap()
         .unwrap();
+}
+
+/// Redis goes down: 503 `STORE_UNAVAILABLE` and `/ready` says so; the server keeps running
+/// and answers again by itself once Redis is back (and materialized again: it kept nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_goes_down_is_503_then_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = demo_project(dir.path());
+    let mut redis = skewless_testkit::RedisServer::start();
+    let store = online_store::open(&StoreConfig::Redis(redis.url())).await.unwrap();
+    materialize(&project, &*store).await;
+    let server = serve(dir, &project, Arc::clone(&store), Limits::default()).await;
+    let ask = json!({"features": ["driver_hourly_stats:conv_rate"], "entities": [{"driver_id": 1001}], "at": AT});
+    let status_of = |body: &Value| {
+        body["results"][0]["features"]["conv_rate"]["status"]
+            .as_str()
+            .map(String::from)
+    };
+    let (status, body) = post(server.addr, "/v1/features", ask.clone()).await;
+    assert_eq!((status, status_of(&body).as_deref()), (200, Some("PRESENT")), "{body}");
+
+    redis.stop();
+    let (status, body) = post(server.addr, "/v1/features", ask.clone()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("STORE_UNAVAILABLE")),
+        "{body}"
+    );
+    assert_eq!(request(server.addr, "GET", "/ready", b"").await.0, 503);
+    assert_eq!(request(server.addr, "GET", "/health", b"").await.0, 200);
+
+    redis.restart();
+    materialize(&project, &*store).await;
+    let (status, body) = post(server.addr, "/v1/features", ask).await;
+    assert_eq!((status, status_of(&body).as_deref()), (200, Some("PRESENT")), "{body}");
+    assert_eq!(request(server.addr, "GET", "/ready", b"").await.0, 200);
+    stop(server).await;
 }
