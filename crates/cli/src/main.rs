@@ -260,7 +260,7 @@ fn serve(
     runtime()?.block_on(async {
         let store = online_store(project, url).await?;
         let described = store.describe();
-        let serving = skewless::serving::Serving::new(project, store)?;
+        let serving = skewless::serving::Serving::new(project, Arc::clone(&store))?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {addr}"))?;
@@ -271,7 +271,29 @@ fn serve(
                 .local_addr()
                 .map_or_else(|_| addr.to_string(), |a| a.to_string())
         );
-        skewless_server::run(listener, serving, limits, shutdown_signal()).await?;
+        let live = skewless_server::Live::new(serving);
+        // A new `apply` is picked up within a second, or at once on SIGHUP.
+        let (nudge, nudged) = tokio::sync::mpsc::channel(1);
+        #[cfg(unix)]
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    let _ = nudge.try_send(());
+                }
+            });
+        }
+        tokio::spawn(skewless_server::watch_registry(
+            Arc::clone(&live),
+            project.clone(),
+            store,
+            std::time::Duration::from_secs(1),
+            nudged,
+            |change| match change {
+                Ok(seq) => eprintln!("now serving applied version {seq}"),
+                Err(e) => eprintln!("error: the newly applied version cannot be served (the previous one stays): {e}"),
+            },
+        ));
+        skewless_server::run(listener, live, limits, shutdown_signal()).await?;
         eprintln!("stopped");
         anyhow::Ok(ExitCode::SUCCESS)
     })

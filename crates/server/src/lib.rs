@@ -50,20 +50,78 @@ impl Default for Limits {
     }
 }
 
+/// The serving core in force, swapped atomically when a new version is applied. A request
+/// takes the current core once, at its start, so requests in flight finish on the version
+/// they began with.
+#[derive(Debug)]
+pub struct Live {
+    current: std::sync::RwLock<Arc<Serving>>,
+}
+
+impl Live {
+    pub fn new(serving: Serving) -> Arc<Self> {
+        Arc::new(Live {
+            current: std::sync::RwLock::new(Arc::new(serving)),
+        })
+    }
+
+    /// The core in force.
+    pub fn current(&self) -> Arc<Serving> {
+        // A poisoned lock still holds a valid core: a panic cannot happen while swapping.
+        Arc::clone(&self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Puts `serving` in force.
+    pub fn swap(&self, serving: Serving) {
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(serving);
+    }
+}
+
+/// Keeps `live` on the latest applied version: checks the registry every `every`, and at
+/// once on each `nudge` (SIGHUP in `skewless serve`). A version that fails to compile is
+/// reported with `on_error` and the old one stays in force.
+pub async fn watch_registry(
+    live: Arc<Live>,
+    project: skewless::Project,
+    store: Arc<dyn skewless::online_store::OnlineStore>,
+    every: std::time::Duration,
+    mut nudge: tokio::sync::mpsc::Receiver<()>,
+    on_change: impl Fn(Result<u64, String>) + Send,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {},
+            got = nudge.recv() => if got.is_none() { std::future::pending::<()>().await },
+        }
+        let latest = project.registry().seqs().ok().and_then(|s| s.last().copied());
+        if latest.is_some_and(|seq| seq != live.current().applied_seq) {
+            match Serving::new(&project, Arc::clone(&store)) {
+                Ok(serving) => {
+                    let seq = serving.applied_seq;
+                    live.swap(serving);
+                    on_change(Ok(seq));
+                }
+                Err(e) => on_change(Err(e.to_string())),
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct App {
-    serving: Serving,
+    live: Arc<Live>,
     limits: Limits,
 }
 
-/// Serves `serving` on `listener` until `shutdown` resolves; requests in flight finish first.
+/// Serves the core in `live` on `listener` until `shutdown` resolves; requests in flight
+/// finish first.
 pub async fn run(
     listener: tokio::net::TcpListener,
-    serving: Serving,
+    live: Arc<Live>,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = Arc::new(App { serving, limits });
+    let app = Arc::new(App { live, limits });
     let router = Router::new()
         .route("/v1/features", post(features))
         .route("/get-online-features", post(feast_features))
@@ -198,8 +256,9 @@ async fn features(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Ok(at) => at.unwrap_or_else(now),
         Err(e) => return bad_request(format!("`at`: {e}")).into_response(),
     };
-    match app.serving.get(&selection, &entities, at).await {
-        Ok(found) => axum::Json(own_response(&found, request.full_names, app.serving.applied_seq)).into_response(),
+    let serving = app.live.current();
+    match serving.get(&selection, &entities, at).await {
+        Ok(found) => axum::Json(own_response(&found, request.full_names, serving.applied_seq)).into_response(),
         Err(e) => request_error(&e),
     }
 }
@@ -305,7 +364,7 @@ async fn feast_features(State(app): State<Arc<App>>, body: Bytes) -> Response {
         }
         entities.push(pairs);
     }
-    let found = match app.serving.get(&selection, &entities, now()).await {
+    let found = match app.live.current().get(&selection, &entities, now()).await {
         Ok(found) => found,
         Err(e) => return request_error(&e),
     };
@@ -342,7 +401,7 @@ async fn feast_features(State(app): State<Arc<App>>, body: Bytes) -> Response {
 
 /// `GET /ready`: the store answers a read.
 async fn ready(State(app): State<Arc<App>>) -> Response {
-    match app.serving.check_store().await {
+    match app.live.current().check_store().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => request_error(&e),
     }

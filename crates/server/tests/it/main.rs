@@ -12,7 +12,7 @@ use skewless::demo_data::START_MICROS;
 use skewless::online::MaterializeOptions;
 use skewless::online_store::{self, StoreConfig};
 use skewless::serving::Serving;
-use skewless_server::{Limits, run};
+use skewless_server::{Limits, Live, run};
 use skewless_testkit::fuzz::Fuzz;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -75,7 +75,7 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(run(listener, serving, limits, async {
+    let task = tokio::spawn(run(listener, Live::new(serving), limits, async {
         let _ = stopped.await;
     }));
     Server {
@@ -353,4 +353,82 @@ async fn a_store_that_goes_down_is_503_then_recovers() {
     assert_eq!((status, status_of(&body).as_deref()), (200, Some("PRESENT")), "{body}");
     assert_eq!(request(server.addr, "GET", "/ready", b"").await.0, 200);
     stop(server).await;
+}
+
+/// An `apply` while requests flow: the server swaps to the new version, and not one request
+/// fails across the swap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_on_apply_drops_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = demo_project(dir.path());
+    let store = online_store::open(&StoreConfig::Embedded(dir.path().join("s.redb")))
+        .await
+        .unwrap();
+    materialize(&project, &*store).await;
+    let live = Live::new(Serving::new(&project, Arc::clone(&store)).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(run(listener, Arc::clone(&live), Limits::default(), async {
+        let _ = stop_rx.await;
+    }));
+    let (_nudge, nudged) = tokio::sync::mpsc::channel(1);
+    let watcher = tokio::spawn(skewless_server::watch_registry(
+        Arc::clone(&live),
+        project.clone(),
+        Arc::clone(&store),
+        std::time::Duration::from_millis(50),
+        nudged,
+        |_| {},
+    ));
+
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let traffic = {
+        let running = Arc::clone(&running);
+        tokio::spawn(async move {
+            let ask = json!({"features": ["customer_profile:current_balance"], "entities": [{"customer_id": 5001}], "at": AT});
+            let (mut failed, mut versions) = (0, std::collections::BTreeSet::new());
+            while running.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, body) = post(addr, "/v1/features", ask.clone()).await;
+                if status == 200 {
+                    versions.insert(body["applied_version"].as_u64().unwrap_or(0));
+                } else {
+                    failed += 1;
+                }
+            }
+            (failed, versions)
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let customers = dir.path().join("feature_defs/customers.yaml");
+    let text = std::fs::read_to_string(&customers).unwrap();
+    let edited = text.replacen(
+        "      current_balance:     float64\n",
+        "      current_balance:     float64\n      balance_k:           { type: float64, expr: \"current_balance / 1000\" }\n",
+        1,
+    );
+    assert_ne!(text, edited, "the edit must apply");
+    std::fs::write(&customers, edited).unwrap();
+    project.apply(false, None).unwrap();
+    materialize(&project, &*store).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while live.current().applied_seq != 2 {
+        assert!(std::time::Instant::now() < deadline, "version 2 was never picked up");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (failed, versions) = traffic.await.unwrap();
+    assert_eq!(failed, 0, "requests failed across the reload");
+    assert_eq!(versions.into_iter().collect::<Vec<_>>(), [1, 2]);
+    let (status, body) = post(
+        addr,
+        "/v1/features",
+        json!({"features": ["customer_profile:balance_k"], "entities": [{"customer_id": 5001}], "at": AT}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    watcher.abort();
+    stop_tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
 }
