@@ -18,6 +18,8 @@ if command -v curl >/dev/null; then
   echo "\$ curl -s $addr/get-online-features -d '{\"features\": [\"driver_hourly_stats:conv_rate\"], …}'"
   curl -s "$addr/get-online-features" -d '{"features": ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"], "entities": {"driver_id": [1001, 1002]}}'
   echo
+  echo "\$ curl -s $addr/metrics | grep requests_total"
+  curl -s "$addr/metrics" | grep '^skewless_requests_total' || true
 else
   echo "(curl is not installed: skipping the HTTP requests)"
 fi

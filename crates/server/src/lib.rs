@@ -9,6 +9,7 @@
 //! | `POST /get-online-features` | Feast's feature server API: column-major entities and results |
 //! | `GET /health` | alive |
 //! | `GET /ready` | definitions compiled and the store answering |
+//! | `GET /metrics` | Prometheus text: requests and latency by route and status, errors by code, values by view and status, store round trips |
 //!
 //! Errors are JSON, `{"error": {"code": …, "message": …}}`, with the status and code of
 //! [`skewless::serving::RequestError`]; bodies are parsed here (never by an extractor that
@@ -17,8 +18,11 @@
 //! the server. [`run`] serves on a listener until a shutdown future resolves, finishing the
 //! requests in flight; tests bind `127.0.0.1:0`.
 
+mod metrics;
+
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -111,6 +115,42 @@ pub async fn watch_registry(
 struct App {
     live: Arc<Live>,
     limits: Limits,
+    metrics: metrics::Metrics,
+}
+
+/// The stable code of an error answer, for the metrics.
+#[derive(Debug, Clone, Copy)]
+struct ErrorCode(&'static str);
+
+/// Counts every request by route and status, with its latency and error code.
+async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = match request.uri().path() {
+        path @ ("/v1/features" | "/get-online-features" | "/health" | "/ready" | "/metrics") => path.to_string(),
+        _ => "other".to_string(),
+    };
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let code = response
+        .extensions()
+        .get::<ErrorCode>()
+        .map(|c| c.0)
+        .or((status == 413).then_some("BODY_TOO_LARGE"));
+    app.metrics
+        .request(&route, status, started.elapsed().as_secs_f64(), code);
+    response
+}
+
+/// Records what a lookup served: values by view and status, and the store's round trip.
+fn record(app: &App, found: &GetOutput) {
+    app.metrics.store_round_trip(found.store_seconds);
+    app.metrics.values(found.rows.iter().flat_map(|row| {
+        found
+            .features
+            .iter()
+            .zip(row)
+            .map(|(f, v)| (f.view.as_str(), v.status.name()))
+    }));
 }
 
 /// Serves the core in `live` on `listener` until `shutdown` resolves; requests in flight
@@ -121,14 +161,20 @@ pub async fn run(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = Arc::new(App { live, limits });
+    let app = Arc::new(App {
+        live,
+        limits,
+        metrics: metrics::Metrics::default(),
+    });
     let router = Router::new()
         .route("/v1/features", post(features))
         .route("/get-online-features", post(feast_features))
         .route("/health", get(|| async { (StatusCode::OK, "ok") }))
         .route("/ready", get(ready))
+        .route("/metrics", get(render_metrics))
         // Bodies are read as bytes under this limit; over it, axum answers 413 itself.
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&app), track))
         .with_state(app);
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
@@ -145,7 +191,9 @@ impl IntoResponse for Reject {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = json!({ "error": { "code": self.code, "message": self.message } });
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        response.extensions_mut().insert(ErrorCode(self.code));
+        response
     }
 }
 
@@ -258,7 +306,10 @@ async fn features(State(app): State<Arc<App>>, body: Bytes) -> Response {
     };
     let serving = app.live.current();
     match serving.get(&selection, &entities, at).await {
-        Ok(found) => axum::Json(own_response(&found, request.full_names, serving.applied_seq)).into_response(),
+        Ok(found) => {
+            record(&app, &found);
+            axum::Json(own_response(&found, request.full_names, serving.applied_seq)).into_response()
+        }
         Err(e) => request_error(&e),
     }
 }
@@ -368,6 +419,7 @@ async fn feast_features(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Ok(found) => found,
         Err(e) => return request_error(&e),
     };
+    record(&app, &found);
     // Join keys first (as given), then features; every column a {values, statuses, event_timestamps}.
     let keys: Vec<(&String, &Vec<Value>)> = columns
         .iter()
@@ -397,6 +449,12 @@ async fn feast_features(State(app): State<Arc<App>>, body: Bytes) -> Response {
         }));
     }
     axum::Json(json!({ "metadata": { "feature_names": names }, "results": results })).into_response()
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn render_metrics(State(app): State<Arc<App>>) -> Response {
+    let text = app.metrics.render(app.live.current().applied_seq);
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// `GET /ready`: the store answers a read.

@@ -159,7 +159,9 @@ impl Compiled {
             .map(|(i, pairs)| parse_entity(i, pairs, &key_types, &request_types))
             .collect::<Result<Vec<_>, _>>()?;
         let keys: Vec<Entity> = parsed.iter().map(|(k, _)| k.clone()).collect();
+        let started = std::time::Instant::now();
         let found = lookup(store, &selections, &keys, at).await?;
+        let store_seconds = started.elapsed().as_secs_f64();
 
         // Columns by (view, feature), one value per entity.
         let mut columns: HashMap<(String, String), Vec<FeatureValue>> = HashMap::new();
@@ -219,6 +221,7 @@ impl Compiled {
             rows,
             stats: found.stats,
             at,
+            store_seconds,
         })
     }
 }
@@ -346,6 +349,8 @@ pub struct GetOutput {
     pub rows: Vec<Vec<FeatureValue>>,
     pub stats: LookupStats,
     pub at: i64,
+    /// How long the store round trip took.
+    pub store_seconds: f64,
 }
 
 /// Splits `name=value` pairs into join keys and request fields, typed.

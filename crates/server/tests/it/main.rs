@@ -204,6 +204,23 @@ async fn routes_answer_and_errors_carry_codes() {
         );
     }
     assert_eq!(request(addr, "GET", "/health", b"").await.0, 200);
+
+    // Everything above is counted: by route and status, errors by code, values by view.
+    let (status, metrics) = request(addr, "GET", "/metrics", b"").await;
+    assert_eq!(status, 200);
+    for line in [
+        "skewless_requests_total{route=\"/v1/features\",status=\"200\"}",
+        "skewless_requests_total{route=\"/v1/features\",status=\"404\"}",
+        "skewless_errors_total{code=\"UNKNOWN_FEATURE\"}",
+        "skewless_errors_total{code=\"MISSING_REQUEST_FIELD\"}",
+        "skewless_errors_total{code=\"BAD_REQUEST\"}",
+        "skewless_values_served_total{view=\"driver_hourly_stats\",status=\"PRESENT\"}",
+        "skewless_request_duration_seconds_bucket{route=\"/v1/features\",le=\"+Inf\"}",
+        "skewless_store_round_trip_seconds_count",
+        "skewless_applied_version 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
     stop(server).await;
 }
 

@@ -1,0 +1,156 @@
+//! Prometheus metrics, kept in the server and written as text at `GET /metrics`.
+//!
+//! Counters and histograms are few and labelled by bounded sets (routes, status codes, error
+//! codes, views, statuses), so a mutex-guarded map per family is simple and cheap next to a
+//! store round trip.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (bound, count) in BUCKETS.iter().zip(self.counts.iter_mut()) {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+
+    fn write(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (bound, count) in BUCKETS.iter().zip(self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+    }
+}
+
+#[derive(Debug, Default)]
+struct Families {
+    requests: BTreeMap<(String, u16), u64>,
+    latency: BTreeMap<String, Histogram>,
+    errors: BTreeMap<String, u64>,
+    values: BTreeMap<(String, String), u64>,
+    store: Histogram,
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    families: Mutex<Families>,
+}
+
+impl Metrics {
+    fn with(&self, f: impl FnOnce(&mut Families)) {
+        // A poisoned lock only means a panic elsewhere; the counts are still counts.
+        f(&mut self.families.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
+
+    pub fn request(&self, route: &str, status: u16, seconds: f64, error_code: Option<&str>) {
+        self.with(|m| {
+            *m.requests.entry((route.to_string(), status)).or_default() += 1;
+            m.latency.entry(route.to_string()).or_default().observe(seconds);
+            if let Some(code) = error_code {
+                *m.errors.entry(code.to_string()).or_default() += 1;
+            }
+        });
+    }
+
+    /// Values served, by view and status.
+    pub fn values<'a>(&self, served: impl Iterator<Item = (&'a str, &'static str)>) {
+        self.with(|m| {
+            for (view, status) in served {
+                *m.values.entry((view.to_string(), status.to_string())).or_default() += 1;
+            }
+        });
+    }
+
+    pub fn store_round_trip(&self, seconds: f64) {
+        self.with(|m| m.store.observe(seconds));
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, applied_version: u64) -> String {
+        let mut out = String::new();
+        self.with(|m| {
+            out.push_str("# HELP skewless_requests_total HTTP requests by route and status.\n# TYPE skewless_requests_total counter\n");
+            for ((route, status), n) in &m.requests {
+                let _ = writeln!(out, "skewless_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+            }
+            out.push_str("# HELP skewless_request_duration_seconds Request latency by route.\n# TYPE skewless_request_duration_seconds histogram\n");
+            for (route, h) in &m.latency {
+                h.write(&mut out, "skewless_request_duration_seconds", &format!("route=\"{route}\""));
+            }
+            out.push_str("# HELP skewless_errors_total Error answers by code.\n# TYPE skewless_errors_total counter\n");
+            for (code, n) in &m.errors {
+                let _ = writeln!(out, "skewless_errors_total{{code=\"{code}\"}} {n}");
+            }
+            out.push_str("# HELP skewless_values_served_total Feature values served by view and status.\n# TYPE skewless_values_served_total counter\n");
+            for ((view, status), n) in &m.values {
+                let _ = writeln!(out, "skewless_values_served_total{{view=\"{view}\",status=\"{status}\"}} {n}");
+            }
+            out.push_str("# HELP skewless_store_round_trip_seconds Online store round trips.\n# TYPE skewless_store_round_trip_seconds histogram\n");
+            m.store.write(&mut out, "skewless_store_round_trip_seconds", "");
+        });
+        out.push_str("# HELP skewless_applied_version The applied definitions version served.\n# TYPE skewless_applied_version gauge\n");
+        let _ = writeln!(out, "skewless_applied_version {applied_version}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_counts_add_up() {
+        let m = Metrics::default();
+        m.request("/v1/features", 200, 0.0003, None);
+        m.request("/v1/features", 200, 0.02, None);
+        m.request("/v1/features", 404, 0.0001, Some("UNKNOWN_FEATURE"));
+        m.values([("v", "PRESENT"), ("v", "PRESENT"), ("v", "NOT_FOUND")].into_iter());
+        let text = m.render(3);
+        assert!(
+            text.contains("skewless_requests_total{route=\"/v1/features\",status=\"200\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("skewless_request_duration_seconds_bucket{route=\"/v1/features\",le=\"0.0005\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("skewless_request_duration_seconds_bucket{route=\"/v1/features\",le=\"+Inf\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("skewless_errors_total{code=\"UNKNOWN_FEATURE\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("skewless_values_served_total{view=\"v\",status=\"PRESENT\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("skewless_applied_version 3"), "{text}");
+    }
+}
