@@ -128,6 +128,9 @@ pub enum Command {
         /// Most features per request.
         #[arg(long, default_value_t = 500)]
         max_features: usize,
+        /// A lookup that takes longer is answered 504 (a duration: 500ms, 5s).
+        #[arg(long, default_value = "5s", value_parser = parse_timeout)]
+        request_timeout: std::time::Duration,
     },
     /// Look features up in the online store by entity key.
     Get {
@@ -232,6 +235,20 @@ pub fn parse_entity(text: &str) -> Result<Vec<(String, String)>, String> {
     Ok(pairs)
 }
 
+/// `500ms`, `5s`, `2m` → a duration.
+pub fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    if let Some(ms) = text.strip_suffix("ms") {
+        return ms
+            .parse::<u64>()
+            .map(std::time::Duration::from_millis)
+            .map_err(|_| format!("expected a duration like 500ms or 5s, found `{text}`"));
+    }
+    text.parse::<skewless::defs::Duration>()
+        .map(|d| std::time::Duration::from_secs(d.seconds()))
+        .map_err(|e| format!("`{text}`: {}; or milliseconds like 500ms", e.0))
+}
+
 /// `2GiB`, `1.5GiB`, `512MiB`, `100MB`, `1000000` → bytes (rounded down).
 pub fn parse_bytes(text: &str) -> Result<usize, String> {
     let text = text.trim();
@@ -270,7 +287,17 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_bytes, parse_entity};
+    use super::{parse_bytes, parse_entity, parse_timeout};
+
+    #[test]
+    fn timeouts() {
+        use std::time::Duration;
+        assert_eq!(parse_timeout("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_timeout("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_timeout("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_timeout("soon").unwrap_err().contains("`soon`"));
+        assert!(parse_timeout("5xs").is_err());
+    }
 
     #[test]
     fn entities() {

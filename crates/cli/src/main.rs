@@ -143,11 +143,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_body,
             max_entities,
             max_features,
+            request_timeout,
         } => {
             let limits = skewless_server::Limits {
                 max_body_bytes: max_body,
                 max_entities,
                 max_features,
+                request_timeout,
             };
             serve(&project, cli.online.as_deref(), &addr, limits)
         }

@@ -42,6 +42,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub max_entities: usize,
     pub max_features: usize,
+    /// A lookup that takes longer is answered 504 `TIMEOUT`.
+    pub request_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -50,7 +52,31 @@ impl Default for Limits {
             max_body_bytes: 1 << 20,
             max_entities: 1000,
             max_features: 500,
+            request_timeout: std::time::Duration::from_secs(5),
         }
+    }
+}
+
+/// A lookup under the request timeout.
+async fn lookup(
+    app: &App,
+    serving: &Serving,
+    selection: &FeatureSelection,
+    entities: &[Vec<(String, String)>],
+    at: i64,
+) -> Result<GetOutput, Response> {
+    match tokio::time::timeout(app.limits.request_timeout, serving.get(selection, entities, at)).await {
+        Ok(Ok(found)) => {
+            record(app, &found);
+            Ok(found)
+        }
+        Ok(Err(e)) => Err(request_error(&e)),
+        Err(_) => Err(error(
+            504,
+            "TIMEOUT",
+            format!("the lookup took longer than {:?}", app.limits.request_timeout),
+        )
+        .into_response()),
     }
 }
 
@@ -305,12 +331,9 @@ async fn features(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Err(e) => return bad_request(format!("`at`: {e}")).into_response(),
     };
     let serving = app.live.current();
-    match serving.get(&selection, &entities, at).await {
-        Ok(found) => {
-            record(&app, &found);
-            axum::Json(own_response(&found, request.full_names, serving.applied_seq)).into_response()
-        }
-        Err(e) => request_error(&e),
+    match lookup(&app, &serving, &selection, &entities, at).await {
+        Ok(found) => axum::Json(own_response(&found, request.full_names, serving.applied_seq)).into_response(),
+        Err(response) => response,
     }
 }
 
@@ -415,11 +438,10 @@ async fn feast_features(State(app): State<Arc<App>>, body: Bytes) -> Response {
         }
         entities.push(pairs);
     }
-    let found = match app.live.current().get(&selection, &entities, now()).await {
+    let found = match lookup(&app, &app.live.current(), &selection, &entities, now()).await {
         Ok(found) => found,
-        Err(e) => return request_error(&e),
+        Err(response) => return response,
     };
-    record(&app, &found);
     // Join keys first (as given), then features; every column a {values, statuses, event_timestamps}.
     let keys: Vec<(&String, &Vec<Value>)> = columns
         .iter()

@@ -296,6 +296,7 @@ async fn limits_are_answered_with_codes() {
         max_body_bytes: 2048,
         max_entities: 3,
         max_features: 2,
+        ..Limits::default()
     })
     .await;
     let big = vec![b' '; 4096];
@@ -448,4 +449,47 @@ async fn reload_on_apply_drops_no_request() {
     watcher.abort();
     stop_tx.send(()).unwrap();
     server.await.unwrap().unwrap();
+}
+
+/// A store that stalls: the lookup is answered 504 `TIMEOUT` at the limit, not left hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_store_times_out_with_504() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = demo_project(dir.path());
+    let redis = skewless_testkit::RedisServer::start_with(&["--enable-debug-command", "yes"]);
+    let store = online_store::open(&StoreConfig::Redis(redis.url())).await.unwrap();
+    materialize(&project, &*store).await;
+    let limits = Limits {
+        request_timeout: std::time::Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let server = serve(dir, &project, Arc::clone(&store), limits).await;
+    // Redis sleeps 2 s on another connection; the lookup waits behind it.
+    let url = redis.url();
+    let sleeper = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("redis-cli")
+            .args(["-u", &url, "DEBUG", "SLEEP", "2"])
+            .output()
+            .unwrap()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let (status, body) = post(
+        server.addr,
+        "/v1/features",
+        json!({"features": ["driver_hourly_stats:conv_rate"], "entities": [{"driver_id": 1001}], "at": AT}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (504, Some("TIMEOUT")),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    sleeper.await.unwrap();
+    stop(server).await;
 }
