@@ -106,7 +106,7 @@ impl Project {
         self.registry()
             .latest()?
             .map(|r| r.definitions)
-            .ok_or_else(|| Error::Request("nothing is applied yet: run `skewless apply` first".into()))
+            .ok_or(Error::Serve(crate::serving::RequestError::NothingApplied))
     }
 
     /// Writes each online view's values at `options.end` into `store`. A view that fails is

@@ -15,7 +15,7 @@
 //! decided in one place ([`RequestError::code`], [`RequestError::http_status`]). A store
 //! that fails is `STORE_UNAVAILABLE` and a bug is `INTERNAL`: neither is the caller's fault.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::ArrayRef;
@@ -103,6 +103,9 @@ struct Compiled {
     layouts: BTreeMap<String, Arc<ViewLayout>>,
     /// On-demand views by name.
     programs: BTreeMap<String, Arc<OnDemandProgram>>,
+    /// Per on-demand view, the feature views it reads and the on-demand views to evaluate
+    /// for it, dependencies first: found once here, so no request parses SQL.
+    on_demand_needs: BTreeMap<String, (BTreeSet<String>, Vec<String>)>,
 }
 
 impl Compiled {
@@ -113,15 +116,52 @@ impl Compiled {
             layouts.insert(view.name.clone(), Arc::new(layout));
         }
         let mut programs = BTreeMap::new();
+        let mut on_demand_needs = BTreeMap::new();
         for view in defs.on_demand_views.values() {
             let program = OnDemandProgram::compile(&defs, view).map_err(Error::Invalid)?;
             programs.insert(view.name.clone(), Arc::new(program));
+            let features: Vec<ResolvedFeature> = view
+                .features
+                .iter()
+                .map(|f| ResolvedFeature {
+                    view: view.name.clone(),
+                    feature: f.name.clone(),
+                    ty: f.ty,
+                    on_demand: true,
+                })
+                .collect();
+            on_demand_needs.insert(view.name.clone(), needed_views(&defs, &features));
         }
         Ok(Compiled {
             defs,
             layouts,
             programs,
+            on_demand_needs,
         })
+    }
+
+    /// The feature views a request reads and the on-demand views to evaluate, dependencies
+    /// first (as [`needed_views`] gives them, from what was found at compile time).
+    fn needs(&self, features: &[ResolvedFeature]) -> (BTreeSet<String>, Vec<String>) {
+        let mut views = BTreeSet::new();
+        let mut on_demand: Vec<String> = Vec::new();
+        for f in features {
+            match self.on_demand_needs.get(&f.view) {
+                Some((reads, order)) if f.on_demand => {
+                    views.extend(reads.iter().cloned());
+                    // Each order lists dependencies first; appending the new names keeps that.
+                    for name in order {
+                        if !on_demand.contains(name) {
+                            on_demand.push(name.clone());
+                        }
+                    }
+                }
+                _ => {
+                    views.insert(f.view.clone());
+                }
+            }
+        }
+        (views, on_demand)
     }
 
     async fn get(
@@ -133,7 +173,7 @@ impl Compiled {
     ) -> Result<GetOutput, RequestError> {
         let defs = &self.defs;
         let features = resolve_selection(defs, selection).map_err(|e| RequestError::UnknownFeature(e.to_string()))?;
-        let (views, on_demand) = needed_views(defs, &features);
+        let (views, on_demand) = self.needs(&features);
         // Every feature of every view read, directly or by an on-demand view.
         let selections = views
             .iter()
@@ -241,7 +281,7 @@ impl Serving {
         let record = project
             .registry()
             .latest()?
-            .ok_or_else(|| Error::Request(RequestError::NothingApplied.to_string()))?;
+            .ok_or(Error::Serve(RequestError::NothingApplied))?;
         Ok(Serving {
             compiled: Compiled::new(record.definitions)?,
             store,

@@ -6,16 +6,6 @@ use skewless_online::layout::Row;
 use skewless_online::{Decoded, KeyValue, Scalar, ViewLayout};
 use skewless_testkit::fuzz::{Fuzz, no_panic};
 
-const TYPES: [FeatureType; 7] = [
-    FeatureType::Bool,
-    FeatureType::Int32,
-    FeatureType::Int64,
-    FeatureType::Float32,
-    FeatureType::Float64,
-    FeatureType::String,
-    FeatureType::Timestamp,
-];
-
 fn layout(types: &[FeatureType], created: bool) -> ViewLayout {
     ViewLayout::from_parts(
         "p",
@@ -59,7 +49,7 @@ fn same(a: &Scalar, b: &Scalar) -> bool {
 fn values_round_trip_and_damage_never_panics() {
     let mut fuzz = Fuzz::new(11);
     for _ in 0..300 {
-        let types: Vec<FeatureType> = (0..1 + fuzz.below(6)).map(|_| *fuzz.pick(&TYPES)).collect();
+        let types: Vec<FeatureType> = (0..1 + fuzz.below(6)).map(|_| *fuzz.pick(&FeatureType::ALL)).collect();
         let created = fuzz.below(2) == 1;
         let l = layout(&types, created);
         let values: Vec<Scalar> = types.iter().map(|t| scalar(&mut fuzz, *t)).collect();
@@ -114,10 +104,10 @@ fn key_and_request_text_parses_or_explains_never_panics() {
     let mut fuzz = Fuzz::new(12);
     for _ in 0..4000 {
         let text = fuzz.text(&vocabulary, 6);
-        for ty in [KeyType::Int64, KeyType::String] {
+        for ty in KeyType::ALL {
             no_panic("KeyValue::parse", &text, || KeyValue::parse(&text, ty).ok());
         }
-        for ty in TYPES {
+        for ty in FeatureType::ALL {
             if let Err(e) = no_panic("Scalar::parse", &text, || Scalar::parse(&text, ty)) {
                 assert!(
                     e.contains(&format!("`{text}`")),
