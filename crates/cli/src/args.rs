@@ -131,6 +131,11 @@ pub enum Command {
         /// A lookup that takes longer is answered 504 (a duration: 500ms, 5s).
         #[arg(long, default_value = "5s", value_parser = parse_timeout)]
         request_timeout: std::time::Duration,
+        /// Demand `Authorization: Bearer <key>` on every route but /health and /ready, with
+        /// the keys in this file (one per line). Or give the keys themselves, comma-separated,
+        /// in SKEWLESS_API_KEYS.
+        #[arg(long, env = "SKEWLESS_API_KEYS_FILE")]
+        api_keys: Option<std::path::PathBuf>,
     },
     /// Look features up in the online store by entity key.
     Get {

@@ -144,6 +144,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_entities,
             max_features,
             request_timeout,
+            api_keys,
         } => {
             let limits = skewless_server::Limits {
                 max_body_bytes: max_body,
@@ -151,7 +152,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_features,
                 request_timeout,
             };
-            serve(&project, cli.online.as_deref(), &addr, limits)
+            let api_keys = match (api_keys, std::env::var("SKEWLESS_API_KEYS")) {
+                (Some(file), _) => Some(skewless_server::ApiKeys::from_file(&file).map_err(anyhow::Error::msg)?),
+                (None, Ok(keys)) => Some(
+                    skewless_server::ApiKeys::parse(&keys).map_err(|e| anyhow::anyhow!("SKEWLESS_API_KEYS: {e}"))?,
+                ),
+                (None, Err(_)) => None,
+            };
+            serve(
+                &project,
+                cli.online.as_deref(),
+                &addr,
+                skewless_server::Options { limits, api_keys },
+            )
         }
         Command::DemoData { out, seed } => {
             let written = skewless::demo_data::generate(&out, seed)
@@ -257,7 +270,7 @@ fn serve(
     project: &Project,
     url: Option<&str>,
     addr: &str,
-    limits: skewless_server::Limits,
+    options: skewless_server::Options,
 ) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let store = online_store(project, url).await?;
@@ -267,11 +280,16 @@ fn serve(
             .await
             .with_context(|| format!("listening on {addr}"))?;
         eprintln!(
-            "serving applied version {} from {described} on http://{}",
+            "serving applied version {} from {described} on http://{}{}",
             serving.applied_seq,
             listener
                 .local_addr()
-                .map_or_else(|_| addr.to_string(), |a| a.to_string())
+                .map_or_else(|_| addr.to_string(), |a| a.to_string()),
+            if options.api_keys.is_some() {
+                " (API keys required)"
+            } else {
+                ""
+            }
         );
         let live = skewless_server::Live::new(serving);
         // A new `apply` is picked up within a second, or at once on SIGHUP.
@@ -295,7 +313,7 @@ fn serve(
                 Err(e) => eprintln!("error: the newly applied version cannot be served (the previous one stays): {e}"),
             },
         ));
-        skewless_server::run(listener, live, limits, shutdown_signal()).await?;
+        skewless_server::run(listener, live, options, shutdown_signal()).await?;
         eprintln!("stopped");
         anyhow::Ok(ExitCode::SUCCESS)
     })

@@ -18,7 +18,10 @@
 //! the server. [`run`] serves on a listener until a shutdown future resolves, finishing the
 //! requests in flight; tests bind `127.0.0.1:0`.
 
+mod auth;
 mod metrics;
+
+pub use auth::ApiKeys;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -54,6 +57,19 @@ impl Default for Limits {
             max_features: 500,
             request_timeout: std::time::Duration::from_secs(5),
         }
+    }
+}
+
+/// How the server runs: its limits, and the API keys it demands (none: open).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub limits: Limits,
+    pub api_keys: Option<ApiKeys>,
+}
+
+impl From<Limits> for Options {
+    fn from(limits: Limits) -> Self {
+        Options { limits, api_keys: None }
     }
 }
 
@@ -141,6 +157,7 @@ pub async fn watch_registry(
 struct App {
     live: Arc<Live>,
     limits: Limits,
+    api_keys: Option<ApiKeys>,
     metrics: metrics::Metrics,
 }
 
@@ -148,14 +165,38 @@ struct App {
 #[derive(Debug, Clone, Copy)]
 struct ErrorCode(&'static str);
 
-/// Counts every request by route and status, with its latency and error code.
+/// Checks the API key (when keys are configured), then counts every request by route and
+/// status, with its latency and error code.
 async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let route = match request.uri().path() {
         path @ ("/v1/features" | "/get-online-features" | "/health" | "/ready" | "/metrics") => path.to_string(),
         _ => "other".to_string(),
     };
     let started = Instant::now();
-    let response = next.run(request).await;
+    let response = match &app.api_keys {
+        Some(keys)
+            if !matches!(route.as_str(), "/health" | "/ready")
+                && !keys.admits(
+                    request
+                        .headers()
+                        .get(axum::http::header::AUTHORIZATION)
+                        .map(|v| v.as_bytes()),
+                ) =>
+        {
+            let mut response = error(
+                401,
+                "UNAUTHORIZED",
+                "a valid API key is required: `Authorization: Bearer <key>`",
+            )
+            .into_response();
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+            response
+        }
+        _ => next.run(request).await,
+    };
     let status = response.status().as_u16();
     let code = response
         .extensions()
@@ -184,12 +225,14 @@ fn record(app: &App, found: &GetOutput) {
 pub async fn run(
     listener: tokio::net::TcpListener,
     live: Arc<Live>,
-    limits: Limits,
+    options: impl Into<Options>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let Options { limits, api_keys } = options.into();
     let app = Arc::new(App {
         live,
         limits,
+        api_keys,
         metrics: metrics::Metrics::default(),
     });
     let router = Router::new()

@@ -12,7 +12,7 @@ use skewless::demo_data::START_MICROS;
 use skewless::online::MaterializeOptions;
 use skewless::online_store::{self, StoreConfig};
 use skewless::serving::Serving;
-use skewless_server::{Limits, Live, run};
+use skewless_server::{ApiKeys, Limits, Live, Options, run};
 use skewless_testkit::fuzz::Fuzz;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -55,27 +55,27 @@ async fn materialize(project: &Project, store: &dyn skewless::online_store::Onli
     project.materialize(store, &options, &|_| {}).await.unwrap();
 }
 
-async fn start(limits: Limits) -> Server {
+async fn start(options: impl Into<Options>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let project = demo_project(dir.path());
     let store = online_store::open(&StoreConfig::Embedded(dir.path().join("s.redb")))
         .await
         .unwrap();
     materialize(&project, &*store).await;
-    serve(dir, &project, store, limits).await
+    serve(dir, &project, store, options).await
 }
 
 async fn serve(
     dir: tempfile::TempDir,
     project: &Project,
     store: Arc<dyn skewless::online_store::OnlineStore>,
-    limits: Limits,
+    options: impl Into<Options>,
 ) -> Server {
     let serving = Serving::new(project, store).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(run(listener, Live::new(serving), limits, async {
+    let task = tokio::spawn(run(listener, Live::new(serving), options.into(), async {
         let _ = stopped.await;
     }));
     Server {
@@ -88,9 +88,21 @@ async fn serve(
 
 /// One HTTP/1.1 request; the status and the body.
 async fn request(addr: std::net::SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    request_with(addr, method, path, "", body).await
+}
+
+/// One HTTP/1.1 request with extra header lines (each ending in `\r\n`); the status and the
+/// body.
+async fn request_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
@@ -322,6 +334,57 @@ async fn limits_are_answered_with_codes() {
         (status, body["error"]["code"].as_str()),
         (400, Some("TOO_MANY_FEATURES")),
         "{body}"
+    );
+    stop(server).await;
+}
+
+/// With API keys, data routes need a valid bearer token (401 otherwise, naming no key);
+/// the probes stay open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_guard_every_data_route() {
+    let keys = ApiKeys::parse("k-one-secret\nk-two-secret\n").unwrap();
+    let server = start(Options {
+        limits: Limits::default(),
+        api_keys: Some(keys),
+    })
+    .await;
+    let body = json!({"features": ["driver_hourly_stats:conv_rate"], "entities": [{"driver_id": 1001}]}).to_string();
+    let feast = json!({"features": ["driver_hourly_stats:conv_rate"], "entities": {"driver_id": [1001]}}).to_string();
+    for (method, path, body) in [
+        ("POST", "/v1/features", body.as_str()),
+        ("POST", "/get-online-features", feast.as_str()),
+        ("GET", "/metrics", ""),
+    ] {
+        for headers in [
+            "",
+            "Authorization: Bearer k-one\r\n",
+            "Authorization: Basic k-one-secret\r\n",
+            "Authorization: Bearer k-one-secret-\r\n",
+        ] {
+            let (status, text) = request_with(server.addr, method, path, headers, body.as_bytes()).await;
+            assert_eq!(status, 401, "{path} {headers:?}: {text}");
+            assert!(text.contains("UNAUTHORIZED") && !text.contains("secret"), "{text}");
+        }
+        for key in ["k-one-secret", "k-two-secret"] {
+            let headers = format!("Authorization: Bearer {key}\r\n");
+            let (status, text) = request_with(server.addr, method, path, &headers, body.as_bytes()).await;
+            assert_eq!(status, 200, "{path}: {text}");
+        }
+    }
+    for probe in ["/health", "/ready"] {
+        assert_eq!(request(server.addr, "GET", probe, b"").await.0, 200, "{probe}");
+    }
+    let (_, metrics) = request_with(
+        server.addr,
+        "GET",
+        "/metrics",
+        "Authorization: Bearer k-two-secret\r\n",
+        b"",
+    )
+    .await;
+    assert!(
+        metrics.contains(r#"skewless_errors_total{code="UNAUTHORIZED"} 12"#),
+        "{metrics}"
     );
     stop(server).await;
 }
