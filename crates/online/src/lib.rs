@@ -50,7 +50,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Where the online store is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
-    /// `redis://`, `rediss://` or `redis+unix://` URL, checked by [`StoreConfig::parse`].
+    /// `redis://`, `rediss://`, `redis+unix://` or `redis+cluster://` URL, checked by
+    /// [`StoreConfig::parse`].
     Redis(String),
     /// A redb file.
     Embedded(PathBuf),
@@ -58,7 +59,8 @@ pub enum StoreConfig {
 
 /// The forms `--online` accepts, for messages.
 pub const ACCEPTED_STORES: &str = "redis://[user:password@]host[:port][/db], rediss://… (TLS), \
-redis+unix:///path/to/redis.sock, embedded:PATH, or a path ending in .redb";
+redis+unix:///path/to/redis.sock, redis+cluster://host:port[,host:port…] (Redis Cluster), embedded:PATH, \
+or a path ending in .redb";
 
 impl StoreConfig {
     /// Parses a store location strictly. A mistyped URL (`http://…`, `Redis://…`, `redis:/…`,
@@ -95,7 +97,7 @@ impl StoreConfig {
             }));
         };
         match scheme {
-            "redis" | "rediss" | "redis+unix" => {}
+            "redis" | "rediss" | "redis+unix" | "redis+cluster" => {}
             _ if text[scheme.len() + 1..].chars().all(|c| c.is_ascii_digit()) => {
                 return Err(refuse(format!(
                     "a bare host:port is ambiguous (did you mean `redis://{}`?)",
@@ -113,11 +115,20 @@ impl StoreConfig {
         if !text[scheme.len() + 1..].starts_with("//") {
             return Err(refuse(format!("`{scheme}:` must be followed by `//`")));
         }
-        let info = redis::IntoConnectionInfo::into_connection_info(text).map_err(|e| refuse(e.to_string()))?;
-        if let redis::ConnectionAddr::Tcp(host, _) | redis::ConnectionAddr::TcpTls { host, .. } = info.addr()
-            && host.is_empty()
-        {
-            return Err(refuse("no host".into()));
+        let nodes = redis_store::cluster_nodes(text).unwrap_or_else(|| vec![text.to_string()]);
+        for node in &nodes {
+            let info =
+                redis::IntoConnectionInfo::into_connection_info(node.as_str()).map_err(|e| refuse(e.to_string()))?;
+            if let redis::ConnectionAddr::Tcp(host, _) | redis::ConnectionAddr::TcpTls { host, .. } = info.addr()
+                && host.is_empty()
+            {
+                return Err(refuse("no host".into()));
+            }
+            if nodes.len() > 1 || text.starts_with(redis_store::CLUSTER_SCHEME) {
+                if info.redis_settings().db() != 0 {
+                    return Err(refuse("a cluster has only database 0".into()));
+                }
+            }
         }
         Ok(StoreConfig::Redis(text.to_string()))
     }
@@ -147,6 +158,8 @@ mod tests {
             "redis://:pw@h:1/2",
             "rediss://h/0#insecure",
             "redis+unix:///tmp/r.sock",
+            "redis+cluster://127.0.0.1:7000",
+            "redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000",
         ] {
             assert!(matches!(StoreConfig::parse(ok), Ok(StoreConfig::Redis(_))), "{ok}");
         }
@@ -176,6 +189,10 @@ mod tests {
             "redis://h:notaport",
             "redis://h/notadb",
             "embedded:",
+            "redis+cluster://",
+            "redis+cluster://h1:7000,,h3:7000",
+            "redis+cluster://h1:7000,h2:x",
+            "redis+cluster://:s3cret@h1:7000/2",
             "",
             "some/dir",
         ] {

@@ -8,14 +8,22 @@
 //!
 //! Writes run [`NEWER_WINS_LUA`] over chunks of keys: the compare and the set happen inside
 //! Redis, atomically, so concurrent writers can never leave an older value over a newer one.
-//! Chunks are sent together and pipelined on one connection. Reads are one `MGET`. Keys
-//! carry the layout's per-entity hash tag, so on Redis Cluster one entity's views share a slot.
+//! Chunks are sent together and pipelined on one connection. Reads are one `MGET`.
+//!
+//! **Redis Cluster.** `redis+cluster://host:port[,host:port…]` connects with the cluster
+//! client (any reachable node finds the rest; MOVED and ASK redirections and node failures
+//! are handled by it). Keys carry the layout's per-entity hash tag, so one entity's views
+//! share a slot: a lookup's `MGET` is split by the client into one `MGET` per slot, sent
+//! concurrently, and a write's script calls are grouped by slot, since a script may only
+//! touch keys of one slot.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot;
+use redis::{Client, FromRedisValue, RedisResult, Script};
 
 use crate::layout::{INSTANCE_KEY, NEWER_WINS_LUA, new_instance_id};
 use crate::store::{OnlineStore, WriteSummary};
@@ -32,8 +40,42 @@ redis.call('SET', KEYS[1], ARGV[1])
 return ARGV[1]
 "#;
 
-/// A Redis URL's identity: scheme, host, port and db, never credentials.
+/// The scheme of Redis Cluster URLs: `redis+cluster://[user:password@]host:port[,host:port…]`.
+pub const CLUSTER_SCHEME: &str = "redis+cluster://";
+
+/// A cluster URL's seed nodes as plain `redis://` URLs, each with the URL's credentials.
+pub fn cluster_nodes(url: &str) -> Option<Vec<String>> {
+    let rest = url.strip_prefix(CLUSTER_SCHEME)?;
+    let (userinfo, hosts) = match rest.rsplit_once('@') {
+        Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+        None => (String::new(), rest),
+    };
+    let hosts = hosts.trim_end_matches('/');
+    let nodes: Vec<String> = hosts
+        .split(',')
+        .map(|host| format!("redis://{userinfo}{}", host.trim()))
+        .collect();
+    Some(nodes)
+}
+
+/// A Redis URL's identity: scheme, host, port and db, never credentials. A cluster's is its
+/// seed nodes in order, so the same cluster named with its nodes in another order or another
+/// subset is a different identity: facts kept against it (watermarks) are then recomputed,
+/// which is safe.
 pub fn identity(url: &str) -> String {
+    if let Some(nodes) = cluster_nodes(url) {
+        let mut hosts: Vec<String> = nodes
+            .iter()
+            .map(|node| {
+                identity(node)
+                    .trim_start_matches("redis://")
+                    .trim_end_matches("/0")
+                    .to_string()
+            })
+            .collect();
+        hosts.sort();
+        return format!("{CLUSTER_SCHEME}{}", hosts.join(","));
+    }
     match redis::IntoConnectionInfo::into_connection_info(url) {
         Ok(info) => {
             let scheme = url.split_once("://").map_or("redis", |(s, _)| s);
@@ -48,8 +90,24 @@ pub struct RedisStore {
     /// The URL without its password.
     shown: String,
     identity: String,
-    connection: ConnectionManager,
+    connection: Connection,
     script: Script,
+}
+
+/// One server (reconnecting) or a cluster (routing by slot); both multiplex every request.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Connection {
+    async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> RedisResult<T> {
+        match self {
+            Connection::Single(c) => cmd.query_async(&mut c.clone()).await,
+            Connection::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+        }
+    }
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -101,17 +159,26 @@ impl RedisStore {
             // rustls needs one process-wide crypto provider; an error means one is installed.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let client = Client::open(url).map_err(err)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(10)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let connection = ConnectionManager::new_with_config(client, config).await.map_err(err)?;
+        let connection = if let Some(nodes) = cluster_nodes(url) {
+            let client = redis::cluster::ClusterClient::builder(nodes)
+                .connection_timeout(Duration::from_secs(2))
+                .response_timeout(Duration::from_secs(10))
+                .retries(2)
+                .build()
+                .map_err(err)?;
+            Connection::Cluster(client.get_async_connection().await.map_err(err)?)
+        } else {
+            let client = Client::open(url).map_err(err)?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(2)))
+                .set_response_timeout(Some(Duration::from_secs(10)))
+                .set_number_of_retries(2)
+                .set_max_delay(Duration::from_millis(500));
+            Connection::Single(ConnectionManager::new_with_config(client, config).await.map_err(err)?)
+        };
         // A PING now turns a missing or wrong password into a clear error here, not a
         // "Protocol error: unauthenticated multibulk length" on the first large write.
-        let mut ping = connection.clone();
-        redis::cmd("PING").query_async::<()>(&mut ping).await.map_err(err)?;
+        connection.query::<()>(&redis::cmd("PING")).await.map_err(err)?;
         let store = RedisStore {
             shown: shown.clone(),
             identity: identity(url),
@@ -128,25 +195,30 @@ impl RedisStore {
         }
     }
 
-    /// One script call over a chunk of keys; loads the script first when Redis lost it (a
-    /// restart or `SCRIPT FLUSH`) and retries: the writes are idempotent.
-    async fn write_chunk(&self, chunk: &[(Vec<u8>, Vec<u8>)], px: u64) -> Result<u64> {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.script.get_hash()).arg(chunk.len());
-        for (key, _) in chunk {
-            cmd.arg(key.as_slice());
-        }
-        cmd.arg(px);
-        for (_, value) in chunk {
-            cmd.arg(value.as_slice());
-        }
-        let mut connection = self.connection.clone();
-        match cmd.query_async(&mut connection).await {
-            Ok(written) => Ok(written),
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.script.load_async(&mut connection).await.map_err(|e| self.err(e))?;
-                cmd.query_async(&mut connection).await.map_err(|e| self.err(e))
+    /// One script call over a chunk of keys (of one slot, on a cluster). When the server
+    /// lacks the script (a restart, `SCRIPT FLUSH`, a node that never ran it) the call is
+    /// sent again as `EVAL` with the source, which also caches it there: the writes are
+    /// idempotent.
+    async fn write_chunk(&self, chunk: &[&(Vec<u8>, Vec<u8>)], px: u64) -> Result<u64> {
+        let call = |name: &str, script: &str| {
+            let mut cmd = redis::cmd(name);
+            cmd.arg(script).arg(chunk.len());
+            for (key, _) in chunk {
+                cmd.arg(key.as_slice());
             }
+            cmd.arg(px);
+            for (_, value) in chunk {
+                cmd.arg(value.as_slice());
+            }
+            cmd
+        };
+        match self.connection.query(&call("EVALSHA", self.script.get_hash())).await {
+            Ok(written) => Ok(written),
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => self
+                .connection
+                .query(&call("EVAL", NEWER_WINS_LUA))
+                .await
+                .map_err(|e| self.err(e)),
             Err(e) => Err(self.err(e)),
         }
     }
@@ -179,21 +251,31 @@ impl OnlineStore for RedisStore {
     }
 
     async fn instance_id(&self) -> Result<String> {
-        let mut connection = self.connection.clone();
-        redis::Script::new(INSTANCE_LUA)
-            .key(INSTANCE_KEY)
-            .arg(new_instance_id())
-            .invoke_async(&mut connection)
-            .await
-            .map_err(|e| self.err(e))
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(INSTANCE_LUA).arg(1).arg(INSTANCE_KEY).arg(new_instance_id());
+        self.connection.query(&cmd).await.map_err(|e| self.err(e))
     }
 
     async fn write(&self, entries: Vec<(Vec<u8>, Vec<u8>)>, expire_after: Option<Duration>) -> Result<WriteSummary> {
         // PX 0 means no expiry to the script; a sub-millisecond expiry rounds up to 1 ms.
         let px = expire_after.map_or(0, |d| (d.as_millis() as u64).max(1));
+        // A script may touch one slot's keys only: on a cluster, group the entries by slot.
+        let groups: Vec<Vec<&(Vec<u8>, Vec<u8>)>> = match &self.connection {
+            Connection::Single(_) => vec![entries.iter().collect()],
+            Connection::Cluster(_) => {
+                let mut by_slot: std::collections::HashMap<Slot, Vec<_>> = std::collections::HashMap::new();
+                for entry in &entries {
+                    by_slot.entry(Slot::for_key(&entry.0)).or_default().push(entry);
+                }
+                by_slot.into_values().collect()
+            }
+        };
         // All calls go out at once on the multiplexed connection, which pipelines them:
         // Redis never waits for the client between chunks.
-        let calls = entries.chunks(KEYS_PER_CALL).map(|chunk| self.write_chunk(chunk, px));
+        let calls = groups
+            .iter()
+            .flat_map(|group| group.chunks(KEYS_PER_CALL))
+            .map(|chunk| self.write_chunk(chunk, px));
         let written: u64 = futures::future::try_join_all(calls).await?.into_iter().sum();
         Ok(WriteSummary {
             written,
@@ -205,12 +287,12 @@ impl OnlineStore for RedisStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut connection = self.connection.clone();
+        // On a cluster, the client splits this into one MGET per slot and keeps the order.
         let mut cmd = redis::cmd("MGET");
         for key in keys {
             cmd.arg(key.as_slice());
         }
-        cmd.query_async(&mut connection).await.map_err(|e| self.err(e))
+        self.connection.query(&cmd).await.map_err(|e| self.err(e))
     }
 }
 
@@ -225,6 +307,10 @@ mod tests {
         assert_eq!(a, identity("redis://h:7000/3"));
         assert_ne!(a, identity("redis://h:7000/4"));
         assert_eq!(identity("rediss://:pw@h/0#insecure"), "rediss://h:6379/0");
+        assert_eq!(
+            identity("redis+cluster://:s3cret@h2:7001,h1:7000/"),
+            "redis+cluster://h1:7000,h2:7001"
+        );
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! again on the same port, which is how tests check that clients survive a Redis restart.
 //! Panics here are test failures with a message, which is what a test harness should do.
 //!
+//! [`RedisCluster`] starts three such servers with cluster mode on and joins them into one
+//! cluster of three masters with `redis-cli --cluster create`.
+//!
 //! [`fuzz`] generates and mutates inputs for property tests: parsers and decoders must never
 //! panic, whatever they are fed.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -207,4 +210,66 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A Redis Cluster of three masters (no replicas) on free loopback ports, each node a
+/// [`RedisServer`] with its own cluster bus port; killed when dropped.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                let bus = free_port().to_string();
+                RedisServer::start_with(&["--cluster-enabled", "yes", "--cluster-port", &bus])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let created = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli not found on PATH: run `make redis` (or apt-get install redis-tools)");
+        assert!(created.success(), "redis-cli --cluster create failed for {addrs:?}");
+        let cluster = RedisCluster { nodes };
+        // Every node must see every slot served before clients may rely on it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !cluster.nodes.iter().all(|n| cluster_ok(n.port)) {
+            assert!(Instant::now() < deadline, "the cluster on {addrs:?} did not become ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`.
+    pub fn url(&self) -> String {
+        let addrs: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        format!("redis+cluster://{}", addrs.join(","))
+    }
+
+    /// The nodes' ports.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.port).collect()
+    }
+}
+
+/// Whether the node on `port` reports `cluster_state:ok`.
+fn cluster_ok(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut reply = [0u8; 4096];
+    if stream.write_all(b"CLUSTER INFO\r\n").is_err() {
+        return false;
+    }
+    let n = stream.read(&mut reply).unwrap_or(0);
+    String::from_utf8_lossy(&reply[..n]).contains("cluster_state:ok")
 }

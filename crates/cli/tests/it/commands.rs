@@ -461,17 +461,30 @@ fn server_gone(p: &TempProject, url: &str) {
 /// `skewless serve` answers over HTTP, and SIGTERM stops it cleanly (exit 0).
 #[test]
 fn serve_answers_and_stops_on_sigterm() {
-    use std::io::{BufRead, Read, Write};
     let p = demo_project();
     p.run(&["apply"]).ok();
     p.run(&["materialize", "--end", "2026-11-15"]).ok();
+    let response = serve_one_lookup(&p, &[]);
+    assert!(
+        response.contains(r#""feature_names":["driver_id","conv_rate"]"#),
+        "{response}"
+    );
+}
+
+/// Starts `skewless serve` (with `args`), asks one Feast lookup of driver 1001's conv_rate,
+/// then stops the server with SIGTERM and checks it exits 0; the response body.
+fn serve_one_lookup(p: &TempProject, args: &[&str]) -> String {
+    use std::io::{BufRead, Read, Write};
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut command_args = vec!["serve", "--addr", &addr];
+    command_args.extend_from_slice(args);
     let mut child = p
-        .command(&["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .command(&command_args)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -490,10 +503,6 @@ fn serve_answers_and_stops_on_sigterm() {
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(
-        response.contains(r#""feature_names":["driver_id","conv_rate"]"#),
-        "{response}"
-    );
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -501,4 +510,61 @@ fn serve_answers_and_stops_on_sigterm() {
     assert!(killed.success());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "serve did not exit cleanly");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
+/// On a three-master Redis Cluster, materialize, get and serve give what the embedded store
+/// gives, for entities spread over many slots.
+#[test]
+fn materialize_get_and_serve_on_a_redis_cluster() {
+    let p = demo_project();
+    p.run(&["apply"]).ok();
+    let cluster = skewless_testkit::RedisCluster::start();
+    let url = cluster.url();
+    let end = "2026-11-15T06:00:00Z";
+    p.run(&["materialize", "--end", end]).ok();
+    let report = p
+        .run(&["materialize", "--end", end, "--online", &url, "--json"])
+        .ok()
+        .json();
+    let written: i64 = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["keys_written"].as_i64().unwrap())
+        .sum();
+    assert!(written > 100, "{report}");
+    let get = |extra: &[&str]| {
+        let mut args = vec!["get", "--service", "ranking_v1", "--at", end, "--json"];
+        let entities: Vec<String> = (1000..1040)
+            .map(|d| format!("--entity=driver_id={d},customer_id={},distance_km=2.5", 5000 + d % 50))
+            .collect();
+        args.extend(entities.iter().map(String::as_str));
+        args.extend_from_slice(extra);
+        p.run(&args).ok().json()
+    };
+    let embedded = get(&[]);
+    let clustered = get(&["--online", &url]);
+    assert_eq!(clustered["results"], embedded["results"]);
+    let present = clustered["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["features"]["driver_hourly_stats:conv_rate"]["status"] == "PRESENT")
+        .count();
+    assert!(present > 20, "{clustered}");
+    let body = serve_one_lookup(&p, &["--online", &url]);
+    let served: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        served["metadata"]["feature_names"],
+        serde_json::json!(["driver_id", "conv_rate"])
+    );
+    assert_eq!(
+        served["results"][1]["statuses"].as_array().unwrap().len(),
+        1,
+        "{served}"
+    );
 }

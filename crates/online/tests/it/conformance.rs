@@ -1,5 +1,6 @@
 //! One suite, every store: each case is a function over `&dyn OnlineStore`, and the macro at
-//! the bottom runs each against a fresh embedded store and a fresh Redis server.
+//! the bottom runs each against a fresh embedded store, a fresh Redis server (plain and TLS)
+//! and a fresh three-master Redis Cluster.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -447,6 +448,13 @@ async fn redis_tls() -> Fresh {
     (Box::new(server), Arc::new(store))
 }
 
+/// A Redis Cluster of three masters (`redis+cluster://`).
+async fn redis_cluster() -> Fresh {
+    let cluster = skewless_testkit::RedisCluster::start();
+    let store = skewless_online::RedisStore::connect(&cluster.url()).await.unwrap();
+    (Box::new(cluster), Arc::new(store))
+}
+
 /// One test module per store: `$case`s take `&dyn OnlineStore`, `$shared` ones an `Arc`.
 macro_rules! suite {
     ($store:ident; $($case:ident),*; $($shared:ident),*) => {
@@ -481,7 +489,7 @@ macro_rules! conformance {
     };
 }
 
-conformance!(embedded, redis, redis_tls);
+conformance!(embedded, redis, redis_tls, redis_cluster);
 #[tokio::test]
 async fn the_embedded_store_purges_expired_keys() {
     let dir = tempfile::tempdir().unwrap();

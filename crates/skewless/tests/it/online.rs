@@ -1,5 +1,5 @@
 //! Parity: what materialization serves at `T` equals the training set at `T`, for every key
-//! of every online view, on the embedded store and on a real Redis server.
+//! of every online view, on the embedded store, a real Redis server and a Redis Cluster.
 
 use std::sync::Arc;
 
@@ -192,6 +192,16 @@ async fn materialized_values_equal_the_training_set_redis() {
     // One database per instant, so each starts empty.
     let url = server.url();
     parity_on(|_, i| StoreConfig::Redis(format!("{url}/{i}"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn materialized_values_equal_the_training_set_redis_cluster() {
+    // A cluster has one database: one cluster per instant, so each starts empty.
+    let clusters: Vec<_> = instants()
+        .iter()
+        .map(|_| skewless_testkit::RedisCluster::start())
+        .collect();
+    parity_on(|_, i| StoreConfig::Redis(clusters[i].url())).await;
 }
 
 /// Incremental runs in steps end where one full run ends, and the watermark follows.
