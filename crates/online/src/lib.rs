@@ -124,10 +124,8 @@ impl StoreConfig {
             {
                 return Err(refuse("no host".into()));
             }
-            if nodes.len() > 1 || text.starts_with(redis_store::CLUSTER_SCHEME) {
-                if info.redis_settings().db() != 0 {
-                    return Err(refuse("a cluster has only database 0".into()));
-                }
+            if text.starts_with(redis_store::CLUSTER_SCHEME) && info.redis_settings().db() != 0 {
+                return Err(refuse("a cluster has only database 0".into()));
             }
         }
         Ok(StoreConfig::Redis(text.to_string()))
