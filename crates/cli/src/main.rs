@@ -163,7 +163,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &project,
                 cli.online.as_deref(),
                 &addr,
-                skewless_server::Options { limits, api_keys },
+                skewless_server::Options {
+                    limits,
+                    api_keys,
+                    handoff: None,
+                },
             )
         }
         Command::DemoData { out, seed } => {
@@ -189,12 +193,16 @@ fn instant(text: &str) -> anyhow::Result<i64> {
 }
 
 /// Opens the configured online store (default: the embedded one in the repository).
-async fn online_store(project: &Project, url: Option<&str>) -> anyhow::Result<Arc<dyn OnlineStore>> {
-    let config = match url {
+fn store_config(project: &Project, url: Option<&str>) -> anyhow::Result<StoreConfig> {
+    Ok(match url {
         Some(url) => StoreConfig::parse(url)?,
         None => StoreConfig::default_for(&project.repo_dir),
-    };
-    Ok(skewless::online_store::open(&config).await?)
+    })
+}
+
+/// The configured store; an embedded one held by a running server is reached through it.
+async fn online_store(project: &Project, url: Option<&str>) -> anyhow::Result<Arc<dyn OnlineStore>> {
+    Ok(skewless::online_store::open(&store_config(project, url)?).await?)
 }
 
 fn materialize(
@@ -270,21 +278,49 @@ fn serve(
     project: &Project,
     url: Option<&str>,
     addr: &str,
-    options: skewless_server::Options,
+    mut options: skewless_server::Options,
 ) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
-        let store = online_store(project, url).await?;
+        let config = store_config(project, url)?;
+        // The server holds an embedded store itself (never through another server), and
+        // lends it to other commands while it runs.
+        let (store, held_file): (Arc<dyn OnlineStore>, _) = match &config {
+            StoreConfig::Embedded(path) => (
+                Arc::new(skewless::online_store::EmbeddedStore::open(path)?),
+                Some(path.clone()),
+            ),
+            StoreConfig::Redis(_) => (skewless::online_store::open(&config).await?, None),
+        };
         let described = store.describe();
         let serving = skewless::serving::Serving::new(project, Arc::clone(&store))?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {addr}"))?;
+        let local = listener.local_addr().context("the listening address")?;
+        let _published = match held_file {
+            Some(path) => {
+                let token = skewless::online_store::layout::new_instance_id();
+                let mut reach = local;
+                if reach.ip().is_unspecified() {
+                    reach.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                let handoff = skewless::online_store::served::Handoff {
+                    addr: reach.to_string(),
+                    token: token.clone(),
+                    pid: std::process::id(),
+                };
+                let published = skewless::online_store::served::publish(&path, &handoff)?;
+                options.handoff = Some(skewless_server::StoreHandoff {
+                    store: Arc::clone(&store),
+                    token: skewless_server::ApiKeys::parse(&token).map_err(anyhow::Error::msg)?,
+                });
+                Some(published)
+            }
+            None => None,
+        };
         eprintln!(
-            "serving applied version {} from {described} on http://{}{}",
+            "serving applied version {} from {described} on http://{local}{}",
             serving.applied_seq,
-            listener
-                .local_addr()
-                .map_or_else(|_| addr.to_string(), |a| a.to_string()),
             if options.api_keys.is_some() {
                 " (API keys required)"
             } else {

@@ -8,7 +8,9 @@
 //! Expired records read as missing and are deleted by later writes of the same key or by
 //! `purge_expired`, which materialization runs after writing.
 //!
-//! One process at a time opens the file (redb locks it); a second gets a clear error.
+//! One process at a time opens the file (redb locks it). A second gets
+//! [`Error::EmbeddedBusy`], and [`crate::open`] then reaches the store through the server
+//! holding it, when that is `skewless serve` ([`crate::served`]).
 //!
 //! A damaged file must give an error naming it, never abort the process: redb may panic on
 //! bytes it cannot make sense of, so every call into it runs under [`contain`], which turns
@@ -46,6 +48,12 @@ fn live(record: &[u8], now: u64) -> Option<&[u8]> {
     (expiry == 0 || expiry > now).then_some(value)
 }
 
+/// The identity of the store file at `path`: `embedded:` and its absolute path.
+pub fn identity(path: &Path) -> String {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    format!("embedded:{}", absolute.display())
+}
+
 /// What to do about a damaged store file.
 const DAMAGED: &str =
     "the file is damaged; delete it and run `skewless materialize` again (it is a cache of the offline data)";
@@ -80,10 +88,7 @@ impl EmbeddedStore {
             std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
         }
         let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => err(
-                "already open in another process; the embedded store serves one process at a time (use Redis to share)"
-                    .into(),
-            ),
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::EmbeddedBusy(path.to_path_buf()),
             redb::DatabaseError::Storage(redb::StorageError::Corrupted(what)) => err(format!("{DAMAGED} ({what})")),
             other => err(other.to_string()),
         })?;
@@ -170,8 +175,7 @@ impl OnlineStore for EmbeddedStore {
     }
 
     fn identity(&self) -> String {
-        let absolute = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
-        format!("embedded:{}", absolute.display())
+        identity(&self.path)
     }
 
     async fn instance_id(&self) -> Result<String> {

@@ -18,6 +18,7 @@ pub mod embedded;
 pub mod layout;
 pub mod lookup;
 pub mod redis_store;
+pub mod served;
 pub mod store;
 pub mod values;
 
@@ -28,6 +29,7 @@ pub use embedded::EmbeddedStore;
 pub use layout::{Decoded, KeyValue, Scalar, ViewLayout};
 pub use lookup::{Entity, FeatureValue, Lookup, LookupStats, Selection, Status, lookup};
 pub use redis_store::RedisStore;
+pub use served::ServedStore;
 pub use store::{OnlineStore, WriteSummary};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,13 @@ pub enum Error {
     Redis { url: String, message: String },
     #[error("embedded online store {}: {message}", path.display())]
     Embedded { path: PathBuf, message: String },
+    /// Another process holds the file, and it is not a server that hands the store over.
+    #[error(
+        "embedded online store {}: already open in another process; the embedded store is opened by one \
+process at a time (a running `skewless serve` lends it to other commands; use Redis to share it otherwise)",
+        .0.display()
+    )]
+    EmbeddedBusy(PathBuf),
     #[error("{0}")]
     Layout(String),
     /// A request that does not fit the definitions (wrong key type, missing key, ...).
@@ -137,11 +146,19 @@ impl StoreConfig {
     }
 }
 
-/// Opens (and for Redis, connects to) the configured store.
+/// Opens (and for Redis, connects to) the configured store. An embedded store held by a
+/// running server is reached through that server ([`served`]).
 pub async fn open(config: &StoreConfig) -> Result<Arc<dyn OnlineStore>> {
     Ok(match config {
         StoreConfig::Redis(url) => Arc::new(RedisStore::connect(url).await?),
-        StoreConfig::Embedded(path) => Arc::new(EmbeddedStore::open(path)?),
+        StoreConfig::Embedded(path) => match EmbeddedStore::open(path) {
+            Ok(store) => Arc::new(store),
+            Err(Error::EmbeddedBusy(path)) => match ServedStore::find(&path).await? {
+                Some(served) => Arc::new(served),
+                None => return Err(Error::EmbeddedBusy(path)),
+            },
+            Err(e) => return Err(e),
+        },
     })
 }
 

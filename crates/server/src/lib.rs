@@ -10,6 +10,7 @@
 //! | `GET /health` | alive |
 //! | `GET /ready` | definitions compiled and the store answering |
 //! | `GET /metrics` | Prometheus text: requests and latency by route and status, errors by code, values by view and status, store round trips |
+//! | `POST /internal/store/{call}` | with a [`StoreHandoff`] only: the embedded store's calls for other commands ([`skewless::online_store::served`]) |
 //!
 //! Errors are JSON, `{"error": {"code": …, "message": …}}`, with the status and code of
 //! [`skewless::serving::RequestError`]; bodies are parsed here (never by an extractor that
@@ -60,18 +61,34 @@ impl Default for Limits {
     }
 }
 
-/// How the server runs: its limits, and the API keys it demands (none: open).
+/// How the server runs: its limits, the API keys it demands (none: open), and the store it
+/// lends to other commands (none: it lends nothing).
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub limits: Limits,
     pub api_keys: Option<ApiKeys>,
+    pub handoff: Option<StoreHandoff>,
 }
 
 impl From<Limits> for Options {
     fn from(limits: Limits) -> Self {
-        Options { limits, api_keys: None }
+        Options {
+            limits,
+            ..Options::default()
+        }
     }
 }
+
+/// The embedded store this server holds, lent to other commands (`skewless materialize`,
+/// `get`) on `/internal/store/*` to holders of `token`, which the handoff file names.
+#[derive(Debug, Clone)]
+pub struct StoreHandoff {
+    pub store: Arc<dyn skewless::online_store::OnlineStore>,
+    pub token: ApiKeys,
+}
+
+/// Bodies of store calls may be this large (the client sends at most 8 MiB).
+const MAX_STORE_CALL_BODY: usize = 2 * skewless::online_store::served::MAX_WRITE_BODY;
 
 /// A lookup under the request timeout.
 async fn lookup(
@@ -158,6 +175,7 @@ struct App {
     live: Arc<Live>,
     limits: Limits,
     api_keys: Option<ApiKeys>,
+    handoff: Option<StoreHandoff>,
     metrics: metrics::Metrics,
 }
 
@@ -168,34 +186,44 @@ struct ErrorCode(&'static str);
 /// Checks the API key (when keys are configured), then counts every request by route and
 /// status, with its latency and error code.
 async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let route = match request.uri().path() {
-        path @ ("/v1/features" | "/get-online-features" | "/health" | "/ready" | "/metrics") => path.to_string(),
-        _ => "other".to_string(),
+    let route: &'static str = match request.uri().path() {
+        "/v1/features" => "/v1/features",
+        "/get-online-features" => "/get-online-features",
+        "/health" => "/health",
+        "/ready" => "/ready",
+        "/metrics" => "/metrics",
+        path if path.starts_with(skewless::online_store::served::ROUTE_PREFIX) => "/internal/store",
+        _ => "other",
     };
     let started = Instant::now();
-    let response = match &app.api_keys {
-        Some(keys)
-            if !matches!(route.as_str(), "/health" | "/ready")
-                && !keys.admits(
-                    request
-                        .headers()
-                        .get(axum::http::header::AUTHORIZATION)
-                        .map(|v| v.as_bytes()),
-                ) =>
-        {
-            let mut response = error(
-                401,
-                "UNAUTHORIZED",
-                "a valid API key is required: `Authorization: Bearer <key>`",
-            )
-            .into_response();
-            response.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
-            response
-        }
-        _ => next.run(request).await,
+    // Store calls need the handoff's token; data routes the API keys; probes nothing.
+    let keys = match route {
+        "/health" | "/ready" => None,
+        "/internal/store" => app.handoff.as_ref().map(|h| &h.token),
+        _ => app.api_keys.as_ref(),
+    };
+    let admitted = keys.is_none_or(|keys| {
+        keys.admits(
+            request
+                .headers()
+                .get(axum::http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
+        )
+    });
+    let response = if admitted {
+        next.run(request).await
+    } else {
+        let mut response = error(
+            401,
+            "UNAUTHORIZED",
+            "a valid API key is required: `Authorization: Bearer <key>`",
+        )
+        .into_response();
+        response.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+        response
     };
     let status = response.status().as_u16();
     let code = response
@@ -204,7 +232,7 @@ async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, nex
         .map(|c| c.0)
         .or((status == 413).then_some("BODY_TOO_LARGE"));
     app.metrics
-        .request(&route, status, started.elapsed().as_secs_f64(), code);
+        .request(route, status, started.elapsed().as_secs_f64(), code);
     response
 }
 
@@ -228,21 +256,35 @@ pub async fn run(
     options: impl Into<Options>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let Options { limits, api_keys } = options.into();
+    let Options {
+        limits,
+        api_keys,
+        handoff,
+    } = options.into();
+    let lends_store = handoff.is_some();
     let app = Arc::new(App {
         live,
         limits,
         api_keys,
+        handoff,
         metrics: metrics::Metrics::default(),
     });
-    let router = Router::new()
+    let mut router = Router::new()
         .route("/v1/features", post(features))
         .route("/get-online-features", post(feast_features))
         .route("/health", get(|| async { (StatusCode::OK, "ok") }))
         .route("/ready", get(ready))
         .route("/metrics", get(render_metrics))
         // Bodies are read as bytes under this limit; over it, axum answers 413 itself.
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes));
+    if lends_store {
+        router = router.merge(
+            Router::new()
+                .route("/internal/store/{call}", post(store_call))
+                .layer(DefaultBodyLimit::max(MAX_STORE_CALL_BODY)),
+        );
+    }
+    let router = router
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&app), track))
         .with_state(app);
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
@@ -527,5 +569,45 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
     match app.live.current().check_store().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => request_error(&e),
+    }
+}
+
+/// `POST /internal/store/{call}`: one call on the lent store, in the binary format of
+/// [`skewless::online_store::served`]. A malformed body is 400; a store failure 503.
+async fn store_call(
+    State(app): State<Arc<App>>,
+    axum::extract::Path(call): axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    use skewless::online_store::served;
+    let Some(handoff) = &app.handoff else {
+        return error(404, "NOT_FOUND", "this server lends no store").into_response();
+    };
+    let store = &handoff.store;
+    let unavailable = |e: skewless::online_store::Error| error(503, "STORE_UNAVAILABLE", e.to_string()).into_response();
+    match call.as_str() {
+        "write" => match served::decode_write(&body) {
+            Ok((entries, expire_after)) => match store.write(entries, expire_after).await {
+                Ok(summary) => served::encode_summary(summary).into_response(),
+                Err(e) => unavailable(e),
+            },
+            Err(e) => bad_request(format!("store write: {e}")).into_response(),
+        },
+        "read" => match served::decode_keys(&body) {
+            Ok(keys) => match store.read(&keys).await {
+                Ok(values) => served::encode_values(&values).into_response(),
+                Err(e) => unavailable(e),
+            },
+            Err(e) => bad_request(format!("store read: {e}")).into_response(),
+        },
+        "instance" => match store.instance_id().await {
+            Ok(id) => id.into_response(),
+            Err(e) => unavailable(e),
+        },
+        "purge" => match store.purge_expired().await {
+            Ok(removed) => removed.to_be_bytes().to_vec().into_response(),
+            Err(e) => unavailable(e),
+        },
+        other => error(404, "NOT_FOUND", format!("no store call `{other}`")).into_response(),
     }
 }

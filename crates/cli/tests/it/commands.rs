@@ -474,46 +474,133 @@ fn serve_answers_and_stops_on_sigterm() {
 /// Starts `skewless serve` (with `args`), asks one Feast lookup of driver 1001's conv_rate,
 /// then stops the server with SIGTERM and checks it exits 0; the response body.
 fn serve_one_lookup(p: &TempProject, args: &[&str]) -> String {
-    use std::io::{BufRead, Read, Write};
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut command_args = vec!["serve", "--addr", &addr];
-    command_args.extend_from_slice(args);
-    let mut child = p
-        .command(&command_args)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("serving applied version 1"), "{line}");
+    let server = Serve::start(p, args);
     let body = r#"{"features": ["driver_hourly_stats:conv_rate"], "entities": {"driver_id": [1001]}}"#;
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "POST /get-online-features HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0), "serve did not exit cleanly");
+    let (status, response) = server.post("/get-online-features", body);
+    assert_eq!(status, 200, "{response}");
+    server.stop();
     response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
+}
+
+/// A running `skewless serve`.
+struct Serve {
+    child: std::process::Child,
+    port: u16,
+    /// Kept open: the server writes to it until it stops.
+    _stderr: std::io::BufReader<std::process::ChildStderr>,
+}
+
+impl Serve {
+    fn start(p: &TempProject, args: &[&str]) -> Serve {
+        use std::io::BufRead;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut command_args = vec!["serve", "--addr", &addr];
+        command_args.extend_from_slice(args);
+        let mut child = p
+            .command(&command_args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        assert!(line.contains("serving applied version 1"), "{line}");
+        Serve {
+            child,
+            port,
+            _stderr: stderr,
+        }
+    }
+
+    /// One POST; the status and the body.
+    fn post(&self, path: &str, body: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// SIGTERM; the server must exit 0.
+    fn stop(mut self) {
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = self.child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "serve did not exit cleanly");
+    }
+}
+
+/// While `skewless serve` holds the embedded store, `materialize` and `get` reach it through
+/// the server (the handoff), the server serves the fresh values at once, and after it stops
+/// the commands open the file themselves again.
+#[test]
+fn materialize_and_get_while_serving_the_embedded_store() {
+    let p = demo_project();
+    p.run(&["apply"]).ok();
+    p.run(&["materialize", "--end", "2026-11-13"]).ok();
+    let server = Serve::start(&p, &[]);
+    let handoff = p.dir.path().join(".skewless/online/store.redb.server");
+    assert!(handoff.exists());
+    let at = "2026-11-15T06:00:00Z";
+    let lookup = format!(
+        r#"{{"features": ["driver_hourly_stats:conv_rate"], "entities": [{{"driver_id": 1001}}], "at": "{at}"}}"#
+    );
+    let served = |server: &Serve| {
+        let (status, body) = server.post("/v1/features", &lookup);
+        assert_eq!(status, 200, "{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        body["results"][0]["features"]["conv_rate"].clone()
+    };
+    let before = served(&server);
+    let run = p.run(&["materialize-incremental", "--end", at]).ok();
+    assert!(run.stderr().contains("through the server"), "{}", run.stderr());
+    let after = served(&server);
+    assert_ne!(before["event_timestamp"], after["event_timestamp"], "{before} {after}");
+    assert_eq!(after["status"], "PRESENT", "{after}");
+    let got = p
+        .run(&[
+            "get",
+            "--features",
+            "driver_hourly_stats:conv_rate",
+            "--entity",
+            "driver_id=1001",
+            "--at",
+            at,
+            "--json",
+        ])
+        .ok()
+        .json();
+    let feature = &got["results"][0]["features"]["driver_hourly_stats:conv_rate"];
+    assert_eq!(feature["value"], after["value"], "{got}");
+    assert_eq!(feature["event_timestamp"], after["event_timestamp"], "{got}");
+    // A wrong token is refused: the store is lent to the handoff file's readers only.
+    let (status, _) = server.post("/internal/store/instance", "");
+    assert_eq!(status, 401);
+    server.stop();
+    assert!(!handoff.exists(), "the handoff file outlived the server");
+    let direct = p
+        .run(&["materialize-incremental", "--end", "2026-11-15T07:00:00Z"])
+        .ok();
+    assert!(!direct.stderr().contains("through the server"), "{}", direct.stderr());
 }
 
 /// On a three-master Redis Cluster, materialize, get and serve give what the embedded store

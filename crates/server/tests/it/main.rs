@@ -346,6 +346,7 @@ async fn api_keys_guard_every_data_route() {
     let server = start(Options {
         limits: Limits::default(),
         api_keys: Some(keys),
+        handoff: None,
     })
     .await;
     let body = json!({"features": ["driver_hourly_stats:conv_rate"], "entities": [{"driver_id": 1001}]}).to_string();
@@ -554,5 +555,106 @@ async fn a_stalled_store_times_out_with_504() {
         started.elapsed()
     );
     sleeper.await.unwrap();
+    stop(server).await;
+}
+
+/// A server that lends its embedded store: the `ServedStore` client found through the
+/// handoff file writes (newer wins) and reads what the store itself holds; wrong tokens are
+/// 401, and random or truncated call bodies are 400, never a panic or a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lent_store_answers_through_the_handoff() {
+    use skewless::online_store::served::{Handoff, ServedStore, encode_write, publish};
+    use skewless::online_store::{EmbeddedStore, OnlineStore};
+    let dir = tempfile::tempdir().unwrap();
+    let project = demo_project(dir.path());
+    let path = dir.path().join("s.redb");
+    let store: Arc<dyn OnlineStore> = Arc::new(EmbeddedStore::open(&path).unwrap());
+    materialize(&project, &*store).await;
+    let token = "handoff-token-1234".to_string();
+    let server = serve(
+        dir,
+        &project,
+        Arc::clone(&store),
+        Options {
+            handoff: Some(skewless_server::StoreHandoff {
+                store: Arc::clone(&store),
+                token: ApiKeys::parse(&token).unwrap(),
+            }),
+            ..Options::default()
+        },
+    )
+    .await;
+    let handoff = Handoff {
+        addr: server.addr.to_string(),
+        token: token.clone(),
+        pid: std::process::id(),
+    };
+    let _published = publish(&path, &handoff).unwrap();
+    // The file is held by this process, so `open` goes through the server.
+    assert!(matches!(
+        EmbeddedStore::open(&path),
+        Err(skewless::online_store::Error::EmbeddedBusy(_))
+    ));
+    let opened = online_store::open(&StoreConfig::Embedded(path.clone())).await.unwrap();
+    assert!(
+        opened.describe().contains("through the server"),
+        "{}",
+        opened.describe()
+    );
+    let client = ServedStore::find(&path).await.unwrap().unwrap();
+    assert_eq!(client.identity(), store.identity());
+    assert_eq!(client.instance_id().await.unwrap(), store.instance_id().await.unwrap());
+
+    // Values: a later one replaces, an earlier one is skipped, as on the store itself.
+    let layouts = project.applied().unwrap();
+    let view = &layouts.feature_views["driver_hourly_stats"];
+    let layout = skewless::online_store::ViewLayout::new(&layouts, view).unwrap();
+    let key = layout.key(&[skewless::online_store::KeyValue::Int64(424_242)]).unwrap();
+    let nulls = vec![skewless::online_store::Scalar::Null; view.features.len()];
+    let newer = layout.value(START_MICROS + 2 * HOUR, None, &nulls).unwrap();
+    let older = layout.value(START_MICROS + HOUR, None, &nulls).unwrap();
+    let written = client.write(vec![(key.clone(), newer.clone())], None).await.unwrap();
+    assert_eq!((written.written, written.skipped), (1, 0));
+    let skipped = client.write(vec![(key.clone(), older)], None).await.unwrap();
+    assert_eq!((skipped.written, skipped.skipped), (0, 1));
+    let missing = b"sk:nope".to_vec();
+    assert_eq!(
+        client.read(&[key.clone(), missing.clone()]).await.unwrap(),
+        vec![Some(newer.clone()), None]
+    );
+    assert_eq!(
+        store.read(&[key.clone(), missing]).await.unwrap(),
+        vec![Some(newer.clone()), None]
+    );
+    assert_eq!(client.purge_expired().await.unwrap(), 0);
+
+    let call = |path: &'static str, auth: &'static str, body: Vec<u8>| {
+        let addr = server.addr;
+        async move { request_with(addr, "POST", path, auth, &body).await }
+    };
+    let good = "Authorization: Bearer handoff-token-1234\r\n";
+    for auth in ["", "Authorization: Bearer handoff-token\r\n"] {
+        assert_eq!(call("/internal/store/instance", auth, Vec::new()).await.0, 401);
+    }
+    assert_eq!(call("/internal/store/nope", good, Vec::new()).await.0, 404);
+    let valid = encode_write(&[(key.clone(), vec![0xff; 40])], None);
+    let mut fuzz = Fuzz::new(7);
+    for i in 0..100 {
+        let body = if i % 2 == 0 {
+            valid[..fuzz.below(valid.len())].to_vec()
+        } else {
+            fuzz.bytes(64)
+        };
+        let path = if i % 3 == 0 {
+            "/internal/store/read"
+        } else {
+            "/internal/store/write"
+        };
+        let (status, text) = call(path, good, body).await;
+        assert!(matches!(status, 200 | 400), "{status}: {text}");
+    }
+    // The store still answers, and the key still holds a value (writes only ever supersede).
+    let now = client.read(std::slice::from_ref(&key)).await.unwrap();
+    assert!(now[0].is_some(), "{now:?}");
     stop(server).await;
 }
