@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # make demo's last step: start the feature server on the embedded store, ask both APIs,
+# refresh the store while it serves (materialize goes through the server), show the metrics,
 # stop it with SIGTERM. Uses curl when it is there; otherwise says so and skips the requests.
 set -euo pipefail
 bin=$1
@@ -18,10 +19,14 @@ if command -v curl >/dev/null; then
   echo "\$ curl -s $addr/get-online-features -d '{\"features\": [\"driver_hourly_stats:conv_rate\"], …}'"
   curl -s "$addr/get-online-features" -d '{"features": ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"], "entities": {"driver_id": [1001, 1002]}}'
   echo
-  echo "\$ curl -s $addr/metrics | grep requests_total"
-  curl -s "$addr/metrics" | grep '^skewless_requests_total' || true
 else
   echo "(curl is not installed: skipping the HTTP requests)"
+fi
+echo "\$ skewless materialize-incremental --end 2026-11-16   # while the server holds the store"
+"$bin" materialize-incremental --end 2026-11-16
+if command -v curl >/dev/null; then
+  echo "\$ curl -s $addr/metrics | grep -E 'requests_total|freshness'"
+  curl -s "$addr/metrics" | grep -E '^skewless_(requests_total|view_freshness_seconds)' || true
 fi
 kill -TERM "$pid"
 wait "$pid"

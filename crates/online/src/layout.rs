@@ -289,6 +289,28 @@ impl ViewLayout {
         Ok(out)
     }
 
+    /// The key of this view's freshness record, `sk:<project>:fresh:<view>`: where a feature
+    /// key has `{`, this has `f`, so no feature key can equal it.
+    pub fn freshness_key(&self) -> Vec<u8> {
+        format!("sk:{}:fresh:{}", self.project, self.view).into_bytes()
+    }
+
+    /// A freshness record: the newest event time written for this view version. It is a
+    /// value header without features, so it ranks like a value: the stores' newer-wins write
+    /// keeps the newest, and a record of another version is replaced.
+    pub fn freshness_value(&self, newest_event_ts: i64) -> Vec<u8> {
+        self.value_header(newest_event_ts, None)
+    }
+
+    /// The newest event time of a freshness record of this view version; `None` for one of
+    /// another version (this version's data not written yet) or malformed bytes.
+    pub fn decode_freshness(&self, bytes: &[u8]) -> Option<i64> {
+        if bytes.len() != FEATURES_OFFSET || bytes[0] != FORMAT || bytes[1..RANK_OFFSET] != self.version_bytes {
+            return None;
+        }
+        Reader { bytes, at: RANK_OFFSET }.i64()
+    }
+
     fn key_prefix(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.project.len() + self.view.len() + 24);
         out.extend_from_slice(b"sk:");
@@ -718,6 +740,41 @@ mod tests {
             false,
         )
         .unwrap()
+    }
+
+    /// Freshness records: the newest wins, another version is not read as this one, and no
+    /// feature key can be a freshness key.
+    #[test]
+    fn freshness_records_rank_like_values() {
+        let l = layout(vec![("conv_rate", FeatureType::Float64)]);
+        let times = [-5, 0, 7, 1_735_689_600_000_000, i64::MIN, i64::MAX];
+        for a in times {
+            assert_eq!(l.decode_freshness(&l.freshness_value(a)), Some(a));
+            for b in times {
+                assert_eq!(
+                    supersedes(&l.freshness_value(a), &l.freshness_value(b)),
+                    a > b,
+                    "{a} over {b}"
+                );
+            }
+        }
+        let other = ViewLayout::from_parts(
+            "demo",
+            "driver_stats",
+            "0000000000000001",
+            l.keys.clone(),
+            l.features.clone(),
+            None,
+            AsOf::Event,
+            false,
+        )
+        .unwrap();
+        assert_eq!(other.decode_freshness(&l.freshness_value(9)), None);
+        assert!(supersedes(&other.freshness_value(1), &l.freshness_value(9)));
+        let value = l.value(5, None, &[Scalar::Float64(0.5)]).unwrap();
+        assert_eq!(l.decode_freshness(&value), None);
+        assert_eq!(l.freshness_key(), b"sk:demo:fresh:driver_stats");
+        assert!(!l.key(&[KeyValue::Int64(1)]).unwrap().starts_with(b"sk:demo:f"));
     }
 
     /// The module doc's worked example, byte for byte.

@@ -9,7 +9,7 @@
 //! | `POST /get-online-features` | Feast's feature server API: column-major entities and results |
 //! | `GET /health` | alive |
 //! | `GET /ready` | definitions compiled and the store answering |
-//! | `GET /metrics` | Prometheus text: requests and latency by route and status, errors by code, values by view and status, store round trips |
+//! | `GET /metrics` | Prometheus text: requests and latency by route and status, errors by code, values by view and status, store round trips, freshness per view |
 //! | `POST /internal/store/{call}` | with a [`StoreHandoff`] only: the embedded store's calls for other commands ([`skewless::online_store::served`]) |
 //!
 //! Errors are JSON, `{"error": {"code": …, "message": …}}`, with the status and code of
@@ -560,7 +560,13 @@ async fn feast_features(State(app): State<Arc<App>>, body: Bytes) -> Response {
 
 /// `GET /metrics`: Prometheus text format.
 async fn render_metrics(State(app): State<Arc<App>>) -> Response {
-    let text = app.metrics.render(app.live.current().applied_seq);
+    let serving = app.live.current();
+    // Freshness is read from the store now; a store that does not answer leaves it out.
+    let freshness = match tokio::time::timeout(app.limits.request_timeout, serving.freshness()).await {
+        Ok(Ok(freshness)) => freshness,
+        _ => Vec::new(),
+    };
+    let text = app.metrics.render(serving.applied_seq, &freshness, now());
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -90,8 +90,9 @@ impl Metrics {
         self.with(|m| m.store.observe(seconds));
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self, applied_version: u64) -> String {
+    /// The Prometheus text exposition, with each view's newest event time (`None`: nothing
+    /// written for the served version yet, or the store did not answer) judged at `now` (µs).
+    pub fn render(&self, applied_version: u64, freshness: &[(String, Option<i64>)], now: i64) -> String {
         let mut out = String::new();
         self.with(|m| {
             out.push_str("# HELP skewless_requests_total HTTP requests by route and status.\n# TYPE skewless_requests_total counter\n");
@@ -115,6 +116,26 @@ impl Metrics {
         });
         out.push_str("# HELP skewless_applied_version The applied definitions version served.\n# TYPE skewless_applied_version gauge\n");
         let _ = writeln!(out, "skewless_applied_version {applied_version}");
+        out.push_str("# HELP skewless_view_freshness_seconds Seconds from the newest event time in the online store (materialized or pushed) to now, per view.\n# TYPE skewless_view_freshness_seconds gauge\n");
+        for (view, newest) in freshness {
+            if let Some(newest) = newest {
+                let _ = writeln!(
+                    out,
+                    "skewless_view_freshness_seconds{{view=\"{view}\"}} {}",
+                    (now - newest) as f64 / 1e6
+                );
+            }
+        }
+        out.push_str("# HELP skewless_view_newest_event_timestamp_seconds The newest event time in the online store per view, in seconds since the epoch.\n# TYPE skewless_view_newest_event_timestamp_seconds gauge\n");
+        for (view, newest) in freshness {
+            if let Some(newest) = newest {
+                let _ = writeln!(
+                    out,
+                    "skewless_view_newest_event_timestamp_seconds{{view=\"{view}\"}} {}",
+                    *newest as f64 / 1e6
+                );
+            }
+        }
         out
     }
 }
@@ -130,7 +151,8 @@ mod tests {
         m.request("/v1/features", 200, 0.02, None);
         m.request("/v1/features", 404, 0.0001, Some("UNKNOWN_FEATURE"));
         m.values([("v", "PRESENT"), ("v", "PRESENT"), ("v", "NOT_FOUND")].into_iter());
-        let text = m.render(3);
+        let freshness = [("v".to_string(), Some(1_000_000)), ("w".to_string(), None)];
+        let text = m.render(3, &freshness, 91_500_000);
         assert!(
             text.contains("skewless_requests_total{route=\"/v1/features\",status=\"200\"} 2"),
             "{text}"
@@ -152,5 +174,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("skewless_applied_version 3"), "{text}");
+        assert!(
+            text.contains("skewless_view_freshness_seconds{view=\"v\"} 90.5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("skewless_view_newest_event_timestamp_seconds{view=\"v\"} 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("view=\"w\""), "{text}");
     }
 }

@@ -242,7 +242,9 @@ impl Project {
         let expire_after = view.ttl.map(|ttl| Duration::from_secs(ttl.seconds()) + EXPIRY_MARGIN);
         let mut written = skewless_online::WriteSummary::default();
         let mut done = 0;
+        let mut newest: Option<i64> = None;
         for batch in &rows.batches {
+            newest = newest.max(newest_event_time(batch, layout.keys.len()));
             let mut offset = 0;
             while offset < batch.num_rows() {
                 let len = ROWS_PER_WRITE.min(batch.num_rows() - offset);
@@ -256,6 +258,11 @@ impl Project {
                     total: rows.winners,
                 });
             }
+        }
+        // The view's freshness record: the newest event time in the store (newer wins).
+        if let Some(newest) = newest {
+            let record = vec![(layout.freshness_key(), layout.freshness_value(newest))];
+            store.write(record, None).await.map_err(online_error)?;
         }
         // Coverage is contiguous from the beginning only if this run started there or
         // at (or before) the old watermark.
@@ -291,6 +298,15 @@ impl Project {
             error: None,
         })
     }
+}
+
+/// The newest event time of a batch whose event times are column `at` (after the keys).
+fn newest_event_time(batch: &arrow::array::RecordBatch, at: usize) -> Option<i64> {
+    batch
+        .column(at)
+        .as_any()
+        .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+        .and_then(arrow::compute::max)
 }
 
 /// The online views to materialize, checked: named ones must exist and be online.

@@ -298,6 +298,19 @@ impl Serving {
             .map_err(RequestError::from)
     }
 
+    /// Per online view, the newest event time in the store (materialized or pushed) for the
+    /// served version, or `None` when none was written yet: one store read.
+    pub async fn freshness(&self) -> Result<Vec<(String, Option<i64>)>, RequestError> {
+        let layouts: Vec<&Arc<ViewLayout>> = self.compiled.layouts.values().collect();
+        let keys: Vec<Vec<u8>> = layouts.iter().map(|l| l.freshness_key()).collect();
+        let values = self.store.read(&keys).await.map_err(RequestError::from)?;
+        Ok(layouts
+            .iter()
+            .zip(values)
+            .map(|(l, v)| (l.view.clone(), v.and_then(|v| l.decode_freshness(&v))))
+            .collect())
+    }
+
     /// Looks features up for entities given as `name=value` text (join keys, and the request
     /// fields of requested on-demand views), as of `at` (µs).
     pub async fn get(

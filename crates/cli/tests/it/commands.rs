@@ -519,11 +519,19 @@ impl Serve {
 
     /// One POST; the status and the body.
     fn post(&self, path: &str, body: &str) -> (u16, String) {
+        self.request("POST", path, body)
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        self.request("GET", path, "")
+    }
+
+    fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         write!(
             stream,
-            "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
         .unwrap();
@@ -570,10 +578,24 @@ fn materialize_and_get_while_serving_the_embedded_store() {
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         body["results"][0]["features"]["conv_rate"].clone()
     };
+    let newest = |server: &Serve| {
+        let (status, text) = server.get("/metrics");
+        assert_eq!(status, 200, "{text}");
+        let name = "skewless_view_newest_event_timestamp_seconds{view=\"driver_hourly_stats\"} ";
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{text}"))
+    };
     let before = served(&server);
+    let newest_before = newest(&server);
     let run = p.run(&["materialize-incremental", "--end", at]).ok();
     assert!(run.stderr().contains("through the server"), "{}", run.stderr());
     let after = served(&server);
+    // Freshness follows: the newest event time moved on, up to the new end (the demo data
+    // ends on the 15th, before it).
+    let newest_after = newest(&server);
+    assert!(newest_after > newest_before, "{newest_before} -> {newest_after}");
+    assert!(newest_after <= 1_794_722_400.0, "{newest_after}");
     assert_ne!(before["event_timestamp"], after["event_timestamp"], "{before} {after}");
     assert_eq!(after["status"], "PRESENT", "{after}");
     let got = p

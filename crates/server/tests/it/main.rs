@@ -233,7 +233,34 @@ async fn routes_answer_and_errors_carry_codes() {
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }
+    // Freshness: the newest event time materialized, per view. The demo's hourly stats have
+    // a row every hour, so the newest is within the hour before the materialization's end.
+    let end = (START_MICROS + 3 * 24 * HOUR) as f64 / 1e6;
+    let newest = metric(
+        &metrics,
+        "skewless_view_newest_event_timestamp_seconds{view=\"driver_hourly_stats\"}",
+    );
+    assert!(newest <= end && newest > end - 3600.0, "{newest} vs {end}");
+    let age = metric(
+        &metrics,
+        "skewless_view_freshness_seconds{view=\"driver_hourly_stats\"}",
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - newest - age).abs() < 60.0, "{age}");
+    for view in ["customer_profile", "driver_last_trip"] {
+        metric(&metrics, &format!("skewless_view_freshness_seconds{{view=\"{view}\"}}"));
+    }
     stop(server).await;
+}
+
+/// The value of the sample `name` (with its labels) in Prometheus text.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
 }
 
 /// Request and response shapes transcribed from Feast's feature-server documentation:
