@@ -21,6 +21,7 @@
 
 mod auth;
 mod metrics;
+mod wire;
 
 pub use auth::ApiKeys;
 
@@ -36,7 +37,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use skewless::online::{format_instant, scalar_to_json};
 use skewless::serving::{GetOutput, RequestError, Serving};
 use skewless::training::FeatureSelection;
 
@@ -239,13 +239,18 @@ async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, nex
 /// Records what a lookup served: values by view and status, and the store's round trip.
 fn record(app: &App, found: &GetOutput) {
     app.metrics.store_round_trip(found.store_seconds);
-    app.metrics.values(found.rows.iter().flat_map(|row| {
-        found
-            .features
-            .iter()
-            .zip(row)
-            .map(|(f, v)| (f.view.as_str(), v.status.name()))
-    }));
+    // Counted per request first, so the shared metrics are locked once, with few updates.
+    let mut counts: Vec<(&str, &'static str, u64)> = Vec::new();
+    for (i, f) in found.features.iter().enumerate() {
+        for row in &found.rows {
+            let status = row[i].status.name();
+            match counts.iter_mut().find(|(v, s, _)| *v == f.view && *s == status) {
+                Some(count) => count.2 += 1,
+                None => counts.push((&f.view, status, 1)),
+            }
+        }
+    }
+    app.metrics.values(counts.into_iter());
 }
 
 /// Serves the core in `live` on `listener` until `shutdown` resolves; requests in flight
@@ -287,6 +292,10 @@ pub async fn run(
     let router = router
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&app), track))
         .with_state(app);
+    // Answers go out at once, not held back to be coalesced (Nagle).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 
@@ -381,7 +390,7 @@ struct FeaturesRequest {
     features: Option<Vec<String>>,
     feature_service: Option<String>,
     /// One object per entity: join keys and request fields.
-    entities: Vec<Map<String, Value>>,
+    entities: Vec<wire::EntityFields>,
     /// The clock: RFC 3339 or a date (default: now).
     at: Option<String>,
     #[serde(default)]
@@ -400,24 +409,19 @@ async fn features(State(app): State<Arc<App>>, body: Bytes) -> Response {
     if let Some(response) = too_many_entities(request.entities.len(), &app.limits) {
         return response.into_response();
     }
-    let mut entities = Vec::with_capacity(request.entities.len());
-    for object in &request.entities {
-        let mut pairs = Vec::with_capacity(object.len());
-        for (name, value) in object {
-            match value_text(name, value) {
-                Ok(text) => pairs.push((name.clone(), text)),
-                Err(reject) => return reject.into_response(),
-            }
-        }
-        entities.push(pairs);
-    }
+    let entities: Vec<Vec<(String, String)>> = request.entities.into_iter().map(|e| e.0).collect();
     let at = match request.at.as_deref().map(skewless::online::parse_instant).transpose() {
         Ok(at) => at.unwrap_or_else(now),
         Err(e) => return bad_request(format!("`at`: {e}")).into_response(),
     };
     let serving = app.live.current();
     match lookup(&app, &serving, &selection, &entities, at).await {
-        Ok(found) => axum::Json(own_response(&found, request.full_names, serving.applied_seq)).into_response(),
+        Ok(found) => axum::Json(wire::OwnResponse {
+            found: &found,
+            full_names: request.full_names,
+            applied_seq: serving.applied_seq,
+        })
+        .into_response(),
         Err(response) => response,
     }
 }
@@ -426,44 +430,6 @@ fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
-}
-
-fn name(view: &str, feature: &str, full: bool) -> String {
-    if full {
-        format!("{view}__{feature}")
-    } else {
-        feature.to_string()
-    }
-}
-
-fn own_response(found: &GetOutput, full_names: bool, applied_seq: u64) -> Value {
-    let results: Vec<Value> = found
-        .entities
-        .iter()
-        .zip(&found.rows)
-        .map(|(entity, row)| {
-            let features: Map<String, Value> = found
-                .features
-                .iter()
-                .zip(row)
-                .map(|(f, v)| {
-                    (
-                        name(&f.view, &f.feature, full_names),
-                        json!({
-                            "value": scalar_to_json(&v.value),
-                            "status": v.status.name(),
-                            "event_timestamp": v.event_timestamp.map(format_instant),
-                        }),
-                    )
-                })
-                .collect();
-            json!({
-                "entity": entity.iter().map(|(k, v)| (k.clone(), scalar_to_json(v))).collect::<Map<_, _>>(),
-                "features": features,
-            })
-        })
-        .collect();
-    json!({ "at": format_instant(found.at), "applied_version": applied_seq, "results": results })
 }
 
 /// `POST /get-online-features`, as Feast's feature server takes it.
@@ -476,9 +442,6 @@ struct FeastRequest {
     #[serde(default)]
     full_feature_names: bool,
 }
-
-/// Feast reports missing values with the epoch as their event time.
-const EPOCH: &str = "1970-01-01T00:00:00Z";
 
 async fn feast_features(State(app): State<Arc<App>>, body: Bytes) -> Response {
     let request: FeastRequest = match parse(&body) {
@@ -533,29 +496,12 @@ async fn feast_features(State(app): State<Arc<App>>, body: Bytes) -> Response {
         .filter(|(name, _)| found.key_names.contains(*name))
         .copied()
         .collect();
-    let mut names: Vec<String> = keys.iter().map(|(name, _)| (*name).clone()).collect();
-    let mut results: Vec<Value> = keys
-        .iter()
-        .map(|(_, values)| {
-            json!({
-                "values": values,
-                "statuses": vec!["PRESENT"; n],
-                "event_timestamps": vec![EPOCH; n],
-            })
-        })
-        .collect();
-    for (i, f) in found.features.iter().enumerate() {
-        names.push(name(&f.view, &f.feature, request.full_feature_names));
-        let column = found.rows.iter().map(|row| &row[i]);
-        results.push(json!({
-            "values": column.clone().map(|v| scalar_to_json(&v.value)).collect::<Vec<_>>(),
-            "statuses": column.clone().map(|v| v.status.name()).collect::<Vec<_>>(),
-            "event_timestamps": column
-                .map(|v| v.event_timestamp.map_or_else(|| EPOCH.to_string(), format_instant))
-                .collect::<Vec<_>>(),
-        }));
-    }
-    axum::Json(json!({ "metadata": { "feature_names": names }, "results": results })).into_response()
+    axum::Json(wire::FeastResponse {
+        found: &found,
+        full_names: request.full_feature_names,
+        keys: &keys,
+    })
+    .into_response()
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -49,10 +49,11 @@ impl Histogram {
 
 #[derive(Debug, Default)]
 struct Families {
-    requests: BTreeMap<(String, u16), u64>,
-    latency: BTreeMap<String, Histogram>,
-    errors: BTreeMap<String, u64>,
-    values: BTreeMap<(String, String), u64>,
+    requests: BTreeMap<(&'static str, u16), u64>,
+    latency: BTreeMap<&'static str, Histogram>,
+    errors: BTreeMap<&'static str, u64>,
+    /// By view, then status.
+    values: BTreeMap<String, BTreeMap<&'static str, u64>>,
     store: Histogram,
 }
 
@@ -67,21 +68,26 @@ impl Metrics {
         f(&mut self.families.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     }
 
-    pub fn request(&self, route: &str, status: u16, seconds: f64, error_code: Option<&str>) {
+    pub fn request(&self, route: &'static str, status: u16, seconds: f64, error_code: Option<&'static str>) {
         self.with(|m| {
-            *m.requests.entry((route.to_string(), status)).or_default() += 1;
-            m.latency.entry(route.to_string()).or_default().observe(seconds);
+            *m.requests.entry((route, status)).or_default() += 1;
+            m.latency.entry(route).or_default().observe(seconds);
             if let Some(code) = error_code {
-                *m.errors.entry(code.to_string()).or_default() += 1;
+                *m.errors.entry(code).or_default() += 1;
             }
         });
     }
 
-    /// Values served, by view and status.
-    pub fn values<'a>(&self, served: impl Iterator<Item = (&'a str, &'static str)>) {
+    /// Values served: counts by view and status (summed here).
+    pub fn values<'a>(&self, served: impl Iterator<Item = (&'a str, &'static str, u64)>) {
         self.with(|m| {
-            for (view, status) in served {
-                *m.values.entry((view.to_string(), status.to_string())).or_default() += 1;
+            for (view, status, n) in served {
+                // Allocates a view's name once, the first time it is served.
+                let by_status = match m.values.get_mut(view) {
+                    Some(by_status) => by_status,
+                    None => m.values.entry(view.to_string()).or_default(),
+                };
+                *by_status.entry(status).or_default() += n;
             }
         });
     }
@@ -108,8 +114,10 @@ impl Metrics {
                 let _ = writeln!(out, "skewless_errors_total{{code=\"{code}\"}} {n}");
             }
             out.push_str("# HELP skewless_values_served_total Feature values served by view and status.\n# TYPE skewless_values_served_total counter\n");
-            for ((view, status), n) in &m.values {
-                let _ = writeln!(out, "skewless_values_served_total{{view=\"{view}\",status=\"{status}\"}} {n}");
+            for (view, by_status) in &m.values {
+                for (status, n) in by_status {
+                    let _ = writeln!(out, "skewless_values_served_total{{view=\"{view}\",status=\"{status}\"}} {n}");
+                }
             }
             out.push_str("# HELP skewless_store_round_trip_seconds Online store round trips.\n# TYPE skewless_store_round_trip_seconds histogram\n");
             m.store.write(&mut out, "skewless_store_round_trip_seconds", "");
@@ -150,7 +158,7 @@ mod tests {
         m.request("/v1/features", 200, 0.0003, None);
         m.request("/v1/features", 200, 0.02, None);
         m.request("/v1/features", 404, 0.0001, Some("UNKNOWN_FEATURE"));
-        m.values([("v", "PRESENT"), ("v", "PRESENT"), ("v", "NOT_FOUND")].into_iter());
+        m.values([("v", "PRESENT", 1), ("v", "PRESENT", 1), ("v", "NOT_FOUND", 1)].into_iter());
         let freshness = [("v".to_string(), Some(1_000_000)), ("w".to_string(), None)];
         let text = m.render(3, &freshness, 91_500_000);
         assert!(

@@ -371,35 +371,39 @@ pub fn parse_instant(text: &str) -> std::result::Result<i64, String> {
 /// `"Infinity"` and `"-Infinity"` (as in the protobuf JSON mapping); null as null;
 /// timestamps as RFC 3339 UTC strings.
 pub fn scalar_to_json(value: &skewless_online::Scalar) -> serde_json::Value {
-    use serde_json::Value;
-    use skewless_online::Scalar;
-    let float = |x: f64| {
-        serde_json::Number::from_f64(x).map_or_else(
-            || {
-                Value::String(
-                    if x.is_nan() {
-                        "NaN"
-                    } else if x > 0.0 {
-                        "Infinity"
-                    } else {
-                        "-Infinity"
-                    }
-                    .into(),
-                )
-            },
-            Value::Number,
-        )
-    };
-    match value {
-        Scalar::Null => Value::Null,
-        Scalar::Bool(b) => Value::Bool(*b),
-        Scalar::Int32(i) => Value::from(*i),
-        Scalar::Int64(i) => Value::from(*i),
-        // Through its shortest decimal form, so 0.5379f32 prints as 0.5379, not 0.537899971.
-        Scalar::Float32(x) => float(x.to_string().parse().unwrap_or(f64::from(*x))),
-        Scalar::Float64(x) => float(*x),
-        Scalar::String(s) => Value::String(s.clone()),
-        Scalar::Timestamp(t) => Value::String(format_instant(*t)),
+    serde_json::to_value(ScalarJson(value)).unwrap_or(serde_json::Value::Null)
+}
+
+/// A value serialized as [`scalar_to_json`] writes it, without building a JSON tree: for
+/// answers written straight to bytes (the feature server).
+#[derive(Debug, Clone, Copy)]
+pub struct ScalarJson<'a>(pub &'a skewless_online::Scalar);
+
+impl serde::Serialize for ScalarJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use skewless_online::Scalar;
+        let float = |x: f64, serializer: S| {
+            if x.is_finite() {
+                serializer.serialize_f64(x)
+            } else if x.is_nan() {
+                serializer.serialize_str("NaN")
+            } else if x > 0.0 {
+                serializer.serialize_str("Infinity")
+            } else {
+                serializer.serialize_str("-Infinity")
+            }
+        };
+        match self.0 {
+            Scalar::Null => serializer.serialize_unit(),
+            Scalar::Bool(b) => serializer.serialize_bool(*b),
+            Scalar::Int32(i) => serializer.serialize_i32(*i),
+            Scalar::Int64(i) => serializer.serialize_i64(*i),
+            // Through its shortest decimal form, so 0.5379f32 prints as 0.5379, not 0.537899971.
+            Scalar::Float32(x) => float(x.to_string().parse().unwrap_or(f64::from(*x)), serializer),
+            Scalar::Float64(x) => float(*x, serializer),
+            Scalar::String(s) => serializer.serialize_str(s),
+            Scalar::Timestamp(t) => serializer.serialize_str(&format_instant(*t)),
+        }
     }
 }
 

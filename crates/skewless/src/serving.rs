@@ -106,6 +106,25 @@ struct Compiled {
     /// Per on-demand view, the feature views it reads and the on-demand views to evaluate
     /// for it, dependencies first: found once here, so no request parses SQL.
     on_demand_needs: BTreeMap<String, (BTreeSet<String>, Vec<String>)>,
+    /// Plans of the selections asked so far (a service, or a feature list), so a request
+    /// resolves nothing its predecessors resolved. Bounded: emptied when full.
+    plans: std::sync::Mutex<HashMap<FeatureSelection, Arc<Plan>>>,
+}
+
+/// Most distinct selections planned and kept at once.
+const MAX_PLANS: usize = 1024;
+
+/// What one selection needs, whatever the entities: the features in answer order, the views
+/// to read, the on-demand views to evaluate (dependencies first), and the types of the join
+/// keys and request fields an entity may carry.
+#[derive(Debug)]
+struct Plan {
+    features: Arc<Vec<ResolvedFeature>>,
+    selections: Vec<Selection>,
+    on_demand: Vec<String>,
+    key_types: BTreeMap<String, KeyType>,
+    key_names: Arc<BTreeSet<String>>,
+    request_types: BTreeMap<String, FeatureType>,
 }
 
 impl Compiled {
@@ -137,6 +156,55 @@ impl Compiled {
             layouts,
             programs,
             on_demand_needs,
+            plans: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The plan of `selection`, made once and then reused.
+    fn plan(&self, selection: &FeatureSelection) -> Result<Arc<Plan>, RequestError> {
+        let plans = || self.plans.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(plan) = plans().get(selection) {
+            return Ok(Arc::clone(plan));
+        }
+        let plan = Arc::new(self.make_plan(selection)?);
+        let mut plans = plans();
+        if plans.len() >= MAX_PLANS {
+            plans.clear();
+        }
+        plans.insert(selection.clone(), Arc::clone(&plan));
+        Ok(plan)
+    }
+
+    fn make_plan(&self, selection: &FeatureSelection) -> Result<Plan, RequestError> {
+        let defs = &self.defs;
+        let features = resolve_selection(defs, selection).map_err(|e| RequestError::UnknownFeature(e.to_string()))?;
+        let (views, on_demand) = self.needs(&features);
+        // Every feature of every view read, directly or by an on-demand view.
+        let selections = views
+            .iter()
+            .map(|name| match self.layouts.get(name) {
+                Some(layout) => Ok(Selection {
+                    layout: Arc::clone(layout),
+                    features: (0..layout.features.len()).collect(),
+                }),
+                None if defs.feature_views.contains_key(name) => Err(RequestError::ViewNotOnline(name.clone())),
+                None => Err(RequestError::UnknownFeature(format!("unknown feature view `{name}`"))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let key_types: BTreeMap<String, KeyType> =
+            selections.iter().flat_map(|s| s.layout.keys.iter().cloned()).collect();
+        let request_types: BTreeMap<String, FeatureType> = on_demand
+            .iter()
+            .filter_map(|name| defs.on_demand_views.get(name))
+            .flat_map(|v| v.request.iter().map(|r| (r.name.clone(), r.ty)))
+            .collect();
+        Ok(Plan {
+            features: Arc::new(features),
+            selections,
+            on_demand,
+            key_names: Arc::new(key_types.keys().cloned().collect()),
+            key_types,
+            request_types,
         })
     }
 
@@ -171,70 +239,59 @@ impl Compiled {
         entities: &[Vec<(String, String)>],
         at: i64,
     ) -> Result<GetOutput, RequestError> {
-        let defs = &self.defs;
-        let features = resolve_selection(defs, selection).map_err(|e| RequestError::UnknownFeature(e.to_string()))?;
-        let (views, on_demand) = self.needs(&features);
-        // Every feature of every view read, directly or by an on-demand view.
-        let selections = views
-            .iter()
-            .map(|name| match self.layouts.get(name) {
-                Some(layout) => Ok(Selection {
-                    layout: Arc::clone(layout),
-                    features: (0..layout.features.len()).collect(),
-                }),
-                None if defs.feature_views.contains_key(name) => Err(RequestError::ViewNotOnline(name.clone())),
-                None => Err(RequestError::UnknownFeature(format!("unknown feature view `{name}`"))),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let key_types: BTreeMap<String, KeyType> =
-            selections.iter().flat_map(|s| s.layout.keys.iter().cloned()).collect();
-        let request_types: BTreeMap<String, FeatureType> = on_demand
-            .iter()
-            .filter_map(|name| defs.on_demand_views.get(name))
-            .flat_map(|v| v.request.iter().map(|r| (r.name.clone(), r.ty)))
-            .collect();
+        let plan = self.plan(selection)?;
+        let Plan {
+            features,
+            selections,
+            on_demand,
+            key_types,
+            key_names,
+            request_types,
+        } = &*plan;
         let parsed = entities
             .iter()
             .enumerate()
-            .map(|(i, pairs)| parse_entity(i, pairs, &key_types, &request_types))
+            .map(|(i, pairs)| parse_entity(i, pairs, key_types, request_types))
             .collect::<Result<Vec<_>, _>>()?;
         let keys: Vec<Entity> = parsed.iter().map(|(k, _)| k.clone()).collect();
         let started = std::time::Instant::now();
-        let found = lookup(store, &selections, &keys, at).await?;
+        let found = lookup(store, selections, &keys, at).await?;
         let store_seconds = started.elapsed().as_secs_f64();
 
-        // Columns by (view, feature), one value per entity.
-        let mut columns: HashMap<(String, String), Vec<FeatureValue>> = HashMap::new();
-        let mut offset = 0;
-        for s in &selections {
-            for (j, (feature, _)) in s.layout.features.iter().enumerate() {
-                let column = found.rows.iter().map(|row| row[offset + j].clone()).collect();
-                columns.insert((s.layout.view.clone(), feature.clone()), column);
+        // Columns by (view, feature), one value per entity: the looked-up values are moved,
+        // not copied, out of the lookup's rows.
+        let width: usize = selections.iter().map(|s| s.layout.features.len()).sum();
+        let mut columns: Vec<Vec<FeatureValue>> = (0..width).map(|_| Vec::with_capacity(entities.len())).collect();
+        for row in found.rows {
+            for (column, value) in columns.iter_mut().zip(row) {
+                column.push(value);
             }
-            offset += s.layout.features.len();
         }
-        for name in &on_demand {
+        let mut positions: HashMap<(&str, &str), usize> = HashMap::with_capacity(width);
+        for s in selections {
+            for (feature, _) in &s.layout.features {
+                positions.insert((s.layout.view.as_str(), feature.as_str()), positions.len());
+            }
+        }
+        for name in on_demand {
             let program = self
                 .programs
                 .get(name)
                 .ok_or_else(|| RequestError::Internal(format!("on-demand view `{name}` is not compiled")))?;
-            evaluate_on_demand(program, &parsed, &mut columns)?;
+            evaluate_on_demand(program, &parsed, &mut columns, &mut positions)?;
         }
-        let rows = (0..entities.len())
-            .map(|i| {
-                features
-                    .iter()
-                    .map(|f| {
-                        columns
-                            .get(&(f.view.clone(), f.feature.clone()))
-                            .and_then(|c| c.get(i).cloned())
-                            .ok_or_else(|| {
-                                RequestError::Internal(format!("`{}:{}` was not looked up", f.view, f.feature))
-                            })
-                    })
-                    .collect::<Result<Vec<_>, _>>()
+        let at_position = features
+            .iter()
+            .map(|f| {
+                positions
+                    .get(&(f.view.as_str(), f.feature.as_str()))
+                    .copied()
+                    .ok_or_else(|| RequestError::Internal(format!("`{}:{}` was not looked up", f.view, f.feature)))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let rows = (0..entities.len())
+            .map(|i| at_position.iter().map(|&p| columns[p][i].clone()).collect())
+            .collect();
         // Echoed typed, as parsed: the same JSON convention as the values.
         let entities = parsed
             .iter()
@@ -255,8 +312,8 @@ impl Compiled {
             })
             .collect();
         Ok(GetOutput {
-            features,
-            key_names: key_types.into_keys().collect(),
+            features: Arc::clone(features),
+            key_names: Arc::clone(key_names),
             entities,
             rows,
             stats: found.stats,
@@ -340,10 +397,11 @@ impl Project {
 /// Evaluates an on-demand program for every entity over the columns looked up so far and the
 /// entities' request fields. Its values are PRESENT (computed), without an event time;
 /// inputs that were not found enter as nulls, as in training sets.
-fn evaluate_on_demand(
-    program: &OnDemandProgram,
+fn evaluate_on_demand<'a>(
+    program: &'a OnDemandProgram,
     entities: &[(Entity, HashMap<String, Scalar>)],
-    columns: &mut HashMap<(String, String), Vec<FeatureValue>>,
+    columns: &mut Vec<Vec<FeatureValue>>,
+    positions: &mut HashMap<(&'a str, &'a str), usize>,
 ) -> Result<(), RequestError> {
     let internal = |e: skewless_online::Error| RequestError::Internal(e.to_string());
     let values = program
@@ -363,8 +421,9 @@ fn evaluate_on_demand(
                             })
                     })
                     .collect::<Result<_, _>>()?,
-                OnDemandInput::Feature { view, feature, .. } => columns
-                    .get(&(view.clone(), feature.clone()))
+                OnDemandInput::Feature { view, feature, .. } => positions
+                    .get(&(view.as_str(), feature.as_str()))
+                    .map(|&p| &columns[p])
                     .ok_or_else(|| RequestError::Internal(format!("`{view}.{feature}` was not looked up")))?
                     .iter()
                     .map(|v| v.value.clone())
@@ -376,7 +435,7 @@ fn evaluate_on_demand(
             EvalError::Input(e) => e,
             EvalError::Engine(e) => RequestError::Internal(format!("on-demand view `{}`: {e}", program.view)),
         })?;
-    for (feature, array) in values {
+    for (name, (_, array)) in program.feature_names().zip(values) {
         let column = (0..entities.len())
             .map(|row| {
                 Ok(FeatureValue {
@@ -386,7 +445,8 @@ fn evaluate_on_demand(
                 })
             })
             .collect::<Result<_, RequestError>>()?;
-        columns.insert((program.view.clone(), feature), column);
+        positions.insert((program.view.as_str(), name), columns.len());
+        columns.push(column);
     }
     Ok(())
 }
@@ -394,9 +454,9 @@ fn evaluate_on_demand(
 /// The answer to a lookup: per entity, one value per requested feature.
 #[derive(Debug, Clone)]
 pub struct GetOutput {
-    pub features: Vec<ResolvedFeature>,
+    pub features: Arc<Vec<ResolvedFeature>>,
     /// The join keys of the views read (the other entity fields are request fields).
-    pub key_names: std::collections::BTreeSet<String>,
+    pub key_names: Arc<BTreeSet<String>>,
     /// The entities as parsed (join keys and request fields, typed), sorted by name.
     pub entities: Vec<Vec<(String, Scalar)>>,
     pub rows: Vec<Vec<FeatureValue>>,

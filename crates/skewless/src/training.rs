@@ -16,7 +16,7 @@ use skewless_offline::training_set::{self, TrainingSetRequest};
 use crate::{Error, Project, Result};
 
 /// Which features a training set holds.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum FeatureSelection {
     /// `view:feature` or `view:*` references, in output order.
     Features(Vec<String>),

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# `make bench-server`: the feature server under closed-loop load, beside redis-benchmark MGET
+# of the same number of keys at the same concurrency on the same Redis.
+#
+# Release build only, never part of CI. Starts its own redis-server and `skewless serve` on
+# free loopback ports (never touches another server), materializes the demo data into that
+# Redis, then for concurrency 16 and 64, 20 s each (SECONDS_PER_RUN to change):
+#   - one entity of `ranking_v1` (two views plus the on-demand feature: an MGET of 2 keys);
+#   - a 100-entity batch of it (an MGET of 200 keys);
+# and the same MGETs with redis-benchmark. Prints throughput and p50/p99/p99.9, the server's
+# RSS at start and end, and the targets beside the figures.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+seconds=${SECONDS_PER_RUN:-20}
+work=$root/benches/.work/server
+mkdir -p "$work"
+
+cargo build --release -p skewless-cli -p skewless-loadgen >&2
+bin=$root/target/release/skewless
+loadgen=$root/target/release/skewless-loadgen
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+redis_port=$(free_port)
+server_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null &
+redis_pid=$!
+server_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill -TERM "$server_pid" 2>/dev/null || true
+  kill "$redis_pid" 2>/dev/null || true
+}
+trap cleanup EXIT
+for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+redis_url=redis://127.0.0.1:$redis_port
+
+project=$work/project
+rm -rf "$project"
+mkdir -p "$project"
+cp -r "$root/feature_defs" "$project/"
+(
+  cd "$project"
+  "$bin" demo-data --out data/demo >/dev/null
+  "$bin" apply >/dev/null
+  "$bin" materialize --end 2026-11-15 --online "$redis_url" >/dev/null 2>&1
+)
+
+(cd "$project" && exec "$bin" serve --addr "127.0.0.1:$server_port" --online "$redis_url" 2>"$work/serve.log") &
+server_pid=$!
+for _ in $(seq 100); do
+  curl -sf "127.0.0.1:$server_port/ready" >/dev/null 2>&1 && break
+  sleep 0.05
+done
+rss_mb() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$server_pid/status"; }
+rss_start=$(rss_mb)
+
+# The request bodies: one entity, and 100 entities (drivers 1001.., customers 5001..).
+python3 - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+def entity(i):
+    # 1099, 1100, 5199 and 5200 are the demo's silent ids: every entity here has values.
+    return {"driver_id": 1001 + i % 98, "customer_id": 5001 + i % 198, "distance_km": 3.2}
+for name, n in [("one", 1), ("batch100", 100)]:
+    body = {"feature_service": "ranking_v1", "entities": [entity(i) for i in range(n)], "at": "2026-11-15T06:00:00Z"}
+    open(f"{work}/{name}.json", "w").write(json.dumps(body))
+PY
+
+# The server must answer both bodies with every value present before anything is measured.
+for name in one batch100; do
+  answer=$(curl -sf "127.0.0.1:$server_port/v1/features" --data-binary "@$work/$name.json")
+  python3 -c 'import json,sys; r=json.loads(sys.argv[1]); bad=[f for e in r["results"] for f,v in e["features"].items() if v["status"]!="PRESENT"]; sys.exit(f"not PRESENT: {bad[:5]}" if bad else 0)' "$answer"
+done
+
+# Redis keys of the same size as the served ones (the real keys hold bytes redis-benchmark
+# cannot take on a command line), holding values of the same size.
+value=$(head -c 64 /dev/zero | tr '\0' 'v')
+keys=()
+for i in $(seq 0 99); do
+  for view in driver_hourly_stats customer_profile; do
+    key=$(printf 'sk:demo:{\x69%016d}:%s' "$i" "$view")
+    keys+=("$key")
+    redis-cli -p "$redis_port" set "$key" "$value" >/dev/null
+  done
+done
+
+mget() { # concurrency, number of keys -> "rps p50_ms p99_ms"
+  # About as many seconds as the server's run: ~50k/s for 2 keys, ~5k/s for 200.
+  local n=$(( ($2 > 2 ? 5000 : 50000) * seconds ))
+  redis-benchmark -h 127.0.0.1 -p "$redis_port" -c "$1" -n "$n" --csv MGET "${keys[@]:0:$2}" 2>/dev/null |
+    tail -1 | tr -d '"' | awk -F, '{print $2, $5, $7}'
+}
+
+printf '\nfeature server (skewless serve --online redis, %s s per run) beside redis-benchmark MGET, same Redis, same concurrency\n' "$seconds"
+printf '%-10s %4s | %12s %8s %8s %8s %7s | %12s %8s %8s | %5s | %s\n' lookup c "serve req/s" p50_ms p99_ms p99.9_ms errors "MGET req/s" p50_ms p99_ms ratio targets
+for c in 16 64; do
+  for body in one batch100; do
+    nkeys=2; [ "$body" = batch100 ] && nkeys=200
+    ours=$("$loadgen" --addr "127.0.0.1:$server_port" --body "$work/$body.json" --concurrency "$c" --seconds "$seconds")
+    read -r m_rps m_p50 m_p99 < <(mget "$c" "$nkeys")
+    python3 - "$ours" "$body" "$c" "$m_rps" "$m_p50" "$m_p99" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1]); body, c = sys.argv[2], int(sys.argv[3])
+m_rps, m_p50, m_p99 = (float(x) for x in sys.argv[4:7])
+ratio = r["rps"] / m_rps
+targets = ""
+if body == "one" and c == 16:
+    targets = "p99 ≤ 1 ms: {}; ratio ≥ 0.50: {}; zero errors: {}".format(
+        "MET" if r["p99_ms"] <= 1.0 else "NOT MET",
+        "MET" if ratio >= 0.5 else "NOT MET",
+        "MET" if r["errors"] == 0 else "NOT MET")
+print(f'{body:<10} {c:>4} | {r["rps"]:>12.0f} {r["p50_ms"]:>8.3f} {r["p99_ms"]:>8.3f} {r["p999_ms"]:>8.3f} {r["errors"]:>7} | {m_rps:>12.0f} {m_p50:>8.3f} {m_p99:>8.3f} | {ratio:>5.2f} | {targets}')
+if r["first_error"]:
+    print("  first error:", r["first_error"])
+PY
+  done
+done
+rss_end=$(rss_mb)
+printf '\nserver RSS: %s MiB at start (after warm-up requests), %s MiB at the end (target: flat)\n' "$rss_start" "$rss_end"

@@ -1,0 +1,335 @@
+//! The JSON of both APIs, read and written without building JSON trees.
+//!
+//! A lookup's answer is serialized straight from the serving core's [`GetOutput`] into the
+//! response bytes, and an entity's fields are read straight into the `name = text` pairs the
+//! core parses: per request, only the bytes of the answer are allocated, not a map per value.
+//! The shapes are those documented in `docs/server.md` (and tested in `tests/it`).
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use skewless::online::{ScalarJson, format_instant};
+use skewless::online_store::FeatureValue;
+use skewless::serving::GetOutput;
+
+/// Feast reports missing values with the epoch as their event time.
+pub const EPOCH: &str = "1970-01-01T00:00:00Z";
+
+/// One entity of `POST /v1/features`: its fields (join keys and request fields) as the text
+/// the serving core parses (`1001`, `"gold"` → `gold`, `true`, `3.2`).
+#[derive(Debug)]
+pub struct EntityFields(pub Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for EntityFields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(EntityVisitor)
+    }
+}
+
+struct EntityVisitor;
+
+impl<'de> Visitor<'de> for EntityVisitor {
+    type Value = EntityFields;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of entity fields")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EntityFields, A::Error> {
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(4));
+        while let Some(name) = map.next_key::<String>()? {
+            let text = map.next_value_seed(FieldText(&name))?;
+            fields.push((name, text));
+        }
+        Ok(EntityFields(fields))
+    }
+}
+
+/// One field's value as text; anything but a number, string or boolean is an error naming it.
+pub struct FieldText<'a>(pub &'a str);
+
+impl<'de> DeserializeSeed<'de> for FieldText<'_> {
+    type Value = String;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldText<'_> {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "entity field `{}`: a number, string or boolean", self.0)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
+        Ok(v)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+        // As JSON writes it: `3.0` stays `3.0`, so it is never taken for an integer key.
+        Ok(serde_json::Number::from_f64(v).map_or_else(|| v.to_string(), |n| n.to_string()))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+}
+
+/// How a feature is named in an answer: `feature`, or `view__feature` with full names.
+fn write_name(view: &str, feature: &str, full: bool) -> String {
+    if full {
+        format!("{view}__{feature}")
+    } else {
+        feature.to_string()
+    }
+}
+
+/// The answer of `POST /v1/features`.
+pub struct OwnResponse<'a> {
+    pub found: &'a GetOutput,
+    pub full_names: bool,
+    pub applied_seq: u64,
+}
+
+impl Serialize for OwnResponse<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let names: Vec<String> = self
+            .found
+            .features
+            .iter()
+            .map(|f| write_name(&f.view, &f.feature, self.full_names))
+            .collect();
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("applied_version", &self.applied_seq)?;
+        map.serialize_entry("at", &format_instant(self.found.at))?;
+        map.serialize_entry(
+            "results",
+            &Results {
+                found: self.found,
+                names: &names,
+            },
+        )?;
+        map.end()
+    }
+}
+
+struct Results<'a> {
+    found: &'a GetOutput,
+    names: &'a [String],
+}
+
+impl Serialize for Results<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.found.rows.len()))?;
+        for (entity, row) in self.found.entities.iter().zip(&self.found.rows) {
+            seq.serialize_element(&EntityResult {
+                entity,
+                row,
+                names: self.names,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+struct EntityResult<'a> {
+    entity: &'a [(String, skewless::online_store::Scalar)],
+    row: &'a [FeatureValue],
+    names: &'a [String],
+}
+
+impl Serialize for EntityResult<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("entity", &EntityEcho(self.entity))?;
+        map.serialize_entry(
+            "features",
+            &Features {
+                row: self.row,
+                names: self.names,
+            },
+        )?;
+        map.end()
+    }
+}
+
+struct EntityEcho<'a>(&'a [(String, skewless::online_store::Scalar)]);
+
+impl Serialize for EntityEcho<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in self.0 {
+            map.serialize_entry(name, &ScalarJson(value))?;
+        }
+        map.end()
+    }
+}
+
+/// Features in name order (as a JSON object's keys read back in most clients, and as the
+/// answer was written before it was streamed); a name asked twice appears once.
+struct Features<'a> {
+    row: &'a [FeatureValue],
+    names: &'a [String],
+}
+
+impl Serialize for Features<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut order: Vec<usize> = (0..self.names.len()).collect();
+        order.sort_by(|&a, &b| self.names[a].cmp(&self.names[b]));
+        order.dedup_by(|a, b| self.names[*a] == self.names[*b]);
+        let mut map = serializer.serialize_map(Some(order.len()))?;
+        for i in order {
+            map.serialize_entry(&self.names[i], &Value(&self.row[i]))?;
+        }
+        map.end()
+    }
+}
+
+/// `{"value", "status", "event_timestamp"}`.
+struct Value<'a>(&'a FeatureValue);
+
+impl Serialize for Value<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("event_timestamp", &self.0.event_timestamp.map(format_instant))?;
+        map.serialize_entry("status", self.0.status.name())?;
+        map.serialize_entry("value", &ScalarJson(&self.0.value))?;
+        map.end()
+    }
+}
+
+/// The answer of `POST /get-online-features`: the join-key columns as given (each value
+/// `PRESENT` at the epoch), then one column per feature.
+pub struct FeastResponse<'a> {
+    pub found: &'a GetOutput,
+    pub full_names: bool,
+    pub keys: &'a [(&'a String, &'a Vec<serde_json::Value>)],
+}
+
+impl Serialize for FeastResponse<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let names: Vec<String> = self
+            .keys
+            .iter()
+            .map(|(name, _)| (*name).clone())
+            .chain(
+                self.found
+                    .features
+                    .iter()
+                    .map(|f| write_name(&f.view, &f.feature, self.full_names)),
+            )
+            .collect();
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("metadata", &Metadata { feature_names: &names })?;
+        map.serialize_entry("results", &FeastColumns(self))?;
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    feature_names: &'a [String],
+}
+
+struct FeastColumns<'a>(&'a FeastResponse<'a>);
+
+impl Serialize for FeastColumns<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let response = self.0;
+        let n = response.found.rows.len();
+        let mut seq = serializer.serialize_seq(Some(response.keys.len() + response.found.features.len()))?;
+        for (_, values) in response.keys {
+            seq.serialize_element(&KeyColumn { values, n })?;
+        }
+        for i in 0..response.found.features.len() {
+            seq.serialize_element(&FeatureColumn {
+                rows: &response.found.rows,
+                i,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+struct KeyColumn<'a> {
+    values: &'a [serde_json::Value],
+    n: usize,
+}
+
+impl Serialize for KeyColumn<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("event_timestamps", &vec![EPOCH; self.n])?;
+        map.serialize_entry("statuses", &vec!["PRESENT"; self.n])?;
+        map.serialize_entry("values", self.values)?;
+        map.end()
+    }
+}
+
+struct FeatureColumn<'a> {
+    rows: &'a [Vec<FeatureValue>],
+    i: usize,
+}
+
+impl Serialize for FeatureColumn<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let column = || self.rows.iter().map(|row| &row[self.i]);
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry(
+            "event_timestamps",
+            &column()
+                .map(|v| v.event_timestamp.map_or_else(|| EPOCH.to_string(), format_instant))
+                .collect::<Vec<_>>(),
+        )?;
+        map.serialize_entry("statuses", &column().map(|v| v.status.name()).collect::<Vec<_>>())?;
+        map.serialize_entry("values", &column().map(|v| ScalarJson(&v.value)).collect::<Vec<_>>())?;
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entity_fields_become_text_and_bad_ones_are_named() {
+        let fields: EntityFields =
+            serde_json::from_str(r#"{"driver_id": 1001, "tier": "gold", "vip": true, "km": 3.0, "x": -2.5e3}"#)
+                .unwrap();
+        assert_eq!(
+            fields.0,
+            [
+                ("driver_id", "1001"),
+                ("tier", "gold"),
+                ("vip", "true"),
+                ("km", "3.0"),
+                ("x", "-2500.0")
+            ]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+        );
+        for bad in [
+            r#"{"driver_id": null}"#,
+            r#"{"driver_id": [1]}"#,
+            r#"{"driver_id": {"a": 1}}"#,
+        ] {
+            let e = serde_json::from_str::<EntityFields>(bad).unwrap_err().to_string();
+            assert!(e.contains("entity field `driver_id`"), "{bad}: {e}");
+        }
+    }
+}
