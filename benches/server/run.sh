@@ -93,6 +93,7 @@ mget() { # concurrency, number of keys -> "rps p50_ms p99_ms"
 
 printf '\nfeature server (skewless serve --online redis, %s s per run) beside redis-benchmark MGET, same Redis, same concurrency\n' "$seconds"
 printf '%-10s %4s | %12s %8s %8s %8s %7s | %12s %8s %8s | %5s | %s\n' lookup c "serve req/s" p50_ms p99_ms p99.9_ms errors "MGET req/s" p50_ms p99_ms ratio targets
+rss_after=()
 for c in 16 64; do
   for body in one batch100; do
     nkeys=2; [ "$body" = batch100 ] && nkeys=200
@@ -113,7 +114,18 @@ print(f'{body:<10} {c:>4} | {r["rps"]:>12.0f} {r["p50_ms"]:>8.3f} {r["p99_ms"]:>
 if r["first_error"]:
     print("  first error:", r["first_error"])
 PY
+    rss_after+=("$(rss_mb)")
   done
 done
-rss_end=$(rss_mb)
-printf '\nserver RSS: %s MiB at start (after warm-up requests), %s MiB at the end (target: flat)\n' "$rss_start" "$rss_end"
+# Flat memory: the same load again (the last shape, the heaviest) must not need more: the
+# first time warmed the allocator and the connections' buffers; a leak would keep growing.
+"$loadgen" --addr "127.0.0.1:$server_port" --body "$work/batch100.json" --concurrency 64 --seconds "$seconds" >/dev/null
+rss_again=$(rss_mb)
+printf '\nserver RSS (MiB): %s at start (after warm-up requests); after each run: %s; after batch100 c64 again: %s\n' \
+  "$rss_start" "${rss_after[*]}" "$rss_again"
+python3 - "${rss_after[-1]}" "$rss_again" <<'PY'
+import sys
+first, again = (float(x) for x in sys.argv[1:])
+growth = again - first
+print(f"growth over the same load repeated: {growth:+.1f} MiB (target: flat, ≤ +2 MiB): {'MET' if growth <= 2 else 'NOT MET'}")
+PY

@@ -10,7 +10,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use skewless::online::{ScalarJson, format_instant};
+use skewless::online::{InstantJson, ScalarJson};
 use skewless::online_store::FeatureValue;
 use skewless::serving::GetOutput;
 
@@ -117,7 +117,7 @@ impl Serialize for OwnResponse<'_> {
             .collect();
         let mut map = serializer.serialize_map(Some(3))?;
         map.serialize_entry("applied_version", &self.applied_seq)?;
-        map.serialize_entry("at", &format_instant(self.found.at))?;
+        map.serialize_entry("at", &InstantJson(self.found.at))?;
         map.serialize_entry(
             "results",
             &Results {
@@ -207,7 +207,7 @@ struct Value<'a>(&'a FeatureValue);
 impl Serialize for Value<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(3))?;
-        map.serialize_entry("event_timestamp", &self.0.event_timestamp.map(format_instant))?;
+        map.serialize_entry("event_timestamp", &self.0.event_timestamp.map(InstantJson))?;
         map.serialize_entry("status", self.0.status.name())?;
         map.serialize_entry("value", &ScalarJson(&self.0.value))?;
         map.end()
@@ -293,13 +293,23 @@ impl Serialize for FeatureColumn<'_> {
         let mut map = serializer.serialize_map(Some(3))?;
         map.serialize_entry(
             "event_timestamps",
-            &column()
-                .map(|v| v.event_timestamp.map_or_else(|| EPOCH.to_string(), format_instant))
-                .collect::<Vec<_>>(),
+            &column().map(|v| FeastTimestamp(v.event_timestamp)).collect::<Vec<_>>(),
         )?;
         map.serialize_entry("statuses", &column().map(|v| v.status.name()).collect::<Vec<_>>())?;
         map.serialize_entry("values", &column().map(|v| ScalarJson(&v.value)).collect::<Vec<_>>())?;
         map.end()
+    }
+}
+
+/// An event time, or the epoch for a missing value (as Feast writes it).
+struct FeastTimestamp(Option<i64>);
+
+impl Serialize for FeastTimestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(t) => InstantJson(t).serialize(serializer),
+            None => serializer.serialize_str(EPOCH),
+        }
     }
 }
 

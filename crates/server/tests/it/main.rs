@@ -685,3 +685,51 @@ async fn a_lent_store_answers_through_the_handoff() {
     assert!(now[0].is_some(), "{now:?}");
     stop(server).await;
 }
+
+/// Shutdown with a request in flight: the request (held up by a stalled Redis) still gets its
+/// answer, new connections are refused, and `run` returns once it is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_requests_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = demo_project(dir.path());
+    let redis = skewless_testkit::RedisServer::start_with(&["--enable-debug-command", "yes"]);
+    let store = online_store::open(&StoreConfig::Redis(redis.url())).await.unwrap();
+    materialize(&project, &*store).await;
+    let mut server = serve(dir, &project, Arc::clone(&store), Limits::default()).await;
+    let url = redis.url();
+    let sleeper = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("redis-cli")
+            .args(["-u", &url, "DEBUG", "SLEEP", "1"])
+            .output()
+            .unwrap()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let addr = server.addr;
+    let in_flight = tokio::spawn(async move {
+        post(
+            addr,
+            "/v1/features",
+            json!({"features": ["driver_hourly_stats:conv_rate"], "entities": [{"driver_id": 1001}], "at": AT}),
+        )
+        .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    server.stop.take().unwrap().send(()).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "a new connection was accepted after shutdown began"
+    );
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["results"][0]["features"]["conv_rate"]["status"], "PRESENT",
+        "{body}"
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(10), server.task)
+        .await
+        .expect("the server did not stop")
+        .unwrap()
+        .unwrap();
+    sleeper.await.unwrap();
+}
