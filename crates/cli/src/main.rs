@@ -4,11 +4,6 @@
 mod args;
 mod output;
 
-/// mimalloc: the feature server allocates per request, and with glibc's malloc both the
-/// calls and a long-running server's creeping memory cost more (see benches/README.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::process::ExitCode;
 
 use anyhow::Context;

@@ -55,6 +55,15 @@ pub struct FeatureValue {
     pub event_timestamp: Option<i64>,
 }
 
+impl FeatureValue {
+    /// No value found.
+    pub const NOT_FOUND: FeatureValue = FeatureValue {
+        value: Scalar::Null,
+        status: Status::NotFound,
+        event_timestamp: None,
+    };
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LookupStats {
     /// Distinct store keys read.

@@ -416,12 +416,14 @@ async fn features(State(app): State<Arc<App>>, body: Bytes) -> Response {
     };
     let serving = app.live.current();
     match lookup(&app, &serving, &selection, &entities, at).await {
-        Ok(found) => axum::Json(wire::OwnResponse {
-            found: &found,
-            full_names: request.full_names,
-            applied_seq: serving.applied_seq,
-        })
-        .into_response(),
+        Ok(found) => json_answer(
+            &wire::OwnResponse {
+                found: &found,
+                full_names: request.full_names,
+                applied_seq: serving.applied_seq,
+            },
+            &found,
+        ),
         Err(response) => response,
     }
 }
@@ -496,12 +498,24 @@ async fn feast_features(State(app): State<Arc<App>>, body: Bytes) -> Response {
         .filter(|(name, _)| found.key_names.contains(*name))
         .copied()
         .collect();
-    axum::Json(wire::FeastResponse {
-        found: &found,
-        full_names: request.full_feature_names,
-        keys: &keys,
-    })
-    .into_response()
+    json_answer(
+        &wire::FeastResponse {
+            found: &found,
+            full_names: request.full_feature_names,
+            keys: &keys,
+        },
+        &found,
+    )
+}
+
+/// A 200 answer with `body` as JSON, written into one buffer sized for the lookup's values
+/// (so a large answer is not copied as its buffer grows).
+fn json_answer(body: &impl serde::Serialize, found: &GetOutput) -> Response {
+    let mut bytes = Vec::with_capacity(256 + 96 * found.rows.len() * (found.features.len() + 1));
+    match serde_json::to_writer(&mut bytes, body) {
+        Ok(()) => ([(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => error(500, "INTERNAL", format!("encoding the answer: {e}")).into_response(),
+    }
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -289,8 +289,22 @@ impl Compiled {
                     .ok_or_else(|| RequestError::Internal(format!("`{}:{}` was not looked up", f.view, f.feature)))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // A value asked once is moved into the answer; only one asked twice is copied.
+        let mut uses = vec![0usize; columns.len()];
+        at_position.iter().for_each(|&p| uses[p] += 1);
         let rows = (0..entities.len())
-            .map(|i| at_position.iter().map(|&p| columns[p][i].clone()).collect())
+            .map(|i| {
+                at_position
+                    .iter()
+                    .map(|&p| {
+                        if uses[p] == 1 {
+                            std::mem::replace(&mut columns[p][i], FeatureValue::NOT_FOUND)
+                        } else {
+                            columns[p][i].clone()
+                        }
+                    })
+                    .collect()
+            })
             .collect();
         // Echoed typed, as parsed: the same JSON convention as the values.
         let entities = parsed
