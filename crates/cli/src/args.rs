@@ -100,6 +100,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare a training set's manifest with what is served now: the applied versions of the
+    /// views, on-demand views and service it used. Exit 1 on any difference: the gate between
+    /// a model and the features it is served.
+    Check {
+        #[arg(long)]
+        manifest: PathBuf,
+        /// Fail also when the registry moved on without changing anything the model uses.
+        #[arg(long)]
+        strict: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write every online view's values at --end into the online store: per key, the value a
     /// training set would give at --end (same transforms, as-of rules and ttl).
     Materialize {

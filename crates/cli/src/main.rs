@@ -107,6 +107,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             training_set(&project, &options, &out, !no_manifest, memory_limit)
         }
         Command::Reproduce { manifest, out, json } => reproduce(&manifest, out, json),
+        Command::Check { manifest, strict, json } => check(&project, &manifest, strict, json),
         Command::Materialize { start, run } => {
             let options = MaterializeOptions {
                 start: start.as_deref().map(instant).transpose()?,
@@ -431,6 +432,7 @@ fn get(
         print_json(&serde_json::json!({
             "at": format_instant(found.at),
             "results": results,
+            "versions": &*found.served,
             "stats": {
                 "keys_read": found.stats.keys_read,
                 "other_version": found.stats.other_version,
@@ -513,6 +515,31 @@ fn training_set(
         built.rows_read.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn check(project: &Project, manifest: &Path, strict: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let recorded = read_manifest(manifest)?;
+    let check = project.check_manifest(&recorded)?;
+    let failed = !check.differences.is_empty() || (strict && !check.notes.is_empty());
+    if json {
+        print_json(&check)?;
+    } else {
+        let now = check
+            .applied_now
+            .map_or_else(|| "nothing applied".to_string(), |seq| format!("applied version {seq}"));
+        if check.differences.is_empty() {
+            println!("compatible: {} is served as it was trained ({now})", manifest.display());
+        } else {
+            println!("NOT compatible: {} ({now})", manifest.display());
+        }
+        for difference in &check.differences {
+            println!("  differs: {difference}");
+        }
+        for note in &check.notes {
+            println!("  note: {note}");
+        }
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 fn reproduce(manifest: &Path, out: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {

@@ -115,7 +115,7 @@ impl Serialize for OwnResponse<'_> {
             .iter()
             .map(|f| write_name(&f.view, &f.feature, self.full_names))
             .collect();
-        let mut map = serializer.serialize_map(Some(3))?;
+        let mut map = serializer.serialize_map(Some(4))?;
         map.serialize_entry("applied_version", &self.applied_seq)?;
         map.serialize_entry("at", &InstantJson(self.found.at))?;
         map.serialize_entry(
@@ -125,6 +125,7 @@ impl Serialize for OwnResponse<'_> {
                 names: &names,
             },
         )?;
+        map.serialize_entry("versions", &*self.found.served)?;
         map.end()
     }
 }

@@ -58,6 +58,67 @@ pub struct Manifest {
     /// Views whose definitions on disk differed from the applied ones when this was built.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skew_warnings: Vec<String>,
+    /// The applied registry version this was built to match (every view it uses as applied
+    /// then), or `"unapplied"`: built from definitions that were not what was served.
+    #[serde(default, skip_serializing_if = "AppliedVersion::is_unrecorded")]
+    pub applied_version: AppliedVersion,
+}
+
+/// What a manifest says of the applied registry version it was built against.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AppliedVersion {
+    /// A manifest written before this was recorded.
+    #[default]
+    Unrecorded,
+    /// Built from definitions that differed from the applied ones (or with nothing applied).
+    Unapplied,
+    /// Every view it uses was as in this applied version.
+    Version(u64),
+}
+
+impl AppliedVersion {
+    fn is_unrecorded(&self) -> bool {
+        *self == AppliedVersion::Unrecorded
+    }
+}
+
+impl Serialize for AppliedVersion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            AppliedVersion::Version(seq) => s.serialize_u64(*seq),
+            AppliedVersion::Unapplied | AppliedVersion::Unrecorded => s.serialize_str("unapplied"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AppliedVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Text {
+            Seq(u64),
+            Word(String),
+        }
+        match Text::deserialize(d)? {
+            Text::Seq(seq) => Ok(AppliedVersion::Version(seq)),
+            Text::Word(word) if word == "unapplied" => Ok(AppliedVersion::Unapplied),
+            Text::Word(word) => Err(serde::de::Error::custom(format!(
+                "applied_version: expected a version number or `unapplied`, found `{word}`"
+            ))),
+        }
+    }
+}
+
+/// How a training manifest compares with what is served now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ManifestCheck {
+    /// The applied version now (`None`: nothing applied).
+    pub applied_now: Option<u64>,
+    /// Each view, on-demand view or service whose served version differs from the manifest's,
+    /// said plainly: any one means the model would be served other features than it learned.
+    pub differences: Vec<String>,
+    /// The registry moved on without changing anything this training set uses.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -213,8 +274,79 @@ impl Project {
             output: fingerprint(out)?,
             wall_seconds: built.seconds,
             skew_warnings: built.skew_warnings.clone(),
+            applied_version: built
+                .applied_version
+                .map_or(AppliedVersion::Unapplied, AppliedVersion::Version),
         };
         Ok((built, manifest))
+    }
+
+    /// Compares a training manifest with what is served now (the latest applied version): the
+    /// version of every feature view and on-demand view it used, its service's, and the
+    /// registry version. This is the gate between a model and the features it is served.
+    pub fn check_manifest(&self, manifest: &Manifest) -> Result<ManifestCheck> {
+        let mut check = ManifestCheck::default();
+        let Some(applied) = self.registry().latest()? else {
+            check
+                .differences
+                .push("nothing is applied: no online store serves this model's features".into());
+            return Ok(check);
+        };
+        check.applied_now = Some(applied.seq);
+        if manifest.inputs.project != applied.definitions.project {
+            check.differences.push(format!(
+                "the manifest is of project `{}`, but `{}` is applied here",
+                manifest.inputs.project, applied.definitions.project
+            ));
+        }
+        let served = &applied.versions;
+        for (name, trained) in &manifest.inputs.view_versions {
+            let (kind, now) = match (served.feature_views.get(name), served.on_demand_views.get(name)) {
+                (Some(v), _) => ("feature view", Some(v)),
+                (None, Some(v)) => ("on-demand view", Some(v)),
+                (None, None) => ("view", None),
+            };
+            match now {
+                Some(now) if now == trained => {}
+                Some(now) => check.differences.push(format!(
+                    "{kind} `{name}`: trained on version {trained}, served version {now} (applied version {})",
+                    applied.seq
+                )),
+                None => check.differences.push(format!(
+                    "{kind} `{name}`: trained on version {trained}, not served in applied version {}",
+                    applied.seq
+                )),
+            }
+        }
+        if let (Some(service), Some(trained)) = (&manifest.inputs.request.service, &manifest.inputs.service_version) {
+            match served.feature_services.get(service) {
+                Some(now) if now == trained => {}
+                Some(now) => check.differences.push(format!(
+                    "feature service `{service}`: trained on version {trained}, served version {now} (applied version {})",
+                    applied.seq
+                )),
+                None => check.differences.push(format!(
+                    "feature service `{service}`: not served in applied version {}",
+                    applied.seq
+                )),
+            }
+        }
+        match manifest.applied_version {
+            AppliedVersion::Unapplied => check
+                .differences
+                .push("the training set was built from unapplied definitions (its manifest says `unapplied`)".into()),
+            AppliedVersion::Version(seq) if seq != applied.seq && check.differences.is_empty() => {
+                check.notes.push(format!(
+                    "the registry moved from version {seq} to {}, but nothing this training set uses changed",
+                    applied.seq
+                ));
+            }
+            AppliedVersion::Version(_) => {}
+            AppliedVersion::Unrecorded => check
+                .notes
+                .push("the manifest predates recording the applied version; views and service compared".into()),
+        }
+        Ok(check)
     }
 }
 

@@ -109,6 +109,8 @@ struct Compiled {
     /// Plans of the selections asked so far (a service, or a feature list), so a request
     /// resolves nothing its predecessors resolved. Bounded: emptied when full.
     plans: std::sync::Mutex<HashMap<FeatureSelection, Arc<Plan>>>,
+    /// Every view's and service's version in this applied version.
+    versions: skewless_defs::version::Versions,
 }
 
 /// Most distinct selections planned and kept at once.
@@ -125,6 +127,17 @@ struct Plan {
     key_types: BTreeMap<String, KeyType>,
     key_names: Arc<BTreeSet<String>>,
     request_types: BTreeMap<String, FeatureType>,
+    served: Arc<ServedVersions>,
+}
+
+/// The versions an answer was served from: of each view it read or evaluated (feature views
+/// and on-demand views), and of the service asked, if one was. A client can check them
+/// against a model's training manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ServedVersions {
+    pub views: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 impl Compiled {
@@ -152,11 +165,12 @@ impl Compiled {
             on_demand_needs.insert(view.name.clone(), needed_views(&defs, &features));
         }
         Ok(Compiled {
-            defs,
             layouts,
             programs,
             on_demand_needs,
             plans: std::sync::Mutex::new(HashMap::new()),
+            versions: skewless_defs::version::versions(&defs),
+            defs,
         })
     }
 
@@ -198,7 +212,24 @@ impl Compiled {
             .filter_map(|name| defs.on_demand_views.get(name))
             .flat_map(|v| v.request.iter().map(|r| (r.name.clone(), r.ty)))
             .collect();
+        let versions = &self.versions;
+        let served = ServedVersions {
+            views: views
+                .iter()
+                .filter_map(|v| versions.feature_views.get(v).map(|ver| (v.clone(), ver.clone())))
+                .chain(
+                    on_demand
+                        .iter()
+                        .filter_map(|v| versions.on_demand_views.get(v).map(|ver| (v.clone(), ver.clone()))),
+                )
+                .collect(),
+            service: match selection {
+                FeatureSelection::Service(name) => versions.feature_services.get(name).cloned(),
+                FeatureSelection::Features(_) => None,
+            },
+        };
         Ok(Plan {
+            served: Arc::new(served),
             features: Arc::new(features),
             selections,
             on_demand,
@@ -247,6 +278,7 @@ impl Compiled {
             key_types,
             key_names,
             request_types,
+            served,
         } = &*plan;
         let parsed = entities
             .iter()
@@ -328,6 +360,7 @@ impl Compiled {
         Ok(GetOutput {
             features: Arc::clone(features),
             key_names: Arc::clone(key_names),
+            served: Arc::clone(served),
             entities,
             rows,
             stats: found.stats,
@@ -469,6 +502,8 @@ fn evaluate_on_demand<'a>(
 #[derive(Debug, Clone)]
 pub struct GetOutput {
     pub features: Arc<Vec<ResolvedFeature>>,
+    /// The view and service versions this answer was served from.
+    pub served: Arc<ServedVersions>,
     /// The join keys of the views read (the other entity fields are request fields).
     pub key_names: Arc<BTreeSet<String>>,
     /// The entities as parsed (join keys and request fields, typed), sorted by name.

@@ -42,6 +42,9 @@ pub struct TrainingSetOutput {
     /// Where the definitions this was built from differ from the applied ones (what
     /// `materialize` and `get` serve): each such view, said plainly. Empty when they agree.
     pub skew_warnings: Vec<String>,
+    /// The applied registry version whose views (and on-demand views) this training set
+    /// matches; `None` when built from unapplied definitions (see `skew_warnings`).
+    pub applied_version: Option<u64>,
 }
 
 impl TrainingSetOutput {
@@ -126,7 +129,7 @@ impl Project {
             features: features.clone(),
             full_names: options.full_names,
         };
-        let skew_warnings = self.skew_against_applied(defs, &features)?;
+        let (skew_warnings, applied_version) = self.skew_against_applied(defs, &features)?;
         let built = training_set::build(ctx, defs, &self.root, &request, progress).await?;
         Ok(TrainingSetOutput {
             batch: built.batch,
@@ -134,20 +137,32 @@ impl Project {
             rows_read: built.rows_read,
             seconds: started.elapsed().as_secs_f64(),
             skew_warnings,
+            applied_version,
         })
     }
 
     /// Training sets read the definitions on disk; serving reads the applied ones. Where the
     /// views a training set uses differ between the two, its values are not what is served.
-    fn skew_against_applied(&self, defs: &Definitions, features: &[ResolvedFeature]) -> Result<Vec<String>> {
+    /// Returns the warnings, and the applied version when there are none.
+    fn skew_against_applied(
+        &self,
+        defs: &Definitions,
+        features: &[ResolvedFeature],
+    ) -> Result<(Vec<String>, Option<u64>)> {
         let applied = match self.registry().latest() {
             Ok(applied) => applied,
-            Err(e) => return Ok(vec![format!("the applied definitions cannot be read to compare: {e}")]),
+            Err(e) => {
+                return Ok((
+                    vec![format!("the applied definitions cannot be read to compare: {e}")],
+                    None,
+                ));
+            }
         };
         let Some(applied) = applied else {
-            return Ok(vec![
-                "nothing is applied yet: no online store serves these definitions (run `skewless apply`)".into(),
-            ]);
+            return Ok((
+                vec!["nothing is applied yet: no online store serves these definitions (run `skewless apply`)".into()],
+                None,
+            ));
         };
         let disk = skewless_defs::version::versions(defs);
         let (views, on_demand) = training_set::needed_views(defs, features);
@@ -177,7 +192,8 @@ impl Project {
                 )),
             }
         }
-        Ok(warnings)
+        let matches = warnings.is_empty().then_some(applied.seq);
+        Ok((warnings, matches))
     }
 }
 

@@ -427,6 +427,73 @@ fn training_sets_from_unapplied_definitions_warn_of_skew() {
     assert!(manifest.contains("skew_warnings"), "{manifest}");
 }
 
+/// `skewless check --manifest`: the gate between a model and what is served. A training set
+/// of the applied definitions passes; once a view it uses is applied in another version, or
+/// when it was built from unapplied definitions, the check fails and names the view.
+#[test]
+fn check_gates_a_manifest_against_what_is_served() {
+    let p = demo_project();
+    p.run(&["apply"]).ok();
+    let build = |out: &str| {
+        p.run(&[
+            "training-set",
+            "--spine",
+            SPINE,
+            "--service",
+            "ranking_v1",
+            "--out",
+            out,
+        ])
+        .ok();
+        format!("{out}.manifest.json")
+    };
+    let trained = build("v1.parquet");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join(&trained)).unwrap()).unwrap();
+    assert_eq!(manifest["applied_version"], 1, "{manifest}");
+    let ok = p.run(&["check", "--manifest", &trained]).ok();
+    assert!(ok.stdout().starts_with("compatible"), "{}", ok.stdout());
+
+    // Definitions edited but not applied: a training set of them is `unapplied`, and fails.
+    p.edit(
+        "drivers.yaml",
+        "trips_per_hour: { type: float64, expr: \"avg_daily_trips / 24.0\" }",
+        "trips_per_hour: { type: float64, expr: \"avg_daily_trips / 12.0\" }",
+    );
+    let unapplied = build("edited.parquet");
+    let run = p.run(&["check", "--manifest", &unapplied]);
+    assert_eq!(run.code(), 1, "{}", run.stdout());
+    assert!(run.stdout().contains("unapplied definitions"), "{}", run.stdout());
+    assert!(
+        run.stdout().contains("feature view `driver_hourly_stats`"),
+        "{}",
+        run.stdout()
+    );
+
+    // Applied: now the first model's view is served in another version.
+    p.run(&["apply", "--allow-breaking"]).ok();
+    let run = p.run(&["check", "--manifest", &trained, "--json"]);
+    assert_eq!(run.code(), 1, "{}", run.stdout());
+    let report = run.json();
+    let differences = report["differences"].as_array().unwrap();
+    assert!(
+        differences
+            .iter()
+            .any(|d| d.as_str().unwrap().starts_with("feature view `driver_hourly_stats`")),
+        "{report}"
+    );
+    assert!(
+        differences
+            .iter()
+            .any(|d| d.as_str().unwrap().starts_with("feature service `ranking_v1`")),
+        "{report}"
+    );
+    assert_eq!(report["applied_now"], 2, "{report}");
+    // A training set of what is applied now passes again.
+    let retrained = build("v2.parquet");
+    p.run(&["check", "--manifest", &retrained]).ok();
+}
+
 /// Every unknown feature is reported, each with its nearest name.
 #[test]
 fn unknown_features_are_all_reported_with_hints() {

@@ -21,6 +21,7 @@ const AT: &str = "2026-11-04T00:00:00Z";
 
 struct Server {
     addr: std::net::SocketAddr,
+    project: Project,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
@@ -80,6 +81,7 @@ async fn serve(
     }));
     Server {
         addr,
+        project: project.clone(),
         stop: Some(stop),
         task,
         _dir: dir,
@@ -150,6 +152,26 @@ async fn routes_answer_and_errors_carry_codes() {
     assert!(features["score"]["value"].is_number(), "{body}");
     assert_eq!(body["results"][0]["entity"]["driver_id"], 1001);
     assert_eq!(body["applied_version"], 1);
+    // The versions served are those of the applied definitions: the service, the views it
+    // reads and the on-demand view it evaluates.
+    let applied = skewless::defs::version::versions(&server.project.applied().unwrap());
+    assert_eq!(
+        body["versions"]["service"].as_str(),
+        applied.feature_services.get("ranking_v1").map(String::as_str),
+        "{body}"
+    );
+    for view in ["driver_hourly_stats", "customer_profile"] {
+        assert_eq!(
+            body["versions"]["views"][view].as_str(),
+            applied.feature_views.get(view).map(String::as_str),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        body["versions"]["views"]["ride_score"].as_str(),
+        applied.on_demand_views.get("ride_score").map(String::as_str),
+        "{body}"
+    );
 
     for (request_body, status, code) in [
         (
