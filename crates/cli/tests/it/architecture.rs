@@ -34,6 +34,8 @@ fn workspace_dependencies_point_down() {
         ("skewless-defs", &[][..]),
         // Test support, a dev-dependency only.
         ("skewless-testkit", &[][..]),
+        // The cross-crate suites: dev-dependencies only.
+        ("skewless-tests", &[][..]),
         // The load generator of `make bench-server`: an HTTP client, no skewless crate.
         ("skewless-loadgen", &[][..]),
     ]

@@ -6,7 +6,6 @@
 mod demo_data;
 mod fuzz;
 mod golden;
-mod online;
 mod registry;
 mod training_set;
 
