@@ -32,6 +32,9 @@ demo: build ## Run the main job end to end on the embedded default (nothing to i
 		--entity driver_id=1001,customer_id=5001 --entity driver_id=1099,customer_id=5200 --at 2026-11-15T06:00:00Z
 	$(SKEWLESS) get --service ranking_v1 --entity driver_id=1001,customer_id=5001,distance_km=3.2 --at 2026-11-15T06:00:00Z
 	@scripts/demo-serve.sh $(SKEWLESS)
+	$(SKEWLESS) check --manifest $(DEMO_DATA)/training_set.parquet.manifest.json
+	$(SKEWLESS) parity --spine $(DEMO_DATA)/ride_requests_spine.parquet --service ranking_v1 --sample 500 \
+		--at 2026-11-05T07:30:00Z --at 2026-11-15T06:00:00Z
 
 test: redis lint unit ## Everything CI runs: fmt, clippy, all tests (installs redis-server if missing)
 

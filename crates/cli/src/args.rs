@@ -100,6 +100,29 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check training/serving parity on your own data: for the spine's keys (and request
+    /// fields) at each instant, the training set's values against what materialization into a
+    /// fresh store serves, bit for bit. Prints a summary per view; exit 1 on any mismatch.
+    Parity {
+        /// The keys to check: a spine (Parquet or CSV) with the join keys and request fields.
+        #[arg(long)]
+        spine: PathBuf,
+        #[command(flatten)]
+        selection: Selection,
+        /// The spine's timestamp column.
+        #[arg(long, default_value = "event_timestamp")]
+        timestamp_column: String,
+        /// An instant to check (repeatable); default: the spine's earliest, median and latest.
+        #[arg(long = "at")]
+        at: Vec<String>,
+        /// Check at most this many spine rows, chosen by --seed.
+        #[arg(long)]
+        sample: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare a training set's manifest with what is served now: the applied versions of the
     /// views, on-demand views and service it used. Exit 1 on any difference: the gate between
     /// a model and the features it is served.

@@ -108,6 +108,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Reproduce { manifest, out, json } => reproduce(&manifest, out, json),
         Command::Check { manifest, strict, json } => check(&project, &manifest, strict, json),
+        Command::Parity {
+            spine,
+            selection,
+            timestamp_column,
+            at,
+            sample,
+            seed,
+            json,
+        } => {
+            let options = skewless::parity::ParityOptions {
+                spine,
+                selection: selection.into_selection(),
+                timestamp_column,
+                at: at.iter().map(|t| instant(t)).collect::<anyhow::Result<_>>()?,
+                sample,
+                seed,
+            };
+            parity(&project, &options, json)
+        }
         Command::Materialize { start, run } => {
             let options = MaterializeOptions {
                 start: start.as_deref().map(instant).transpose()?,
@@ -515,6 +534,42 @@ fn training_set(
         built.rows_read.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn parity(project: &Project, options: &skewless::parity::ParityOptions, json: bool) -> anyhow::Result<ExitCode> {
+    let ctx = skewless::engine_session();
+    let report = runtime()?.block_on(project.parity(&ctx, options))?;
+    if json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "parity: {} entities at {} ({} values)",
+            report.entities,
+            report.instants.join(", "),
+            report.values()
+        );
+        println!("{:<24} {:>8} {:>8} {:>10}", "view", "values", "present", "mismatches");
+        for (view, v) in &report.views {
+            println!("{view:<24} {:>8} {:>8} {:>10}", v.values, v.present, v.mismatches);
+        }
+        for m in report.mismatches.iter().take(20) {
+            println!(
+                "MISMATCH {}:{} for {} at {}: offline {}, online {} ({}): {}",
+                m.view, m.feature, m.key, m.at, m.offline, m.online, m.status, m.cause
+            );
+        }
+        if report.mismatches.len() > 20 {
+            println!("… and {} more (use --json for all)", report.mismatches.len() - 20);
+        }
+        if report.mismatches.is_empty() {
+            println!("0 mismatches: training and serving agree");
+        }
+    }
+    Ok(if report.mismatches.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn check(project: &Project, manifest: &Path, strict: bool, json: bool) -> anyhow::Result<ExitCode> {

@@ -22,6 +22,7 @@ pub mod demo_data;
 pub mod listing;
 pub mod manifest;
 pub mod online;
+pub mod parity;
 pub mod project;
 pub mod registry;
 pub mod reproduce;

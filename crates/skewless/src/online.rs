@@ -55,6 +55,8 @@ struct ViewRun<'a> {
     watermark: Option<&'a Watermark>,
     options: &'a MaterializeOptions,
     progress: &'a dyn Fn(MaterializeProgress),
+    /// Whether the run's watermark is kept (not for a throwaway store).
+    record_watermarks: bool,
 }
 
 /// What materializing one view did.
@@ -118,6 +120,30 @@ impl Project {
         options: &MaterializeOptions,
         progress: &dyn Fn(MaterializeProgress),
     ) -> Result<Vec<ViewReport>> {
+        self.materialize_with(store, options, progress, true).await
+    }
+
+    /// A materialization that records no watermark: for a throwaway store (the parity
+    /// harness's), which must leave the registry as it was.
+    pub(crate) async fn materialize_unrecorded(
+        &self,
+        store: &dyn OnlineStore,
+        options: &MaterializeOptions,
+    ) -> Result<Vec<ViewReport>> {
+        let reports = self.materialize_with(store, options, &|_| {}, false).await?;
+        match reports.iter().find_map(|r| r.error.as_ref().map(|e| (&r.view, e))) {
+            Some((view, e)) => Err(Error::Request(format!("materializing `{view}`: {e}"))),
+            None => Ok(reports),
+        }
+    }
+
+    async fn materialize_with(
+        &self,
+        store: &dyn OnlineStore,
+        options: &MaterializeOptions,
+        progress: &dyn Fn(MaterializeProgress),
+        record_watermarks: bool,
+    ) -> Result<Vec<ViewReport>> {
         if let Some(start) = options.start
             && start > options.end
         {
@@ -163,6 +189,7 @@ impl Project {
                 watermark: marks.get(name),
                 options,
                 progress,
+                record_watermarks,
             };
             let report = match self.materialize_view(run).await {
                 Ok(report) => report,
@@ -208,6 +235,7 @@ impl Project {
             watermark,
             options,
             progress,
+            record_watermarks,
         } = run;
         let name = &view.name;
         let layout = ViewLayout::new(defs, view).map_err(online_error)?;
@@ -271,7 +299,7 @@ impl Project {
             (Some(s), Some(w)) => s <= w.end,
             (Some(_), None) => false,
         };
-        if contiguous && watermark.is_none_or(|w| w.end < options.end) {
+        if record_watermarks && contiguous && watermark.is_none_or(|w| w.end < options.end) {
             self.registry().set_watermark(
                 store_ref,
                 name,

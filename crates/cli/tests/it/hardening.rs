@@ -494,6 +494,60 @@ fn check_gates_a_manifest_against_what_is_served() {
     p.run(&["check", "--manifest", &retrained]).ok();
 }
 
+/// `skewless parity` on the demo: every value of the service agrees at the given instants
+/// (and the counts add up); with unapplied definitions it refuses to compare.
+#[test]
+fn parity_agrees_on_the_demo_and_refuses_unapplied_definitions() {
+    let p = demo_project();
+    p.run(&["apply"]).ok();
+    let run = p
+        .run(&[
+            "parity",
+            "--spine",
+            SPINE,
+            "--service",
+            "ranking_v1",
+            "--sample",
+            "150",
+            "--at",
+            "2026-11-05T07:30:00Z",
+            "--at",
+            "2026-11-15T06:00:00Z",
+            "--json",
+        ])
+        .ok();
+    let report = run.json();
+    assert_eq!(report["entities"], 150, "{report}");
+    assert_eq!(report["instants"].as_array().unwrap().len(), 2, "{report}");
+    assert_eq!(report["mismatches"], serde_json::json!([]), "{report}");
+    // ranking_v1: 4 hourly stats, 2 customer features, 1 on-demand score.
+    let values: u64 = report["views"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v["values"].as_u64().unwrap())
+        .sum();
+    assert_eq!(values, 150 * 2 * 7, "{report}");
+    let present: u64 = report["views"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v["present"].as_u64().unwrap())
+        .sum();
+    assert!(present > 150 * 7, "too few values present to mean anything: {report}");
+    // The registry is untouched: the harness's stores record no watermark.
+    assert!(!p.path().join(".skewless/registry/materialized.json").exists());
+
+    p.edit(
+        "drivers.yaml",
+        "trips_per_hour: { type: float64, expr: \"avg_daily_trips / 24.0\" }",
+        "trips_per_hour: { type: float64, expr: \"avg_daily_trips / 12.0\" }",
+    );
+    let refused = p.run(&["parity", "--spine", SPINE, "--service", "ranking_v1", "--sample", "10"]);
+    assert_eq!(refused.code(), 1);
+    assert!(refused.stderr().contains("skewless apply"), "{}", refused.stderr());
+}
+
 /// Every unknown feature is reported, each with its nearest name.
 #[test]
 fn unknown_features_are_all_reported_with_hints() {

@@ -1,0 +1,366 @@
+//! Parity on the user's own definitions and data: `skewless parity`.
+//!
+//! The one promise of skewless is that a model is served the values it was trained on. This
+//! harness checks it on any project, the way the parity suites check the demo:
+//!
+//! ```text
+//! spine rows (keys, request fields) × instants ─┬─ training set at each instant ─────────────▶ offline values
+//!                                               └─ fresh embedded store per instant:
+//!                                                  materialize --end t, then the serving core
+//!                                                  (the server's) looks each key up at t ─────▶ online values
+//! ```
+//!
+//! Values are compared bit for bit (floats by their bits, so NaN matches NaN and −0 does
+//! not match +0), and a `NOT_FOUND` or `OUTSIDE_MAX_AGE` online must be a null offline. Each
+//! mismatch names view, feature, key, instant, both values, and a likely cause. The stores
+//! are temporary and record no watermarks: the user's registry and stores are not touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray};
+use arrow::compute::take;
+use serde::Serialize;
+use skewless_online::values::scalar_at;
+use skewless_online::{Scalar, Status};
+
+use crate::online::{MaterializeOptions, format_instant};
+use crate::serving::Serving;
+use crate::training::{FeatureSelection, TrainingSetOptions, resolve_selection, write_parquet};
+use crate::{Error, Project, Result};
+
+/// What to check.
+#[derive(Debug, Clone)]
+pub struct ParityOptions {
+    /// Entity keys (and request fields of on-demand views) to look up: a spine file.
+    pub spine: PathBuf,
+    pub selection: FeatureSelection,
+    pub timestamp_column: String,
+    /// The instants (µs); empty: the spine's earliest, median and latest times.
+    pub at: Vec<i64>,
+    /// At most this many spine rows (chosen by `seed`); `None`: all.
+    pub sample: Option<usize>,
+    pub seed: u64,
+}
+
+/// One value that differs between the paths.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mismatch {
+    pub view: String,
+    pub feature: String,
+    /// The entity's keys and request fields, `name=value`.
+    pub key: String,
+    pub at: String,
+    pub offline: String,
+    pub online: String,
+    pub status: String,
+    pub cause: String,
+}
+
+/// Per view: what was compared.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ViewParity {
+    pub values: usize,
+    /// Values present (non-null) on both paths and equal.
+    pub present: usize,
+    pub mismatches: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ParityReport {
+    pub instants: Vec<String>,
+    pub entities: usize,
+    pub views: BTreeMap<String, ViewParity>,
+    pub mismatches: Vec<Mismatch>,
+}
+
+impl ParityReport {
+    pub fn values(&self) -> usize {
+        self.views.values().map(|v| v.values).sum()
+    }
+}
+
+impl Project {
+    /// Runs the parity harness (see the module documentation).
+    pub async fn parity(
+        &self,
+        ctx: &datafusion::prelude::SessionContext,
+        options: &ParityOptions,
+    ) -> Result<ParityReport> {
+        let defs = self.load()?;
+        let features = resolve_selection(&defs, &options.selection)?;
+        let (views, on_demand) = skewless_offline::training_set::needed_views(&defs, &features);
+        // Fields an entity carries to the serving core: join keys and request fields.
+        let mut fields: BTreeSet<String> = views
+            .iter()
+            .filter_map(|v| defs.feature_views.get(v))
+            .flat_map(|v| defs.view_keys(v).into_iter().map(|k| k.name.clone()))
+            .collect();
+        fields.extend(
+            on_demand
+                .iter()
+                .filter_map(|v| defs.on_demand_views.get(v))
+                .flat_map(|v| v.request.iter().map(|r| r.name.clone())),
+        );
+        for view in views.iter().filter_map(|v| defs.feature_views.get(v)) {
+            if !view.online {
+                return Err(Error::Request(format!(
+                    "feature view `{}` is not online (`online: false`): only online views can be compared",
+                    view.name
+                )));
+            }
+        }
+
+        let spine = skewless_offline::training_set::read_spine(&options.spine, &options.timestamp_column, &[])?;
+        let spine = sample(&spine, options.sample, options.seed)?;
+        let times = spine
+            .column_by_name(&options.timestamp_column)
+            .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+            .ok_or_else(|| {
+                Error::Request(format!(
+                    "spine {}: no timestamp column `{}`",
+                    options.spine.display(),
+                    options.timestamp_column
+                ))
+            })?;
+        let instants = if options.at.is_empty() {
+            default_instants(times)
+        } else {
+            options.at.clone()
+        };
+        let work = tempfile::tempdir().map_err(|e| Error::Request(format!("a temporary directory: {e}")))?;
+        let mut report = ParityReport {
+            instants: instants.iter().map(|&t| format_instant(t)).collect(),
+            entities: spine.num_rows(),
+            ..ParityReport::default()
+        };
+        for (i, &t) in instants.iter().enumerate() {
+            // The offline side: the spine's rows, all at t.
+            let at_t = with_time(&spine, &options.timestamp_column, t)?;
+            let spine_path = work.path().join(format!("spine{i}.parquet"));
+            write_parquet(&at_t, &spine_path)?;
+            let training = TrainingSetOptions {
+                spine: spine_path,
+                selection: options.selection.clone(),
+                timestamp_column: options.timestamp_column.clone(),
+                full_names: true,
+            };
+            let offline = self.training_set(ctx, &training).await?;
+            if !offline.skew_warnings.is_empty() {
+                return Err(Error::Request(format!(
+                    "the definitions on disk are not the applied ones, so the paths would compare different definitions: {} (run `skewless apply` first)",
+                    offline.skew_warnings.join("; ")
+                )));
+            }
+            // The online side: a fresh store holding what materialization writes at t.
+            let store: Arc<dyn skewless_online::OnlineStore> = Arc::new(
+                skewless_online::EmbeddedStore::open(&work.path().join(format!("store{i}.redb")))
+                    .map_err(Error::Online)?,
+            );
+            let materialize = MaterializeOptions {
+                start: None,
+                end: t,
+                incremental: false,
+                views: Vec::new(),
+            };
+            self.materialize_unrecorded(&*store, &materialize).await?;
+            let serving = Serving::new(self, Arc::clone(&store))?;
+            let entities = entity_fields(&at_t, &fields)?;
+            let online = serving
+                .get(&options.selection, &entities, t)
+                .await
+                .map_err(Error::Serve)?;
+            let first_feature = at_t.num_columns();
+            for (f, feature) in offline.features.iter().enumerate() {
+                let column = offline.batch.column(first_feature + f);
+                let tally = report.views.entry(feature.view.clone()).or_default();
+                for (row, pairs) in entities.iter().enumerate() {
+                    let want = scalar_at(column.as_ref(), row).map_err(Error::Online)?;
+                    let got = &online.rows[row][f];
+                    tally.values += 1;
+                    if same(&want, &got.value) {
+                        tally.present += usize::from(want != Scalar::Null);
+                        continue;
+                    }
+                    tally.mismatches += 1;
+                    report.mismatches.push(Mismatch {
+                        view: feature.view.clone(),
+                        feature: feature.feature.clone(),
+                        key: pairs
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        at: format_instant(t),
+                        offline: format!("{want:?}"),
+                        online: format!("{:?}", got.value),
+                        status: got.status.name().to_string(),
+                        cause: cause(&want, got.status, online.stats.other_version > 0),
+                    });
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Bit-for-bit equality: floats by their bits (NaN matches NaN, −0 does not match +0).
+fn same(a: &Scalar, b: &Scalar) -> bool {
+    match (a, b) {
+        (Scalar::Float64(x), Scalar::Float64(y)) => x.to_bits() == y.to_bits(),
+        (Scalar::Float32(x), Scalar::Float32(y)) => x.to_bits() == y.to_bits(),
+        _ => a == b,
+    }
+}
+
+/// The likeliest reason for a mismatch, from what each side saw.
+fn cause(offline: &Scalar, status: Status, other_version: bool) -> String {
+    match (offline, status) {
+        _ if other_version => "definition version: the store holds values of another view version".into(),
+        (Scalar::Null, Status::Present) => {
+            "online has a value the training set does not: a late row (as_of), a ttl edge, or a contract".into()
+        }
+        (_, Status::OutsideMaxAge) => "ttl edge: online judged the value too old, offline kept it".into(),
+        (_, Status::NotFound) => "online found no value: a late row, or a row materialization did not write".into(),
+        _ => "the values differ: a tie broken differently, or an expression evaluated differently".into(),
+    }
+}
+
+/// Up to `n` rows of `batch`, chosen by `seed` (all when `n` is `None` or not smaller).
+fn sample(batch: &RecordBatch, n: Option<usize>, seed: u64) -> Result<RecordBatch> {
+    let rows = batch.num_rows();
+    let Some(n) = n.filter(|&n| n < rows) else {
+        return Ok(batch.clone());
+    };
+    // Rank rows by a seeded hash; keep the n lowest, in spine order.
+    let mut ranked: Vec<(u64, u32)> = (0..rows as u32).map(|i| (mix(seed ^ u64::from(i)), i)).collect();
+    ranked.sort_unstable();
+    let mut keep: Vec<u32> = ranked[..n].iter().map(|&(_, i)| i).collect();
+    keep.sort_unstable();
+    let indices = arrow::array::UInt32Array::from(keep);
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| take(c, &indices, None))
+        .collect::<std::result::Result<Vec<ArrayRef>, _>>()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    RecordBatch::try_new(batch.schema(), columns).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// SplitMix64's finalizer.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The spine's earliest, median and latest times (distinct).
+fn default_instants(times: &TimestampMicrosecondArray) -> Vec<i64> {
+    let mut all: Vec<i64> = times.iter().flatten().collect();
+    all.sort_unstable();
+    let mut picked: Vec<i64> = [0, all.len() / 2, all.len().saturating_sub(1)]
+        .into_iter()
+        .filter_map(|i| all.get(i).copied())
+        .collect();
+    picked.dedup();
+    picked
+}
+
+/// `batch` with every time in `column` set to `t` (same type and zone).
+fn with_time(batch: &RecordBatch, column: &str, t: i64) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    let index = schema
+        .index_of(column)
+        .map_err(|e| Error::Request(format!("the spine: {e}")))?;
+    let zone = match schema.field(index).data_type() {
+        arrow::datatypes::DataType::Timestamp(_, zone) => zone.clone(),
+        _ => None,
+    };
+    let mut columns = batch.columns().to_vec();
+    columns[index] = Arc::new(TimestampMicrosecondArray::from(vec![t; batch.num_rows()]).with_timezone_opt(zone));
+    RecordBatch::try_new(schema, columns).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Each spine row's join keys and request fields as the `name=text` pairs the serving core
+/// parses. A null field is left out (the core then reports it as missing).
+fn entity_fields(batch: &RecordBatch, fields: &BTreeSet<String>) -> Result<Vec<Vec<(String, String)>>> {
+    let columns: Vec<(&String, &ArrayRef)> = fields
+        .iter()
+        .map(|name| {
+            batch.column_by_name(name).map(|c| (name, c)).ok_or_else(|| {
+                Error::Request(format!(
+                    "the spine has no column `{name}` (a join key or request field)"
+                ))
+            })
+        })
+        .collect::<Result<_>>()?;
+    (0..batch.num_rows())
+        .map(|row| {
+            let mut pairs = Vec::with_capacity(columns.len());
+            for (name, column) in &columns {
+                let text = match scalar_at(column.as_ref(), row).map_err(Error::Online)? {
+                    Scalar::Null => continue,
+                    Scalar::String(s) => s,
+                    Scalar::Int64(i) => i.to_string(),
+                    Scalar::Int32(i) => i.to_string(),
+                    Scalar::Bool(b) => b.to_string(),
+                    // Rust's shortest round-trip form: the core parses back the same bits.
+                    Scalar::Float64(x) => format!("{x:?}"),
+                    Scalar::Float32(x) => format!("{x:?}"),
+                    Scalar::Timestamp(t) => format_instant(t),
+                };
+                pairs.push(((*name).clone(), text));
+            }
+            Ok(pairs)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_compared_bit_for_bit() {
+        assert!(same(&Scalar::Float64(f64::NAN), &Scalar::Float64(f64::NAN)));
+        assert!(!same(&Scalar::Float64(0.0), &Scalar::Float64(-0.0)));
+        assert!(!same(&Scalar::Float32(0.0), &Scalar::Float32(-0.0)));
+        assert!(same(&Scalar::Float64(0.1 + 0.2), &Scalar::Float64(0.1 + 0.2)));
+        assert!(!same(&Scalar::Float64(0.1 + 0.2), &Scalar::Float64(0.3)));
+        assert!(!same(&Scalar::Null, &Scalar::Int64(0)));
+        assert!(same(&Scalar::Null, &Scalar::Null));
+        assert!(same(&Scalar::String("a".into()), &Scalar::String("a".into())));
+    }
+
+    #[test]
+    fn causes_follow_what_each_side_saw() {
+        assert!(cause(&Scalar::Int64(1), Status::OutsideMaxAge, false).starts_with("ttl edge"));
+        assert!(cause(&Scalar::Int64(1), Status::NotFound, false).starts_with("online found no value"));
+        assert!(cause(&Scalar::Null, Status::Present, false).starts_with("online has a value"));
+        assert!(cause(&Scalar::Int64(1), Status::Present, false).starts_with("the values differ"));
+        assert!(cause(&Scalar::Int64(1), Status::Present, true).starts_with("definition version"));
+    }
+
+    #[test]
+    fn samples_are_seeded_and_keep_spine_order() {
+        let ids = arrow::array::Int64Array::from((0..100).collect::<Vec<i64>>());
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
+            "id",
+            arrow::datatypes::DataType::Int64,
+            false,
+        )]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(ids)]).unwrap();
+        let ids = |b: &RecordBatch| -> Vec<i64> {
+            let column = b.column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap();
+            column.values().to_vec()
+        };
+        let a = ids(&sample(&batch, Some(10), 7).unwrap());
+        assert_eq!(a.len(), 10);
+        assert!(a.windows(2).all(|w| w[0] < w[1]), "{a:?}");
+        assert_eq!(a, ids(&sample(&batch, Some(10), 7).unwrap()));
+        assert_ne!(a, ids(&sample(&batch, Some(10), 8).unwrap()));
+        assert_eq!(sample(&batch, Some(1000), 7).unwrap().num_rows(), 100);
+    }
+}
