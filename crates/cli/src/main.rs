@@ -548,9 +548,21 @@ fn parity(project: &Project, options: &skewless::parity::ParityOptions, json: bo
             report.instants.join(", "),
             report.values()
         );
-        println!("{:<24} {:>8} {:>8} {:>10}", "view", "values", "present", "mismatches");
+        println!(
+            "{:<24} {:>8} {:>8} {:>10} {:>6}",
+            "view", "values", "present", "mismatches", "late"
+        );
         for (view, v) in &report.views {
-            println!("{view:<24} {:>8} {:>8} {:>10}", v.values, v.present, v.mismatches);
+            println!(
+                "{view:<24} {:>8} {:>8} {:>10} {:>6}",
+                v.values, v.present, v.mismatches, v.late
+            );
+        }
+        if report.views.values().any(|v| v.late > 0) {
+            println!(
+                "late: equal on both paths, but the winning row landed after the instant; a store fed as rows \
+arrived could not have served it then (as_of: event views; as_of: available avoids this)"
+            );
         }
         for m in report.mismatches.iter().take(20) {
             println!(

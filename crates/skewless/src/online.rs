@@ -55,8 +55,21 @@ struct ViewRun<'a> {
     watermark: Option<&'a Watermark>,
     options: &'a MaterializeOptions,
     progress: &'a dyn Fn(MaterializeProgress),
-    /// Whether the run's watermark is kept (not for a throwaway store).
-    record_watermarks: bool,
+    mode: RunMode,
+}
+
+/// How a materialization run treats what it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunMode {
+    /// `skewless materialize`: watermarks kept.
+    Recorded,
+    /// A throwaway store (the parity harness's): no watermark kept; every row known now is
+    /// used (hindsight), as `materialize` does.
+    Unrecorded,
+    /// A throwaway store, as if rows had been ingested in availability order up to the clock
+    /// `end`: only rows with `created <= end` are known, whatever the view's `as_of` (DESIGN
+    /// rule 7). No watermark kept.
+    AvailabilityReplay,
 }
 
 /// What materializing one view did.
@@ -120,7 +133,7 @@ impl Project {
         options: &MaterializeOptions,
         progress: &dyn Fn(MaterializeProgress),
     ) -> Result<Vec<ViewReport>> {
-        self.materialize_with(store, options, progress, true).await
+        self.materialize_with(store, options, progress, RunMode::Recorded).await
     }
 
     /// A materialization that records no watermark: for a throwaway store (the parity
@@ -129,8 +142,9 @@ impl Project {
         &self,
         store: &dyn OnlineStore,
         options: &MaterializeOptions,
+        mode: RunMode,
     ) -> Result<Vec<ViewReport>> {
-        let reports = self.materialize_with(store, options, &|_| {}, false).await?;
+        let reports = self.materialize_with(store, options, &|_| {}, mode).await?;
         match reports.iter().find_map(|r| r.error.as_ref().map(|e| (&r.view, e))) {
             Some((view, e)) => Err(Error::Request(format!("materializing `{view}`: {e}"))),
             None => Ok(reports),
@@ -142,7 +156,7 @@ impl Project {
         store: &dyn OnlineStore,
         options: &MaterializeOptions,
         progress: &dyn Fn(MaterializeProgress),
-        record_watermarks: bool,
+        mode: RunMode,
     ) -> Result<Vec<ViewReport>> {
         if let Some(start) = options.start
             && start > options.end
@@ -189,7 +203,7 @@ impl Project {
                 watermark: marks.get(name),
                 options,
                 progress,
-                record_watermarks,
+                mode,
             };
             let report = match self.materialize_view(run).await {
                 Ok(report) => report,
@@ -235,7 +249,7 @@ impl Project {
             watermark,
             options,
             progress,
-            record_watermarks,
+            mode,
         } = run;
         let name = &view.name;
         let layout = ViewLayout::new(defs, view).map_err(online_error)?;
@@ -255,11 +269,25 @@ impl Project {
         } else {
             (options.start, None)
         };
+        // Replayed in availability order, an `as_of: event` view knows at `end` only the rows
+        // that had landed by then: the same rows `as_of: available` admits.
+        let has_created = defs.sources.get(&view.source).is_some_and(|s| s.created.is_some());
+        let replayed;
+        let rows_view =
+            if mode == RunMode::AvailabilityReplay && has_created && view.as_of == skewless_defs::AsOf::Event {
+                replayed = skewless_defs::FeatureView {
+                    as_of: skewless_defs::AsOf::Available,
+                    ..view.clone()
+                };
+                &replayed
+            } else {
+                view
+            };
         let rows = latest(
             ctx,
             defs,
             &self.root,
-            view,
+            rows_view,
             Window {
                 start,
                 end: options.end,
@@ -299,7 +327,7 @@ impl Project {
             (Some(s), Some(w)) => s <= w.end,
             (Some(_), None) => false,
         };
-        if record_watermarks && contiguous && watermark.is_none_or(|w| w.end < options.end) {
+        if mode == RunMode::Recorded && contiguous && watermark.is_none_or(|w| w.end < options.end) {
             self.registry().set_watermark(
                 store_ref,
                 name,

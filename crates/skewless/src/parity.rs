@@ -14,6 +14,12 @@
 //! not match +0), and a `NOT_FOUND` or `OUTSIDE_MAX_AGE` online must be a null offline. Each
 //! mismatch names view, feature, key, instant, both values, and a likely cause. The stores
 //! are temporary and record no watermarks: the user's registry and stores are not touched.
+//!
+//! Late rows (DESIGN rule 7). For an `as_of: event` view whose source has `created`, a second
+//! store is fed as if rows had arrived in availability order up to the instant (only rows
+//! with `created <= t`). Where the training set agrees with the hindsight store but not with
+//! this one, the winning row landed after `t`: serving at `t` could not have known it. Those
+//! values are counted per view as `late`, not hidden and not failures.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -25,7 +31,7 @@ use serde::Serialize;
 use skewless_online::values::scalar_at;
 use skewless_online::{Scalar, Status};
 
-use crate::online::{MaterializeOptions, format_instant};
+use crate::online::{MaterializeOptions, RunMode, format_instant};
 use crate::serving::Serving;
 use crate::training::{FeatureSelection, TrainingSetOptions, resolve_selection, write_parquet};
 use crate::{Error, Project, Result};
@@ -65,6 +71,10 @@ pub struct ViewParity {
     /// Values present (non-null) on both paths and equal.
     pub present: usize,
     pub mismatches: usize,
+    /// Values equal on both paths that a store fed in availability order could not yet have
+    /// served at the instant: the winning row landed after it (`as_of: event` views only;
+    /// DESIGN rule 7). Counted, not hidden, and not failures: `as_of: available` avoids them.
+    pub late: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -103,6 +113,11 @@ impl Project {
                 .filter_map(|v| defs.on_demand_views.get(v))
                 .flat_map(|v| v.request.iter().map(|r| r.name.clone())),
         );
+        // Only an `as_of: event` view over a source with `created` can serve, at t, other than
+        // what it will know later.
+        let replay_differs = views.iter().filter_map(|v| defs.feature_views.get(v)).any(|v| {
+            v.as_of == skewless_defs::AsOf::Event && defs.sources.get(&v.source).is_some_and(|s| s.created.is_some())
+        });
         for view in views.iter().filter_map(|v| defs.feature_views.get(v)) {
             if !view.online {
                 return Err(Error::Request(format!(
@@ -153,24 +168,32 @@ impl Project {
                     offline.skew_warnings.join("; ")
                 )));
             }
-            // The online side: a fresh store holding what materialization writes at t.
-            let store: Arc<dyn skewless_online::OnlineStore> = Arc::new(
-                skewless_online::EmbeddedStore::open(&work.path().join(format!("store{i}.redb")))
-                    .map_err(Error::Online)?,
-            );
-            let materialize = MaterializeOptions {
-                start: None,
-                end: t,
-                incremental: false,
-                views: Vec::new(),
-            };
-            self.materialize_unrecorded(&*store, &materialize).await?;
-            let serving = Serving::new(self, Arc::clone(&store))?;
+            // The online side: what a fresh store serves at t, with hindsight (every row known
+            // now, as `materialize` writes), and replayed in availability order when a view
+            // could differ (rule 7: only rows landed by t).
             let entities = entity_fields(&at_t, &fields)?;
-            let online = serving
-                .get(&options.selection, &entities, t)
-                .await
-                .map_err(Error::Serve)?;
+            let served = |mode: RunMode, name: String| {
+                let (entities, work) = (&entities, &work);
+                async move {
+                    let store: Arc<dyn skewless_online::OnlineStore> =
+                        Arc::new(skewless_online::EmbeddedStore::open(&work.path().join(name)).map_err(Error::Online)?);
+                    let materialize = MaterializeOptions {
+                        start: None,
+                        end: t,
+                        incremental: false,
+                        views: Vec::new(),
+                    };
+                    self.materialize_unrecorded(&*store, &materialize, mode).await?;
+                    let serving = Serving::new(self, store)?;
+                    serving.get(&options.selection, entities, t).await.map_err(Error::Serve)
+                }
+            };
+            let online = served(RunMode::Unrecorded, format!("hindsight{i}.redb")).await?;
+            let replayed = if replay_differs {
+                Some(served(RunMode::AvailabilityReplay, format!("replayed{i}.redb")).await?)
+            } else {
+                None
+            };
             let first_feature = at_t.num_columns();
             for (f, feature) in offline.features.iter().enumerate() {
                 let column = offline.batch.column(first_feature + f);
@@ -181,6 +204,8 @@ impl Project {
                     tally.values += 1;
                     if same(&want, &got.value) {
                         tally.present += usize::from(want != Scalar::Null);
+                        let landed_late = replayed.as_ref().is_some_and(|r| !same(&want, &r.rows[row][f].value));
+                        tally.late += usize::from(landed_late);
                         continue;
                     }
                     tally.mismatches += 1;
