@@ -424,6 +424,31 @@ async fn serving_core_answers_with_codes() {
     let direct = project.get(&*store, &service, &one, t).await.unwrap();
     assert_eq!(served.rows, direct.rows);
     assert!(served.rows[0].iter().any(|v| v.status == Status::Present));
+    // The service asks `ride_score:score` only, which reads driver_hourly_stats; its sibling
+    // `fare_per_km` (reading driver_last_trip) is neither looked up nor evaluated. Asked
+    // together, each value is what it is when asked alone.
+    assert_eq!(
+        served.stats.keys_read, 2,
+        "driver_hourly_stats and customer_profile only"
+    );
+    let score = FeatureSelection::Features(vec!["ride_score:score".into()]);
+    let both = FeatureSelection::Features(vec!["ride_score:fare_per_km".into(), "ride_score:score".into()]);
+    let fare = FeatureSelection::Features(vec!["ride_score:fare_per_km".into()]);
+    let driver = entity(&[("driver_id", "1001"), ("distance_km", "3.5")]);
+    let alone = serving.get(&score, &driver, t).await.unwrap();
+    assert_eq!(alone.stats.keys_read, 1);
+    let together = serving.get(&both, &driver, t).await.unwrap();
+    assert_eq!(together.stats.keys_read, 2);
+    assert_eq!(together.rows[0][1], alone.rows[0][0]);
+    assert_eq!(
+        together.rows[0][0],
+        serving.get(&fare, &driver, t).await.unwrap().rows[0][0]
+    );
+    assert!(matches!(together.rows[0][0].value, Scalar::Float64(_)), "{together:?}");
+    // A request field only the unasked feature reads is not required.
+    let no_distance = entity(&[("driver_id", "1001")]);
+    let err = serving.get(&score, &no_distance, t).await.unwrap_err();
+    assert_eq!(err.code(), "MISSING_REQUEST_FIELD", "score reads distance_km");
 
     let code = |r: Result<skewless::serving::GetOutput, RequestError>| {
         let e = r.unwrap_err();

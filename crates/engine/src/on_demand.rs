@@ -57,6 +57,8 @@ pub struct OnDemandProgram {
     inputs: Vec<OnDemandInput>,
     schema: SchemaRef,
     features: Vec<(String, Arc<dyn PhysicalExpr>)>,
+    /// Per feature, which inputs its expression reads (by index into `inputs`).
+    reads: Vec<Vec<bool>>,
 }
 
 impl OnDemandProgram {
@@ -67,7 +69,7 @@ impl OnDemandProgram {
             .map_err(|e| one(format!("inputs of on-demand view `{}` clash: {e}", view.name)))?;
         let compiled = compile_on_demand(defs, view)?;
         let ctx = session();
-        let features = compiled
+        let features: Vec<(String, Arc<dyn PhysicalExpr>)> = compiled
             .into_iter()
             .map(|f| {
                 ctx.create_physical_expr(f.expr, &schema)
@@ -106,11 +108,25 @@ impl OnDemandProgram {
                 })
             })
             .collect::<Result<_, _>>()?;
+        let width = schema.fields().len();
+        let reads = features
+            .iter()
+            .map(|(_, expr)| {
+                let mut read = vec![false; width];
+                for column in datafusion::physical_expr::utils::collect_columns(expr) {
+                    if let Some(slot) = read.get_mut(column.index()) {
+                        *slot = true;
+                    }
+                }
+                read
+            })
+            .collect();
         Ok(OnDemandProgram {
             view: view.name.clone(),
             inputs,
             schema: Arc::new(schema.as_arrow().clone()),
             features,
+            reads,
         })
     }
 
@@ -129,10 +145,39 @@ impl OnDemandProgram {
     pub fn evaluate<E>(
         &self,
         rows: usize,
+        column: impl FnMut(&OnDemandInput) -> Result<ArrayRef, E>,
+    ) -> Result<Vec<(String, ArrayRef)>, EvalError<E>> {
+        let all: Vec<usize> = (0..self.features.len()).collect();
+        self.evaluate_some(rows, &all, column)
+    }
+
+    /// The inputs that the features at `wanted` (indices, in [`Self::feature_names`] order)
+    /// read.
+    pub fn inputs_of(&self, wanted: &[usize]) -> impl Iterator<Item = &OnDemandInput> {
+        self.inputs
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| wanted.iter().any(|&f| self.reads.get(f).is_some_and(|r| r[*i])))
+            .map(|(_, input)| input)
+    }
+
+    /// Evaluates only the features at `wanted`, each exactly as [`Self::evaluate`] would: a
+    /// feature's expression reads only its own inputs, so `column` is asked only for those,
+    /// and the others are null columns no wanted expression looks at. The results are in
+    /// `wanted` order.
+    pub fn evaluate_some<E>(
+        &self,
+        rows: usize,
+        wanted: &[usize],
         mut column: impl FnMut(&OnDemandInput) -> Result<ArrayRef, E>,
     ) -> Result<Vec<(String, ArrayRef)>, EvalError<E>> {
         let mut columns = Vec::with_capacity(self.inputs.len());
-        for input in &self.inputs {
+        for (i, input) in self.inputs.iter().enumerate() {
+            let target = input.data_type();
+            if !wanted.iter().any(|&f| self.reads.get(f).is_some_and(|r| r[i])) {
+                columns.push(datafusion::arrow::array::new_null_array(&target, rows));
+                continue;
+            }
             let values = column(input).map_err(EvalError::Input)?;
             let target = input.data_type();
             columns.push(if *values.data_type() == target {
@@ -144,8 +189,9 @@ impl OnDemandProgram {
         let options = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
         let batch = RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options)
             .map_err(|e| EvalError::Engine(crate::Error::DataFusion(e.into())))?;
-        self.features
+        wanted
             .iter()
+            .filter_map(|&f| self.features.get(f))
             .map(|(name, expr)| {
                 expr.evaluate(&batch)
                     .and_then(|v| v.into_array(rows))

@@ -103,15 +103,20 @@ struct Compiled {
     layouts: BTreeMap<String, Arc<ViewLayout>>,
     /// On-demand views by name.
     programs: BTreeMap<String, Arc<OnDemandProgram>>,
-    /// Per on-demand view, the feature views it reads and the on-demand views to evaluate
-    /// for it, dependencies first: found once here, so no request parses SQL.
-    on_demand_needs: BTreeMap<String, (BTreeSet<String>, Vec<String>)>,
+    /// Per on-demand feature (view, feature), the feature views it reads and the on-demand
+    /// views to evaluate for it, dependencies first: found once here, so no request parses
+    /// SQL, and a request reads only what its own features need.
+    on_demand_needs: BTreeMap<(String, String), (BTreeSet<String>, Vec<String>)>,
     /// Plans of the selections asked so far (a service, or a feature list), so a request
     /// resolves nothing its predecessors resolved. Bounded: emptied when full.
     plans: std::sync::Mutex<HashMap<FeatureSelection, Arc<Plan>>>,
     /// Every view's and service's version in this applied version.
     versions: skewless_defs::version::Versions,
 }
+
+/// On-demand views to evaluate, dependencies first, each with the indices of the features to
+/// evaluate (`None`: all).
+type OnDemandSteps = Vec<(String, Option<Vec<usize>>)>;
 
 /// Most distinct selections planned and kept at once.
 const MAX_PLANS: usize = 1024;
@@ -123,7 +128,9 @@ const MAX_PLANS: usize = 1024;
 struct Plan {
     features: Arc<Vec<ResolvedFeature>>,
     selections: Vec<Selection>,
-    on_demand: Vec<String>,
+    /// On-demand views to evaluate, dependencies first, each with the features to evaluate
+    /// (`None`: all of them, for a view others read).
+    on_demand: OnDemandSteps,
     key_types: BTreeMap<String, KeyType>,
     key_names: Arc<BTreeSet<String>>,
     request_types: BTreeMap<String, FeatureType>,
@@ -151,18 +158,33 @@ impl Compiled {
         let mut on_demand_needs = BTreeMap::new();
         for view in defs.on_demand_views.values() {
             let program = OnDemandProgram::compile(&defs, view).map_err(Error::Invalid)?;
+            for (i, feature) in program.feature_names().enumerate() {
+                let mut reads = BTreeSet::new();
+                let mut order: Vec<String> = Vec::new();
+                for input in program.inputs_of(&[i]) {
+                    let OnDemandInput::Feature { view: read, .. } = input else {
+                        continue;
+                    };
+                    match defs.on_demand_views.get(read) {
+                        // An on-demand view read by this one is evaluated whole, with its needs.
+                        Some(dependency) => {
+                            let (dep_reads, dep_order) = needed_views(&defs, &all_features(dependency));
+                            reads.extend(dep_reads);
+                            for name in dep_order {
+                                if !order.contains(&name) {
+                                    order.push(name);
+                                }
+                            }
+                        }
+                        None => {
+                            reads.insert(read.clone());
+                        }
+                    }
+                }
+                order.push(view.name.clone());
+                on_demand_needs.insert((view.name.clone(), feature.to_string()), (reads, order));
+            }
             programs.insert(view.name.clone(), Arc::new(program));
-            let features: Vec<ResolvedFeature> = view
-                .features
-                .iter()
-                .map(|f| ResolvedFeature {
-                    view: view.name.clone(),
-                    feature: f.name.clone(),
-                    ty: f.ty,
-                    on_demand: true,
-                })
-                .collect();
-            on_demand_needs.insert(view.name.clone(), needed_views(&defs, &features));
         }
         Ok(Compiled {
             layouts,
@@ -209,7 +231,7 @@ impl Compiled {
             selections.iter().flat_map(|s| s.layout.keys.iter().cloned()).collect();
         let request_types: BTreeMap<String, FeatureType> = on_demand
             .iter()
-            .filter_map(|name| defs.on_demand_views.get(name))
+            .filter_map(|(name, _)| defs.on_demand_views.get(name))
             .flat_map(|v| v.request.iter().map(|r| (r.name.clone(), r.ty)))
             .collect();
         let versions = &self.versions;
@@ -220,7 +242,7 @@ impl Compiled {
                 .chain(
                     on_demand
                         .iter()
-                        .filter_map(|v| versions.on_demand_views.get(v).map(|ver| (v.clone(), ver.clone()))),
+                        .filter_map(|(v, _)| versions.on_demand_views.get(v).map(|ver| (v.clone(), ver.clone()))),
                 )
                 .collect(),
             service: match selection {
@@ -239,19 +261,35 @@ impl Compiled {
         })
     }
 
-    /// The feature views a request reads and the on-demand views to evaluate, dependencies
-    /// first (as [`needed_views`] gives them, from what was found at compile time).
-    fn needs(&self, features: &[ResolvedFeature]) -> (BTreeSet<String>, Vec<String>) {
+    /// The feature views a request reads, and the on-demand views to evaluate (dependencies
+    /// first), each with the features to evaluate: only the requested ones of a view that no
+    /// other requested view reads, all of one that another reads.
+    fn needs(&self, features: &[ResolvedFeature]) -> (BTreeSet<String>, OnDemandSteps) {
         let mut views = BTreeSet::new();
-        let mut on_demand: Vec<String> = Vec::new();
+        let mut order: Vec<String> = Vec::new();
+        let mut wanted: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        let mut read_whole: BTreeSet<&str> = BTreeSet::new();
         for f in features {
-            match self.on_demand_needs.get(&f.view) {
-                Some((reads, order)) if f.on_demand => {
+            match self.on_demand_needs.get(&(f.view.clone(), f.feature.clone())) {
+                Some((reads, needed)) if f.on_demand => {
                     views.extend(reads.iter().cloned());
                     // Each order lists dependencies first; appending the new names keeps that.
-                    for name in order {
-                        if !on_demand.contains(name) {
-                            on_demand.push(name.clone());
+                    for name in needed {
+                        if name != &f.view {
+                            read_whole.insert(name);
+                        }
+                        if !order.contains(name) {
+                            order.push(name.clone());
+                        }
+                    }
+                    if let Some(i) = self
+                        .programs
+                        .get(&f.view)
+                        .and_then(|p| p.feature_names().position(|n| n == f.feature))
+                    {
+                        let indices = wanted.entry(&f.view).or_default();
+                        if !indices.contains(&i) {
+                            indices.push(i);
                         }
                     }
                 }
@@ -260,6 +298,16 @@ impl Compiled {
                 }
             }
         }
+        let on_demand = order
+            .into_iter()
+            .map(|name| {
+                let features = match wanted.get(name.as_str()) {
+                    Some(indices) if !read_whole.contains(name.as_str()) => Some(indices.clone()),
+                    _ => None,
+                };
+                (name, features)
+            })
+            .collect();
         (views, on_demand)
     }
 
@@ -305,12 +353,12 @@ impl Compiled {
                 positions.insert((s.layout.view.as_str(), feature.as_str()), positions.len());
             }
         }
-        for name in on_demand {
+        for (name, wanted) in on_demand {
             let program = self
                 .programs
                 .get(name)
                 .ok_or_else(|| RequestError::Internal(format!("on-demand view `{name}` is not compiled")))?;
-            evaluate_on_demand(program, &parsed, &mut columns, &mut positions)?;
+            evaluate_on_demand(program, wanted.as_deref(), &parsed, &mut columns, &mut positions)?;
         }
         let at_position = features
             .iter()
@@ -446,13 +494,22 @@ impl Project {
 /// inputs that were not found enter as nulls, as in training sets.
 fn evaluate_on_demand<'a>(
     program: &'a OnDemandProgram,
+    wanted: Option<&[usize]>,
     entities: &[(Entity, HashMap<String, Scalar>)],
     columns: &mut Vec<Vec<FeatureValue>>,
     positions: &mut HashMap<(&'a str, &'a str), usize>,
 ) -> Result<(), RequestError> {
     let internal = |e: skewless_online::Error| RequestError::Internal(e.to_string());
+    let all: Vec<usize>;
+    let wanted = match wanted {
+        Some(wanted) => wanted,
+        None => {
+            all = (0..program.feature_names().count()).collect();
+            &all
+        }
+    };
     let values = program
-        .evaluate(entities.len(), |input| -> Result<ArrayRef, RequestError> {
+        .evaluate_some(entities.len(), wanted, |input| -> Result<ArrayRef, RequestError> {
             let values: Vec<Scalar> = match input {
                 OnDemandInput::Request { name, .. } => entities
                     .iter()
@@ -482,7 +539,9 @@ fn evaluate_on_demand<'a>(
             EvalError::Input(e) => e,
             EvalError::Engine(e) => RequestError::Internal(format!("on-demand view `{}`: {e}", program.view)),
         })?;
-    for (name, (_, array)) in program.feature_names().zip(values) {
+    let names: Vec<&'a str> = program.feature_names().collect();
+    for (&i, (_, array)) in wanted.iter().zip(values) {
+        let name = names[i];
         let column = (0..entities.len())
             .map(|row| {
                 Ok(FeatureValue {
@@ -496,6 +555,19 @@ fn evaluate_on_demand<'a>(
         columns.push(column);
     }
     Ok(())
+}
+
+/// Every feature of an on-demand view, as a request for all of them.
+fn all_features(view: &skewless_defs::OnDemandView) -> Vec<ResolvedFeature> {
+    view.features
+        .iter()
+        .map(|f| ResolvedFeature {
+            view: view.name.clone(),
+            feature: f.name.clone(),
+            ty: f.ty,
+            on_demand: true,
+        })
+        .collect()
 }
 
 /// The answer to a lookup: per entity, one value per requested feature.
