@@ -14,6 +14,19 @@
 
 pub mod fuzz;
 
+/// Copies the repository's demo definitions (`feature_defs/`) into `project_dir/feature_defs`
+/// and returns that path.
+pub fn copy_demo_defs(project_dir: &std::path::Path) -> std::path::PathBuf {
+    let source = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../feature_defs");
+    let target = project_dir.join("feature_defs");
+    std::fs::create_dir_all(&target).expect("creating the definitions directory");
+    for entry in std::fs::read_dir(&source).expect("reading the demo definitions") {
+        let path = entry.expect("a demo definitions entry").path();
+        std::fs::copy(&path, target.join(path.file_name().expect("a file name"))).expect("copying a definition");
+    }
+    target
+}
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};

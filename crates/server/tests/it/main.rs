@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -27,19 +27,8 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
-fn copy_demo_defs(dir: &Path) -> PathBuf {
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../feature_defs");
-    let target = dir.join("feature_defs");
-    std::fs::create_dir_all(&target).unwrap();
-    for entry in std::fs::read_dir(source).unwrap() {
-        let p = entry.unwrap().path();
-        std::fs::copy(&p, target.join(p.file_name().unwrap())).unwrap();
-    }
-    target
-}
-
 fn demo_project(dir: &Path) -> Project {
-    let defs = copy_demo_defs(dir);
+    let defs = skewless_testkit::copy_demo_defs(dir);
     skewless::demo_data::generate(&dir.join("data/demo"), 42).unwrap();
     let project = Project::new(defs, dir.join(".skewless"));
     project.apply(false, None).unwrap();
