@@ -124,6 +124,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 at: at.iter().map(|t| instant(t)).collect::<anyhow::Result<_>>()?,
                 sample,
                 seed,
+                planted: None,
             };
             parity(&project, &options, json)
         }

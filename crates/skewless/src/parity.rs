@@ -48,6 +48,21 @@ pub struct ParityOptions {
     /// At most this many spine rows (chosen by `seed`); `None`: all.
     pub sample: Option<usize>,
     pub seed: u64,
+    /// A fault planted in one path, for the tests that show the harness catches it. `None`
+    /// in every real run.
+    #[doc(hidden)]
+    pub planted: Option<PlantedFault>,
+}
+
+/// Faults the tests plant to show that the harness reports them, with the right cause.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlantedFault {
+    /// The online path looks up at `t` plus this many µs: a ttl bound off by that much.
+    OnlineClockAhead(i64),
+    /// The online path is served from a store materialized at this instant instead of `t`:
+    /// a stale value.
+    StaleStore(i64),
 }
 
 /// One value that differs between the paths.
@@ -177,15 +192,23 @@ impl Project {
                 async move {
                     let store: Arc<dyn skewless_online::OnlineStore> =
                         Arc::new(skewless_online::EmbeddedStore::open(&work.path().join(name)).map_err(Error::Online)?);
+                    let (materialized_at, looked_up_at) = match options.planted {
+                        Some(PlantedFault::OnlineClockAhead(micros)) => (t, t + micros),
+                        Some(PlantedFault::StaleStore(at)) => (at, t),
+                        None => (t, t),
+                    };
                     let materialize = MaterializeOptions {
                         start: None,
-                        end: t,
+                        end: materialized_at,
                         incremental: false,
                         views: Vec::new(),
                     };
                     self.materialize_unrecorded(&*store, &materialize, mode).await?;
                     let serving = Serving::new(self, store)?;
-                    serving.get(&options.selection, entities, t).await.map_err(Error::Serve)
+                    serving
+                        .get(&options.selection, entities, looked_up_at)
+                        .await
+                        .map_err(Error::Serve)
                 }
             };
             let online = served(RunMode::Unrecorded, format!("hindsight{i}.redb")).await?;
