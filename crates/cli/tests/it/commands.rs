@@ -557,6 +557,16 @@ impl Serve {
     }
 }
 
+/// A test that fails before `stop` must not leave its server running.
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// While `skewless serve` holds the embedded store, `materialize` and `get` reach it through
 /// the server (the handoff), the server serves the fresh values at once, and after it stops
 /// the commands open the file themselves again.
