@@ -115,6 +115,18 @@ impl Serialize for OwnResponse<'_> {
             .iter()
             .map(|f| write_name(&f.view, &f.feature, self.full_names))
             .collect();
+        // The features' order in every entity's object, found once: by name, and where two
+        // features share a name (short names of two views), the later one, as a JSON map
+        // built by insertion would keep.
+        let mut by_name: Vec<usize> = (0..names.len()).collect();
+        by_name.sort_by(|&a, &b| names[a].cmp(&names[b]));
+        let mut order: Vec<usize> = Vec::with_capacity(by_name.len());
+        for i in by_name {
+            match order.last_mut() {
+                Some(last) if names[*last] == names[i] => *last = i,
+                _ => order.push(i),
+            }
+        }
         let mut map = serializer.serialize_map(Some(4))?;
         map.serialize_entry("applied_version", &self.applied_seq)?;
         map.serialize_entry("at", &InstantJson(self.found.at))?;
@@ -123,6 +135,7 @@ impl Serialize for OwnResponse<'_> {
             &Results {
                 found: self.found,
                 names: &names,
+                order: &order,
             },
         )?;
         map.serialize_entry("versions", &*self.found.served)?;
@@ -133,6 +146,7 @@ impl Serialize for OwnResponse<'_> {
 struct Results<'a> {
     found: &'a GetOutput,
     names: &'a [String],
+    order: &'a [usize],
 }
 
 impl Serialize for Results<'_> {
@@ -143,6 +157,7 @@ impl Serialize for Results<'_> {
                 entity,
                 row,
                 names: self.names,
+                order: self.order,
             })?;
         }
         seq.end()
@@ -153,6 +168,7 @@ struct EntityResult<'a> {
     entity: &'a [(String, skewless::online_store::Scalar)],
     row: &'a [FeatureValue],
     names: &'a [String],
+    order: &'a [usize],
 }
 
 impl Serialize for EntityResult<'_> {
@@ -164,6 +180,7 @@ impl Serialize for EntityResult<'_> {
             &Features {
                 row: self.row,
                 names: self.names,
+                order: self.order,
             },
         )?;
         map.end()
@@ -182,20 +199,17 @@ impl Serialize for EntityEcho<'_> {
     }
 }
 
-/// Features in name order (as a JSON object's keys read back in most clients, and as the
-/// answer was written before it was streamed); a name asked twice appears once.
+/// One entity's features in `order` (by name; a name asked twice appears once).
 struct Features<'a> {
     row: &'a [FeatureValue],
     names: &'a [String],
+    order: &'a [usize],
 }
 
 impl Serialize for Features<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut order: Vec<usize> = (0..self.names.len()).collect();
-        order.sort_by(|&a, &b| self.names[a].cmp(&self.names[b]));
-        order.dedup_by(|a, b| self.names[*a] == self.names[*b]);
-        let mut map = serializer.serialize_map(Some(order.len()))?;
-        for i in order {
+        let mut map = serializer.serialize_map(Some(self.order.len()))?;
+        for &i in self.order {
             map.serialize_entry(&self.names[i], &Value(&self.row[i]))?;
         }
         map.end()

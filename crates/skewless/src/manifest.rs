@@ -300,36 +300,32 @@ impl Project {
             ));
         }
         let served = &applied.versions;
+        // One comparison for views, on-demand views and the service: what it was trained on
+        // against what is served now.
+        let seq = applied.seq;
+        let mut compare = |what: String, trained: &String, now: Option<&String>| match now {
+            Some(now) if now == trained => {}
+            Some(now) => check.differences.push(format!(
+                "{what}: trained on version {trained}, served version {now} (applied version {seq})"
+            )),
+            None => check.differences.push(format!(
+                "{what}: trained on version {trained}, not served in applied version {seq}"
+            )),
+        };
         for (name, trained) in &manifest.inputs.view_versions {
             let (kind, now) = match (served.feature_views.get(name), served.on_demand_views.get(name)) {
                 (Some(v), _) => ("feature view", Some(v)),
                 (None, Some(v)) => ("on-demand view", Some(v)),
                 (None, None) => ("view", None),
             };
-            match now {
-                Some(now) if now == trained => {}
-                Some(now) => check.differences.push(format!(
-                    "{kind} `{name}`: trained on version {trained}, served version {now} (applied version {})",
-                    applied.seq
-                )),
-                None => check.differences.push(format!(
-                    "{kind} `{name}`: trained on version {trained}, not served in applied version {}",
-                    applied.seq
-                )),
-            }
+            compare(format!("{kind} `{name}`"), trained, now);
         }
         if let (Some(service), Some(trained)) = (&manifest.inputs.request.service, &manifest.inputs.service_version) {
-            match served.feature_services.get(service) {
-                Some(now) if now == trained => {}
-                Some(now) => check.differences.push(format!(
-                    "feature service `{service}`: trained on version {trained}, served version {now} (applied version {})",
-                    applied.seq
-                )),
-                None => check.differences.push(format!(
-                    "feature service `{service}`: not served in applied version {}",
-                    applied.seq
-                )),
-            }
+            compare(
+                format!("feature service `{service}`"),
+                trained,
+                served.feature_services.get(service),
+            );
         }
         match manifest.applied_version {
             AppliedVersion::Unapplied => check

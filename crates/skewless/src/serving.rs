@@ -539,9 +539,11 @@ fn evaluate_on_demand<'a>(
             EvalError::Input(e) => e,
             EvalError::Engine(e) => RequestError::Internal(format!("on-demand view `{}`: {e}", program.view)),
         })?;
-    let names: Vec<&'a str> = program.feature_names().collect();
     for (&i, (_, array)) in wanted.iter().zip(values) {
-        let name = names[i];
+        let name = program
+            .feature_names()
+            .nth(i)
+            .ok_or_else(|| RequestError::Internal(format!("on-demand view `{}` has no feature {i}", program.view)))?;
         let column = (0..entities.len())
             .map(|row| {
                 Ok(FeatureValue {
