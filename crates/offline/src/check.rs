@@ -107,11 +107,18 @@ pub fn check_view(
         }
     }
     let mut problems = Vec::new();
-    for file in &files.files {
+    // The batch files, then the pushed rows of the source's log (Parquet).
+    let log = crate::push_log::segments(root, &source.name)?;
+    let all = files
+        .files
+        .iter()
+        .map(|f| (f, files.format))
+        .chain(log.iter().map(|f| (f, SourceFormat::Parquet)));
+    for (file, format) in all {
         let problem = |row: Option<usize>, feature: Option<&str>, message: String| DataProblem {
             source: source.name.clone(),
             file: file.clone(),
-            format: files.format,
+            format,
             row,
             feature: feature.map(|f| (view.name.clone(), f.to_string())),
             message,
@@ -119,7 +126,7 @@ pub fn check_view(
         let mut failed: BTreeSet<String> = BTreeSet::new();
         let mut offset = 0;
         let read = contained(|| {
-            for_each_batch(file, files.format, &schema, &mut |batch| {
+            for_each_batch(file, format, &schema, &mut |batch| {
                 for (name, expr) in &exprs {
                     if failed.contains(name) {
                         continue;

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Modules: [`source`], [`check`] (row-by-row data checks that pin a failure to a file,
-//! row and feature), [`as_of`] (the point-in-time rule), [`as_of_exec`] (it as a
+//! row and feature), [`push_log`] (pushed rows, durably), [`as_of`] (the point-in-time rule), [`as_of_exec`] (it as a
 //! DataFusion operator), [`as_of_node`] (it as a logical plan node), [`training_set`], [`latest`].
 
 pub mod as_of;
@@ -19,6 +19,7 @@ pub mod as_of_exec;
 pub mod as_of_node;
 pub mod check;
 pub mod latest;
+pub mod push_log;
 pub mod source;
 pub mod training_set;
 
@@ -69,6 +70,8 @@ pub enum Error {
     /// A request that cannot be served as asked (names, clashes, definitions).
     #[error("{0}")]
     Request(String),
+    #[error(transparent)]
+    Log(#[from] push_log::LogError),
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
     #[error(transparent)]

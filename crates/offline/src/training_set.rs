@@ -506,6 +506,15 @@ pub(crate) async fn feature_frame(
             .await?
         }
     };
+    // Pushed rows: the source's offline log, in the same schema (crate::push_log).
+    let log = crate::push_log::segments(root, &source.name)?;
+    if !log.is_empty() {
+        let log: Vec<String> = log.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        let pushed = ctx
+            .read_parquet(log, ParquetReadOptions::default().schema(&schema).file_extension(""))
+            .await?;
+        frame = frame.union(pushed)?;
+    }
     let ts = datafusion::logical_expr::cast(col(format!("\"{}\"", source.timestamp)), instant_type());
     let created = source
         .created
