@@ -166,11 +166,40 @@ pub enum Command {
         /// A lookup that takes longer is answered 504 (a duration: 500ms, 5s).
         #[arg(long, default_value = "5s", value_parser = parse_timeout)]
         request_timeout: std::time::Duration,
+        /// Largest push body accepted (POST /v1/push and /push; answered 413 above it).
+        #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
+        max_push_body: usize,
+        /// Most rows per push.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_push_rows: usize,
         /// Demand `Authorization: Bearer <key>` on every route but /health and /ready, with
         /// the keys in this file (one per line). Or give the keys themselves, comma-separated,
         /// in SKEWLESS_API_KEYS.
         #[arg(long, env = "SKEWLESS_API_KEYS_FILE")]
         api_keys: Option<std::path::PathBuf>,
+    },
+    /// Push rows to a source declared `push: true`: appended durably to its offline log,
+    /// then written to the online store (the running server's embedded store, if it holds it).
+    Push {
+        /// The push source.
+        #[arg(long)]
+        source: String,
+        /// Rows: .parquet, .csv, or JSON lines (.jsonl, .ndjson, .json).
+        file: PathBuf,
+        /// Makes the push idempotent: a push with an id seen before appends nothing.
+        #[arg(long)]
+        id: Option<String>,
+        /// Log the rows offline only, without writing the online store.
+        #[arg(long)]
+        offline_only: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Merge the segments of a source's push log into one, atomically (training sets read
+    /// the same rows before and after).
+    Compact {
+        #[arg(long)]
+        source: String,
     },
     /// Look features up in the online store by entity key.
     Get {

@@ -146,6 +146,64 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             materialize(&project, cli.online.as_deref(), &options, run.json)
         }
+        Command::Push {
+            source,
+            file,
+            id,
+            offline_only,
+            json,
+        } => {
+            let to = if offline_only {
+                skewless::push::PushTo::Offline
+            } else {
+                skewless::push::PushTo::OnlineAndOffline
+            };
+            let report = runtime()?.block_on(async {
+                let store = online_store(&project, cli.online.as_deref()).await?;
+                let now = parse_instant("now").map_err(anyhow::Error::msg)?;
+                anyhow::Ok(project.push_file(&*store, &source, &file, id, to, now).await?)
+            })?;
+            if json {
+                print_json(&report)?;
+            } else if !report.appended {
+                println!(
+                    "push id seen before: nothing written ({} rows in this push)",
+                    report.rows
+                );
+            } else {
+                println!(
+                    "pushed {} rows to `{}`: logged in {}",
+                    report.rows,
+                    report.source,
+                    report.segment.as_deref().unwrap_or("-")
+                );
+                for (view, w) in &report.views {
+                    println!(
+                        "  {view}: {} keys written, {} not newer than the store's",
+                        w.written, w.skipped_not_newer
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compact { source } => {
+            let done = project.compact(&source)?;
+            if done.segments == 0 {
+                println!("`{source}`: fewer than two segments, nothing to merge");
+            } else {
+                println!(
+                    "`{source}`: merged {} segments ({} rows) into one",
+                    done.segments, done.rows
+                );
+            }
+            if done.leftovers_removed > 0 {
+                println!(
+                    "  removed {} segments an interrupted compaction had replaced",
+                    done.leftovers_removed
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Get {
             selection,
             entities,
@@ -165,6 +223,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_entities,
             max_features,
             request_timeout,
+            max_push_body,
+            max_push_rows,
             api_keys,
         } => {
             let limits = skewless_server::Limits {
@@ -172,6 +232,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_entities,
                 max_features,
                 request_timeout,
+                max_push_body_bytes: max_push_body,
+                max_push_rows,
             };
             let api_keys = match (api_keys, std::env::var("SKEWLESS_API_KEYS")) {
                 (Some(file), _) => Some(skewless_server::ApiKeys::from_file(&file).map_err(anyhow::Error::msg)?),

@@ -8,9 +8,9 @@
 //! `created` ride along as extra value columns (after the features, so they never change
 //! the tie-break) because the online store needs them to decide newer-wins.
 //!
-//! `start` narrows the rows to those that became candidates at or after it (event time,
-//! or `max(event time, created)` with `as_of: available`): what an incremental run has not
-//! seen yet. A key whose newest row is older than `start` is not written again; the store
+//! `start` narrows the rows to those that are new since it (event time or, when the source
+//! has one, `created` at or after it): what an incremental run has not seen yet, late rows
+//! included. A key whose newest row is older than `start` is not written again; the store
 //! keeps what an earlier run wrote.
 
 use std::path::Path;
@@ -27,7 +27,7 @@ use skewless_defs::{Definitions, FeatureView};
 use crate::training_set::{TimeBounds, as_of_join, feature_frame, instant_type};
 use crate::{Error, Result, source};
 
-/// Which rows to consider: candidates at `end` that became candidates at or after `start`.
+/// Which rows to consider: candidates at `end` that are new since `start`.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
     pub start: Option<i64>,

@@ -461,8 +461,10 @@ async fn join_view(
 pub(crate) struct TimeBounds {
     pub max_ts: Option<i64>,
     pub min_ts: Option<i64>,
-    /// Keep only rows that became candidates at or after this instant: `ts` for
-    /// `as_of: event` views, `max(ts, created)` for `as_of: available` ones.
+    /// Keep only rows that are new since this instant: event time or, when the source has
+    /// one, landing time (`created`) at or after it. So a late row (an old event time that
+    /// landed since, such as a push whose online write failed) is written by the next
+    /// incremental run, whatever the view's `as_of`; newer-wins keeps anything newer.
     pub min_effective: Option<i64>,
     /// Keep rows with a null event time (they never join; materialization counts them).
     pub keep_null_times: bool,
@@ -484,10 +486,8 @@ pub(crate) async fn feature_frame(
         .sources
         .get(&view.source)
         .ok_or_else(|| Error::Request(format!("unknown source `{}`", view.source)))?;
-    let keys = defs.view_keys(view);
     let files = source::resolve(root, source)?;
     let schema = source::read_schema(source, &files, &source::key_columns(defs, source))?;
-    let compiled = compile_view(view, &schema).map_err(|d| Error::Request(d.to_string()))?;
     let paths: Vec<String> = files.files.iter().map(|p| p.to_string_lossy().into_owned()).collect();
     // The files are already chosen (`source::resolve`): no second filter by extension.
     let mut frame: DataFrame = match files.format {
@@ -529,9 +529,9 @@ pub(crate) async fn feature_frame(
     }
     if let Some(start) = bounds.min_effective {
         let by_event = ts.clone().gt_eq(instant_literal(start));
-        keep.push(match (&created, view.as_of) {
-            (Some(created), AsOf::Available) => by_event.or(created.clone().gt_eq(instant_literal(start))),
-            _ => by_event,
+        keep.push(match &created {
+            Some(created) => by_event.or(created.clone().gt_eq(instant_literal(start))),
+            None => by_event,
         });
     }
     if let Some(condition) = keep.into_iter().reduce(datafusion::logical_expr::Expr::and) {
@@ -542,24 +542,41 @@ pub(crate) async fn feature_frame(
         };
         frame = frame.filter(condition)?;
     }
+    let select = view_select(defs, view, source, &schema, features)?;
+    Ok(frame.select(select)?)
+}
+
+/// The columns a view's rows become, as expressions over its source's columns:
+/// `[__k.., __ts, __created?, features..]`, keys cast to their entity types, times to UTC
+/// instants in µs, features as the engine compiles them (only `features`, when given). The
+/// one select list of a view: jobs run it in DataFusion plans, pushes evaluate it row batch
+/// by row batch, so both compute a pushed row's features the same way.
+pub fn view_select(
+    defs: &Definitions,
+    view: &FeatureView,
+    source: &skewless_defs::Source,
+    schema: &arrow::datatypes::Schema,
+    features: Option<&BTreeSet<String>>,
+) -> Result<Vec<datafusion::logical_expr::Expr>> {
+    let compiled = compile_view(view, schema).map_err(|d| Error::Request(d.to_string()))?;
     let mut select = Vec::new();
-    for (i, key) in keys.iter().enumerate() {
+    for (i, key) in defs.view_keys(view).iter().enumerate() {
         select.push(
             datafusion::logical_expr::cast(col(format!("\"{}\"", key.name)), source::key_arrow_type(key.ty))
                 .alias(format!("__k{i}")),
         );
     }
-    select.push(ts.alias("__ts"));
-    if let Some(created) = created {
-        select.push(created.alias("__created"));
+    select.push(datafusion::logical_expr::cast(col(format!("\"{}\"", source.timestamp)), instant_type()).alias("__ts"));
+    if let Some(c) = &source.created {
+        select.push(datafusion::logical_expr::cast(col(format!("\"{c}\"")), instant_type()).alias("__created"));
     }
     select.extend(
         compiled
-            .iter()
+            .into_iter()
             .filter(|f| features.is_none_or(|wanted| wanted.contains(&f.name)))
-            .map(|f| f.expr.clone()),
+            .map(|f| f.expr),
     );
-    Ok(frame.select(select)?)
+    Ok(select)
 }
 
 /// Runs one as-of join: the spine plan `[__row, __k.., __t]` against a feature plan from

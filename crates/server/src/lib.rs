@@ -7,6 +7,8 @@
 //! |---|---|
 //! | `POST /v1/features` | skewless's own API: entities as rows, per entity values with statuses and event times |
 //! | `POST /get-online-features` | Feast's feature server API: column-major entities and results |
+//! | `POST /v1/push` | rows for a push source, as JSON rows or an Arrow IPC stream: logged durably, then written online ([`push`]) |
+//! | `POST /push` | Feast's push API: `push_source_name`, column-major `df`, `to` |
 //! | `GET /health` | alive |
 //! | `GET /ready` | definitions compiled and the store answering |
 //! | `GET /metrics` | Prometheus text: requests and latency by route and status, errors by code, values by view and status, store round trips, freshness per view |
@@ -21,6 +23,7 @@
 
 mod auth;
 mod metrics;
+mod push;
 mod wire;
 
 pub use auth::ApiKeys;
@@ -48,6 +51,9 @@ pub struct Limits {
     pub max_features: usize,
     /// A lookup that takes longer is answered 504 `TIMEOUT`.
     pub request_timeout: std::time::Duration,
+    /// Push bodies may be this large (rows come in batches; lookups stay small).
+    pub max_push_body_bytes: usize,
+    pub max_push_rows: usize,
 }
 
 impl Default for Limits {
@@ -57,6 +63,8 @@ impl Default for Limits {
             max_entities: 1000,
             max_features: 500,
             request_timeout: std::time::Duration::from_secs(5),
+            max_push_body_bytes: 64 << 20,
+            max_push_rows: 1_000_000,
         }
     }
 }
@@ -189,6 +197,8 @@ async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, nex
     let route: &'static str = match request.uri().path() {
         "/v1/features" => "/v1/features",
         "/get-online-features" => "/get-online-features",
+        "/v1/push" => "/v1/push",
+        "/push" => "/push",
         "/health" => "/health",
         "/ready" => "/ready",
         "/metrics" => "/metrics",
@@ -281,7 +291,13 @@ pub async fn run(
         .route("/ready", get(ready))
         .route("/metrics", get(render_metrics))
         // Bodies are read as bytes under this limit; over it, axum answers 413 itself.
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes));
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .merge(
+            Router::new()
+                .route("/v1/push", post(push::own))
+                .route("/push", post(push::feast))
+                .layer(DefaultBodyLimit::max(limits.max_push_body_bytes)),
+        );
     if lends_store {
         router = router.merge(
             Router::new()

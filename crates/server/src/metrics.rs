@@ -55,6 +55,9 @@ struct Families {
     /// By view, then status.
     values: BTreeMap<String, BTreeMap<&'static str, u64>>,
     store: Histogram,
+    /// By source: rows pushed (appended), and pushes acknowledged as replays.
+    pushed_rows: BTreeMap<String, u64>,
+    replayed_pushes: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +101,19 @@ impl Metrics {
 
     /// The Prometheus text exposition, with each view's newest event time (`None`: nothing
     /// written for the served version yet, or the store did not answer) judged at `now` (µs).
+    /// A push that succeeded: its rows, appended or replayed.
+    pub fn pushed(&self, source: &str, rows: u64, appended: bool) {
+        self.with(|m| {
+            let family = if appended {
+                &mut m.pushed_rows
+            } else {
+                &mut m.replayed_pushes
+            };
+            let count = if appended { rows } else { 1 };
+            *family.entry(source.to_string()).or_default() += count;
+        });
+    }
+
     pub fn render(&self, applied_version: u64, freshness: &[(String, Option<i64>)], now: i64) -> String {
         let mut out = String::new();
         self.with(|m| {
@@ -121,6 +137,14 @@ impl Metrics {
             }
             out.push_str("# HELP skewless_store_round_trip_seconds Online store round trips.\n# TYPE skewless_store_round_trip_seconds histogram\n");
             m.store.write(&mut out, "skewless_store_round_trip_seconds", "");
+            out.push_str("# HELP skewless_pushed_rows_total Rows pushed and logged, by source.\n# TYPE skewless_pushed_rows_total counter\n");
+            for (source, n) in &m.pushed_rows {
+                let _ = writeln!(out, "skewless_pushed_rows_total{{source=\"{source}\"}} {n}");
+            }
+            out.push_str("# HELP skewless_replayed_pushes_total Pushes whose id was seen before (acknowledged, nothing written), by source.\n# TYPE skewless_replayed_pushes_total counter\n");
+            for (source, n) in &m.replayed_pushes {
+                let _ = writeln!(out, "skewless_replayed_pushes_total{{source=\"{source}\"}} {n}");
+            }
         });
         out.push_str("# HELP skewless_applied_version The applied definitions version served.\n# TYPE skewless_applied_version gauge\n");
         let _ = writeln!(out, "skewless_applied_version {applied_version}");

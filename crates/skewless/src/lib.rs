@@ -24,6 +24,8 @@ pub mod manifest;
 pub mod online;
 pub mod parity;
 pub mod project;
+pub mod push;
+pub mod push_rows;
 pub mod registry;
 pub mod reproduce;
 pub mod serving;

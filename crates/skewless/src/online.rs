@@ -34,7 +34,7 @@ const ROWS_PER_WRITE: usize = 8192;
 
 #[derive(Debug, Clone)]
 pub struct MaterializeOptions {
-    /// Only rows that became candidates at or after `start` (µs); `None`: from the beginning.
+    /// Only rows new since `start` (µs; event time or `created` at or after it); `None`: from the beginning.
     pub start: Option<i64>,
     /// The instant whose values are written (µs).
     pub end: i64,

@@ -51,6 +51,21 @@ pub enum RequestError {
     /// The online store failed or is unreachable.
     #[error("{0}")]
     StoreUnavailable(String),
+    /// A push names a source that does not exist (with "did you mean").
+    #[error("{0}")]
+    UnknownSource(String),
+    /// A push to a source that does not take pushes.
+    #[error("{0}")]
+    NotPushSource(String),
+    /// A pushed row that does not fit its source, naming the row and field; nothing was written.
+    #[error("{0}")]
+    BadRow(String),
+    /// The offline log could not be appended to: nothing was pushed.
+    #[error("{0}")]
+    LogUnavailable(String),
+    /// The rows are in the offline log but the online store did not take them.
+    #[error("{0}")]
+    OnlineWriteFailed(String),
     /// A bug in skewless.
     #[error("internal error (a bug, please report it): {0}")]
     Internal(String),
@@ -66,6 +81,11 @@ impl RequestError {
             RequestError::MissingRequestField { .. } => "MISSING_REQUEST_FIELD",
             RequestError::NothingApplied => "NOTHING_APPLIED",
             RequestError::StoreUnavailable(_) => "STORE_UNAVAILABLE",
+            RequestError::UnknownSource(_) => "UNKNOWN_SOURCE",
+            RequestError::NotPushSource(_) => "NOT_A_PUSH_SOURCE",
+            RequestError::BadRow(_) => "BAD_ROW",
+            RequestError::LogUnavailable(_) => "OFFLINE_LOG_UNAVAILABLE",
+            RequestError::OnlineWriteFailed(_) => "ONLINE_WRITE_FAILED",
             RequestError::Internal(_) => "INTERNAL",
         }
     }
@@ -73,11 +93,16 @@ impl RequestError {
     /// The HTTP status that answers it: the caller's mistakes are 4xx, ours 5xx.
     pub fn http_status(&self) -> u16 {
         match self {
-            RequestError::UnknownFeature(_) => 404,
-            RequestError::ViewNotOnline(_) | RequestError::BadEntity(_) | RequestError::MissingRequestField { .. } => {
-                400
-            }
-            RequestError::NothingApplied | RequestError::StoreUnavailable(_) => 503,
+            RequestError::UnknownFeature(_) | RequestError::UnknownSource(_) => 404,
+            RequestError::ViewNotOnline(_)
+            | RequestError::BadEntity(_)
+            | RequestError::MissingRequestField { .. }
+            | RequestError::NotPushSource(_)
+            | RequestError::BadRow(_) => 400,
+            RequestError::NothingApplied
+            | RequestError::StoreUnavailable(_)
+            | RequestError::LogUnavailable(_)
+            | RequestError::OnlineWriteFailed(_) => 503,
             RequestError::Internal(_) => 500,
         }
     }
@@ -423,6 +448,10 @@ impl Compiled {
 pub struct Serving {
     compiled: Compiled,
     store: Arc<dyn OnlineStore>,
+    /// The project root (for push sources' files and logs).
+    root: std::path::PathBuf,
+    /// Push sources compiled so far, by name.
+    push_targets: std::sync::Mutex<HashMap<String, Arc<crate::push::PushTarget>>>,
     /// The applied version this serves.
     pub applied_seq: u64,
 }
@@ -437,8 +466,42 @@ impl Serving {
         Ok(Serving {
             compiled: Compiled::new(record.definitions)?,
             store,
+            root: project.root.clone(),
+            push_targets: std::sync::Mutex::new(HashMap::new()),
             applied_seq: record.seq,
         })
+    }
+
+    /// Pushes rows to `source` (see [`crate::push`]); the source is compiled on its first push.
+    pub async fn push(
+        &self,
+        source: &str,
+        input: &crate::push::PushInput,
+        id: Option<String>,
+        to: crate::push::PushTo,
+        now: i64,
+    ) -> Result<crate::push::PushReport, RequestError> {
+        let target = self.push_target(source)?;
+        let batch = input.to_batch(&target.input, now)?;
+        target.push(&*self.store, batch, id, to).await
+    }
+
+    fn push_target(&self, source: &str) -> Result<Arc<crate::push::PushTarget>, RequestError> {
+        let targets = || {
+            self.push_targets
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(target) = targets().get(source) {
+            return Ok(Arc::clone(target));
+        }
+        let target = Arc::new(crate::push::PushTarget::compile(
+            &self.root,
+            &self.compiled.defs,
+            source,
+        )?);
+        targets().insert(source.to_string(), Arc::clone(&target));
+        Ok(target)
     }
 
     /// Whether the store answers a read (for readiness checks).

@@ -1,0 +1,199 @@
+//! The push routes: `POST /v1/push` (JSON rows, or an Arrow IPC stream) and Feast's
+//! `POST /push` (column-major `df`). Both hand the rows to [`Serving::push`], which logs
+//! them durably before writing them online; the answer is the push's report.
+//!
+//! Pushes run without the lookup timeout: a push cut short after its log append would be
+//! durable yet unacknowledged, and a retry without an `id` would log it twice.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use skewless::push::{PushInput, PushTo};
+
+use crate::{App, Reject, bad_request, error, now, parse, request_error};
+
+/// The content type of an Arrow IPC stream.
+pub(crate) const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+/// `POST /v1/push` with a JSON body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushRequest {
+    source: String,
+    rows: Vec<Map<String, Value>>,
+    /// Makes the push idempotent: a replayed id is acknowledged and appends nothing.
+    id: Option<String>,
+    /// `online_and_offline` (default) or `offline`.
+    to: Option<String>,
+}
+
+/// `POST /push`, as Feast's feature server takes it.
+#[derive(Debug, Deserialize)]
+struct FeastPushRequest {
+    push_source_name: String,
+    df: Map<String, Value>,
+    #[serde(default)]
+    to: Option<String>,
+    // Feast's `allow_registry_cache` and `transform_on_write` change nothing here: the
+    // definitions are compiled once per applied version, and transforms always run.
+    #[serde(default, rename = "allow_registry_cache")]
+    _allow_registry_cache: Option<bool>,
+    #[serde(default, rename = "transform_on_write")]
+    _transform_on_write: Option<bool>,
+}
+
+pub(crate) async fn own(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    query: axum::http::Uri,
+    body: Bytes,
+) -> Response {
+    let is_arrow = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(ARROW_STREAM));
+    let (source, input, id, to) = if is_arrow {
+        let params = match query_params(query.query().unwrap_or("")) {
+            Ok(p) => p,
+            Err(reject) => return reject.into_response(),
+        };
+        let Some(source) = param(&params, "source") else {
+            return bad_request("an Arrow push names its source in the query: `/v1/push?source=NAME`").into_response();
+        };
+        let batches = match read_arrow_stream(&body) {
+            Ok(b) => b,
+            Err(reject) => return reject.into_response(),
+        };
+        (
+            source.to_string(),
+            PushInput::Batches(batches),
+            param(&params, "id").map(str::to_string),
+            param(&params, "to").map(str::to_string),
+        )
+    } else {
+        let request: PushRequest = match parse(&body) {
+            Ok(r) => r,
+            Err(reject) => return reject.into_response(),
+        };
+        (request.source, PushInput::Rows(request.rows), request.id, request.to)
+    };
+    push(&app, &source, input, id, to.as_deref()).await
+}
+
+pub(crate) async fn feast(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let request: FeastPushRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(reject) => return reject.into_response(),
+    };
+    push(
+        &app,
+        &request.push_source_name,
+        PushInput::Columns(request.df),
+        None,
+        request.to.as_deref(),
+    )
+    .await
+}
+
+async fn push(app: &App, source: &str, input: PushInput, id: Option<String>, to: Option<&str>) -> Response {
+    let to = match to.map(PushTo::parse) {
+        None => PushTo::default(),
+        Some(Some(to)) => to,
+        Some(None) => {
+            return bad_request("`to`: expected `online`, `online_and_offline` or `offline`").into_response();
+        }
+    };
+    let rows = match &input {
+        PushInput::Rows(rows) => rows.len(),
+        PushInput::Columns(df) => df.values().filter_map(Value::as_array).map(Vec::len).max().unwrap_or(0),
+        PushInput::Batches(batches) => batches.iter().map(|b| b.num_rows()).sum(),
+    };
+    if rows > app.limits.max_push_rows {
+        return error(
+            413,
+            "TOO_MANY_ROWS",
+            format!("{rows} rows pushed; the limit is {} per push", app.limits.max_push_rows),
+        )
+        .into_response();
+    }
+    let serving = app.live.current();
+    match serving.push(source, &input, id, to, now()).await {
+        Ok(report) => {
+            app.metrics.pushed(source, report.rows as u64, report.appended);
+            axum::Json(report).into_response()
+        }
+        Err(e) => request_error(&e),
+    }
+}
+
+fn read_arrow_stream(body: &[u8]) -> Result<Vec<arrow::array::RecordBatch>, Reject> {
+    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None)
+        .map_err(|e| bad_request(format!("the body is not an Arrow IPC stream: {e}")))?;
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad_request(format!("the Arrow IPC stream is damaged: {e}")))
+}
+
+/// `a=1&b=x%20y` as pairs, percent-decoded; a malformed escape is a 400.
+fn query_params(query: &str) -> Result<Vec<(String, String)>, Reject> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn decode(text: &str) -> Result<String, Reject> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| bad_request(format!("the query `{text}` has a malformed %-escape")))?;
+                out.push(hex);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad_request(format!("the query `{text}` is not UTF-8")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_are_percent_decoded() {
+        let params = query_params("source=trips&id=a%2Fb+c&to=").unwrap();
+        assert_eq!(param(&params, "source"), Some("trips"));
+        assert_eq!(param(&params, "id"), Some("a/b c"));
+        assert_eq!(param(&params, "to"), Some(""));
+        assert!(query_params("id=%zz").is_err());
+        assert!(query_params("id=%ff").is_err());
+    }
+}

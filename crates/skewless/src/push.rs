@@ -1,0 +1,330 @@
+//! Push: new source rows reach the offline log first, durably, then the online store.
+//!
+//! ```text
+//! rows ─ push_rows (typed as the source, checked, `created` = ingestion instant where absent)
+//!      ─ offline log: one fsynced segment (offline::push_log) ── acknowledged from here on
+//!      ─ per online view reading the source: the view's select list (offline::training_set::view_select),
+//!        compiled once, evaluated on the batch ─ encoded by the view's layout ─ written newer-wins
+//! ```
+//!
+//! The features of a pushed row are computed by the same expressions a training set runs on
+//! the log later, so serving and training see one value. The order is the guarantee: once a
+//! push is acknowledged its rows are in the log, and a replayed `id` appends nothing. If the
+//! online write fails after the append, the push fails with `ONLINE_WRITE_FAILED`, saying the
+//! rows are logged; the next `materialize-incremental` writes them (the source's `created`
+//! marks them new, and newer-wins keeps anything newer).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::datatypes::{Field, Schema};
+use datafusion::common::DFSchema;
+use datafusion::physical_expr::PhysicalExpr;
+use skewless_defs::{Definitions, Source};
+use skewless_offline::push_log::{Appended, PushLog};
+use skewless_offline::{source, training_set};
+use skewless_online::{OnlineStore, ViewLayout};
+
+use crate::online::EXPIRY_MARGIN;
+use crate::push_rows::PushSchema;
+use crate::serving::RequestError;
+
+/// Where a push goes. Feast's `to`; skewless always logs what it serves (see [`PushTo::parse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PushTo {
+    /// The offline log, then the online store (Feast's `online` and `online_and_offline`).
+    #[default]
+    OnlineAndOffline,
+    /// The offline log only (Feast's `offline`).
+    Offline,
+}
+
+impl PushTo {
+    /// Feast's names. `online` also logs offline: a value served and never logged would be
+    /// missing from the training sets that follow, which is skew.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "online" | "online_and_offline" => Some(PushTo::OnlineAndOffline),
+            "offline" => Some(PushTo::Offline),
+            _ => None,
+        }
+    }
+}
+
+/// Pushed rows, in any of the forms they arrive in.
+#[derive(Debug, Clone)]
+pub enum PushInput {
+    /// JSON objects, one per row (`/v1/push`, JSON lines).
+    Rows(Vec<serde_json::Map<String, serde_json::Value>>),
+    /// Column-major JSON: Feast's `df`.
+    Columns(serde_json::Map<String, serde_json::Value>),
+    /// Arrow batches (Arrow IPC, Parquet, CSV).
+    Batches(Vec<RecordBatch>),
+}
+
+impl PushInput {
+    /// The rows as one batch in the source's schema, `created` filled with `now` where absent.
+    pub fn to_batch(&self, schema: &PushSchema, now: i64) -> Result<RecordBatch, RequestError> {
+        match self {
+            PushInput::Rows(rows) => schema.from_rows(rows, now),
+            PushInput::Columns(df) => schema.from_columns(df, now),
+            PushInput::Batches(batches) => schema.from_batches(batches, now),
+        }
+        .map_err(|e| RequestError::BadRow(format!("source `{}`: {e}; nothing was pushed", schema.source)))
+    }
+}
+
+/// What a push did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PushReport {
+    pub source: String,
+    pub rows: usize,
+    /// `false` when the push's id was seen before: nothing was written, anywhere.
+    pub appended: bool,
+    /// The log segment holding the rows (file name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    /// Per online view: keys written, and writes skipped because the store held a newer value.
+    pub views: BTreeMap<String, ViewWrites>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct ViewWrites {
+    pub written: u64,
+    pub skipped_not_newer: u64,
+}
+
+/// One push source, compiled from one applied version: its schema, its log and, per online
+/// view reading it, the physical select list and the layout.
+#[derive(Debug)]
+pub struct PushTarget {
+    pub input: PushSchema,
+    log: Arc<PushLog>,
+    views: Vec<ViewPush>,
+}
+
+#[derive(Debug)]
+struct ViewPush {
+    layout: ViewLayout,
+    select: Vec<Arc<dyn PhysicalExpr>>,
+    expire_after: Option<Duration>,
+}
+
+impl PushTarget {
+    /// Compiles `source_name` of `defs` (the applied definitions) under project `root`.
+    pub fn compile(root: &Path, defs: &Definitions, source_name: &str) -> Result<Self, RequestError> {
+        let source = find_source(defs, source_name)?;
+        let schema = push_schema(root, defs, source)?;
+        let keys: Vec<String> = source::key_columns(defs, source).into_iter().map(|(n, _)| n).collect();
+        let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(internal)?;
+        let ctx = skewless_engine::session();
+        let mut views = Vec::new();
+        for view in defs
+            .feature_views
+            .values()
+            .filter(|v| v.online && v.source == source.name)
+        {
+            let layout = ViewLayout::new(defs, view).map_err(RequestError::from)?;
+            let select = training_set::view_select(defs, view, source, &schema, None)
+                .map_err(|e| RequestError::Internal(format!("view `{}`: {e}", view.name)))?
+                .into_iter()
+                .map(|e| ctx.create_physical_expr(e, &df_schema))
+                .collect::<datafusion::error::Result<Vec<_>>>()
+                .map_err(internal)?;
+            views.push(ViewPush {
+                layout,
+                select,
+                expire_after: view.ttl.map(|ttl| Duration::from_secs(ttl.seconds()) + EXPIRY_MARGIN),
+            });
+        }
+        Ok(PushTarget {
+            input: PushSchema::new(source, schema, &keys),
+            log: Arc::new(PushLog::open(root, &source.name)),
+            views,
+        })
+    }
+
+    /// Pushes `batch` (already in the source's schema: [`PushSchema`]): logs it, then writes
+    /// the online views. See the module docs for the guarantee.
+    pub async fn push(
+        &self,
+        store: &dyn OnlineStore,
+        batch: RecordBatch,
+        id: Option<String>,
+        to: PushTo,
+    ) -> Result<PushReport, RequestError> {
+        let rows = batch.num_rows();
+        let mut report = PushReport {
+            source: self.input.source.clone(),
+            rows,
+            appended: false,
+            segment: None,
+            views: BTreeMap::new(),
+        };
+        if rows == 0 {
+            return Ok(report);
+        }
+        // Computed before anything is written: a row no view can encode fails the push whole.
+        let mut writes = Vec::new();
+        if to == PushTo::OnlineAndOffline {
+            for view in &self.views {
+                let columns = view
+                    .select
+                    .iter()
+                    .map(|e| e.evaluate(&batch).and_then(|v| v.into_array(rows)))
+                    .collect::<datafusion::error::Result<Vec<ArrayRef>>>()
+                    .map_err(|e| {
+                        RequestError::BadRow(format!(
+                            "feature view `{}`: the pushed rows cannot be computed: {}",
+                            view.layout.view,
+                            e.strip_backtrace()
+                        ))
+                    })?;
+                let fields: Vec<Field> = columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
+                    .collect();
+                let computed = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(internal)?;
+                let entries = view.layout.encode_batch(&computed).map_err(RequestError::from)?;
+                let newest = newest_event_time(&computed, view.layout.keys.len());
+                writes.push((view, entries, newest));
+            }
+        }
+        let log = Arc::clone(&self.log);
+        let logged = batch.clone();
+        let appended = tokio::task::spawn_blocking(move || log.append(&logged, id.as_deref()))
+            .await
+            .map_err(|e| RequestError::Internal(format!("the log append stopped: {e}")))?
+            .map_err(|e| RequestError::LogUnavailable(format!("nothing was pushed: {e}")))?;
+        let segment = match appended {
+            Appended::Replayed => return Ok(report),
+            Appended::Segment(path) => path.file_name().map(|n| n.to_string_lossy().into_owned()),
+        };
+        report.appended = true;
+        report.segment = segment;
+        for (view, entries, newest) in writes {
+            let failed = |e: skewless_online::Error| {
+                RequestError::OnlineWriteFailed(format!(
+                    "the {rows} rows are in the offline log (segment {}), but writing feature view `{}` online failed: {e}; \
+                     the next `skewless materialize-incremental` writes them",
+                    report.segment.as_deref().unwrap_or("?"),
+                    view.layout.view
+                ))
+            };
+            let summary = store.write(entries, view.expire_after).await.map_err(failed)?;
+            if let Some(newest) = newest {
+                let record = vec![(view.layout.freshness_key(), view.layout.freshness_value(newest))];
+                store.write(record, None).await.map_err(failed)?;
+            }
+            report.views.insert(
+                view.layout.view.clone(),
+                ViewWrites {
+                    written: summary.written,
+                    skipped_not_newer: summary.skipped,
+                },
+            );
+        }
+        Ok(report)
+    }
+
+    /// The source's log.
+    pub fn log(&self) -> &PushLog {
+        &self.log
+    }
+}
+
+impl crate::Project {
+    /// Pushes `input` to `source` of the applied definitions through a target compiled for
+    /// this one push (the server keeps its targets: [`crate::serving::Serving::push`]).
+    pub async fn push(
+        &self,
+        store: &dyn OnlineStore,
+        source: &str,
+        input: &PushInput,
+        id: Option<String>,
+        to: PushTo,
+        now: i64,
+    ) -> Result<PushReport, crate::Error> {
+        let defs = self.applied()?;
+        let target = PushTarget::compile(&self.root, &defs, source).map_err(crate::Error::Serve)?;
+        let batch = input.to_batch(&target.input, now).map_err(crate::Error::Serve)?;
+        target.push(store, batch, id, to).await.map_err(crate::Error::Serve)
+    }
+
+    /// Pushes the rows of a file (see [`crate::push_rows::read_file`]).
+    pub async fn push_file(
+        &self,
+        store: &dyn OnlineStore,
+        source: &str,
+        file: &Path,
+        id: Option<String>,
+        to: PushTo,
+        now: i64,
+    ) -> Result<PushReport, crate::Error> {
+        let defs = self.applied()?;
+        let target = PushTarget::compile(&self.root, &defs, source).map_err(crate::Error::Serve)?;
+        let input = crate::push_rows::read_file(file, &target.input).map_err(crate::Error::Request)?;
+        let batch = input.to_batch(&target.input, now).map_err(crate::Error::Serve)?;
+        target.push(store, batch, id, to).await.map_err(crate::Error::Serve)
+    }
+
+    /// Merges the small segments of `source`'s push log into one, atomically.
+    pub fn compact(&self, source: &str) -> Result<skewless_offline::push_log::Compacted, crate::Error> {
+        let defs = self.load()?;
+        if !defs.sources.contains_key(source) {
+            let near = skewless_defs::did_you_mean(source, defs.sources.keys().map(String::as_str))
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            return Err(crate::Error::Request(format!("unknown source `{source}`{near}")));
+        }
+        PushLog::open(&self.root, source)
+            .compact()
+            .map_err(|e| crate::Error::Request(e.to_string()))
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> RequestError {
+    RequestError::Internal(e.to_string())
+}
+
+fn newest_event_time(batch: &RecordBatch, at: usize) -> Option<i64> {
+    batch
+        .column(at)
+        .as_any()
+        .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+        .and_then(arrow::compute::max)
+}
+
+fn find_source<'a>(defs: &'a Definitions, name: &str) -> Result<&'a Source, RequestError> {
+    let Some(source) = defs.sources.get(name) else {
+        let near = skewless_defs::did_you_mean(name, defs.sources.keys().map(String::as_str))
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        return Err(RequestError::UnknownSource(format!("unknown source `{name}`{near}")));
+    };
+    if !source.push {
+        return Err(RequestError::NotPushSource(format!(
+            "source `{name}` does not take pushes: declare `push: true` on it and apply"
+        )));
+    }
+    Ok(source)
+}
+
+/// The schema pushes follow: the source's batch files' schema, the one the log must share
+/// to be read beside them.
+fn push_schema(root: &Path, defs: &Definitions, source: &Source) -> Result<arrow::datatypes::SchemaRef, RequestError> {
+    if source.path.is_none() {
+        return Err(RequestError::NotPushSource(format!(
+            "source `{}` has no `path`: skewless takes the schema of pushed rows from the source's batch files, \
+             so a push source needs at least one file (it may hold no rows)",
+            source.name
+        )));
+    }
+    let files = source::resolve(root, source).map_err(|e| RequestError::StoreUnavailable(e.to_string()))?;
+    source::read_schema(source, &files, &source::key_columns(defs, source))
+        .map_err(|e| RequestError::StoreUnavailable(e.to_string()))
+}

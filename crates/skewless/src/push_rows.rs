@@ -1,0 +1,603 @@
+//! Pushed rows in, one Arrow batch in the source's own schema out, or an error that names
+//! the row and the field.
+//!
+//! Rows arrive as JSON objects (`/v1/push`, JSON lines), as Feast's column-major `df`, or as
+//! Arrow batches (Arrow IPC, Parquet, CSV). Whatever the form, each value must be of its
+//! column's type: no silent coercion (`"12"` is not a number, `1.5` is not an int64), and a
+//! field that is not a column of the source is refused rather than dropped. Join keys and the
+//! event time must be present. A row without an availability time (`created`) gets the
+//! ingestion instant, so `as_of: available` views see it exactly from when it was knowable.
+//!
+//! JSON values: numbers for numeric columns (`"NaN"`, `"Infinity"`, `"-Infinity"` for the
+//! non-finite floats, as skewless writes them); strings for string columns; for timestamps, an
+//! RFC 3339 string (a naive one is UTC) or a number of seconds since the epoch.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Float32Array, Float64Array, Int8Array, Int16Array, Int32Array, Int64Array,
+    LargeStringArray, RecordBatch, StringArray, TimestampMicrosecondArray, TimestampMillisecondArray,
+    TimestampNanosecondArray, TimestampSecondArray, UInt8Array, UInt16Array, UInt32Array, UInt64Array, new_null_array,
+};
+use arrow::compute::{CastOptions, cast_with_options, concat_batches};
+use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
+use serde_json::{Map, Value};
+use skewless_defs::Source;
+
+use crate::online::parse_instant;
+
+/// A pushed row or field that cannot be taken, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputError {
+    /// The row's index in the push (from 0).
+    pub row: Option<usize>,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.row, &self.field) {
+            (Some(row), Some(field)) => write!(f, "row {row}, field `{field}`: {}", self.message),
+            (Some(row), None) => write!(f, "row {row}: {}", self.message),
+            (None, Some(field)) => write!(f, "field `{field}`: {}", self.message),
+            (None, None) => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for InputError {}
+
+fn at(row: Option<usize>, field: Option<&str>, message: impl Into<String>) -> InputError {
+    InputError {
+        row,
+        field: field.map(str::to_string),
+        message: message.into(),
+    }
+}
+
+/// What a source's pushes must look like.
+#[derive(Debug, Clone)]
+pub struct PushSchema {
+    pub schema: SchemaRef,
+    /// Columns that must not be null: the join keys of every view reading the source, and the event time.
+    pub required: Vec<String>,
+    /// The availability column, filled with the ingestion instant where absent.
+    pub created: Option<String>,
+    /// The source's name, for messages.
+    pub source: String,
+}
+
+impl PushSchema {
+    pub fn new(source: &Source, schema: SchemaRef, keys: &[String]) -> Self {
+        let mut required: Vec<String> = keys.to_vec();
+        required.push(source.timestamp.clone());
+        PushSchema {
+            schema,
+            required,
+            created: source.created.clone(),
+            source: source.name.clone(),
+        }
+    }
+
+    fn unknown_field(&self, row: Option<usize>, field: &str) -> InputError {
+        let columns: Vec<&str> = self.schema.fields().iter().map(|f| f.name().as_str()).collect();
+        at(
+            row,
+            Some(field),
+            format!(
+                "not a column of source `{}` (its columns: {})",
+                self.source,
+                columns.join(", ")
+            ),
+        )
+    }
+
+    /// JSON objects, one per row.
+    pub fn from_rows(&self, rows: &[Map<String, Value>], now: i64) -> Result<RecordBatch, InputError> {
+        for (r, row) in rows.iter().enumerate() {
+            if let Some(field) = row.keys().find(|k| self.schema.index_of(k).is_err()) {
+                return Err(self.unknown_field(Some(r), field));
+            }
+        }
+        let columns = self
+            .schema
+            .fields()
+            .iter()
+            .map(|field| {
+                let values = rows.iter().map(|row| row.get(field.name()).unwrap_or(&Value::Null));
+                json_column(field.name(), field.data_type(), values)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.finish(columns, rows.len(), now)
+    }
+
+    /// Feast's column-major `df`: `{"column": [values…], …}`, every column as long.
+    pub fn from_columns(&self, df: &Map<String, Value>, now: i64) -> Result<RecordBatch, InputError> {
+        let mut len: Option<(usize, &str)> = None;
+        for (name, values) in df {
+            if self.schema.index_of(name).is_err() {
+                return Err(self.unknown_field(None, name));
+            }
+            let Value::Array(values) = values else {
+                return Err(at(None, Some(name), "expected a list of values (`df` is column-major)"));
+            };
+            match len {
+                None => len = Some((values.len(), name)),
+                Some((n, first)) if n != values.len() => {
+                    return Err(at(
+                        None,
+                        Some(name),
+                        format!("{} values, but column `{first}` has {n}", values.len()),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        let rows = len.map_or(0, |(n, _)| n);
+        let columns = self
+            .schema
+            .fields()
+            .iter()
+            .map(|field| match df.get(field.name()) {
+                Some(Value::Array(values)) => json_column(field.name(), field.data_type(), values.iter()),
+                _ => json_column(field.name(), field.data_type(), std::iter::repeat_n(&Value::Null, rows)),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.finish(columns, rows, now)
+    }
+
+    /// Arrow batches (from Arrow IPC, Parquet or CSV): columns matched by name and cast
+    /// strictly to the source's types.
+    pub fn from_batches(&self, batches: &[RecordBatch], now: i64) -> Result<RecordBatch, InputError> {
+        let mut out = Vec::with_capacity(batches.len());
+        let mut offset = 0;
+        for batch in batches {
+            let schema = batch.schema();
+            if let Some(field) = schema.fields().iter().find(|f| self.schema.index_of(f.name()).is_err()) {
+                return Err(self.unknown_field(None, field.name()));
+            }
+            let columns = self
+                .schema
+                .fields()
+                .iter()
+                .map(|field| match schema.index_of(field.name()) {
+                    Ok(i) => strict_cast(batch.column(i), field.data_type(), field.name(), offset),
+                    Err(_) => Ok(new_null_array(field.data_type(), batch.num_rows())),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            out.push(self.finish(columns, batch.num_rows(), now).map_err(|e| InputError {
+                row: e.row.map(|r| r + offset),
+                ..e
+            })?);
+            offset += batch.num_rows();
+        }
+        concat_batches(&self.schema, &out).map_err(|e| at(None, None, e.to_string()))
+    }
+
+    /// Checks the required columns and fills `created`.
+    fn finish(&self, mut columns: Vec<ArrayRef>, rows: usize, now: i64) -> Result<RecordBatch, InputError> {
+        for name in &self.required {
+            let Ok(i) = self.schema.index_of(name) else {
+                return Err(at(
+                    None,
+                    Some(name),
+                    format!("source `{}` has no column `{name}`", self.source),
+                ));
+            };
+            if let Some(row) = (0..rows).find(|&r| columns[i].is_null(r)) {
+                return Err(at(
+                    Some(row),
+                    Some(name),
+                    "missing: join keys and the event time are required",
+                ));
+            }
+        }
+        for (field, column) in self.schema.fields().iter().zip(&columns) {
+            let filled_later = self.created.as_deref() == Some(field.name().as_str());
+            if !field.is_nullable()
+                && !filled_later
+                && let Some(row) = (0..rows).find(|&r| column.is_null(r))
+            {
+                return Err(at(
+                    Some(row),
+                    Some(field.name()),
+                    "missing: the source's column is not nullable",
+                ));
+            }
+        }
+        if let Some(created) = &self.created
+            && let Ok(i) = self.schema.index_of(created)
+            && columns[i].null_count() > 0
+        {
+            let filled = fill_nulls_with_instant(&columns[i], now).map_err(|e| at(None, Some(created), e))?;
+            columns[i] = filled;
+        }
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+        RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options)
+            .map_err(|e| at(None, None, e.to_string()))
+    }
+}
+
+fn strict_cast(column: &ArrayRef, ty: &DataType, name: &str, offset: usize) -> Result<ArrayRef, InputError> {
+    if column.data_type() == ty {
+        return Ok(Arc::clone(column));
+    }
+    let options = CastOptions {
+        safe: false,
+        ..CastOptions::default()
+    };
+    cast_with_options(column, ty, &options).map_err(|e| {
+        // The first row that fails on its own names the place.
+        let row = (0..column.len()).find(|&r| cast_with_options(&column.slice(r, 1), ty, &options).is_err());
+        at(
+            row.map(|r| r + offset),
+            Some(name),
+            format!("cannot be read as {ty}: {e}"),
+        )
+    })
+}
+
+/// `column` (a timestamp column) with its nulls replaced by the instant `now` (µs).
+fn fill_nulls_with_instant(column: &ArrayRef, now: i64) -> Result<ArrayRef, String> {
+    let DataType::Timestamp(unit, _) = column.data_type() else {
+        return Err(format!(
+            "the availability column is {}, expected a timestamp",
+            column.data_type()
+        ));
+    };
+    let value = match unit {
+        TimeUnit::Second => now.div_euclid(1_000_000),
+        TimeUnit::Millisecond => now.div_euclid(1_000),
+        TimeUnit::Microsecond => now,
+        TimeUnit::Nanosecond => now.saturating_mul(1_000),
+    };
+    let as_i64 = arrow::compute::cast(column, &DataType::Int64).map_err(|e| e.to_string())?;
+    let ints = as_i64
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or("the availability column did not cast to int64")?;
+    let filled: Int64Array = ints.iter().map(|v| Some(v.unwrap_or(value))).collect();
+    arrow::compute::cast(&filled, column.data_type()).map_err(|e| e.to_string())
+}
+
+fn json_column<'a>(name: &str, ty: &DataType, values: impl Iterator<Item = &'a Value>) -> Result<ArrayRef, InputError> {
+    let values: Vec<&Value> = values.collect();
+    let wrong = |row: usize, expected: &str| {
+        at(
+            Some(row),
+            Some(name),
+            format!("expected {expected}, found {}", describe(values[row])),
+        )
+    };
+    macro_rules! ints {
+        ($array:ty, $t:ty) => {{
+            let mut out: Vec<Option<$t>> = Vec::with_capacity(values.len());
+            for (r, v) in values.iter().enumerate() {
+                out.push(match v {
+                    Value::Null => None,
+                    Value::Number(n) => Some(
+                        n.as_i64()
+                            .and_then(|i| <$t>::try_from(i).ok())
+                            .or_else(|| n.as_u64().and_then(|i| <$t>::try_from(i).ok()))
+                            .ok_or_else(|| wrong(r, &format!("an integer that fits {ty}")))?,
+                    ),
+                    _ => return Err(wrong(r, &format!("an integer ({ty})"))),
+                });
+            }
+            Arc::new(<$array>::from(out)) as ArrayRef
+        }};
+    }
+    let array: ArrayRef = match ty {
+        DataType::Boolean => {
+            let mut out = Vec::with_capacity(values.len());
+            for (r, v) in values.iter().enumerate() {
+                out.push(match v {
+                    Value::Null => None,
+                    Value::Bool(b) => Some(*b),
+                    _ => return Err(wrong(r, "true or false")),
+                });
+            }
+            Arc::new(BooleanArray::from(out))
+        }
+        DataType::Int8 => ints!(Int8Array, i8),
+        DataType::Int16 => ints!(Int16Array, i16),
+        DataType::Int32 => ints!(Int32Array, i32),
+        DataType::Int64 => ints!(Int64Array, i64),
+        DataType::UInt8 => ints!(UInt8Array, u8),
+        DataType::UInt16 => ints!(UInt16Array, u16),
+        DataType::UInt32 => ints!(UInt32Array, u32),
+        DataType::UInt64 => ints!(UInt64Array, u64),
+        DataType::Float32 | DataType::Float64 => {
+            let mut out: Vec<Option<f64>> = Vec::with_capacity(values.len());
+            for (r, v) in values.iter().enumerate() {
+                out.push(match v {
+                    Value::Null => None,
+                    Value::Number(n) => n.as_f64(),
+                    Value::String(s) => Some(match s.as_str() {
+                        "NaN" => f64::NAN,
+                        "Infinity" => f64::INFINITY,
+                        "-Infinity" => f64::NEG_INFINITY,
+                        _ => return Err(wrong(r, "a number")),
+                    }),
+                    _ => return Err(wrong(r, "a number")),
+                });
+            }
+            if ty == &DataType::Float32 {
+                // JSON numbers are decimal: read as f64, then rounded once to the nearest f32.
+                Arc::new(out.into_iter().map(|v| v.map(|x| x as f32)).collect::<Float32Array>())
+            } else {
+                Arc::new(Float64Array::from(out))
+            }
+        }
+        DataType::Utf8 | DataType::LargeUtf8 => {
+            let mut out: Vec<Option<&str>> = Vec::with_capacity(values.len());
+            for (r, v) in values.iter().enumerate() {
+                out.push(match v {
+                    Value::Null => None,
+                    Value::String(s) => Some(s.as_str()),
+                    _ => return Err(wrong(r, "a string")),
+                });
+            }
+            if ty == &DataType::Utf8 {
+                Arc::new(StringArray::from(out))
+            } else {
+                Arc::new(LargeStringArray::from(out))
+            }
+        }
+        DataType::Timestamp(unit, tz) => {
+            let mut out: Vec<Option<i64>> = Vec::with_capacity(values.len());
+            for (r, v) in values.iter().enumerate() {
+                let micros = match v {
+                    Value::Null => None,
+                    Value::String(s) => Some(parse_instant(s).map_err(|e| at(Some(r), Some(name), e))?),
+                    Value::Number(n) => Some(
+                        n.as_i64()
+                            .and_then(|s| s.checked_mul(1_000_000))
+                            .or_else(|| n.as_f64().map(|s| (s * 1e6).round() as i64))
+                            .ok_or_else(|| wrong(r, "seconds since the epoch"))?,
+                    ),
+                    _ => return Err(wrong(r, "an instant (RFC 3339 text or seconds since the epoch)")),
+                };
+                out.push(match unit {
+                    TimeUnit::Second => micros.map(|m| m.div_euclid(1_000_000)),
+                    TimeUnit::Millisecond => micros.map(|m| m.div_euclid(1_000)),
+                    TimeUnit::Microsecond => micros,
+                    TimeUnit::Nanosecond => match micros {
+                        Some(m) => Some(
+                            m.checked_mul(1_000)
+                                .ok_or_else(|| wrong(r, "an instant within 1677–2262 (nanosecond column)"))?,
+                        ),
+                        None => None,
+                    },
+                });
+            }
+            match unit {
+                TimeUnit::Second => Arc::new(TimestampSecondArray::from(out).with_timezone_opt(tz.clone())),
+                TimeUnit::Millisecond => Arc::new(TimestampMillisecondArray::from(out).with_timezone_opt(tz.clone())),
+                TimeUnit::Microsecond => Arc::new(TimestampMicrosecondArray::from(out).with_timezone_opt(tz.clone())),
+                TimeUnit::Nanosecond => Arc::new(TimestampNanosecondArray::from(out).with_timezone_opt(tz.clone())),
+            }
+        }
+        other => {
+            return Err(at(
+                None,
+                Some(name),
+                format!("the source's column type {other} cannot be pushed as JSON; push Arrow IPC or Parquet"),
+            ));
+        }
+    };
+    Ok(array)
+}
+
+fn describe(value: &Value) -> String {
+    let text = value.to_string();
+    if text.len() > 40 {
+        format!("{}…", &text[..text.floor_char_boundary(40)])
+    } else {
+        text
+    }
+}
+
+/// Reads a file of rows to push: Parquet (`.parquet`, `.pq`), CSV (`.csv`, typed as the
+/// source's columns) or JSON lines (`.jsonl`, `.ndjson`, `.json`: one object per line).
+pub fn read_file(path: &std::path::Path, schema: &PushSchema) -> Result<crate::push::PushInput, String> {
+    use crate::push::PushInput;
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    let open = || std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()));
+    let failed = |e: &dyn fmt::Display| format!("{}: {e}", path.display());
+    if name.ends_with(".parquet") || name.ends_with(".pq") {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(open()?)
+            .and_then(|b| b.build())
+            .map_err(|e| failed(&e))?;
+        let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| failed(&e))?;
+        Ok(PushInput::Batches(batches))
+    } else if name.ends_with(".csv") {
+        let types: Vec<(&str, DataType)> = schema
+            .schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), f.data_type().clone()))
+            .collect();
+        let csv_schema = skewless_offline::source::csv_schema_with_types(path, &types).map_err(|e| failed(&e))?;
+        let reader = arrow::csv::ReaderBuilder::new(csv_schema)
+            .with_header(true)
+            .build(open()?)
+            .map_err(|e| failed(&e))?;
+        let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| failed(&e))?;
+        Ok(PushInput::Batches(batches))
+    } else if name.ends_with(".jsonl") || name.ends_with(".ndjson") || name.ends_with(".json") {
+        let text = std::fs::read_to_string(path).map_err(|e| failed(&e))?;
+        let mut rows = Vec::new();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let row: Map<String, Value> = serde_json::from_str(line)
+                .map_err(|e| format!("{} line {}: not a JSON object: {e}", path.display(), i + 1))?;
+            rows.push(row);
+        }
+        Ok(PushInput::Rows(rows))
+    } else {
+        Err(format!(
+            "{}: push reads .parquet, .csv or JSON lines (.jsonl, .ndjson, .json)",
+            path.display()
+        ))
+    }
+}
+
+/// The schema a source's rows are pushed in, as `name: type` pairs (for messages and docs).
+pub fn describe_schema(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{}: {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::Field;
+    use serde_json::json;
+
+    fn schema() -> PushSchema {
+        let fields = vec![
+            Field::new("driver_id", DataType::Int64, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+            Field::new(
+                "created",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("fare", DataType::Float64, true),
+            Field::new("rate", DataType::Float32, true),
+            Field::new("city", DataType::Utf8, true),
+            Field::new("ok", DataType::Boolean, true),
+        ];
+        PushSchema {
+            schema: Arc::new(Schema::new(fields)),
+            required: vec!["driver_id".into(), "ts".into()],
+            created: Some("created".into()),
+            source: "trips".into(),
+        }
+    }
+
+    fn rows(v: Value) -> Vec<Map<String, Value>> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn json_rows_become_typed_columns_and_created_is_the_ingestion_instant() {
+        let s = schema();
+        let batch = s
+            .from_rows(
+                &rows(json!([
+                    {"driver_id": 1, "ts": "2025-01-01T00:00:00Z", "fare": 2.5, "rate": 0.1, "city": "x", "ok": true},
+                    {"driver_id": 2, "ts": 1735689600.5, "created": "2025-01-02 00:00:00", "fare": "NaN"}
+                ])),
+                42,
+            )
+            .unwrap();
+        let ts = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<TimestampNanosecondArray>()
+            .unwrap();
+        assert_eq!(ts.values(), &[1_735_689_600_000_000_000, 1_735_689_600_500_000_000]);
+        let created = batch
+            .column(2)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap();
+        assert_eq!(created.values(), &[42, 1_735_776_000_000_000]);
+        let fare = batch.column(3).as_any().downcast_ref::<Float64Array>().unwrap();
+        assert!(fare.value(1).is_nan());
+        let rate = batch.column(4).as_any().downcast_ref::<Float32Array>().unwrap();
+        assert_eq!(rate.value(0), 0.1f32);
+        assert!(batch.column(5).is_null(1));
+        // Column-major (Feast's `df`) gives the same batch.
+        let df: Map<String, Value> = serde_json::from_value(json!({
+            "driver_id": [1, 2], "ts": ["2025-01-01T00:00:00Z", 1735689600.5],
+            "created": [null, "2025-01-02 00:00:00"], "fare": [2.5, "NaN"], "rate": [0.1, null],
+            "city": ["x", null], "ok": [true, null]
+        }))
+        .unwrap();
+        let by_columns = s.from_columns(&df, 42).unwrap();
+        assert_eq!(format!("{by_columns:?}"), format!("{batch:?}"));
+    }
+
+    #[test]
+    fn bad_values_name_their_row_and_field() {
+        let s = schema();
+        let cases = [
+            (
+                json!([{"driver_id": 1, "ts": "2025-01-01"}, {"driver_id": "2", "ts": "2025-01-01"}]),
+                "row 1, field `driver_id`: expected an integer (Int64), found \"2\"",
+            ),
+            (
+                json!([{"driver_id": 1.5, "ts": "2025-01-01"}]),
+                "row 0, field `driver_id`: expected an integer that fits Int64, found 1.5",
+            ),
+            (
+                json!([{"driver_id": 1, "ts": "2025-01-01", "fare": "12"}]),
+                "row 0, field `fare`: expected a number, found \"12\"",
+            ),
+            (
+                json!([{"driver_id": 1, "ts": "yesterday"}]),
+                "row 0, field `ts`: `yesterday` is not an instant: use `now`, RFC 3339 (2025-01-01T12:00:00Z), or a date (2025-01-01)",
+            ),
+            (
+                json!([{"driver_id": 1, "ts": "2025-01-01"}, {"ts": "2025-01-01"}]),
+                "row 1, field `driver_id`: missing: join keys and the event time are required",
+            ),
+            (
+                json!([{"driver_id": 1, "ts": null}]),
+                "row 0, field `ts`: missing: join keys and the event time are required",
+            ),
+            (
+                json!([{"driver_id": 1, "ts": "2025-01-01", "tip": 1}]),
+                "row 0, field `tip`: not a column of source `trips` (its columns: driver_id, ts, created, fare, rate, city, ok)",
+            ),
+            (
+                json!([{"driver_id": 1, "ts": "2025-01-01", "ok": 1}]),
+                "row 0, field `ok`: expected true or false, found 1",
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(s.from_rows(&rows(input), 0).unwrap_err().to_string(), expected);
+        }
+        let df: Map<String, Value> =
+            serde_json::from_value(json!({"driver_id": [1, 2], "ts": ["2025-01-01"]})).unwrap();
+        assert_eq!(
+            s.from_columns(&df, 0).unwrap_err().to_string(),
+            "field `ts`: 1 values, but column `driver_id` has 2"
+        );
+    }
+
+    #[test]
+    fn arrow_batches_are_cast_strictly_and_name_the_failing_row() {
+        let s = schema();
+        let input = RecordBatch::try_from_iter(vec![
+            (
+                "driver_id",
+                Arc::new(StringArray::from(vec!["1", "2", "x"])) as ArrayRef,
+            ),
+            (
+                "ts",
+                Arc::new(StringArray::from(vec!["2025-01-01T00:00:00Z"; 3])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let err = s.from_batches(&[input.slice(0, 2), input.clone()], 0).unwrap_err();
+        assert_eq!((err.row, err.field.as_deref()), (Some(4), Some("driver_id")), "{err}");
+        let ok = s.from_batches(&[input.slice(0, 2)], 7).unwrap();
+        assert_eq!(ok.num_rows(), 2);
+        assert_eq!(ok.schema(), s.schema);
+        let created = ok
+            .column(2)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap();
+        assert_eq!(created.values(), &[7, 7]);
+    }
+}
