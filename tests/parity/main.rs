@@ -5,5 +5,6 @@
 
 mod late;
 mod online;
+mod push;
 
 pub use skewless_testkit::copy_demo_defs;

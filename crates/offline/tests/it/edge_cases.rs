@@ -110,6 +110,38 @@ fn feature_batch() -> RecordBatch {
     .unwrap()
 }
 
+/// Parquet leaves NaN out of min/max statistics: a file whose other values are all 2.5 says
+/// min = max = 2.5, and DataFusion 55, trusting that, read every row as 2.5
+/// (apache/datafusion#24804). Found by the push parity test; the engine gathers no statistics.
+#[tokio::test]
+async fn nan_beside_equal_values_in_parquet_stays_nan() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data/parts")).unwrap();
+    let one = feature_batch();
+    let batch = RecordBatch::try_new(
+        one.schema(),
+        vec![
+            Arc::new(arrow::array::Int32Array::from(vec![3, 4, 5])),
+            Arc::new(TimestampMicrosecondArray::from(vec![1_767_225_600_000_000; 3])),
+            Arc::new(Float64Array::from(vec![2.5, f64::NAN, 2.5])),
+        ],
+    )
+    .unwrap();
+    write_parquet(&dir.path().join("data/parts/a.parquet"), &batch);
+    std::fs::write(
+        dir.path().join("spine.csv"),
+        "driver_id,event_timestamp\n3,2026-01-01T00:00:00Z\n4,2026-01-01T00:00:00Z\n5,2026-01-01T00:00:00Z\n",
+    )
+    .unwrap();
+    let out = run(&defs(INT_KEYS), dir.path(), &request(dir.path().join("spine.csv"), "v"))
+        .await
+        .unwrap();
+    let x = out.column_by_name("x").unwrap().as_primitive::<Float64Type>();
+    assert_eq!(x.value(0), 2.5);
+    assert!(x.value(1).is_nan(), "driver 4 read as {}", x.value(1));
+    assert_eq!(x.value(2), 2.5);
+}
+
 #[tokio::test]
 async fn extensionless_parquet_parts_are_read_and_key_widths_meet() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,321 @@
+//! Parity for pushed rows: pushes replayed under an injected clock into a fresh store, looked
+//! up after each push at that clock, equal the training set built afterwards from the offline
+//! log at the same instants, bit for bit.
+//!
+//! The events are made to be hard: event times behind the clock (late), exact `(event, created)`
+//! ties inside one push, NaN, ±0, nulls, division by zero, values on the ttl edge, and pushes
+//! replayed with the same id and other rows (which must count nowhere).
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use serde_json::{Map, Value, json};
+use skewless::Project;
+use skewless::online_store::{self, OnlineStore, Scalar, Status, StoreConfig};
+use skewless::push::{PushInput, PushTo};
+use skewless::training::{FeatureSelection, TrainingSetOptions, write_parquet};
+
+const MINUTE: i64 = 60_000_000;
+/// 2026-01-01T00:00:00Z.
+const BASE: i64 = 1_767_225_600_000_000;
+const DRIVERS: i64 = 8;
+
+const DEFS: &str = r#"
+project: pushy
+entities:
+  driver: { keys: { driver_id: int64 } }
+sources:
+  trips:
+    path: data/trips.parquet
+    timestamp: event_timestamp
+    created: created
+    push: true
+feature_views:
+  last_trip:
+    entity: driver
+    source: trips
+    ttl: 2h
+    as_of: available
+    features:
+      fare: float64
+      fare_per_km: { type: float64, expr: "fare / distance_km" }
+      rated: { type: bool, expr: "rating IS NOT NULL" }
+      half: { type: float32, expr: "CAST(fare AS FLOAT) * 0.5" }
+  trip_event:
+    entity: driver
+    source: trips
+    as_of: event
+    features:
+      last_fare: { type: float64, expr: "fare" }
+"#;
+
+fn instant_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// A project whose push source has a batch file with no rows: everything comes from pushes.
+fn push_project() -> (tempfile::TempDir, Project) {
+    let dir = tempfile::tempdir().unwrap();
+    let defs = dir.path().join("feature_defs");
+    std::fs::create_dir_all(&defs).unwrap();
+    std::fs::write(defs.join("defs.yaml"), DEFS).unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("driver_id", DataType::Int64, true),
+        Field::new("event_timestamp", instant_type(), true),
+        Field::new("created", instant_type(), true),
+        Field::new("fare", DataType::Float64, true),
+        Field::new("distance_km", DataType::Float64, true),
+        Field::new("rating", DataType::Int64, true),
+    ]));
+    write_parquet(&RecordBatch::new_empty(schema), &dir.path().join("data/trips.parquet")).unwrap();
+    let project = Project::new(defs, dir.path().join(".skewless"));
+    project.apply(false, None).unwrap();
+    (dir, project)
+}
+
+/// A small deterministic generator (SplitMix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn float(rng: &mut Rng) -> Value {
+    match rng.below(12) {
+        0 => Value::Null,
+        1 => json!("NaN"),
+        2 => json!(-0.0),
+        3 => json!(0.0),
+        4 => json!("-Infinity"),
+        _ => json!((rng.below(100_000) as f64) / 7.0 - 2000.0),
+    }
+}
+
+/// The rows of push `k` at clock `now`: event times up to 3 h behind the clock (some exactly on
+/// the 2 h ttl edge of a later query), and now and then two rows of one driver with one event time.
+fn rows(rng: &mut Rng, now: i64) -> Vec<Map<String, Value>> {
+    let n = 1 + rng.below(6) as usize;
+    let mut out: Vec<Map<String, Value>> = Vec::new();
+    for _ in 0..n {
+        let driver = 1 + rng.below(DRIVERS as u64) as i64;
+        let behind = match rng.below(5) {
+            0 => 0,
+            1 => 120 * MINUTE - 10 * MINUTE, // on the ttl edge 10 minutes (one push) later
+            _ => rng.below(180) as i64 * MINUTE + rng.below(1000) as i64,
+        };
+        let ts = skewless::online::format_instant(now - behind);
+        let mut row = json!({
+            "driver_id": driver,
+            "event_timestamp": ts,
+            "fare": float(rng),
+            "distance_km": float(rng),
+            "rating": if rng.below(3) == 0 { Value::Null } else { json!(rng.below(5) as i64 + 1) },
+        });
+        if rng.below(4) == 0 {
+            // An exact tie: the same driver and event time again, other values.
+            let mut twin = row.clone();
+            twin["fare"] = float(rng);
+            out.push(twin.as_object().unwrap().clone());
+        }
+        if rng.below(10) == 0 {
+            row["created"] = json!(skewless::online::format_instant(now));
+        }
+        out.push(row.as_object().unwrap().clone());
+    }
+    out
+}
+
+fn scalar(column: &ArrayRef, row: usize) -> Scalar {
+    if column.is_null(row) {
+        return Scalar::Null;
+    }
+    match column.data_type() {
+        DataType::Boolean => Scalar::Bool(column.as_boolean().value(row)),
+        DataType::Float32 => Scalar::Float32(column.as_primitive::<arrow::datatypes::Float32Type>().value(row)),
+        DataType::Float64 => Scalar::Float64(column.as_primitive::<arrow::datatypes::Float64Type>().value(row)),
+        other => panic!("unexpected type {other}"),
+    }
+}
+
+/// Bit for bit: NaN equals NaN of the same bits, -0 differs from +0.
+fn same(a: &Scalar, b: &Scalar) -> bool {
+    match (a, b) {
+        (Scalar::Float64(x), Scalar::Float64(y)) => x.to_bits() == y.to_bits(),
+        (Scalar::Float32(x), Scalar::Float32(y)) => x.to_bits() == y.to_bits(),
+        _ => a == b,
+    }
+}
+
+/// What was served: per query instant, per driver, per feature.
+type Served = Vec<(i64, Vec<Vec<(Scalar, Status)>>)>;
+
+async fn replay(project: &Project, store: &dyn OnlineStore, seed: u64, pushes: usize, features: &[String]) -> Served {
+    let mut rng = Rng(seed);
+    let mut served = Vec::new();
+    let entities: Vec<Vec<(String, String)>> = (1..=DRIVERS + 1)
+        .map(|d| vec![("driver_id".to_string(), d.to_string())])
+        .collect();
+    let mut ids: Vec<String> = Vec::new();
+    for k in 0..pushes {
+        let now = BASE + k as i64 * 10 * MINUTE;
+        let input = PushInput::Rows(rows(&mut rng, now));
+
+        // Every fifth push replays an earlier id with other rows: it must count nowhere.
+        let id = if k % 5 == 4 && !ids.is_empty() {
+            Some(ids[rng.below(ids.len() as u64) as usize].clone())
+        } else if rng.below(2) == 0 {
+            let id = format!("push-{seed}-{k}");
+            ids.push(id.clone());
+            Some(id)
+        } else {
+            None
+        };
+        let replay = k % 5 == 4 && id.is_some();
+        let report = project
+            .push(store, "trips", &input, id, PushTo::OnlineAndOffline, now)
+            .await
+            .unwrap();
+        assert_eq!(report.appended, !replay, "push {k}: {report:?}");
+        let found = project
+            .get(store, &FeatureSelection::Features(features.to_vec()), &entities, now)
+            .await
+            .unwrap();
+        served.push((
+            now,
+            found
+                .rows
+                .iter()
+                .map(|r| r.iter().map(|v| (v.value.clone(), v.status)).collect())
+                .collect(),
+        ));
+    }
+    served
+}
+
+/// Builds the training set for every driver at every served instant and compares.
+async fn assert_served_equals_training_set(
+    dir: &std::path::Path,
+    project: &Project,
+    served: &Served,
+    features: &[String],
+) -> usize {
+    let mut drivers = Vec::new();
+    let mut times = Vec::new();
+    for (t, _) in served {
+        for d in 1..=DRIVERS + 1 {
+            drivers.push(d);
+            times.push(*t);
+        }
+    }
+    let spine = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("driver_id", DataType::Int64, false),
+            Field::new("event_timestamp", instant_type(), false),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(drivers)),
+            Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC")),
+        ],
+    )
+    .unwrap();
+    let spine_path = dir.join("spine.parquet");
+    write_parquet(&spine, &spine_path).unwrap();
+    let options = TrainingSetOptions {
+        spine: spine_path,
+        selection: FeatureSelection::Features(features.to_vec()),
+        timestamp_column: "event_timestamp".into(),
+        full_names: true,
+    };
+    let offline = project
+        .training_set(&skewless::engine_session(), &options)
+        .await
+        .unwrap()
+        .batch;
+    let mut present = 0;
+    let per_instant = (DRIVERS + 1) as usize;
+    for (i, (t, rows)) in served.iter().enumerate() {
+        for (d, row) in rows.iter().enumerate() {
+            for (f, feature) in features.iter().enumerate() {
+                let want = scalar(offline.column(2 + f), i * per_instant + d);
+                let (got, status) = &row[f];
+                assert!(
+                    same(got, &want),
+                    "{feature} of driver {} at {}: served {got:?} ({status:?}), training set {want:?}",
+                    d + 1,
+                    skewless::online::format_instant(*t)
+                );
+                if *status == Status::Present {
+                    present += 1;
+                } else {
+                    assert_eq!(got, &Scalar::Null);
+                }
+            }
+        }
+    }
+    present
+}
+
+async fn push_parity_on(store: Arc<dyn OnlineStore>, dir: &std::path::Path, project: &Project, seed: u64) {
+    let available: Vec<String> = ["fare", "fare_per_km", "rated", "half"]
+        .iter()
+        .map(|f| format!("last_trip:{f}"))
+        .collect();
+    let served = replay(project, &*store, seed, 60, &available).await;
+    let present = assert_served_equals_training_set(dir, project, &served, &available).await;
+    assert!(present > 500, "only {present} values present");
+    // `as_of: event` agrees once every row has landed: after the last push.
+    let event = vec!["trip_event:last_fare".to_string()];
+    let last = served.last().unwrap().0;
+    let entities: Vec<Vec<(String, String)>> = (1..=DRIVERS + 1)
+        .map(|d| vec![("driver_id".to_string(), d.to_string())])
+        .collect();
+    let found = project
+        .get(&*store, &FeatureSelection::Features(event.clone()), &entities, last)
+        .await
+        .unwrap();
+    let final_served: Served = vec![(
+        last,
+        found
+            .rows
+            .iter()
+            .map(|r| r.iter().map(|v| (v.value.clone(), v.status)).collect())
+            .collect(),
+    )];
+    let present = assert_served_equals_training_set(dir, project, &final_served, &event).await;
+    assert_eq!(present, DRIVERS as usize, "every driver has an event-time value");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_values_equal_the_training_set_embedded() {
+    for seed in [1, 2, 3] {
+        let (dir, project) = push_project();
+        let store = online_store::open(&StoreConfig::Embedded(dir.path().join("s.redb")))
+            .await
+            .unwrap();
+        push_parity_on(store, dir.path(), &project, seed).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_values_equal_the_training_set_redis() {
+    let server = skewless_testkit::RedisServer::start();
+    for seed in [4, 5, 6] {
+        let (dir, project) = push_project();
+        let store = online_store::open(&StoreConfig::Redis(format!("{}/{seed}", server.url())))
+            .await
+            .unwrap();
+        push_parity_on(store, dir.path(), &project, seed).await;
+    }
+}
