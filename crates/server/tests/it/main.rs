@@ -14,6 +14,8 @@ use skewless::online_store::{self, StoreConfig};
 use skewless::serving::Serving;
 use skewless_server::{ApiKeys, Limits, Live, Options, run};
 use skewless_testkit::fuzz::Fuzz;
+
+mod push;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const HOUR: i64 = 3_600_000_000;
@@ -92,8 +94,13 @@ async fn request_with(
     body: &[u8],
 ) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let content_type = if headers.contains("Content-Type:") {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: test\r\n{content_type}{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();

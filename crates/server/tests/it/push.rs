@@ -1,0 +1,274 @@
+//! The push routes: JSON rows, Feast's `/push` and Arrow IPC are logged and served; a
+//! replayed id writes nothing; bad pushes are 4xx naming row and field, and write nothing.
+
+use super::*;
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+fn instant(micros: i64) -> String {
+    skewless::online::format_instant(micros)
+}
+
+fn trip(driver: i64, ts: i64, fare: f64) -> Value {
+    json!({
+        "trip_id": 7_000_000 + driver, "driver_id": driver, "customer_id": 5001,
+        "event_timestamp": instant(ts), "last_trip_distance_km": 2.0, "fare": fare, "rating": null,
+    })
+}
+
+/// `driver_last_trip:last_trip_fare` served now for `driver`: (value, status).
+async fn served_fare(addr: std::net::SocketAddr, driver: i64) -> (Value, String) {
+    let (status, body) = post(
+        addr,
+        "/v1/features",
+        json!({"features": ["driver_last_trip:last_trip_fare"], "entities": [{"driver_id": driver}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let f = &body["results"][0]["features"]["last_trip_fare"];
+    (f["value"].clone(), f["status"].as_str().unwrap().to_string())
+}
+
+fn segments(project: &Project) -> usize {
+    skewless::offline::push_log::segments(&project.root, "trips")
+        .unwrap()
+        .len()
+}
+
+/// An Arrow IPC stream of one trip row.
+fn arrow_trip(driver: i64, ts: i64, fare: f64) -> Vec<u8> {
+    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("trip_id", arrow::datatypes::DataType::Int64, false),
+        arrow::datatypes::Field::new("driver_id", arrow::datatypes::DataType::Int64, false),
+        arrow::datatypes::Field::new("customer_id", arrow::datatypes::DataType::Int64, false),
+        arrow::datatypes::Field::new("event_timestamp", arrow::datatypes::DataType::Utf8, false),
+        arrow::datatypes::Field::new("fare", arrow::datatypes::DataType::Float64, true),
+    ]));
+    let batch = arrow::array::RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(arrow::array::Int64Array::from(vec![8_000_000 + driver])),
+            Arc::new(arrow::array::Int64Array::from(vec![driver])),
+            Arc::new(arrow::array::Int64Array::from(vec![5001])),
+            Arc::new(arrow::array::StringArray::from(vec![instant(ts)])),
+            Arc::new(arrow::array::Float64Array::from(vec![fare])),
+        ],
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut out, &schema).unwrap();
+    writer.write(&batch).unwrap();
+    writer.finish().unwrap();
+    drop(writer);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_are_logged_then_served_and_bad_ones_write_nothing() {
+    let limits = Limits {
+        max_push_body_bytes: 64 * 1024,
+        ..Limits::default()
+    };
+    let server = start(limits).await;
+    let addr = server.addr;
+    let t = now_micros() - 1_000_000;
+
+    // JSON rows with an id.
+    let (status, body) = post(
+        addr,
+        "/v1/push",
+        json!({"source": "trips", "rows": [trip(1001, t, 11.5), trip(1002, t, 12.5)], "id": "p1"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["appended"], true);
+    assert_eq!(body["views"]["driver_last_trip"]["written"], 2, "{body}");
+    assert_eq!(served_fare(addr, 1001).await, (json!(11.5), "PRESENT".into()));
+
+    // The same id again, with other rows: acknowledged, nothing written anywhere.
+    let (status, body) = post(
+        addr,
+        "/v1/push",
+        json!({"source": "trips", "rows": [trip(1001, t + 1, 99.0)], "id": "p1"}),
+    )
+    .await;
+    assert_eq!((status, &body["appended"]), (200, &json!(false)), "{body}");
+    assert_eq!(served_fare(addr, 1001).await.0, json!(11.5));
+
+    // Feast's body: column-major `df`, `to: online` (logged offline too).
+    let (status, body) = post(
+        addr,
+        "/push",
+        json!({
+            "push_source_name": "trips",
+            "df": {
+                "trip_id": [9001], "driver_id": [1003], "customer_id": [5001],
+                "event_timestamp": [instant(t)], "fare": [13.5],
+                "last_trip_distance_km": [1.0], "rating": [4]
+            },
+            "to": "online",
+            "allow_registry_cache": true
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(served_fare(addr, 1003).await.0, json!(13.5));
+
+    // An Arrow IPC stream; columns it lacks are null, strings are cast to timestamps.
+    let (status, text) = request_with(
+        addr,
+        "POST",
+        "/v1/push?source=trips&id=arrow-1",
+        "Content-Type: application/vnd.apache.arrow.stream\r\n",
+        &arrow_trip(1004, t, 14.5),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(served_fare(addr, 1004).await.0, json!(14.5));
+    assert_eq!(segments(&server.project), 3);
+
+    // Bad pushes: 4xx with a code naming the row and field; nothing logged, nothing served.
+    let mut wrong_type = trip(4242, t, 1.0);
+    wrong_type["fare"] = json!("cheap");
+    let mut no_key = trip(4242, t, 1.0);
+    no_key.as_object_mut().unwrap().remove("driver_id");
+    let big: Vec<Value> = (0..2000).map(|i| trip(4242, t + i, 1.0)).collect();
+    for (path, body, status, code, says) in [
+        (
+            "/v1/push",
+            json!({"source": "trips", "rows": [trip(4242, t, 1.0), wrong_type]}),
+            400,
+            "BAD_ROW",
+            "row 1, field `fare`: expected a number, found \"cheap\"",
+        ),
+        (
+            "/v1/push",
+            json!({"source": "trips", "rows": [no_key]}),
+            400,
+            "BAD_ROW",
+            "row 0, field `driver_id`: missing",
+        ),
+        (
+            "/v1/push",
+            json!({"source": "trip", "rows": [trip(4242, t, 1.0)]}),
+            404,
+            "UNKNOWN_SOURCE",
+            "did you mean `trips`?",
+        ),
+        (
+            "/v1/push",
+            json!({"source": "driver_hourly", "rows": [trip(4242, t, 1.0)]}),
+            400,
+            "NOT_A_PUSH_SOURCE",
+            "push: true",
+        ),
+        (
+            "/v1/push",
+            json!({"source": "trips", "rows": [trip(4242, t, 1.0)], "to": "somewhere"}),
+            400,
+            "BAD_REQUEST",
+            "`to`",
+        ),
+        (
+            "/push",
+            json!({"push_source_name": "trips", "df": {"driver_id": [4242, 4243], "event_timestamp": [instant(t)]}}),
+            400,
+            "BAD_ROW",
+            "field `event_timestamp`: 1 values, but column `driver_id` has 2",
+        ),
+        (
+            "/v1/push",
+            json!({"source": "trips", "rows": big}),
+            413,
+            "BODY_TOO_LARGE",
+            "",
+        ),
+    ] {
+        let (got, text) = request(addr, "POST", path, body.to_string().as_bytes()).await;
+        assert_eq!(got, status, "{path}: {text}");
+        if status != 413 {
+            let answer: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(answer["error"]["code"], code, "{text}");
+            assert!(answer["error"]["message"].as_str().unwrap().contains(says), "{text}");
+        }
+    }
+    let (status, text) = request_with(
+        addr,
+        "POST",
+        "/v1/push?source=trips",
+        "Content-Type: application/vnd.apache.arrow.stream\r\n",
+        b"not arrow at all",
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+    assert_eq!(segments(&server.project), 3, "a bad push wrote a segment");
+    assert_eq!(served_fare(addr, 4242).await.1, "NOT_FOUND");
+
+    // The training set reads the log: what was served is what it holds.
+    let spine = server.project.root.join("push_spine.csv");
+    std::fs::write(
+        &spine,
+        format!(
+            "driver_id,event_timestamp\n1001,{0}\n1003,{0}\n1004,{0}\n",
+            instant(t + 500_000)
+        ),
+    )
+    .unwrap();
+    let options = skewless::training::TrainingSetOptions {
+        spine,
+        selection: skewless::training::FeatureSelection::Features(vec!["driver_last_trip:last_trip_fare".into()]),
+        timestamp_column: "event_timestamp".into(),
+        full_names: false,
+    };
+    // `created` is the ingestion instant, after `t`: an `as_of: available` view sees the rows
+    // from then on. Ask at the end of this second instead.
+    let later = skewless::training::TrainingSetOptions {
+        spine: {
+            let path = server.project.root.join("push_spine_later.csv");
+            std::fs::write(
+                &path,
+                format!(
+                    "driver_id,event_timestamp\n1001,{0}\n1003,{0}\n1004,{0}\n",
+                    instant(now_micros() + 1_000_000)
+                ),
+            )
+            .unwrap();
+            path
+        },
+        ..options.clone()
+    };
+    let early = server
+        .project
+        .training_set(&skewless::engine_session(), &options)
+        .await
+        .unwrap()
+        .batch;
+    assert_eq!(
+        early.column(2).null_count(),
+        3,
+        "rows were visible before they were pushed"
+    );
+    let offline = server
+        .project
+        .training_set(&skewless::engine_session(), &later)
+        .await
+        .unwrap()
+        .batch;
+    let fares = offline
+        .column(2)
+        .as_any()
+        .downcast_ref::<arrow::array::Float64Array>()
+        .unwrap();
+    assert_eq!(fares.values(), &[11.5, 13.5, 14.5]);
+
+    let (_, text) = request(addr, "GET", "/metrics", b"").await;
+    assert_eq!(metric(&text, "skewless_pushed_rows_total{source=\"trips\"}"), 4.0);
+    assert_eq!(metric(&text, "skewless_replayed_pushes_total{source=\"trips\"}"), 1.0);
+    assert_eq!(metric(&text, "skewless_errors_total{code=\"BAD_ROW\"}"), 3.0);
+    stop(server).await;
+}
