@@ -6,5 +6,6 @@
 mod late;
 mod online;
 mod push;
+mod push_faults;
 
 pub use skewless_testkit::copy_demo_defs;

@@ -16,10 +16,10 @@ use skewless::online_store::{self, OnlineStore, Scalar, Status, StoreConfig};
 use skewless::push::{PushInput, PushTo};
 use skewless::training::{FeatureSelection, TrainingSetOptions, write_parquet};
 
-const MINUTE: i64 = 60_000_000;
+pub(crate) const MINUTE: i64 = 60_000_000;
 /// 2026-01-01T00:00:00Z.
-const BASE: i64 = 1_767_225_600_000_000;
-const DRIVERS: i64 = 8;
+pub(crate) const BASE: i64 = 1_767_225_600_000_000;
+pub(crate) const DRIVERS: i64 = 8;
 
 const DEFS: &str = r#"
 project: pushy
@@ -55,7 +55,7 @@ fn instant_type() -> DataType {
 }
 
 /// A project whose push source has a batch file with no rows: everything comes from pushes.
-fn push_project() -> (tempfile::TempDir, Project) {
+pub(crate) fn push_project() -> (tempfile::TempDir, Project) {
     let dir = tempfile::tempdir().unwrap();
     let defs = dir.path().join("feature_defs");
     std::fs::create_dir_all(&defs).unwrap();
@@ -76,7 +76,7 @@ fn push_project() -> (tempfile::TempDir, Project) {
 }
 
 /// A small deterministic generator (SplitMix64).
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -87,7 +87,7 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }
@@ -105,7 +105,7 @@ fn float(rng: &mut Rng) -> Value {
 
 /// The rows of push `k` at clock `now`: event times up to 3 h behind the clock (some exactly on
 /// the 2 h ttl edge of a later query), and now and then two rows of one driver with one event time.
-fn rows(rng: &mut Rng, now: i64) -> Vec<Map<String, Value>> {
+pub(crate) fn rows(rng: &mut Rng, now: i64) -> Vec<Map<String, Value>> {
     let n = 1 + rng.below(6) as usize;
     let mut out: Vec<Map<String, Value>> = Vec::new();
     for _ in 0..n {
@@ -158,15 +158,54 @@ fn same(a: &Scalar, b: &Scalar) -> bool {
     }
 }
 
+/// Every driver (and one with no data) at each of `times`.
+pub(crate) fn spine(times: &[i64]) -> RecordBatch {
+    let mut drivers = Vec::new();
+    let mut at = Vec::new();
+    for t in times {
+        for d in 1..=DRIVERS + 1 {
+            drivers.push(d);
+            at.push(*t);
+        }
+    }
+    RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("driver_id", DataType::Int64, false),
+            Field::new("event_timestamp", instant_type(), false),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(drivers)),
+            Arc::new(TimestampMicrosecondArray::from(at).with_timezone("UTC")),
+        ],
+    )
+    .unwrap()
+}
+
+/// What every driver is served at clock `t`.
+pub(crate) async fn served_at(project: &Project, store: &dyn OnlineStore, features: &[String], t: i64) -> Served {
+    let entities: Vec<Vec<(String, String)>> = (1..=DRIVERS + 1)
+        .map(|d| vec![("driver_id".to_string(), d.to_string())])
+        .collect();
+    let found = project
+        .get(store, &FeatureSelection::Features(features.to_vec()), &entities, t)
+        .await
+        .unwrap();
+    vec![(
+        t,
+        found
+            .rows
+            .iter()
+            .map(|r| r.iter().map(|v| (v.value.clone(), v.status)).collect())
+            .collect(),
+    )]
+}
+
 /// What was served: per query instant, per driver, per feature.
-type Served = Vec<(i64, Vec<Vec<(Scalar, Status)>>)>;
+pub(crate) type Served = Vec<(i64, Vec<Vec<(Scalar, Status)>>)>;
 
 async fn replay(project: &Project, store: &dyn OnlineStore, seed: u64, pushes: usize, features: &[String]) -> Served {
     let mut rng = Rng(seed);
     let mut served = Vec::new();
-    let entities: Vec<Vec<(String, String)>> = (1..=DRIVERS + 1)
-        .map(|d| vec![("driver_id".to_string(), d.to_string())])
-        .collect();
     let mut ids: Vec<String> = Vec::new();
     for k in 0..pushes {
         let now = BASE + k as i64 * 10 * MINUTE;
@@ -188,48 +227,20 @@ async fn replay(project: &Project, store: &dyn OnlineStore, seed: u64, pushes: u
             .await
             .unwrap();
         assert_eq!(report.appended, !replay, "push {k}: {report:?}");
-        let found = project
-            .get(store, &FeatureSelection::Features(features.to_vec()), &entities, now)
-            .await
-            .unwrap();
-        served.push((
-            now,
-            found
-                .rows
-                .iter()
-                .map(|r| r.iter().map(|v| (v.value.clone(), v.status)).collect())
-                .collect(),
-        ));
+        served.extend(served_at(project, store, features, now).await);
     }
     served
 }
 
 /// Builds the training set for every driver at every served instant and compares.
-async fn assert_served_equals_training_set(
+pub(crate) async fn assert_served_equals_training_set(
     dir: &std::path::Path,
     project: &Project,
     served: &Served,
     features: &[String],
 ) -> usize {
-    let mut drivers = Vec::new();
-    let mut times = Vec::new();
-    for (t, _) in served {
-        for d in 1..=DRIVERS + 1 {
-            drivers.push(d);
-            times.push(*t);
-        }
-    }
-    let spine = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("driver_id", DataType::Int64, false),
-            Field::new("event_timestamp", instant_type(), false),
-        ])),
-        vec![
-            Arc::new(Int64Array::from(drivers)),
-            Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC")),
-        ],
-    )
-    .unwrap();
+    let times: Vec<i64> = served.iter().map(|(t, _)| *t).collect();
+    let spine = spine(&times);
     let spine_path = dir.join("spine.parquet");
     write_parquet(&spine, &spine_path).unwrap();
     let options = TrainingSetOptions {
@@ -278,21 +289,7 @@ async fn push_parity_on(store: Arc<dyn OnlineStore>, dir: &std::path::Path, proj
     // `as_of: event` agrees once every row has landed: after the last push.
     let event = vec!["trip_event:last_fare".to_string()];
     let last = served.last().unwrap().0;
-    let entities: Vec<Vec<(String, String)>> = (1..=DRIVERS + 1)
-        .map(|d| vec![("driver_id".to_string(), d.to_string())])
-        .collect();
-    let found = project
-        .get(&*store, &FeatureSelection::Features(event.clone()), &entities, last)
-        .await
-        .unwrap();
-    let final_served: Served = vec![(
-        last,
-        found
-            .rows
-            .iter()
-            .map(|r| r.iter().map(|v| (v.value.clone(), v.status)).collect())
-            .collect(),
-    )];
+    let final_served = served_at(project, &*store, &event, last).await;
     let present = assert_served_equals_training_set(dir, project, &final_served, &event).await;
     assert_eq!(present, DRIVERS as usize, "every driver has an event-time value");
 }

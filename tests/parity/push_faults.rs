@@ -1,0 +1,263 @@
+//! Pushes under faults: an online write that fails after the log append, racing writers, and
+//! compaction. Each ends with the served values equal to the training set.
+
+use std::sync::Arc;
+
+use skewless::online::MaterializeOptions;
+use skewless::online_store::{self, OnlineStore, StoreConfig};
+use skewless::push::{PushInput, PushTo};
+use skewless::serving::RequestError;
+use skewless::training::{FeatureSelection, TrainingSetOptions, write_parquet};
+
+use crate::push::{BASE, DRIVERS, MINUTE, Rng, assert_served_equals_training_set, push_project, rows, served_at};
+
+fn all_features() -> Vec<String> {
+    [
+        "last_trip:fare",
+        "last_trip:fare_per_km",
+        "last_trip:rated",
+        "last_trip:half",
+        "trip_event:last_fare",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+async fn materialize(project: &skewless::Project, store: &dyn OnlineStore, end: i64, incremental: bool) {
+    let options = MaterializeOptions {
+        start: None,
+        end,
+        incremental,
+        views: Vec::new(),
+    };
+    for report in project.materialize(store, &options, &|_| {}).await.unwrap() {
+        assert!(report.error.is_none(), "{report:?}");
+    }
+}
+
+fn redis_cli(port: u16, args: &[&str]) {
+    let status = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "redis-cli {args:?}");
+}
+
+/// Redis refuses writes (but still reads) after the append: the push fails saying the rows
+/// are logged, and the next incremental run writes them, late event times included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_online_write_is_logged_and_the_next_incremental_run_repairs_it() {
+    let server = skewless_testkit::RedisServer::start();
+    let (dir, project) = push_project();
+    let store = online_store::open(&StoreConfig::Redis(server.url())).await.unwrap();
+    let mut rng = Rng(11);
+    for k in 0..3 {
+        let now = BASE + k * 10 * MINUTE;
+        let input = PushInput::Rows(rows(&mut rng, now));
+        project
+            .push(&*store, "trips", &input, None, PushTo::OnlineAndOffline, now)
+            .await
+            .unwrap();
+    }
+    materialize(&project, &*store, BASE + 25 * MINUTE, true).await;
+
+    // Writes now fail: NOREPLICAS. The rows' event times lie before the watermark.
+    redis_cli(server.port(), &["CONFIG", "SET", "min-replicas-to-write", "1"]);
+    let now = BASE + 30 * MINUTE;
+    let late: Vec<_> = (1..=DRIVERS)
+        .map(|d| {
+            serde_json::json!({"driver_id": d, "event_timestamp": skewless::online::format_instant(BASE + 20 * MINUTE + d),
+                "fare": 1000.0 + d as f64, "distance_km": 2.0, "rating": 1})
+            .as_object()
+            .unwrap()
+            .clone()
+        })
+        .collect();
+    let err = project
+        .push(
+            &*store,
+            "trips",
+            &PushInput::Rows(late.clone()),
+            Some("late".into()),
+            PushTo::OnlineAndOffline,
+            now,
+        )
+        .await
+        .unwrap_err();
+    let skewless::Error::Serve(RequestError::OnlineWriteFailed(message)) = &err else {
+        panic!("expected ONLINE_WRITE_FAILED, got {err}");
+    };
+    assert!(message.contains("are in the offline log"), "{message}");
+    assert!(message.contains("materialize-incremental"), "{message}");
+    assert_eq!(
+        skewless::offline::push_log::segments(&project.root, "trips")
+            .unwrap()
+            .len(),
+        4
+    );
+    redis_cli(server.port(), &["CONFIG", "SET", "min-replicas-to-write", "0"]);
+
+    // Before the repair the store lacks the late rows; after it, it serves them, as the
+    // training set has them.
+    let features = all_features();
+    let end = BASE + 40 * MINUTE;
+    let fares = |served: &crate::push::Served| -> Vec<skewless::online_store::Scalar> {
+        served[0]
+            .1
+            .iter()
+            .take(DRIVERS as usize)
+            .map(|row| row[4].0.clone())
+            .collect()
+    };
+    let expected: Vec<skewless::online_store::Scalar> = (1..=DRIVERS)
+        .map(|d| skewless::online_store::Scalar::Float64(1000.0 + d as f64))
+        .collect();
+    let stale = served_at(&project, &*store, &features, end).await;
+    assert!(
+        fares(&stale).iter().zip(&expected).all(|(a, b)| a != b),
+        "{:?}",
+        fares(&stale)
+    );
+    materialize(&project, &*store, end, true).await;
+    let served = served_at(&project, &*store, &features, end).await;
+    assert_eq!(fares(&served), expected);
+    assert_served_equals_training_set(dir.path(), &project, &served, &features).await;
+    // Replaying the failed push's id appends nothing: its rows are already logged.
+    let report = project
+        .push(
+            &*store,
+            "trips",
+            &PushInput::Rows(late),
+            Some("late".into()),
+            PushTo::OnlineAndOffline,
+            end,
+        )
+        .await
+        .unwrap();
+    assert!(!report.appended);
+}
+
+/// Pushers at different clocks race each other and two full materializations over the same
+/// keys; newer-wins leaves the newest row per key, whatever the interleaving.
+async fn racing_writers_on(store: Arc<dyn OnlineStore>, dir: &std::path::Path, project: &skewless::Project) {
+    let end = BASE + 4 * 60 * MINUTE;
+    let mut tasks = Vec::new();
+    for writer in 0..4u64 {
+        let (store, project) = (Arc::clone(&store), project.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng(100 + writer);
+            for k in 0..15 {
+                let now = BASE + rng.below(4 * 60) as i64 * MINUTE;
+                let input = PushInput::Rows(rows(&mut rng, now));
+                let id = format!("w{writer}-{k}");
+                project
+                    .push(&*store, "trips", &input, Some(id), PushTo::OnlineAndOffline, now)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    // Materializations race the pushers from this task (their progress callback is not Send).
+    tokio::join!(
+        materialize(project, &*store, end, false),
+        materialize(project, &*store, end, false)
+    );
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let features = all_features();
+    let served = served_at(project, &*store, &features, end).await;
+    let present = assert_served_equals_training_set(dir, project, &served, &features).await;
+    assert!(present >= DRIVERS as usize, "only {present} values present");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_pushes_and_materializations_leave_the_newest_value_embedded() {
+    let (dir, project) = push_project();
+    let store = online_store::open(&StoreConfig::Embedded(dir.path().join("s.redb")))
+        .await
+        .unwrap();
+    racing_writers_on(store, dir.path(), &project).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_pushes_and_materializations_leave_the_newest_value_redis() {
+    let server = skewless_testkit::RedisServer::start();
+    let (dir, project) = push_project();
+    let store = online_store::open(&StoreConfig::Redis(server.url())).await.unwrap();
+    racing_writers_on(store, dir.path(), &project).await;
+}
+
+/// A training set built before and after compaction is the same file, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_changes_no_training_set() {
+    let (dir, project) = push_project();
+    let store = online_store::open(&StoreConfig::Embedded(dir.path().join("s.redb")))
+        .await
+        .unwrap();
+    let mut rng = Rng(21);
+    for k in 0..30 {
+        let now = BASE + k * 10 * MINUTE;
+        let input = PushInput::Rows(rows(&mut rng, now));
+        project
+            .push(
+                &*store,
+                "trips",
+                &input,
+                Some(format!("c{k}")),
+                PushTo::OnlineAndOffline,
+                now,
+            )
+            .await
+            .unwrap();
+    }
+    let features = all_features();
+    let build = |name: &'static str| {
+        let (project, dir, features) = (project.clone(), dir.path().to_path_buf(), features.clone());
+        async move {
+            let spine = crate::push::spine(&(0..30).map(|k| BASE + k * 10 * MINUTE).collect::<Vec<_>>());
+            let spine_path = dir.join(format!("{name}_spine.parquet"));
+            write_parquet(&spine, &spine_path).unwrap();
+            let options = TrainingSetOptions {
+                spine: spine_path,
+                selection: FeatureSelection::Features(features),
+                timestamp_column: "event_timestamp".into(),
+                full_names: true,
+            };
+            let batch = project
+                .training_set(&skewless::engine_session(), &options)
+                .await
+                .unwrap()
+                .batch;
+            let out = dir.join(format!("{name}.parquet"));
+            write_parquet(&batch, &out).unwrap();
+            std::fs::read(out).unwrap()
+        }
+    };
+    let before = build("before").await;
+    let compacted = project.compact("trips").unwrap();
+    assert_eq!(compacted.segments, 30);
+    assert_eq!(
+        skewless::offline::push_log::segments(&project.root, "trips")
+            .unwrap()
+            .len(),
+        1
+    );
+    let after = build("after").await;
+    assert!(before == after, "compaction changed the training set");
+    // The ids survive compaction: a replay appends nothing.
+    let report = project
+        .push(
+            &*store,
+            "trips",
+            &PushInput::Rows(rows(&mut rng, BASE)),
+            Some("c7".into()),
+            PushTo::OnlineAndOffline,
+            BASE,
+        )
+        .await
+        .unwrap();
+    assert!(!report.appended);
+}
