@@ -1,6 +1,6 @@
 use crate::TempProject;
 
-fn demo_project() -> TempProject {
+pub(crate) fn demo_project() -> TempProject {
     let p = TempProject::with_demo_defs();
     p.run(&["demo-data"]).ok();
     p
@@ -483,15 +483,15 @@ fn serve_one_lookup(p: &TempProject, args: &[&str]) -> String {
 }
 
 /// A running `skewless serve`.
-struct Serve {
-    child: std::process::Child,
-    port: u16,
+pub(crate) struct Serve {
+    pub(crate) child: std::process::Child,
+    pub(crate) port: u16,
     /// Kept open: the server writes to it until it stops.
     _stderr: std::io::BufReader<std::process::ChildStderr>,
 }
 
 impl Serve {
-    fn start(p: &TempProject, args: &[&str]) -> Serve {
+    pub(crate) fn start(p: &TempProject, args: &[&str]) -> Serve {
         use std::io::BufRead;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -518,7 +518,7 @@ impl Serve {
     }
 
     /// One POST; the status and the body.
-    fn post(&self, path: &str, body: &str) -> (u16, String) {
+    pub(crate) fn post(&self, path: &str, body: &str) -> (u16, String) {
         self.request("POST", path, body)
     }
 
@@ -546,7 +546,7 @@ impl Serve {
     }
 
     /// SIGTERM; the server must exit 0.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let killed = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()

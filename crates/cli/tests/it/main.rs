@@ -6,6 +6,7 @@
 mod architecture;
 mod commands;
 mod hardening;
+mod push;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
