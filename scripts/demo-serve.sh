@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make demo's last step: start the feature server on the embedded store, ask both APIs,
-# refresh the store while it serves (materialize goes through the server), show the metrics,
+# refresh the store while it serves (materialize goes through the server), push a trip and
+# look it up, show the metrics,
 # stop it with SIGTERM. Uses curl when it is there; otherwise says so and skips the requests.
 set -euo pipefail
 bin=$1
@@ -25,6 +26,12 @@ fi
 echo "\$ skewless materialize-incremental --end 2026-11-16   # while the server holds the store"
 "$bin" materialize-incremental --end 2026-11-16
 if command -v curl >/dev/null; then
+  now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  echo "\$ curl -s $addr/v1/push -d '{\"source\": \"trips\", \"rows\": [{\"driver_id\": 1001, \"fare\": 42.5, …}]}'   # logged, then served"
+  curl -s "$addr/v1/push" -d "{\"source\": \"trips\", \"rows\": [{\"trip_id\": 990001, \"driver_id\": 1001, \"customer_id\": 5001, \"event_timestamp\": \"$now\", \"last_trip_distance_km\": 8.5, \"fare\": 42.5, \"rating\": 5}]}"
+  echo
+  curl -s "$addr/v1/features" -d '{"features": ["driver_last_trip:last_trip_fare"], "entities": [{"driver_id": 1001}]}'
+  echo
   echo "\$ curl -s $addr/metrics | grep -E 'requests_total|freshness'"
   curl -s "$addr/metrics" | grep -E '^skewless_(requests_total|view_freshness_seconds)' || true
 fi
