@@ -3,8 +3,10 @@
 //! log at the same instants, bit for bit.
 //!
 //! The events are made to be hard: event times behind the clock (late), exact `(event, created)`
-//! ties inside one push, NaN, ±0, nulls, division by zero, values on the ttl edge, and pushes
-//! replayed with the same id and other rows (which must count nowhere).
+//! ties inside one push, NaN, ±0, nulls, division by zero, values on the ttl edge, pushes
+//! replayed with the same id and other rows (which must count nowhere), and contract
+//! violations: `last_trip` quarantines rows whose fare is below -1000 or NaN, `trip_event`
+//! nulls a fare above 10000, NaN or null.
 
 use std::sync::Arc;
 
@@ -38,7 +40,7 @@ feature_views:
     ttl: 2h
     as_of: available
     features:
-      fare: float64
+      fare: { type: float64, contract: { min: -1000 } }
       fare_per_km: { type: float64, expr: "fare / distance_km" }
       rated: { type: bool, expr: "rating IS NOT NULL" }
       half: { type: float32, expr: "CAST(fare AS FLOAT) * 0.5" }
@@ -46,8 +48,9 @@ feature_views:
     entity: driver
     source: trips
     as_of: event
+    on_violation: "null"
     features:
-      last_fare: { type: float64, expr: "fare" }
+      last_fare: { type: float64, expr: "fare", contract: { max: 10000, nullable: false } }
 "#;
 
 fn instant_type() -> DataType {
@@ -286,6 +289,19 @@ async fn push_parity_on(store: Arc<dyn OnlineStore>, dir: &std::path::Path, proj
     let served = replay(project, &*store, seed, 60, &available).await;
     let present = assert_served_equals_training_set(dir, project, &served, &available).await;
     assert!(present > 500, "only {present} values present");
+    // Rows broke contracts on both paths, and each path wrote them to the quarantine.
+    for view in ["last_trip", "trip_event"] {
+        let files: Vec<String> = std::fs::read_dir(skewless::offline::quarantine::quarantine_dir(&project.root, view))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            files.iter().any(|f| f.starts_with("push-")),
+            "{view}: no push quarantined a row: {files:?}"
+        );
+    }
     // `as_of: event` agrees once every row has landed: after the last push.
     let event = vec!["trip_event:last_fare".to_string()];
     let last = served.last().unwrap().0;

@@ -317,6 +317,7 @@ fn materialize(
         "to",
         "rows read",
         "quarantined",
+        "broke contracts",
         "keys",
         "with value",
         "written",
@@ -330,6 +331,7 @@ fn materialize(
             format_instant(r.end),
             r.rows_read.to_string(),
             r.rows_quarantined.to_string(),
+            r.rows_breaking_contracts.to_string(),
             r.keys.to_string(),
             r.keys_with_value.to_string(),
             r.keys_written.to_string(),
@@ -585,6 +587,16 @@ fn training_set(
     };
     for warning in &built.skew_warnings {
         eprintln!("WARNING: training/serving skew: {warning}");
+    }
+    for (view, q) in built.broke_contracts.iter().filter(|(_, q)| q.rows > 0) {
+        eprintln!(
+            "{view}: {} rows broke contracts (as the view's on_violation says){}",
+            q.rows,
+            q.file
+                .as_ref()
+                .map(|f| format!("; see {}", f.display()))
+                .unwrap_or_default()
+        );
     }
     let read: usize = built.rows_read.values().sum();
     println!(

@@ -123,6 +123,30 @@ impl AsOf {
     }
 }
 
+/// What happens to a source row whose features break their contracts (DESIGN.md, "Bad input
+/// gets a clear error"). The same on every path: training sets, materialization and push.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnViolation {
+    /// The row is no candidate for any feature of the view; it is written to the quarantine.
+    #[default]
+    Quarantine,
+    /// The row stays a candidate, with each breaking feature null.
+    Null,
+    /// The job (or push) fails, naming the row.
+    Fail,
+}
+
+impl OnViolation {
+    pub fn name(self) -> &'static str {
+        match self {
+            OnViolation::Quarantine => "quarantine",
+            OnViolation::Null => "null",
+            OnViolation::Fail => "fail",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinKey {
     pub name: String,
@@ -229,6 +253,10 @@ fn yes() -> bool {
     true
 }
 
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
 impl Default for Contract {
     fn default() -> Self {
         Contract {
@@ -243,6 +271,13 @@ impl Default for Contract {
 impl Contract {
     pub fn is_empty(&self) -> bool {
         *self == Contract::default()
+    }
+}
+
+impl FeatureView {
+    /// Whether any feature has a contract (so `on_violation` applies).
+    pub fn has_contracts(&self) -> bool {
+        self.features.iter().any(|f| !f.contract.is_empty())
     }
 }
 
@@ -283,6 +318,9 @@ pub struct FeatureView {
     pub ttl: Option<Duration>,
     #[serde(default)]
     pub as_of: AsOf,
+    /// What a row that breaks a feature's contract does; matters only when a feature has one.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub on_violation: OnViolation,
     pub online: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,

@@ -171,6 +171,7 @@ fn feature_view(
         "source",
         "ttl",
         "as_of",
+        "on_violation",
         "online",
         "tags",
         "owner",
@@ -220,6 +221,23 @@ fn feature_view(
             })
         })
         .unwrap_or_default();
+    let on_violation = f
+        .get("on_violation")
+        .and_then(|n| {
+            parse_enum_with(
+                n,
+                "on_violation",
+                &["quarantine", "null", "fail"],
+                problems,
+                |s| match s {
+                    "quarantine" => Some(OnViolation::Quarantine),
+                    "null" => Some(OnViolation::Null),
+                    "fail" => Some(OnViolation::Fail),
+                    _ => None,
+                },
+            )
+        })
+        .unwrap_or_default();
     let online = f.bool("online", problems).unwrap_or(true);
     let tags = f.get("tags").map(|n| tags(n, problems)).unwrap_or_default();
     let owner = f.string("owner", problems);
@@ -231,6 +249,7 @@ fn feature_view(
         source: source?,
         ttl,
         as_of,
+        on_violation,
         online,
         tags,
         owner,

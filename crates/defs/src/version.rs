@@ -96,17 +96,20 @@ pub fn source_version(source: &Source) -> String {
 
 pub fn view_version(defs: &Definitions, view: &FeatureView) -> String {
     let source = defs.sources.get(&view.source);
-    digest(
-        "feature_view",
-        json!({
-            "keys": keys_json(&defs.view_keys(view)),
-            "timestamp": source.map(|s| &s.timestamp),
-            "created": source.and_then(|s| s.created.as_ref()),
-            "ttl_seconds": view.ttl.map(|t| t.seconds()),
-            "as_of": view.as_of.name(),
-            "features": features_json(&view.features),
-        }),
-    )
+    let mut hashed = json!({
+        "keys": keys_json(&defs.view_keys(view)),
+        "timestamp": source.map(|s| &s.timestamp),
+        "created": source.and_then(|s| s.created.as_ref()),
+        "ttl_seconds": view.ttl.map(|t| t.seconds()),
+        "as_of": view.as_of.name(),
+        "features": features_json(&view.features),
+    });
+    // Contracts decide which rows count, so how they are enforced is part of what the view
+    // computes; a view without contracts is unchanged by it (and keeps its version).
+    if view.has_contracts() {
+        hashed["contracts_enforced"] = json!(view.on_violation.name());
+    }
+    digest("feature_view", hashed)
 }
 
 /// Includes the versions of the views the expressions read (cycles were rejected by validation;

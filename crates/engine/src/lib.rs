@@ -17,6 +17,7 @@
 
 mod check;
 mod compile;
+pub mod contracts;
 mod memory;
 mod on_demand;
 mod types;

@@ -24,7 +24,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::prelude::{SessionContext, col, lit};
 use skewless_defs::{Definitions, FeatureView};
 
-use crate::training_set::{TimeBounds, as_of_join, feature_frame, instant_type};
+use crate::training_set::{FeatureFrame, TimeBounds, as_of_join, feature_frame, instant_type};
 use crate::{Error, Result, source};
 
 /// Which rows to consider: candidates at `end` that are new since `start`.
@@ -32,6 +32,9 @@ use crate::{Error, Result, source};
 pub struct Window {
     pub start: Option<i64>,
     pub end: i64,
+    /// Write rows that break contracts to the quarantine (a throwaway run, such as the parity
+    /// harness's, only counts them).
+    pub record_quarantine: bool,
 }
 
 /// The latest row per key.
@@ -43,6 +46,8 @@ pub struct Latest {
     pub rows_read: usize,
     /// Rows in the window that can never be served: a null join key or a null event time.
     pub quarantined: usize,
+    /// Rows in the window that broke the view's contracts (excluded or nulled, as the view says).
+    pub broke_contracts: crate::quarantine::Quarantined,
     /// Distinct keys with a row in the window.
     pub keys: usize,
     /// Keys with a winner at `end` (the rows of `batches`).
@@ -80,7 +85,11 @@ async fn latest_rows(
         min_effective: window.start,
         keep_null_times: true,
     };
-    let frame = feature_frame(ctx, defs, root, view, None, &bounds).await?;
+    let FeatureFrame { frame, violations } = feature_frame(ctx, defs, root, view, None, &bounds).await?;
+    let broke_contracts = match violations {
+        Some(v) => crate::quarantine::record(defs, root, view, v, "materialize", window.record_quarantine).await?,
+        None => crate::quarantine::Quarantined::default(),
+    };
 
     // The spine and the counts in one pass: rows per key, and how many have an event time.
     let key_columns: Vec<Expr> = (0..k).map(|i| col(format!("__k{i}"))).collect();
@@ -97,8 +106,9 @@ async fn latest_rows(
         None => {
             return Ok(Latest {
                 batches: Vec::new(),
-                rows_read: 0,
+                rows_read: broke_contracts.rows,
                 quarantined: 0,
+                broke_contracts,
                 keys: 0,
                 winners: 0,
             });
@@ -191,8 +201,15 @@ async fn latest_rows(
     }
     Ok(Latest {
         batches,
-        rows_read,
+        // With `on_violation: null` the breaking rows stayed in the frame and are counted there.
+        rows_read: rows_read
+            + if view.on_violation == skewless_defs::OnViolation::Null {
+                0
+            } else {
+                broke_contracts.rows
+            },
         quarantined,
+        broke_contracts,
         keys: spine_rows,
         winners,
     })

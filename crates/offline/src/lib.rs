@@ -20,6 +20,7 @@ pub mod as_of_node;
 pub mod check;
 pub mod latest;
 pub mod push_log;
+pub mod quarantine;
 pub mod source;
 pub mod training_set;
 

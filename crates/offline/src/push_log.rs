@@ -335,7 +335,7 @@ fn sync_dir(dir: &Path) -> LogResult<()> {
 }
 
 /// A name part no other process or call will choose at the same time.
-fn nonce() -> u64 {
+pub(crate) fn nonce() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     RandomState::new().hash_one((std::process::id(), count, SystemTime::now()))

@@ -50,6 +50,9 @@ pub struct TrainingSet {
     pub batch: RecordBatch,
     /// Feature rows each view read after time-range pruning, by view.
     pub rows_read: BTreeMap<String, usize>,
+    /// Rows that broke a view's contracts (excluded or nulled, as the view says), by view;
+    /// only views with contracts appear, and each such row is in a quarantine file.
+    pub quarantined: BTreeMap<String, crate::quarantine::Quarantined>,
 }
 
 /// What a long training-set build reports as it goes; the caller decides how to show it.
@@ -119,6 +122,7 @@ pub async fn build(
     let wanted = wanted_features(defs, &request.features, &on_demand);
     let mut computed: BTreeMap<(String, String), ArrayRef> = BTreeMap::new();
     let mut rows_read = BTreeMap::new();
+    let mut quarantined = BTreeMap::new();
     let views = needed.len();
     for (index, name) in needed.iter().enumerate() {
         let started = std::time::Instant::now();
@@ -132,7 +136,7 @@ pub async fn build(
             .get(name)
             .ok_or_else(|| Error::Request(format!("unknown feature view `{name}`")))?;
         let wanted = wanted.get(name).cloned().unwrap_or_default();
-        let (columns, read) = join_view(
+        let (columns, read, broke) = join_view(
             ctx,
             defs,
             root,
@@ -145,6 +149,9 @@ pub async fn build(
         )
         .await?;
         rows_read.insert(name.clone(), read);
+        if let Some(broke) = broke {
+            quarantined.insert(name.clone(), broke);
+        }
         progress(Progress::JoinedView {
             view: name.clone(),
             index,
@@ -172,7 +179,11 @@ pub async fn build(
         columns.push(Arc::clone(column));
     }
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-    Ok(TrainingSet { batch, rows_read })
+    Ok(TrainingSet {
+        batch,
+        rows_read,
+        quarantined,
+    })
 }
 
 /// Per feature view, the features a request needs: those asked for, and those the requested
@@ -408,7 +419,7 @@ async fn join_view(
     spine_path: &Path,
     t: &ArrayRef,
     (min_t, max_t): (Option<i64>, Option<i64>),
-) -> Result<(Vec<ArrayRef>, usize)> {
+) -> Result<(Vec<ArrayRef>, usize, Option<crate::quarantine::Quarantined>)> {
     let keys = defs.view_keys(view);
     let n = spine.num_rows();
 
@@ -434,12 +445,15 @@ async fn join_view(
         ..TimeBounds::default()
     };
     let job = async {
-        let feature_plan = feature_frame(ctx, defs, root, view, Some(features), &bounds)
-            .await?
-            .into_unoptimized_plan();
-        as_of_join(ctx, view, spine_plan, feature_plan).await
+        let FeatureFrame { frame, violations } = feature_frame(ctx, defs, root, view, Some(features), &bounds).await?;
+        let broke = match violations {
+            Some(v) => Some(crate::quarantine::record(defs, root, view, v, "training-set", true).await?),
+            None => None,
+        };
+        let (out, schema, rows_read) = as_of_join(ctx, view, spine_plan, frame.into_unoptimized_plan()).await?;
+        Ok((out, schema, rows_read, broke))
     };
-    let (out, schema, rows_read) = attributed(ctx, defs, root, view, Some(features), job).await?;
+    let (out, schema, rows_read, broke) = attributed(ctx, defs, root, view, Some(features), job).await?;
     let out = concat_batches(&schema, &out)?;
     if out.num_rows() != n {
         return Err(Error::Internal(format!(
@@ -453,7 +467,7 @@ async fn join_view(
         .iter()
         .map(|c| take(c.as_ref(), &order, None))
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok((columns, rows_read))
+    Ok((columns, rows_read, broke))
 }
 
 /// Which source rows a scan keeps, by event time (µs, inclusive bounds).
@@ -481,7 +495,7 @@ pub(crate) async fn feature_frame(
     view: &FeatureView,
     features: Option<&BTreeSet<String>>,
     bounds: &TimeBounds,
-) -> Result<DataFrame> {
+) -> Result<FeatureFrame> {
     let source = defs
         .sources
         .get(&view.source)
@@ -543,40 +557,107 @@ pub(crate) async fn feature_frame(
         frame = frame.filter(condition)?;
     }
     let select = view_select(defs, view, source, &schema, features)?;
-    Ok(frame.select(select)?)
+    let Some(violation) = select.violation else {
+        return Ok(FeatureFrame {
+            frame: frame.select(select.columns)?,
+            violations: None,
+        });
+    };
+    // The contract verdict rides along, then splits the rows: those that keep the contracts
+    // (all of them with `on_violation: null`, whose features are nulled instead), and those
+    // that break them, with their keys, times and reason.
+    let names: Vec<datafusion::logical_expr::Expr> = select
+        .columns
+        .iter()
+        .map(|e| col(format!("\"{}\"", e.schema_name())))
+        .collect();
+    let mut judged = select.columns;
+    judged.push(violation.alias("__violation"));
+    let judged = frame.select(judged)?;
+    let key_and_time = names.len() - select_feature_count(&names);
+    let violations = judged.clone().filter(col("__violation").is_not_null())?.select(
+        names[..key_and_time]
+            .iter()
+            .cloned()
+            .chain([col("__violation")])
+            .collect::<Vec<_>>(),
+    )?;
+    let kept = match view.on_violation {
+        skewless_defs::OnViolation::Null => judged,
+        _ => judged.filter(col("__violation").is_null())?,
+    };
+    Ok(FeatureFrame {
+        frame: kept.select(names)?,
+        violations: Some(violations),
+    })
 }
 
-/// The columns a view's rows become, as expressions over its source's columns:
-/// `[__k.., __ts, __created?, features..]`, keys cast to their entity types, times to UTC
-/// instants in µs, features as the engine compiles them (only `features`, when given). The
-/// one select list of a view: jobs run it in DataFusion plans, pushes evaluate it row batch
-/// by row batch, so both compute a pushed row's features the same way.
+/// How many of a view frame's columns are features (after `__k..`, `__ts`, `__created`).
+fn select_feature_count(names: &[datafusion::logical_expr::Expr]) -> usize {
+    names
+        .iter()
+        .filter(|e| {
+            let name = e.schema_name().to_string();
+            !(name.starts_with("__k") || name == "__ts" || name == "__created")
+        })
+        .count()
+}
+
+/// A view's rows ready for the as-of join, and, when its features have contracts, the rows
+/// that break them (`[__k.., __ts, __created?, __violation]`).
+#[derive(Debug)]
+pub struct FeatureFrame {
+    pub frame: DataFrame,
+    pub violations: Option<DataFrame>,
+}
+
+/// The columns a view's rows become, as expressions over its source's columns, and its
+/// contract violation. The one select list of a view: jobs run it in DataFusion plans, pushes
+/// evaluate it row batch by row batch, so both compute a pushed row's features, and judge its
+/// contracts, the same way.
+#[derive(Debug, Clone)]
+pub struct ViewSelect {
+    /// `[__k.., __ts, __created?, features..]`: keys cast to their entity types, times to UTC
+    /// instants in µs, features as the engine compiles them (only those asked for); with
+    /// `on_violation: null`, a feature that breaks its contract is NULL.
+    pub columns: Vec<datafusion::logical_expr::Expr>,
+    /// Why a row breaks the view's contracts (all of its features', asked for or not: which
+    /// rows count must not depend on which features a job asks for), or NULL; `None` when no
+    /// feature has a contract.
+    pub violation: Option<datafusion::logical_expr::Expr>,
+}
+
 pub fn view_select(
     defs: &Definitions,
     view: &FeatureView,
     source: &skewless_defs::Source,
     schema: &arrow::datatypes::Schema,
     features: Option<&BTreeSet<String>>,
-) -> Result<Vec<datafusion::logical_expr::Expr>> {
+) -> Result<ViewSelect> {
     let compiled = compile_view(view, schema).map_err(|d| Error::Request(d.to_string()))?;
-    let mut select = Vec::new();
+    let mut columns = Vec::new();
     for (i, key) in defs.view_keys(view).iter().enumerate() {
-        select.push(
+        columns.push(
             datafusion::logical_expr::cast(col(format!("\"{}\"", key.name)), source::key_arrow_type(key.ty))
                 .alias(format!("__k{i}")),
         );
     }
-    select.push(datafusion::logical_expr::cast(col(format!("\"{}\"", source.timestamp)), instant_type()).alias("__ts"));
+    columns
+        .push(datafusion::logical_expr::cast(col(format!("\"{}\"", source.timestamp)), instant_type()).alias("__ts"));
     if let Some(c) = &source.created {
-        select.push(datafusion::logical_expr::cast(col(format!("\"{c}\"")), instant_type()).alias("__created"));
+        columns.push(datafusion::logical_expr::cast(col(format!("\"{c}\"")), instant_type()).alias("__created"));
     }
-    select.extend(
+    let violation = skewless_engine::contracts::violation(view, &compiled);
+    columns.extend(
         compiled
-            .into_iter()
+            .iter()
             .filter(|f| features.is_none_or(|wanted| wanted.contains(&f.name)))
-            .map(|f| f.expr),
+            .map(|f| match view.on_violation {
+                skewless_defs::OnViolation::Null => skewless_engine::contracts::nulled(view, f),
+                _ => f.expr.clone(),
+            }),
     );
-    Ok(select)
+    Ok(ViewSelect { columns, violation })
 }
 
 /// Runs one as-of join: the spine plan `[__row, __k.., __t]` against a feature plan from

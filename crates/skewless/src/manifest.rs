@@ -127,6 +127,10 @@ pub struct Rows {
     pub output: usize,
     /// Feature rows each view read after pruning to the spine's time range.
     pub feature_rows_read: BTreeMap<String, usize>,
+    /// Of those, the rows that broke the view's contracts (excluded, or nulled with
+    /// `on_violation: null`), by view; only views with contracts appear.
+    #[serde(default)]
+    pub rows_breaking_contracts: BTreeMap<String, usize>,
 }
 
 /// Where a training set's manifest goes.
@@ -270,6 +274,7 @@ impl Project {
                 spine: built.batch.num_rows(),
                 output: built.batch.num_rows(),
                 feature_rows_read: built.rows_read.clone(),
+                rows_breaking_contracts: built.broke_contracts.iter().map(|(v, q)| (v.clone(), q.rows)).collect(),
             },
             output: fingerprint(out)?,
             wall_seconds: built.seconds,

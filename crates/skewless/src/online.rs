@@ -82,6 +82,11 @@ pub struct ViewReport {
     pub rows_read: usize,
     /// Rows that can never be served: a null join key or event time.
     pub rows_quarantined: usize,
+    /// Rows that broke the view's contracts: excluded from the candidates (or, with
+    /// `on_violation: null`, their breaking features nulled), each in the quarantine file.
+    pub rows_breaking_contracts: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine_file: Option<String>,
     /// Distinct keys in the window.
     pub keys: usize,
     /// Keys with a value at `end` (within ttl; landed, for `as_of: available`).
@@ -291,6 +296,7 @@ impl Project {
             Window {
                 start,
                 end: options.end,
+                record_quarantine: mode == RunMode::Recorded,
             },
         )
         .await?;
@@ -345,6 +351,8 @@ impl Project {
             end: options.end,
             rows_read: rows.rows_read,
             rows_quarantined: rows.quarantined,
+            rows_breaking_contracts: rows.broke_contracts.rows,
+            quarantine_file: rows.broke_contracts.file.map(|f| f.display().to_string()),
             keys: rows.keys,
             keys_with_value: rows.winners,
             keys_written: written.written,

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, RecordBatch};
+use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::datatypes::{Field, Schema};
 use datafusion::common::DFSchema;
 use datafusion::physical_expr::PhysicalExpr;
@@ -89,6 +89,19 @@ pub struct PushReport {
     pub segment: Option<String>,
     /// Per online view: keys written, and writes skipped because the store held a newer value.
     pub views: BTreeMap<String, ViewWrites>,
+    /// Rows that broke a view's contracts: excluded from that view (or its breaking features
+    /// nulled, with `on_violation: null`), and written to the quarantine.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub broke_contracts: Vec<BrokenRow>,
+}
+
+/// A pushed row that broke a contract of a view.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BrokenRow {
+    /// The row's index in the push.
+    pub row: usize,
+    pub view: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -104,12 +117,17 @@ pub struct PushTarget {
     pub input: PushSchema,
     log: Arc<PushLog>,
     views: Vec<ViewPush>,
+    defs: Definitions,
+    root: std::path::PathBuf,
 }
 
 #[derive(Debug)]
 struct ViewPush {
+    view: skewless_defs::FeatureView,
     layout: ViewLayout,
     select: Vec<Arc<dyn PhysicalExpr>>,
+    /// The contract verdict (NULL: kept), when the view's features have contracts.
+    violation: Option<Arc<dyn PhysicalExpr>>,
     expire_after: Option<Duration>,
 }
 
@@ -129,14 +147,13 @@ impl PushTarget {
         {
             let layout = ViewLayout::new(defs, view).map_err(RequestError::from)?;
             let select = training_set::view_select(defs, view, source, &schema, None)
-                .map_err(|e| RequestError::Internal(format!("view `{}`: {e}", view.name)))?
-                .into_iter()
-                .map(|e| ctx.create_physical_expr(e, &df_schema))
-                .collect::<datafusion::error::Result<Vec<_>>>()
-                .map_err(internal)?;
+                .map_err(|e| RequestError::Internal(format!("view `{}`: {e}", view.name)))?;
+            let physical = |e| ctx.create_physical_expr(e, &df_schema).map_err(internal);
             views.push(ViewPush {
+                view: view.clone(),
                 layout,
-                select,
+                select: select.columns.into_iter().map(physical).collect::<Result<_, _>>()?,
+                violation: select.violation.map(physical).transpose()?,
                 expire_after: view.ttl.map(|ttl| Duration::from_secs(ttl.seconds()) + EXPIRY_MARGIN),
             });
         }
@@ -144,6 +161,8 @@ impl PushTarget {
             input: PushSchema::new(source, schema, &keys),
             log: Arc::new(PushLog::open(root, &source.name)),
             views,
+            defs: defs.clone(),
+            root: root.to_path_buf(),
         })
     }
 
@@ -163,32 +182,45 @@ impl PushTarget {
             appended: false,
             segment: None,
             views: BTreeMap::new(),
+            broke_contracts: Vec::new(),
         };
         if rows == 0 {
             return Ok(report);
         }
-        // Computed before anything is written: a row no view can encode fails the push whole.
+        // Computed before anything is written: a row no view can encode, or one that breaks a
+        // contract of an `on_violation: fail` view, fails the push whole.
         let mut writes = Vec::new();
+        let mut broken = Vec::new();
         if to == PushTo::OnlineAndOffline {
             for view in &self.views {
+                let cannot = |e: datafusion::error::DataFusionError| {
+                    RequestError::BadRow(format!(
+                        "feature view `{}`: the pushed rows cannot be computed: {}",
+                        view.layout.view,
+                        e.strip_backtrace()
+                    ))
+                };
+                let evaluate = |e: &Arc<dyn PhysicalExpr>| e.evaluate(&batch).and_then(|v| v.into_array(rows));
                 let columns = view
                     .select
                     .iter()
-                    .map(|e| e.evaluate(&batch).and_then(|v| v.into_array(rows)))
-                    .collect::<datafusion::error::Result<Vec<ArrayRef>>>()
-                    .map_err(|e| {
-                        RequestError::BadRow(format!(
-                            "feature view `{}`: the pushed rows cannot be computed: {}",
-                            view.layout.view,
-                            e.strip_backtrace()
-                        ))
-                    })?;
+                    .map(evaluate)
+                    .collect::<datafusion::error::Result<Vec<ArrayRef>>>();
+                let columns = columns.map_err(cannot)?;
                 let fields: Vec<Field> = columns
                     .iter()
                     .enumerate()
                     .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
                     .collect();
-                let computed = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(internal)?;
+                let mut computed = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(internal)?;
+                if let Some(violation) = &view.violation {
+                    let verdict = evaluate(violation).map_err(cannot)?;
+                    let (kept, breaking) = self.split(view, &computed, &verdict)?;
+                    if view.view.on_violation != skewless_defs::OnViolation::Null {
+                        computed = kept;
+                    }
+                    broken.push((view, breaking));
+                }
                 let entries = view.layout.encode_batch(&computed).map_err(RequestError::from)?;
                 let newest = newest_event_time(&computed, view.layout.keys.len());
                 writes.push((view, entries, newest));
@@ -206,6 +238,11 @@ impl PushTarget {
         };
         report.appended = true;
         report.segment = segment;
+        for (view, (rows_broken, breaking)) in broken {
+            skewless_offline::quarantine::write_rows(&self.defs, &self.root, &view.view, &breaking, "push", true)
+                .map_err(|e| RequestError::Internal(e.to_string()))?;
+            report.broke_contracts.extend(rows_broken);
+        }
         for (view, entries, newest) in writes {
             let failed = |e: skewless_online::Error| {
                 RequestError::OnlineWriteFailed(format!(
@@ -229,6 +266,52 @@ impl PushTarget {
             );
         }
         Ok(report)
+    }
+
+    /// Splits a view's computed rows by their contract verdict: the rows that keep the
+    /// contracts, and those that break them (their rows in the push and reasons, and
+    /// `[keys.., ts, created?, reason]` for the quarantine). With `fail`, any is an error.
+    #[allow(clippy::type_complexity)]
+    fn split(
+        &self,
+        view: &ViewPush,
+        computed: &RecordBatch,
+        verdict: &ArrayRef,
+    ) -> Result<(RecordBatch, (Vec<BrokenRow>, RecordBatch)), RequestError> {
+        let reasons = verdict
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .ok_or_else(|| internal(format!("a contract verdict of type {}", verdict.data_type())))?;
+        let breaks: Vec<BrokenRow> = (0..reasons.len())
+            .filter(|&r| reasons.is_valid(r))
+            .map(|r| BrokenRow {
+                row: r,
+                view: view.layout.view.clone(),
+                reason: reasons.value(r).to_string(),
+            })
+            .collect();
+        if let Some(first) = breaks.first()
+            && view.view.on_violation == skewless_defs::OnViolation::Fail
+        {
+            return Err(RequestError::BadRow(format!(
+                "source `{}`: row {}: view `{}` (on_violation: fail): {}; nothing was pushed",
+                self.input.source, first.row, first.view, first.reason
+            )));
+        }
+        let keep = arrow::compute::is_null(verdict).map_err(internal)?;
+        let kept = arrow::compute::filter_record_batch(computed, &keep).map_err(internal)?;
+        let times = view.layout.keys.len() + 1 + usize::from(view.layout.created);
+        let mut columns: Vec<ArrayRef> = computed.columns()[..times].to_vec();
+        columns.push(Arc::clone(verdict));
+        let fields: Vec<Field> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
+            .collect();
+        let all = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(internal)?;
+        let breaking_mask = arrow::compute::is_not_null(verdict).map_err(internal)?;
+        let breaking = arrow::compute::filter_record_batch(&all, &breaking_mask).map_err(internal)?;
+        Ok((kept, (breaks, breaking)))
     }
 
     /// The source's log.

@@ -38,6 +38,9 @@ pub struct TrainingSetOutput {
     pub batch: RecordBatch,
     pub features: Vec<ResolvedFeature>,
     pub rows_read: std::collections::BTreeMap<String, usize>,
+    /// Rows that broke a view's contracts, by view (only views with contracts), each written
+    /// to the quarantine file named here.
+    pub broke_contracts: std::collections::BTreeMap<String, skewless_offline::quarantine::Quarantined>,
     pub seconds: f64,
     /// Where the definitions this was built from differ from the applied ones (what
     /// `materialize` and `get` serve): each such view, said plainly. Empty when they agree.
@@ -135,6 +138,7 @@ impl Project {
             batch: built.batch,
             features,
             rows_read: built.rows_read,
+            broke_contracts: built.quarantined,
             seconds: started.elapsed().as_secs_f64(),
             skew_warnings,
             applied_version,

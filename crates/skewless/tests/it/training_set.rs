@@ -26,7 +26,9 @@ fn demo_project() -> (tempfile::TempDir, Project) {
     (dir, project)
 }
 
-/// conv_rate of `driver` at `t` by the contract: event mode, ttl 2 days, greatest (ts, created).
+/// conv_rate of `driver` at `t` by the contract: event mode, ttl 2 days, greatest (ts, created),
+/// among the rows that keep the view's contracts (`conv_rate` and `acc_rate` in [0, 1] as
+/// float32, not NaN; null keeps them): the others are quarantined.
 fn reference_conv_rate(stats: &RecordBatch, driver: i64, t: i64) -> Option<f32> {
     let ids = stats.column_by_name("driver_id").unwrap().as_primitive::<Int64Type>();
     let ts = stats
@@ -38,9 +40,14 @@ fn reference_conv_rate(stats: &RecordBatch, driver: i64, t: i64) -> Option<f32> 
         .unwrap()
         .as_primitive::<TimestampMicrosecondType>();
     let conv = stats.column_by_name("conv_rate").unwrap().as_primitive::<Float64Type>();
+    let acc = stats.column_by_name("acc_rate").unwrap().as_primitive::<Float64Type>();
+    let keeps = |column: &arrow::array::Float64Array, r: usize| {
+        column.is_null(r) || (0.0..=1.0).contains(&f64::from(column.value(r) as f32))
+    };
     let ttl = 2 * 86_400 * 1_000_000;
     (0..stats.num_rows())
         .filter(|&r| ids.value(r) == driver && ts.value(r) <= t && ts.value(r) >= t - ttl)
+        .filter(|&r| keeps(conv, r) && keeps(acc, r))
         .max_by_key(|&r| (ts.value(r), created.value(r)))
         .and_then(|r| conv.is_valid(r).then(|| conv.value(r) as f32))
 }
