@@ -5,7 +5,7 @@ CARGO ?= cargo
 SKEWLESS := target/debug/skewless
 DEMO_DATA := data/demo
 
-.PHONY: help build demo test unit lint fmt golden redis clean-demo bench bench-offline bench-online bench-server
+.PHONY: help build demo test unit lint fmt golden redis clean-demo bench bench-offline bench-online bench-server bench-push
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,7 +57,7 @@ golden: ## Regenerate the golden error outputs, then review `git diff`
 	UPDATE_GOLDEN=1 $(CARGO) test -p skewless-defs --test it golden
 	UPDATE_GOLDEN=1 $(CARGO) test -p skewless --test it golden
 
-bench: bench-offline bench-online bench-server ## All benchmarks (release build; never part of CI)
+bench: bench-offline bench-online bench-server bench-push ## All benchmarks (release build; never part of CI)
 
 bench-offline: ## Training sets at S and M: skewless vs DuckDB and Polars, figures beside targets
 	benches/offline/run.sh
@@ -67,6 +67,9 @@ bench-online: redis ## Online writes and lookups on a real Redis, beside redis-b
 
 bench-server: redis ## The feature server under closed-loop load beside redis-benchmark MGET (release)
 	benches/server/run.sh
+
+bench-push: redis ## Pushes (one row at c16, 1000-row batches) and materialize of 1M keys, beside redis-benchmark (release)
+	benches/push/run.sh
 
 redis: ## Make sure redis-server is installed (apt-get when root); never starts one
 	@scripts/ensure-redis.sh
