@@ -10,6 +10,10 @@
 //!
 //! so a crash leaves either nothing or a whole segment; hidden temp files are never read.
 //!
+//! **Group commit.** Appends that arrive while a segment is being written wait, and the next
+//! segment takes them all: one file and one pair of fsyncs for many pushes, each acknowledged
+//! only once that segment is durable.
+//!
 //! **Ids.** A push may carry an id; the segment keeps its ids in its footer
 //! (`skewless.push_ids`, a JSON list), in the same file as its rows, so a replayed id is found
 //! exactly when its rows are there. Appends hold an exclusive lock on `.lock` (across
@@ -26,8 +30,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow::array::RecordBatch;
@@ -47,7 +51,7 @@ pub fn log_dir(root: &Path, source: &str) -> PathBuf {
 }
 
 /// Log errors: the segment or directory, and what went wrong.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("push log {path}: {message}")]
 pub struct LogError {
     pub path: PathBuf,
@@ -148,6 +152,30 @@ pub enum Appended {
 pub struct PushLog {
     dir: PathBuf,
     seen: Mutex<Seen>,
+    queue: Mutex<Queue>,
+}
+
+/// Group commit: appends that arrive while one is being written wait here, and the next
+/// writer takes them all into one segment with one pair of fsyncs.
+#[derive(Debug, Default)]
+struct Queue {
+    pending: Vec<Pending>,
+    /// Whether a thread is writing groups now (it takes what arrives until none is left).
+    writing: bool,
+}
+
+#[derive(Debug)]
+struct Pending {
+    batch: RecordBatch,
+    id: Option<String>,
+    done: Arc<Slot>,
+}
+
+/// Where a waiting append finds its result.
+#[derive(Debug, Default)]
+struct Slot {
+    result: Mutex<Option<LogResult<Appended>>>,
+    ready: Condvar,
 }
 
 #[derive(Debug, Default)]
@@ -162,6 +190,7 @@ impl PushLog {
         PushLog {
             dir: log_dir(root, source),
             seen: Mutex::new(Seen::default()),
+            queue: Mutex::new(Queue::default()),
         }
     }
 
@@ -169,23 +198,100 @@ impl PushLog {
         &self.dir
     }
 
-    /// Appends `batch` as one durable segment, unless `id` was appended before. Blocking:
-    /// call it off the async runtime's workers.
+    /// Appends `batch` durably, unless `id` was appended before. Blocking: call it off the
+    /// async runtime's workers. Appends that meet are written together (group commit): one
+    /// segment holds their rows and ids, so one pair of fsyncs serves them all.
     pub fn append(&self, batch: &RecordBatch, id: Option<&str>) -> LogResult<Appended> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| log_error(&self.dir, e))?;
-        let _lock = self.lock()?;
-        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(id) = id {
-            self.refresh(&mut seen)?;
-            if seen.ids.contains(id) {
-                return Ok(Appended::Replayed);
+        let slot = Arc::new(Slot::default());
+        {
+            let mut queue = lock(&self.queue);
+            queue.pending.push(Pending {
+                batch: batch.clone(),
+                id: id.map(str::to_string),
+                done: Arc::clone(&slot),
+            });
+            if queue.writing {
+                drop(queue);
+                let mut result = lock(&slot.result);
+                loop {
+                    if let Some(result) = result.take() {
+                        return result;
+                    }
+                    result = slot.ready.wait(result).unwrap_or_else(PoisonError::into_inner);
+                }
+            }
+            queue.writing = true;
+        }
+        // This thread writes groups until no append is waiting; its own is in the first.
+        loop {
+            let group = {
+                let mut queue = lock(&self.queue);
+                if queue.pending.is_empty() {
+                    queue.writing = false;
+                    break;
+                }
+                std::mem::take(&mut queue.pending)
+            };
+            let results = self.commit(&group);
+            for (pending, result) in group.iter().zip(results) {
+                *lock(&pending.done.result) = Some(result);
+                pending.done.ready.notify_one();
             }
         }
-        let ids: Vec<String> = id.map(str::to_string).into_iter().collect();
-        let path = self.write_segment("seg", std::slice::from_ref(batch), &batch.schema(), &ids, &[])?;
-        seen.files.insert(file_name(&path).to_string());
-        seen.ids.extend(ids);
-        Ok(Appended::Segment(path))
+        lock(&slot.result)
+            .take()
+            .unwrap_or_else(|| Err(log_error(&self.dir, "the append was lost by its group (a bug)")))
+    }
+
+    /// Writes one group: a replayed id (seen in the log, or earlier in the group) appends
+    /// nothing; the rest go into one segment per schema.
+    fn commit(&self, group: &[Pending]) -> Vec<LogResult<Appended>> {
+        let failed = |e: LogError| group.iter().map(|_| Err(e.clone())).collect();
+        if let Err(e) = std::fs::create_dir_all(&self.dir) {
+            return failed(log_error(&self.dir, e));
+        }
+        let _lock = match self.lock() {
+            Ok(l) => l,
+            Err(e) => return failed(e),
+        };
+        let mut seen = lock(&self.seen);
+        if group.iter().any(|p| p.id.is_some())
+            && let Err(e) = self.refresh(&mut seen)
+        {
+            return failed(e);
+        }
+        let mut results: Vec<Option<LogResult<Appended>>> = vec![None; group.len()];
+        let mut ids_in_group: HashSet<&str> = HashSet::new();
+        let mut taken: Vec<usize> = Vec::new();
+        for (i, pending) in group.iter().enumerate() {
+            match pending.id.as_deref() {
+                Some(id) if seen.ids.contains(id) || !ids_in_group.insert(id) => {
+                    results[i] = Some(Ok(Appended::Replayed));
+                }
+                _ => taken.push(i),
+            }
+        }
+        // One segment per distinct schema (a reload may change a source's schema mid-group).
+        while !taken.is_empty() {
+            let schema = group[taken[0]].batch.schema();
+            let (same, rest): (Vec<usize>, Vec<usize>) =
+                taken.iter().partition(|&&i| group[i].batch.schema() == schema);
+            taken = rest;
+            let batches: Vec<RecordBatch> = same.iter().map(|&i| group[i].batch.clone()).collect();
+            let ids: Vec<String> = same.iter().filter_map(|&i| group[i].id.clone()).collect();
+            let written = self.write_segment("seg", &batches, &schema, &ids, &[]);
+            if let Ok(path) = &written {
+                seen.files.insert(file_name(path).to_string());
+                seen.ids.extend(ids);
+            }
+            for &i in &same {
+                results[i] = Some(written.clone().map(Appended::Segment));
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(log_error(&self.dir, "an append got no result (a bug)"))))
+            .collect()
     }
 
     /// Reads the ids of segments not seen yet (written by another process, or compacted).
@@ -328,6 +434,11 @@ pub struct Compacted {
     pub leftovers_removed: usize,
 }
 
+/// A poisoned lock only means a panic elsewhere; the data it guards is still whole.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 fn sync_dir(dir: &Path) -> LogResult<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -407,6 +518,41 @@ mod tests {
         // A temp file left by a crash is never read.
         std::fs::write(log.dir().join(".tmp-00000000deadbeef"), b"PAR1 torn").unwrap();
         assert_eq!(rows(dir.path()), [1, 2, 3, 3]);
+    }
+
+    #[test]
+    fn concurrent_appends_share_segments_and_each_id_is_appended_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(PushLog::open(dir.path(), "s"));
+        // 8 threads × 25 appends; ids repeat across threads (each id is used by two threads).
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let log = Arc::clone(&log);
+                std::thread::spawn(move || {
+                    (0..25)
+                        .map(|i| {
+                            let id = format!("id{}-{i}", t / 2);
+                            let value = (t / 2) * 1000 + i;
+                            (id.clone(), log.append(&batch(&[value]), Some(&id)).unwrap())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let results: Vec<(String, Appended)> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        let mut appended: Vec<&String> = results
+            .iter()
+            .filter(|(_, a)| matches!(a, Appended::Segment(_)))
+            .map(|(id, _)| id)
+            .collect();
+        appended.sort();
+        let before = appended.len();
+        appended.dedup();
+        assert_eq!(before, appended.len(), "an id was appended twice");
+        assert_eq!(appended.len(), 100, "every id once");
+        let expected: Vec<i64> = (0..4).flat_map(|p| (0..25).map(move |i| p * 1000 + i)).collect();
+        assert_eq!(rows(dir.path()), expected);
+        assert!(segments(dir.path(), "s").unwrap().len() <= 100);
     }
 
     #[test]
