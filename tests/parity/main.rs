@@ -6,6 +6,7 @@
 mod contracts;
 mod late;
 mod online;
+mod property;
 mod push;
 mod push_faults;
 

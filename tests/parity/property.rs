@@ -1,0 +1,304 @@
+//! Property: for random definitions over random event logs, the parity harness finds no
+//! mismatch. Each case draws a project (key types, one or two keys, `created` or not, `as_of`,
+//! ttl, feature expressions of every type, a contract with an `on_violation`, an on-demand view)
+//! and an event log (exact time ties, corrections with a later `created`, late rows, nulls, NaN,
+//! ±0, ±inf, contract violations, instants exactly on events and on ttl edges), runs
+//! `Project::parity` over every key at those instants, and requires zero mismatches.
+//!
+//! `PARITY_CASES` sets the number of cases (default 60 in `make test`), `PARITY_SCALE` the size
+//! of each (keys and rows grow with it; default 1), `PARITY_SEED` replays one case (with the
+//! same scale). A failing case prints its seed and the definitions. `make parity-soak` runs
+//! large cases until at least 10⁶ values are compared.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use skewless::Project;
+use skewless::parity::ParityOptions;
+use skewless::training::{FeatureSelection, write_parquet};
+
+use crate::push::Rng;
+
+const T0: i64 = 1_767_225_600_000_000;
+const MINUTE: i64 = 60_000_000;
+
+/// Feature expressions over the source columns `a` (float64), `b` (int64), `s` (string) and
+/// `flag` (bool), with their types.
+const EXPRESSIONS: &[(&str, &str)] = &[
+    ("a", "float64"),
+    ("b", "int64"),
+    ("s", "string"),
+    ("flag", "bool"),
+    ("a * 2.5 - b", "float64"),
+    ("a / b", "float64"),
+    ("CASE WHEN flag THEN a ELSE -a END", "float64"),
+    ("b % 7", "int64"),
+    ("CAST(a AS FLOAT)", "float32"),
+    ("CAST(b AS INT)", "int32"),
+    ("concat(s, '-', CAST(b AS VARCHAR))", "string"),
+    ("a > 0 AND flag", "bool"),
+    ("coalesce(a, 0.0)", "float64"),
+];
+
+struct Case {
+    yaml: String,
+    features: Vec<String>,
+    instants: Vec<i64>,
+}
+
+fn float(rng: &mut Rng) -> Option<f64> {
+    match rng.below(14) {
+        0 => None,
+        1 => Some(f64::NAN),
+        2 => Some(-0.0),
+        3 => Some(0.0),
+        4 => Some(f64::INFINITY),
+        5 => Some(f64::NEG_INFINITY),
+        _ => Some((rng.below(2001) as f64 - 1000.0) / 8.0),
+    }
+}
+
+/// Draws a project into `dir` and returns what to check.
+fn draw(dir: &std::path::Path, seed: u64, scale: u64) -> Case {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9).wrapping_add(1));
+    let string_key = rng.below(2) == 0;
+    let two_keys = rng.below(3) == 0;
+    let has_created = rng.below(4) != 0;
+    let available = has_created && rng.below(2) == 0;
+    let ttl_minutes = [None, Some(5), Some(30), Some(120)][rng.below(4) as usize];
+    let n_features = 1 + rng.below(4) as usize;
+    let mut chosen: Vec<(String, &str, &str)> = Vec::new();
+    for i in 0..n_features {
+        let (expr, ty) = EXPRESSIONS[rng.below(EXPRESSIONS.len() as u64) as usize];
+        chosen.push((format!("f{i}"), expr, ty));
+    }
+    // A contract on the first numeric feature, sometimes.
+    let contract_on = chosen
+        .iter()
+        .position(|(_, _, ty)| matches!(*ty, "float64" | "int64" | "float32" | "int32"))
+        .filter(|_| rng.below(2) == 0);
+    // (`fail` stops the jobs, so parity has nothing to compare; its own test covers it.)
+    let on_violation = ["quarantine", "\"null\""][rng.below(2) as usize];
+
+    let key_type = if string_key { "string" } else { "int64" };
+    let mut yaml = format!("project: prop\nentities:\n  e: {{ keys: {{ k1: {key_type}");
+    if two_keys {
+        yaml.push_str(", k2: int64");
+    }
+    yaml.push_str(" } }\nsources:\n  src:\n    path: data/src.parquet\n    timestamp: ts\n");
+    if has_created {
+        yaml.push_str("    created: created\n");
+    }
+    yaml.push_str("feature_views:\n  v:\n    entity: e\n    source: src\n");
+    if let Some(m) = ttl_minutes {
+        yaml.push_str(&format!("    ttl: {m}m\n"));
+    }
+    yaml.push_str(&format!(
+        "    as_of: {}\n    on_violation: {on_violation}\n    features:\n",
+        if available { "available" } else { "event" }
+    ));
+    for (i, (name, expr, ty)) in chosen.iter().enumerate() {
+        let contract = if Some(i) == contract_on {
+            ", contract: { min: -50, max: 50 }"
+        } else {
+            ""
+        };
+        yaml.push_str(&format!("      {name}: {{ type: {ty}, expr: \"{expr}\"{contract} }}\n"));
+    }
+    let mut features: Vec<String> = chosen.iter().map(|(n, _, _)| format!("v:{n}")).collect();
+    // An on-demand view over the first feature when it is float64.
+    if chosen[0].2 == "float64" && rng.below(2) == 0 {
+        yaml.push_str("on_demand_views:\n  od:\n    request: { r: float64 }\n    features:\n");
+        yaml.push_str("      g: { type: float64, expr: \"v.f0 * r + 1\" }\n");
+        features.push("od:g".into());
+    }
+
+    // The event log: few keys and few distinct times, so ties and corrections are common.
+    let rows = 20 + rng.below(120 * scale) as usize;
+    let keys = 1 + rng.below(6 * scale) as i64;
+    let mut k1s = Vec::new();
+    let mut k2s = Vec::new();
+    let mut ts = Vec::new();
+    let mut created = Vec::new();
+    let (mut a, mut b, mut s, mut flag) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rows {
+        let key = rng.below(keys as u64) as i64;
+        k1s.push(key);
+        k2s.push(key % 2);
+        let event = T0 + rng.below(12) as i64 * 10 * MINUTE;
+        ts.push(event);
+        // Mostly prompt; sometimes late by up to 3 hours; now and then an exact tie.
+        created.push(match rng.below(6) {
+            0 => event + rng.below(180) as i64 * MINUTE,
+            1 => event,
+            _ => event + rng.below(3) as i64 * MINUTE,
+        });
+        a.push(float(&mut rng));
+        b.push(if rng.below(10) == 0 {
+            None
+        } else {
+            Some(rng.below(200) as i64 - 100)
+        });
+        s.push(if rng.below(10) == 0 {
+            None
+        } else {
+            Some(format!("s{}", rng.below(4)))
+        });
+        flag.push(if rng.below(10) == 0 {
+            None
+        } else {
+            Some(rng.below(2) == 0)
+        });
+    }
+    let instant = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let mut fields = vec![Field::new(
+        "k1",
+        if string_key { DataType::Utf8 } else { DataType::Int64 },
+        true,
+    )];
+    let mut columns: Vec<ArrayRef> = vec![if string_key {
+        Arc::new(StringArray::from(
+            k1s.iter().map(|k| format!("key{k}")).collect::<Vec<_>>(),
+        ))
+    } else {
+        Arc::new(Int64Array::from(k1s.clone()))
+    }];
+    if two_keys {
+        fields.push(Field::new("k2", DataType::Int64, true));
+        columns.push(Arc::new(Int64Array::from(k2s.clone())));
+    }
+    fields.push(Field::new("ts", instant.clone(), true));
+    columns.push(Arc::new(
+        TimestampMicrosecondArray::from(ts.clone()).with_timezone("UTC"),
+    ));
+    if has_created {
+        fields.push(Field::new("created", instant.clone(), true));
+        columns.push(Arc::new(
+            TimestampMicrosecondArray::from(created.clone()).with_timezone("UTC"),
+        ));
+    }
+    fields.extend([
+        Field::new("a", DataType::Float64, true),
+        Field::new("b", DataType::Int64, true),
+        Field::new("s", DataType::Utf8, true),
+        Field::new("flag", DataType::Boolean, true),
+    ]);
+    columns.extend([
+        Arc::new(Float64Array::from(a)) as ArrayRef,
+        Arc::new(Int64Array::from(b)),
+        Arc::new(StringArray::from(s)),
+        Arc::new(BooleanArray::from(flag)),
+    ]);
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::create_dir_all(dir.join("feature_defs")).unwrap();
+    std::fs::write(dir.join("feature_defs/defs.yaml"), &yaml).unwrap();
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    write_parquet(&batch, &dir.join("data/src.parquet")).unwrap();
+
+    // The spine: every key (and one without data), with the request field.
+    let n = keys as usize + 1;
+    let mut spine_fields = vec![Field::new(
+        "k1",
+        if string_key { DataType::Utf8 } else { DataType::Int64 },
+        false,
+    )];
+    let mut spine_columns: Vec<ArrayRef> = vec![if string_key {
+        Arc::new(StringArray::from((0..n).map(|k| format!("key{k}")).collect::<Vec<_>>()))
+    } else {
+        Arc::new(Int64Array::from((0..n as i64).collect::<Vec<_>>()))
+    }];
+    if two_keys {
+        spine_fields.push(Field::new("k2", DataType::Int64, false));
+        spine_columns.push(Arc::new(Int64Array::from(
+            (0..n as i64).map(|k| k % 2).collect::<Vec<_>>(),
+        )));
+    }
+    spine_fields.push(Field::new("ts", instant, false));
+    spine_columns.push(Arc::new(
+        TimestampMicrosecondArray::from(vec![T0; n]).with_timezone("UTC"),
+    ));
+    spine_fields.push(Field::new("r", DataType::Float64, false));
+    spine_columns.push(Arc::new(Float64Array::from(
+        (0..n).map(|i| i as f64 - 1.5).collect::<Vec<_>>(),
+    )));
+    let spine = RecordBatch::try_new(Arc::new(Schema::new(spine_fields)), spine_columns).unwrap();
+    write_parquet(&spine, &dir.join("spine.parquet")).unwrap();
+
+    // Instants: exactly on an event, on a ttl edge after one, a µs before one, and past the end.
+    let pick = |rng: &mut Rng| ts[rng.below(ts.len() as u64) as usize];
+    let mut instants = vec![pick(&mut rng), pick(&mut rng) - 1, T0 + 24 * 60 * MINUTE];
+    if let Some(m) = ttl_minutes {
+        instants.push(pick(&mut rng) + m * MINUTE);
+    }
+    if has_created {
+        instants.push(created[rng.below(created.len() as u64) as usize]);
+    }
+    instants.sort_unstable();
+    instants.dedup();
+    Case {
+        yaml,
+        features,
+        instants,
+    }
+}
+
+async fn check(seed: u64, scale: u64) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let case = draw(dir.path(), seed, scale);
+    let project = Project::new(dir.path().join("feature_defs"), dir.path().join(".skewless"));
+    if let Err(e) = project.apply(false, None) {
+        panic!("seed {seed}: the drawn definitions do not apply: {e}\n{}", case.yaml);
+    }
+    let options = ParityOptions {
+        spine: dir.path().join("spine.parquet"),
+        selection: FeatureSelection::Features(case.features.clone()),
+        timestamp_column: "ts".into(),
+        at: case.instants.clone(),
+        sample: None,
+        seed: 0,
+        planted: None,
+    };
+    let report = match project.parity(&skewless::engine_session(), &options).await {
+        Ok(r) => r,
+        Err(e) => panic!("seed {seed}: parity failed to run: {e}\n{}", case.yaml),
+    };
+    assert!(
+        report.mismatches.is_empty(),
+        "seed {seed} (replay: PARITY_SEED={seed} PARITY_SCALE={scale}): {} mismatches, first {:?}\n{}",
+        report.mismatches.len(),
+        report.mismatches.first(),
+        case.yaml
+    );
+    report.values()
+}
+
+fn env(name: &str) -> Option<u64> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} is a number")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_definitions_and_event_logs_have_no_mismatch() {
+    let scale = env("PARITY_SCALE").unwrap_or(1).max(1);
+    let seeds: Vec<u64> = match env("PARITY_SEED") {
+        Some(seed) => vec![seed],
+        None => (1..=env("PARITY_CASES").unwrap_or(60)).collect(),
+    };
+    let mut values = 0;
+    for &seed in &seeds {
+        values += check(seed, scale).await;
+    }
+    println!(
+        "parity property: {} cases at scale {scale}, {values} values compared, 0 mismatches",
+        seeds.len()
+    );
+    let floor = env("PARITY_MIN_VALUES").unwrap_or(1) as usize;
+    assert!(
+        values >= floor,
+        "only {values} values compared; at least {floor} wanted (raise PARITY_CASES)"
+    );
+}
