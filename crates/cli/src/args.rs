@@ -172,6 +172,15 @@ pub enum Command {
         /// Most rows per push.
         #[arg(long, default_value_t = 1_000_000)]
         max_push_rows: usize,
+        /// Log served feature vectors to this directory (Parquet), for `skewless consistency`.
+        #[arg(long)]
+        log_served: Option<PathBuf>,
+        /// The share of entity keys whose lookups are logged (by a hash of the key).
+        #[arg(long, default_value_t = 0.01)]
+        log_sample: f64,
+        /// The served log's size budget: the oldest files are deleted beyond it.
+        #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
+        log_max_bytes: usize,
         /// Demand `Authorization: Bearer <key>` on every route but /health and /ready, with
         /// the keys in this file (one per line). Or give the keys themselves, comma-separated,
         /// in SKEWLESS_API_KEYS.
@@ -192,6 +201,15 @@ pub enum Command {
         /// Log the rows offline only, without writing the online store.
         #[arg(long)]
         offline_only: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recompute the values the server logged (`serve --log-served DIR`) with the training-set
+    /// path at the instants they were served, and report the mismatch rate per feature with
+    /// causes. Exit 1 on any mismatch.
+    Consistency {
+        #[arg(long)]
+        log: PathBuf,
         #[arg(long)]
         json: bool,
     },

@@ -186,6 +186,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Consistency { log, json } => {
+            let ctx = skewless::engine_session();
+            let report = runtime()?.block_on(project.consistency(&ctx, &log))?;
+            if json {
+                print_json(&report)?;
+            } else {
+                println!("consistency: {} logged lookups recomputed offline", report.lookups);
+                let mut table = output::Table::new(["feature", "values", "mismatches", "rate", "likeliest causes"]);
+                for (feature, f) in &report.features {
+                    let rate = if f.values == 0 {
+                        0.0
+                    } else {
+                        f.mismatches as f64 / f.values as f64
+                    };
+                    let causes: Vec<String> = f.causes.iter().map(|(c, n)| format!("{n}× {c}")).collect();
+                    table.row([
+                        feature.clone(),
+                        f.values.to_string(),
+                        f.mismatches.to_string(),
+                        format!("{:.4}", rate),
+                        causes.join("; "),
+                    ]);
+                }
+                table.print();
+                for feature in &report.undefined {
+                    println!("not compared: `{feature}` is no longer defined");
+                }
+            }
+            Ok(if report.mismatches() > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Compact { source } => {
             let done = project.compact(&source)?;
             if done.segments == 0 {
@@ -225,6 +259,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             request_timeout,
             max_push_body,
             max_push_rows,
+            log_served,
+            log_sample,
+            log_max_bytes,
             api_keys,
         } => {
             let limits = skewless_server::Limits {
@@ -250,6 +287,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     limits,
                     api_keys,
                     handoff: None,
+                    served_log: log_served.map(|dir| skewless::served_log::ServedLogOptions {
+                        dir,
+                        sample: log_sample,
+                        max_bytes: log_max_bytes as u64,
+                    }),
                 },
             )
         }

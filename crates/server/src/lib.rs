@@ -76,6 +76,8 @@ pub struct Options {
     pub limits: Limits,
     pub api_keys: Option<ApiKeys>,
     pub handoff: Option<StoreHandoff>,
+    /// Log served feature vectors, sampled by key, for `skewless consistency`.
+    pub served_log: Option<skewless::served_log::ServedLogOptions>,
 }
 
 impl From<Limits> for Options {
@@ -109,6 +111,9 @@ async fn lookup(
     match tokio::time::timeout(app.limits.request_timeout, serving.get(selection, entities, at)).await {
         Ok(Ok(found)) => {
             record(app, &found);
+            if let Some(log) = &app.served_log {
+                log.record(&found);
+            }
             Ok(found)
         }
         Ok(Err(e)) => Err(request_error(&e)),
@@ -185,6 +190,7 @@ struct App {
     api_keys: Option<ApiKeys>,
     handoff: Option<StoreHandoff>,
     metrics: metrics::Metrics,
+    served_log: Option<skewless::served_log::ServedLog>,
 }
 
 /// The stable code of an error answer, for the metrics.
@@ -275,7 +281,9 @@ pub async fn run(
         limits,
         api_keys,
         handoff,
+        served_log,
     } = options.into();
+    let served_log = served_log.map(skewless::served_log::ServedLog::start).transpose()?;
     let lends_store = handoff.is_some();
     let app = Arc::new(App {
         live,
@@ -283,6 +291,7 @@ pub async fn run(
         api_keys,
         handoff,
         metrics: metrics::Metrics::default(),
+        served_log,
     });
     let mut router = Router::new()
         .route("/v1/features", post(features))
@@ -542,7 +551,20 @@ async fn render_metrics(State(app): State<Arc<App>>) -> Response {
         Ok(Ok(freshness)) => freshness,
         _ => Vec::new(),
     };
-    let text = app.metrics.render(serving.applied_seq, &freshness, now());
+    let mut text = app.metrics.render(serving.applied_seq, &freshness, now());
+    if let Some(log) = &app.served_log {
+        use std::fmt::Write;
+        use std::sync::atomic::Ordering::Relaxed;
+        let _ = write!(
+            text,
+            "# HELP skewless_served_log_files_total Served-log files written.\n# TYPE skewless_served_log_files_total counter\nskewless_served_log_files_total {}\n\
+             # HELP skewless_served_log_dropped_total Served-log records dropped because the writer fell behind.\n# TYPE skewless_served_log_dropped_total counter\nskewless_served_log_dropped_total {}\n\
+             # HELP skewless_served_log_failures_total Served-log files that could not be written.\n# TYPE skewless_served_log_failures_total counter\nskewless_served_log_failures_total {}\n",
+            log.files.load(Relaxed),
+            log.dropped.load(Relaxed),
+            log.failures.load(Relaxed)
+        );
+    }
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -18,6 +18,7 @@
 //! Modules: [`project`], [`registry`], [`listing`], [`training`], [`manifest`], [`online`],
 //! [`serving`], [`reproduce`], [`demo_data`].
 
+pub mod consistency;
 pub mod demo_data;
 pub mod listing;
 pub mod manifest;
@@ -28,6 +29,7 @@ pub mod push;
 pub mod push_rows;
 pub mod registry;
 pub mod reproduce;
+pub mod served_log;
 pub mod serving;
 pub mod training;
 

@@ -262,7 +262,11 @@ fn fill_nulls_with_instant(column: &ArrayRef, now: i64) -> Result<ArrayRef, Stri
     arrow::compute::cast(&filled, column.data_type()).map_err(|e| e.to_string())
 }
 
-fn json_column<'a>(name: &str, ty: &DataType, values: impl Iterator<Item = &'a Value>) -> Result<ArrayRef, InputError> {
+pub(crate) fn json_column<'a>(
+    name: &str,
+    ty: &DataType,
+    values: impl Iterator<Item = &'a Value>,
+) -> Result<ArrayRef, InputError> {
     let values: Vec<&Value> = values.collect();
     let wrong = |row: usize, expected: &str| {
         at(

@@ -16,6 +16,7 @@ use skewless_server::{ApiKeys, Limits, Live, Options, run};
 use skewless_testkit::fuzz::Fuzz;
 
 mod push;
+mod served_log;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const HOUR: i64 = 3_600_000_000;
@@ -389,9 +390,8 @@ async fn limits_are_answered_with_codes() {
 async fn api_keys_guard_every_data_route() {
     let keys = ApiKeys::parse("k-one-secret\nk-two-secret\n").unwrap();
     let server = start(Options {
-        limits: Limits::default(),
         api_keys: Some(keys),
-        handoff: None,
+        ..Options::default()
     })
     .await;
     let body = json!({"features": ["driver_hourly_stats:conv_rate"], "entities": [{"driver_id": 1001}]}).to_string();
