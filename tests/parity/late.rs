@@ -82,6 +82,7 @@ fn options(dir: &tempfile::TempDir, features: &[&str], at: &[&str], planted: Opt
         at: at.iter().map(|t| instant(t)).collect(),
         sample: None,
         seed: 0,
+        store: None,
         planted,
     }
 }

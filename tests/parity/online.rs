@@ -479,3 +479,37 @@ async fn serving_core_answers_with_codes() {
     let (c, s, m) = code(serving.get(&service, &one, t).await);
     assert_eq!((c, s), ("STORE_UNAVAILABLE", 503), "{m}");
 }
+
+/// `skewless parity --against-store`: the harness compares with what a live store serves. A
+/// store materialized at `T` agrees at `T`; a day later, without a new materialization, it is
+/// stale, and the harness says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parity_against_a_live_store_finds_it_fresh_then_stale() {
+    let server = skewless_testkit::RedisServer::start();
+    let (dir, project) = demo_project();
+    let store = online_store::open(&StoreConfig::Redis(server.url())).await.unwrap();
+    let t = START_MICROS + 7 * 24 * HOUR;
+    let options = MaterializeOptions {
+        start: None,
+        end: t,
+        incremental: false,
+        views: Vec::new(),
+    };
+    project.materialize(&*store, &options, &|_| {}).await.unwrap();
+    let check = |at: i64| skewless::parity::ParityOptions {
+        spine: dir.path().join("data/demo/ride_requests_spine.parquet"),
+        selection: FeatureSelection::Service("ranking_v1".into()),
+        timestamp_column: "event_timestamp".into(),
+        at: vec![at],
+        sample: Some(300),
+        seed: 1,
+        store: Some(Arc::clone(&store)),
+        planted: None,
+    };
+    let ctx = skewless::engine_session();
+    let fresh = project.parity(&ctx, &check(t)).await.unwrap();
+    assert!(fresh.values() > 1000, "{fresh:?}");
+    assert!(fresh.mismatches.is_empty(), "{:?}", fresh.mismatches.first());
+    let stale = project.parity(&ctx, &check(t + 24 * HOUR)).await.unwrap();
+    assert!(!stale.mismatches.is_empty(), "a store a day behind looked fresh");
+}

@@ -259,6 +259,7 @@ async fn check(seed: u64, scale: u64) -> usize {
         at: case.instants.clone(),
         sample: None,
         seed: 0,
+        store: None,
         planted: None,
     };
     let report = match project.parity(&skewless::engine_session(), &options).await {

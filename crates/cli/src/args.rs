@@ -120,6 +120,11 @@ pub enum Command {
         sample: Option<usize>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Compare against what the configured online store (--online, SKEWLESS_ONLINE, or the
+        /// embedded default) serves at each instant, instead of fresh stores materialized for it:
+        /// is the production store consistent with the training set?
+        #[arg(long)]
+        against_store: bool,
         #[arg(long)]
         json: bool,
     },

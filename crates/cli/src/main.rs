@@ -115,8 +115,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             at,
             sample,
             seed,
+            against_store,
             json,
         } => {
+            let store = if against_store {
+                Some(runtime()?.block_on(online_store(&project, cli.online.as_deref()))?)
+            } else {
+                None
+            };
             let options = skewless::parity::ParityOptions {
                 spine,
                 selection: selection.into_selection(),
@@ -124,6 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 at: at.iter().map(|t| instant(t)).collect::<anyhow::Result<_>>()?,
                 sample,
                 seed,
+                store,
                 planted: None,
             };
             parity(&project, &options, json)

@@ -48,6 +48,10 @@ pub struct ParityOptions {
     /// At most this many spine rows (chosen by `seed`); `None`: all.
     pub sample: Option<usize>,
     pub seed: u64,
+    /// Compare against what this store serves now, instead of fresh stores materialized at
+    /// each instant: is the production store consistent with the training set? (No late-row
+    /// replay then: the store holds what it holds.)
+    pub store: Option<Arc<dyn skewless_online::OnlineStore>>,
     /// A fault planted in one path, for the tests that show the harness catches it. `None`
     /// in every real run.
     #[doc(hidden)]
@@ -190,6 +194,10 @@ impl Project {
             let served = |mode: RunMode, name: String| {
                 let (entities, work) = (&entities, &work);
                 async move {
+                    if let Some(store) = &options.store {
+                        let serving = Serving::new(self, Arc::clone(store))?;
+                        return serving.get(&options.selection, entities, t).await.map_err(Error::Serve);
+                    }
                     let store: Arc<dyn skewless_online::OnlineStore> =
                         Arc::new(skewless_online::EmbeddedStore::open(&work.path().join(name)).map_err(Error::Online)?);
                     let (materialized_at, looked_up_at) = match options.planted {
@@ -212,7 +220,7 @@ impl Project {
                 }
             };
             let online = served(RunMode::Unrecorded, format!("hindsight{i}.redb")).await?;
-            let replayed = if replay_differs {
+            let replayed = if replay_differs && options.store.is_none() {
                 Some(served(RunMode::AvailabilityReplay, format!("replayed{i}.redb")).await?)
             } else {
                 None
