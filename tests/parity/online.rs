@@ -54,7 +54,7 @@ fn entities() -> Vec<(i64, i64)> {
     out
 }
 
-fn scalar(column: &ArrayRef, row: usize) -> Scalar {
+pub(crate) fn scalar(column: &ArrayRef, row: usize) -> Scalar {
     if column.is_null(row) {
         return Scalar::Null;
     }

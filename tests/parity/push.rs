@@ -10,13 +10,15 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, TimestampMicrosecondArray};
+use arrow::array::{Int64Array, RecordBatch, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use serde_json::{Map, Value, json};
 use skewless::Project;
 use skewless::online_store::{self, OnlineStore, Scalar, Status, StoreConfig};
 use skewless::push::{PushInput, PushTo};
 use skewless::training::{FeatureSelection, TrainingSetOptions, write_parquet};
+
+use crate::online::scalar;
 
 pub(crate) const MINUTE: i64 = 60_000_000;
 /// 2026-01-01T00:00:00Z.
@@ -138,18 +140,6 @@ pub(crate) fn rows(rng: &mut Rng, now: i64) -> Vec<Map<String, Value>> {
         out.push(row.as_object().unwrap().clone());
     }
     out
-}
-
-fn scalar(column: &ArrayRef, row: usize) -> Scalar {
-    if column.is_null(row) {
-        return Scalar::Null;
-    }
-    match column.data_type() {
-        DataType::Boolean => Scalar::Bool(column.as_boolean().value(row)),
-        DataType::Float32 => Scalar::Float32(column.as_primitive::<arrow::datatypes::Float32Type>().value(row)),
-        DataType::Float64 => Scalar::Float64(column.as_primitive::<arrow::datatypes::Float64Type>().value(row)),
-        other => panic!("unexpected type {other}"),
-    }
 }
 
 /// Bit for bit: NaN equals NaN of the same bits, -0 differs from +0.

@@ -207,12 +207,7 @@ impl PushTarget {
                     .map(evaluate)
                     .collect::<datafusion::error::Result<Vec<ArrayRef>>>();
                 let columns = columns.map_err(cannot)?;
-                let fields: Vec<Field> = columns
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
-                    .collect();
-                let mut computed = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(internal)?;
+                let mut computed = unnamed_batch(columns)?;
                 if let Some(violation) = &view.violation {
                     let verdict = evaluate(violation).map_err(cannot)?;
                     let (kept, breaking) = self.split(view, &computed, &verdict)?;
@@ -303,15 +298,23 @@ impl PushTarget {
         let times = view.layout.keys.len() + 1 + usize::from(view.layout.created);
         let mut columns: Vec<ArrayRef> = computed.columns()[..times].to_vec();
         columns.push(Arc::clone(verdict));
-        let fields: Vec<Field> = columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
-            .collect();
-        let all = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(internal)?;
+        let all = unnamed_batch(columns)?;
         let breaking_mask = arrow::compute::is_not_null(verdict).map_err(internal)?;
         let breaking = arrow::compute::filter_record_batch(&all, &breaking_mask).map_err(internal)?;
         Ok((kept, (breaks, breaking)))
+    }
+
+    /// [`PushTarget::push`] of rows in any form, typed as the source first.
+    pub async fn push_input(
+        &self,
+        store: &dyn OnlineStore,
+        input: &PushInput,
+        id: Option<String>,
+        to: PushTo,
+        now: i64,
+    ) -> Result<PushReport, RequestError> {
+        let batch = input.to_batch(&self.input, now)?;
+        self.push(store, batch, id, to).await
     }
 
     /// The source's log.
@@ -334,8 +337,10 @@ impl crate::Project {
     ) -> Result<PushReport, crate::Error> {
         let defs = self.applied()?;
         let target = PushTarget::compile(&self.root, &defs, source).map_err(crate::Error::Serve)?;
-        let batch = input.to_batch(&target.input, now).map_err(crate::Error::Serve)?;
-        target.push(store, batch, id, to).await.map_err(crate::Error::Serve)
+        target
+            .push_input(store, input, id, to, now)
+            .await
+            .map_err(crate::Error::Serve)
     }
 
     /// Pushes the rows of a file (see [`crate::push_rows::read_file`]).
@@ -351,8 +356,10 @@ impl crate::Project {
         let defs = self.applied()?;
         let target = PushTarget::compile(&self.root, &defs, source).map_err(crate::Error::Serve)?;
         let input = crate::push_rows::read_file(file, &target.input).map_err(crate::Error::Request)?;
-        let batch = input.to_batch(&target.input, now).map_err(crate::Error::Serve)?;
-        target.push(store, batch, id, to).await.map_err(crate::Error::Serve)
+        target
+            .push_input(store, &input, id, to, now)
+            .await
+            .map_err(crate::Error::Serve)
     }
 
     /// Merges the small segments of `source`'s push log into one, atomically.
@@ -368,6 +375,16 @@ impl crate::Project {
             .compact()
             .map_err(|e| crate::Error::Request(e.to_string()))
     }
+}
+
+/// Columns as a batch, named by position (the layout reads them by position).
+fn unnamed_batch(columns: Vec<ArrayRef>) -> Result<RecordBatch, RequestError> {
+    let fields: Vec<Field> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(internal)
 }
 
 fn internal(e: impl std::fmt::Display) -> RequestError {

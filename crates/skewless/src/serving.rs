@@ -482,8 +482,7 @@ impl Serving {
         now: i64,
     ) -> Result<crate::push::PushReport, RequestError> {
         let target = self.push_target(source)?;
-        let batch = input.to_batch(&target.input, now)?;
-        target.push(&*self.store, batch, id, to).await
+        target.push_input(&*self.store, input, id, to, now).await
     }
 
     fn push_target(&self, source: &str) -> Result<Arc<crate::push::PushTarget>, RequestError> {
