@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use futures::StreamExt;
 use serde::Serialize;
 use skewless_defs::Definitions;
 use skewless_offline::latest::{Window, latest};
@@ -31,6 +32,8 @@ use crate::{Error, Project, Result};
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(3600);
 /// Rows encoded and written per store call.
 const ROWS_PER_WRITE: usize = 8192;
+/// Writes of a materialization in flight at once.
+const WRITES_IN_FLIGHT: usize = 4;
 
 #[derive(Debug, Clone)]
 pub struct MaterializeOptions {
@@ -304,22 +307,35 @@ impl Project {
         let expire_after = view.ttl.map(|ttl| Duration::from_secs(ttl.seconds()) + EXPIRY_MARGIN);
         let mut written = skewless_online::WriteSummary::default();
         let mut done = 0;
-        let mut newest: Option<i64> = None;
-        for batch in &rows.batches {
-            newest = newest.max(newest_event_time(batch, layout.keys.len()));
-            let mut offset = 0;
-            while offset < batch.num_rows() {
-                let len = ROWS_PER_WRITE.min(batch.num_rows() - offset);
-                let entries = layout.encode_batch(&batch.slice(offset, len)).map_err(online_error)?;
-                written += store.write(entries, expire_after).await.map_err(online_error)?;
-                offset += len;
-                done += len;
-                progress(MaterializeProgress::Writing {
-                    view: name.clone(),
-                    done,
-                    total: rows.winners,
-                });
-            }
+        let newest: Option<i64> = rows
+            .batches
+            .iter()
+            .filter_map(|b| newest_event_time(b, layout.keys.len()))
+            .max();
+        // Chunks are encoded and written with a few writes in flight, so the store is never
+        // idle waiting for the next chunk (on Redis: the pipeline never drains between them).
+        let chunks = rows.batches.iter().flat_map(|batch| {
+            (0..batch.num_rows())
+                .step_by(ROWS_PER_WRITE)
+                .map(move |offset| batch.slice(offset, ROWS_PER_WRITE.min(batch.num_rows() - offset)))
+        });
+        let layout_ref = &layout;
+        let mut writes = futures::stream::iter(chunks)
+            .map(|chunk| async move {
+                let entries = layout_ref.encode_batch(&chunk).map_err(online_error)?;
+                let summary = store.write(entries, expire_after).await.map_err(online_error)?;
+                Ok::<_, Error>((chunk.num_rows(), summary))
+            })
+            .buffered(WRITES_IN_FLIGHT);
+        while let Some(result) = writes.next().await {
+            let (len, summary) = result?;
+            written += summary;
+            done += len;
+            progress(MaterializeProgress::Writing {
+                view: name.clone(),
+                done,
+                total: rows.winners,
+            });
         }
         // The view's freshness record: the newest event time in the store (newer wins).
         if let Some(newest) = newest {
