@@ -335,8 +335,7 @@ impl crate::Project {
         to: PushTo,
         now: i64,
     ) -> Result<PushReport, crate::Error> {
-        let defs = self.applied()?;
-        let target = PushTarget::compile(&self.root, &defs, source).map_err(crate::Error::Serve)?;
+        let target = self.push_target(source)?;
         target
             .push_input(store, input, id, to, now)
             .await
@@ -353,13 +352,17 @@ impl crate::Project {
         to: PushTo,
         now: i64,
     ) -> Result<PushReport, crate::Error> {
-        let defs = self.applied()?;
-        let target = PushTarget::compile(&self.root, &defs, source).map_err(crate::Error::Serve)?;
+        let target = self.push_target(source)?;
         let input = crate::push_rows::read_file(file, &target.input).map_err(crate::Error::Request)?;
         target
             .push_input(store, &input, id, to, now)
             .await
             .map_err(crate::Error::Serve)
+    }
+
+    /// `source` of the applied definitions, compiled for pushes.
+    fn push_target(&self, source: &str) -> Result<PushTarget, crate::Error> {
+        PushTarget::compile(&self.root, &self.applied()?, source).map_err(crate::Error::Serve)
     }
 
     /// Merges the small segments of `source`'s push log into one, atomically.
