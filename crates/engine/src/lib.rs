@@ -9,6 +9,7 @@
 //! Definitions + source schema ──compile_view──▶ [key, timestamp, created, feature...] as DataFusion Exprs
 //! Definitions + view schemas  ──compile_on_demand──▶ on-demand features as DataFusion Exprs
 //! on-demand view ──OnDemandProgram::compile (once)──▶ evaluate(inputs) ──▶ feature arrays (offline and online alike)
+//! feature contracts ──contracts::violation──▶ one verdict expression every path acts on
 //!                             └─check──▶ every type error, located in the YAML
 //! ```
 //!

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! Modules: [`source`], [`check`] (row-by-row data checks that pin a failure to a file,
-//! row and feature), [`push_log`] (pushed rows, durably), [`as_of`] (the point-in-time rule), [`as_of_exec`] (it as a
+//! row and feature), [`push_log`] (pushed rows, durably), [`quarantine`] (rows that break
+//! contracts, kept with their reason), [`as_of`] (the point-in-time rule), [`as_of_exec`] (it as a
 //! DataFusion operator), [`as_of_node`] (it as a logical plan node), [`training_set`], [`latest`].
 
 pub mod as_of;

@@ -12,11 +12,15 @@
 //!                     ├──list──────▶ listing rows (printed by the CLI as tables or JSON)
 //!                     ├──training_set──▶ offline::training_set (as-of joins) ─▶ RecordBatch / DataFrame / Parquet
 //!                     ├──materialize──▶ offline::latest (the same join at `end`) ─▶ online store (newer wins)
-//!                     └──get──▶ serving::Serving (compiled once) ─▶ online::lookup (statuses at an injected clock)
+//!                     ├──get──▶ serving::Serving (compiled once) ─▶ online::lookup (statuses at an injected clock)
+//!                     ├──push──▶ push_rows (typed as the source) ─▶ offline log (durable) ─▶ the view's select list ─▶ online store
+//!                     ├──parity──▶ training sets against fresh (or live) stores, bit for bit
+//!                     └──consistency──▶ the served log recomputed by the training-set path
 //! ```
 //!
 //! Modules: [`project`], [`registry`], [`listing`], [`training`], [`manifest`], [`online`],
-//! [`serving`], [`reproduce`], [`demo_data`].
+//! [`serving`], [`push`], [`push_rows`], [`parity`], [`served_log`], [`consistency`],
+//! [`reproduce`], [`demo_data`].
 
 pub mod consistency;
 pub mod demo_data;
