@@ -79,6 +79,27 @@ fn s(x: &str) -> Scalar {
     Scalar::String(x.into())
 }
 
+/// Materializes every view at 02:00 into a fresh embedded store in `dir`.
+async fn materialize(
+    dir: &std::path::Path,
+    project: &Project,
+) -> (
+    std::sync::Arc<dyn skewless::online_store::OnlineStore>,
+    Vec<skewless::online::ViewReport>,
+) {
+    let store = online_store::open(&StoreConfig::Embedded(dir.join("s.redb")))
+        .await
+        .unwrap();
+    let options = MaterializeOptions {
+        start: None,
+        end: T0 + 2 * HOUR,
+        incremental: false,
+        views: Vec::new(),
+    };
+    let reports = project.materialize(&*store, &options, &|_| {}).await.unwrap();
+    (store, reports)
+}
+
 /// The training set's (rate, tier) per driver, and what materialization serves.
 async fn both_paths(dir: &std::path::Path, project: &Project) -> (Vec<(Scalar, Scalar)>, Vec<(Scalar, Scalar)>, usize) {
     let built = project
@@ -113,22 +134,7 @@ async fn both_paths(dir: &std::path::Path, project: &Project) -> (Vec<(Scalar, S
             )
         })
         .collect();
-    let store = online_store::open(&StoreConfig::Embedded(dir.join("s.redb")))
-        .await
-        .unwrap();
-    let reports = project
-        .materialize(
-            &*store,
-            &MaterializeOptions {
-                start: None,
-                end: T0 + 2 * HOUR,
-                incremental: false,
-                views: Vec::new(),
-            },
-            &|_| {},
-        )
-        .await
-        .unwrap();
+    let (store, reports) = materialize(dir, project).await;
     let entities: Vec<Vec<(String, String)>> = (1..=3).map(|d| vec![("driver_id".into(), d.to_string())]).collect();
     let found = project
         .get(
@@ -248,22 +254,7 @@ async fn fail_mode_stops_every_path_naming_the_row() {
         err.contains("feature `rate` = 1.5 is outside [0, 1]") || err.contains("is not one of [\"a\", \"b\"]"),
         "{err}"
     );
-    let store = online_store::open(&StoreConfig::Embedded(dir.path().join("s.redb")))
-        .await
-        .unwrap();
-    let reports = project
-        .materialize(
-            &*store,
-            &MaterializeOptions {
-                start: None,
-                end: T0 + 2 * HOUR,
-                incremental: false,
-                views: Vec::new(),
-            },
-            &|_| {},
-        )
-        .await
-        .unwrap();
+    let (store, reports) = materialize(dir.path(), &project).await;
     assert!(
         reports[0].error.as_deref().unwrap_or("").contains("on_violation: fail"),
         "{reports:?}"

@@ -20,7 +20,7 @@ use skewless::Project;
 use skewless::parity::ParityOptions;
 use skewless::training::{FeatureSelection, write_parquet};
 
-use crate::push::Rng;
+use skewless_testkit::fuzz::Fuzz;
 
 const T0: i64 = 1_767_225_600_000_000;
 const MINUTE: i64 = 60_000_000;
@@ -49,7 +49,7 @@ struct Case {
     instants: Vec<i64>,
 }
 
-fn float(rng: &mut Rng) -> Option<f64> {
+fn float(rng: &mut Fuzz) -> Option<f64> {
     match rng.below(14) {
         0 => None,
         1 => Some(f64::NAN),
@@ -62,17 +62,17 @@ fn float(rng: &mut Rng) -> Option<f64> {
 }
 
 /// Draws a project into `dir` and returns what to check.
-fn draw(dir: &std::path::Path, seed: u64, scale: u64) -> Case {
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9).wrapping_add(1));
+fn draw(dir: &std::path::Path, seed: u64, scale: usize) -> Case {
+    let mut rng = Fuzz::new(seed.wrapping_mul(0x9E37_79B9).wrapping_add(1));
     let string_key = rng.below(2) == 0;
     let two_keys = rng.below(3) == 0;
     let has_created = rng.below(4) != 0;
     let available = has_created && rng.below(2) == 0;
-    let ttl_minutes = [None, Some(5), Some(30), Some(120)][rng.below(4) as usize];
-    let n_features = 1 + rng.below(4) as usize;
+    let ttl_minutes = [None, Some(5), Some(30), Some(120)][rng.below(4)];
+    let n_features = 1 + rng.below(4);
     let mut chosen: Vec<(String, &str, &str)> = Vec::new();
     for i in 0..n_features {
-        let (expr, ty) = EXPRESSIONS[rng.below(EXPRESSIONS.len() as u64) as usize];
+        let (expr, ty) = EXPRESSIONS[rng.below(EXPRESSIONS.len())];
         chosen.push((format!("f{i}"), expr, ty));
     }
     // A contract on the first numeric feature, sometimes.
@@ -81,7 +81,7 @@ fn draw(dir: &std::path::Path, seed: u64, scale: u64) -> Case {
         .position(|(_, _, ty)| matches!(*ty, "float64" | "int64" | "float32" | "int32"))
         .filter(|_| rng.below(2) == 0);
     // (`fail` stops the jobs, so parity has nothing to compare; its own test covers it.)
-    let on_violation = ["quarantine", "\"null\""][rng.below(2) as usize];
+    let on_violation = ["quarantine", "\"null\""][rng.below(2)];
 
     let key_type = if string_key { "string" } else { "int64" };
     let mut yaml = format!("project: prop\nentities:\n  e: {{ keys: {{ k1: {key_type}");
@@ -117,7 +117,7 @@ fn draw(dir: &std::path::Path, seed: u64, scale: u64) -> Case {
     }
 
     // The event log: few keys and few distinct times, so ties and corrections are common.
-    let rows = 20 + rng.below(120 * scale) as usize;
+    let rows = 20 + rng.below(120 * scale);
     let keys = 1 + rng.below(6 * scale) as i64;
     let mut k1s = Vec::new();
     let mut k2s = Vec::new();
@@ -125,7 +125,7 @@ fn draw(dir: &std::path::Path, seed: u64, scale: u64) -> Case {
     let mut created = Vec::new();
     let (mut a, mut b, mut s, mut flag) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rows {
-        let key = rng.below(keys as u64) as i64;
+        let key = rng.below(keys as usize) as i64;
         k1s.push(key);
         k2s.push(key % 2);
         let event = T0 + rng.below(12) as i64 * 10 * MINUTE;
@@ -228,13 +228,13 @@ fn draw(dir: &std::path::Path, seed: u64, scale: u64) -> Case {
     write_parquet(&spine, &dir.join("spine.parquet")).unwrap();
 
     // Instants: exactly on an event, on a ttl edge after one, a µs before one, and past the end.
-    let pick = |rng: &mut Rng| ts[rng.below(ts.len() as u64) as usize];
+    let pick = |rng: &mut Fuzz| ts[rng.below(ts.len())];
     let mut instants = vec![pick(&mut rng), pick(&mut rng) - 1, T0 + 24 * 60 * MINUTE];
     if let Some(m) = ttl_minutes {
         instants.push(pick(&mut rng) + m * MINUTE);
     }
     if has_created {
-        instants.push(created[rng.below(created.len() as u64) as usize]);
+        instants.push(created[rng.below(created.len())]);
     }
     instants.sort_unstable();
     instants.dedup();
@@ -245,7 +245,7 @@ fn draw(dir: &std::path::Path, seed: u64, scale: u64) -> Case {
     }
 }
 
-async fn check(seed: u64, scale: u64) -> usize {
+async fn check(seed: u64, scale: usize) -> usize {
     let dir = tempfile::tempdir().unwrap();
     let case = draw(dir.path(), seed, scale);
     let project = Project::new(dir.path().join("feature_defs"), dir.path().join(".skewless"));
@@ -284,7 +284,7 @@ fn env(name: &str) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_definitions_and_event_logs_have_no_mismatch() {
-    let scale = env("PARITY_SCALE").unwrap_or(1).max(1);
+    let scale = env("PARITY_SCALE").unwrap_or(1).max(1) as usize;
     let seeds: Vec<u64> = match env("PARITY_SEED") {
         Some(seed) => vec![seed],
         None => (1..=env("PARITY_CASES").unwrap_or(60)).collect(),

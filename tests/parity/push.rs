@@ -18,6 +18,8 @@ use skewless::online_store::{self, OnlineStore, Scalar, Status, StoreConfig};
 use skewless::push::{PushInput, PushTo};
 use skewless::training::{FeatureSelection, TrainingSetOptions, write_parquet};
 
+use skewless_testkit::fuzz::Fuzz;
+
 use crate::online::scalar;
 
 pub(crate) const MINUTE: i64 = 60_000_000;
@@ -80,24 +82,7 @@ pub(crate) fn push_project() -> (tempfile::TempDir, Project) {
     (dir, project)
 }
 
-/// A small deterministic generator (SplitMix64).
-pub(crate) struct Rng(pub(crate) u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn float(rng: &mut Rng) -> Value {
+fn float(rng: &mut Fuzz) -> Value {
     match rng.below(12) {
         0 => Value::Null,
         1 => json!("NaN"),
@@ -110,11 +95,11 @@ fn float(rng: &mut Rng) -> Value {
 
 /// The rows of push `k` at clock `now`: event times up to 3 h behind the clock (some exactly on
 /// the 2 h ttl edge of a later query), and now and then two rows of one driver with one event time.
-pub(crate) fn rows(rng: &mut Rng, now: i64) -> Vec<Map<String, Value>> {
-    let n = 1 + rng.below(6) as usize;
+pub(crate) fn rows(rng: &mut Fuzz, now: i64) -> Vec<Map<String, Value>> {
+    let n = 1 + rng.below(6);
     let mut out: Vec<Map<String, Value>> = Vec::new();
     for _ in 0..n {
-        let driver = 1 + rng.below(DRIVERS as u64) as i64;
+        let driver = 1 + rng.below(DRIVERS as usize) as i64;
         let behind = match rng.below(5) {
             0 => 0,
             1 => 120 * MINUTE - 10 * MINUTE, // on the ttl edge 10 minutes (one push) later
@@ -197,7 +182,7 @@ pub(crate) async fn served_at(project: &Project, store: &dyn OnlineStore, featur
 pub(crate) type Served = Vec<(i64, Vec<Vec<(Scalar, Status)>>)>;
 
 async fn replay(project: &Project, store: &dyn OnlineStore, seed: u64, pushes: usize, features: &[String]) -> Served {
-    let mut rng = Rng(seed);
+    let mut rng = Fuzz::new(seed);
     let mut served = Vec::new();
     let mut ids: Vec<String> = Vec::new();
     for k in 0..pushes {
@@ -206,7 +191,7 @@ async fn replay(project: &Project, store: &dyn OnlineStore, seed: u64, pushes: u
 
         // Every fifth push replays an earlier id with other rows: it must count nowhere.
         let id = if k % 5 == 4 && !ids.is_empty() {
-            Some(ids[rng.below(ids.len() as u64) as usize].clone())
+            Some(ids[rng.below(ids.len())].clone())
         } else if rng.below(2) == 0 {
             let id = format!("push-{seed}-{k}");
             ids.push(id.clone());

@@ -9,7 +9,9 @@ use skewless::push::{PushInput, PushTo};
 use skewless::serving::RequestError;
 use skewless::training::{FeatureSelection, TrainingSetOptions, write_parquet};
 
-use crate::push::{BASE, DRIVERS, MINUTE, Rng, assert_served_equals_training_set, push_project, rows, served_at};
+use skewless_testkit::fuzz::Fuzz;
+
+use crate::push::{BASE, DRIVERS, MINUTE, assert_served_equals_training_set, push_project, rows, served_at};
 
 fn all_features() -> Vec<String> {
     [
@@ -52,7 +54,7 @@ async fn a_failed_online_write_is_logged_and_the_next_incremental_run_repairs_it
     let server = skewless_testkit::RedisServer::start();
     let (dir, project) = push_project();
     let store = online_store::open(&StoreConfig::Redis(server.url())).await.unwrap();
-    let mut rng = Rng(11);
+    let mut rng = Fuzz::new(11);
     for k in 0..3 {
         let now = BASE + k * 10 * MINUTE;
         let input = PushInput::Rows(rows(&mut rng, now));
@@ -147,7 +149,7 @@ async fn racing_writers_on(store: Arc<dyn OnlineStore>, dir: &std::path::Path, p
     for writer in 0..4u64 {
         let (store, project) = (Arc::clone(&store), project.clone());
         tasks.push(tokio::spawn(async move {
-            let mut rng = Rng(100 + writer);
+            let mut rng = Fuzz::new(100 + writer);
             for k in 0..15 {
                 let now = BASE + rng.below(4 * 60) as i64 * MINUTE;
                 let input = PushInput::Rows(rows(&mut rng, now));
@@ -197,7 +199,7 @@ async fn compaction_changes_no_training_set() {
     let store = online_store::open(&StoreConfig::Embedded(dir.path().join("s.redb")))
         .await
         .unwrap();
-    let mut rng = Rng(21);
+    let mut rng = Fuzz::new(21);
     for k in 0..30 {
         let now = BASE + k * 10 * MINUTE;
         let input = PushInput::Rows(rows(&mut rng, now));

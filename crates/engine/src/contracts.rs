@@ -15,7 +15,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::functions::expr_fn::{concat, isnan};
 use std::ops::Not;
 
-use datafusion::logical_expr::{Expr, cast, lit, when};
+use datafusion::logical_expr::{Case, Expr, cast, lit};
 use skewless_defs::{FeatureType, FeatureView, Literal};
 
 use crate::compile::CompiledFeature;
@@ -23,25 +23,29 @@ use crate::compile::CompiledFeature;
 /// The violation of `view`'s contracts for a row, or `None` when no feature has a contract.
 /// `compiled` are the view's features as [`crate::compile_view`] made them (any subset).
 pub fn violation(view: &FeatureView, compiled: &[CompiledFeature]) -> Option<Expr> {
-    let mut reasons = compiled.iter().filter_map(|c| reason(view, c));
-    let first = reasons.next()?;
     // The first non-null reason, as a CASE (what `coalesce` means, in a form physical
     // evaluation takes without the logical simplifier).
-    let mut builder = when(first.clone().is_not_null(), first);
-    for r in reasons {
-        builder = builder.when(r.clone().is_not_null(), r);
+    let branches: Vec<(Expr, Expr)> = compiled
+        .iter()
+        .filter_map(|c| reason(view, c))
+        .map(|r| (r.clone().is_not_null(), r))
+        .collect();
+    case(branches)
+}
+
+/// `CASE WHEN w1 THEN t1 … END` (NULL when no branch holds); `None` without branches.
+fn case(branches: Vec<(Expr, Expr)>) -> Option<Expr> {
+    if branches.is_empty() {
+        return None;
     }
-    builder.end().ok()
+    let when_then = branches.into_iter().map(|(w, t)| (Box::new(w), Box::new(t))).collect();
+    Some(Expr::Case(Case::new(None, when_then, None)))
 }
 
 /// `compiled` with its value replaced by NULL where it breaks its contract (`on_violation: null`).
 pub fn nulled(view: &FeatureView, compiled: &CompiledFeature) -> Expr {
-    match reason(view, compiled) {
-        Some(reason) => when(reason.is_null(), value(compiled))
-            .end()
-            .map(|e| cast(e, crate::arrow_type(compiled.ty)))
-            .unwrap_or_else(|_| value(compiled))
-            .alias(&compiled.name),
+    match reason(view, compiled).and_then(|reason| case(vec![(reason.is_null(), value(compiled))])) {
+        Some(kept) => kept.alias(&compiled.name),
         None => compiled.expr.clone(),
     }
 }
@@ -114,11 +118,5 @@ fn reason(view: &FeatureView, compiled: &CompiledFeature) -> Option<Expr> {
             said(format!(" is not one of [{}]", shown_list.join(", "))),
         ));
     }
-    let mut cases = cases.into_iter();
-    let (first_when, first_then) = cases.next()?;
-    let mut builder = when(first_when, first_then);
-    for (w, t) in cases {
-        builder = builder.when(w, t);
-    }
-    builder.end().ok()
+    case(cases)
 }

@@ -574,7 +574,8 @@ pub(crate) async fn feature_frame(
     let mut judged = select.columns;
     judged.push(violation.alias("__violation"));
     let judged = frame.select(judged)?;
-    let key_and_time = names.len() - select_feature_count(&names);
+    // `[__k.., __ts, __created?]` come first.
+    let key_and_time = defs.view_keys(view).len() + 1 + usize::from(source.created.is_some());
     let violations = judged.clone().filter(col("__violation").is_not_null())?.select(
         names[..key_and_time]
             .iter()
@@ -590,17 +591,6 @@ pub(crate) async fn feature_frame(
         frame: kept.select(names)?,
         violations: Some(violations),
     })
-}
-
-/// How many of a view frame's columns are features (after `__k..`, `__ts`, `__created`).
-fn select_feature_count(names: &[datafusion::logical_expr::Expr]) -> usize {
-    names
-        .iter()
-        .filter(|e| {
-            let name = e.schema_name().to_string();
-            !(name.starts_with("__k") || name == "__ts" || name == "__created")
-        })
-        .count()
 }
 
 /// A view's rows ready for the as-of join, and, when its features have contracts, the rows

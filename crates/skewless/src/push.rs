@@ -238,28 +238,38 @@ impl PushTarget {
                 .map_err(|e| RequestError::Internal(e.to_string()))?;
             report.broke_contracts.extend(rows_broken);
         }
-        for (view, entries, newest) in writes {
-            let failed = |e: skewless_online::Error| {
-                RequestError::OnlineWriteFailed(format!(
-                    "the {rows} rows are in the offline log (segment {}), but writing feature view `{}` online failed: {e}; \
-                     the next `skewless materialize-incremental` writes them",
-                    report.segment.as_deref().unwrap_or("?"),
-                    view.layout.view
-                ))
-            };
-            let summary = store.write(entries, view.expire_after).await.map_err(failed)?;
-            if let Some(newest) = newest {
-                let record = vec![(view.layout.freshness_key(), view.layout.freshness_value(newest))];
-                store.write(record, None).await.map_err(failed)?;
-            }
-            report.views.insert(
-                view.layout.view.clone(),
-                ViewWrites {
+        // Every view's values and freshness record at once: one round trip's wait, not two per view.
+        let segment = report.segment.clone().unwrap_or_default();
+        let view_writes = writes.into_iter().map(|(view, entries, newest)| {
+            let segment = &segment;
+            async move {
+                let failed = |e: skewless_online::Error| {
+                    RequestError::OnlineWriteFailed(format!(
+                        "the {rows} rows are in the offline log (segment {segment}), but writing feature view `{}` online failed: {e}; \
+                         the next `skewless materialize-incremental` writes them",
+                        view.layout.view
+                    ))
+                };
+                let freshness = async {
+                    match newest {
+                        Some(newest) => {
+                            let record = vec![(view.layout.freshness_key(), view.layout.freshness_value(newest))];
+                            store.write(record, None).await.map(|_| ())
+                        }
+                        None => Ok(()),
+                    }
+                };
+                let (summary, ()) = futures::future::try_join(store.write(entries, view.expire_after), freshness)
+                    .await
+                    .map_err(failed)?;
+                let writes = ViewWrites {
                     written: summary.written,
                     skipped_not_newer: summary.skipped,
-                },
-            );
-        }
+                };
+                Ok::<_, RequestError>((view.layout.view.clone(), writes))
+            }
+        });
+        report.views = futures::future::try_join_all(view_writes).await?.into_iter().collect();
         Ok(report)
     }
 
@@ -315,11 +325,6 @@ impl PushTarget {
     ) -> Result<PushReport, RequestError> {
         let batch = input.to_batch(&self.input, now)?;
         self.push(store, batch, id, to).await
-    }
-
-    /// The source's log.
-    pub fn log(&self) -> &PushLog {
-        &self.log
     }
 }
 

@@ -21,7 +21,7 @@ use arrow::array::{
     TimestampNanosecondArray, TimestampSecondArray, UInt8Array, UInt16Array, UInt32Array, UInt64Array, new_null_array,
 };
 use arrow::compute::{CastOptions, cast_with_options, concat_batches};
-use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use serde_json::{Map, Value};
 use skewless_defs::Source;
 
@@ -186,7 +186,9 @@ impl PushSchema {
                     format!("source `{}` has no column `{name}`", self.source),
                 ));
             };
-            if let Some(row) = (0..rows).find(|&r| columns[i].is_null(r)) {
+            if columns[i].null_count() > 0
+                && let Some(row) = (0..rows).find(|&r| columns[i].is_null(r))
+            {
                 return Err(at(
                     Some(row),
                     Some(name),
@@ -198,6 +200,7 @@ impl PushSchema {
             let filled_later = self.created.as_deref() == Some(field.name().as_str());
             if !field.is_nullable()
                 && !filled_later
+                && column.null_count() > 0
                 && let Some(row) = (0..rows).find(|&r| column.is_null(r))
             {
                 return Err(at(
@@ -448,20 +451,10 @@ pub fn read_file(path: &std::path::Path, schema: &PushSchema) -> Result<crate::p
     }
 }
 
-/// The schema a source's rows are pushed in, as `name: type` pairs (for messages and docs).
-pub fn describe_schema(schema: &Schema) -> String {
-    schema
-        .fields()
-        .iter()
-        .map(|f| format!("{}: {}", f.name(), f.data_type()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::datatypes::Field;
+    use arrow::datatypes::{Field, Schema};
     use serde_json::json;
 
     fn schema() -> PushSchema {

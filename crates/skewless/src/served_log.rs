@@ -105,22 +105,27 @@ impl ServedLog {
         })
     }
 
-    /// Logs the sampled entities of one answer; never waits.
+    /// Logs the sampled entities of one answer; never waits. An entity that is not sampled
+    /// costs its JSON text written into one reused buffer and a hash, nothing more.
     pub fn record(&self, found: &GetOutput) {
         let Some(sender) = self.sender.as_ref().filter(|_| self.threshold > 0) else {
             return;
         };
-        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let versions = serde_json::to_string(&*found.served).unwrap_or_default();
+        let mut text = Vec::with_capacity(64);
+        let mut shared: Option<(u64, String)> = None;
         for (entity, row) in found.entities.iter().zip(&found.rows) {
-            let fields: serde_json::Map<String, serde_json::Value> = entity
-                .iter()
-                .map(|(k, v)| (k.clone(), serde_json::to_value(ScalarJson(v)).unwrap_or_default()))
-                .collect();
-            let entity = serde_json::Value::Object(fields).to_string();
-            if fnv1a(entity.as_bytes()) & u64::from(u32::MAX) > self.threshold {
+            text.clear();
+            if serde_json::to_writer(&mut text, &EntityJson(entity)).is_err()
+                || fnv1a(&text) & u64::from(u32::MAX) > self.threshold
+            {
                 continue;
             }
+            let (request, versions) = shared.get_or_insert_with(|| {
+                (
+                    self.next_request.fetch_add(1, Ordering::Relaxed),
+                    serde_json::to_string(&*found.served).unwrap_or_default(),
+                )
+            });
             let values = found
                 .features
                 .iter()
@@ -135,9 +140,9 @@ impl ServedLog {
                 })
                 .collect();
             let record = Record {
-                request,
+                request: *request,
                 at: found.at,
-                entity,
+                entity: String::from_utf8_lossy(&text).into_owned(),
                 values,
                 versions: versions.clone(),
             };
@@ -145,6 +150,20 @@ impl ServedLog {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// An entity's fields as a JSON object, values as skewless writes them.
+struct EntityJson<'a>(&'a [(String, skewless_online::Scalar)]);
+
+impl serde::Serialize for EntityJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in self.0 {
+            map.serialize_entry(name, &ScalarJson(value))?;
+        }
+        map.end()
     }
 }
 
