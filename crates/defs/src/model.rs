@@ -279,6 +279,198 @@ impl FeatureView {
     pub fn has_contracts(&self) -> bool {
         self.features.iter().any(|f| !f.contract.is_empty())
     }
+
+    /// Whether the view's features are windowed aggregations (its rows are events, not values).
+    pub fn is_aggregated(&self) -> bool {
+        self.tile.is_some()
+    }
+
+    /// The longest finite window of an aggregated view, in µs; `None` when one is `lifetime`
+    /// (or the view is not aggregated).
+    pub fn longest_window_micros(&self) -> Option<i64> {
+        let mut longest = None;
+        for f in &self.features {
+            match f.aggregation.as_ref()?.window {
+                Window::Lifetime => return None,
+                Window::Last(d) => longest = longest.max(Some(d.micros())),
+            }
+        }
+        longest
+    }
+}
+
+/// An aggregate function of a windowed aggregation (DESIGN.md rule 6). Every function skips
+/// null inputs, as SQL's do; `count` without an input counts rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AggFunction {
+    Count,
+    Sum,
+    Mean,
+    Min,
+    Max,
+    First,
+    Last,
+    VarPop,
+    StddevPop,
+    CountDistinct,
+}
+
+impl AggFunction {
+    pub const ALL: [AggFunction; 10] = [
+        AggFunction::Count,
+        AggFunction::Sum,
+        AggFunction::Mean,
+        AggFunction::Min,
+        AggFunction::Max,
+        AggFunction::First,
+        AggFunction::Last,
+        AggFunction::VarPop,
+        AggFunction::StddevPop,
+        AggFunction::CountDistinct,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AggFunction::Count => "count",
+            AggFunction::Sum => "sum",
+            AggFunction::Mean => "mean",
+            AggFunction::Min => "min",
+            AggFunction::Max => "max",
+            AggFunction::First => "first",
+            AggFunction::Last => "last",
+            AggFunction::VarPop => "var_pop",
+            AggFunction::StddevPop => "stddev_pop",
+            AggFunction::CountDistinct => "count_distinct",
+        }
+    }
+
+    /// The result type when it does not depend on the input; `None` for min, max, first and
+    /// last, whose result has the input's type (the feature's declared `type`).
+    pub fn fixed_type(self) -> Option<FeatureType> {
+        match self {
+            AggFunction::Count | AggFunction::CountDistinct => Some(FeatureType::Int64),
+            AggFunction::Sum | AggFunction::Mean | AggFunction::VarPop | AggFunction::StddevPop => {
+                Some(FeatureType::Float64)
+            }
+            AggFunction::Min | AggFunction::Max | AggFunction::First | AggFunction::Last => None,
+        }
+    }
+
+    /// Whether an empty window gives 0 (the counts) rather than null.
+    pub fn zero_when_empty(self) -> bool {
+        matches!(self, AggFunction::Count | AggFunction::CountDistinct)
+    }
+}
+
+impl FromStr for AggFunction {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        AggFunction::ALL.into_iter().find(|f| f.name() == s).ok_or(())
+    }
+}
+
+impl fmt::Display for AggFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How far back a windowed aggregation looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Window {
+    /// Every row up to `t`.
+    Lifetime,
+    /// The last `w` (tiled or exact, as the view's tile says).
+    Last(Duration),
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Window::Lifetime => f.write_str("lifetime"),
+            Window::Last(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+impl Serialize for Window {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Window {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "lifetime" {
+            return Ok(Window::Lifetime);
+        }
+        text.parse()
+            .map(Window::Last)
+            .map_err(|e: crate::duration::DurationError| serde::de::Error::custom(e.0))
+    }
+}
+
+/// The tile of an aggregated view: the unit its events are pre-aggregated in, offline and
+/// online (DESIGN.md rule 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tile {
+    /// No tiling: windows are exactly `(t − w, t]` (each event its own 1 µs tile).
+    Exact,
+    Every(Duration),
+}
+
+impl Tile {
+    /// The tile's length in µs (1 for exact windows).
+    pub fn micros(self) -> i64 {
+        match self {
+            Tile::Exact => 1,
+            Tile::Every(d) => d.micros(),
+        }
+    }
+}
+
+impl fmt::Display for Tile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Tile::Exact => f.write_str("exact"),
+            Tile::Every(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+impl Serialize for Tile {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Tile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "exact" {
+            return Ok(Tile::Exact);
+        }
+        text.parse()
+            .map(Tile::Every)
+            .map_err(|e: crate::duration::DurationError| serde::de::Error::custom(e.0))
+    }
+}
+
+/// One windowed aggregate: the feature is `function(expr)` over `window`, counting only rows
+/// where `filter` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Aggregation {
+    pub function: AggFunction,
+    /// A SQL expression over the source's columns; `None` only for `count`, which then
+    /// counts rows (`count(*)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expr: Option<String>,
+    pub window: Window,
+    /// `where`: a SQL condition over the source's columns; rows where it is not true are skipped.
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -294,6 +486,10 @@ pub struct Feature {
     pub contract: Contract,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Set on the features of an aggregated view: the feature is this aggregate over a
+    /// window, and `expr` is unused (the aggregation holds its input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregation: Option<Aggregation>,
     #[serde(skip)]
     pub loc: Loc,
     #[serde(skip)]
@@ -329,6 +525,9 @@ pub struct FeatureView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub features: Vec<Feature>,
+    /// The tile of an aggregated view (DESIGN.md rule 6); `None` on row views.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tile: Option<Tile>,
     #[serde(skip)]
     pub loc: Loc,
     #[serde(skip)]

@@ -177,6 +177,8 @@ fn feature_view(
         "owner",
         "description",
         "features",
+        "aggregations",
+        "tile",
     ];
     let f = Fields::new(node, &format!("feature view `{name}`"), fields, problems)?;
     let entities = match (f.get("entity"), f.get("entities")) {
@@ -242,7 +244,35 @@ fn feature_view(
     let tags = f.get("tags").map(|n| tags(n, problems)).unwrap_or_default();
     let owner = f.string("owner", problems);
     let description = f.string("description", problems);
-    let features = features(&name, f.get("features"), &node.loc, false, problems, broken);
+    let (features, tile) = match (f.get("features"), f.get("aggregations")) {
+        (Some(_), Some(a)) => {
+            problems.push(Diagnostic::new(
+                &a.loc,
+                format!(
+                    "feature view `{name}` has both `features` and `aggregations`: a view is either rows or \
+windowed aggregates; declare the aggregates in a view of their own over the same source"
+                ),
+            ));
+            (Vec::new(), None)
+        }
+        (None, Some(a)) => {
+            let features = aggregations(&name, a, problems, broken);
+            let tile = match f.get("tile") {
+                Some(n) => tile(n, problems),
+                None => Some(default_tile(&features)),
+            };
+            (features, tile)
+        }
+        (features_node, None) => {
+            if let Some(t) = f.get("tile") {
+                problems.push(Diagnostic::new(
+                    &t.loc,
+                    format!("`tile` applies to `aggregations`, and feature view `{name}` has none"),
+                ));
+            }
+            (features(&name, features_node, &node.loc, false, problems, broken), None)
+        }
+    };
     Some(FeatureView {
         name,
         entities,
@@ -255,10 +285,196 @@ fn feature_view(
         owner,
         description,
         features,
+        tile,
         loc: node.loc.clone(),
         entities_loc,
         source_loc,
     })
+}
+
+/// The tile when a view names none: the largest of 1d, 1h, 5m, 1m and 1s that divides every
+/// finite window and cuts the shortest into at least 12 tiles (so no window is off by more
+/// than a twelfth of itself); 1d when every window is `lifetime`.
+pub fn default_tile(features: &[Feature]) -> Tile {
+    let windows: Vec<u64> = features
+        .iter()
+        .filter_map(|f| match f.aggregation.as_ref()?.window {
+            Window::Last(d) if d.seconds() > 0 => Some(d.seconds()),
+            _ => None,
+        })
+        .collect();
+    let Some(shortest) = windows.iter().min() else {
+        return Tile::Every(Duration::from_seconds(86_400));
+    };
+    let tile = [86_400, 3_600, 300, 60, 1]
+        .into_iter()
+        .find(|t| shortest / t >= 12 && windows.iter().all(|w| w % t == 0))
+        .unwrap_or(1);
+    Tile::Every(Duration::from_seconds(tile))
+}
+
+fn tile(node: &Node, problems: &mut Diagnostics) -> Option<Tile> {
+    if node.as_str() == Some("exact") {
+        return Some(Tile::Exact);
+    }
+    let text = node.as_str().unwrap_or_default();
+    match text.parse::<Duration>() {
+        Ok(d) if d.seconds() > 0 => Some(Tile::Every(d)),
+        Ok(_) => {
+            problems.push(Diagnostic::new(&node.loc, "`tile` must be positive, or `exact`"));
+            None
+        }
+        Err(e) => {
+            problems.push(Diagnostic::new(
+                &node.loc,
+                format!(
+                    "invalid tile `{text}`: {} (e.g. 5m, 1h, 1d, or `exact` for untiled windows)",
+                    e.0
+                ),
+            ));
+            None
+        }
+    }
+}
+
+/// `aggregations:` of a view: each entry is one function over one input, in one or more
+/// windows, and becomes one feature per window, named `<entry>_<window>` (`trips_1h`,
+/// `fare_sum_lifetime`).
+fn aggregations(view: &str, node: &Node, problems: &mut Diagnostics, broken: &mut Vec<String>) -> Vec<Feature> {
+    let mut out = Vec::new();
+    let entries = expect_map(node, "aggregations", problems).unwrap_or_default();
+    if entries.is_empty() && node.as_map().is_some() {
+        problems.push(Diagnostic::new(
+            &node.loc,
+            format!("view `{view}` declares no aggregations"),
+        ));
+    }
+    for (k, v) in entries {
+        let Some(name) = self::name(k, "aggregation name", problems) else {
+            continue;
+        };
+        match aggregation(&name, k, v, problems) {
+            Some(features) => out.extend(features),
+            None => broken.push(format!("feature:{view}.{name}")),
+        }
+    }
+    out
+}
+
+fn aggregation(name: &str, key: &Node, node: &Node, problems: &mut Diagnostics) -> Option<Vec<Feature>> {
+    let f = Fields::new(
+        node,
+        &format!("aggregation `{name}`"),
+        &["function", "expr", "window", "windows", "where", "type", "description"],
+        problems,
+    )?;
+    let function: AggFunction = match f.get("function") {
+        Some(n) => parse_enum(
+            n,
+            "aggregate function",
+            &AggFunction::ALL.map(AggFunction::name),
+            problems,
+        ),
+        None => {
+            problems.push(Diagnostic::new(
+                &node.loc,
+                format!(
+                    "aggregation `{name}` has no `function`: expected one of {}",
+                    AggFunction::ALL.map(AggFunction::name).join(", ")
+                ),
+            ));
+            None
+        }
+    }?;
+    let expr = f.string("expr", problems);
+    let expr_loc = f.get("expr").map_or_else(|| key.loc.clone(), |n| n.loc.clone());
+    if expr.is_none() && function != AggFunction::Count {
+        problems.push(Diagnostic::new(
+            &node.loc,
+            format!("aggregation `{name}` ({function}) needs an `expr`: the value it aggregates"),
+        ));
+        return None;
+    }
+    let filter = f.string("where", problems);
+    let declared = f.get("type").and_then(|n| feature_type(n, problems));
+    let ty = match (function.fixed_type(), declared) {
+        (Some(fixed), Some(declared)) if fixed != declared => {
+            problems.push(Diagnostic::new(
+                &f.get("type")?.loc,
+                format!("aggregation `{name}`: {function} gives {fixed}, not {declared}; omit `type`"),
+            ));
+            return None;
+        }
+        (Some(fixed), _) => fixed,
+        (None, Some(declared)) => declared,
+        (None, None) => {
+            problems.push(Diagnostic::new(
+                &node.loc,
+                format!(
+                    "aggregation `{name}` ({function}) needs a `type`: its result has the type of its input, one of {}",
+                    type_list()
+                ),
+            ));
+            return None;
+        }
+    };
+    let windows_node = match (f.get("window"), f.get("windows")) {
+        (Some(n), None) | (None, Some(n)) => n,
+        (Some(_), Some(n)) => {
+            problems.push(Diagnostic::new(&n.loc, "give either `window` or `windows`, not both"));
+            return None;
+        }
+        (None, None) => {
+            problems.push(Diagnostic::new(
+                &node.loc,
+                format!("aggregation `{name}` has no `windows`: e.g. `windows: [1h, 1d, 7d]` or `window: lifetime`"),
+            ));
+            return None;
+        }
+    };
+    let description = f.string("description", problems);
+    let mut out = Vec::new();
+    let items = match &windows_node.value {
+        Value::Seq(items) => items.iter().collect(),
+        _ => vec![windows_node],
+    };
+    for item in items {
+        let text = item.as_str().unwrap_or_default();
+        let window = if text == "lifetime" {
+            Window::Lifetime
+        } else {
+            match text.parse::<Duration>() {
+                Ok(d) if d.seconds() > 0 => Window::Last(d),
+                Ok(_) => {
+                    problems.push(Diagnostic::new(&item.loc, "a window must be positive"));
+                    continue;
+                }
+                Err(e) => {
+                    problems.push(Diagnostic::new(
+                        &item.loc,
+                        format!("invalid window `{text}`: {} (e.g. 5m, 1h, 7d, 30d or lifetime)", e.0),
+                    ));
+                    continue;
+                }
+            }
+        };
+        out.push(Feature {
+            name: format!("{name}_{window}"),
+            ty,
+            expr: None,
+            contract: Contract::default(),
+            description: description.clone(),
+            aggregation: Some(Aggregation {
+                function,
+                expr: expr.clone(),
+                window,
+                filter: filter.clone(),
+            }),
+            loc: key.loc.clone(),
+            expr_loc: expr_loc.clone(),
+        });
+    }
+    Some(out)
 }
 
 fn on_demand_view(
@@ -405,6 +621,7 @@ fn feature(name: String, key: &Node, node: &Node, on_demand: bool, problems: &mu
             expr: None,
             contract: Contract::default(),
             description: None,
+            aggregation: None,
             loc: key.loc.clone(),
             expr_loc: node.loc.clone(),
         });
@@ -441,6 +658,7 @@ fn feature(name: String, key: &Node, node: &Node, on_demand: bool, problems: &mu
         expr,
         contract,
         description,
+        aggregation: None,
         loc: key.loc.clone(),
         expr_loc,
     })

@@ -248,6 +248,61 @@ fn check_feature_view(defs: &Definitions, view: &FeatureView, broken: &Broken, p
         }
         check_contract(f, problems);
     }
+    if let Some(tile) = view.tile {
+        check_aggregations(view, tile, problems);
+    }
+}
+
+/// What an aggregated view must satisfy without looking at data: no ttl (windows bound the
+/// rows), windows that are whole multiples of the tile, expressions that parse, and unique
+/// feature names after the windows are spelled out. Input types are checked against the
+/// source's schema (`skewless_engine::check`).
+fn check_aggregations(view: &FeatureView, tile: Tile, problems: &mut Diagnostics) {
+    if let Some(ttl) = view.ttl {
+        problems.push(Diagnostic::new(
+            &view.loc,
+            format!(
+                "feature view `{}` has aggregations and a `ttl` ({ttl}): an aggregate's window says which rows count; \
+remove `ttl`",
+                view.name
+            ),
+        ));
+    }
+    let mut seen: HashMap<&str, &Loc> = HashMap::new();
+    for f in &view.features {
+        let Some(agg) = &f.aggregation else { continue };
+        if let Some(first) = seen.insert(&f.name, &f.loc) {
+            problems.push(Diagnostic::new(
+                &f.loc,
+                format!(
+                    "aggregation feature `{}.{}` is declared twice (first at line {})",
+                    view.name, f.name, first.line
+                ),
+            ));
+        }
+        if let (Tile::Every(tile), Window::Last(window)) = (tile, agg.window)
+            && window.seconds() % tile.seconds() != 0
+        {
+            problems.push(Diagnostic::new(
+                &f.loc,
+                format!(
+                    "window {window} of `{}.{}` is not a whole number of tiles ({tile}): a tiled window is made of \
+whole tiles; pick a window that is a multiple of the tile, or set the view's `tile` to one that divides it",
+                    view.name, f.name
+                ),
+            ));
+        }
+        for (what, sql) in [("expression", &agg.expr), ("`where`", &agg.filter)] {
+            if let Some(sql) = sql
+                && let Err(e) = expr::parse(sql)
+            {
+                problems.push(Diagnostic::new(
+                    &f.expr_loc,
+                    format!("{what} of aggregation `{}.{}` does not parse: {e}", view.name, f.name),
+                ));
+            }
+        }
+    }
 }
 
 fn check_contract(f: &Feature, problems: &mut Diagnostics) {

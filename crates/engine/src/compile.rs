@@ -3,18 +3,22 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{Column, DFSchema, TableReference};
-use datafusion::logical_expr::{Expr, ExprSchemable, Volatility, cast};
+use datafusion::logical_expr::{Expr, ExprSchemable, Volatility, cast, lit, when};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use skewless_defs::{
-    Definitions, Diagnostic, Diagnostics, Feature, FeatureType, FeatureView, OnDemandView, did_you_mean, expr as sql,
+    AggFunction, Aggregation, Definitions, Diagnostic, Diagnostics, Feature, FeatureType, FeatureView, OnDemandView,
+    did_you_mean, expr as sql,
 };
 
 use crate::types::{arrow_type, fits};
 
 /// A feature ready to evaluate: its expression yields exactly `arrow_type(ty)`, named `name`.
+/// For an aggregated feature, the expression is its per-row *input* and `ty` the input's
+/// type ([`crate::aggregate`] folds the inputs into the feature).
 #[derive(Debug, Clone)]
 pub struct CompiledFeature {
     pub name: String,
@@ -130,10 +134,14 @@ fn compile_all(
     let mut out = Vec::with_capacity(features.len());
     let mut problems = Diagnostics::default();
     for f in features {
-        match compile_feature(ctx, f, schema, inputs) {
-            Ok(expr) => out.push(CompiledFeature {
+        let compiled = match &f.aggregation {
+            Some(agg) => compile_aggregation_input(ctx, f, agg, schema, inputs),
+            None => compile_feature(ctx, f, schema, inputs).map(|expr| (expr, f.ty)),
+        };
+        match compiled {
+            Ok((expr, ty)) => out.push(CompiledFeature {
                 name: f.name.clone(),
-                ty: f.ty,
+                ty,
                 expr,
             }),
             Err((message, hint)) => {
@@ -150,10 +158,117 @@ fn compile_all(
 type Problem = (String, Option<String>);
 
 fn compile_feature(ctx: &SessionContext, f: &Feature, schema: &DFSchema, inputs: &str) -> Result<Expr, Problem> {
+    let (expr, actual) = row_expr(ctx, &f.name, f.expr.as_deref(), schema, inputs)?;
+    if !fits(&actual, f.ty) {
+        return Err((
+            format!(
+                "yields {actual} but is declared {}; CAST it explicitly if the conversion is intended",
+                f.ty
+            ),
+            None,
+        ));
+    }
+    let target = arrow_type(f.ty);
+    let expr = if actual == target { expr } else { cast(expr, target) };
+    Ok(expr.alias(&f.name))
+}
+
+/// The input type of an aggregated feature: what its compiled expression yields, one value
+/// per source row (NULL where the row does not count).
+pub fn aggregation_input_type(f: &Feature) -> Option<FeatureType> {
+    let agg = f.aggregation.as_ref()?;
+    Some(match agg.function {
+        AggFunction::Count => FeatureType::Bool,
+        AggFunction::Sum | AggFunction::Mean | AggFunction::VarPop | AggFunction::StddevPop => FeatureType::Float64,
+        AggFunction::Min | AggFunction::Max | AggFunction::First | AggFunction::Last => f.ty,
+        // Decided by the expression's type at compile time; the declared type is int64.
+        AggFunction::CountDistinct => return None,
+    })
+}
+
+/// An aggregated feature's per-row input: its expression cast to what the function reads
+/// (float64 for sum, mean, var and stddev; the declared type for min, max, first and last; a
+/// TRUE per non-null value for count), NULL where `where` does not hold.
+fn compile_aggregation_input(
+    ctx: &SessionContext,
+    f: &Feature,
+    agg: &Aggregation,
+    schema: &DFSchema,
+    inputs: &str,
+) -> Result<(Expr, FeatureType), Problem> {
+    let (input, actual) = match &agg.expr {
+        Some(text) => row_expr(ctx, &f.name, Some(text), schema, inputs)?,
+        None => (lit(true), DataType::Boolean),
+    };
+    let function = agg.function;
+    let input_ty = match function {
+        AggFunction::Count => FeatureType::Bool,
+        AggFunction::CountDistinct => match &actual {
+            t if fits(t, FeatureType::Int64) => FeatureType::Int64,
+            t if fits(t, FeatureType::String) => FeatureType::String,
+            DataType::Boolean => FeatureType::Bool,
+            t if crate::types::timestamp_fits(t) => FeatureType::Timestamp,
+            t => {
+                return Err((
+                    format!(
+                        "counts distinct values of {t}; count_distinct takes integers, strings, booleans or timestamps \
+(float equality is too fragile to count on: CAST to an integer or a string first)"
+                    ),
+                    None,
+                ));
+            }
+        },
+        _ => {
+            let ty = aggregation_input_type(f).unwrap_or(f.ty);
+            if !fits(&actual, ty) {
+                let wants = if ty == FeatureType::Float64 && function.fixed_type().is_some() {
+                    format!("{function} needs a numeric input")
+                } else {
+                    format!("{function} keeps its input's type, and the feature is declared {ty}")
+                };
+                return Err((
+                    format!("aggregates {actual}, but {wants}; CAST it if that is intended"),
+                    None,
+                ));
+            }
+            ty
+        }
+    };
+    let typed = if function == AggFunction::Count {
+        when(input.is_not_null(), lit(true))
+            .end()
+            .map_err(|e| (e.strip_backtrace(), None))?
+    } else if actual == arrow_type(input_ty) {
+        input
+    } else {
+        cast(input, arrow_type(input_ty))
+    };
+    let expr = match &agg.filter {
+        None => typed,
+        Some(text) => {
+            let (condition, ty) = row_expr(ctx, &f.name, Some(text), schema, inputs)?;
+            if ty != DataType::Boolean && ty != DataType::Null {
+                return Err((format!("has a `where` that yields {ty}, not a boolean"), None));
+            }
+            when(condition, typed).end().map_err(|e| (e.strip_backtrace(), None))?
+        }
+    };
+    Ok((expr.alias(&f.name), input_ty))
+}
+
+/// A row-level expression (`None`: the column `name`), checked: known columns, no aggregates
+/// or subqueries, nothing time- or chance-dependent. Returns it with the type it yields.
+fn row_expr(
+    ctx: &SessionContext,
+    name: &str,
+    text: Option<&str>,
+    schema: &DFSchema,
+    inputs: &str,
+) -> Result<(Expr, DataType), Problem> {
     // Names are checked before DataFusion plans the expression, for one uniform message.
     let names: Vec<String> = schema.columns().iter().map(|c| c.flat_name()).collect();
-    let referenced: Vec<String> = match &f.expr {
-        None => vec![f.name.clone()],
+    let referenced: Vec<String> = match text {
+        None => vec![name.to_string()],
         Some(text) => sql::parse(text)
             .map(|e| sql::references(&e).iter().map(|p| p.join(".")).collect())
             .unwrap_or_default(),
@@ -161,7 +276,7 @@ fn compile_feature(ctx: &SessionContext, f: &Feature, schema: &DFSchema, inputs:
     for name in referenced {
         if !names.contains(&name) {
             let hint = did_you_mean(&name, names.iter().map(String::as_str));
-            let what = if f.expr.is_none() {
+            let what = if text.is_none() {
                 "reads column"
             } else {
                 "reads unknown column"
@@ -169,8 +284,8 @@ fn compile_feature(ctx: &SessionContext, f: &Feature, schema: &DFSchema, inputs:
             return Err((format!("{what} `{name}`, which {inputs} does not have"), hint));
         }
     }
-    let expr = match &f.expr {
-        None => Expr::Column(Column::new_unqualified(&f.name)),
+    let expr = match text {
+        None => Expr::Column(Column::new_unqualified(name)),
         Some(text) => ctx
             .parse_sql_expr(text, schema)
             .map_err(|e| (format!("has an invalid expression: {}", e.strip_backtrace()), None))?,
@@ -207,18 +322,7 @@ fn compile_feature(ctx: &SessionContext, f: &Feature, schema: &DFSchema, inputs:
     let actual = expr
         .get_type(schema)
         .map_err(|e| (format!("does not type-check: {}", e.strip_backtrace()), None))?;
-    if !fits(&actual, f.ty) {
-        return Err((
-            format!(
-                "yields {actual} but is declared {}; CAST it explicitly if the conversion is intended",
-                f.ty
-            ),
-            None,
-        ));
-    }
-    let target = arrow_type(f.ty);
-    let expr = if actual == target { expr } else { cast(expr, target) };
-    Ok(expr.alias(&f.name))
+    Ok((expr, actual))
 }
 
 fn one(loc: &skewless_defs::Loc, message: String) -> Diagnostics {

@@ -16,6 +16,7 @@
 //! What it is not: it reads no files and talks to no server. Schemas come from the caller
 //! (the offline crate reads them from Parquet footers and CSV headers).
 
+pub mod aggregate;
 mod check;
 mod compile;
 pub mod contracts;
@@ -25,7 +26,8 @@ mod types;
 
 pub use check::{SourceSchemas, check};
 pub use compile::{
-    CompiledFeature, compile_on_demand, compile_view, on_demand_input_schema, session, session_with_memory_limit,
+    CompiledFeature, aggregation_input_type, compile_on_demand, compile_view, on_demand_input_schema, session,
+    session_with_memory_limit,
 };
 pub use on_demand::{EvalError, OnDemandInput, OnDemandProgram};
 pub use types::{arrow_type, fits, key_fits, timestamp_fits};

@@ -15,6 +15,7 @@
 //! contracts, kept with their reason), [`as_of`] (the point-in-time rule), [`as_of_exec`] (it as a
 //! DataFusion operator), [`as_of_node`] (it as a logical plan node), [`training_set`], [`latest`].
 
+pub mod aggregate;
 pub mod as_of;
 pub mod as_of_exec;
 pub mod as_of_node;

@@ -422,6 +422,15 @@ async fn join_view(
 ) -> Result<(Vec<ArrayRef>, usize, Option<crate::quarantine::Quarantined>)> {
     let keys = defs.view_keys(view);
     let n = spine.num_rows();
+    if view.is_aggregated() {
+        let spine_keys = keys
+            .iter()
+            .map(|key| spine_key(spine, spine_path, &view.name, &key.name, key.ty))
+            .collect::<Result<Vec<_>>>()?;
+        let job = crate::aggregate::join(ctx, defs, root, view, features, &spine_keys, t, (min_t, max_t));
+        let (columns, read) = attributed(ctx, defs, root, view, Some(features), job).await?;
+        return Ok((columns, read, None));
+    }
 
     // Spine side: [__row, __k.., __t].
     let mut spine_fields = vec![Field::new("__row", DataType::UInt64, false)];

@@ -1,0 +1,171 @@
+//! Every case in `../shared/cases/agg/` as its own test: `case.json` becomes an aggregated
+//! view over the case's events, and the training set's values at the spine rows are compared
+//! with `expected.csv` as the cases' README says (counts, sum, min, max, first and last
+//! exact; mean, var_pop and stddev_pop within a relative 1e-9).
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, Float64Array, Int64Array, RecordBatch};
+use serde_json::Value;
+use skewless::Project;
+use skewless::training::{FeatureSelection, TrainingSetOptions};
+
+fn cases_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/cases/agg")
+}
+
+/// A project over the case's events: one aggregated view, `agg`, with one feature per
+/// aggregation of `case.json`, in its order.
+fn project(case: &Path, spec: &Value) -> (tempfile::TempDir, Project) {
+    let dir = tempfile::tempdir().unwrap();
+    let defs = dir.path().join("feature_defs");
+    std::fs::create_dir_all(&defs).unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::copy(case.join("events.csv"), dir.path().join("data/events.csv")).unwrap();
+    let window = spec["window_s"]
+        .as_u64()
+        .map_or_else(|| "lifetime".to_string(), |s| format!("{s}s"));
+    let tile = spec["tile_s"]
+        .as_u64()
+        .map_or_else(|| "exact".to_string(), |s| format!("{s}s"));
+    let value = spec["value_column"].as_str().unwrap();
+    let distinct = spec["distinct_column"].as_str().unwrap();
+    let mut yaml = format!(
+        "project: agg\n\
+         entities: {{ e: {{ keys: {{ {key}: int64 }} }} }}\n\
+         sources:\n  events: {{ path: data/events.csv, timestamp: event_timestamp, created: created, push: true }}\n\
+         feature_views:\n  agg:\n    entity: e\n    source: events\n    as_of: {as_of}\n    tile: {tile}\n    aggregations:\n",
+        key = spec["key"].as_str().unwrap(),
+        as_of = spec["as_of"].as_str().unwrap(),
+    );
+    for function in spec["aggregations"].as_array().unwrap() {
+        let function = function.as_str().unwrap();
+        let (input, ty) = match function {
+            "count_distinct" => (distinct, ""),
+            "min" | "max" | "first" | "last" => (value, ", type: float64"),
+            _ => (value, ""),
+        };
+        yaml.push_str(&format!(
+            "      {function}: {{ function: {function}, expr: {input}, window: {window}{ty} }}\n"
+        ));
+    }
+    std::fs::write(defs.join("defs.yaml"), &yaml).unwrap();
+    let project = Project::new(defs, dir.path().join(".skewless"));
+    project.apply(false, None).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    (dir, project)
+}
+
+/// A cell as the README compares it: integers and floats by value, empty as null.
+#[derive(Debug, Clone, PartialEq)]
+enum Cell {
+    Null,
+    Int(i64),
+    Float(f64),
+}
+
+fn cell(batch: &RecordBatch, column: usize, row: usize) -> Cell {
+    let array = batch.column(column);
+    if array.is_null(row) {
+        return Cell::Null;
+    }
+    if let Some(a) = array.as_any().downcast_ref::<Int64Array>() {
+        return Cell::Int(a.value(row));
+    }
+    if let Some(a) = array.as_any().downcast_ref::<Float64Array>() {
+        return Cell::Float(a.value(row));
+    }
+    panic!("column {column} has unexpected type {}", array.data_type())
+}
+
+fn matches(got: &Cell, want: &str, function: &str) -> bool {
+    match (got, want) {
+        (Cell::Null, "") => true,
+        (Cell::Int(i), w) => w.parse::<i64>().is_ok_and(|w| w == *i),
+        (Cell::Float(x), w) => w.parse::<f64>().is_ok_and(|w| match function {
+            "mean" | "var_pop" | "stddev_pop" => (x - w).abs() <= 1e-9 * w.abs().max(1e-300),
+            _ => x.to_bits() == w.to_bits() || (*x == 0.0 && w == 0.0),
+        }),
+        _ => false,
+    }
+}
+
+async fn run_case(name: &str) {
+    let case = cases_dir().join(name);
+    let spec: Value = serde_json::from_str(&std::fs::read_to_string(case.join("case.json")).unwrap()).unwrap();
+    let (dir, project) = project(&case, &spec);
+    std::fs::copy(case.join("spine.csv"), dir.path().join("spine.csv")).unwrap();
+    let defs = project.load().unwrap();
+    let features: Vec<String> = defs.feature_views["agg"]
+        .features
+        .iter()
+        .map(|f| format!("agg:{}", f.name))
+        .collect();
+    let options = TrainingSetOptions {
+        spine: dir.path().join("spine.csv"),
+        selection: FeatureSelection::Features(features.clone()),
+        timestamp_column: "event_timestamp".into(),
+        full_names: false,
+    };
+    let built = project
+        .training_set(&skewless::engine_session(), &options)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let batch = &built.batch;
+    let first_feature = batch.num_columns() - features.len();
+
+    let expected = std::fs::read_to_string(case.join("expected.csv")).unwrap();
+    let mut lines = expected.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(batch.num_rows(), rows.len(), "{name}: row count");
+    let functions: Vec<&str> = spec["aggregations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    for (r, row) in rows.iter().enumerate() {
+        for (j, function) in functions.iter().enumerate() {
+            let column = header.iter().position(|h| h == function).unwrap();
+            let got = cell(batch, first_feature + j, r);
+            assert!(
+                matches(&got, row[column], function),
+                "{name}: training set, row {r}, {function}: got {got:?}, expected {:?}",
+                row[column]
+            );
+        }
+    }
+}
+
+macro_rules! agg_cases {
+    ($($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                run_case(stringify!($case)).await;
+            }
+        )*
+
+        /// A case folder without a test here would silently not run: fail instead.
+        #[test]
+        fn every_shared_agg_case_has_a_test() {
+            let mut on_disk: Vec<String> = std::fs::read_dir(cases_dir())
+                .unwrap_or_else(|e| panic!("shared cases at {}: {e}", cases_dir().display()))
+                .map(|e| e.unwrap())
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            on_disk.sort();
+            let mut listed = vec![$(stringify!($case).to_string()),*];
+            listed.sort();
+            assert_eq!(listed, on_disk, "add new case folders to agg_cases! in {}", file!());
+        }
+    };
+}
+
+agg_cases!(
+    exact_10m_event,
+    lifetime_available,
+    tiled_1d_1h_available,
+    tiled_1h_5m_event
+);
