@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::concat_batches;
 use arrow::datatypes::TimestampMicrosecondType;
 use arrow::row::{RowConverter, SortField};
@@ -310,4 +310,33 @@ impl<'a> Sweep<'a> {
         }
         out
     }
+}
+
+/// Materialization's offline half for an aggregated view: its events `[keys.., ts, created?,
+/// inputs..]` with event times up to `end` and, when every window is finite, no older than
+/// the longest window's first tile at `end` (`skewless_online::tiles::writes` folds them).
+/// The push log is read with the batch files, so the tiles hold every row.
+pub async fn events_until(
+    ctx: &SessionContext,
+    defs: &Definitions,
+    root: &Path,
+    view: &FeatureView,
+    end: i64,
+) -> Result<RecordBatch> {
+    let tile = view
+        .tile
+        .ok_or_else(|| Error::Internal(format!("view `{}` has no tile", view.name)))?
+        .micros();
+    let bounds = TimeBounds {
+        max_ts: Some(end),
+        min_ts: view
+            .longest_window_micros()
+            .map(|w| first_tile(end, tile, w).saturating_mul(tile)),
+        ..TimeBounds::default()
+    };
+    let features: BTreeSet<String> = view.features.iter().map(|f| f.name.clone()).collect();
+    let FeatureFrame { frame, .. } = feature_frame(ctx, defs, root, view, Some(&features), &bounds).await?;
+    let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await?;
+    Ok(concat_batches(&schema, &batches)?)
 }

@@ -25,6 +25,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 use crate::layout::{INSTANCE_KEY, new_instance_id, supersedes};
 use crate::store::{OnlineStore, WriteSummary};
+use crate::tiles::TileWrite;
 use crate::{Error, Result};
 
 const VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("values");
@@ -194,6 +195,32 @@ impl OnlineStore for EmbeddedStore {
         contain(&self.path, || self.read_blocking(keys))
     }
 
+    async fn write_tiles(&self, writes: Vec<TileWrite>) -> Result<()> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || contain(&store.path, || store.write_tiles_blocking(&writes)))
+            .await
+            .map_err(|e| self.err(e))?
+    }
+
+    async fn read_tiles(&self, keys: &[Vec<u8>]) -> Result<Vec<Vec<(Vec<u8>, Vec<u8>)>>> {
+        contain(&self.path, || {
+            let now = now_ms();
+            let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+            let table = txn.open_table(VALUES).map_err(|e| self.err(e))?;
+            keys.iter()
+                .map(|k| {
+                    let record = table.get(k.as_slice()).map_err(|e| self.err(e))?;
+                    match record.as_ref().and_then(|r| live(r.value(), now)) {
+                        None => Ok(Vec::new()),
+                        Some(map) => decode_map(map)
+                            .map(|m| m.into_iter().map(|(f, v)| (f.to_vec(), v)).collect())
+                            .ok_or_else(|| self.err(format!("tiles of a key do not parse; {DAMAGED}"))),
+                    }
+                })
+                .collect()
+        })
+    }
+
     async fn purge_expired(&self) -> Result<u64> {
         let store = self.clone();
         tokio::task::spawn_blocking(move || contain(&store.path, || store.purge_blocking()))
@@ -202,7 +229,69 @@ impl OnlineStore for EmbeddedStore {
     }
 }
 
+/// An aggregated view's tiles in one record: (8-byte field, u32 length, value)… in field order.
+fn encode_map(map: &std::collections::BTreeMap<[u8; 8], Vec<u8>>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (field, value) in map {
+        out.extend_from_slice(field);
+        out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        out.extend_from_slice(value);
+    }
+    out
+}
+
+fn decode_map(mut bytes: &[u8]) -> Option<std::collections::BTreeMap<[u8; 8], Vec<u8>>> {
+    let mut map = std::collections::BTreeMap::new();
+    while !bytes.is_empty() {
+        let (field, rest) = bytes.split_at_checked(8)?;
+        let (len, rest) = rest.split_at_checked(4)?;
+        let len = u32::from_be_bytes(len.try_into().ok()?) as usize;
+        let (value, rest) = rest.split_at_checked(len)?;
+        map.insert(field.try_into().ok()?, value.to_vec());
+        bytes = rest;
+    }
+    Some(map)
+}
+
 impl EmbeddedStore {
+    /// Each write in one transaction: the map is read, changed and written back.
+    fn write_tiles_blocking(&self, writes: &[TileWrite]) -> Result<()> {
+        let now = now_ms();
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut table = txn.open_table(VALUES).map_err(|e| self.err(e))?;
+            for w in writes {
+                let mut map = if w.replace {
+                    Default::default()
+                } else {
+                    let old = table.get(w.key.as_slice()).map_err(|e| self.err(e))?;
+                    match old.as_ref().and_then(|r| live(r.value(), now)) {
+                        // Damaged tiles are replaced: the next materialization rebuilds them.
+                        Some(bytes) => decode_map(bytes).unwrap_or_default(),
+                        None => Default::default(),
+                    }
+                };
+                for (field, record) in &w.append {
+                    map.entry(*field).or_insert_with(Vec::new).extend_from_slice(record);
+                }
+                if let Some(keep) = w.keep_from {
+                    map = map.split_off(&keep);
+                }
+                if map.is_empty() {
+                    table.remove(w.key.as_slice()).map_err(|e| self.err(e))?;
+                    continue;
+                }
+                let mut record = w.expire_at_ms.unwrap_or(0).to_be_bytes().to_vec();
+                record.extend_from_slice(&encode_map(&map));
+                table
+                    .insert(w.key.as_slice(), record.as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     fn instance_id_blocking(&self) -> Result<String> {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         let id = {

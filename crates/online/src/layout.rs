@@ -215,6 +215,8 @@ pub struct ViewLayout {
     pub as_of: AsOf,
     /// Whether the source has a `created` column.
     pub created: bool,
+    /// Set for an aggregated view: its values are tiles ([`crate::tiles`]).
+    pub tiles: Option<std::sync::Arc<crate::tiles::TileSpec>>,
 }
 
 impl ViewLayout {
@@ -222,7 +224,7 @@ impl ViewLayout {
         let version = skewless_defs::version::view_version(defs, view);
         let keys = defs.view_keys(view).iter().map(|k| (k.name.clone(), k.ty)).collect();
         let created = defs.sources.get(&view.source).is_some_and(|s| s.created.is_some());
-        Self::from_parts(
+        let layout = Self::from_parts(
             &defs.project,
             &view.name,
             &version,
@@ -231,7 +233,16 @@ impl ViewLayout {
             view.ttl.map(|d| d.micros()),
             view.as_of,
             created,
-        )
+        )?;
+        Ok(ViewLayout {
+            tiles: crate::tiles::TileSpec::new(view),
+            ..layout
+        })
+    }
+
+    /// The version as the 8 bytes values and tile records carry.
+    pub fn version_bytes(&self) -> &[u8; 8] {
+        &self.version_bytes
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -258,6 +269,7 @@ impl ViewLayout {
             ttl_micros,
             as_of,
             created,
+            tiles: None,
         })
     }
 
@@ -390,20 +402,13 @@ impl ViewLayout {
     /// Encodes a materialization batch: columns `[keys.., event_timestamp, created?, features..]`
     /// (int64 keys as Int64, string keys as Utf8, times as µs). Rows whose key or event time is null are
     /// not written (the offline side never produces them); they are an error here.
-    pub fn encode_batch(&self, batch: &RecordBatch) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let k = self.keys.len();
-        let first_feature = k + 1 + usize::from(self.created);
-        if batch.num_columns() != first_feature + self.features.len() {
-            return Err(Error::Request(format!(
-                "view `{}`: a batch of {} columns, expected {}",
-                self.view,
-                batch.num_columns(),
-                first_feature + self.features.len()
-            )));
-        }
+    /// The key columns (the batch's first) of a batch in this view's key types.
+    fn key_columns<'a>(&self, batch: &'a RecordBatch) -> Result<Vec<KeyColumn<'a>>> {
         let bad = |what: &str| Error::Request(format!("view `{}`: {what}", self.view));
-        let keys: Vec<KeyColumn<'_>> = batch.columns()[..k]
+        batch
+            .columns()
             .iter()
+            .take(self.keys.len())
             .zip(&self.keys)
             .map(|(c, (name, ty))| match ty {
                 KeyType::Int64 => c
@@ -417,7 +422,41 @@ impl ViewLayout {
                     .map(KeyColumn::Str)
                     .ok_or_else(|| bad(&format!("key `{name}` is {}, expected Utf8", c.data_type()))),
             })
-            .collect::<Result<_>>()?;
+            .collect()
+    }
+
+    fn row_key(&self, prefix: &[u8], keys: &[KeyColumn<'_>], row: usize) -> Vec<u8> {
+        let mut key = prefix.to_vec();
+        for c in keys {
+            c.put(&mut key, row);
+        }
+        self.key_suffix(&mut key);
+        key
+    }
+
+    /// The store key of each row of a batch whose first columns are the view's keys; `None`
+    /// where a key is null.
+    pub fn batch_keys(&self, batch: &RecordBatch) -> Result<Vec<Option<Vec<u8>>>> {
+        let keys = self.key_columns(batch)?;
+        let prefix = self.key_prefix();
+        Ok((0..batch.num_rows())
+            .map(|row| (!keys.iter().any(|c| c.is_null(row))).then(|| self.row_key(&prefix, &keys, row)))
+            .collect())
+    }
+
+    pub fn encode_batch(&self, batch: &RecordBatch) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let k = self.keys.len();
+        let first_feature = k + 1 + usize::from(self.created);
+        if batch.num_columns() != first_feature + self.features.len() {
+            return Err(Error::Request(format!(
+                "view `{}`: a batch of {} columns, expected {}",
+                self.view,
+                batch.num_columns(),
+                first_feature + self.features.len()
+            )));
+        }
+        let bad = |what: &str| Error::Request(format!("view `{}`: {what}", self.view));
+        let keys = self.key_columns(batch)?;
         let micros = |i: usize, what: &str| {
             batch
                 .column(i)
@@ -456,11 +495,7 @@ impl ViewLayout {
             if ts.is_null(row) || keys.iter().any(|c| c.is_null(row)) {
                 return Err(bad(&format!("row {row} has a null key or event time")));
             }
-            let mut key = prefix.clone();
-            for c in &keys {
-                c.put(&mut key, row);
-            }
-            self.key_suffix(&mut key);
+            let key = self.row_key(&prefix, &keys, row);
             let created = created.and_then(|c| c.is_valid(row).then(|| c.value(row)));
             let mut value = self.value_header(ts.value(row), created);
             for c in &features {

@@ -20,6 +20,7 @@ pub mod lookup;
 pub mod redis_store;
 pub mod served;
 pub mod store;
+pub mod tiles;
 pub mod values;
 
 use std::path::{Path, PathBuf};

@@ -91,9 +91,11 @@ pub async fn lookup(
     entities: &[Entity],
     now: i64,
 ) -> Result<Lookup> {
-    // Distinct keys, and for each (entity, selection) the index of its key.
-    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    // Distinct keys, and for each (entity, selection) the index of its key. Row views' keys
+    // and aggregated views' keys are read apart (values and tile maps).
+    let mut index: HashMap<(bool, Vec<u8>), usize> = HashMap::new();
     let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut tile_keys: Vec<Vec<u8>> = Vec::new();
     let mut slots = Vec::with_capacity(entities.len() * selections.len());
     for (row, entity) in entities.iter().enumerate() {
         for s in selections {
@@ -115,29 +117,47 @@ pub async fn lookup(
                 })
                 .collect::<Result<Vec<_>>>()?;
             let key = s.layout.key(&key_values)?;
-            let i = match index.get(&key) {
+            let tiled = s.layout.tiles.is_some();
+            let list = if tiled { &mut tile_keys } else { &mut keys };
+            let i = match index.get(&(tiled, key.clone())) {
                 Some(&i) => i,
                 None => {
-                    index.insert(key.clone(), keys.len());
-                    keys.push(key);
-                    keys.len() - 1
+                    index.insert((tiled, key.clone()), list.len());
+                    list.push(key);
+                    list.len() - 1
                 }
             };
             slots.push(i);
         }
     }
-    let values = store.read(&keys).await?;
-    if values.len() != keys.len() {
+    let (values, tiles) = futures::future::try_join(
+        async {
+            if keys.is_empty() {
+                Ok(Vec::new())
+            } else {
+                store.read(&keys).await
+            }
+        },
+        async {
+            if tile_keys.is_empty() {
+                Ok(Vec::new())
+            } else {
+                store.read_tiles(&tile_keys).await
+            }
+        },
+    )
+    .await?;
+    if values.len() != keys.len() || tiles.len() != tile_keys.len() {
         return Err(Error::Internal(format!(
             "{} answered {} values for {} keys",
             store.describe(),
-            values.len(),
-            keys.len()
+            values.len() + tiles.len(),
+            keys.len() + tile_keys.len()
         )));
     }
 
     let mut stats = LookupStats {
-        keys_read: keys.len(),
+        keys_read: keys.len() + tile_keys.len(),
         ..Default::default()
     };
     let mut rows = Vec::with_capacity(entities.len());
@@ -145,6 +165,19 @@ pub async fn lookup(
     for _ in entities {
         let mut out = Vec::new();
         for s in selections {
+            if let Some(spec) = &s.layout.tiles {
+                let map = slot.next().and_then(|i| tiles.get(i)).map_or(&[][..], Vec::as_slice);
+                let values = aggregated(spec, s.layout.version_bytes(), map, now, &mut stats);
+                for &f in &s.features {
+                    let (value, status) = values.get(f).cloned().unwrap_or((Scalar::Null, Status::NotFound));
+                    out.push(FeatureValue {
+                        value,
+                        status,
+                        event_timestamp: None,
+                    });
+                }
+                continue;
+            }
             let raw = slot.next().and_then(|i| values[i].as_deref());
             let found = raw.map(|bytes| s.layout.decode(bytes));
             let (status, row) = match found {
@@ -174,6 +207,30 @@ pub async fn lookup(
         rows.push(out);
     }
     Ok(Lookup { rows, stats })
+}
+
+/// An aggregated view's features for one entity from its tile map: the tiles of this
+/// version merged per feature over the window at `now` ([`crate::tiles::evaluate`]).
+fn aggregated(
+    spec: &crate::tiles::TileSpec,
+    version: &[u8; 8],
+    map: &[(Vec<u8>, Vec<u8>)],
+    now: i64,
+    stats: &mut LookupStats,
+) -> Vec<(Scalar, Status)> {
+    let mut tiles = Vec::with_capacity(map.len());
+    for (field, value) in map {
+        let Some(index) = crate::tiles::tile_index(field) else {
+            stats.corrupt += 1;
+            continue;
+        };
+        match crate::tiles::decode(spec, version, value) {
+            crate::tiles::Decoded::States(Some(states)) => tiles.push((index, states)),
+            crate::tiles::Decoded::States(None) => stats.other_version += 1,
+            crate::tiles::Decoded::Corrupt => stats.corrupt += 1,
+        }
+    }
+    crate::tiles::evaluate(spec, &tiles, now)
 }
 
 /// The status of a stored row at `now`, by DESIGN.md's candidate rule.

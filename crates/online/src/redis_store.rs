@@ -27,6 +27,7 @@ use redis::{Client, FromRedisValue, RedisResult, Script};
 
 use crate::layout::{INSTANCE_KEY, NEWER_WINS_LUA, new_instance_id};
 use crate::store::{OnlineStore, WriteSummary};
+use crate::tiles::TileWrite;
 use crate::{Error, Result};
 
 /// Keys per script call: big enough to amortize the call, small enough to keep Redis responsive.
@@ -38,6 +39,39 @@ local id = redis.call('GET', KEYS[1])
 if id then return id end
 redis.call('SET', KEYS[1], ARGV[1])
 return ARGV[1]
+"#;
+
+/// One entity's tile write ([`crate::tiles::TileWrite`]), atomically: `KEYS[1]` is the
+/// entity's hash; `ARGV[1]` `1` deletes it first; `ARGV[2]` is the first field to keep (empty:
+/// keep all); `ARGV[3]` the absolute expiry in ms (`0`: none); then (field, record) pairs,
+/// each record appended to its field's value. Fields are compared byte by byte (Lua's `<` on
+/// strings follows the server's locale).
+const TILES_LUA: &str = r#"
+local key = KEYS[1]
+if ARGV[1] == '1' then redis.call('DEL', key) end
+for i = 4, #ARGV, 2 do
+  local old = redis.call('HGET', key, ARGV[i])
+  if old then
+    redis.call('HSET', key, ARGV[i], old .. ARGV[i + 1])
+  else
+    redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+  end
+end
+local keep = ARGV[2]
+if keep ~= '' then
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    local older = false
+    for j = 1, 8 do
+      local a, b = string.byte(f, j), string.byte(keep, j)
+      if a ~= b then older = (a or -1) < b; break end
+    end
+    if older then redis.call('HDEL', key, f) end
+  end
+end
+if redis.call('EXISTS', key) == 1 then
+  if ARGV[3] ~= '0' then redis.call('PEXPIREAT', key, ARGV[3]) else redis.call('PERSIST', key) end
+end
+return 1
 "#;
 
 /// The scheme of Redis Cluster URLs: `redis+cluster://[user:password@]host:port[,host:port…]`.
@@ -92,6 +126,7 @@ pub struct RedisStore {
     identity: String,
     connection: Connection,
     script: Script,
+    tiles_script: Script,
 }
 
 /// One server (reconnecting) or a cluster (routing by slot); both multiplex every request.
@@ -184,6 +219,7 @@ impl RedisStore {
             identity: identity(url),
             connection,
             script: Script::new(NEWER_WINS_LUA),
+            tiles_script: Script::new(TILES_LUA),
         };
         Ok(store)
     }
@@ -293,6 +329,57 @@ impl OnlineStore for RedisStore {
             cmd.arg(key.as_slice());
         }
         self.connection.query(&cmd).await.map_err(|e| self.err(e))
+    }
+
+    async fn write_tiles(&self, writes: Vec<TileWrite>) -> Result<()> {
+        // One script call per entity, all sent at once (pipelined on the connection).
+        let calls = writes.iter().map(|w| async move {
+            let call = |name: &str, script: &str| {
+                let mut cmd = redis::cmd(name);
+                cmd.arg(script).arg(1).arg(w.key.as_slice());
+                cmd.arg(if w.replace { "1" } else { "0" });
+                match &w.keep_from {
+                    Some(f) => cmd.arg(f.as_slice()),
+                    None => cmd.arg(""),
+                };
+                cmd.arg(w.expire_at_ms.unwrap_or(0));
+                for (field, record) in &w.append {
+                    cmd.arg(field.as_slice()).arg(record.as_slice());
+                }
+                cmd
+            };
+            match self
+                .connection
+                .query::<i64>(&call("EVALSHA", self.tiles_script.get_hash()))
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => self
+                    .connection
+                    .query::<i64>(&call("EVAL", TILES_LUA))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.err(e)),
+                Err(e) => Err(self.err(e)),
+            }
+        });
+        futures::future::try_join_all(calls).await?;
+        Ok(())
+    }
+
+    async fn read_tiles(&self, keys: &[Vec<u8>]) -> Result<Vec<Vec<(Vec<u8>, Vec<u8>)>>> {
+        let calls = keys.iter().map(|key| async move {
+            let mut cmd = redis::cmd("HGETALL");
+            cmd.arg(key.as_slice());
+            let flat: Vec<Vec<u8>> = self.connection.query(&cmd).await.map_err(|e| self.err(e))?;
+            let mut pairs = Vec::with_capacity(flat.len() / 2);
+            let mut items = flat.into_iter();
+            while let (Some(field), Some(value)) = (items.next(), items.next()) {
+                pairs.push((field, value));
+            }
+            Ok(pairs)
+        });
+        futures::future::try_join_all(calls).await
     }
 }
 

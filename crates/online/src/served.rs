@@ -27,7 +27,13 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{OnlineStore, WriteSummary};
+use crate::tiles::TileWrite;
 use crate::{Error, Result};
+
+/// Why aggregated views cannot go through a server holding the embedded store (yet).
+const TILES_THROUGH_SERVER: &str = "aggregated views cannot be materialized or read through a running server's \
+embedded store yet: push their events to the server (`POST /v1/push`), stop the server to materialize them, or \
+use Redis";
 
 /// The routes' common prefix; a call's route is this and its name.
 pub const ROUTE_PREFIX: &str = "/internal/store/";
@@ -331,6 +337,14 @@ impl OnlineStore for ServedStore {
     async fn read(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
         let body = self.call("read", encode_keys(keys)).await?;
         decode_values(&body, keys.len()).map_err(|e| self.err(e))
+    }
+
+    async fn write_tiles(&self, _writes: Vec<TileWrite>) -> Result<()> {
+        Err(self.err(TILES_THROUGH_SERVER))
+    }
+
+    async fn read_tiles(&self, _keys: &[Vec<u8>]) -> Result<Vec<Vec<(Vec<u8>, Vec<u8>)>>> {
+        Err(self.err(TILES_THROUGH_SERVER))
     }
 
     async fn purge_expired(&self) -> Result<u64> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::Result;
+use crate::tiles::TileWrite;
 
 /// How a write batch went.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,6 +50,14 @@ pub trait OnlineStore: Send + Sync + std::fmt::Debug {
 
     /// The values of `keys`, in order; `None` for a missing or expired key.
     async fn read(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>>;
+
+    /// Aggregated views: applies each entity's [`TileWrite`] atomically (replace, append,
+    /// drop old tiles, set the expiry), so concurrent pushes never lose a record.
+    async fn write_tiles(&self, writes: Vec<TileWrite>) -> Result<()>;
+
+    /// Aggregated views: each key's tiles as `(field, value)`, in key order; empty when the
+    /// key is missing or expired.
+    async fn read_tiles(&self, keys: &[Vec<u8>]) -> Result<Vec<Vec<(Vec<u8>, Vec<u8>)>>>;
 
     /// Frees the space of expired keys; returns how many were removed. Redis expires keys
     /// itself (0 here); the embedded store deletes them in one transaction.

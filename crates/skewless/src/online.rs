@@ -291,6 +291,11 @@ impl Project {
             } else {
                 view
             };
+        if view.is_aggregated() {
+            return self
+                .materialize_tiles(ctx, defs, rows_view, &layout, store, options.end, start, note)
+                .await;
+        }
         let rows = latest(
             ctx,
             defs,
@@ -379,6 +384,60 @@ impl Project {
         })
     }
 }
+
+impl Project {
+    /// An aggregated view: every entity's tiles at `end`, from all its events (batch files and
+    /// push log), replacing what the store held ([`skewless_online::tiles`]). Watermarks are
+    /// not kept: each run rebuilds the tiles whole, so an incremental run is a full one.
+    #[allow(clippy::too_many_arguments)]
+    async fn materialize_tiles(
+        &self,
+        ctx: &datafusion::prelude::SessionContext,
+        defs: &Definitions,
+        view: &skewless_defs::FeatureView,
+        layout: &ViewLayout,
+        store: &dyn OnlineStore,
+        end: i64,
+        start: Option<i64>,
+        note: Option<String>,
+    ) -> Result<ViewReport> {
+        let events = skewless_offline::aggregate::events_until(ctx, defs, &self.root, view, end).await?;
+        let now_ms = Utc::now().timestamp_millis().max(0) as u64;
+        let writes = skewless_online::tiles::writes(layout, &events, Some(end), true, now_ms).map_err(online_error)?;
+        let keys = writes.len() as u64;
+        let newest = newest_event_time(&events, layout.keys.len()).filter(|&t| t <= end);
+        let mut chunks = writes;
+        while !chunks.is_empty() {
+            let rest = chunks.split_off(chunks.len().min(TILE_WRITES_PER_CALL));
+            store.write_tiles(chunks).await.map_err(online_error)?;
+            chunks = rest;
+        }
+        if let Some(newest) = newest {
+            let record = vec![(layout.freshness_key(), layout.freshness_value(newest))];
+            store.write(record, None).await.map_err(online_error)?;
+        }
+        Ok(ViewReport {
+            view: view.name.clone(),
+            version: layout.version.clone(),
+            start,
+            end,
+            rows_read: events.num_rows(),
+            rows_quarantined: 0,
+            rows_breaking_contracts: 0,
+            quarantine_file: None,
+            keys: keys as usize,
+            keys_with_value: keys as usize,
+            keys_written: keys,
+            writes_skipped_not_newer: 0,
+            seconds: 0.0,
+            note: note.or_else(|| start.map(|_| "aggregated view: its tiles are rebuilt whole".to_string())),
+            error: None,
+        })
+    }
+}
+
+/// Entities per `write_tiles` call when materializing an aggregated view.
+const TILE_WRITES_PER_CALL: usize = 1024;
 
 /// The newest event time of a batch whose event times are column `at` (after the keys).
 fn newest_event_time(batch: &arrow::array::RecordBatch, at: usize) -> Option<i64> {

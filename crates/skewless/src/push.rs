@@ -110,6 +110,12 @@ pub struct ViewWrites {
     pub skipped_not_newer: u64,
 }
 
+/// What a push writes for one view: row values (newer wins), or tile records to append.
+enum ViewEntries {
+    Rows(Vec<(Vec<u8>, Vec<u8>)>),
+    Tiles(Vec<skewless_online::tiles::TileWrite>),
+}
+
 /// One push source, compiled from one applied version: its schema, its log and, per online
 /// view reading it, the physical select list and the layout.
 #[derive(Debug)]
@@ -216,7 +222,14 @@ impl PushTarget {
                     }
                     broken.push((view, breaking));
                 }
-                let entries = view.layout.encode_batch(&computed).map_err(RequestError::from)?;
+                let entries = if view.layout.tiles.is_some() {
+                    let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+                    let writes = skewless_online::tiles::writes(&view.layout, &computed, None, false, now_ms)
+                        .map_err(RequestError::from)?;
+                    ViewEntries::Tiles(writes)
+                } else {
+                    ViewEntries::Rows(view.layout.encode_batch(&computed).map_err(RequestError::from)?)
+                };
                 let newest = newest_event_time(&computed, view.layout.keys.len());
                 writes.push((view, entries, newest));
             }
@@ -259,9 +272,20 @@ impl PushTarget {
                         None => Ok(()),
                     }
                 };
-                let (summary, ()) = futures::future::try_join(store.write(entries, view.expire_after), freshness)
-                    .await
-                    .map_err(failed)?;
+                let values = async {
+                    match entries {
+                        ViewEntries::Rows(entries) => store.write(entries, view.expire_after).await,
+                        ViewEntries::Tiles(writes) => {
+                            let entities = writes.len() as u64;
+                            store.write_tiles(writes).await?;
+                            Ok(skewless_online::WriteSummary {
+                                written: entities,
+                                skipped: 0,
+                            })
+                        }
+                    }
+                };
+                let (summary, ()) = futures::future::try_join(values, freshness).await.map_err(failed)?;
                 let writes = ViewWrites {
                     written: summary.written,
                     skipped_not_newer: summary.skipped,
