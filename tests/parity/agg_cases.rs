@@ -194,8 +194,8 @@ async fn run_case(name: &str) {
             );
         }
     };
-    for r in 0..rows.len() {
-        check("training set", r, &offline[r]);
+    for (r, values) in offline.iter().enumerate() {
+        check("training set", r, values);
     }
 
     // Spine rows in time order: (t, row, entity).

@@ -372,7 +372,7 @@ fn aggregation(name: &str, key: &Node, node: &Node, problems: &mut Diagnostics) 
         Some(n) => parse_enum(
             n,
             "aggregate function",
-            &AggFunction::ALL.map(AggFunction::name),
+            AggFunction::ALL.map(AggFunction::name),
             problems,
         ),
         None => {

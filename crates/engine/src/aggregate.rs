@@ -415,15 +415,11 @@ impl State {
             }
             (State::Min(a), State::Min(Some(b))) => keep(a, b, Ordering::Less),
             (State::Max(a), State::Max(Some(b))) => keep(a, b, Ordering::Greater),
-            (State::First(a), State::First(Some(b))) => {
-                if a.as_ref().is_none_or(|x| b.cmp(x) == Ordering::Less) {
-                    *a = Some(b.clone());
-                }
+            (State::First(a), State::First(Some(b))) if a.as_ref().is_none_or(|x| b.cmp(x) == Ordering::Less) => {
+                *a = Some(b.clone());
             }
-            (State::Last(a), State::Last(Some(b))) => {
-                if a.as_ref().is_none_or(|x| b.cmp(x) == Ordering::Greater) {
-                    *a = Some(b.clone());
-                }
+            (State::Last(a), State::Last(Some(b))) if a.as_ref().is_none_or(|x| b.cmp(x) == Ordering::Greater) => {
+                *a = Some(b.clone());
             }
             (State::Distinct(a), State::Distinct(b)) => a.extend(b.iter().cloned()),
             _ => {}
@@ -805,10 +801,11 @@ mod tests {
         for case in 0..200 {
             let rows: Vec<(i64, Option<i64>, Option<Value>)> = (0..(case % 25))
                 .map(|_| {
-                    let v = (rng.next() % 5 != 0).then(|| Value::Float(((rng.next() % 21) as f64 - 10.0) / 4.0));
+                    let v =
+                        (!rng.next().is_multiple_of(5)).then(|| Value::Float(((rng.next() % 21) as f64 - 10.0) / 4.0));
                     (
                         (rng.next() % 5) as i64,
-                        (rng.next() % 3 != 0).then(|| (rng.next() % 3) as i64),
+                        (!rng.next().is_multiple_of(3)).then(|| (rng.next() % 3) as i64),
                         v,
                     )
                 })

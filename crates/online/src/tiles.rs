@@ -262,7 +262,9 @@ pub fn writes(
             spec.features.len()
         )));
     }
-    let mut entities: HashMap<Vec<u8>, (i64, BTreeMap<i64, Vec<State>>)> = HashMap::new();
+    // Per entity key: its newest event time, and its tiles' states.
+    type Entity = (i64, BTreeMap<i64, Vec<State>>);
+    let mut entities: HashMap<Vec<u8>, Entity> = HashMap::new();
     for (row, key) in keys.into_iter().enumerate() {
         let Some(key) = key else { continue };
         if ts.is_null(row) {
