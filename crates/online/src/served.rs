@@ -19,6 +19,8 @@
 //! | `read` | (u32 length, key)… | per key: u8 0 (missing) or 1, then u32 length and the value |
 //! | `instance` | empty | the id, UTF-8 |
 //! | `purge` | empty | u64 removed |
+//! | `tiles_write` | per write: u8 replace, u8 0 \| 1 + 8-byte first tile kept, u64 expiry (ms since the epoch; `u64::MAX`: none), key, u32 n, n × (field, record) | empty |
+//! | `tiles_read` | (u32 length, key)… | per key: u32 n, n × (field, value) |
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,11 +31,6 @@ use serde::{Deserialize, Serialize};
 use crate::store::{OnlineStore, WriteSummary};
 use crate::tiles::TileWrite;
 use crate::{Error, Result};
-
-/// Why aggregated views cannot go through a server holding the embedded store (yet).
-const TILES_THROUGH_SERVER: &str = "aggregated views cannot be materialized or read through a running server's \
-embedded store yet: push their events to the server (`POST /v1/push`), stop the server to materialize them, or \
-use Redis";
 
 /// The routes' common prefix; a call's route is this and its name.
 pub const ROUTE_PREFIX: &str = "/internal/store/";
@@ -155,6 +152,95 @@ pub fn decode_write(body: &[u8]) -> Result<WriteRequest, String> {
         entries.push((key, value));
     }
     Ok((entries, (expiry != u64::MAX).then(|| Duration::from_millis(expiry))))
+}
+
+/// `tiles_write`: per write, u8 replace, u8 0 | 1 + 8-byte keep_from, u64 expiry in ms
+/// (`u64::MAX`: none), the key, u32 count, then (field, record)… (fields and records
+/// length-prefixed like keys).
+pub fn encode_tile_writes(writes: &[TileWrite]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for w in writes {
+        out.push(u8::from(w.replace));
+        match &w.keep_from {
+            Some(f) => {
+                out.push(1);
+                out.extend_from_slice(f);
+            }
+            None => out.push(0),
+        }
+        out.extend_from_slice(&w.expire_at_ms.unwrap_or(u64::MAX).to_be_bytes());
+        put(&mut out, &w.key);
+        out.extend_from_slice(&(w.append.len() as u32).to_be_bytes());
+        for (field, record) in &w.append {
+            put(&mut out, field);
+            put(&mut out, record);
+        }
+    }
+    out
+}
+
+pub fn decode_tile_writes(body: &[u8]) -> Result<Vec<TileWrite>, String> {
+    let mut cursor = Cursor(body);
+    let mut writes = Vec::new();
+    let field = |bytes: &[u8]| -> Result<[u8; 8], String> {
+        bytes.try_into().map_err(|_| "a tile field of 8 bytes".to_string())
+    };
+    while !cursor.done() {
+        let replace = cursor.take(1, "the replace flag")? != [0];
+        let keep_from = match cursor.take(1, "the keep_from tag")? {
+            [0] => None,
+            _ => Some(field(cursor.take(8, "keep_from")?)?),
+        };
+        let expiry = cursor.u64("the expiry")?;
+        let key = cursor.bytes("a key")?;
+        let n = cursor.u32("the record count")?;
+        let mut append = Vec::new();
+        for _ in 0..n {
+            let f = field(&cursor.bytes("a field")?)?;
+            append.push((f, cursor.bytes("a record")?));
+        }
+        writes.push(TileWrite {
+            key,
+            replace,
+            append,
+            keep_from,
+            expire_at_ms: (expiry != u64::MAX).then_some(expiry),
+        });
+    }
+    Ok(writes)
+}
+
+/// `tiles_read` answers: per key, u32 count, then (field, value)… length-prefixed.
+pub fn encode_tile_maps(maps: &[Vec<(Vec<u8>, Vec<u8>)>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for map in maps {
+        out.extend_from_slice(&(map.len() as u32).to_be_bytes());
+        for (field, value) in map {
+            put(&mut out, field);
+            put(&mut out, value);
+        }
+    }
+    out
+}
+
+/// Per key, its tiles `(field, value)`.
+type TileMaps = Vec<Vec<(Vec<u8>, Vec<u8>)>>;
+
+fn decode_tile_maps(body: &[u8], keys: usize) -> Result<TileMaps, String> {
+    let mut cursor = Cursor(body);
+    let mut maps = Vec::with_capacity(keys);
+    for _ in 0..keys {
+        let n = cursor.u32("a tile count")?;
+        let mut map = Vec::new();
+        for _ in 0..n {
+            map.push((cursor.bytes("a field")?, cursor.bytes("a value")?));
+        }
+        maps.push(map);
+    }
+    if !cursor.done() {
+        return Err(format!("more tile maps than the {keys} keys asked"));
+    }
+    Ok(maps)
 }
 
 pub fn encode_summary(summary: WriteSummary) -> Vec<u8> {
@@ -339,12 +425,13 @@ impl OnlineStore for ServedStore {
         decode_values(&body, keys.len()).map_err(|e| self.err(e))
     }
 
-    async fn write_tiles(&self, _writes: Vec<TileWrite>) -> Result<()> {
-        Err(self.err(TILES_THROUGH_SERVER))
+    async fn write_tiles(&self, writes: Vec<TileWrite>) -> Result<()> {
+        self.call("tiles_write", encode_tile_writes(&writes)).await.map(|_| ())
     }
 
-    async fn read_tiles(&self, _keys: &[Vec<u8>]) -> Result<Vec<Vec<(Vec<u8>, Vec<u8>)>>> {
-        Err(self.err(TILES_THROUGH_SERVER))
+    async fn read_tiles(&self, keys: &[Vec<u8>]) -> Result<Vec<Vec<(Vec<u8>, Vec<u8>)>>> {
+        let body = self.call("tiles_read", encode_keys(keys)).await?;
+        decode_tile_maps(&body, keys.len()).map_err(|e| self.err(format!("a malformed answer: {e}")))
     }
 
     async fn purge_expired(&self) -> Result<u64> {
@@ -356,6 +443,34 @@ impl OnlineStore for ServedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tile_bodies_round_trip_and_truncations_are_errors() {
+        let writes = vec![
+            TileWrite {
+                key: b"k".to_vec(),
+                replace: true,
+                append: vec![([1; 8], b"r1".to_vec()), ([2; 8], Vec::new())],
+                keep_from: Some([1; 8]),
+                expire_at_ms: Some(42),
+            },
+            TileWrite {
+                key: Vec::new(),
+                replace: false,
+                append: Vec::new(),
+                keep_from: None,
+                expire_at_ms: None,
+            },
+        ];
+        let body = encode_tile_writes(&writes);
+        assert_eq!(decode_tile_writes(&body), Ok(writes));
+        assert!(decode_tile_writes(&body[..body.len() - 1]).is_err());
+        let maps = vec![vec![(vec![1; 8], b"v".to_vec())], Vec::new()];
+        let body = encode_tile_maps(&maps);
+        assert_eq!(decode_tile_maps(&body, 2), Ok(maps));
+        assert!(decode_tile_maps(&body, 1).is_err());
+        assert!(decode_tile_maps(&body[..body.len() - 1], 2).is_err());
+    }
 
     #[test]
     fn bodies_round_trip_and_truncations_are_errors() {

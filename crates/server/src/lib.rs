@@ -604,6 +604,20 @@ async fn store_call(
             },
             Err(e) => bad_request(format!("store read: {e}")).into_response(),
         },
+        "tiles_write" => match served::decode_tile_writes(&body) {
+            Ok(writes) => match store.write_tiles(writes).await {
+                Ok(()) => Vec::new().into_response(),
+                Err(e) => unavailable(e),
+            },
+            Err(e) => bad_request(format!("store tiles_write: {e}")).into_response(),
+        },
+        "tiles_read" => match served::decode_keys(&body) {
+            Ok(keys) => match store.read_tiles(&keys).await {
+                Ok(maps) => served::encode_tile_maps(&maps).into_response(),
+                Err(e) => unavailable(e),
+            },
+            Err(e) => bad_request(format!("store tiles_read: {e}")).into_response(),
+        },
         "instance" => match store.instance_id().await {
             Ok(id) => id.into_response(),
             Err(e) => unavailable(e),
