@@ -290,10 +290,7 @@ impl FeatureView {
     pub fn longest_window_micros(&self) -> Option<i64> {
         let mut longest = None;
         for f in &self.features {
-            match f.aggregation.as_ref()?.window {
-                Window::Lifetime => return None,
-                Window::Last(d) => longest = longest.max(Some(d.micros())),
-            }
+            longest = longest.max(Some(f.aggregation.as_ref()?.window.micros()?));
         }
         longest
     }
@@ -383,6 +380,16 @@ pub enum Window {
     Lifetime,
     /// The last `w` (tiled or exact, as the view's tile says).
     Last(Duration),
+}
+
+impl Window {
+    /// The window's length in µs; `None` for `lifetime`.
+    pub fn micros(self) -> Option<i64> {
+        match self {
+            Window::Lifetime => None,
+            Window::Last(d) => Some(d.micros()),
+        }
+    }
 }
 
 impl fmt::Display for Window {

@@ -343,6 +343,11 @@ impl State {
     /// Adds one row's input (`None`: null, skipped).
     pub fn add(&mut self, value: Option<&Value>, ts: i64, created: Option<i64>) {
         let Some(value) = value else { return };
+        let row = || Stamped {
+            ts,
+            created,
+            value: value.clone(),
+        };
         let float = || match value {
             Value::Float(f) => *f,
             Value::Int(i) => *i as f64,
@@ -367,26 +372,8 @@ impl State {
             }
             State::Min(best) => keep(best, value, Ordering::Less),
             State::Max(best) => keep(best, value, Ordering::Greater),
-            State::First(best) => {
-                let row = Stamped {
-                    ts,
-                    created,
-                    value: value.clone(),
-                };
-                if best.as_ref().is_none_or(|b| row.cmp(b) == Ordering::Less) {
-                    *best = Some(row);
-                }
-            }
-            State::Last(best) => {
-                let row = Stamped {
-                    ts,
-                    created,
-                    value: value.clone(),
-                };
-                if best.as_ref().is_none_or(|b| row.cmp(b) == Ordering::Greater) {
-                    *best = Some(row);
-                }
-            }
+            State::First(best) => keep_row(best, row(), Ordering::Less),
+            State::Last(best) => keep_row(best, row(), Ordering::Greater),
             State::Distinct(set) => {
                 set.insert(value.key_bytes());
             }
@@ -450,6 +437,12 @@ impl State {
             State::Min(v) | State::Max(v) => v.clone(),
             State::First(s) | State::Last(s) => s.as_ref().map(|s| s.value.clone()),
         }
+    }
+}
+
+fn keep_row(best: &mut Option<Stamped>, row: Stamped, wanted: Ordering) {
+    if best.as_ref().is_none_or(|b| row.cmp(b) == wanted) {
+        *best = Some(row);
     }
 }
 
@@ -717,31 +710,24 @@ pub fn first_tile(t: i64, tile_micros: i64, window_micros: i64) -> i64 {
 mod tests {
     use super::*;
 
-    /// A tiny deterministic generator (SplitMix64), so the tests need no dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        fn float(&mut self) -> f64 {
-            match self.next() % 8 {
-                0 => (self.next() % 200) as f64 - 100.0,
-                1 => f64::from_bits(self.next()) % 1e10,
-                2 => 1e16 + (self.next() % 7) as f64,
-                3 => -0.0,
-                _ => (self.next() as f64 / u64::MAX as f64 - 0.5) * 1000.0,
-            }
+    use skewless_testkit::fuzz::Fuzz;
+
+    /// Floats that stress summation: integers, huge random bit patterns, values near 1e16
+    /// (where 1 is below an ulp), −0, and ordinary fractions.
+    fn float(rng: &mut Fuzz) -> f64 {
+        match rng.next_u64() % 8 {
+            0 => (rng.next_u64() % 200) as f64 - 100.0,
+            1 => f64::from_bits(rng.next_u64()) % 1e10,
+            2 => 1e16 + (rng.next_u64() % 7) as f64,
+            3 => -0.0,
+            _ => (rng.next_u64() as f64 / u64::MAX as f64 - 0.5) * 1000.0,
         }
     }
 
-    fn shuffled<T: Clone>(items: &[T], rng: &mut Rng) -> Vec<T> {
+    fn shuffled<T: Clone>(items: &[T], rng: &mut Fuzz) -> Vec<T> {
         let mut out = items.to_vec();
         for i in (1..out.len()).rev() {
-            out.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+            out.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
         }
         out
     }
@@ -758,9 +744,9 @@ mod tests {
         let mut s = ExactSum::default();
         (0..10).for_each(|_| s.add(0.1));
         assert_eq!(s.value(), 1.0);
-        let mut rng = Rng(7);
+        let mut rng = Fuzz::new(7);
         for case in 0..300 {
-            let xs: Vec<f64> = (0..(case % 40 + 1)).map(|_| rng.float()).collect();
+            let xs: Vec<f64> = (0..(case % 40 + 1)).map(|_| float(&mut rng)).collect();
             let mut a = ExactSum::default();
             xs.iter().for_each(|&x| a.add(x));
             // Another order, and split into two merged halves.
@@ -797,15 +783,15 @@ mod tests {
     /// random tile splits, and through encode/decode: one result, bit for bit.
     #[test]
     fn merges_agree_with_a_naive_reference_in_any_order() {
-        let mut rng = Rng(42);
+        let mut rng = Fuzz::new(42);
         for case in 0..200 {
             let rows: Vec<(i64, Option<i64>, Option<Value>)> = (0..(case % 25))
                 .map(|_| {
-                    let v =
-                        (!rng.next().is_multiple_of(5)).then(|| Value::Float(((rng.next() % 21) as f64 - 10.0) / 4.0));
+                    let v = (!rng.next_u64().is_multiple_of(5))
+                        .then(|| Value::Float(((rng.next_u64() % 21) as f64 - 10.0) / 4.0));
                     (
-                        (rng.next() % 5) as i64,
-                        (!rng.next().is_multiple_of(3)).then(|| (rng.next() % 3) as i64),
+                        (rng.next_u64() % 5) as i64,
+                        (!rng.next_u64().is_multiple_of(3)).then(|| (rng.next_u64() % 3) as i64),
                         v,
                     )
                 })

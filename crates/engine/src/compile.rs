@@ -175,7 +175,7 @@ fn compile_feature(ctx: &SessionContext, f: &Feature, schema: &DFSchema, inputs:
 
 /// The input type of an aggregated feature: what its compiled expression yields, one value
 /// per source row (NULL where the row does not count).
-pub fn aggregation_input_type(f: &Feature) -> Option<FeatureType> {
+fn aggregation_input_type(f: &Feature) -> Option<FeatureType> {
     let agg = f.aggregation.as_ref()?;
     Some(match agg.function {
         AggFunction::Count => FeatureType::Bool,

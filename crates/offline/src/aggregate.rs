@@ -27,7 +27,7 @@ use arrow::compute::concat_batches;
 use arrow::datatypes::TimestampMicrosecondType;
 use arrow::row::{RowConverter, SortField};
 use datafusion::prelude::SessionContext;
-use skewless_defs::{AggFunction, AsOf, Definitions, Feature, FeatureView, Window};
+use skewless_defs::{AggFunction, AsOf, Definitions, Feature, FeatureView};
 use skewless_engine::aggregate::{State, Value, first_tile, tile_of, to_array, value_at};
 
 use crate::training_set::{FeatureFrame, TimeBounds, feature_frame};
@@ -64,10 +64,7 @@ fn specs<'a>(view: &'a FeatureView, features: &BTreeSet<String>) -> Result<Vec<(
                 f,
                 Spec {
                     function: agg.function,
-                    window_micros: match agg.window {
-                        Window::Lifetime => None,
-                        Window::Last(d) => Some(d.micros()),
-                    },
+                    window_micros: agg.window.micros(),
                 },
             ))
         })
@@ -85,10 +82,7 @@ async fn events(
     bounds: &TimeBounds,
     keys: &mut KeyGroups,
 ) -> Result<Events> {
-    let FeatureFrame { frame, .. } = feature_frame(ctx, defs, root, view, Some(features), bounds).await?;
-    let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
-    let batches = frame.collect().await?;
-    let batch = concat_batches(&schema, &batches)?;
+    let batch = collect_events(ctx, defs, root, view, features, bounds).await?;
     let n_keys = defs.view_keys(view).len();
     let has_created = batch.schema().column_with_name("__created").is_some();
     let group = keys.groups(&batch.columns()[..n_keys])?;
@@ -118,6 +112,22 @@ async fn events(
         });
     }
     Ok(out)
+}
+
+/// The view's select list over its rows in `bounds`, collected into one batch:
+/// `[__k.., __ts, __created?, inputs..]`.
+async fn collect_events(
+    ctx: &SessionContext,
+    defs: &Definitions,
+    root: &Path,
+    view: &FeatureView,
+    features: &BTreeSet<String>,
+    bounds: &TimeBounds,
+) -> Result<RecordBatch> {
+    let FeatureFrame { frame, .. } = feature_frame(ctx, defs, root, view, Some(features), bounds).await?;
+    let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await?;
+    Ok(concat_batches(&schema, &batches)?)
 }
 
 /// Entity keys as group numbers, shared by events and spine rows.
@@ -223,7 +233,7 @@ pub(crate) async fn join(
                 && events.group[order[e] as usize] == group
                 && events.effective[order[e] as usize] <= at
             {
-                sweep.add(&events, order[e] as usize, at);
+                sweep.add(&events, order[e] as usize);
                 e += 1;
             }
             for (j, value) in sweep.query(at).into_iter().enumerate() {
@@ -261,25 +271,24 @@ impl<'a> Sweep<'a> {
         }
     }
 
-    fn add(&mut self, events: &Events, i: usize, _at: i64) {
+    /// Folds event `i` into the lifetime states and, when some window can still reach it,
+    /// into its tile.
+    fn add(&mut self, events: &Events, i: usize) {
         let (ts, created) = (events.ts[i], events.created[i]);
-        let values: Vec<Option<Value>> = events.inputs.iter().map(|c| value_at(c.as_ref(), i)).collect();
-        let in_reach = tile_of(ts, self.tile) >= self.floor;
-        for (j, (_, spec)) in self.specs.iter().enumerate() {
-            if spec.window_micros.is_none() {
-                self.lifetime[j].add(values[j].as_ref(), ts, created);
-            }
-        }
-        if in_reach && self.specs.iter().any(|(_, s)| s.window_micros.is_some()) {
-            let specs = self.specs;
-            let states = self
-                .tiles
-                .entry(tile_of(ts, self.tile))
-                .or_insert_with(|| specs.iter().map(|(_, s)| State::empty(s.function)).collect());
-            for (j, (_, spec)) in specs.iter().enumerate() {
-                if spec.window_micros.is_some() {
-                    states[j].add(values[j].as_ref(), ts, created);
-                }
+        let specs = self.specs;
+        let tile =
+            (tile_of(ts, self.tile) >= self.floor && specs.iter().any(|(_, s)| s.window_micros.is_some())).then(|| {
+                self.tiles
+                    .entry(tile_of(ts, self.tile))
+                    .or_insert_with(|| specs.iter().map(|(_, s)| State::empty(s.function)).collect())
+            });
+        let (lifetime, mut tile) = (&mut self.lifetime, tile);
+        for (j, ((_, spec), input)) in specs.iter().zip(&events.inputs).enumerate() {
+            let value = value_at(input.as_ref(), i);
+            match (spec.window_micros, tile.as_deref_mut()) {
+                (None, _) => lifetime[j].add(value.as_ref(), ts, created),
+                (Some(_), Some(states)) => states[j].add(value.as_ref(), ts, created),
+                (Some(_), None) => {}
             }
         }
     }
@@ -335,8 +344,5 @@ pub async fn events_until(
         ..TimeBounds::default()
     };
     let features: BTreeSet<String> = view.features.iter().map(|f| f.name.clone()).collect();
-    let FeatureFrame { frame, .. } = feature_frame(ctx, defs, root, view, Some(&features), &bounds).await?;
-    let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
-    let batches = frame.collect().await?;
-    Ok(concat_batches(&schema, &batches)?)
+    collect_events(ctx, defs, root, view, &features, &bounds).await
 }

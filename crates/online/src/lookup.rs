@@ -93,7 +93,8 @@ pub async fn lookup(
 ) -> Result<Lookup> {
     // Distinct keys, and for each (entity, selection) the index of its key. Row views' keys
     // and aggregated views' keys are read apart (values and tile maps).
-    let mut index: HashMap<(bool, Vec<u8>), usize> = HashMap::new();
+    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut tile_index: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut keys: Vec<Vec<u8>> = Vec::new();
     let mut tile_keys: Vec<Vec<u8>> = Vec::new();
     let mut slots = Vec::with_capacity(entities.len() * selections.len());
@@ -117,12 +118,14 @@ pub async fn lookup(
                 })
                 .collect::<Result<Vec<_>>>()?;
             let key = s.layout.key(&key_values)?;
-            let tiled = s.layout.tiles.is_some();
-            let list = if tiled { &mut tile_keys } else { &mut keys };
-            let i = match index.get(&(tiled, key.clone())) {
+            let (index, list) = match s.layout.tiles {
+                Some(_) => (&mut tile_index, &mut tile_keys),
+                None => (&mut index, &mut keys),
+            };
+            let i = match index.get(&key) {
                 Some(&i) => i,
                 None => {
-                    index.insert((tiled, key.clone()), list.len());
+                    index.insert(key.clone(), list.len());
                     list.push(key);
                     list.len() - 1
                 }

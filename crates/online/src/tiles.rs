@@ -28,15 +28,16 @@
 //! A tile's value is one record after materialization; each push adds one. Records of
 //! another view version are skipped, as row values of another version are.
 //!
-//! **Expiry.** A write drops the entity's tiles older than the longest window's first tile at
-//! the write's clock, and sets the key to expire when its newest tile leaves every window.
-//! Views with a `lifetime` feature keep every tile and never expire.
+//! **Expiry.** A write drops the entity's tiles before the longest window's first tile at the
+//! entity's newest event, and sets the key to expire once no write has touched it for the
+//! longest window, a tile and a day ([`TileSpec::expire_at_ms`]). Views with a `lifetime`
+//! feature keep every tile and never expire.
 
 use std::sync::Arc;
 
 use arrow::array::Array;
 
-use skewless_defs::{AggFunction, FeatureType, FeatureView, Window};
+use skewless_defs::{AggFunction, FeatureType, FeatureView};
 use skewless_engine::aggregate::{Decoder, State, Value, encode, first_tile, tile_of};
 
 use crate::layout::Scalar;
@@ -65,11 +66,7 @@ impl TileSpec {
             .iter()
             .map(|f| {
                 let agg = f.aggregation.as_ref()?;
-                let window = match agg.window {
-                    Window::Lifetime => None,
-                    Window::Last(d) => Some(d.micros()),
-                };
-                Some((agg.function, window, f.ty))
+                Some((agg.function, agg.window.micros(), f.ty))
             })
             .collect::<Option<Vec<_>>>()?;
         Some(Arc::new(TileSpec {
@@ -183,15 +180,14 @@ pub fn evaluate(spec: &TileSpec, tiles: &[(i64, Vec<State>)], now: i64) -> Vec<(
                 merged.merge(&states[j]);
                 any = true;
             }
-            let value = merged.finish(*function);
-            let status = match (&value, any) {
-                _ if function.zero_when_empty() => Status::Present,
-                (Some(_), _) => Status::Present,
-                (None, true) => Status::Present,
-                (None, false) if tiles.is_empty() => Status::NotFound,
-                (None, false) => Status::OutsideMaxAge,
+            let status = if any || function.zero_when_empty() {
+                Status::Present
+            } else if tiles.is_empty() {
+                Status::NotFound
+            } else {
+                Status::OutsideMaxAge
             };
-            (scalar(*ty, value), status)
+            (scalar(*ty, merged.finish(*function)), status)
         })
         .collect()
 }
