@@ -27,10 +27,10 @@ echo "\$ skewless materialize-incremental --end 2026-11-16   # while the server 
 "$bin" materialize-incremental --end 2026-11-16
 if command -v curl >/dev/null; then
   now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-  echo "\$ curl -s $addr/v1/push -d '{\"source\": \"trips\", \"rows\": [{\"driver_id\": 1001, \"fare\": 42.5, …}]}'   # logged, then served"
+  echo "\$ curl -s $addr/v1/push -d '{\"source\": \"trips\", \"rows\": [{\"driver_id\": 1001, \"fare\": 42.5, …}]}'   # logged, then served (the trip counts in trips_1h at once)"
   curl -s "$addr/v1/push" -d "{\"source\": \"trips\", \"rows\": [{\"trip_id\": 990001, \"driver_id\": 1001, \"customer_id\": 5001, \"event_timestamp\": \"$now\", \"last_trip_distance_km\": 8.5, \"fare\": 42.5, \"rating\": 5}]}"
   echo
-  curl -s "$addr/v1/features" -d '{"features": ["driver_last_trip:last_trip_fare"], "entities": [{"driver_id": 1001}]}'
+  curl -s "$addr/v1/features" -d '{"features": ["driver_last_trip:last_trip_fare", "driver_trip_stats:trips_1h", "driver_trip_stats:fare_max_7d"], "entities": [{"driver_id": 1001}]}'
   echo
   echo "\$ curl -s $addr/metrics | grep -E 'requests_total|freshness'"
   curl -s "$addr/metrics" | grep -E '^skewless_(requests_total|view_freshness_seconds)' || true

@@ -292,9 +292,22 @@ impl Project {
                 view
             };
         if view.is_aggregated() {
-            return self
+            let report = self
                 .materialize_tiles(ctx, defs, rows_view, &layout, store, options.end, start, note)
-                .await;
+                .await?;
+            // The tiles now hold every event up to `end`, whatever the run started from.
+            if mode == RunMode::Recorded {
+                self.registry().set_watermark(
+                    store_ref,
+                    name,
+                    Watermark {
+                        version: layout.version.clone(),
+                        end: options.end,
+                        updated_at: Utc::now(),
+                    },
+                )?;
+            }
+            return Ok(report);
         }
         let rows = latest(
             ctx,
@@ -387,8 +400,8 @@ impl Project {
 
 impl Project {
     /// An aggregated view: every entity's tiles at `end`, from all its events (batch files and
-    /// push log), replacing what the store held ([`skewless_online::tiles`]). Watermarks are
-    /// not kept: each run rebuilds the tiles whole, so an incremental run is a full one.
+    /// push log), replacing what the store held ([`skewless_online::tiles`]). Each run rebuilds
+    /// the tiles whole (an incremental run is a full one), so its watermark is simply `end`.
     #[allow(clippy::too_many_arguments)]
     async fn materialize_tiles(
         &self,

@@ -13,14 +13,14 @@ fn demo_flow_validate_plan_apply_list() {
     assert!(
         validate
             .stdout()
-            .starts_with("ok: project `rides`: 2 entities, 3 sources, 3 feature views"),
+            .starts_with("ok: project `rides`: 2 entities, 3 sources, 4 feature views"),
         "{}",
         validate.stdout()
     );
 
     let plan = p.run(&["plan", "--json"]).ok().json();
     assert_eq!(plan["applied_seq"], serde_json::Value::Null);
-    assert_eq!(plan["changes"].as_array().unwrap().len(), 10);
+    assert_eq!(plan["changes"].as_array().unwrap().len(), 11);
 
     let applied = p.run(&["apply"]).ok();
     assert!(
@@ -43,6 +43,7 @@ fn demo_flow_validate_plan_apply_list() {
             "customer_profile",
             "driver_hourly_stats",
             "driver_last_trip",
+            "driver_trip_stats",
             "ride_score"
         ]
     );
@@ -192,7 +193,7 @@ fn training_set_writes_parquet_for_a_service_or_a_feature_list() {
         .ok();
     assert!(
         run.stdout()
-            .starts_with("wrote 2000 rows × 7 features to out/train.parquet"),
+            .starts_with("wrote 2000 rows × 9 features to out/train.parquet"),
         "{}",
         run.stdout()
     );
@@ -255,8 +256,8 @@ fn manifest_records_the_run_and_reproduce_names_what_changed() {
     assert_eq!(manifest["output"]["sha256"].as_str().unwrap().len(), 64);
     assert_eq!(
         manifest["view_versions"].as_object().unwrap().len(),
-        4,
-        "three feature views and one on-demand view"
+        5,
+        "four feature views and one on-demand view"
     );
     assert_eq!(manifest["sources"].as_object().unwrap().len(), 3);
     assert!(manifest["service_version"].is_string());
@@ -362,7 +363,7 @@ fn materialize_then_get_on_the_embedded_store_and_on_redis() {
     let end = "2026-11-15T00:00:00Z";
     let run = p.run(&["materialize", "--end", end, "--json"]).ok().json();
     let reports = run.as_array().unwrap();
-    assert_eq!(reports.len(), 3);
+    assert_eq!(reports.len(), 4);
     assert!(
         reports.iter().all(|r| r["keys_written"].as_u64().unwrap() > 50),
         "{run}"

@@ -520,14 +520,14 @@ fn parity_agrees_on_the_demo_and_refuses_unapplied_definitions() {
     assert_eq!(report["entities"], 150, "{report}");
     assert_eq!(report["instants"].as_array().unwrap().len(), 2, "{report}");
     assert_eq!(report["mismatches"], serde_json::json!([]), "{report}");
-    // ranking_v1: 4 hourly stats, 2 customer features, 1 on-demand score.
+    // ranking_v1: 4 hourly stats, 2 customer features, 1 on-demand score, 2 trip aggregates.
     let values: u64 = report["views"]
         .as_object()
         .unwrap()
         .values()
         .map(|v| v["values"].as_u64().unwrap())
         .sum();
-    assert_eq!(values, 150 * 2 * 7, "{report}");
+    assert_eq!(values, 150 * 2 * 9, "{report}");
     let present: u64 = report["views"]
         .as_object()
         .unwrap()

@@ -23,7 +23,7 @@ fn base_definitions_load_with_defaults() {
 fn demo_definitions_are_valid() {
     let defs = demo_defs();
     assert_eq!(defs.project, "rides");
-    assert_eq!(defs.feature_views.len(), 3);
+    assert_eq!(defs.feature_views.len(), 4);
     let svc = &defs.feature_services["ranking_v1"];
     let names: Vec<String> = defs
         .service_features(svc)
@@ -41,6 +41,8 @@ fn demo_definitions_are_valid() {
             "customer_profile:current_balance",
             "customer_profile:tier",
             "ride_score:score",
+            "driver_trip_stats:trips_1d",
+            "driver_trip_stats:fare_mean_7d",
         ]
     );
 }

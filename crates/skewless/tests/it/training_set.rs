@@ -52,6 +52,29 @@ fn reference_conv_rate(stats: &RecordBatch, driver: i64, t: i64) -> Option<f32> 
         .and_then(|r| conv.is_valid(r).then(|| conv.value(r) as f32))
 }
 
+/// The trips of `driver` that count at `t` in a window of `window_seconds` with 1h tiles,
+/// `as_of: available`: landed by `t`, at or before `t`, in one of the window's tiles.
+fn reference_window(trips: &RecordBatch, driver: i64, t: i64, window_seconds: i64) -> Vec<usize> {
+    let column = |name| trips.column_by_name(name).unwrap();
+    let ids = column("driver_id").as_primitive::<Int64Type>();
+    let ts = column("event_timestamp").as_primitive::<TimestampMicrosecondType>();
+    let created = column("created").as_primitive::<TimestampMicrosecondType>();
+    let hour = 3_600 * 1_000_000;
+    let first_hour = t.div_euclid(hour) - window_seconds / 3_600 + 1;
+    (0..trips.num_rows())
+        .filter(|&r| ids.value(r) == driver && ts.value(r) <= t && created.value(r) <= t)
+        .filter(|&r| ts.value(r).div_euclid(hour) >= first_hour)
+        .collect()
+}
+
+fn fare(trips: &RecordBatch, row: usize) -> f64 {
+    trips
+        .column_by_name("fare")
+        .unwrap()
+        .as_primitive::<Float64Type>()
+        .value(row)
+}
+
 #[tokio::test]
 async fn demo_training_set_matches_naive_reference() {
     let (dir, project) = demo_project();
@@ -93,7 +116,9 @@ async fn demo_training_set_matches_naive_reference() {
             "trips_per_hour",
             "current_balance",
             "tier",
-            "score"
+            "score",
+            "trips_1d",
+            "fare_mean_7d"
         ]
     );
 
@@ -134,10 +159,45 @@ async fn demo_training_set_matches_naive_reference() {
         nulls > 0,
         "the demo spine has drivers without rows; some values must be null"
     );
+
+    // The aggregated view, against the rule read literally (DESIGN rule 6, tile 1h).
+    let trips = read(&dir.path().join("data/demo/trips.parquet"));
+    let trips_1d = batch.column_by_name("trips_1d").unwrap().as_primitive::<Int64Type>();
+    let fare_mean = batch
+        .column_by_name("fare_mean_7d")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    let (mut counted, mut empty) = (0, 0);
+    for row in 0..batch.num_rows() {
+        let (driver, at) = (drivers.value(row), t.value(row));
+        let day = reference_window(&trips, driver, at, 86_400);
+        assert_eq!(trips_1d.value(row), day.len() as i64, "row {row}: trips_1d");
+        let week = reference_window(&trips, driver, at, 7 * 86_400);
+        let fares: Vec<f64> = week.iter().map(|&r| fare(&trips, r)).collect();
+        match fares.is_empty() {
+            true => assert!(fare_mean.is_null(row), "row {row}: an empty window's mean is null"),
+            false => {
+                // The reference sums naively; the feature is the correctly rounded exact sum,
+                // so the two may differ in the last bits (exactness is the engine's own test).
+                let want = fares.iter().sum::<f64>() / fares.len() as f64;
+                let got = fare_mean.value(row);
+                assert!(
+                    (got - want).abs() <= want.abs() * 1e-12,
+                    "row {row}: fare_mean_7d {got} vs {want}"
+                );
+            }
+        }
+        counted += usize::from(!day.is_empty());
+        empty += usize::from(fares.is_empty());
+    }
+    assert!(
+        counted > 0 && empty > 0,
+        "both full and empty windows occur ({counted}, {empty})"
+    );
     assert_eq!(
         out.rows_read.len(),
-        3,
-        "three feature views feed ranking_v1: {:?}",
+        4,
+        "four feature views feed ranking_v1: {:?}",
         out.rows_read
     );
 }
