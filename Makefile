@@ -5,7 +5,7 @@ CARGO ?= cargo
 SKEWLESS := target/debug/skewless
 DEMO_DATA := data/demo
 
-.PHONY: help build demo test unit lint fmt golden redis clean-demo bench bench-offline bench-online bench-server bench-push parity-soak
+.PHONY: help build demo test unit lint fmt golden redis clean-demo bench bench-offline bench-online bench-server bench-push bench-aggregations parity-soak
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,7 +61,7 @@ parity-soak: ## Parity over large random definitions and event logs until >= 10^
 	PARITY_CASES=$${PARITY_CASES:-100} PARITY_SCALE=$${PARITY_SCALE:-300} PARITY_MIN_VALUES=1000000 \
 		$(CARGO) test --workspace --test parity property -- --nocapture
 
-bench: bench-offline bench-online bench-server bench-push ## All benchmarks (release build; never part of CI)
+bench: bench-offline bench-online bench-server bench-push bench-aggregations ## All benchmarks (release build; never part of CI)
 
 bench-offline: ## Training sets at S and M: skewless vs DuckDB and Polars, figures beside targets
 	benches/offline/run.sh
@@ -74,6 +74,9 @@ bench-server: redis ## The feature server under closed-loop load beside redis-be
 
 bench-push: redis ## Pushes (one row at c16, 1000-row batches) and materialize of 1M keys, beside redis-benchmark (release)
 	benches/push/run.sh
+
+bench-aggregations: redis ## 3 windows x 4 aggregates over M beside DuckDB window functions; tile memory, lookups and pushes on Redis (release)
+	benches/aggregations/run.sh
 
 redis: ## Make sure redis-server is installed (apt-get when root); never starts one
 	@scripts/ensure-redis.sh

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod agg_cases;
+mod agg_property;
 mod contracts;
 mod late;
 mod online;

@@ -128,7 +128,7 @@ pub(crate) fn rows(rng: &mut Fuzz, now: i64) -> Vec<Map<String, Value>> {
 }
 
 /// Bit for bit: NaN equals NaN of the same bits, -0 differs from +0.
-fn same(a: &Scalar, b: &Scalar) -> bool {
+pub(crate) fn same(a: &Scalar, b: &Scalar) -> bool {
     match (a, b) {
         (Scalar::Float64(x), Scalar::Float64(y)) => x.to_bits() == y.to_bits(),
         (Scalar::Float32(x), Scalar::Float32(y)) => x.to_bits() == y.to_bits(),
