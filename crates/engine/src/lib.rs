@@ -22,6 +22,8 @@ mod compile;
 pub mod contracts;
 mod memory;
 mod on_demand;
+#[doc(hidden)]
+pub mod planted;
 mod types;
 
 pub use check::{SourceSchemas, check};

@@ -544,6 +544,7 @@ fn join_partition(
             .find(|o| o.is_ne())
             .unwrap_or(std::cmp::Ordering::Equal)
     };
+    let reversed = |a: usize, b: usize| by_values(a, b).reverse();
     let spine_valid = valid_mask(&spine_keys);
     let feature_valid = valid_mask(&feature_keys);
 
@@ -561,7 +562,11 @@ fn join_partition(
         } else {
             None
         },
-        tie_break: &by_values,
+        tie_break: if skewless_engine::planted::active(skewless_engine::planted::Fault::ReversedTieBreak) {
+            &reversed
+        } else {
+            &by_values
+        },
     };
     let winners = UInt32Array::from(as_of::winners(
         &spine_side,

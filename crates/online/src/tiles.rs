@@ -39,6 +39,7 @@ use arrow::array::Array;
 
 use skewless_defs::{AggFunction, FeatureType, FeatureView};
 use skewless_engine::aggregate::{Decoder, State, Value, encode, first_tile, tile_of};
+use skewless_engine::planted::Fault;
 
 use crate::layout::Scalar;
 use crate::lookup::Status;
@@ -176,9 +177,16 @@ pub fn evaluate(spec: &TileSpec, tiles: &[(i64, Vec<State>)], now: i64) -> Vec<(
             let first = window.map_or(i64::MIN, |w| first_tile(now, spec.tile, w));
             let mut merged = State::empty(*function);
             let mut any = false;
+            let mut naive = None::<f64>;
             for (_, states) in tiles.iter().filter(|(i, _)| (first..=last).contains(i)) {
                 merged.merge(&states[j]);
                 any = true;
+                if let Some(Value::Float(x)) = planted_naive_sum(*function, &states[j]) {
+                    naive = Some(naive.map_or(x, |sum| sum + x));
+                }
+            }
+            if let Some(sum) = naive {
+                return (Scalar::Float64(sum), Status::Present);
             }
             let status = if any || function.zero_when_empty() {
                 Status::Present
@@ -190,6 +198,14 @@ pub fn evaluate(spec: &TileSpec, tiles: &[(i64, Vec<State>)], now: i64) -> Vec<(
             (scalar(*ty, merged.finish(*function)), status)
         })
         .collect()
+}
+
+/// With the planted fault [`Fault::NaiveFloatSums`] (tests of the parity harness only): a
+/// float sum's tile, rounded on its own, to be added naively in tile order.
+fn planted_naive_sum(function: AggFunction, state: &State) -> Option<Value> {
+    (function == AggFunction::Sum && skewless_engine::planted::active(Fault::NaiveFloatSums))
+        .then(|| state.finish(function))
+        .flatten()
 }
 
 fn scalar(ty: FeatureType, value: Option<Value>) -> Scalar {

@@ -12,7 +12,9 @@
 //!
 //! Values are compared bit for bit (floats by their bits, so NaN matches NaN and −0 does
 //! not match +0), and a `NOT_FOUND` or `OUTSIDE_MAX_AGE` online must be a null offline. Each
-//! mismatch names view, feature, key, instant, both values, and a likely cause. The stores
+//! mismatch names view, feature, key, instant, both values, and a likely cause (definition
+//! version, contract, ttl edge, late row, float order, tie). Tests plant faults in the
+//! online half ([`PlantedFault`]) to show each is caught with its cause. The stores
 //! are temporary and record no watermarks: the user's registry and stores are not touched.
 //!
 //! Late rows (DESIGN rule 7). For an `as_of: event` view whose source has `created`, a second
@@ -67,6 +69,25 @@ pub enum PlantedFault {
     /// The online path is served from a store materialized at this instant instead of `t`:
     /// a stale value.
     StaleStore(i64),
+    /// The online path's as-of join breaks exact `(event_timestamp, created)` ties the other way.
+    ReversedTieBreak,
+    /// The online path ignores feature contracts.
+    ContractsIgnored,
+    /// The online path adds aggregated float sums naively, tile by tile.
+    NaiveFloatSums,
+}
+
+impl PlantedFault {
+    /// The engine fault this plants in the online half of the run, if it is one.
+    fn engine_fault(self) -> Option<skewless_engine::planted::Fault> {
+        use skewless_engine::planted::Fault;
+        match self {
+            PlantedFault::ReversedTieBreak => Some(Fault::ReversedTieBreak),
+            PlantedFault::ContractsIgnored => Some(Fault::ContractsIgnored),
+            PlantedFault::NaiveFloatSums => Some(Fault::NaiveFloatSums),
+            PlantedFault::OnlineClockAhead(_) | PlantedFault::StaleStore(_) => None,
+        }
+    }
 }
 
 /// One value that differs between the paths.
@@ -203,8 +224,13 @@ impl Project {
                     let (materialized_at, looked_up_at) = match options.planted {
                         Some(PlantedFault::OnlineClockAhead(micros)) => (t, t + micros),
                         Some(PlantedFault::StaleStore(at)) => (at, t),
-                        None => (t, t),
+                        _ => (t, t),
                     };
+                    // Only while this online half runs: the training set above ran without it.
+                    let _planted = options
+                        .planted
+                        .and_then(PlantedFault::engine_fault)
+                        .map(skewless_engine::planted::plant);
                     let materialize = MaterializeOptions {
                         start: None,
                         end: materialized_at,
@@ -252,7 +278,13 @@ impl Project {
                         offline: format!("{want:?}"),
                         online: format!("{:?}", got.value),
                         status: got.status.name().to_string(),
-                        cause: cause(&want, got.status, online.stats.other_version > 0),
+                        cause: cause(
+                            &want,
+                            &got.value,
+                            got.status,
+                            online.stats.other_version > 0,
+                            offline.broke_contracts.get(&feature.view).map_or(0, |q| q.rows),
+                        ),
                     });
                 }
             }
@@ -270,16 +302,29 @@ fn same(a: &Scalar, b: &Scalar) -> bool {
     }
 }
 
-/// The likeliest reason for a mismatch, from what each side saw.
-fn cause(offline: &Scalar, status: Status, other_version: bool) -> String {
+/// The likeliest reason for a mismatch, from what each side saw and how many of the view's
+/// rows the training set excluded for breaking its contracts.
+fn cause(offline: &Scalar, online: &Scalar, status: Status, other_version: bool, broke_contracts: usize) -> String {
+    let close = |a: f64, b: f64| a.is_finite() && b.is_finite() && (a - b).abs() <= 1e-9 * a.abs().max(b.abs());
+    let last_bits = match (offline, online) {
+        (Scalar::Float64(a), Scalar::Float64(b)) => close(*a, *b),
+        (Scalar::Float32(a), Scalar::Float32(b)) => close(f64::from(*a), f64::from(*b)),
+        _ => false,
+    };
     match (offline, status) {
         _ if other_version => "definition version: the store holds values of another view version".into(),
+        (_, Status::Present) if broke_contracts > 0 => format!(
+            "contract: the training set excluded {broke_contracts} rows of this view that break its contracts; the online value may come from one"
+        ),
         (Scalar::Null, Status::Present) => {
             "online has a value the training set does not: a late row (as_of), a ttl edge, or a contract".into()
         }
         (_, Status::OutsideMaxAge) => "ttl edge: online judged the value too old, offline kept it".into(),
         (_, Status::NotFound) => "online found no value: a late row, or a row materialization did not write".into(),
-        _ => "the values differ: a tie broken differently, or an expression evaluated differently".into(),
+        _ if last_bits => {
+            "float order: the values differ only in their last bits (an expression or a sum evaluated in another order)".into()
+        }
+        _ => "tie: the values differ: rows sharing (event_timestamp, created) broken differently, or an expression evaluated differently".into(),
     }
 }
 
@@ -392,11 +437,17 @@ mod tests {
 
     #[test]
     fn causes_follow_what_each_side_saw() {
-        assert!(cause(&Scalar::Int64(1), Status::OutsideMaxAge, false).starts_with("ttl edge"));
-        assert!(cause(&Scalar::Int64(1), Status::NotFound, false).starts_with("online found no value"));
-        assert!(cause(&Scalar::Null, Status::Present, false).starts_with("online has a value"));
-        assert!(cause(&Scalar::Int64(1), Status::Present, false).starts_with("the values differ"));
-        assert!(cause(&Scalar::Int64(1), Status::Present, true).starts_with("definition version"));
+        let (one, two) = (Scalar::Int64(1), Scalar::Int64(2));
+        assert!(cause(&one, &Scalar::Null, Status::OutsideMaxAge, false, 0).starts_with("ttl edge"));
+        assert!(cause(&one, &Scalar::Null, Status::NotFound, false, 0).starts_with("online found no value"));
+        assert!(cause(&Scalar::Null, &one, Status::Present, false, 0).starts_with("online has a value"));
+        assert!(cause(&one, &two, Status::Present, false, 0).starts_with("tie"));
+        assert!(cause(&one, &two, Status::Present, true, 0).starts_with("definition version"));
+        assert!(cause(&one, &two, Status::Present, false, 3).starts_with("contract"));
+        let (a, b) = (Scalar::Float64(0.1 + 0.2 + 0.3), Scalar::Float64(0.6));
+        assert!(cause(&a, &b, Status::Present, false, 0).starts_with("float order"));
+        let (a, b) = (Scalar::Float64(0.6), Scalar::Float64(0.7));
+        assert!(cause(&a, &b, Status::Present, false, 0).starts_with("tie"));
     }
 
     #[test]
