@@ -10,7 +10,8 @@
 //!
 //! Two checks per case:
 //! 1. `Project::parity` (the `skewless parity` harness): the training set at each instant
-//!    against a fresh store materialized at it, through the serving core.
+//!    against a fresh store fed up to it, through the serving core; the store is materialized
+//!    or, in half the cases (a `push: true` source), fed by replaying the rows as pushes.
 //! 2. A twin project whose batch file is empty: the same events are pushed in effective-time
 //!    order in batches with ids (a quarter of them pushed twice with the same id, which must
 //!    count once), and each key is looked up at each instant once everything effective by then
@@ -64,7 +65,11 @@ const FUNCTIONS: &[&str] = &[
 const WHERES: &[&str] = &["flag", "b > 0", "a < 10"];
 
 struct Case {
+    /// The definitions, with `{PUSH}` where the source may say `, push: true`.
     yaml: String,
+    /// Whether the batch project's source takes pushes (then `skewless parity` replays its rows
+    /// through the push path; otherwise it materializes them).
+    push: bool,
     features: Vec<String>,
     instants: Vec<i64>,
     events: RecordBatch,
@@ -93,6 +98,7 @@ fn maybe<T>(rng: &mut Fuzz, value: T) -> Option<T> {
 fn draw(seed: u64) -> Case {
     let mut rng = Fuzz::new(seed.wrapping_mul(0x2545_F491).wrapping_add(7));
     let string_key = rng.below(2) == 0;
+    let push = rng.below(2) == 0;
     let available = rng.below(2) == 0;
     let (tile_line, tile_minutes) = match rng.below(4) {
         0 => ("    tile: exact\n", None),
@@ -117,7 +123,7 @@ fn draw(seed: u64) -> Case {
     let key_type = if string_key { "string" } else { "int64" };
     let mut yaml = format!(
         "project: aggprop\nentities:\n  e: {{ keys: {{ k1: {key_type} }} }}\n\
-         sources:\n  src: {{ path: data/src.parquet, timestamp: ts, created: created, push: true }}\n\
+         sources:\n  src: {{ path: data/src.parquet, timestamp: ts, created: created{{PUSH}} }}\n\
          feature_views:\n  v:\n    entity: e\n    source: src\n    as_of: {}\n{tile_line}    aggregations:\n",
         if available { "available" } else { "event" }
     );
@@ -229,6 +235,7 @@ fn draw(seed: u64) -> Case {
     instants.dedup();
     Case {
         yaml,
+        push,
         features,
         instants,
         events,
@@ -249,10 +256,11 @@ fn key_column(string_key: bool, keys: &[i64]) -> ArrayRef {
 }
 
 /// A project in `dir` with the case's definitions and `events` as its batch file.
-fn project(dir: &std::path::Path, case: &Case, events: &RecordBatch) -> Project {
+fn project(dir: &std::path::Path, case: &Case, events: &RecordBatch, push: bool) -> Project {
     std::fs::create_dir_all(dir.join("data")).unwrap();
     std::fs::create_dir_all(dir.join("feature_defs")).unwrap();
-    std::fs::write(dir.join("feature_defs/defs.yaml"), &case.yaml).unwrap();
+    let yaml = case.yaml.replace("{PUSH}", if push { ", push: true" } else { "" });
+    std::fs::write(dir.join("feature_defs/defs.yaml"), yaml).unwrap();
     write_parquet(events, &dir.join("data/src.parquet")).unwrap();
     let project = Project::new(dir.join("feature_defs"), dir.join(".skewless"));
     if let Err(e) = project.apply(false, None) {
@@ -316,7 +324,7 @@ async fn training_set(dir: &std::path::Path, project: &Project, case: &Case) -> 
 /// Returns how many values were compared, and how many of them were not null.
 async fn pushed_parity(seed: u64, case: &Case, batch_offline: &[ArrayRef]) -> (usize, usize) {
     let dir = tempfile::tempdir().unwrap();
-    let twin = project(dir.path(), case, &case.events.slice(0, 0));
+    let twin = project(dir.path(), case, &case.events.slice(0, 0), true);
     let spine = spine(case);
     write_parquet(&spine, &dir.path().join("spine.parquet")).unwrap();
     let store = online_store::open(&StoreConfig::Embedded(dir.path().join("pushed.redb")))
@@ -399,7 +407,7 @@ async fn pushed_parity(seed: u64, case: &Case, batch_offline: &[ArrayRef]) -> (u
 async fn check(seed: u64) -> (usize, usize) {
     let case = draw(seed);
     let dir = tempfile::tempdir().unwrap();
-    let batch_project = project(dir.path(), &case, &case.events);
+    let batch_project = project(dir.path(), &case, &case.events, case.push);
     write_parquet(&spine(&case), &dir.path().join("spine.parquet")).unwrap();
     let options = ParityOptions {
         spine: dir.path().join("spine.parquet"),

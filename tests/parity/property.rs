@@ -89,6 +89,10 @@ fn draw(dir: &std::path::Path, seed: u64, scale: usize) -> Case {
         yaml.push_str(", k2: int64");
     }
     yaml.push_str(" } }\nsources:\n  src:\n    path: data/src.parquet\n    timestamp: ts\n");
+    // A push source: the harness replays its rows through the push path instead of materializing.
+    if rng.below(2) == 0 {
+        yaml.push_str("    push: true\n");
+    }
     if has_created {
         yaml.push_str("    created: created\n");
     }

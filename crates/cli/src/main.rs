@@ -673,13 +673,13 @@ fn parity(project: &Project, options: &skewless::parity::ParityOptions, json: bo
             report.values()
         );
         println!(
-            "{:<24} {:>8} {:>8} {:>10} {:>6}",
+            "{:<24} {:>8} {:>8} {:>10} {:>6}  online path",
             "view", "values", "present", "mismatches", "late"
         );
         for (view, v) in &report.views {
             println!(
-                "{view:<24} {:>8} {:>8} {:>10} {:>6}",
-                v.values, v.present, v.mismatches, v.late
+                "{view:<24} {:>8} {:>8} {:>10} {:>6}  {}",
+                v.values, v.present, v.mismatches, v.late, v.online_path
             );
         }
         if report.views.values().any(|v| v.late > 0) {

@@ -42,6 +42,24 @@ pub fn session_with_memory_limit(bytes: usize) -> datafusion::error::Result<Sess
     Ok(SessionContext::new_with_config_rt(config(), runtime))
 }
 
+/// A physical expression for `expr` over `schema`, to evaluate batches outside a plan (pushes,
+/// on-demand programs, `validate --data`). Lowered the way DataFusion lowers a query's
+/// expressions: types coerced, then simplified, then planned. The simplifier also rewrites
+/// functions that exist only in logical form (`coalesce`, `nvl`); planned without it they fail
+/// at evaluation. So a pushed row is computed by the same expression a training set runs.
+pub fn physical_expr(
+    ctx: &SessionContext,
+    expr: Expr,
+    schema: &DFSchema,
+) -> datafusion::error::Result<Arc<dyn datafusion::physical_expr::PhysicalExpr>> {
+    let context = datafusion::logical_expr::simplify::SimplifyContext::builder()
+        .with_schema(Arc::new(schema.clone()))
+        .build();
+    let simplifier = datafusion::optimizer::simplify_expressions::ExprSimplifier::new(context);
+    let expr = simplifier.simplify(simplifier.coerce(expr, schema)?)?;
+    ctx.create_physical_expr(expr, schema)
+}
+
 fn config() -> SessionConfig {
     let mut config = SessionConfig::new();
     config.options_mut().sql_parser.enable_ident_normalization = false;
@@ -379,7 +397,7 @@ on_demand_views:
         features
             .iter()
             .map(|f| {
-                let physical = ctx.create_physical_expr(f.expr.clone(), schema).unwrap();
+                let physical = physical_expr(&ctx, f.expr.clone(), schema).unwrap();
                 physical.evaluate(batch).unwrap().into_array(batch.num_rows()).unwrap()
             })
             .collect()
@@ -408,6 +426,33 @@ on_demand_views:
         assert_eq!((per_hour.value(0), per_hour.value(1)), (2.0, 0.5));
         let city = out[2].as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!((city.value(0), city.is_null(1)), ("OSLO", true));
+    }
+
+    /// `coalesce` exists only in logical form: planned without simplification it fails when
+    /// evaluated, so a push through a view using it failed (found by the parity property
+    /// test once it pushed). `physical_expr` simplifies first, as a query plan does.
+    #[test]
+    fn logical_only_functions_evaluate_outside_a_plan() {
+        let defs = defs(&VIEW.replace(
+            "      upper_city:",
+            "      filled: { type: float64, expr: \"coalesce(conv_rate, -1.0) + nvl(avg_daily_trips, 0)\" }\n      upper_city:",
+        ));
+        let schema = Arc::new(source_schema());
+        let features = compile_view(&defs.feature_views["v"], &schema).unwrap();
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2])),
+                Arc::new(datafusion::arrow::array::TimestampMicrosecondArray::from(vec![0, 1])),
+                Arc::new(Float64Array::from(vec![Some(0.5), None])),
+                Arc::new(Int64Array::from(vec![None, Some(12)])),
+                Arc::new(StringArray::from(vec![Some("oslo"), None])),
+            ],
+        )
+        .unwrap();
+        let out = evaluate(&features, &DFSchema::try_from(source_schema()).unwrap(), &batch);
+        let filled = out[2].as_any().downcast_ref::<Float64Array>().unwrap();
+        assert_eq!((filled.value(0), filled.value(1)), (0.5, 11.0));
     }
 
     #[test]

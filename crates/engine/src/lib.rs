@@ -28,7 +28,8 @@ mod types;
 
 pub use check::{SourceSchemas, check};
 pub use compile::{
-    CompiledFeature, compile_on_demand, compile_view, on_demand_input_schema, session, session_with_memory_limit,
+    CompiledFeature, compile_on_demand, compile_view, on_demand_input_schema, physical_expr, session,
+    session_with_memory_limit,
 };
 pub use on_demand::{EvalError, OnDemandInput, OnDemandProgram};
 pub use types::{arrow_type, fits, key_fits, timestamp_fits};

@@ -72,7 +72,7 @@ impl OnDemandProgram {
         let features: Vec<(String, Arc<dyn PhysicalExpr>)> = compiled
             .into_iter()
             .map(|f| {
-                ctx.create_physical_expr(f.expr, &schema)
+                crate::physical_expr(&ctx, f.expr, &schema)
                     .map(|e| (f.name, e))
                     .map_err(|e| one(format!("on-demand view `{}`: {}", view.name, e.strip_backtrace())))
             })

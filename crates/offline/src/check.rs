@@ -103,7 +103,7 @@ pub fn check_view(
     let mut exprs: Vec<(String, Arc<dyn PhysicalExpr>)> = Vec::new();
     for f in compiled {
         if features.is_none_or(|wanted| wanted.contains(&f.name)) {
-            exprs.push((f.name, ctx.create_physical_expr(f.expr, &df_schema)?));
+            exprs.push((f.name, skewless_engine::physical_expr(ctx, f.expr, &df_schema)?));
         }
     }
     let mut problems = Vec::new();

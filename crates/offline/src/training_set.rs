@@ -493,22 +493,13 @@ pub(crate) struct TimeBounds {
     pub keep_null_times: bool,
 }
 
-/// The feature side of a view's as-of join: `[__k.., __ts, __created?, features..]`, the
-/// features computed by the engine's compiled expressions, rows kept by `bounds`. Only
-/// `features` are computed (all of the view's, in declared order, when `None`): a feature
-/// nobody asked for is never evaluated, so it cannot fail a job that does not need it.
-pub(crate) async fn feature_frame(
+/// Every row of `source` (its files and its push log) in the source's schema, unfiltered.
+async fn source_frame(
     ctx: &SessionContext,
     defs: &Definitions,
     root: &Path,
-    view: &FeatureView,
-    features: Option<&BTreeSet<String>>,
-    bounds: &TimeBounds,
-) -> Result<FeatureFrame> {
-    let source = defs
-        .sources
-        .get(&view.source)
-        .ok_or_else(|| Error::Request(format!("unknown source `{}`", view.source)))?;
+    source: &skewless_defs::Source,
+) -> Result<(DataFrame, arrow::datatypes::SchemaRef)> {
     let files = source::resolve(root, source)?;
     let schema = source::read_schema(source, &files, &source::key_columns(defs, source))?;
     let paths: Vec<String> = files.files.iter().map(|p| p.to_string_lossy().into_owned()).collect();
@@ -538,6 +529,61 @@ pub(crate) async fn feature_frame(
             .await?;
         frame = frame.union(pushed)?;
     }
+    Ok((frame, schema))
+}
+
+/// The rows of `source` (files and push log), in the source's schema, with event times up to
+/// `max_ts` and, when given, availability times up to `max_created`, in availability order
+/// (`created`, then event time): what a push client would have sent by then, in its order.
+/// The parity harness replays them through the push path.
+pub async fn source_rows(
+    ctx: &SessionContext,
+    defs: &Definitions,
+    root: &Path,
+    source_name: &str,
+    max_ts: i64,
+    max_created: Option<i64>,
+) -> Result<Vec<RecordBatch>> {
+    let source = defs
+        .sources
+        .get(source_name)
+        .ok_or_else(|| Error::Request(format!("unknown source `{source_name}`")))?;
+    let (frame, _) = source_frame(ctx, defs, root, source).await?;
+    let ts = datafusion::logical_expr::cast(col(format!("\"{}\"", source.timestamp)), instant_type());
+    let mut keep = ts.clone().lt_eq(instant_literal(max_ts));
+    let mut order = vec![ts.sort(true, true)];
+    if let Some(c) = &source.created {
+        let created = datafusion::logical_expr::cast(col(format!("\"{c}\"")), instant_type());
+        if let Some(max) = max_created {
+            keep = keep.and(
+                created
+                    .clone()
+                    .is_null()
+                    .or(created.clone().lt_eq(instant_literal(max))),
+            );
+        }
+        order.insert(0, created.sort(true, true));
+    }
+    Ok(frame.filter(keep)?.sort(order)?.collect().await?)
+}
+
+/// The feature side of a view's as-of join: `[__k.., __ts, __created?, features..]`, the
+/// features computed by the engine's compiled expressions, rows kept by `bounds`. Only
+/// `features` are computed (all of the view's, in declared order, when `None`): a feature
+/// nobody asked for is never evaluated, so it cannot fail a job that does not need it.
+pub(crate) async fn feature_frame(
+    ctx: &SessionContext,
+    defs: &Definitions,
+    root: &Path,
+    view: &FeatureView,
+    features: Option<&BTreeSet<String>>,
+    bounds: &TimeBounds,
+) -> Result<FeatureFrame> {
+    let source = defs
+        .sources
+        .get(&view.source)
+        .ok_or_else(|| Error::Request(format!("unknown source `{}`", view.source)))?;
+    let (mut frame, schema) = source_frame(ctx, defs, root, source).await?;
     let ts = datafusion::logical_expr::cast(col(format!("\"{}\"", source.timestamp)), instant_type());
     let created = source
         .created

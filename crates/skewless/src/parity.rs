@@ -6,9 +6,16 @@
 //! ```text
 //! spine rows (keys, request fields) × instants ─┬─ training set at each instant ─────────────▶ offline values
 //!                                               └─ fresh embedded store per instant:
-//!                                                  materialize --end t, then the serving core
-//!                                                  (the server's) looks each key up at t ─────▶ online values
+//!                                                  materialize --end t (batch sources), or the
+//!                                                  source's rows pushed in availability order
+//!                                                  through the push path (push sources), then
+//!                                                  the serving core (the server's) looks each
+//!                                                  key up at t ───────────────────────────────▶ online values
 //! ```
+//!
+//! A push source's rows (its files and its log) are replayed through the online half of a
+//! push ([`crate::push::PushTarget::replay_online`]): the same compiled expressions, contract
+//! verdicts and newer-wins or tile writes the server runs, with nothing appended to the log.
 //!
 //! Values are compared bit for bit (floats by their bits, so NaN matches NaN and −0 does
 //! not match +0), and a `NOT_FOUND` or `OUTSIDE_MAX_AGE` online must be a null offline. Each
@@ -115,6 +122,9 @@ pub struct ViewParity {
     /// served at the instant: the winning row landed after it (`as_of: event` views only;
     /// DESIGN rule 7). Counted, not hidden, and not failures: `as_of: available` avoids them.
     pub late: usize,
+    /// How the online side got the view's rows: `materialize`, `push` (a push source's rows
+    /// replayed through the push path), `store` (`--against-store`), or `on demand`.
+    pub online_path: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -167,6 +177,17 @@ impl Project {
             }
         }
 
+        // The views whose source takes pushes: the online half replays their rows as pushes.
+        let pushed: BTreeSet<String> = views
+            .iter()
+            .filter(|v| {
+                defs.feature_views
+                    .get(*v)
+                    .and_then(|v| defs.sources.get(&v.source))
+                    .is_some_and(|s| s.push)
+            })
+            .cloned()
+            .collect();
         let spine = skewless_offline::training_set::read_spine(&options.spine, &options.timestamp_column, &[])?;
         let spine = sample(&spine, options.sample, options.seed)?;
         let times = spine
@@ -189,6 +210,12 @@ impl Project {
             instants: instants.iter().map(|&t| format_instant(t)).collect(),
             entities: spine.num_rows(),
             ..ParityReport::default()
+        };
+        let online_path = |view: &String| match () {
+            _ if options.store.is_some() => "store",
+            _ if pushed.contains(view) => "push",
+            _ if views.contains(view) => "materialize",
+            _ => "on demand",
         };
         for (i, &t) in instants.iter().enumerate() {
             // The offline side: the spine's rows, all at t.
@@ -213,7 +240,7 @@ impl Project {
             // could differ (rule 7: only rows landed by t).
             let entities = entity_fields(&at_t, &fields)?;
             let served = |mode: RunMode, name: String| {
-                let (entities, work) = (&entities, &work);
+                let (entities, work, views, pushed) = (&entities, &work, &views, &pushed);
                 async move {
                     if let Some(store) = &options.store {
                         let serving = Serving::new(self, Arc::clone(store))?;
@@ -231,13 +258,26 @@ impl Project {
                         .planted
                         .and_then(PlantedFault::engine_fault)
                         .map(skewless_engine::planted::plant);
-                    let materialize = MaterializeOptions {
-                        start: None,
-                        end: materialized_at,
-                        incremental: false,
-                        views: Vec::new(),
-                    };
-                    self.materialize_unrecorded(&*store, &materialize, mode).await?;
+                    // Views over push sources get their rows as production does, through the
+                    // push path; the others by materialization.
+                    let pushing = mode == RunMode::Unrecorded;
+                    let materialized: Vec<String> = views
+                        .iter()
+                        .filter(|v| !(pushing && pushed.contains(*v)))
+                        .cloned()
+                        .collect();
+                    if !materialized.is_empty() {
+                        let materialize = MaterializeOptions {
+                            start: None,
+                            end: materialized_at,
+                            incremental: false,
+                            views: materialized,
+                        };
+                        self.materialize_unrecorded(&*store, &materialize, mode).await?;
+                    }
+                    if pushing {
+                        self.replay_pushes(ctx, &*store, &pushed, materialized_at).await?;
+                    }
                     let serving = Serving::new(self, store)?;
                     serving
                         .get(&options.selection, entities, looked_up_at)
@@ -255,6 +295,7 @@ impl Project {
             for (f, feature) in offline.features.iter().enumerate() {
                 let column = offline.batch.column(first_feature + f);
                 let tally = report.views.entry(feature.view.clone()).or_default();
+                tally.online_path = online_path(&feature.view).into();
                 for (row, pairs) in entities.iter().enumerate() {
                     let want = scalar_at(column.as_ref(), row).map_err(Error::Online)?;
                     let got = &online.rows[row][f];
@@ -292,6 +333,51 @@ impl Project {
         Ok(report)
     }
 }
+
+impl Project {
+    /// Feeds `views` (over push sources) into `store` as pushes would have: each source's rows
+    /// with event times up to `t`, in availability order, through the push path's online half
+    /// (the same compiled expressions, contract verdicts and newer-wins or tile writes). For
+    /// `as_of: available` views only rows landed by `t` are pushed; `as_of: event` views get
+    /// every row (hindsight, like `materialize`; late rows are counted by the replay store).
+    async fn replay_pushes(
+        &self,
+        ctx: &datafusion::prelude::SessionContext,
+        store: &dyn skewless_online::OnlineStore,
+        views: &BTreeSet<String>,
+        t: i64,
+    ) -> Result<()> {
+        let defs = self.applied()?;
+        let sources: BTreeSet<&String> = views
+            .iter()
+            .filter_map(|v| defs.feature_views.get(v))
+            .map(|v| &v.source)
+            .collect();
+        for source in sources {
+            for as_of in [skewless_defs::AsOf::Available, skewless_defs::AsOf::Event] {
+                let wanted = |v: &skewless_defs::FeatureView| v.as_of == as_of && views.contains(&v.name);
+                if !defs.feature_views.values().any(|v| v.source == *source && wanted(v)) {
+                    continue;
+                }
+                let target =
+                    crate::push::PushTarget::compile_views(&self.root, &defs, source, &wanted).map_err(Error::Serve)?;
+                let landed_by = (as_of == skewless_defs::AsOf::Available).then_some(t);
+                let rows =
+                    skewless_offline::training_set::source_rows(ctx, &defs, &self.root, source, t, landed_by).await?;
+                for batch in &rows {
+                    for offset in (0..batch.num_rows()).step_by(ROWS_PER_PUSH) {
+                        let chunk = batch.slice(offset, ROWS_PER_PUSH.min(batch.num_rows() - offset));
+                        target.replay_online(store, &chunk).await.map_err(Error::Serve)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rows per replayed push.
+const ROWS_PER_PUSH: usize = 1024;
 
 /// Bit-for-bit equality: floats by their bits (NaN matches NaN, −0 does not match +0).
 fn same(a: &Scalar, b: &Scalar) -> bool {

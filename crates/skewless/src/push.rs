@@ -116,6 +116,12 @@ enum ViewEntries {
     Tiles(Vec<skewless_online::tiles::TileWrite>),
 }
 
+/// A view's entries for one push, and the newest event time among them.
+type ViewWrite<'a> = (&'a ViewPush, ViewEntries, Option<i64>);
+/// A view's rows that break its contracts: where they are in the push and why, and
+/// `[keys.., ts, created?, reason]` for the quarantine.
+type ViewBroken<'a> = (&'a ViewPush, (Vec<BrokenRow>, RecordBatch));
+
 /// One push source, compiled from one applied version: its schema, its log and, per online
 /// view reading it, the physical select list and the layout.
 #[derive(Debug)]
@@ -140,6 +146,16 @@ struct ViewPush {
 impl PushTarget {
     /// Compiles `source_name` of `defs` (the applied definitions) under project `root`.
     pub fn compile(root: &Path, defs: &Definitions, source_name: &str) -> Result<Self, RequestError> {
+        Self::compile_views(root, defs, source_name, &|_| true)
+    }
+
+    /// [`PushTarget::compile`] for only the online views `wanted` accepts.
+    pub fn compile_views(
+        root: &Path,
+        defs: &Definitions,
+        source_name: &str,
+        wanted: &dyn Fn(&skewless_defs::FeatureView) -> bool,
+    ) -> Result<Self, RequestError> {
         let source = find_source(defs, source_name)?;
         let schema = push_schema(root, defs, source)?;
         let keys: Vec<String> = source::key_columns(defs, source).into_iter().map(|(n, _)| n).collect();
@@ -149,12 +165,12 @@ impl PushTarget {
         for view in defs
             .feature_views
             .values()
-            .filter(|v| v.online && v.source == source.name)
+            .filter(|v| v.online && v.source == source.name && wanted(v))
         {
             let layout = ViewLayout::new(defs, view).map_err(RequestError::from)?;
             let select = training_set::view_select(defs, view, source, &schema, None)
                 .map_err(|e| RequestError::Internal(format!("view `{}`: {e}", view.name)))?;
-            let physical = |e| ctx.create_physical_expr(e, &df_schema).map_err(internal);
+            let physical = |e| skewless_engine::physical_expr(&ctx, e, &df_schema).map_err(internal);
             views.push(ViewPush {
                 view: view.clone(),
                 layout,
@@ -195,45 +211,10 @@ impl PushTarget {
         }
         // Computed before anything is written: a row no view can encode, or one that breaks a
         // contract of an `on_violation: fail` view, fails the push whole.
-        let mut writes = Vec::new();
-        let mut broken = Vec::new();
-        if to == PushTo::OnlineAndOffline {
-            for view in &self.views {
-                let cannot = |e: datafusion::error::DataFusionError| {
-                    RequestError::BadRow(format!(
-                        "feature view `{}`: the pushed rows cannot be computed: {}",
-                        view.layout.view,
-                        e.strip_backtrace()
-                    ))
-                };
-                let evaluate = |e: &Arc<dyn PhysicalExpr>| e.evaluate(&batch).and_then(|v| v.into_array(rows));
-                let columns = view
-                    .select
-                    .iter()
-                    .map(evaluate)
-                    .collect::<datafusion::error::Result<Vec<ArrayRef>>>();
-                let columns = columns.map_err(cannot)?;
-                let mut computed = unnamed_batch(columns)?;
-                if let Some(violation) = &view.violation {
-                    let verdict = evaluate(violation).map_err(cannot)?;
-                    let (kept, breaking) = self.split(view, &computed, &verdict)?;
-                    if view.view.on_violation != skewless_defs::OnViolation::Null {
-                        computed = kept;
-                    }
-                    broken.push((view, breaking));
-                }
-                let entries = if view.layout.tiles.is_some() {
-                    let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
-                    let writes = skewless_online::tiles::writes(&view.layout, &computed, None, false, now_ms)
-                        .map_err(RequestError::from)?;
-                    ViewEntries::Tiles(writes)
-                } else {
-                    ViewEntries::Rows(view.layout.encode_batch(&computed).map_err(RequestError::from)?)
-                };
-                let newest = newest_event_time(&computed, view.layout.keys.len());
-                writes.push((view, entries, newest));
-            }
-        }
+        let (writes, broken) = match to {
+            PushTo::OnlineAndOffline => self.compute(&batch)?,
+            PushTo::Offline => (Vec::new(), Vec::new()),
+        };
         let log = Arc::clone(&self.log);
         let logged = batch.clone();
         let appended = tokio::task::spawn_blocking(move || log.append(&logged, id.as_deref()))
@@ -251,50 +232,117 @@ impl PushTarget {
                 .map_err(|e| RequestError::Internal(e.to_string()))?;
             report.broke_contracts.extend(rows_broken);
         }
-        // Every view's values and freshness record at once: one round trip's wait, not two per view.
         let segment = report.segment.clone().unwrap_or_default();
-        let view_writes = writes.into_iter().map(|(view, entries, newest)| {
-            let segment = &segment;
-            async move {
-                let failed = |e: skewless_online::Error| {
-                    RequestError::OnlineWriteFailed(format!(
-                        "the {rows} rows are in the offline log (segment {segment}), but writing feature view `{}` online failed: {e}; \
-                         the next `skewless materialize-incremental` writes them",
-                        view.layout.view
-                    ))
-                };
-                let freshness = async {
-                    match newest {
-                        Some(newest) => {
-                            let record = vec![(view.layout.freshness_key(), view.layout.freshness_value(newest))];
-                            store.write(record, None).await.map(|_| ())
-                        }
-                        None => Ok(()),
-                    }
-                };
-                let values = async {
-                    match entries {
-                        ViewEntries::Rows(entries) => store.write(entries, view.expire_after).await,
-                        ViewEntries::Tiles(writes) => {
-                            let entities = writes.len() as u64;
-                            store.write_tiles(writes).await?;
-                            Ok(skewless_online::WriteSummary {
-                                written: entities,
-                                skipped: 0,
-                            })
-                        }
-                    }
-                };
-                let (summary, ()) = futures::future::try_join(values, freshness).await.map_err(failed)?;
-                let writes = ViewWrites {
-                    written: summary.written,
-                    skipped_not_newer: summary.skipped,
-                };
-                Ok::<_, RequestError>((view.layout.view.clone(), writes))
-            }
-        });
-        report.views = futures::future::try_join_all(view_writes).await?.into_iter().collect();
+        report.views = self
+            .write(store, writes, &|view, e| {
+                RequestError::OnlineWriteFailed(format!(
+                    "the {rows} rows are in the offline log (segment {segment}), but writing feature view `{view}` online failed: {e}; \
+                     the next `skewless materialize-incremental` writes them"
+                ))
+            })
+            .await?;
         Ok(report)
+    }
+
+    /// The online half of a push alone: `batch` computed, judged by the contracts and written
+    /// to `store`, with no log append and no quarantine file. The parity harness replays a
+    /// push source's rows through it into a throwaway store.
+    pub async fn replay_online(&self, store: &dyn OnlineStore, batch: &RecordBatch) -> Result<(), RequestError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let (writes, _) = self.compute(batch)?;
+        self.write(store, writes, &|view, e| {
+            RequestError::OnlineWriteFailed(format!("replaying pushes into feature view `{view}` failed: {e}"))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Each view's entries for `batch` (row values, or tile records) with its newest event
+    /// time, and the rows that break contracts per view.
+    fn compute(&self, batch: &RecordBatch) -> Result<(Vec<ViewWrite<'_>>, Vec<ViewBroken<'_>>), RequestError> {
+        let rows = batch.num_rows();
+        let mut writes = Vec::new();
+        let mut broken = Vec::new();
+        for view in &self.views {
+            let cannot = |e: datafusion::error::DataFusionError| {
+                RequestError::BadRow(format!(
+                    "feature view `{}`: the pushed rows cannot be computed: {}",
+                    view.layout.view,
+                    e.strip_backtrace()
+                ))
+            };
+            let evaluate = |e: &Arc<dyn PhysicalExpr>| e.evaluate(batch).and_then(|v| v.into_array(rows));
+            let columns = view
+                .select
+                .iter()
+                .map(evaluate)
+                .collect::<datafusion::error::Result<Vec<ArrayRef>>>();
+            let columns = columns.map_err(cannot)?;
+            let mut computed = unnamed_batch(columns)?;
+            if let Some(violation) = &view.violation {
+                let verdict = evaluate(violation).map_err(cannot)?;
+                let (kept, breaking) = self.split(view, &computed, &verdict)?;
+                if view.view.on_violation != skewless_defs::OnViolation::Null {
+                    computed = kept;
+                }
+                broken.push((view, breaking));
+            }
+            let entries = if view.layout.tiles.is_some() {
+                let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+                let writes = skewless_online::tiles::writes(&view.layout, &computed, None, false, now_ms)
+                    .map_err(RequestError::from)?;
+                ViewEntries::Tiles(writes)
+            } else {
+                ViewEntries::Rows(view.layout.encode_batch(&computed).map_err(RequestError::from)?)
+            };
+            let newest = newest_event_time(&computed, view.layout.keys.len());
+            writes.push((view, entries, newest));
+        }
+        Ok((writes, broken))
+    }
+
+    /// Writes every view's values and freshness record at once: one round trip's wait, not
+    /// two per view. `failed` words a store error for the view it hit.
+    async fn write(
+        &self,
+        store: &dyn OnlineStore,
+        writes: Vec<ViewWrite<'_>>,
+        failed: &(dyn Fn(&str, skewless_online::Error) -> RequestError + Sync),
+    ) -> Result<BTreeMap<String, ViewWrites>, RequestError> {
+        let view_writes = writes.into_iter().map(|(view, entries, newest)| async move {
+            let failed = |e: skewless_online::Error| failed(&view.layout.view, e);
+            let freshness = async {
+                match newest {
+                    Some(newest) => {
+                        let record = vec![(view.layout.freshness_key(), view.layout.freshness_value(newest))];
+                        store.write(record, None).await.map(|_| ())
+                    }
+                    None => Ok(()),
+                }
+            };
+            let values = async {
+                match entries {
+                    ViewEntries::Rows(entries) => store.write(entries, view.expire_after).await,
+                    ViewEntries::Tiles(writes) => {
+                        let entities = writes.len() as u64;
+                        store.write_tiles(writes).await?;
+                        Ok(skewless_online::WriteSummary {
+                            written: entities,
+                            skipped: 0,
+                        })
+                    }
+                }
+            };
+            let (summary, ()) = futures::future::try_join(values, freshness).await.map_err(failed)?;
+            let writes = ViewWrites {
+                written: summary.written,
+                skipped_not_newer: summary.skipped,
+            };
+            Ok::<_, RequestError>((view.layout.view.clone(), writes))
+        });
+        Ok(futures::future::try_join_all(view_writes).await?.into_iter().collect())
     }
 
     /// Splits a view's computed rows by their contract verdict: the rows that keep the
