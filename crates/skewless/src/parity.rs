@@ -276,7 +276,7 @@ impl Project {
                         self.materialize_unrecorded(&*store, &materialize, mode).await?;
                     }
                     if pushing {
-                        self.replay_pushes(ctx, &*store, &pushed, materialized_at).await?;
+                        self.replay_pushes(ctx, &*store, pushed, materialized_at).await?;
                     }
                     let serving = Serving::new(self, store)?;
                     serving
