@@ -1,117 +1,194 @@
-//! Aggregated views offline: windowed aggregates as of each spine row, and the tiles that
-//! materialization writes online.
+//! Aggregated views offline: windowed aggregates as of each spine row, and the events that
+//! materialization folds into tiles online.
 //!
 //! ```text
-//! source rows ─view_select (engine-compiled inputs)─▶ events [__k.., __ts, __created?, inputs..]
-//! events, grouped by key and sorted by effective time ─┐
-//! spine rows, grouped by key and sorted by t ──────────┴─ sweep ─▶ per spine row, each feature
+//! spine [__row, __k.., __t] ──hash(__k*)──┐
+//!                                         ├─ AsOfJoinExec with a [`Kernel`] ─▶ [__row, aggregate..]
+//! events [__k.., __ts, __created?, inputs..] ─hash(__k*)──┘
 //! ```
 //!
-//! Per key, one forward sweep over the spine's instants: an event joins its tile (DESIGN.md
-//! rule 6) once its effective time is reached (`ts`, or `max(ts, created)` with
-//! `as_of: available`, a null `created` counting as `ts`, as in the as-of join); a feature at
-//! `t` merges the tiles from [`first_tile`] to the tile holding `t`, and tiles that fall out
-//! of every window are dropped. Lifetime features keep one running state. Nothing ever pairs
-//! a spine row with each event: the work is a sort plus, per spine row, one merge per tile in
-//! its windows. The merges are exact and commutative ([`skewless_engine::aggregate`]), so the
-//! online store, which merges the same tiles in another order, gets the same bits.
-//!
-//! Events are held in memory for the sweep (keys, times and one input column per feature);
-//! unlike the as-of join, this does not spill yet.
+//! Training sets run aggregations in the as-of operator ([`crate::as_of_exec`]): the same
+//! hash partitioning over all cores, the same memory reservations in the session's pool, and
+//! the same spilling by key when a partition does not fit. Only the per-partition kernel
+//! differs: instead of picking a winner, [`Kernel::sweep`] walks each key's events in time
+//! order beside its spine rows. An event joins its tile (DESIGN.md rule 6) once its effective
+//! time is reached (`ts`, or `max(ts, created)` with `as_of: available`, a null `created`
+//! counting as `ts`, as in the as-of join); a feature at `t` merges the tiles from
+//! [`first_tile`] to the tile holding `t`, and tiles that fall out of every window are
+//! dropped. Lifetime features keep one running state. Nothing ever pairs a spine row with
+//! each event: the work is a sort plus, per spine row, one merge per tile in its windows. The
+//! merges are exact and commutative ([`skewless_engine::aggregate`]), so the online store,
+//! which merges the same tiles in another order, gets the same bits.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray};
 use arrow::compute::concat_batches;
-use arrow::datatypes::TimestampMicrosecondType;
-use arrow::row::{RowConverter, SortField};
+use arrow::datatypes::{Field, FieldRef};
 use datafusion::prelude::SessionContext;
-use skewless_defs::{AggFunction, AsOf, Definitions, Feature, FeatureView};
+use skewless_defs::{AggFunction, Definitions, FeatureType, FeatureView};
 use skewless_engine::aggregate::{State, Value, first_tile, tile_of, to_array, value_at};
 
 use crate::training_set::{FeatureFrame, TimeBounds, feature_frame};
 use crate::{Error, Result};
 
-/// A view's events in memory: keys as comparable rows, times, and one input per feature.
-struct Events {
-    /// Per event, its key's group (`None`: a null key or time, never counted).
-    group: Vec<Option<u32>>,
-    ts: Vec<i64>,
-    created: Vec<Option<i64>>,
-    /// When the event starts to count: `ts`, or `max(ts, created)` with `as_of: available`.
-    effective: Vec<i64>,
-    inputs: Vec<ArrayRef>,
-}
-
 /// What one aggregated feature needs during a sweep.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Spec {
     function: AggFunction,
     /// `None`: lifetime.
     window_micros: Option<i64>,
+    ty: FeatureType,
 }
 
-fn specs<'a>(view: &'a FeatureView, features: &BTreeSet<String>) -> Result<Vec<(&'a Feature, Spec)>> {
-    view.features
-        .iter()
-        .filter(|f| features.contains(&f.name))
-        .map(|f| {
+/// The as-of operator's kernel for an aggregated view: the features asked for (in the view's
+/// declared order, as its select list gives their inputs), its tile and its `as_of`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kernel {
+    specs: Vec<Spec>,
+    tile: i64,
+    available: bool,
+    names: Vec<String>,
+}
+
+impl Kernel {
+    /// The kernel for `features` of `view`.
+    pub fn new(view: &FeatureView, features: &BTreeSet<String>) -> Result<Self> {
+        let tile = view
+            .tile
+            .ok_or_else(|| Error::Internal(format!("view `{}` has no tile", view.name)))?
+            .micros();
+        let mut specs = Vec::new();
+        let mut names = Vec::new();
+        for f in view.features.iter().filter(|f| features.contains(&f.name)) {
             let agg = f
                 .aggregation
                 .as_ref()
                 .ok_or_else(|| Error::Internal(format!("`{}.{}` is not an aggregation", view.name, f.name)))?;
-            Ok((
-                f,
-                Spec {
-                    function: agg.function,
-                    window_micros: agg.window.micros(),
-                },
-            ))
+            specs.push(Spec {
+                function: agg.function,
+                window_micros: agg.window.micros(),
+                ty: f.ty,
+            });
+            names.push(f.name.clone());
+        }
+        Ok(Kernel {
+            specs,
+            tile,
+            available: view.as_of == skewless_defs::AsOf::Available,
+            names,
         })
-        .collect()
+    }
+
+    /// The output columns after `__row`: one per feature, nullable.
+    pub(crate) fn fields(&self) -> Vec<FieldRef> {
+        self.names
+            .iter()
+            .zip(&self.specs)
+            .map(|(name, spec)| Arc::new(Field::new(name, skewless_engine::arrow_type(spec.ty), true)))
+            .collect()
+    }
+
+    /// Only events inside some spine row's longest window can count: the earliest event
+    /// time that can, for spine rows from `min_t` (`None` with a lifetime feature).
+    fn min_ts(&self, min_t: i64) -> Option<i64> {
+        let longest = self
+            .specs
+            .iter()
+            .map(|s| s.window_micros)
+            .try_fold(0i64, |acc, w| w.map(|w| acc.max(w)))?;
+        Some(first_tile(min_t, self.tile, longest).saturating_mul(self.tile))
+    }
+
+    /// Every feature's empty-window value for `n` spine rows.
+    pub(crate) fn empty(&self, n: usize) -> Vec<ArrayRef> {
+        self.specs
+            .iter()
+            .map(|s| to_array(s.ty, &vec![State::empty(s.function).finish(s.function); n]))
+            .collect()
+    }
+
+    /// One partition's aggregates, one column per feature in spine-row order.
+    pub(crate) fn sweep(&self, spine: &SweepSpine<'_>, events: &SweepEvents<'_>) -> Vec<ArrayRef> {
+        let effective: Vec<i64> = (0..events.ts.len())
+            .map(|i| {
+                let ts = events.ts.value(i);
+                match events.created {
+                    Some(c) if self.available && c.is_valid(i) => c.value(i).max(ts),
+                    _ => ts,
+                }
+            })
+            .collect();
+        let mut order: Vec<u32> = (0..events.ts.len() as u32)
+            .filter(|&i| events.key_valid[i as usize] && events.ts.is_valid(i as usize))
+            .collect();
+        order.sort_unstable_by_key(|&i| (events.keys[i as usize], effective[i as usize]));
+        let n = spine.keys.len();
+        let mut queries: Vec<u32> = (0..n as u32)
+            .filter(|&i| spine.key_valid[i as usize] && spine.t.is_valid(i as usize))
+            .collect();
+        queries.sort_unstable_by_key(|&i| (spine.keys[i as usize], spine.t.value(i as usize)));
+
+        let mut results: Vec<Vec<Option<Value>>> = self
+            .specs
+            .iter()
+            .map(|s| vec![State::empty(s.function).finish(s.function); n])
+            .collect();
+        let (mut e, mut q) = (0, 0);
+        while q < queries.len() {
+            let key = spine.keys[queries[q] as usize];
+            while e < order.len() && events.keys[order[e] as usize] < key {
+                e += 1;
+            }
+            let mut sweep = Sweep::new(self);
+            while q < queries.len() && spine.keys[queries[q] as usize] == key {
+                let row = queries[q] as usize;
+                let at = spine.t.value(row);
+                while e < order.len() && events.keys[order[e] as usize] == key && effective[order[e] as usize] <= at {
+                    sweep.add(events, order[e] as usize);
+                    e += 1;
+                }
+                for (j, value) in sweep.query(at).into_iter().enumerate() {
+                    results[j][row] = value;
+                }
+                q += 1;
+            }
+        }
+        self.specs
+            .iter()
+            .zip(results)
+            .map(|(s, values)| to_array(s.ty, &values))
+            .collect()
+    }
 }
 
-/// Reads the view's events with event times in `[min_ts, max_ts]` and groups their keys
-/// with `groups` (a key → group map, extended with keys seen first here).
-async fn events(
-    ctx: &SessionContext,
-    defs: &Definitions,
-    root: &Path,
-    view: &FeatureView,
-    features: &BTreeSet<String>,
-    bounds: &TimeBounds,
-    keys: &mut KeyGroups,
-) -> Result<Events> {
-    let batch = collect_events(ctx, defs, root, view, features, bounds).await?;
-    let n_keys = defs.view_keys(view).len();
-    let has_created = batch.schema().column_with_name("__created").is_some();
-    let group = keys.groups(&batch.columns()[..n_keys])?;
-    let times = |i: usize| batch.column(i).as_primitive::<TimestampMicrosecondType>().clone();
-    let ts_array = times(n_keys);
-    let created_array = has_created.then(|| times(n_keys + 1));
-    let rows = batch.num_rows();
-    let mut out = Events {
-        group: Vec::with_capacity(rows),
-        ts: Vec::with_capacity(rows),
-        created: Vec::with_capacity(rows),
-        effective: Vec::with_capacity(rows),
-        inputs: batch.columns()[n_keys + 1 + usize::from(has_created)..].to_vec(),
-    };
-    for (row, group) in group.into_iter().enumerate() {
-        let ts = ts_array.is_valid(row).then(|| ts_array.value(row));
-        let created = created_array
-            .as_ref()
-            .and_then(|c| c.is_valid(row).then(|| c.value(row)));
-        let ts_value = ts.unwrap_or(i64::MIN);
-        out.group.push(group.filter(|_| ts.is_some()));
-        out.ts.push(ts_value);
-        out.created.push(created);
-        out.effective.push(match view.as_of {
-            AsOf::Event => ts_value,
-            AsOf::Available => created.map_or(ts_value, |c| c.max(ts_value)),
-        });
+/// A partition's spine rows as the kernel reads them.
+pub(crate) struct SweepSpine<'a> {
+    /// Key ids, equal exactly when the keys are (valid where `key_valid`).
+    pub keys: &'a [u64],
+    pub key_valid: &'a [bool],
+    pub t: &'a TimestampMicrosecondArray,
+}
+
+/// A partition's events as the kernel reads them: key ids in the spine's id space, times and
+/// one input column per feature.
+pub(crate) struct SweepEvents<'a> {
+    pub keys: &'a [u64],
+    pub key_valid: &'a [bool],
+    pub ts: &'a TimestampMicrosecondArray,
+    pub created: Option<&'a TimestampMicrosecondArray>,
+    pub inputs: &'a [ArrayRef],
+}
+
+/// The event bounds a training set reads for `kernel`, for spine rows in `[min_t, max_t]`.
+pub(crate) fn bounds(kernel: &Kernel, (min_t, max_t): (Option<i64>, Option<i64>)) -> TimeBounds {
+    TimeBounds {
+        max_ts: max_t,
+        min_ts: min_t.and_then(|min| kernel.min_ts(min)),
+        ..TimeBounds::default()
     }
-    Ok(out)
 }
 
 /// The view's select list over its rows in `bounds`, collected into one batch:
@@ -125,135 +202,14 @@ async fn collect_events(
     bounds: &TimeBounds,
 ) -> Result<RecordBatch> {
     let FeatureFrame { frame, .. } = feature_frame(ctx, defs, root, view, Some(features), bounds).await?;
-    let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
+    let schema = Arc::new(frame.schema().as_arrow().clone());
     let batches = frame.collect().await?;
     Ok(concat_batches(&schema, &batches)?)
 }
 
-/// Entity keys as group numbers, shared by events and spine rows.
-struct KeyGroups {
-    converter: RowConverter,
-    ids: HashMap<Box<[u8]>, u32>,
-}
-
-impl KeyGroups {
-    fn new(view: &FeatureView, defs: &Definitions) -> Result<Self> {
-        let fields = defs
-            .view_keys(view)
-            .iter()
-            .map(|k| SortField::new(crate::source::key_arrow_type(k.ty)))
-            .collect();
-        Ok(KeyGroups {
-            converter: RowConverter::new(fields)?,
-            ids: HashMap::new(),
-        })
-    }
-
-    /// Each row's group; `None` when a key is null.
-    fn groups(&mut self, columns: &[ArrayRef]) -> Result<Vec<Option<u32>>> {
-        let rows = self.converter.convert_columns(columns)?;
-        let mut out = Vec::with_capacity(rows.num_rows());
-        for (i, row) in rows.iter().enumerate() {
-            if columns.iter().any(|c| c.is_null(i)) {
-                out.push(None);
-                continue;
-            }
-            let next = self.ids.len() as u32;
-            out.push(Some(*self.ids.entry(row.as_ref().into()).or_insert(next)));
-        }
-        Ok(out)
-    }
-}
-
-/// The aggregated features of `view` named in `features`, as of each spine row `(keys, t)`,
-/// in the view's declared order and spine order; and the events read.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn join(
-    ctx: &SessionContext,
-    defs: &Definitions,
-    root: &Path,
-    view: &FeatureView,
-    features: &BTreeSet<String>,
-    spine_keys: &[ArrayRef],
-    t: &ArrayRef,
-    (min_t, max_t): (Option<i64>, Option<i64>),
-) -> Result<(Vec<ArrayRef>, usize)> {
-    let specs = specs(view, features)?;
-    let tile = view
-        .tile
-        .ok_or_else(|| Error::Internal(format!("view `{}` has no tile", view.name)))?
-        .micros();
-    // Only events inside some spine row's longest window can count.
-    let longest = specs
-        .iter()
-        .map(|(_, s)| s.window_micros)
-        .try_fold(0i64, |acc, w| w.map(|w| acc.max(w)));
-    let bounds = TimeBounds {
-        max_ts: max_t,
-        min_ts: match (min_t, longest) {
-            (Some(min), Some(w)) => Some(first_tile(min, tile, w).saturating_mul(tile)),
-            _ => None,
-        },
-        ..TimeBounds::default()
-    };
-    let mut keys = KeyGroups::new(view, defs)?;
-    let events = events(ctx, defs, root, view, features, &bounds, &mut keys).await?;
-    let spine_groups = keys.groups(spine_keys)?;
-    let t = t.as_primitive::<TimestampMicrosecondType>();
-
-    // Events and spine rows, each sorted by (group, time).
-    let mut order: Vec<u32> = (0..events.group.len() as u32)
-        .filter(|&i| events.group[i as usize].is_some())
-        .collect();
-    order.sort_unstable_by_key(|&i| (events.group[i as usize], events.effective[i as usize]));
-    let mut queries: Vec<u32> = (0..spine_groups.len() as u32)
-        .filter(|&i| spine_groups[i as usize].is_some() && t.is_valid(i as usize))
-        .collect();
-    queries.sort_unstable_by_key(|&i| (spine_groups[i as usize], t.value(i as usize)));
-
-    let mut results: Vec<Vec<Option<Value>>> = specs
-        .iter()
-        .map(|(_, s)| {
-            let empty = State::empty(s.function).finish(s.function);
-            vec![empty; spine_groups.len()]
-        })
-        .collect();
-    let mut e = 0;
-    let mut q = 0;
-    while q < queries.len() {
-        let group = spine_groups[queries[q] as usize];
-        while e < order.len() && events.group[order[e] as usize] < group {
-            e += 1;
-        }
-        let mut sweep = Sweep::new(&specs, tile);
-        while q < queries.len() && spine_groups[queries[q] as usize] == group {
-            let row = queries[q] as usize;
-            let at = t.value(row);
-            while e < order.len()
-                && events.group[order[e] as usize] == group
-                && events.effective[order[e] as usize] <= at
-            {
-                sweep.add(&events, order[e] as usize);
-                e += 1;
-            }
-            for (j, value) in sweep.query(at).into_iter().enumerate() {
-                results[j][row] = value;
-            }
-            q += 1;
-        }
-    }
-    let columns = specs
-        .iter()
-        .zip(results)
-        .map(|((f, _), values)| to_array(f.ty, &values))
-        .collect();
-    Ok((columns, events.group.len()))
-}
-
 /// One key's sweep: its tiles in reach of some window, and the lifetime states.
 struct Sweep<'a> {
-    specs: &'a [(&'a Feature, Spec)],
-    tile: i64,
+    kernel: &'a Kernel,
     tiles: BTreeMap<i64, Vec<State>>,
     lifetime: Vec<State>,
     /// Tiles below this are outside every finite window from now on.
@@ -261,29 +217,29 @@ struct Sweep<'a> {
 }
 
 impl<'a> Sweep<'a> {
-    fn new(specs: &'a [(&'a Feature, Spec)], tile: i64) -> Self {
+    fn new(kernel: &'a Kernel) -> Self {
         Sweep {
-            specs,
-            tile,
+            kernel,
             tiles: BTreeMap::new(),
-            lifetime: specs.iter().map(|(_, s)| State::empty(s.function)).collect(),
+            lifetime: kernel.specs.iter().map(|s| State::empty(s.function)).collect(),
             floor: i64::MIN,
         }
     }
 
     /// Folds event `i` into the lifetime states and, when some window can still reach it,
     /// into its tile.
-    fn add(&mut self, events: &Events, i: usize) {
-        let (ts, created) = (events.ts[i], events.created[i]);
-        let specs = self.specs;
-        let tile =
-            (tile_of(ts, self.tile) >= self.floor && specs.iter().any(|(_, s)| s.window_micros.is_some())).then(|| {
-                self.tiles
-                    .entry(tile_of(ts, self.tile))
-                    .or_insert_with(|| specs.iter().map(|(_, s)| State::empty(s.function)).collect())
-            });
+    fn add(&mut self, events: &SweepEvents<'_>, i: usize) {
+        let ts = events.ts.value(i);
+        let created = events.created.and_then(|c| c.is_valid(i).then(|| c.value(i)));
+        let specs = &self.kernel.specs;
+        let tile = tile_of(ts, self.kernel.tile);
+        let tile = (tile >= self.floor && specs.iter().any(|s| s.window_micros.is_some())).then(|| {
+            self.tiles
+                .entry(tile)
+                .or_insert_with(|| specs.iter().map(|s| State::empty(s.function)).collect())
+        });
         let (lifetime, mut tile) = (&mut self.lifetime, tile);
-        for (j, ((_, spec), input)) in specs.iter().zip(&events.inputs).enumerate() {
+        for (j, (spec, input)) in specs.iter().zip(events.inputs).enumerate() {
             let value = value_at(input.as_ref(), i);
             match (spec.window_micros, tile.as_deref_mut()) {
                 (None, _) => lifetime[j].add(value.as_ref(), ts, created),
@@ -294,16 +250,18 @@ impl<'a> Sweep<'a> {
     }
 
     fn query(&mut self, at: i64) -> Vec<Option<Value>> {
-        let last = tile_of(at, self.tile);
+        let tile = self.kernel.tile;
+        let last = tile_of(at, tile);
         let mut floor = i64::MAX;
         let out = self
+            .kernel
             .specs
             .iter()
             .enumerate()
-            .map(|(j, (_, spec))| match spec.window_micros {
+            .map(|(j, spec)| match spec.window_micros {
                 None => self.lifetime[j].finish(spec.function),
                 Some(w) => {
-                    let first = first_tile(at, self.tile, w);
+                    let first = first_tile(at, tile, w);
                     floor = floor.min(first);
                     let mut merged = State::empty(spec.function);
                     for states in self.tiles.range(first..=last).map(|(_, s)| s) {

@@ -49,12 +49,28 @@ pub struct AsOfLayout {
     pub created: bool,
     pub mode: Mode,
     pub ttl_micros: Option<i64>,
+    /// An aggregated view: each partition runs this kernel over its rows instead of picking
+    /// winners, and the output holds its aggregates ([`crate::aggregate`]).
+    pub aggregate: Option<Arc<crate::aggregate::Kernel>>,
 }
 
 impl AsOfLayout {
     /// Index of the first feature value column on the feature side.
     pub(crate) fn first_value(&self) -> usize {
         self.keys + 1 + usize::from(self.created)
+    }
+
+    /// The output fields after `__row`, given the feature side's fields: the winners' values
+    /// (nullable: a spine row may have no winner), or the kernel's aggregates.
+    pub(crate) fn output_fields(&self, features: &arrow::datatypes::Fields) -> Vec<arrow::datatypes::FieldRef> {
+        match &self.aggregate {
+            Some(kernel) => kernel.fields(),
+            None => features
+                .iter()
+                .skip(self.first_value())
+                .map(|f| Arc::new(f.as_ref().clone().with_nullable(true)))
+                .collect(),
+        }
     }
 }
 
@@ -82,14 +98,7 @@ impl AsOfJoinExec {
         let spine_schema = spine.schema();
         let feature_schema = features.schema();
         let mut fields = vec![Arc::clone(&spine_schema.fields()[0])];
-        // A spine row without a winner gets nulls, whatever the source column promised.
-        fields.extend(
-            feature_schema
-                .fields()
-                .iter()
-                .skip(layout.first_value())
-                .map(|f| Arc::new(f.as_ref().clone().with_nullable(true))),
-        );
+        fields.extend(layout.output_fields(feature_schema.fields()));
         let schema: SchemaRef = Arc::new(arrow::datatypes::Schema::new(fields));
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
@@ -245,7 +254,7 @@ impl ExecutionPlan for AsOfJoinExec {
                 Some(spill) => {
                     let spine = match spine_batches.first() {
                         Some(first) => concat_batches(&first.schema(), &spine_batches)?,
-                        None => return Ok(vec![empty_or_nulls(&spine_batches, &out_schema)?]),
+                        None => return Ok(vec![empty_or_nulls(&spine_batches, &layout, &out_schema)?]),
                     };
                     // One copy of the spine: the one reserved.
                     drop(spine_batches);
@@ -334,7 +343,7 @@ impl Spill {
             let part_spine = arrow::compute::take_record_batch(spine, &UInt32Array::from(spine_rows))?;
             let mut reader = arrow::ipc::reader::FileReader::try_new(file, None)?;
             if rows == 0 {
-                outputs.push(empty_or_nulls(&[part_spine], out)?);
+                outputs.push(empty_or_nulls(&[part_spine], layout, out)?);
                 continue;
             }
             // The part's rows and the sweep's working memory, reserved together.
@@ -522,7 +531,7 @@ fn join_partition(
     out: &SchemaRef,
 ) -> Result<RecordBatch> {
     let (Some(first_spine), Some(first_feature)) = (spine.first(), features.first()) else {
-        return empty_or_nulls(spine, out);
+        return empty_or_nulls(spine, layout, out);
     };
     let spine = concat_batches(&first_spine.schema(), spine)?;
     let features = concat_batches(&first_feature.schema(), features)?;
@@ -532,6 +541,32 @@ fn join_partition(
     let feature_keys: Vec<ArrayRef> = features.columns()[..k].to_vec();
     let (spine_ids, feature_ids) = key_ids(&spine_keys, &feature_keys)?;
     let values: Vec<ArrayRef> = features.columns()[layout.first_value()..].to_vec();
+    let spine_valid = valid_mask(&spine_keys);
+    let feature_valid = valid_mask(&feature_keys);
+    let t = timestamps(spine.column(k + 1))?;
+    let ts = timestamps(features.column(k))?;
+    let created = if layout.created {
+        Some(timestamps(features.column(k + 1))?)
+    } else {
+        None
+    };
+    if let Some(kernel) = &layout.aggregate {
+        let spine_side = crate::aggregate::SweepSpine {
+            keys: &spine_ids,
+            key_valid: &spine_valid,
+            t,
+        };
+        let events = crate::aggregate::SweepEvents {
+            keys: &feature_ids,
+            key_valid: &feature_valid,
+            ts,
+            created,
+            inputs: &values,
+        };
+        let mut columns = vec![Arc::clone(spine.column(0))];
+        columns.extend(kernel.sweep(&spine_side, &events));
+        return Ok(RecordBatch::try_new(Arc::clone(out), columns)?);
+    }
     // Values are compared only on exact (ts, created) ties, so they are not encoded up front.
     let comparators = values
         .iter()
@@ -545,23 +580,16 @@ fn join_partition(
             .unwrap_or(std::cmp::Ordering::Equal)
     };
     let reversed = |a: usize, b: usize| by_values(a, b).reverse();
-    let spine_valid = valid_mask(&spine_keys);
-    let feature_valid = valid_mask(&feature_keys);
-
     let spine_side = SpineSide {
         keys: &spine_ids,
         key_valid: &spine_valid,
-        t: timestamps(spine.column(k + 1))?,
+        t,
     };
     let feature_side = FeatureSide {
         keys: &feature_ids,
         key_valid: &feature_valid,
-        ts: timestamps(features.column(k))?,
-        created: if layout.created {
-            Some(timestamps(features.column(k + 1))?)
-        } else {
-            None
-        },
+        ts,
+        created,
         tie_break: if skewless_engine::planted::active(skewless_engine::planted::Fault::ReversedTieBreak) {
             &reversed
         } else {
@@ -581,8 +609,9 @@ fn join_partition(
     Ok(RecordBatch::try_new(Arc::clone(out), columns)?)
 }
 
-/// No feature rows in this partition: every spine row gets nulls (and no spine: no rows).
-fn empty_or_nulls(spine: &[RecordBatch], out: &SchemaRef) -> Result<RecordBatch> {
+/// No feature rows in this partition: every spine row gets nulls, or an aggregated view's
+/// empty-window values (and no spine: no rows).
+fn empty_or_nulls(spine: &[RecordBatch], layout: &AsOfLayout, out: &SchemaRef) -> Result<RecordBatch> {
     let rows: Vec<ArrayRef> = spine.iter().map(|b| Arc::clone(b.column(0))).collect();
     let row_refs: Vec<&dyn Array> = rows.iter().map(|a| a.as_ref()).collect();
     let row_ids = if row_refs.is_empty() {
@@ -592,8 +621,14 @@ fn empty_or_nulls(spine: &[RecordBatch], out: &SchemaRef) -> Result<RecordBatch>
     };
     let n = row_ids.len();
     let mut columns = vec![row_ids];
-    for field in out.fields().iter().skip(1) {
-        columns.push(arrow::array::new_null_array(field.data_type(), n));
+    match &layout.aggregate {
+        // Empty windows: count 0, the other aggregates null.
+        Some(kernel) => columns.extend(kernel.empty(n)),
+        None => {
+            for field in out.fields().iter().skip(1) {
+                columns.push(arrow::array::new_null_array(field.data_type(), n));
+            }
+        }
     }
     Ok(RecordBatch::try_new(Arc::clone(out), columns)?)
 }
@@ -647,6 +682,7 @@ mod tests {
             created: false,
             mode: Mode::Event,
             ttl_micros: Some(300),
+            aggregate: None,
         };
         let out: SchemaRef = Arc::new(Schema::new(vec![
             Field::new("__row", DataType::UInt64, false),

@@ -34,14 +34,7 @@ pub struct AsOfJoinNode {
 impl AsOfJoinNode {
     pub fn try_new(spine: LogicalPlan, features: LogicalPlan, layout: AsOfLayout) -> Result<Self> {
         let mut fields = vec![Arc::clone(&spine.schema().fields()[0])];
-        fields.extend(
-            features
-                .schema()
-                .fields()
-                .iter()
-                .skip(layout.first_value())
-                .map(|f| Arc::new(f.as_ref().clone().with_nullable(true))),
-        );
+        fields.extend(layout.output_fields(features.schema().fields()));
         let schema = Arc::new(DFSchema::from_unqualified_fields(fields.into(), Default::default())?);
         Ok(AsOfJoinNode {
             spine,
@@ -56,12 +49,13 @@ impl AsOfJoinNode {
         LogicalPlan::Extension(Extension { node: Arc::new(self) })
     }
 
-    fn identity(&self) -> (usize, bool, u8, Option<i64>) {
+    fn identity(&self) -> (usize, bool, u8, Option<i64>, Option<String>) {
         (
             self.layout.keys,
             self.layout.created,
             self.layout.mode as u8,
             self.layout.ttl_micros,
+            self.layout.aggregate.as_ref().map(|k| format!("{k:?}")),
         )
     }
 }
@@ -246,6 +240,7 @@ mod tests {
             keys: 1,
             created: false,
             mode: Mode::Event,
+            aggregate: None,
             ttl_micros: Some(ttl),
         };
         AsOfJoinNode::try_new(
@@ -333,6 +328,107 @@ mod tests {
         let limited = skewless_engine::session_with_memory_limit(feature_bytes).unwrap();
         let (rows, spills) = run(limited).await;
         assert!(spills > 0, "the join did not spill");
+        assert_eq!(rows, unlimited);
+    }
+
+    /// An aggregated view's kernel in the same operator: under a pool too small for its
+    /// events it spills by key like the as-of join and gives the same aggregates, which equal
+    /// a naive reference (sum over the exact window `(t - 100s, t]`, and over all time).
+    #[tokio::test]
+    async fn aggregates_spill_like_the_join_and_equal_a_naive_reference() {
+        let defs = skewless_defs::load_texts(&[(
+            std::path::PathBuf::from("defs.yaml"),
+            "entities: { e: { keys: { id: int64 } } }\n\
+             sources: { s: { path: s.parquet, timestamp: ts } }\n\
+             feature_views:\n  v:\n    entity: e\n    source: s\n    tile: exact\n    aggregations:\n      total: { function: sum, expr: x, windows: [100s, lifetime] }\n"
+                .to_string(),
+        )])
+        .unwrap();
+        let view = &defs.feature_views["v"];
+        let names: std::collections::BTreeSet<String> = view.features.iter().map(|f| f.name.clone()).collect();
+        let kernel = Arc::new(crate::aggregate::Kernel::new(view, &names).unwrap());
+        let second = 1_000_000i64;
+        let (keys, per_key) = (500i64, 40i64);
+        let n = (keys * per_key) as usize;
+        let (event_keys, event_ts): (Vec<i64>, Vec<i64>) =
+            (0..n as i64).map(|i| (i % keys, i / keys * 10 * second)).unzip();
+        let x: Vec<f64> = (0..n).map(|i| i as f64).collect();
+        let features = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("__k0", DataType::Int64, true),
+                Field::new("__ts", instant(), true),
+                Field::new("x0", DataType::Float64, true),
+                Field::new("x1", DataType::Float64, true),
+            ])),
+            vec![
+                Arc::new(Int64Array::from(event_keys.clone())),
+                Arc::new(TimestampMicrosecondArray::from(event_ts.clone()).with_timezone("UTC")),
+                Arc::new(Float64Array::from(x.clone())),
+                Arc::new(Float64Array::from(x.clone())),
+            ],
+        )
+        .unwrap();
+        let spine_keys: Vec<i64> = (0..keys * 3).map(|i| i % keys).collect();
+        let spine_t: Vec<i64> = (0..keys * 3).map(|i| (i * 7) % (per_key * 10) * second).collect();
+        let spine = spine_batch((0..keys as u64 * 3).collect(), spine_keys.clone(), spine_t.clone());
+        let run = |ctx: datafusion::prelude::SessionContext| {
+            let (spine, features, kernel) = (spine.clone(), features.clone(), Arc::clone(&kernel));
+            async move {
+                let layout = AsOfLayout {
+                    keys: 1,
+                    created: false,
+                    mode: Mode::Event,
+                    aggregate: Some(kernel),
+                    ttl_micros: None,
+                };
+                let plan = AsOfJoinNode::try_new(
+                    ctx.read_batch(spine).unwrap().into_unoptimized_plan(),
+                    ctx.read_batch(features).unwrap().into_unoptimized_plan(),
+                    layout,
+                )
+                .unwrap()
+                .into_plan();
+                let state = with_as_of_planner(ctx.state());
+                let physical = state.create_physical_plan(&plan).await.unwrap();
+                let out = collect(Arc::clone(&physical), state.task_ctx()).await.unwrap();
+                let mut rows: Vec<(u64, Option<f64>, Option<f64>)> = out
+                    .iter()
+                    .flat_map(|b| {
+                        let row = b.column(0).as_primitive::<UInt64Type>().clone();
+                        let window = b.column(1).as_primitive::<Float64Type>().clone();
+                        let life = b.column(2).as_primitive::<Float64Type>().clone();
+                        (0..b.num_rows()).map(move |i| {
+                            (
+                                row.value(i),
+                                window.is_valid(i).then(|| window.value(i)),
+                                life.is_valid(i).then(|| life.value(i)),
+                            )
+                        })
+                    })
+                    .collect();
+                rows.sort_by_key(|r| r.0);
+                let spills = physical.metrics().and_then(|m| m.spill_count()).unwrap_or(0);
+                (rows, spills)
+            }
+        };
+        let (unlimited, no_spills) = run(datafusion::prelude::SessionContext::new()).await;
+        assert_eq!(no_spills, 0);
+        let reference = |row: usize, window: Option<i64>| {
+            let (k, t) = (spine_keys[row], spine_t[row]);
+            let picked: Vec<f64> = (0..n)
+                .filter(|&i| event_keys[i] == k && event_ts[i] <= t && window.is_none_or(|w| event_ts[i] > t - w))
+                .map(|i| x[i])
+                .collect();
+            (!picked.is_empty()).then(|| picked.iter().sum::<f64>())
+        };
+        for &(row, window, life) in &unlimited {
+            let row = row as usize;
+            assert_eq!(window, reference(row, Some(100 * second)), "row {row}: 100s");
+            assert_eq!(life, reference(row, None), "row {row}: lifetime");
+        }
+        let features_bytes = features.get_array_memory_size();
+        let (rows, spills) = run(skewless_engine::session_with_memory_limit(features_bytes).unwrap()).await;
+        assert!(spills > 0, "the aggregation did not spill");
         assert_eq!(rows, unlimited);
     }
 }

@@ -161,7 +161,7 @@ async fn latest_rows(
         select.push(col("__created").alias("__win_created"));
     }
     let feature_plan = frame.select(select)?.into_unoptimized_plan();
-    let (joined, _, _) = as_of_join(ctx, view, spine_plan, feature_plan).await?;
+    let (joined, _, _) = as_of_join(ctx, view, None, spine_plan, feature_plan).await?;
 
     // [__row, features.., __win_ts, __win_created?] → [keys.., event_timestamp, created?, features..]
     let mut out_fields: Vec<Field> = keys

@@ -422,15 +422,6 @@ async fn join_view(
 ) -> Result<(Vec<ArrayRef>, usize, Option<crate::quarantine::Quarantined>)> {
     let keys = defs.view_keys(view);
     let n = spine.num_rows();
-    if view.is_aggregated() {
-        let spine_keys = keys
-            .iter()
-            .map(|key| spine_key(spine, spine_path, &view.name, &key.name, key.ty))
-            .collect::<Result<Vec<_>>>()?;
-        let job = crate::aggregate::join(ctx, defs, root, view, features, &spine_keys, t, (min_t, max_t));
-        let (columns, read) = attributed(ctx, defs, root, view, Some(features), job).await?;
-        return Ok((columns, read, None));
-    }
 
     // Spine side: [__row, __k.., __t].
     let mut spine_fields = vec![Field::new("__row", DataType::UInt64, false)];
@@ -444,14 +435,22 @@ async fn join_view(
     let spine_batch = RecordBatch::try_new(Arc::new(Schema::new(spine_fields)), spine_columns)?;
     let spine_plan = ctx.read_batch(spine_batch)?.into_unoptimized_plan();
 
-    // Feature side: [__k.., __ts, __created?, features..], pruned to the spine's time range.
-    let bounds = TimeBounds {
-        max_ts: max_t,
-        min_ts: match (min_t, view.ttl) {
-            (Some(min), Some(ttl)) => Some(min.saturating_sub(ttl.micros())),
-            _ => None,
+    // Feature side: [__k.., __ts, __created?, features..], pruned to the spine's time range
+    // (for an aggregated view, its inputs, back to the longest window's first tile).
+    let kernel = match view.is_aggregated() {
+        true => Some(Arc::new(crate::aggregate::Kernel::new(view, features)?)),
+        false => None,
+    };
+    let bounds = match &kernel {
+        Some(kernel) => crate::aggregate::bounds(kernel, (min_t, max_t)),
+        None => TimeBounds {
+            max_ts: max_t,
+            min_ts: match (min_t, view.ttl) {
+                (Some(min), Some(ttl)) => Some(min.saturating_sub(ttl.micros())),
+                _ => None,
+            },
+            ..TimeBounds::default()
         },
-        ..TimeBounds::default()
     };
     let job = async {
         let FeatureFrame { frame, violations } = feature_frame(ctx, defs, root, view, Some(features), &bounds).await?;
@@ -459,7 +458,7 @@ async fn join_view(
             Some(v) => Some(crate::quarantine::record(defs, root, view, v, "training-set", true).await?),
             None => None,
         };
-        let (out, schema, rows_read) = as_of_join(ctx, view, spine_plan, frame.into_unoptimized_plan()).await?;
+        let (out, schema, rows_read) = as_of_join(ctx, view, kernel, spine_plan, frame.into_unoptimized_plan()).await?;
         Ok((out, schema, rows_read, broke))
     };
     let (out, schema, rows_read, broke) = attributed(ctx, defs, root, view, Some(features), job).await?;
@@ -711,6 +710,7 @@ pub fn view_select(
 pub(crate) async fn as_of_join(
     ctx: &SessionContext,
     view: &FeatureView,
+    aggregate: Option<Arc<crate::aggregate::Kernel>>,
     spine_plan: datafusion::logical_expr::LogicalPlan,
     feature_plan: datafusion::logical_expr::LogicalPlan,
 ) -> Result<(Vec<RecordBatch>, arrow::datatypes::SchemaRef, usize)> {
@@ -724,6 +724,7 @@ pub(crate) async fn as_of_join(
             AsOf::Available => Mode::Available,
         },
         ttl_micros: view.ttl.map(|d| d.micros()),
+        aggregate,
     };
     // One logical plan: the optimizer sees both inputs and the join; the planner makes it an AsOfJoinExec.
     let plan = AsOfJoinNode::try_new(spine_plan, feature_plan, layout)?.into_plan();
