@@ -29,10 +29,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, StringArray,
-    TimestampMicrosecondArray,
+    Array, ArrayRef, ArrowPrimitiveType, AsArray, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array,
+    PrimitiveArray, StringArray, TimestampMicrosecondArray,
 };
-use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type, Int32Type, Int64Type, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use skewless_defs::{AggFunction, FeatureType};
 
 /// One input or result value of an aggregate. Ints, int32s and timestamps (µs) are `Int`;
@@ -83,26 +83,58 @@ fn canonical(x: f64) -> f64 {
 }
 
 /// The value of `array` at `row`, `None` when null. The array has the Arrow type of a
-/// feature type (or Float64 for the numeric aggregates' inputs).
+/// feature type (or Float64 for the numeric aggregates' inputs). To read many rows of one
+/// array, type it once with [`Column::new`].
 pub fn value_at(array: &dyn Array, row: usize) -> Option<Value> {
-    if array.is_null(row) {
-        return None;
+    Column::new(array).value(row)
+}
+
+/// An input array with its type resolved once: reading a row is a match on a small tag, not a
+/// type check and a downcast (the sweeps read every event once per feature).
+#[derive(Debug, Clone, Copy)]
+pub enum Column<'a> {
+    Bool(&'a BooleanArray),
+    Int32(&'a Int32Array),
+    Int64(&'a Int64Array),
+    Float32(&'a Float32Array),
+    Float64(&'a Float64Array),
+    Utf8(&'a StringArray),
+    Time(&'a TimestampMicrosecondArray),
+    /// Inputs are cast to feature types before they get here (`compile`): never read.
+    Other,
+}
+
+impl<'a> Column<'a> {
+    pub fn new(array: &'a dyn Array) -> Self {
+        match array.data_type() {
+            DataType::Boolean => Column::Bool(array.as_boolean()),
+            DataType::Int32 => Column::Int32(array.as_primitive()),
+            DataType::Int64 => Column::Int64(array.as_primitive()),
+            DataType::Float32 => Column::Float32(array.as_primitive()),
+            DataType::Float64 => Column::Float64(array.as_primitive()),
+            DataType::Utf8 => Column::Utf8(array.as_string::<i32>()),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => Column::Time(array.as_primitive()),
+            _ => Column::Other,
+        }
     }
-    Some(match array.data_type() {
-        DataType::Boolean => Value::Bool(array.as_boolean().value(row)),
-        DataType::Int32 => Value::Int(i64::from(array.as_primitive::<Int32Type>().value(row))),
-        DataType::Int64 => Value::Int(array.as_primitive::<Int64Type>().value(row)),
-        DataType::Float32 => Value::Float(canonical(f64::from(array.as_primitive::<Float32Type>().value(row)))),
-        DataType::Float64 => Value::Float(canonical(array.as_primitive::<Float64Type>().value(row))),
-        DataType::Utf8 => Value::Str(array.as_string::<i32>().value(row).to_string()),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => Value::Int(
-            array
-                .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
-                .value(row),
-        ),
-        // Inputs are cast to feature types before they get here (`compile`).
-        _ => return None,
-    })
+
+    /// The value at `row`, `None` when null.
+    #[inline]
+    pub fn value(&self, row: usize) -> Option<Value> {
+        fn get<T: ArrowPrimitiveType>(a: &PrimitiveArray<T>, row: usize) -> Option<T::Native> {
+            a.is_valid(row).then(|| a.value(row))
+        }
+        match self {
+            Column::Bool(a) => a.is_valid(row).then(|| Value::Bool(a.value(row))),
+            Column::Int32(a) => get(a, row).map(|v| Value::Int(i64::from(v))),
+            Column::Int64(a) => get(a, row).map(Value::Int),
+            Column::Float32(a) => get(a, row).map(|v| Value::Float(canonical(f64::from(v)))),
+            Column::Float64(a) => get(a, row).map(|v| Value::Float(canonical(v))),
+            Column::Utf8(a) => a.is_valid(row).then(|| Value::Str(a.value(row).to_string())),
+            Column::Time(a) => get(a, row).map(Value::Int),
+            Column::Other => None,
+        }
+    }
 }
 
 /// An Arrow array of type `ty` from finished values.

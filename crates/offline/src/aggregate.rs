@@ -29,7 +29,7 @@ use arrow::compute::concat_batches;
 use arrow::datatypes::{Field, FieldRef};
 use datafusion::prelude::SessionContext;
 use skewless_defs::{AggFunction, Definitions, FeatureType, FeatureView};
-use skewless_engine::aggregate::{State, Value, first_tile, tile_of, to_array, value_at};
+use skewless_engine::aggregate::{Column, State, Value, first_tile, tile_of, to_array};
 
 use crate::training_set::{FeatureFrame, TimeBounds, feature_frame};
 use crate::{Error, Result};
@@ -43,11 +43,42 @@ struct Spec {
     ty: FeatureType,
 }
 
+/// Features that fold the same input into the same kind of state and differ only in their
+/// window or finish (`sum` and `mean` of one expression; one aggregate over several windows).
+/// They share one state per tile: an event is added once, and a query merges the tiles once,
+/// newest first, reading each member's value as the merge passes its window's first tile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Group {
+    /// Makes the shared state (`State::empty`).
+    function: AggFunction,
+    /// The input column (the first member's).
+    input: usize,
+    /// Features with a finite window, shortest first: (feature index, window).
+    windowed: Vec<(usize, i64)>,
+    /// Lifetime features.
+    lifetime: Vec<usize>,
+}
+
+/// Which functions share a state: what `State::empty` makes for them.
+fn state_kind(function: AggFunction) -> u8 {
+    match function {
+        AggFunction::Count => 0,
+        AggFunction::Sum | AggFunction::Mean => 1,
+        AggFunction::VarPop | AggFunction::StddevPop => 2,
+        AggFunction::Min => 3,
+        AggFunction::Max => 4,
+        AggFunction::First => 5,
+        AggFunction::Last => 6,
+        AggFunction::CountDistinct => 7,
+    }
+}
+
 /// The as-of operator's kernel for an aggregated view: the features asked for (in the view's
 /// declared order, as its select list gives their inputs), its tile and its `as_of`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kernel {
     specs: Vec<Spec>,
+    groups: Vec<Group>,
     tile: i64,
     available: bool,
     names: Vec<String>,
@@ -62,20 +93,50 @@ impl Kernel {
             .micros();
         let mut specs = Vec::new();
         let mut names = Vec::new();
+        let mut groups: Vec<Group> = Vec::new();
+        // Same state kind, expression, `where` and (for the type-keeping functions) type:
+        // the same input column and state.
+        type GroupKey<'a> = (u8, Option<&'a str>, Option<&'a str>, Option<FeatureType>);
+        let mut keys: Vec<GroupKey<'_>> = Vec::new();
         for f in view.features.iter().filter(|f| features.contains(&f.name)) {
             let agg = f
                 .aggregation
                 .as_ref()
                 .ok_or_else(|| Error::Internal(format!("`{}.{}` is not an aggregation", view.name, f.name)))?;
+            let index = specs.len();
             specs.push(Spec {
                 function: agg.function,
                 window_micros: agg.window.micros(),
                 ty: f.ty,
             });
             names.push(f.name.clone());
+            let kind = state_kind(agg.function);
+            let keeps_type = matches!(kind, 3..=6).then_some(f.ty);
+            let key = (kind, agg.expr.as_deref(), agg.filter.as_deref(), keeps_type);
+            let g = match keys.iter().position(|k| *k == key) {
+                Some(g) => g,
+                None => {
+                    keys.push(key);
+                    groups.push(Group {
+                        function: agg.function,
+                        input: index,
+                        windowed: Vec::new(),
+                        lifetime: Vec::new(),
+                    });
+                    groups.len() - 1
+                }
+            };
+            match agg.window.micros() {
+                Some(w) => groups[g].windowed.push((index, w)),
+                None => groups[g].lifetime.push(index),
+            }
+        }
+        for group in &mut groups {
+            group.windowed.sort_by_key(|&(_, w)| w);
         }
         Ok(Kernel {
             specs,
+            groups,
             tile,
             available: view.as_of == skewless_defs::AsOf::Available,
             names,
@@ -136,6 +197,11 @@ impl Kernel {
             .iter()
             .map(|s| vec![State::empty(s.function).finish(s.function); n])
             .collect();
+        let inputs: Vec<Column<'_>> = self
+            .groups
+            .iter()
+            .map(|g| Column::new(events.inputs[g.input].as_ref()))
+            .collect();
         let (mut e, mut q) = (0, 0);
         while q < queries.len() {
             let key = spine.keys[queries[q] as usize];
@@ -147,12 +213,10 @@ impl Kernel {
                 let row = queries[q] as usize;
                 let at = spine.t.value(row);
                 while e < order.len() && events.keys[order[e] as usize] == key && effective[order[e] as usize] <= at {
-                    sweep.add(events, order[e] as usize);
+                    sweep.add(events, &inputs, order[e] as usize);
                     e += 1;
                 }
-                for (j, value) in sweep.query(at).into_iter().enumerate() {
-                    results[j][row] = value;
-                }
+                sweep.query(at, row, &mut results);
                 q += 1;
             }
         }
@@ -207,7 +271,8 @@ async fn collect_events(
     Ok(concat_batches(&schema, &batches)?)
 }
 
-/// One key's sweep: its tiles in reach of some window, and the lifetime states.
+/// One key's sweep: its tiles in reach of some window (one state per group), and the
+/// groups' lifetime states.
 struct Sweep<'a> {
     kernel: &'a Kernel,
     tiles: BTreeMap<i64, Vec<State>>,
@@ -221,61 +286,71 @@ impl<'a> Sweep<'a> {
         Sweep {
             kernel,
             tiles: BTreeMap::new(),
-            lifetime: kernel.specs.iter().map(|s| State::empty(s.function)).collect(),
+            lifetime: kernel.groups.iter().map(|g| State::empty(g.function)).collect(),
             floor: i64::MIN,
         }
     }
 
-    /// Folds event `i` into the lifetime states and, when some window can still reach it,
-    /// into its tile.
-    fn add(&mut self, events: &SweepEvents<'_>, i: usize) {
+    /// Folds event `i` into each group's lifetime state and, when some window can still
+    /// reach it, into its tile. `inputs` are the groups' input columns.
+    fn add(&mut self, events: &SweepEvents<'_>, inputs: &[Column<'_>], i: usize) {
         let ts = events.ts.value(i);
         let created = events.created.and_then(|c| c.is_valid(i).then(|| c.value(i)));
-        let specs = &self.kernel.specs;
+        let groups = &self.kernel.groups;
         let tile = tile_of(ts, self.kernel.tile);
-        let tile = (tile >= self.floor && specs.iter().any(|s| s.window_micros.is_some())).then(|| {
+        let mut tile = (tile >= self.floor && groups.iter().any(|g| !g.windowed.is_empty())).then(|| {
             self.tiles
                 .entry(tile)
-                .or_insert_with(|| specs.iter().map(|s| State::empty(s.function)).collect())
+                .or_insert_with(|| groups.iter().map(|g| State::empty(g.function)).collect())
         });
-        let (lifetime, mut tile) = (&mut self.lifetime, tile);
-        for (j, (spec, input)) in specs.iter().zip(events.inputs).enumerate() {
-            let value = value_at(input.as_ref(), i);
-            match (spec.window_micros, tile.as_deref_mut()) {
-                (None, _) => lifetime[j].add(value.as_ref(), ts, created),
-                (Some(_), Some(states)) => states[j].add(value.as_ref(), ts, created),
-                (Some(_), None) => {}
+        for (j, (group, input)) in groups.iter().zip(inputs).enumerate() {
+            let value = input.value(i);
+            if !group.lifetime.is_empty() {
+                self.lifetime[j].add(value.as_ref(), ts, created);
+            }
+            if let Some(states) = tile.as_deref_mut()
+                && !group.windowed.is_empty()
+            {
+                states[j].add(value.as_ref(), ts, created);
             }
         }
     }
 
-    fn query(&mut self, at: i64) -> Vec<Option<Value>> {
-        let tile = self.kernel.tile;
+    /// Writes every feature's value at `at` into `results[feature][row]`.
+    fn query(&mut self, at: i64, row: usize, results: &mut [Vec<Option<Value>>]) {
+        let (tile, specs) = (self.kernel.tile, &self.kernel.specs);
         let last = tile_of(at, tile);
         let mut floor = i64::MAX;
-        let out = self
-            .kernel
-            .specs
-            .iter()
-            .enumerate()
-            .map(|(j, spec)| match spec.window_micros {
-                None => self.lifetime[j].finish(spec.function),
-                Some(w) => {
-                    let first = first_tile(at, tile, w);
-                    floor = floor.min(first);
-                    let mut merged = State::empty(spec.function);
-                    for states in self.tiles.range(first..=last).map(|(_, s)| s) {
-                        merged.merge(&states[j]);
+        for (g, group) in self.kernel.groups.iter().enumerate() {
+            for &f in &group.lifetime {
+                results[f][row] = self.lifetime[g].finish(specs[f].function);
+            }
+            let Some(&(_, longest)) = group.windowed.last() else {
+                continue;
+            };
+            let oldest = first_tile(at, tile, longest);
+            floor = floor.min(oldest);
+            // Newest tile first; a member's value is read once the merge reaches its first tile.
+            let mut members = group.windowed.iter().peekable();
+            let mut merged = State::empty(group.function);
+            for (&index, states) in self.tiles.range(oldest..=last).rev() {
+                while let Some(&&(f, w)) = members.peek() {
+                    if index >= first_tile(at, tile, w) {
+                        break;
                     }
-                    merged.finish(spec.function)
+                    results[f][row] = merged.finish(specs[f].function);
+                    members.next();
                 }
-            })
-            .collect();
+                merged.merge(&states[g]);
+            }
+            for &(f, _) in members {
+                results[f][row] = merged.finish(specs[f].function);
+            }
+        }
         if floor != i64::MAX && floor > self.floor {
             self.floor = floor;
             self.tiles = self.tiles.split_off(&floor);
         }
-        out
     }
 }
 

@@ -277,6 +277,10 @@ pub fn writes(
     // Per entity key: its newest event time, and its tiles' states.
     type Entity = (i64, BTreeMap<i64, Vec<State>>);
     let mut entities: HashMap<Vec<u8>, Entity> = HashMap::new();
+    let inputs: Vec<skewless_engine::aggregate::Column<'_>> = inputs
+        .iter()
+        .map(|a| skewless_engine::aggregate::Column::new(a.as_ref()))
+        .collect();
     for (row, key) in keys.into_iter().enumerate() {
         let Some(key) = key else { continue };
         if ts.is_null(row) {
@@ -294,8 +298,8 @@ pub fn writes(
         let (newest, tiles) = entities.entry(key).or_insert_with(|| (t, BTreeMap::new()));
         *newest = (*newest).max(t);
         let states = tiles.entry(tile_of(t, spec.tile)).or_insert_with(|| spec.empty());
-        for (state, input) in states.iter_mut().zip(inputs) {
-            state.add(skewless_engine::aggregate::value_at(input.as_ref(), row).as_ref(), t, c);
+        for (state, input) in states.iter_mut().zip(&inputs) {
+            state.add(input.value(row).as_ref(), t, c);
         }
     }
     let version = layout.version_bytes();
