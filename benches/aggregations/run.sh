@@ -54,7 +54,12 @@ started=$(date +%s.%N)
 (cd "$project" && "$bin" materialize --end 2026-01-31 --online "$redis_url" --json >"$work/agg_online/materialize.json" 2>/dev/null)
 ended=$(date +%s.%N)
 after=$(redis-cli -p "$redis_port" info memory | grep '^used_memory:' | cut -d: -f2 | tr -d '\r')
-sample_key=$(redis-cli -p "$redis_port" --scan --count 1000 | head -1)
+# One driver's tile hash (random keys until one is a hash: the freshness record is a string).
+sample_key=
+for _ in $(seq 50); do
+  sample_key=$(redis-cli -p "$redis_port" randomkey)
+  [ "$(redis-cli -p "$redis_port" type "$sample_key")" = hash ] && break
+done
 sample_usage=$(redis-cli -p "$redis_port" memory usage "$sample_key")
 sample_fields=$(redis-cli -p "$redis_port" hlen "$sample_key")
 

@@ -24,7 +24,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray};
+use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, TimestampMicrosecondArray};
+use arrow::buffer::NullBuffer;
 use arrow::compute::concat_batches;
 use arrow::datatypes::{Field, FieldRef};
 use datafusion::prelude::SessionContext;
@@ -192,11 +193,7 @@ impl Kernel {
             .collect();
         queries.sort_unstable_by_key(|&i| (spine.keys[i as usize], spine.t.value(i as usize)));
 
-        let mut results: Vec<Vec<Option<Value>>> = self
-            .specs
-            .iter()
-            .map(|s| vec![State::empty(s.function).finish(s.function); n])
-            .collect();
+        let mut results: Vec<Results> = self.specs.iter().map(|s| Results::new(s, n)).collect();
         let inputs: Vec<Column<'_>> = self
             .groups
             .iter()
@@ -223,8 +220,47 @@ impl Kernel {
         self.specs
             .iter()
             .zip(results)
-            .map(|(s, values)| to_array(s.ty, &values))
+            .map(|(s, values)| values.into_array(s.ty))
             .collect()
+    }
+}
+
+/// One feature's values for a partition's spine rows, stored by type: a million int64 or
+/// float64 results take 9 bytes each, not an enum's 32.
+enum Results {
+    Int(Vec<i64>, Vec<bool>),
+    Float(Vec<f64>, Vec<bool>),
+    Any(Vec<Option<Value>>),
+}
+
+impl Results {
+    /// `n` rows of `spec`'s empty-window value.
+    fn new(spec: &Spec, n: usize) -> Self {
+        let empty = State::empty(spec.function).finish(spec.function);
+        match (spec.ty, &empty) {
+            (FeatureType::Int64, Some(Value::Int(i))) => Results::Int(vec![*i; n], vec![true; n]),
+            (FeatureType::Int64, None) => Results::Int(vec![0; n], vec![false; n]),
+            (FeatureType::Float64, Some(Value::Float(x))) => Results::Float(vec![*x; n], vec![true; n]),
+            (FeatureType::Float64, None) => Results::Float(vec![0.0; n], vec![false; n]),
+            _ => Results::Any(vec![empty; n]),
+        }
+    }
+
+    fn set(&mut self, row: usize, value: Option<Value>) {
+        match (self, value) {
+            (Results::Int(values, valid), Some(Value::Int(i))) => (values[row], valid[row]) = (i, true),
+            (Results::Float(values, valid), Some(Value::Float(x))) => (values[row], valid[row]) = (x, true),
+            (Results::Int(_, valid) | Results::Float(_, valid), _) => valid[row] = false,
+            (Results::Any(values), value) => values[row] = value,
+        }
+    }
+
+    fn into_array(self, ty: FeatureType) -> ArrayRef {
+        match self {
+            Results::Int(values, valid) => Arc::new(Int64Array::new(values.into(), Some(NullBuffer::from(valid)))),
+            Results::Float(values, valid) => Arc::new(Float64Array::new(values.into(), Some(NullBuffer::from(valid)))),
+            Results::Any(values) => to_array(ty, &values),
+        }
     }
 }
 
@@ -317,13 +353,13 @@ impl<'a> Sweep<'a> {
     }
 
     /// Writes every feature's value at `at` into `results[feature][row]`.
-    fn query(&mut self, at: i64, row: usize, results: &mut [Vec<Option<Value>>]) {
+    fn query(&mut self, at: i64, row: usize, results: &mut [Results]) {
         let (tile, specs) = (self.kernel.tile, &self.kernel.specs);
         let last = tile_of(at, tile);
         let mut floor = i64::MAX;
         for (g, group) in self.kernel.groups.iter().enumerate() {
             for &f in &group.lifetime {
-                results[f][row] = self.lifetime[g].finish(specs[f].function);
+                results[f].set(row, self.lifetime[g].finish(specs[f].function));
             }
             let Some(&(_, longest)) = group.windowed.last() else {
                 continue;
@@ -338,13 +374,13 @@ impl<'a> Sweep<'a> {
                     if index >= first_tile(at, tile, w) {
                         break;
                     }
-                    results[f][row] = merged.finish(specs[f].function);
+                    results[f].set(row, merged.finish(specs[f].function));
                     members.next();
                 }
                 merged.merge(&states[g]);
             }
             for &(f, _) in members {
-                results[f][row] = merged.finish(specs[f].function);
+                results[f].set(row, merged.finish(specs[f].function));
             }
         }
         if floor != i64::MAX && floor > self.floor {
