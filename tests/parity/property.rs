@@ -3,7 +3,9 @@
 //! ttl, feature expressions of every type, a contract with an `on_violation`, an on-demand view)
 //! and an event log (exact time ties, corrections with a later `created`, late rows, nulls, NaN,
 //! ±0, ±inf, contract violations, instants exactly on events and on ttl edges), runs
-//! `Project::parity` over every key at those instants, and requires zero mismatches.
+//! `Project::parity` over every key at those instants, and requires zero mismatches. Every
+//! third case is also materialized into a real Redis server (the test's own) at each instant
+//! and compared against it.
 //!
 //! `PARITY_CASES` sets the number of cases (default 60 in `make test`), `PARITY_SCALE` the size
 //! of each (keys and rows grow with it; default 1), `PARITY_SEED` replays one case (with the
@@ -249,7 +251,88 @@ fn draw(dir: &std::path::Path, seed: u64, scale: usize) -> Case {
     }
 }
 
-async fn check(seed: u64, scale: usize) -> usize {
+/// A Redis server of the test's own, for the cases also checked on Redis: one fresh database
+/// per instant (flushed before use, cycling through them).
+struct Redis {
+    server: skewless_testkit::RedisServer,
+    next_db: usize,
+}
+
+const REDIS_DATABASES: usize = 1024;
+
+impl Redis {
+    fn start() -> Self {
+        Redis {
+            server: skewless_testkit::RedisServer::start_with(&["--databases", &REDIS_DATABASES.to_string()]),
+            next_db: 0,
+        }
+    }
+
+    /// An empty database of the test's server.
+    async fn fresh_store(&mut self) -> std::sync::Arc<dyn skewless::online_store::OnlineStore> {
+        let db = self.next_db % REDIS_DATABASES;
+        self.next_db += 1;
+        let flushed = std::process::Command::new("redis-cli")
+            .args(["-p", &self.server.port().to_string(), "-n", &db.to_string(), "flushdb"])
+            .output()
+            .unwrap();
+        assert!(flushed.status.success(), "{}", String::from_utf8_lossy(&flushed.stderr));
+        let config = skewless::online_store::StoreConfig::Redis(format!("{}/{db}", self.server.url()));
+        skewless::online_store::open(&config).await.unwrap()
+    }
+}
+
+/// Every third case runs on Redis too: materialized into a fresh database at each instant,
+/// then compared by the harness against that store (`skewless parity --against-store`).
+async fn check_on_redis(
+    seed: u64,
+    scale: usize,
+    dir: &std::path::Path,
+    project: &Project,
+    case: &Case,
+    redis: &mut Redis,
+) -> usize {
+    let mut values = 0;
+    for &t in &case.instants {
+        let store = redis.fresh_store().await;
+        let materialize = skewless::online::MaterializeOptions {
+            start: None,
+            end: t,
+            incremental: false,
+            views: Vec::new(),
+        };
+        project
+            .materialize(&*store, &materialize, &|_| {})
+            .await
+            .unwrap_or_else(|e| panic!("seed {seed}: materialize into Redis: {e}\n{}", case.yaml));
+        let options = ParityOptions {
+            spine: dir.join("spine.parquet"),
+            selection: FeatureSelection::Features(case.features.clone()),
+            timestamp_column: "ts".into(),
+            at: vec![t],
+            sample: None,
+            seed: 0,
+            store: Some(store),
+            planted: None,
+        };
+        let report = project
+            .parity(&skewless::engine_session(), &options)
+            .await
+            .unwrap_or_else(|e| panic!("seed {seed}: parity on Redis failed to run: {e}\n{}", case.yaml));
+        assert!(
+            report.mismatches.is_empty(),
+            "seed {seed} on Redis (replay: PARITY_SEED={seed} PARITY_SCALE={scale}): {} mismatches, first {:?}\n{}",
+            report.mismatches.len(),
+            report.mismatches.first(),
+            case.yaml
+        );
+        values += report.values();
+    }
+    values
+}
+
+/// Values compared, and how many of them on Redis.
+async fn check(seed: u64, scale: usize, redis: &mut Redis) -> (usize, usize) {
     let dir = tempfile::tempdir().unwrap();
     let case = draw(dir.path(), seed, scale);
     let project = Project::new(dir.path().join("feature_defs"), dir.path().join(".skewless"));
@@ -277,7 +360,12 @@ async fn check(seed: u64, scale: usize) -> usize {
         report.mismatches.first(),
         case.yaml
     );
-    report.values()
+    let on_redis = if seed.is_multiple_of(3) {
+        check_on_redis(seed, scale, dir.path(), &project, &case, redis).await
+    } else {
+        0
+    };
+    (report.values() + on_redis, on_redis)
 }
 
 fn env(name: &str) -> Option<u64> {
@@ -293,14 +381,18 @@ async fn random_definitions_and_event_logs_have_no_mismatch() {
         Some(seed) => vec![seed],
         None => (1..=env("PARITY_CASES").unwrap_or(60)).collect(),
     };
-    let mut values = 0;
+    let mut redis = Redis::start();
+    let (mut values, mut on_redis) = (0, 0);
     for &seed in &seeds {
-        values += check(seed, scale).await;
+        let (v, r) = check(seed, scale, &mut redis).await;
+        values += v;
+        on_redis += r;
     }
     println!(
-        "parity property: {} cases at scale {scale}, {values} values compared, 0 mismatches",
+        "parity property: {} cases at scale {scale}, {values} values compared ({on_redis} on Redis), 0 mismatches",
         seeds.len()
     );
+    assert!(on_redis > 0 || seeds.len() < 3, "no case ran on Redis");
     let floor = env("PARITY_MIN_VALUES").unwrap_or(1) as usize;
     assert!(
         values >= floor,
