@@ -29,12 +29,12 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use skewless::Project;
 use skewless::online_store::{self, StoreConfig};
-use skewless::parity::ParityOptions;
 use skewless::push::{PushInput, PushTo};
 use skewless::training::{FeatureSelection, TrainingSetOptions, write_parquet};
 use skewless_testkit::fuzz::Fuzz;
 
 use crate::online::scalar;
+use crate::property::assert_parity;
 use crate::push::same;
 
 const T0: i64 = 1_767_225_600_000_000;
@@ -409,27 +409,18 @@ async fn check(seed: u64) -> (usize, usize) {
     let dir = tempfile::tempdir().unwrap();
     let batch_project = project(dir.path(), &case, &case.events, case.push);
     write_parquet(&spine(&case), &dir.path().join("spine.parquet")).unwrap();
-    let options = ParityOptions {
-        spine: dir.path().join("spine.parquet"),
-        selection: FeatureSelection::Features(case.features.clone()),
-        timestamp_column: "ts".into(),
-        at: case.instants.clone(),
-        sample: None,
-        seed: 0,
-        store: None,
-        planted: None,
-    };
-    let report = match batch_project.parity(&skewless::engine_session(), &options).await {
-        Ok(r) => r,
-        Err(e) => panic!("seed {seed}: parity failed to run: {e}\n{}", case.yaml),
-    };
-    assert!(
-        report.mismatches.is_empty(),
-        "seed {seed} (replay: AGG_PARITY_SEED={seed}): {} mismatches, first {:?}\n{}",
-        report.mismatches.len(),
-        report.mismatches.first(),
-        case.yaml
-    );
+    let replay = format!("seed {seed} (replay: AGG_PARITY_SEED={seed})");
+    let at = case.instants.clone();
+    let report = assert_parity(
+        &batch_project,
+        dir.path(),
+        &case.features,
+        at,
+        None,
+        &replay,
+        &case.yaml,
+    )
+    .await;
     let batch_offline = training_set(dir.path(), &batch_project, &case).await;
     let (pushed, pushed_present) = pushed_parity(seed, &case, &batch_offline).await;
     let present: usize = report.views.values().map(|v| v.present).sum();

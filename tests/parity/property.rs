@@ -282,6 +282,41 @@ impl Redis {
     }
 }
 
+/// Runs the harness over `spine.parquet` in `dir` for `features` at `at`, against `store`
+/// (`None`: the harness's fresh stores), and fails on any mismatch, naming `replay` (how to
+/// run the case again) and the drawn definitions.
+pub(crate) async fn assert_parity(
+    project: &Project,
+    dir: &std::path::Path,
+    features: &[String],
+    at: Vec<i64>,
+    store: Option<std::sync::Arc<dyn skewless::online_store::OnlineStore>>,
+    replay: &str,
+    yaml: &str,
+) -> skewless::parity::ParityReport {
+    let options = ParityOptions {
+        spine: dir.join("spine.parquet"),
+        selection: FeatureSelection::Features(features.to_vec()),
+        timestamp_column: "ts".into(),
+        at,
+        sample: None,
+        seed: 0,
+        store,
+        planted: None,
+    };
+    let report = project
+        .parity(&skewless::engine_session(), &options)
+        .await
+        .unwrap_or_else(|e| panic!("{replay}: parity failed to run: {e}\n{yaml}"));
+    assert!(
+        report.mismatches.is_empty(),
+        "{replay}: {} mismatches, first {:?}\n{yaml}",
+        report.mismatches.len(),
+        report.mismatches.first(),
+    );
+    report
+}
+
 /// Every third case runs on Redis too: materialized into a fresh database at each instant,
 /// then compared by the harness against that store (`skewless parity --against-store`).
 async fn check_on_redis(
@@ -305,27 +340,8 @@ async fn check_on_redis(
             .materialize(&*store, &materialize, &|_| {})
             .await
             .unwrap_or_else(|e| panic!("seed {seed}: materialize into Redis: {e}\n{}", case.yaml));
-        let options = ParityOptions {
-            spine: dir.join("spine.parquet"),
-            selection: FeatureSelection::Features(case.features.clone()),
-            timestamp_column: "ts".into(),
-            at: vec![t],
-            sample: None,
-            seed: 0,
-            store: Some(store),
-            planted: None,
-        };
-        let report = project
-            .parity(&skewless::engine_session(), &options)
-            .await
-            .unwrap_or_else(|e| panic!("seed {seed}: parity on Redis failed to run: {e}\n{}", case.yaml));
-        assert!(
-            report.mismatches.is_empty(),
-            "seed {seed} on Redis (replay: PARITY_SEED={seed} PARITY_SCALE={scale}): {} mismatches, first {:?}\n{}",
-            report.mismatches.len(),
-            report.mismatches.first(),
-            case.yaml
-        );
+        let replay = format!("seed {seed} on Redis (replay: PARITY_SEED={seed} PARITY_SCALE={scale})");
+        let report = assert_parity(project, dir, &case.features, vec![t], Some(store), &replay, &case.yaml).await;
         values += report.values();
     }
     values
@@ -339,27 +355,9 @@ async fn check(seed: u64, scale: usize, redis: &mut Redis) -> (usize, usize) {
     if let Err(e) = project.apply(false, None) {
         panic!("seed {seed}: the drawn definitions do not apply: {e}\n{}", case.yaml);
     }
-    let options = ParityOptions {
-        spine: dir.path().join("spine.parquet"),
-        selection: FeatureSelection::Features(case.features.clone()),
-        timestamp_column: "ts".into(),
-        at: case.instants.clone(),
-        sample: None,
-        seed: 0,
-        store: None,
-        planted: None,
-    };
-    let report = match project.parity(&skewless::engine_session(), &options).await {
-        Ok(r) => r,
-        Err(e) => panic!("seed {seed}: parity failed to run: {e}\n{}", case.yaml),
-    };
-    assert!(
-        report.mismatches.is_empty(),
-        "seed {seed} (replay: PARITY_SEED={seed} PARITY_SCALE={scale}): {} mismatches, first {:?}\n{}",
-        report.mismatches.len(),
-        report.mismatches.first(),
-        case.yaml
-    );
+    let replay = format!("seed {seed} (replay: PARITY_SEED={seed} PARITY_SCALE={scale})");
+    let at = case.instants.clone();
+    let report = assert_parity(&project, dir.path(), &case.features, at, None, &replay, &case.yaml).await;
     let on_redis = if seed.is_multiple_of(3) {
         check_on_redis(seed, scale, dir.path(), &project, &case, redis).await
     } else {

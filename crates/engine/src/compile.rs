@@ -403,22 +403,27 @@ on_demand_views:
             .collect()
     }
 
+    /// Two source rows: drivers 1 and 2, conv_rate 0.5 and null, cities oslo and null.
+    fn source_batch(schema: &Arc<Schema>, avg_daily_trips: Vec<Option<i64>>) -> RecordBatch {
+        RecordBatch::try_new(
+            Arc::clone(schema),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2])),
+                Arc::new(datafusion::arrow::array::TimestampMicrosecondArray::from(vec![0, 1])),
+                Arc::new(Float64Array::from(vec![Some(0.5), None])),
+                Arc::new(Int64Array::from(avg_daily_trips)),
+                Arc::new(StringArray::from(vec![Some("oslo"), None])),
+            ],
+        )
+        .unwrap()
+    }
+
     #[test]
     fn view_features_evaluate_to_declared_types() {
         let defs = defs(VIEW);
         let schema = Arc::new(source_schema());
         let features = compile_view(&defs.feature_views["v"], &schema).unwrap();
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
-            vec![
-                Arc::new(Int64Array::from(vec![1, 2])),
-                Arc::new(datafusion::arrow::array::TimestampMicrosecondArray::from(vec![0, 1])),
-                Arc::new(Float64Array::from(vec![Some(0.5), None])),
-                Arc::new(Int64Array::from(vec![Some(48), Some(12)])),
-                Arc::new(StringArray::from(vec![Some("oslo"), None])),
-            ],
-        )
-        .unwrap();
+        let batch = source_batch(&schema, vec![Some(48), Some(12)]);
         let out = evaluate(&features, &DFSchema::try_from(source_schema()).unwrap(), &batch);
         let conv = out[0].as_any().downcast_ref::<Float32Array>().unwrap();
         assert_eq!((conv.value(0), conv.is_null(1)), (0.5, true));
@@ -439,17 +444,7 @@ on_demand_views:
         ));
         let schema = Arc::new(source_schema());
         let features = compile_view(&defs.feature_views["v"], &schema).unwrap();
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
-            vec![
-                Arc::new(Int64Array::from(vec![1, 2])),
-                Arc::new(datafusion::arrow::array::TimestampMicrosecondArray::from(vec![0, 1])),
-                Arc::new(Float64Array::from(vec![Some(0.5), None])),
-                Arc::new(Int64Array::from(vec![None, Some(12)])),
-                Arc::new(StringArray::from(vec![Some("oslo"), None])),
-            ],
-        )
-        .unwrap();
+        let batch = source_batch(&schema, vec![None, Some(12)]);
         let out = evaluate(&features, &DFSchema::try_from(source_schema()).unwrap(), &batch);
         let filled = out[2].as_any().downcast_ref::<Float64Array>().unwrap();
         assert_eq!((filled.value(0), filled.value(1)), (0.5, 11.0));

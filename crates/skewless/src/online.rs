@@ -297,15 +297,7 @@ impl Project {
                 .await?;
             // The tiles now hold every event up to `end`, whatever the run started from.
             if mode == RunMode::Recorded {
-                self.registry().set_watermark(
-                    store_ref,
-                    name,
-                    Watermark {
-                        version: layout.version.clone(),
-                        end: options.end,
-                        updated_at: Utc::now(),
-                    },
-                )?;
+                self.record_watermark(store_ref, name, &layout, options.end)?;
             }
             return Ok(report);
         }
@@ -368,15 +360,7 @@ impl Project {
             (Some(_), None) => false,
         };
         if mode == RunMode::Recorded && contiguous && watermark.is_none_or(|w| w.end < options.end) {
-            self.registry().set_watermark(
-                store_ref,
-                name,
-                Watermark {
-                    version: layout.version.clone(),
-                    end: options.end,
-                    updated_at: Utc::now(),
-                },
-            )?;
+            self.record_watermark(store_ref, name, &layout, options.end)?;
         }
         Ok(ViewReport {
             view: name.clone(),
@@ -399,6 +383,19 @@ impl Project {
 }
 
 impl Project {
+    /// Records that `view`'s values (of the layout's version) in the store cover up to `end`.
+    fn record_watermark(&self, store_ref: &StoreRef, view: &str, layout: &ViewLayout, end: i64) -> Result<()> {
+        self.registry().set_watermark(
+            store_ref,
+            view,
+            Watermark {
+                version: layout.version.clone(),
+                end,
+                updated_at: Utc::now(),
+            },
+        )
+    }
+
     /// An aggregated view: every entity's tiles at `end`, from all its events (batch files and
     /// push log), replacing what the store held ([`skewless_online::tiles`]). Each run rebuilds
     /// the tiles whole (an incremental run is a full one), so its watermark is simply `end`.
