@@ -28,19 +28,9 @@ loadgen=$root/target/release/skewless-loadgen
 
 "$py" benches/aggregations/offline.py --skewless "$bin" --work "$work" --size "${SIZE:-M}"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-redis_port=$(free_port)
+source "$root/benches/redis.sh"
+start_redis "$work/agg_online"
 server_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work/agg_online" >/dev/null &
-redis_pid=$!
-server_pid=
-cleanup() {
-  [ -n "$server_pid" ] && kill -TERM "$server_pid" 2>/dev/null || true
-  kill "$redis_pid" 2>/dev/null || true
-}
-trap cleanup EXIT
-for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
-redis_url=redis://127.0.0.1:$redis_port
 
 project=$work/agg_online/project
 rm -rf "$project"

@@ -1,0 +1,21 @@
+# Sourced by the bench scripts: a redis-server of the bench's own on a free loopback port
+# (never another server), stopped on exit together with the `skewless serve` the script may
+# start (its pid in `server_pid`).
+#   start_redis DIR   starts it with DIR as its working directory; sets redis_port, redis_url
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+bench_cleanup() {
+  [ -n "${server_pid:-}" ] && kill -TERM "$server_pid" 2>/dev/null || true
+  [ -n "${redis_pid:-}" ] && kill "$redis_pid" 2>/dev/null || true
+}
+
+start_redis() {
+  redis_port=$(free_port)
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$1" >/dev/null &
+  redis_pid=$!
+  server_pid=
+  trap bench_cleanup EXIT
+  for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  redis_url=redis://127.0.0.1:$redis_port
+}
