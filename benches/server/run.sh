@@ -51,8 +51,13 @@ work = sys.argv[1]
 def entity(i):
     # 1099, 1100, 5199 and 5200 are the demo's silent ids: every entity here has values.
     return {"driver_id": 1001 + i % 98, "customer_id": 5001 + i % 198, "distance_km": 3.2}
+# ranking_v1's row-view features and its on-demand score: two keys per entity, as the MGET
+# baseline reads. (The service also holds two aggregated features, whose lookups read a tile
+# hash and merge it: `make bench-aggregations` measures those.)
+features = [f"driver_hourly_stats:{f}" for f in ("acc_rate", "avg_daily_trips", "conv_rate", "trips_per_hour")]
+features += ["customer_profile:current_balance", "customer_profile:tier", "ride_score:score"]
 for name, n in [("one", 1), ("batch100", 100)]:
-    body = {"feature_service": "ranking_v1", "entities": [entity(i) for i in range(n)], "at": "2026-11-15T06:00:00Z"}
+    body = {"features": features, "entities": [entity(i) for i in range(n)], "at": "2026-11-15T06:00:00Z"}
     open(f"{work}/{name}.json", "w").write(json.dumps(body))
 PY
 
