@@ -28,9 +28,8 @@ loadgen=$root/target/release/skewless-loadgen
 
 "$py" benches/aggregations/offline.py --skewless "$bin" --work "$work" --size "${SIZE:-M}"
 
-source "$root/benches/redis.sh"
+source "$root/benches/services.sh"
 start_redis "$work/agg_online"
-server_port=$(free_port)
 
 project=$work/agg_online/project
 rm -rf "$project"
@@ -74,12 +73,7 @@ print(call(b"MEMORY", b"USAGE", key), call(b"HLEN", key))
 PY
 )
 
-(cd "$project" && exec "$bin" serve --addr "127.0.0.1:$server_port" --online "$redis_url" 2>"$work/agg_online/serve.log") &
-server_pid=$!
-for _ in $(seq 100); do
-  curl -sf "127.0.0.1:$server_port/ready" >/dev/null 2>&1 && break
-  sleep 0.05
-done
+start_server "$project" "$work/agg_online/serve.log"
 
 "$py" - "$work/agg_online" <<'PY'
 import json, sys

@@ -28,9 +28,8 @@ cargo build --release -p skewless-cli -p skewless-loadgen >&2
 bin=$root/target/release/skewless
 loadgen=$root/target/release/skewless-loadgen
 
-source "$root/benches/redis.sh"
+source "$root/benches/services.sh"
 start_redis "$work"
-server_port=$(free_port)
 
 project=$work/project
 rm -rf "$project"
@@ -54,12 +53,7 @@ redis-cli -p "$redis_port" flushall >/dev/null
 (cd "$project" && "$bin" materialize --views pushed --end 2026-03-01 --online "$redis_url" >/dev/null 2>&1)
 
 # 1 and 2: pushes through the server.
-(cd "$project" && exec "$bin" serve --addr "127.0.0.1:$server_port" --online "$redis_url" 2>"$work/serve.log") &
-server_pid=$!
-for _ in $(seq 100); do
-  curl -sf "127.0.0.1:$server_port/ready" >/dev/null 2>&1 && break
-  sleep 0.05
-done
+start_server "$project" "$work/serve.log"
 "$py" benches/push/bodies.py "$work"
 "$loadgen" --addr "127.0.0.1:$server_port" --path /v1/push --body "$work/one.json" \
   --concurrency 16 --seconds "$seconds" --warmup 1 >"$work/one.out"

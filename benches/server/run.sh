@@ -20,9 +20,8 @@ cargo build --release -p skewless-cli -p skewless-loadgen >&2
 bin=$root/target/release/skewless
 loadgen=$root/target/release/skewless-loadgen
 
-source "$root/benches/redis.sh"
+source "$root/benches/services.sh"
 start_redis "$work"
-server_port=$(free_port)
 
 project=$work/project
 rm -rf "$project"
@@ -35,12 +34,7 @@ cp -r "$root/feature_defs" "$project/"
   "$bin" materialize --end 2026-11-15 --online "$redis_url" >/dev/null 2>&1
 )
 
-(cd "$project" && exec "$bin" serve --addr "127.0.0.1:$server_port" --online "$redis_url" 2>"$work/serve.log") &
-server_pid=$!
-for _ in $(seq 100); do
-  curl -sf "127.0.0.1:$server_port/ready" >/dev/null 2>&1 && break
-  sleep 0.05
-done
+start_server "$project" "$work/serve.log"
 rss_mb() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$server_pid/status"; }
 rss_start=$(rss_mb)
 

@@ -34,7 +34,7 @@ use skewless::training::{FeatureSelection, TrainingSetOptions, write_parquet};
 use skewless_testkit::fuzz::Fuzz;
 
 use crate::online::scalar;
-use crate::property::assert_parity;
+use crate::property::{assert_parity, float};
 use crate::push::same;
 
 const T0: i64 = 1_767_225_600_000_000;
@@ -77,18 +77,6 @@ struct Case {
     effective: Vec<i64>,
     string_key: bool,
     keys: usize,
-}
-
-fn float(rng: &mut Fuzz) -> Option<f64> {
-    match rng.below(14) {
-        0 => None,
-        1 => Some(f64::NAN),
-        2 => Some(-0.0),
-        3 => Some(0.0),
-        4 => Some(f64::INFINITY),
-        5 => Some(f64::NEG_INFINITY),
-        _ => Some((rng.below(2001) as f64 - 1000.0) / 8.0),
-    }
 }
 
 fn maybe<T>(rng: &mut Fuzz, value: T) -> Option<T> {

@@ -51,7 +51,8 @@ struct Case {
     instants: Vec<i64>,
 }
 
-fn float(rng: &mut Fuzz) -> Option<f64> {
+/// A float input: null, NaN, ±0, ±inf, or a multiple of 1/8 in [-125, 125].
+pub(crate) fn float(rng: &mut Fuzz) -> Option<f64> {
     match rng.below(14) {
         0 => None,
         1 => Some(f64::NAN),

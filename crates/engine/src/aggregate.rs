@@ -82,15 +82,9 @@ fn canonical(x: f64) -> f64 {
     if x.is_nan() { f64::NAN } else { x }
 }
 
-/// The value of `array` at `row`, `None` when null. The array has the Arrow type of a
-/// feature type (or Float64 for the numeric aggregates' inputs). To read many rows of one
-/// array, type it once with [`Column::new`].
-pub fn value_at(array: &dyn Array, row: usize) -> Option<Value> {
-    Column::new(array).value(row)
-}
-
 /// An input array with its type resolved once: reading a row is a match on a small tag, not a
-/// type check and a downcast (the sweeps read every event once per feature).
+/// type check and a downcast (the sweeps read every event once per feature). The array has
+/// the Arrow type of a feature type (or Float64 for the numeric aggregates' inputs).
 #[derive(Debug, Clone, Copy)]
 pub enum Column<'a> {
     Bool(&'a BooleanArray),

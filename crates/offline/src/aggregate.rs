@@ -60,20 +60,6 @@ struct Group {
     lifetime: Vec<usize>,
 }
 
-/// Which functions share a state: what `State::empty` makes for them.
-fn state_kind(function: AggFunction) -> u8 {
-    match function {
-        AggFunction::Count => 0,
-        AggFunction::Sum | AggFunction::Mean => 1,
-        AggFunction::VarPop | AggFunction::StddevPop => 2,
-        AggFunction::Min => 3,
-        AggFunction::Max => 4,
-        AggFunction::First => 5,
-        AggFunction::Last => 6,
-        AggFunction::CountDistinct => 7,
-    }
-}
-
 /// The as-of operator's kernel for an aggregated view: the features asked for (in the view's
 /// declared order, as its select list gives their inputs), its tile and its `as_of`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +67,6 @@ pub struct Kernel {
     specs: Vec<Spec>,
     groups: Vec<Group>,
     tile: i64,
-    available: bool,
     names: Vec<String>,
 }
 
@@ -95,9 +80,14 @@ impl Kernel {
         let mut specs = Vec::new();
         let mut names = Vec::new();
         let mut groups: Vec<Group> = Vec::new();
-        // Same state kind, expression, `where` and (for the type-keeping functions) type:
-        // the same input column and state.
-        type GroupKey<'a> = (u8, Option<&'a str>, Option<&'a str>, Option<FeatureType>);
+        // Same kind of state (what `State::empty` makes), expression, `where` and, for the
+        // functions that keep their input's type, type: the same input column and state.
+        type GroupKey<'a> = (
+            std::mem::Discriminant<State>,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<FeatureType>,
+        );
         let mut keys: Vec<GroupKey<'_>> = Vec::new();
         for f in view.features.iter().filter(|f| features.contains(&f.name)) {
             let agg = f
@@ -111,8 +101,8 @@ impl Kernel {
                 ty: f.ty,
             });
             names.push(f.name.clone());
-            let kind = state_kind(agg.function);
-            let keeps_type = matches!(kind, 3..=6).then_some(f.ty);
+            let kind = std::mem::discriminant(&State::empty(agg.function));
+            let keeps_type = agg.function.fixed_type().is_none().then_some(f.ty);
             let key = (kind, agg.expr.as_deref(), agg.filter.as_deref(), keeps_type);
             let g = match keys.iter().position(|k| *k == key) {
                 Some(g) => g,
@@ -139,7 +129,6 @@ impl Kernel {
             specs,
             groups,
             tile,
-            available: view.as_of == skewless_defs::AsOf::Available,
             names,
         })
     }
@@ -166,19 +155,17 @@ impl Kernel {
 
     /// Every feature's empty-window value for `n` spine rows.
     pub(crate) fn empty(&self, n: usize) -> Vec<ArrayRef> {
-        self.specs
-            .iter()
-            .map(|s| to_array(s.ty, &vec![State::empty(s.function).finish(s.function); n]))
-            .collect()
+        self.specs.iter().map(|s| Results::new(s, n).into_array(s.ty)).collect()
     }
 
-    /// One partition's aggregates, one column per feature in spine-row order.
-    pub(crate) fn sweep(&self, spine: &SweepSpine<'_>, events: &SweepEvents<'_>) -> Vec<ArrayRef> {
+    /// One partition's aggregates, one column per feature in spine-row order. With
+    /// `available` (`as_of: available`) an event counts from `max(ts, created)`.
+    pub(crate) fn sweep(&self, spine: &SweepSpine<'_>, events: &SweepEvents<'_>, available: bool) -> Vec<ArrayRef> {
         let effective: Vec<i64> = (0..events.ts.len())
             .map(|i| {
                 let ts = events.ts.value(i);
                 match events.created {
-                    Some(c) if self.available && c.is_valid(i) => c.value(i).max(ts),
+                    Some(c) if available && c.is_valid(i) => c.value(i).max(ts),
                     _ => ts,
                 }
             })
@@ -401,17 +388,7 @@ pub async fn events_until(
     view: &FeatureView,
     end: i64,
 ) -> Result<RecordBatch> {
-    let tile = view
-        .tile
-        .ok_or_else(|| Error::Internal(format!("view `{}` has no tile", view.name)))?
-        .micros();
-    let bounds = TimeBounds {
-        max_ts: Some(end),
-        min_ts: view
-            .longest_window_micros()
-            .map(|w| first_tile(end, tile, w).saturating_mul(tile)),
-        ..TimeBounds::default()
-    };
     let features: BTreeSet<String> = view.features.iter().map(|f| f.name.clone()).collect();
+    let bounds = bounds(&Kernel::new(view, &features)?, (Some(end), Some(end)));
     collect_events(ctx, defs, root, view, &features, &bounds).await
 }

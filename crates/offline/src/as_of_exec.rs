@@ -564,7 +564,7 @@ fn join_partition(
             inputs: &values,
         };
         let mut columns = vec![Arc::clone(spine.column(0))];
-        columns.extend(kernel.sweep(&spine_side, &events));
+        columns.extend(kernel.sweep(&spine_side, &events, layout.mode == Mode::Available));
         return Ok(RecordBatch::try_new(Arc::clone(out), columns)?);
     }
     // Values are compared only on exact (ts, created) ties, so they are not encoded up front.

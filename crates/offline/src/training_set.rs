@@ -492,6 +492,11 @@ pub(crate) struct TimeBounds {
     pub keep_null_times: bool,
 }
 
+/// Source column `name` as a UTC instant in µs (event and availability times).
+fn instant_column(name: &str) -> datafusion::logical_expr::Expr {
+    datafusion::logical_expr::cast(col(format!("\"{name}\"")), instant_type())
+}
+
 /// Every row of `source` (its files and its push log) in the source's schema, unfiltered.
 async fn source_frame(
     ctx: &SessionContext,
@@ -548,11 +553,11 @@ pub async fn source_rows(
         .get(source_name)
         .ok_or_else(|| Error::Request(format!("unknown source `{source_name}`")))?;
     let (frame, _) = source_frame(ctx, defs, root, source).await?;
-    let ts = datafusion::logical_expr::cast(col(format!("\"{}\"", source.timestamp)), instant_type());
+    let ts = instant_column(&source.timestamp);
     let mut keep = ts.clone().lt_eq(instant_literal(max_ts));
     let mut order = vec![ts.sort(true, true)];
     if let Some(c) = &source.created {
-        let created = datafusion::logical_expr::cast(col(format!("\"{c}\"")), instant_type());
+        let created = instant_column(c);
         if let Some(max) = max_created {
             keep = keep.and(
                 created
@@ -583,11 +588,8 @@ pub(crate) async fn feature_frame(
         .get(&view.source)
         .ok_or_else(|| Error::Request(format!("unknown source `{}`", view.source)))?;
     let (mut frame, schema) = source_frame(ctx, defs, root, source).await?;
-    let ts = datafusion::logical_expr::cast(col(format!("\"{}\"", source.timestamp)), instant_type());
-    let created = source
-        .created
-        .as_ref()
-        .map(|c| datafusion::logical_expr::cast(col(format!("\"{c}\"")), instant_type()));
+    let ts = instant_column(&source.timestamp);
+    let created = source.created.as_ref().map(|c| instant_column(c));
     let mut keep: Vec<datafusion::logical_expr::Expr> = Vec::new();
     if let Some(max) = bounds.max_ts {
         keep.push(ts.clone().lt_eq(instant_literal(max)));
@@ -686,10 +688,9 @@ pub fn view_select(
                 .alias(format!("__k{i}")),
         );
     }
-    columns
-        .push(datafusion::logical_expr::cast(col(format!("\"{}\"", source.timestamp)), instant_type()).alias("__ts"));
+    columns.push(instant_column(&source.timestamp).alias("__ts"));
     if let Some(c) = &source.created {
-        columns.push(datafusion::logical_expr::cast(col(format!("\"{c}\"")), instant_type()).alias("__created"));
+        columns.push(instant_column(c).alias("__created"));
     }
     let violation = skewless_engine::contracts::violation(view, &compiled);
     columns.extend(

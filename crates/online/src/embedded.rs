@@ -203,22 +203,16 @@ impl OnlineStore for EmbeddedStore {
     }
 
     async fn read_tiles(&self, keys: &[Vec<u8>]) -> Result<Vec<Vec<(Vec<u8>, Vec<u8>)>>> {
-        contain(&self.path, || {
-            let now = now_ms();
-            let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-            let table = txn.open_table(VALUES).map_err(|e| self.err(e))?;
-            keys.iter()
-                .map(|k| {
-                    let record = table.get(k.as_slice()).map_err(|e| self.err(e))?;
-                    match record.as_ref().and_then(|r| live(r.value(), now)) {
-                        None => Ok(Vec::new()),
-                        Some(map) => decode_map(map)
-                            .map(|m| m.into_iter().map(|(f, v)| (f.to_vec(), v)).collect())
-                            .ok_or_else(|| self.err(format!("tiles of a key do not parse; {DAMAGED}"))),
-                    }
-                })
-                .collect()
-        })
+        // An aggregated view's record is its map of tiles (`encode_map`).
+        contain(&self.path, || self.read_blocking(keys))?
+            .into_iter()
+            .map(|record| match record {
+                None => Ok(Vec::new()),
+                Some(map) => decode_map(&map)
+                    .map(|m| m.into_iter().map(|(f, v)| (f.to_vec(), v)).collect())
+                    .ok_or_else(|| self.err(format!("tiles of a key do not parse; {DAMAGED}"))),
+            })
+            .collect()
     }
 
     async fn purge_expired(&self) -> Result<u64> {

@@ -170,15 +170,12 @@ pub async fn lookup(
         for s in selections {
             if let Some(spec) = &s.layout.tiles {
                 let map = slot.next().and_then(|i| tiles.get(i)).map_or(&[][..], Vec::as_slice);
-                let values = aggregated(spec, s.layout.version_bytes(), map, now, &mut stats);
-                for &f in &s.features {
-                    let (value, status) = values.get(f).cloned().unwrap_or((Scalar::Null, Status::NotFound));
-                    out.push(FeatureValue {
-                        value,
-                        status,
-                        event_timestamp: None,
-                    });
-                }
+                let values = aggregated(spec, s.layout.version_bytes(), map, now, &s.features, &mut stats);
+                out.extend(values.into_iter().map(|(value, status)| FeatureValue {
+                    value,
+                    status,
+                    event_timestamp: None,
+                }));
                 continue;
             }
             let raw = slot.next().and_then(|i| values[i].as_deref());
@@ -212,13 +209,14 @@ pub async fn lookup(
     Ok(Lookup { rows, stats })
 }
 
-/// An aggregated view's features for one entity from its tile map: the tiles of this
+/// `features` of an aggregated view for one entity from its tile map: the tiles of this
 /// version merged per feature over the window at `now` ([`crate::tiles::evaluate`]).
 fn aggregated(
     spec: &crate::tiles::TileSpec,
     version: &[u8; 8],
     map: &[(Vec<u8>, Vec<u8>)],
     now: i64,
+    features: &[usize],
     stats: &mut LookupStats,
 ) -> Vec<(Scalar, Status)> {
     let mut tiles = Vec::with_capacity(map.len());
@@ -233,7 +231,7 @@ fn aggregated(
             crate::tiles::Decoded::Corrupt => stats.corrupt += 1,
         }
     }
-    crate::tiles::evaluate(spec, &tiles, now)
+    crate::tiles::evaluate(spec, &tiles, now, features)
 }
 
 /// The status of a stored row at `now`, by DESIGN.md's candidate rule.

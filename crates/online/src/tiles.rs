@@ -163,17 +163,18 @@ fn decode_records(spec: &TileSpec, version: &[u8; 8], mut bytes: &[u8]) -> Resul
     Ok(merged)
 }
 
-/// Each feature's value and status at `now` from an entity's tiles `(index, states)`.
+/// The value and status at `now` of each feature in `features` (indices into the spec's,
+/// in that order) from an entity's tiles `(index, states)`: only those are merged.
 ///
 /// A window with rows gives `PRESENT`. An empty one gives count 0 (`PRESENT`: 0 is the
 /// value, as offline) and null otherwise, `OUTSIDE_MAX_AGE` when the entity has tiles but
 /// none in the window, `NOT_FOUND` when it has none.
-pub fn evaluate(spec: &TileSpec, tiles: &[(i64, Vec<State>)], now: i64) -> Vec<(Scalar, Status)> {
+pub fn evaluate(spec: &TileSpec, tiles: &[(i64, Vec<State>)], now: i64, features: &[usize]) -> Vec<(Scalar, Status)> {
     let last = tile_of(now, spec.tile);
-    spec.features
+    features
         .iter()
-        .enumerate()
-        .map(|(j, (function, window, ty))| {
+        .map(|&j| {
+            let (function, window, ty) = &spec.features[j];
             let first = window.map_or(i64::MIN, |w| first_tile(now, spec.tile, w));
             let mut merged = State::empty(*function);
             let mut any = false;
@@ -352,7 +353,8 @@ mod tests {
         let Decoded::States(Some(states)) = decode(&spec, &version, &bytes) else {
             panic!("records decode");
         };
-        let values = evaluate(&spec, &[(0, states)], 9);
+        let both = [0, 1];
+        let values = evaluate(&spec, &[(0, states)], 9, &both);
         assert_eq!(values[0], (Scalar::Int64(2), Status::Present));
         assert_eq!(values[1], (Scalar::Float64(0.75), Status::Present));
         assert!(matches!(
@@ -360,8 +362,8 @@ mod tests {
             Decoded::Corrupt
         ));
         // Tile 0 is outside the 20 µs window at 25 (tiles 1 and 2): count 0, still present.
-        let out = evaluate(&spec, &[(0, spec.empty())], 25);
+        let out = evaluate(&spec, &[(0, spec.empty())], 25, &both);
         assert_eq!(out[0], (Scalar::Int64(0), Status::Present));
-        assert_eq!(evaluate(&spec, &[], 25)[1], (Scalar::Null, Status::NotFound));
+        assert_eq!(evaluate(&spec, &[], 25, &both)[1], (Scalar::Null, Status::NotFound));
     }
 }

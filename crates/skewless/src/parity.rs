@@ -211,11 +211,16 @@ impl Project {
             entities: spine.num_rows(),
             ..ParityReport::default()
         };
-        let online_path = |view: &String| match () {
-            _ if options.store.is_some() => "store",
-            _ if pushed.contains(view) => "push",
-            _ if views.contains(view) => "materialize",
-            _ => "on demand",
+        let online_path = |view: &String| {
+            if options.store.is_some() {
+                "store"
+            } else if pushed.contains(view) {
+                "push"
+            } else if views.contains(view) {
+                "materialize"
+            } else {
+                "on demand"
+            }
         };
         for (i, &t) in instants.iter().enumerate() {
             // The offline side: the spine's rows, all at t.
@@ -294,8 +299,10 @@ impl Project {
             let first_feature = at_t.num_columns();
             for (f, feature) in offline.features.iter().enumerate() {
                 let column = offline.batch.column(first_feature + f);
-                let tally = report.views.entry(feature.view.clone()).or_default();
-                tally.online_path = online_path(&feature.view).into();
+                let tally = report.views.entry(feature.view.clone()).or_insert_with(|| ViewParity {
+                    online_path: online_path(&feature.view).into(),
+                    ..ViewParity::default()
+                });
                 for (row, pairs) in entities.iter().enumerate() {
                     let want = scalar_at(column.as_ref(), row).map_err(Error::Online)?;
                     let got = &online.rows[row][f];
