@@ -4,13 +4,13 @@
 //! harness checks it on any project, the way the parity suites check the demo:
 //!
 //! ```text
-//! spine rows (keys, request fields) × instants ─┬─ training set at each instant ─────────────▶ offline values
+//! spine rows (keys, request fields) × instants ─┬─ one training set over every (row, instant) ─▶ offline values
 //!                                               └─ fresh embedded store per instant:
 //!                                                  materialize --end t (batch sources), or the
 //!                                                  source's rows pushed in availability order
 //!                                                  through the push path (push sources), then
 //!                                                  the serving core (the server's) looks each
-//!                                                  key up at t ───────────────────────────────▶ online values
+//!                                                  key up at t ────────────────────────────────▶ online values
 //! ```
 //!
 //! A push source's rows (its files and its log) are replayed through the online half of a
@@ -26,7 +26,8 @@
 //!
 //! Late rows (DESIGN rule 7). For an `as_of: event` view whose source has `created`, a second
 //! store is fed as if rows had arrived in availability order up to the instant (only rows
-//! with `created <= t`). Where the training set agrees with the hindsight store but not with
+//! with `created <= t`); it holds only such views (and the inputs of on-demand views over
+//! them), since no other view can serve at `t` other than it will know later. Where the training set agrees with the hindsight store but not with
 //! this one, the winning row landed after `t`: serving at `t` could not have known it. Those
 //! values are counted per view as `late`, not hidden and not failures.
 
@@ -164,10 +165,30 @@ impl Project {
                 .flat_map(|v| v.request.iter().map(|r| r.name.clone())),
         );
         // Only an `as_of: event` view over a source with `created` can serve, at t, other than
-        // what it will know later.
-        let replay_differs = views.iter().filter_map(|v| defs.feature_views.get(v)).any(|v| {
-            v.as_of == skewless_defs::AsOf::Event && defs.sources.get(&v.source).is_some_and(|s| s.created.is_some())
-        });
+        // what it will know later; the replay store is fed only the views behind such values.
+        let late_prone: BTreeSet<&String> = views
+            .iter()
+            .filter(|v| {
+                defs.feature_views.get(*v).is_some_and(|v| {
+                    v.as_of == skewless_defs::AsOf::Event
+                        && defs.sources.get(&v.source).is_some_and(|s| s.created.is_some())
+                })
+            })
+            .collect();
+        // Per selected view, the feature views its values come from (an on-demand view's inputs).
+        let behind: BTreeMap<&String, BTreeSet<String>> = features
+            .iter()
+            .map(|f| {
+                let of_view: Vec<_> = features.iter().filter(|g| g.view == f.view).cloned().collect();
+                (&f.view, skewless_offline::training_set::needed_views(&defs, &of_view).0)
+            })
+            .collect();
+        let replay_views: BTreeSet<String> = behind
+            .values()
+            .filter(|inputs| inputs.iter().any(|v| late_prone.contains(v)))
+            .flatten()
+            .cloned()
+            .collect();
         for view in views.iter().filter_map(|v| defs.feature_views.get(v)) {
             if !view.online {
                 return Err(Error::Request(format!(
@@ -222,30 +243,37 @@ impl Project {
                 "on demand"
             }
         };
-        for (i, &t) in instants.iter().enumerate() {
-            // The offline side: the spine's rows, all at t.
-            let at_t = with_time(&spine, &options.timestamp_column, t)?;
-            let spine_path = work.path().join(format!("spine{i}.parquet"));
-            write_parquet(&at_t, &spine_path)?;
-            let training = TrainingSetOptions {
-                spine: spine_path,
-                selection: options.selection.clone(),
-                timestamp_column: options.timestamp_column.clone(),
-                full_names: true,
-            };
-            let offline = self.training_set(ctx, &training).await?;
-            if !offline.skew_warnings.is_empty() {
-                return Err(Error::Request(format!(
-                    "the definitions on disk are not the applied ones, so the paths would compare different definitions: {} (run `skewless apply` first)",
-                    offline.skew_warnings.join("; ")
-                )));
-            }
+        // The offline side: one training set over the spine's rows at every instant (row
+        // i·n + r is spine row r at instant i), so its fixed cost is paid once.
+        let at_each: Vec<RecordBatch> = instants
+            .iter()
+            .map(|&t| with_time(&spine, &options.timestamp_column, t))
+            .collect::<Result<_>>()?;
+        let spine_path = work.path().join("spine.parquet");
+        let all =
+            arrow::compute::concat_batches(&spine.schema(), &at_each).map_err(|e| Error::Internal(e.to_string()))?;
+        write_parquet(&all, &spine_path)?;
+        let training = TrainingSetOptions {
+            spine: spine_path,
+            selection: options.selection.clone(),
+            timestamp_column: options.timestamp_column.clone(),
+            full_names: true,
+        };
+        let offline = self.training_set(ctx, &training).await?;
+        if !offline.skew_warnings.is_empty() {
+            return Err(Error::Request(format!(
+                "the definitions on disk are not the applied ones, so the paths would compare different definitions: {} (run `skewless apply` first)",
+                offline.skew_warnings.join("; ")
+            )));
+        }
+        for (i, (&t, at_t)) in instants.iter().zip(&at_each).enumerate() {
+            let first_row = i * spine.num_rows();
             // The online side: what a fresh store serves at t, with hindsight (every row known
             // now, as `materialize` writes), and replayed in availability order when a view
             // could differ (rule 7: only rows landed by t).
-            let entities = entity_fields(&at_t, &fields)?;
-            let served = |mode: RunMode, name: String| {
-                let (entities, work, views, pushed) = (&entities, &work, &views, &pushed);
+            let entities = entity_fields(at_t, &fields)?;
+            let served = |mode: RunMode, name: String, views: BTreeSet<String>| {
+                let (entities, work, pushed) = (&entities, &work, &pushed);
                 async move {
                     if let Some(store) = &options.store {
                         let serving = Serving::new(self, Arc::clone(store))?;
@@ -281,7 +309,8 @@ impl Project {
                         self.materialize_unrecorded(&*store, &materialize, mode).await?;
                     }
                     if pushing {
-                        self.replay_pushes(ctx, &*store, pushed, materialized_at).await?;
+                        let pushed: BTreeSet<String> = pushed.intersection(&views).cloned().collect();
+                        self.replay_pushes(ctx, &*store, &pushed, materialized_at).await?;
                     }
                     let serving = Serving::new(self, store)?;
                     serving
@@ -290,26 +319,38 @@ impl Project {
                         .map_err(Error::Serve)
                 }
             };
-            let online = served(RunMode::Unrecorded, format!("hindsight{i}.redb")).await?;
-            let replayed = if replay_differs && options.store.is_none() {
-                Some(served(RunMode::AvailabilityReplay, format!("replayed{i}.redb")).await?)
+            let online = served(RunMode::Unrecorded, format!("hindsight{i}.redb"), views.clone()).await?;
+            let replayed = if !replay_views.is_empty() && options.store.is_none() {
+                Some(
+                    served(
+                        RunMode::AvailabilityReplay,
+                        format!("replayed{i}.redb"),
+                        replay_views.clone(),
+                    )
+                    .await?,
+                )
             } else {
                 None
             };
             let first_feature = at_t.num_columns();
             for (f, feature) in offline.features.iter().enumerate() {
                 let column = offline.batch.column(first_feature + f);
+                let prone_to_late = behind
+                    .get(&feature.view)
+                    .is_some_and(|inputs| inputs.iter().any(|v| late_prone.contains(v)));
                 let tally = report.views.entry(feature.view.clone()).or_insert_with(|| ViewParity {
                     online_path: online_path(&feature.view).into(),
                     ..ViewParity::default()
                 });
                 for (row, pairs) in entities.iter().enumerate() {
-                    let want = scalar_at(column.as_ref(), row).map_err(Error::Online)?;
+                    let want = scalar_at(column.as_ref(), first_row + row).map_err(Error::Online)?;
                     let got = &online.rows[row][f];
                     tally.values += 1;
                     if same(&want, &got.value) {
                         tally.present += usize::from(want != Scalar::Null);
-                        let landed_late = replayed.as_ref().is_some_and(|r| !same(&want, &r.rows[row][f].value));
+                        let landed_late = replayed
+                            .as_ref()
+                            .is_some_and(|r| prone_to_late && !same(&want, &r.rows[row][f].value));
                         tally.late += usize::from(landed_late);
                         continue;
                     }
