@@ -112,6 +112,36 @@ impl<'a> Column<'a> {
         }
     }
 
+    /// Whether this is the Arrow type a feature of type `ty` has ([`crate::types::arrow_type`],
+    /// any time zone).
+    pub fn holds(&self, ty: FeatureType) -> bool {
+        matches!(
+            (self, ty),
+            (Column::Bool(_), FeatureType::Bool)
+                | (Column::Int32(_), FeatureType::Int32)
+                | (Column::Int64(_), FeatureType::Int64)
+                | (Column::Float32(_), FeatureType::Float32)
+                | (Column::Float64(_), FeatureType::Float64)
+                | (Column::Utf8(_), FeatureType::String)
+                | (Column::Time(_), FeatureType::Timestamp)
+        )
+    }
+
+    /// Whether `row` is null (an `Other` column reads as all null).
+    #[inline]
+    pub fn is_null(&self, row: usize) -> bool {
+        match self {
+            Column::Bool(a) => a.is_null(row),
+            Column::Int32(a) => a.is_null(row),
+            Column::Int64(a) => a.is_null(row),
+            Column::Float32(a) => a.is_null(row),
+            Column::Float64(a) => a.is_null(row),
+            Column::Utf8(a) => a.is_null(row),
+            Column::Time(a) => a.is_null(row),
+            Column::Other => true,
+        }
+    }
+
     /// The value at `row`, `None` when null.
     #[inline]
     pub fn value(&self, row: usize) -> Option<Value> {

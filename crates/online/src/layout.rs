@@ -55,13 +55,10 @@
 
 use std::fmt;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch,
-    StringArray, TimestampMicrosecondArray,
-};
-use arrow::datatypes::{DataType, TimeUnit};
+use arrow::array::{Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use serde::Serialize;
 use skewless_defs::{AsOf, Definitions, FeatureType, FeatureView, KeyType};
+use skewless_engine::aggregate::Column;
 
 use crate::{Error, Result};
 
@@ -475,11 +472,12 @@ impl ViewLayout {
         } else {
             None
         };
-        let features: Vec<FeatureColumn<'_>> = batch.columns()[first_feature..]
+        let features: Vec<Column<'_>> = batch.columns()[first_feature..]
             .iter()
             .zip(&self.features)
             .map(|(c, (name, ty))| {
-                FeatureColumn::new(c, *ty).ok_or_else(|| {
+                let column = Column::new(c.as_ref());
+                column.holds(*ty).then_some(column).ok_or_else(|| {
                     bad(&format!(
                         "feature `{name}` is {}, expected {}",
                         c.data_type(),
@@ -499,7 +497,7 @@ impl ViewLayout {
             let created = created.and_then(|c| c.is_valid(row).then(|| c.value(row)));
             let mut value = self.value_header(ts.value(row), created);
             for c in &features {
-                c.put(&mut value, row);
+                put_feature(&mut value, c, row);
             }
             out.push((key, value));
         }
@@ -558,56 +556,23 @@ impl KeyColumn<'_> {
     }
 }
 
-enum FeatureColumn<'a> {
-    Bool(&'a BooleanArray),
-    Int32(&'a Int32Array),
-    Int64(&'a Int64Array),
-    Float32(&'a Float32Array),
-    Float64(&'a Float64Array),
-    String(&'a StringArray),
-    Timestamp(&'a TimestampMicrosecondArray),
-}
-
-impl<'a> FeatureColumn<'a> {
-    fn new(c: &'a ArrayRef, ty: FeatureType) -> Option<Self> {
-        Some(match (ty, c.data_type()) {
-            (FeatureType::Bool, DataType::Boolean) => FeatureColumn::Bool(c.as_boolean()),
-            (FeatureType::Int32, DataType::Int32) => FeatureColumn::Int32(c.as_primitive()),
-            (FeatureType::Int64, DataType::Int64) => FeatureColumn::Int64(c.as_primitive()),
-            (FeatureType::Float32, DataType::Float32) => FeatureColumn::Float32(c.as_primitive()),
-            (FeatureType::Float64, DataType::Float64) => FeatureColumn::Float64(c.as_primitive()),
-            (FeatureType::String, DataType::Utf8) => FeatureColumn::String(c.as_string()),
-            (FeatureType::Timestamp, DataType::Timestamp(TimeUnit::Microsecond, _)) => {
-                FeatureColumn::Timestamp(c.as_primitive())
-            }
-            _ => return None,
-        })
+/// Writes one feature value: a null flag, then the value's order-preserving bytes.
+fn put_feature(out: &mut Vec<u8>, column: &Column<'_>, row: usize) {
+    if column.is_null(row) {
+        out.push(0);
+        return;
     }
-
-    fn put(&self, out: &mut Vec<u8>, row: usize) {
-        let array: &dyn Array = match self {
-            FeatureColumn::Bool(a) => *a,
-            FeatureColumn::Int32(a) => *a,
-            FeatureColumn::Int64(a) => *a,
-            FeatureColumn::Float32(a) => *a,
-            FeatureColumn::Float64(a) => *a,
-            FeatureColumn::String(a) => *a,
-            FeatureColumn::Timestamp(a) => *a,
-        };
-        if array.is_null(row) {
-            out.push(0);
-            return;
-        }
-        out.push(1);
-        match self {
-            FeatureColumn::Bool(a) => out.push(u8::from(a.value(row))),
-            FeatureColumn::Int32(a) => out.extend_from_slice(&order_i32(a.value(row))),
-            FeatureColumn::Int64(a) => out.extend_from_slice(&order_i64(a.value(row))),
-            FeatureColumn::Float32(a) => out.extend_from_slice(&order_f32(a.value(row))),
-            FeatureColumn::Float64(a) => out.extend_from_slice(&order_f64(a.value(row))),
-            FeatureColumn::String(a) => put_str(out, a.value(row)),
-            FeatureColumn::Timestamp(a) => out.extend_from_slice(&order_i64(a.value(row))),
-        }
+    out.push(1);
+    match column {
+        Column::Bool(a) => out.push(u8::from(a.value(row))),
+        Column::Int32(a) => out.extend_from_slice(&order_i32(a.value(row))),
+        Column::Int64(a) => out.extend_from_slice(&order_i64(a.value(row))),
+        Column::Time(a) => out.extend_from_slice(&order_i64(a.value(row))),
+        Column::Float32(a) => out.extend_from_slice(&order_f32(a.value(row))),
+        Column::Float64(a) => out.extend_from_slice(&order_f64(a.value(row))),
+        Column::Utf8(a) => put_str(out, a.value(row)),
+        // `holds` refused such a column before any row was encoded; it reads as all null.
+        Column::Other => {}
     }
 }
 

@@ -27,9 +27,10 @@
 //! Late rows (DESIGN rule 7). For an `as_of: event` view whose source has `created`, a second
 //! store is fed as if rows had arrived in availability order up to the instant (only rows
 //! with `created <= t`); it holds only such views (and the inputs of on-demand views over
-//! them), since no other view can serve at `t` other than it will know later. Where the training set agrees with the hindsight store but not with
-//! this one, the winning row landed after `t`: serving at `t` could not have known it. Those
-//! values are counted per view as `late`, not hidden and not failures.
+//! them), since no other view can serve at `t` other than it will know later. Where the
+//! training set agrees with the hindsight store but not with this one, the winning row landed
+//! after `t`: serving at `t` could not have known it. Those values are counted per view as
+//! `late`, not hidden and not failures.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -175,20 +176,18 @@ impl Project {
                 })
             })
             .collect();
-        // Per selected view, the feature views its values come from (an on-demand view's inputs).
-        let behind: BTreeMap<&String, BTreeSet<String>> = features
-            .iter()
-            .map(|f| {
-                let of_view: Vec<_> = features.iter().filter(|g| g.view == f.view).cloned().collect();
-                (&f.view, skewless_offline::training_set::needed_views(&defs, &of_view).0)
-            })
-            .collect();
-        let replay_views: BTreeSet<String> = behind
-            .values()
-            .filter(|inputs| inputs.iter().any(|v| late_prone.contains(v)))
-            .flatten()
-            .cloned()
-            .collect();
+        // The selected views whose values can land late (a late-prone view, or an on-demand
+        // view over one), and the feature views behind them: all the replay store needs.
+        let mut late_views: BTreeSet<&String> = BTreeSet::new();
+        let mut replay_views: BTreeSet<String> = BTreeSet::new();
+        for view in features.iter().map(|f| &f.view).collect::<BTreeSet<_>>() {
+            let of_view: Vec<_> = features.iter().filter(|f| &f.view == view).cloned().collect();
+            let (inputs, _) = skewless_offline::training_set::needed_views(&defs, &of_view);
+            if inputs.iter().any(|v| late_prone.contains(v)) {
+                late_views.insert(view);
+                replay_views.extend(inputs);
+            }
+        }
         for view in views.iter().filter_map(|v| defs.feature_views.get(v)) {
             if !view.online {
                 return Err(Error::Request(format!(
@@ -335,9 +334,7 @@ impl Project {
             let first_feature = at_t.num_columns();
             for (f, feature) in offline.features.iter().enumerate() {
                 let column = offline.batch.column(first_feature + f);
-                let prone_to_late = behind
-                    .get(&feature.view)
-                    .is_some_and(|inputs| inputs.iter().any(|v| late_prone.contains(v)));
+                let prone_to_late = late_views.contains(&feature.view);
                 let tally = report.views.entry(feature.view.clone()).or_insert_with(|| ViewParity {
                     online_path: online_path(&feature.view).into(),
                     ..ViewParity::default()
