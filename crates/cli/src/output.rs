@@ -132,20 +132,21 @@ pub fn materialize_progress_printer() -> impl Fn(skewless::online::MaterializePr
 
     use skewless::online::MaterializeProgress;
     let terminal = std::io::stderr().is_terminal();
-    let printed_tenths = std::cell::Cell::new(0usize);
+    let printed_steps = std::cell::Cell::new(0usize);
     move |event: MaterializeProgress| {
         let line = match &event {
             MaterializeProgress::Computing { view, index, views } => {
-                printed_tenths.set(0);
+                printed_steps.set(0);
                 format!("[{}/{views}] {view}: computing values …", index + 1)
             }
-            MaterializeProgress::Writing { view, done, total } => {
-                let tenths = done * 10 / (*total).max(1);
-                if !terminal && tenths <= printed_tenths.get() {
+            MaterializeProgress::Writing { view, done } => {
+                // Off a terminal, a line per 100,000 keys.
+                let step = done / 100_000;
+                if !terminal && step <= printed_steps.get() {
                     return;
                 }
-                printed_tenths.set(tenths);
-                format!("{view}: wrote {done}/{total} keys")
+                printed_steps.set(step);
+                format!("{view}: wrote {done} keys")
             }
             MaterializeProgress::Done(r) => match &r.error {
                 Some(error) => format!("{}: FAILED: {error}", r.view),

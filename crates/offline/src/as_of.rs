@@ -134,6 +134,48 @@ pub fn winners(
     out
 }
 
+/// Materialization's join: the winners of a spine that holds every valid key with an
+/// event time among `features`, each at `at` (the keys a training set at `at` would ask
+/// about), computed from one sort of the feature rows. Returns the winning rows (keys
+/// without one are left out) and how many such keys there are.
+pub fn latest(features: &FeatureSide<'_>, mode: Mode, ttl_micros: Option<i64>, at: i64) -> (Vec<u32>, usize) {
+    // Rows that give their key a spine row, by key and effective time; a row that can never
+    // be a candidate (no `created` under `as_of: available`) sorts last, past any `at`.
+    let mut order: Vec<(u64, i64, u32)> = (0..features.ts.len())
+        .filter(|&i| features.key_valid[i] && features.ts.is_valid(i))
+        .map(|i| {
+            (
+                features.keys[i],
+                features.effective(i, mode).unwrap_or(i64::MAX),
+                i as u32,
+            )
+        })
+        .collect();
+    order.sort_unstable();
+    let mut winners = Vec::new();
+    let mut keys = 0;
+    for group in order.chunk_by(|a, b| a.0 == b.0) {
+        keys += 1;
+        let best = group
+            .iter()
+            .take_while(|(_, e, _)| *e <= at)
+            .map(|&(_, _, row)| row as usize)
+            .reduce(|best, candidate| {
+                if features.newer(candidate, best) == Ordering::Greater {
+                    candidate
+                } else {
+                    best
+                }
+            });
+        if let Some(best) = best
+            && ttl_micros.is_none_or(|ttl| features.ts.value(best) >= at.saturating_sub(ttl))
+        {
+            winners.push(best as u32);
+        }
+    }
+    (winners, keys)
+}
+
 #[cfg(test)]
 mod tests {
     //! Differential tests: the sweep against an obviously correct quadratic reference.
@@ -252,6 +294,74 @@ mod tests {
                             "case {case}, {mode:?}, created {with_created}, ttl {ttl:?}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// `latest` is `winners` over the spine it describes: every valid key with an event time,
+    /// at `at`.
+    #[test]
+    fn latest_is_winners_over_every_timed_key_at_one_instant() {
+        let mut rng = Rng(0x5EED_1234_ABCD_0002);
+        for case in 0..400 {
+            let m = rng.next(80) as usize;
+            let span = 1 + rng.next(30);
+            let feature_keys: Int64Array = (0..m)
+                .map(|_| (rng.next(25) != 0).then(|| rng.next(6) as i64))
+                .collect();
+            let ts = timestamps(&mut rng, m, span, 15);
+            let created: TimestampMicrosecondArray = (0..m)
+                .map(|i| (rng.next(8) != 0).then(|| ts.value(i) + rng.next(6) as i64))
+                .collect();
+            let values: Float64Array = (0..m).map(|_| (rng.next(5) != 0).then(|| rng.next(3) as f64)).collect();
+            let feature_valid: Vec<bool> = (0..m).map(|i| feature_keys.is_valid(i)).collect();
+            let feature_ids: Vec<u64> = feature_keys.values().iter().map(|&k| k as u64).collect();
+            let value_rows = encode(vec![Arc::new(values)]);
+            let by_values = |a: usize, b: usize| value_rows.row(a).cmp(&value_rows.row(b));
+            let at = rng.next(span + 6) as i64;
+            // The spine `latest` stands for.
+            let mut spine_keys: Vec<u64> = (0..m)
+                .filter(|&i| feature_valid[i] && ts.is_valid(i))
+                .map(|i| feature_ids[i])
+                .collect();
+            spine_keys.sort_unstable();
+            spine_keys.dedup();
+            let spine_t = TimestampMicrosecondArray::from(vec![at; spine_keys.len()]);
+            let spine = SpineSide {
+                keys: &spine_keys,
+                key_valid: &vec![true; spine_keys.len()],
+                t: &spine_t,
+            };
+            for (mode, with_created) in [(Mode::Event, false), (Mode::Event, true), (Mode::Available, true)] {
+                let features = FeatureSide {
+                    keys: &feature_ids,
+                    key_valid: &feature_valid,
+                    ts: &ts,
+                    created: with_created.then_some(&created),
+                    tie_break: &by_values,
+                };
+                let observed = |rows: Vec<u32>| -> Vec<(u64, Winner)> {
+                    let mut w: Vec<(u64, Winner)> = rows
+                        .into_iter()
+                        .map(|r| {
+                            let r = r as usize;
+                            let winner = (ts.value(r), features.created(r), value_rows.row(r).as_ref().to_vec());
+                            (feature_ids[r], winner)
+                        })
+                        .collect();
+                    w.sort();
+                    w
+                };
+                for ttl in [None, Some(0), Some(3), Some(span as i64)] {
+                    let (found, keys) = latest(&features, mode, ttl, at);
+                    let expected: Vec<u32> = winners(&spine, &features, mode, ttl).into_iter().flatten().collect();
+                    assert_eq!(keys, spine_keys.len(), "case {case}");
+                    assert_eq!(
+                        observed(found),
+                        observed(expected),
+                        "case {case}, {mode:?}, created {with_created}, ttl {ttl:?}"
+                    );
                 }
             }
         }

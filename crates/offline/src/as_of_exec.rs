@@ -52,6 +52,11 @@ pub struct AsOfLayout {
     /// An aggregated view: each partition runs this kernel over its rows instead of picking
     /// winners, and the output holds its aggregates ([`crate::aggregate`]).
     pub aggregate: Option<Arc<crate::aggregate::Kernel>>,
+    /// Materialization's join ([`crate::latest`]): the spine input is ignored (give an empty
+    /// one), and each partition answers instead for every valid key among its feature rows
+    /// that has an event time, each at this instant ([`as_of::latest`]). Keys without a
+    /// winner get no output row. The source is read once, with no group-by for the keys.
+    pub latest_at: Option<i64>,
 }
 
 impl AsOfLayout {
@@ -191,6 +196,10 @@ impl ExecutionPlan for AsOfJoinExec {
         let out_schema = Arc::clone(&schema);
         let spills = MetricBuilder::new(&self.metrics).spill_count(partition);
         let resplits = MetricBuilder::new(&self.metrics).counter("resplit_count", partition);
+        let latest = self.layout.latest_at.map(|_| LatestCounts {
+            keys: MetricBuilder::new(&self.metrics).counter(LATEST_KEYS, partition),
+            unservable: MetricBuilder::new(&self.metrics).counter(UNSERVABLE_ROWS, partition),
+        });
         let work = async move {
             let pool = Arc::clone(context.memory_pool());
             let budget = Budget {
@@ -208,6 +217,9 @@ impl ExecutionPlan for AsOfJoinExec {
             let mut spill: Option<Spill> = None;
             while let Some(batch) = features.next().await {
                 let batch = batch?;
+                if let Some(latest) = &latest {
+                    latest.count_unservable(&batch, layout.keys);
+                }
                 if let Some(spill) = spill.as_mut() {
                     spill.write(&batch, layout.keys)?;
                     continue;
@@ -234,10 +246,16 @@ impl ExecutionPlan for AsOfJoinExec {
                 let held_bytes = held.iter().map(RecordBatch::get_array_memory_size).sum();
                 let held_rows = held.iter().map(RecordBatch::num_rows).sum();
                 let spine_rows = spine_batches.iter().map(RecordBatch::num_rows).sum();
+                // Materialization's output has at most a row per feature row, each no wider.
+                let spine_size = match latest {
+                    Some(_) => (held_rows, held_bytes),
+                    None => (spine_rows, spine_bytes),
+                };
                 // The held rows are reserved already; the feature copy and the rest are not.
-                let working = working_bytes((spine_rows, spine_bytes), (held_rows, held_bytes));
+                let working = working_bytes(spine_size, (held_rows, held_bytes));
                 if reservation.try_grow(working).is_ok() {
-                    return Ok(vec![join_partition(&spine_batches, &held, &layout, &out_schema)?]);
+                    let joined = join_partition(&spine_batches, &held, &layout, &out_schema, latest.as_ref())?;
+                    return Ok(vec![joined]);
                 }
                 if let Some(schema) = held.first().map(RecordBatch::schema) {
                     let mut new_spill = Spill::new(schema, 0)?;
@@ -250,7 +268,16 @@ impl ExecutionPlan for AsOfJoinExec {
                 }
             }
             match spill {
-                None => Ok(vec![join_partition(&spine_batches, &held, &layout, &out_schema)?]),
+                None => Ok(vec![join_partition(
+                    &spine_batches,
+                    &held,
+                    &layout,
+                    &out_schema,
+                    latest.as_ref(),
+                )?]),
+                Some(spill) if latest.is_some() => {
+                    spill.join(Spine::Latest(latest.as_ref()), &layout, &out_schema, &budget)
+                }
                 Some(spill) => {
                     let spine = match spine_batches.first() {
                         Some(first) => concat_batches(&first.schema(), &spine_batches)?,
@@ -258,7 +285,7 @@ impl ExecutionPlan for AsOfJoinExec {
                     };
                     // One copy of the spine: the one reserved.
                     drop(spine_batches);
-                    spill.join(&spine, &layout, &out_schema, &budget)
+                    spill.join(Spine::Given(&spine), &layout, &out_schema, &budget)
                 }
             }
         };
@@ -322,14 +349,15 @@ impl Spill {
     /// Joins each file with the spine rows of its keys; a batch per part. Each file's rows
     /// and the sweep's working memory are reserved while it is joined; a part that does not
     /// fit is split again by another hash, up to [`MAX_SPILL_LEVEL`] times.
-    fn join(
-        self,
-        spine: &RecordBatch,
-        layout: &AsOfLayout,
-        out: &SchemaRef,
-        budget: &Budget,
-    ) -> Result<Vec<RecordBatch>> {
-        let spine_parts = split_by_key(&spine.columns()[1..=layout.keys], self.level)?;
+    fn join(self, spine: Spine<'_>, layout: &AsOfLayout, out: &SchemaRef, budget: &Budget) -> Result<Vec<RecordBatch>> {
+        let (spine, latest) = match spine {
+            Spine::Given(spine) => (Some(spine), None),
+            Spine::Latest(counts) => (None, counts),
+        };
+        let spine_parts = match spine {
+            Some(spine) => split_by_key(&spine.columns()[1..=layout.keys], self.level)?,
+            None => vec![Vec::new(); SPILL_PARTS],
+        };
         let mut outputs = Vec::with_capacity(SPILL_PARTS);
         let parts = self
             .writers
@@ -340,18 +368,24 @@ impl Spill {
             writer.finish()?;
             let mut file = writer.into_inner()?;
             std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
-            let part_spine = arrow::compute::take_record_batch(spine, &UInt32Array::from(spine_rows))?;
+            let part_spine = match spine {
+                Some(spine) => arrow::compute::take_record_batch(spine, &UInt32Array::from(spine_rows))?,
+                None => RecordBatch::new_empty(Arc::new(arrow::datatypes::Schema::empty())),
+            };
             let mut reader = arrow::ipc::reader::FileReader::try_new(file, None)?;
             if rows == 0 {
-                outputs.push(empty_or_nulls(&[part_spine], layout, out)?);
+                if spine.is_some() {
+                    outputs.push(empty_or_nulls(&[part_spine], layout, out)?);
+                }
                 continue;
             }
             // The part's rows and the sweep's working memory, reserved together.
-            let need = size
-                + working_bytes(
-                    (part_spine.num_rows(), part_spine.get_array_memory_size()),
-                    (rows, size),
-                );
+            // Materialization's output has at most a row per feature row, each no wider.
+            let spine_size = match spine {
+                Some(_) => (part_spine.num_rows(), part_spine.get_array_memory_size()),
+                None => (rows, size),
+            };
+            let need = size + working_bytes(spine_size, (rows, size));
             if budget.reservation.try_grow(need).is_err() {
                 if self.level + 1 < MAX_SPILL_LEVEL && rows > 1 {
                     // Too big for the pool: stream it into a finer split and join that.
@@ -360,13 +394,17 @@ impl Spill {
                     for batch in &mut reader {
                         finer.write(&batch?, layout.keys)?;
                     }
-                    outputs.extend(finer.join(&part_spine, layout, out, budget)?);
+                    let part_spine = match spine {
+                        Some(_) => Spine::Given(&part_spine),
+                        None => Spine::Latest(latest),
+                    };
+                    outputs.extend(finer.join(part_spine, layout, out, budget)?);
                     continue;
                 }
                 budget.reserve(need, "joining one key group of its spilled feature rows")?;
             }
             let features = reader.collect::<std::result::Result<Vec<_>, _>>()?;
-            let joined = join_partition(&[part_spine], &features, layout, out)?;
+            let joined = join_partition(&[part_spine], &features, layout, out, latest)?;
             budget.reservation.shrink(need);
             // The part's output stays until the partition's is returned: counted, not refused
             // (it is a share of the working memory just granted).
@@ -374,6 +412,33 @@ impl Spill {
             outputs.push(joined);
         }
         Ok(outputs)
+    }
+}
+
+/// Which spine a spilling partition joins its parts with.
+#[derive(Clone, Copy)]
+enum Spine<'a> {
+    /// The spine input's rows (concatenated), split across the parts by key.
+    Given(&'a RecordBatch),
+    /// Materialization's ([`AsOfLayout::latest_at`]): each part answers for its own keys.
+    Latest(Option<&'a LatestCounts>),
+}
+
+/// Metrics of [`AsOfLayout::latest_at`] runs: the keys answered for, and the feature rows
+/// that can never be served (a null join key or a null event time).
+pub(crate) const LATEST_KEYS: &str = "latest_keys";
+pub(crate) const UNSERVABLE_ROWS: &str = "unservable_rows";
+
+/// One partition's [`LATEST_KEYS`] and [`UNSERVABLE_ROWS`].
+struct LatestCounts {
+    keys: datafusion::physical_plan::metrics::Count,
+    unservable: datafusion::physical_plan::metrics::Count,
+}
+
+impl LatestCounts {
+    fn count_unservable(&self, batch: &RecordBatch, keys: usize) {
+        let servable = valid_mask(&batch.columns()[..=keys]);
+        self.unservable.add(servable.iter().filter(|v| !**v).count());
     }
 }
 
@@ -499,17 +564,35 @@ fn key_ids(spine: &[ArrayRef], features: &[ArrayRef]) -> Result<(Vec<u64>, Vec<u
     let converter = RowConverter::new(spine.iter().map(|c| SortField::new(c.data_type().clone())).collect())?;
     let feature_rows = converter.convert_columns(features)?;
     let spine_rows = converter.convert_columns(spine)?;
-    let mut ids: HashMap<&[u8], u64> = HashMap::with_capacity(feature_rows.num_rows() / 4);
-    let feature_ids = (0..feature_rows.num_rows())
-        .map(|i| {
-            let next = ids.len() as u64;
-            *ids.entry(feature_rows.row(i).data()).or_insert(next)
-        })
-        .collect();
+    let (ids, feature_ids) = number_rows(&feature_rows);
     let spine_ids = (0..spine_rows.num_rows())
         .map(|i| ids.get(spine_rows.row(i).data()).copied().unwrap_or(u64::MAX))
         .collect();
     Ok((spine_ids, feature_ids))
+}
+
+/// [`key_ids`] of one side alone: ids equal exactly when the keys are.
+fn own_key_ids(keys: &[ArrayRef]) -> Result<Vec<u64>> {
+    if let [k] = keys
+        && let Some(ints) = k.as_primitive_opt::<Int64Type>()
+    {
+        return Ok(ints.values().iter().map(|&k| k as u64).collect());
+    }
+    let converter = RowConverter::new(keys.iter().map(|c| SortField::new(c.data_type().clone())).collect())?;
+    Ok(number_rows(&converter.convert_columns(keys)?).1)
+}
+
+/// Numbers the distinct rows of `rows` in order of first appearance: the map, and each
+/// row's number.
+fn number_rows(rows: &arrow::row::Rows) -> (HashMap<&[u8], u64>, Vec<u64>) {
+    let mut ids: HashMap<&[u8], u64> = HashMap::with_capacity(rows.num_rows() / 4);
+    let numbers = (0..rows.num_rows())
+        .map(|i| {
+            let next = ids.len() as u64;
+            *ids.entry(rows.row(i).data()).or_insert(next)
+        })
+        .collect();
+    (ids, numbers)
 }
 
 fn timestamps(column: &ArrayRef) -> Result<&TimestampMicrosecondArray> {
@@ -524,12 +607,19 @@ fn timestamps(column: &ArrayRef) -> Result<&TimestampMicrosecondArray> {
         })
 }
 
+/// One partition's join: per spine row, the winner's values or the aggregates; with
+/// [`AsOfLayout::latest_at`], per key of `features` that has a winner, the winner's values
+/// (`spine` is ignored, and the keys answered for are counted in `latest`).
 fn join_partition(
     spine: &[RecordBatch],
     features: &[RecordBatch],
     layout: &AsOfLayout,
     out: &SchemaRef,
+    latest: Option<&LatestCounts>,
 ) -> Result<RecordBatch> {
+    if let Some(at) = layout.latest_at {
+        return join_latest(features, layout, at, out, latest);
+    }
     let (Some(first_spine), Some(first_feature)) = (spine.first(), features.first()) else {
         return empty_or_nulls(spine, layout, out);
     };
@@ -544,12 +634,7 @@ fn join_partition(
     let spine_valid = valid_mask(&spine_keys);
     let feature_valid = valid_mask(&feature_keys);
     let t = timestamps(spine.column(k + 1))?;
-    let ts = timestamps(features.column(k))?;
-    let created = if layout.created {
-        Some(timestamps(features.column(k + 1))?)
-    } else {
-        None
-    };
+    let (ts, created) = feature_times(&features, layout)?;
     if let Some(kernel) = &layout.aggregate {
         let spine_side = crate::aggregate::SweepSpine {
             keys: &spine_ids,
@@ -567,7 +652,76 @@ fn join_partition(
         columns.extend(kernel.sweep(&spine_side, &events, layout.mode == Mode::Available));
         return Ok(RecordBatch::try_new(Arc::clone(out), columns)?);
     }
-    // Values are compared only on exact (ts, created) ties, so they are not encoded up front.
+    let spine_side = SpineSide {
+        keys: &spine_ids,
+        key_valid: &spine_valid,
+        t,
+    };
+    let winners = with_feature_side(&values, &feature_ids, &feature_valid, (ts, created), |side| {
+        as_of::winners(&spine_side, side, layout.mode, layout.ttl_micros)
+    })?;
+    let winners = UInt32Array::from(winners);
+    let mut columns = vec![Arc::clone(spine.column(0))];
+    for value in &values {
+        columns.push(take(value.as_ref(), &winners, None)?);
+    }
+    Ok(RecordBatch::try_new(Arc::clone(out), columns)?)
+}
+
+/// [`join_partition`] with [`AsOfLayout::latest_at`]: `[__row, values..]`, a row per key
+/// that has a winner at `at` (`__row` numbers them).
+fn join_latest(
+    features: &[RecordBatch],
+    layout: &AsOfLayout,
+    at: i64,
+    out: &SchemaRef,
+    latest: Option<&LatestCounts>,
+) -> Result<RecordBatch> {
+    let Some(first) = features.first() else {
+        return Ok(RecordBatch::new_empty(Arc::clone(out)));
+    };
+    let features = concat_batches(&first.schema(), features)?;
+    let keys = &features.columns()[..layout.keys];
+    let (ids, valid) = (own_key_ids(keys)?, valid_mask(keys));
+    let values: Vec<ArrayRef> = features.columns()[layout.first_value()..].to_vec();
+    let (winners, answered) = with_feature_side(&values, &ids, &valid, feature_times(&features, layout)?, |side| {
+        as_of::latest(side, layout.mode, layout.ttl_micros, at)
+    })?;
+    if let Some(latest) = latest {
+        latest.keys.add(answered);
+    }
+    let winners = UInt32Array::from(winners);
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(arrow::array::UInt64Array::from_iter_values(
+        0..winners.len() as u64,
+    ))];
+    for value in &values {
+        columns.push(take(value.as_ref(), &winners, None)?);
+    }
+    Ok(RecordBatch::try_new(Arc::clone(out), columns)?)
+}
+
+/// The feature rows' event times and, when the layout has them, availability times.
+fn feature_times<'a>(
+    features: &'a RecordBatch,
+    layout: &AsOfLayout,
+) -> Result<(&'a TimestampMicrosecondArray, Option<&'a TimestampMicrosecondArray>)> {
+    let ts = timestamps(features.column(layout.keys))?;
+    let created = match layout.created {
+        true => Some(timestamps(features.column(layout.keys + 1))?),
+        false => None,
+    };
+    Ok((ts, created))
+}
+
+/// Runs `f` over the feature side of the point-in-time rule. Values are compared only on
+/// exact `(ts, created)` ties, so they are not encoded up front: comparators read them.
+fn with_feature_side<R>(
+    values: &[ArrayRef],
+    keys: &[u64],
+    key_valid: &[bool],
+    (ts, created): (&TimestampMicrosecondArray, Option<&TimestampMicrosecondArray>),
+    f: impl FnOnce(&FeatureSide<'_>) -> R,
+) -> Result<R> {
     let comparators = values
         .iter()
         .map(|v| make_comparator(v.as_ref(), v.as_ref(), SortOptions::default()))
@@ -580,14 +734,9 @@ fn join_partition(
             .unwrap_or(std::cmp::Ordering::Equal)
     };
     let reversed = |a: usize, b: usize| by_values(a, b).reverse();
-    let spine_side = SpineSide {
-        keys: &spine_ids,
-        key_valid: &spine_valid,
-        t,
-    };
-    let feature_side = FeatureSide {
-        keys: &feature_ids,
-        key_valid: &feature_valid,
+    Ok(f(&FeatureSide {
+        keys,
+        key_valid,
         ts,
         created,
         tie_break: if skewless_engine::planted::active(skewless_engine::planted::Fault::ReversedTieBreak) {
@@ -595,18 +744,7 @@ fn join_partition(
         } else {
             &by_values
         },
-    };
-    let winners = UInt32Array::from(as_of::winners(
-        &spine_side,
-        &feature_side,
-        layout.mode,
-        layout.ttl_micros,
-    ));
-    let mut columns = vec![Arc::clone(spine.column(0))];
-    for value in &values {
-        columns.push(take(value.as_ref(), &winners, None)?);
-    }
-    Ok(RecordBatch::try_new(Arc::clone(out), columns)?)
+    }))
 }
 
 /// No feature rows in this partition: every spine row gets nulls, or an aggregated view's
@@ -683,6 +821,7 @@ mod tests {
             mode: Mode::Event,
             ttl_micros: Some(300),
             aggregate: None,
+            latest_at: None,
         };
         let out: SchemaRef = Arc::new(Schema::new(vec![
             Field::new("__row", DataType::UInt64, false),
@@ -693,6 +832,7 @@ mod tests {
             std::slice::from_ref(&features),
             &layout,
             &out,
+            None,
         )
         .unwrap();
 
@@ -715,7 +855,7 @@ mod tests {
             partition: 0,
             resplits: Count::new(),
         };
-        let parts = spill.join(&spine, &layout, &out, &budget).unwrap();
+        let parts = spill.join(Spine::Given(&spine), &layout, &out, &budget).unwrap();
         assert!(budget.resplits.value() > 0, "no part was split again");
         let joined = concat_batches(&out, &parts).unwrap();
         let order = arrow::compute::sort_to_indices(joined.column(0), None, None).unwrap();
@@ -723,5 +863,112 @@ mod tests {
         let order = arrow::compute::sort_to_indices(in_memory.column(0), None, None).unwrap();
         assert_eq!(joined, arrow::compute::take_record_batch(&in_memory, &order).unwrap());
         assert!(joined.column(1).null_count() < joined.num_rows(), "nothing joined");
+    }
+
+    /// Materialization's join: per key with a timed row, the newest row within the ttl, the
+    /// same in memory and when spilled parts are split again, and equal to a reference that
+    /// reads the rule literally. Rows with a null key or a null time are counted as
+    /// unservable and never win; keys are counted once, over the parts.
+    #[test]
+    fn latest_picks_each_keys_newest_row_in_memory_and_spilled() {
+        let (keys, n, at, ttl) = (300i64, 30_000i64, 900i64, 8i64);
+        let key = |i: i64| (i % 97 != 0).then_some(i * 31 % keys);
+        let ts = |i: i64| (i % 89 != 0).then_some(i * 7919 % 1201 / 8 * 8);
+        let features = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("__k0", DataType::Int64, true),
+                Field::new("__ts", instants(0..0).data_type().clone(), true),
+                Field::new("x", DataType::Float64, true),
+                Field::new("__win_k0", DataType::Int64, true),
+            ])),
+            vec![
+                Arc::new(Int64Array::from_iter((0..n).map(key))),
+                Arc::new(TimestampMicrosecondArray::from_iter((0..n).map(ts)).with_timezone("UTC")),
+                Arc::new(Float64Array::from_iter_values((0..n).map(|i| (i % 5) as f64))),
+                Arc::new(Int64Array::from_iter((0..n).map(key))),
+            ],
+        )
+        .unwrap();
+        // The reference: per key, the greatest (ts, x) with at - ttl <= ts <= at.
+        let mut reference = std::collections::BTreeMap::<i64, (i64, f64)>::new();
+        let mut unservable = 0;
+        let mut timed_keys = std::collections::BTreeSet::new();
+        for i in 0..n {
+            let (Some(k), Some(t)) = (key(i), ts(i)) else {
+                unservable += 1;
+                continue;
+            };
+            timed_keys.insert(k);
+            let x = (i % 5) as f64;
+            if t <= at && t >= at - ttl && reference.get(&k).is_none_or(|&(bt, bx)| (t, x) > (bt, bx)) {
+                reference.insert(k, (t, x));
+            }
+        }
+        let expected: Vec<(i64, f64)> = reference.into_iter().map(|(k, (_, x))| (k, x)).collect();
+        assert!(
+            expected.len() > 100 && expected.len() < timed_keys.len(),
+            "the ttl must drop some keys"
+        );
+
+        let layout = AsOfLayout {
+            keys: 1,
+            created: false,
+            mode: Mode::Event,
+            ttl_micros: Some(ttl),
+            aggregate: None,
+            latest_at: Some(at),
+        };
+        let out: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("__row", DataType::UInt64, false),
+            Field::new("x", DataType::Float64, true),
+            Field::new("__win_k0", DataType::Int64, true),
+        ]));
+        let counts = || LatestCounts {
+            keys: Count::new(),
+            unservable: Count::new(),
+        };
+        let winners = |parts: &[RecordBatch]| -> Vec<(i64, f64)> {
+            let mut rows: Vec<(i64, f64)> = parts
+                .iter()
+                .flat_map(|b| {
+                    let x = b.column(1).as_primitive::<arrow::datatypes::Float64Type>().clone();
+                    let k = b.column(2).as_primitive::<Int64Type>().clone();
+                    (0..b.num_rows()).map(move |r| (k.value(r), x.value(r)))
+                })
+                .collect();
+            rows.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            rows
+        };
+
+        let in_memory = counts();
+        in_memory.count_unservable(&features, 1);
+        assert_eq!(in_memory.unservable.value(), unservable);
+        let joined = join_partition(&[], std::slice::from_ref(&features), &layout, &out, Some(&in_memory)).unwrap();
+        assert_eq!(winners(&[joined]), expected);
+        assert_eq!(in_memory.keys.value(), timed_keys.len());
+
+        let mut spill = Spill::new(features.schema(), 0).unwrap();
+        spill.write(&features, 1).unwrap();
+        let biggest = spill
+            .sizes
+            .iter()
+            .zip(&spill.rows)
+            .map(|(size, rows)| size + working_bytes((*rows, *size), (*rows, *size)))
+            .max()
+            .unwrap();
+        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(biggest / 3));
+        let budget = Budget {
+            reservation: MemoryConsumer::new("test").register(&pool),
+            pool,
+            partition: 0,
+            resplits: Count::new(),
+        };
+        let spilled = counts();
+        let parts = spill
+            .join(Spine::Latest(Some(&spilled)), &layout, &out, &budget)
+            .unwrap();
+        assert!(budget.resplits.value() > 0, "no part was split again");
+        assert_eq!(winners(&parts), expected);
+        assert_eq!(spilled.keys.value(), timed_keys.len());
     }
 }

@@ -49,13 +49,14 @@ impl AsOfJoinNode {
         LogicalPlan::Extension(Extension { node: Arc::new(self) })
     }
 
-    fn identity(&self) -> (usize, bool, u8, Option<i64>, Option<String>) {
+    fn identity(&self) -> (usize, bool, u8, Option<i64>, Option<String>, Option<i64>) {
         (
             self.layout.keys,
             self.layout.created,
             self.layout.mode as u8,
             self.layout.ttl_micros,
             self.layout.aggregate.as_ref().map(|k| format!("{k:?}")),
+            self.layout.latest_at,
         )
     }
 }
@@ -242,6 +243,7 @@ mod tests {
             mode: Mode::Event,
             aggregate: None,
             ttl_micros: Some(ttl),
+            latest_at: None,
         };
         AsOfJoinNode::try_new(
             ctx.read_batch(spine).unwrap().into_unoptimized_plan(),
@@ -380,6 +382,7 @@ mod tests {
                     mode: Mode::Event,
                     aggregate: Some(kernel),
                     ttl_micros: None,
+                    latest_at: None,
                 };
                 let plan = AsOfJoinNode::try_new(
                     ctx.read_batch(spine).unwrap().into_unoptimized_plan(),

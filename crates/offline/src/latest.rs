@@ -4,7 +4,12 @@
 //! window, each at `t = end`, joined by the same [`AsOfJoinExec`](crate::as_of_exec) with
 //! the same engine-compiled features, ttl and `as_of` rule. So for every key, what
 //! materialization writes online is exactly the training set's value at `end`; parity holds
-//! by construction, not by a second implementation. The winner's `event_timestamp` and
+//! by construction, not by a second implementation.
+//!
+//! The operator answers for that spine itself, from the rows it gathers
+//! (`AsOfLayout::latest_at`), so the source is read once (no group-by for the keys first),
+//! and the rows go out batch by batch as the join's partitions finish: a writer stores the
+//! first keys while the others are still being joined. The winner's `event_timestamp` and
 //! `created` ride along as extra value columns (after the features, so they never change
 //! the tie-break) because the online store needs them to decide newer-wins.
 //!
@@ -16,15 +21,16 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt64Array};
-use arrow::compute::{concat_batches, filter, filter_record_batch, take};
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
-use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::Expr;
-use datafusion::prelude::{SessionContext, col, lit};
+use datafusion::physical_plan::execute_stream;
+use datafusion::prelude::{SessionContext, col};
+use futures::channel::mpsc::Sender;
+use futures::{SinkExt, StreamExt};
 use skewless_defs::{Definitions, FeatureView};
 
-use crate::training_set::{FeatureFrame, TimeBounds, as_of_join, feature_frame, instant_type};
+use crate::training_set::{FeatureFrame, JoinCounts, TimeBounds, as_of_plan, feature_frame, instant_type};
 use crate::{Error, Result, source};
 
 /// Which rows to consider: candidates at `end` that are new since `start`.
@@ -37,11 +43,9 @@ pub struct Window {
     pub record_quarantine: bool,
 }
 
-/// The latest row per key.
+/// What [`latest`] counted.
 #[derive(Debug)]
 pub struct Latest {
-    /// `[keys.., event_timestamp, created?, features..]`, keys named as the entities name them.
-    pub batches: Vec<RecordBatch>,
     /// Source rows in the window.
     pub rows_read: usize,
     /// Rows in the window that can never be served: a null join key or a null event time.
@@ -50,20 +54,24 @@ pub struct Latest {
     pub broke_contracts: crate::quarantine::Quarantined,
     /// Distinct keys with a row in the window.
     pub keys: usize,
-    /// Keys with a winner at `end` (the rows of `batches`).
+    /// Keys with a winner at `end` (the rows sent).
     pub winners: usize,
 }
 
-/// The latest row per key at `window.end`; a failure on the data names view, feature, file
-/// and row ([`crate::check::attributed`]).
+/// The latest row per key at `window.end`, sent to `out` as batches of `[keys..,
+/// event_timestamp, created?, features..]` (keys named as the entities name them) while the
+/// join runs. Returns what it counted once all are sent. A failure on the data names view,
+/// feature, file and row ([`crate::check::attributed`]); a closed `out` stops the join.
 pub async fn latest(
     ctx: &SessionContext,
     defs: &Definitions,
     root: &Path,
     view: &FeatureView,
     window: Window,
+    out: Sender<RecordBatch>,
 ) -> Result<Latest> {
-    crate::check::attributed(ctx, defs, root, view, None, latest_rows(ctx, defs, root, view, window)).await
+    let job = latest_rows(ctx, defs, root, view, window, out);
+    crate::check::attributed(ctx, defs, root, view, None, job).await
 }
 
 async fn latest_rows(
@@ -72,6 +80,7 @@ async fn latest_rows(
     root: &Path,
     view: &FeatureView,
     window: Window,
+    mut out: Sender<RecordBatch>,
 ) -> Result<Latest> {
     let keys = defs.view_keys(view);
     let k = keys.len();
@@ -91,79 +100,32 @@ async fn latest_rows(
         None => crate::quarantine::Quarantined::default(),
     };
 
-    // The spine and the counts in one pass: rows per key, and how many have an event time.
-    let key_columns: Vec<Expr> = (0..k).map(|i| col(format!("__k{i}"))).collect();
-    let groups = frame
-        .clone()
-        .aggregate(
-            key_columns,
-            vec![count(lit(1)).alias("__n"), count(col("__ts")).alias("__n_ts")],
-        )?
-        .collect()
-        .await?;
-    let group_schema = match groups.first() {
-        Some(b) => b.schema(),
-        None => {
-            return Ok(Latest {
-                batches: Vec::new(),
-                rows_read: broke_contracts.rows,
-                quarantined: 0,
-                broke_contracts,
-                keys: 0,
-                winners: 0,
-            });
-        }
-    };
-    let groups = concat_batches(&group_schema, &groups)?;
-    let n = groups.column(k).as_primitive::<arrow::datatypes::Int64Type>();
-    let n_ts = groups.column(k + 1).as_primitive::<arrow::datatypes::Int64Type>();
-    let key_valid: Vec<bool> = (0..groups.num_rows())
-        .map(|r| groups.columns()[..k].iter().all(|c| c.is_valid(r)))
-        .collect();
-    let mut rows_read = 0usize;
-    let mut quarantined = 0usize;
-    for (r, valid) in key_valid.iter().enumerate() {
-        let (rows, timed) = (n.value(r) as usize, n_ts.value(r) as usize);
-        rows_read += rows;
-        quarantined += if *valid { rows - timed } else { rows };
-    }
-    let in_spine = BooleanArray::from(
-        (0..groups.num_rows())
-            .map(|r| key_valid[r] && n_ts.value(r) > 0)
-            .collect::<Vec<_>>(),
-    );
-    let spine_keys: Vec<ArrayRef> = groups.columns()[..k]
-        .iter()
-        .map(|c| filter(c.as_ref(), &in_spine))
-        .collect::<std::result::Result<_, _>>()?;
-    let spine_rows = in_spine.true_count();
-
-    // Spine: [__row, __k.., __t = end].
+    // The spine is every key with a timed row, at `end`: the join builds it from the rows it
+    // gathers (`latest_at`), so the source is read once. Its schema is the spine input's.
     let mut fields = vec![Field::new("__row", DataType::UInt64, false)];
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from_iter_values(0..spine_rows as u64))];
-    for (i, (key, column)) in keys.iter().zip(&spine_keys).enumerate() {
-        fields.push(Field::new(format!("__k{i}"), source::key_arrow_type(key.ty), true));
-        columns.push(Arc::clone(column));
+    for i in 0..k {
+        let name = format!("__k{i}");
+        let ty = frame.schema().field_with_unqualified_name(&name)?.data_type().clone();
+        fields.push(Field::new(name, ty, true));
     }
     fields.push(Field::new("__t", instant_type(), true));
-    columns.push(arrow::compute::cast(
-        &Int64Array::from(vec![window.end; spine_rows]),
-        &instant_type(),
-    )?);
-    let spine = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+    let spine = RecordBatch::new_empty(Arc::new(Schema::new(fields)));
     let spine_plan = ctx.read_batch(spine)?.into_unoptimized_plan();
 
-    // Feature side, plus the winner's times as trailing values.
+    // Feature side, plus the winner's times and keys as trailing values (after the
+    // features, so they never change the tie-break).
     let has_created = source.created.is_some();
     let mut select: Vec<Expr> = frame.schema().columns().into_iter().map(Expr::Column).collect();
     select.push(col("__ts").alias("__win_ts"));
     if has_created {
         select.push(col("__created").alias("__win_created"));
     }
+    select.extend((0..k).map(|i| col(format!("__k{i}")).alias(format!("__win_k{i}"))));
     let feature_plan = frame.select(select)?.into_unoptimized_plan();
-    let (joined, _, _) = as_of_join(ctx, view, None, spine_plan, feature_plan).await?;
+    let (join, task) = as_of_plan(ctx, view, None, Some(window.end), spine_plan, feature_plan).await?;
+    let mut joined = execute_stream(Arc::clone(&join), task)?;
 
-    // [__row, features.., __win_ts, __win_created?] → [keys.., event_timestamp, created?, features..]
+    // [__row, features.., __win_ts, __win_created?, __win_k..] → [keys.., event_timestamp, created?, features..]
     let mut out_fields: Vec<Field> = keys
         .iter()
         .map(|key| Field::new(&key.name, source::key_arrow_type(key.ty), false))
@@ -173,44 +135,44 @@ async fn latest_rows(
         out_fields.push(Field::new("created", instant_type(), true));
     }
     let features = view.features.len();
-    let mut batches = Vec::with_capacity(joined.len());
+    let win_ts = 1 + features;
+    let win_keys = win_ts + 1 + usize::from(has_created);
     let mut winners = 0;
-    for batch in joined {
-        let win_ts = batch.column(1 + features);
-        let found = arrow::compute::is_not_null(win_ts.as_ref())?;
-        let batch = filter_record_batch(&batch, &found)?;
+    while let Some(batch) = joined.next().await {
+        // Only keys with a winner come out of the join.
+        let batch = batch?;
         if batch.num_rows() == 0 {
             continue;
         }
         winners += batch.num_rows();
-        let rows = batch.column(0).as_primitive::<arrow::datatypes::UInt64Type>();
-        let mut columns: Vec<ArrayRef> = spine_keys
-            .iter()
-            .map(|c| take(c.as_ref(), rows, None))
+        let mut columns: Vec<ArrayRef> = (0..k)
+            .map(|i| arrow::compute::cast(batch.column(win_keys + i), out_fields[i].data_type()))
             .collect::<std::result::Result<_, _>>()?;
-        columns.push(Arc::clone(batch.column(1 + features)));
-        if has_created {
-            columns.push(Arc::clone(batch.column(2 + features)));
-        }
+        columns.extend(batch.columns()[win_ts..win_keys].iter().cloned());
         columns.extend(batch.columns()[1..=features].iter().cloned());
         let mut fields = out_fields.clone();
         for (f, c) in view.features.iter().zip(&columns[columns.len() - features..]) {
             fields.push(Field::new(&f.name, c.data_type().clone(), true));
         }
-        batches.push(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?);
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        if out.send(batch).await.is_err() {
+            return Err(Error::Internal(
+                "the rows' receiver stopped before the join ended".into(),
+            ));
+        }
     }
+    let counts = JoinCounts::of(&join);
     Ok(Latest {
-        batches,
         // With `on_violation: null` the breaking rows stayed in the frame and are counted there.
-        rows_read: rows_read
+        rows_read: counts.rows_read
             + if view.on_violation == skewless_defs::OnViolation::Null {
                 0
             } else {
                 broke_contracts.rows
             },
-        quarantined,
+        quarantined: counts.unservable_rows,
         broke_contracts,
-        keys: spine_rows,
+        keys: counts.latest_keys,
         winners,
     })
 }

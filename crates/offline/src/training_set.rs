@@ -458,8 +458,8 @@ async fn join_view(
             Some(v) => Some(crate::quarantine::record(defs, root, view, v, "training-set", true).await?),
             None => None,
         };
-        let (out, schema, rows_read) = as_of_join(ctx, view, kernel, spine_plan, frame.into_unoptimized_plan()).await?;
-        Ok((out, schema, rows_read, broke))
+        let joined = as_of_join(ctx, view, kernel, spine_plan, frame.into_unoptimized_plan()).await?;
+        Ok((joined.batches, joined.schema, joined.rows_read, broke))
     };
     let (out, schema, rows_read, broke) = attributed(ctx, defs, root, view, Some(features), job).await?;
     let out = concat_batches(&schema, &out)?;
@@ -714,7 +714,27 @@ pub(crate) async fn as_of_join(
     aggregate: Option<Arc<crate::aggregate::Kernel>>,
     spine_plan: datafusion::logical_expr::LogicalPlan,
     feature_plan: datafusion::logical_expr::LogicalPlan,
-) -> Result<(Vec<RecordBatch>, arrow::datatypes::SchemaRef, usize)> {
+) -> Result<Joined> {
+    let (join, task) = as_of_plan(ctx, view, aggregate, None, spine_plan, feature_plan).await?;
+    let batches = collect(Arc::clone(&join), task).await?;
+    let counts = JoinCounts::of(&join);
+    Ok(Joined {
+        batches,
+        schema: join.schema(),
+        rows_read: counts.rows_read,
+    })
+}
+
+/// The physical plan of one as-of join (see [`as_of_join`]; `latest_at`:
+/// [`AsOfLayout::latest_at`]), and the task context to run it in.
+pub(crate) async fn as_of_plan(
+    ctx: &SessionContext,
+    view: &FeatureView,
+    aggregate: Option<Arc<crate::aggregate::Kernel>>,
+    latest_at: Option<i64>,
+    spine_plan: datafusion::logical_expr::LogicalPlan,
+    feature_plan: datafusion::logical_expr::LogicalPlan,
+) -> Result<(Arc<dyn ExecutionPlan>, Arc<datafusion::execution::TaskContext>)> {
     let created = feature_plan.schema().has_column_with_unqualified_name("__created");
     let keys = spine_plan.schema().fields().len() - 2;
     let layout = AsOfLayout {
@@ -726,17 +746,62 @@ pub(crate) async fn as_of_join(
         },
         ttl_micros: view.ttl.map(|d| d.micros()),
         aggregate,
+        latest_at,
     };
     // One logical plan: the optimizer sees both inputs and the join; the planner makes it an AsOfJoinExec.
     let plan = AsOfJoinNode::try_new(spine_plan, feature_plan, layout)?.into_plan();
-    let state = with_as_of_planner(ctx.state());
+    let mut state = with_as_of_planner(ctx.state());
+    // Materialization hands each partition's rows to the writer as soon as they are joined:
+    // more, smaller partitions let the first rows go out sooner.
+    if latest_at.is_some() {
+        let options = state.config_mut().options_mut();
+        options.execution.target_partitions *= LATEST_PARTITIONS_PER_TARGET;
+    }
     let join = state.create_physical_plan(&plan).await?;
-    let out = collect(Arc::clone(&join), state.task_ctx()).await?;
-    let rows_read = find_as_of_join(&join)
-        .and_then(|j| j.children().get(1).and_then(|f| f.metrics()))
-        .and_then(|m| m.output_rows())
-        .unwrap_or(0);
-    Ok((out, join.schema(), rows_read))
+    Ok((join, state.task_ctx()))
+}
+
+/// Partitions of a materialization's join per configured target partition.
+const LATEST_PARTITIONS_PER_TARGET: usize = 4;
+
+/// What an as-of join's plan counted, read from its metrics once it has run.
+pub(crate) struct JoinCounts {
+    /// Feature rows the join read.
+    pub rows_read: usize,
+    /// With `latest_at`: the keys answered for, and the feature rows that can never be
+    /// served (a null key or a null event time).
+    pub latest_keys: usize,
+    pub unservable_rows: usize,
+}
+
+impl JoinCounts {
+    pub(crate) fn of(plan: &Arc<dyn ExecutionPlan>) -> Self {
+        let exec = find_as_of_join(plan);
+        let rows_read = exec
+            .as_ref()
+            .and_then(|j| j.children().get(1).and_then(|f| f.metrics()))
+            .and_then(|m| m.output_rows())
+            .unwrap_or(0);
+        let metrics = exec.and_then(|j| j.metrics());
+        let count = |name: &str| {
+            metrics
+                .as_ref()
+                .and_then(|m| m.sum_by_name(name))
+                .map_or(0, |v| v.as_usize())
+        };
+        JoinCounts {
+            rows_read,
+            latest_keys: count(crate::as_of_exec::LATEST_KEYS),
+            unservable_rows: count(crate::as_of_exec::UNSERVABLE_ROWS),
+        }
+    }
+}
+
+/// What [`as_of_join`] returns: its output, and the feature rows it read.
+pub(crate) struct Joined {
+    pub batches: Vec<RecordBatch>,
+    pub schema: arrow::datatypes::SchemaRef,
+    pub rows_read: usize,
 }
 
 fn compute_on_demand(

@@ -34,6 +34,8 @@ pub const EXPIRY_MARGIN: Duration = Duration::from_secs(3600);
 const ROWS_PER_WRITE: usize = 8192;
 /// Writes of a materialization in flight at once.
 const WRITES_IN_FLIGHT: usize = 4;
+/// Joined batches a materialization's join may run ahead of its writer.
+const JOINED_BATCHES_AHEAD: usize = 2;
 
 #[derive(Debug, Clone)]
 pub struct MaterializeOptions {
@@ -113,10 +115,10 @@ pub enum MaterializeProgress {
         index: usize,
         views: usize,
     },
+    /// Keys written so far (the join is still finding the others).
     Writing {
         view: String,
         done: usize,
-        total: usize,
     },
     Done(ViewReport),
     /// Something the user should know that does not stop the run.
@@ -301,52 +303,54 @@ impl Project {
             }
             return Ok(report);
         }
-        let rows = latest(
-            ctx,
-            defs,
-            &self.root,
-            rows_view,
-            Window {
-                start,
-                end: options.end,
-                record_quarantine: mode == RunMode::Recorded,
-            },
-        )
-        .await?;
+        let window = Window {
+            start,
+            end: options.end,
+            record_quarantine: mode == RunMode::Recorded,
+        };
+        // The join sends its rows batch by batch as its partitions finish; they are written
+        // while the rest is still being joined.
+        let (joined, batches) = futures::channel::mpsc::channel(JOINED_BATCHES_AHEAD);
+        let compute = async { Ok::<_, Error>(latest(ctx, defs, &self.root, rows_view, window, joined).await?) };
 
         let expire_after = view.ttl.map(|ttl| Duration::from_secs(ttl.seconds()) + EXPIRY_MARGIN);
-        let mut written = skewless_online::WriteSummary::default();
-        let mut done = 0;
-        let newest: Option<i64> = rows
-            .batches
-            .iter()
-            .filter_map(|b| newest_event_time(b, layout.keys.len()))
-            .max();
-        // Chunks are encoded and written with a few writes in flight, so the store is never
-        // idle waiting for the next chunk (on Redis: the pipeline never drains between them).
-        let chunks = rows.batches.iter().flat_map(|batch| {
-            (0..batch.num_rows())
-                .step_by(ROWS_PER_WRITE)
-                .map(move |offset| batch.slice(offset, ROWS_PER_WRITE.min(batch.num_rows() - offset)))
-        });
+        let keys = layout.keys.len();
         let layout_ref = &layout;
-        let mut writes = futures::stream::iter(chunks)
-            .map(|chunk| async move {
-                let entries = layout_ref.encode_batch(&chunk).map_err(online_error)?;
-                let summary = store.write(entries, expire_after).await.map_err(online_error)?;
-                Ok::<_, Error>((chunk.num_rows(), summary))
-            })
-            .buffered(WRITES_IN_FLIGHT);
-        while let Some(result) = writes.next().await {
-            let (len, summary) = result?;
-            written += summary;
-            done += len;
-            progress(MaterializeProgress::Writing {
-                view: name.clone(),
-                done,
-                total: rows.winners,
+        let write = async move {
+            let mut written = skewless_online::WriteSummary::default();
+            let mut done = 0;
+            let mut newest: Option<i64> = None;
+            // Chunks are encoded and written with a few writes in flight, so the store is
+            // never idle waiting for the next chunk (on Redis: the pipeline never drains).
+            let chunks = batches.flat_map(|batch: arrow::array::RecordBatch| {
+                newest = newest.max(newest_event_time(&batch, keys));
+                let slices: Vec<_> = (0..batch.num_rows())
+                    .step_by(ROWS_PER_WRITE)
+                    .map(|offset| batch.slice(offset, ROWS_PER_WRITE.min(batch.num_rows() - offset)))
+                    .collect();
+                futures::stream::iter(slices)
             });
-        }
+            let mut writes = chunks
+                .map(|chunk| async move {
+                    let entries = layout_ref.encode_batch(&chunk).map_err(online_error)?;
+                    let summary = store.write(entries, expire_after).await.map_err(online_error)?;
+                    Ok::<_, Error>((chunk.num_rows(), summary))
+                })
+                .buffered(WRITES_IN_FLIGHT);
+            while let Some(result) = writes.next().await {
+                let (len, summary) = result?;
+                written += summary;
+                done += len;
+                progress(MaterializeProgress::Writing {
+                    view: name.clone(),
+                    done,
+                });
+            }
+            drop(writes);
+            Ok::<_, Error>((written, newest))
+        };
+        let (rows, (written, newest)) = futures::try_join!(compute, write)?;
+
         // The view's freshness record: the newest event time in the store (newer wins).
         if let Some(newest) = newest {
             let record = vec![(layout.freshness_key(), layout.freshness_value(newest))];
