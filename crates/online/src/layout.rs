@@ -87,7 +87,7 @@ const FEATURES_OFFSET: usize = 26;
 /// Redis: newer-wins writes of a batch, atomically per key. `KEYS[i]` gets `ARGV[i + 1]`
 /// unless the stored value has the same format and version and an equal or greater rank
 /// (bytes from offset 9, compared bytewise, like [`supersedes`]). `ARGV[1]` is the expiry
-/// in milliseconds (`0`: none). Returns how many keys were written.
+/// in milliseconds (`0`: none). Returns how many keys were written, and how many existed.
 ///
 /// The common case (a new key, or a newer value) is one `SET … GET` (Redis ≥ 6.2); when the
 /// stored value wins, it is put back in the same script, so no client ever sees the loser.
@@ -97,7 +97,7 @@ const FEATURES_OFFSET: usize = 26;
 pub const NEWER_WINS_LUA: &str = r#"
 local px = ARGV[1]
 local expires = px ~= '0'
-local written = 0
+local written, existed = 0, 0
 for i, key in ipairs(KEYS) do
   local new = ARGV[i + 1]
   local old
@@ -106,6 +106,7 @@ for i, key in ipairs(KEYS) do
   else
     old = redis.call('SET', key, new, 'GET')
   end
+  if old then existed = existed + 1 end
   local keep_old = false
   if old == new then
     keep_old = true
@@ -133,7 +134,7 @@ for i, key in ipairs(KEYS) do
     written = written + 1
   end
 end
-return written
+return {written, existed}
 "#;
 
 /// Whether `new` replaces `old`: `old` is from another format or view version, or `new`

@@ -151,3 +151,47 @@ async fn rediss_urls_speak_tls_and_verify_certificates() {
     let plain = format!("redis://127.0.0.1:{}", server.port());
     assert!(RedisStore::connect(&plain).await.is_err());
 }
+
+/// New keys take `SET … NX` and the rest the newer-wins script; a store that has seen mostly
+/// existing keys sends chunks straight to the script. Either way, a write of new keys, newer
+/// values and older values (3,000 keys: several chunks) leaves exactly the newest value of
+/// each key, counts what it wrote, and gives every written key its expiry.
+#[tokio::test]
+async fn new_keys_skip_the_script_and_both_ways_keep_the_newest_value() {
+    let server = RedisServer::start();
+    let mut conn = raw(&server.url()).await;
+    let entries = |ids: std::ops::Range<i64>, ts: i64| -> Vec<(Vec<u8>, Vec<u8>)> {
+        ids.flat_map(|id| one_entry(id, ts)).collect()
+    };
+    let expiry = Some(Duration::from_secs(3600));
+    for round in 0..2 {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        let _: () = redis::cmd("FLUSHDB").query_async(&mut conn).await.unwrap();
+        // Keys 0..1000 hold ts 10 before the write under test.
+        store.write(entries(0..1000, 10), expiry).await.unwrap();
+        if round == 1 {
+            // Rewrites of existing keys turn the store to the script for later chunks.
+            for _ in 0..4 {
+                let again = store.write(entries(0..1000, 10), expiry).await.unwrap();
+                assert_eq!((again.written, again.skipped), (0, 1000));
+            }
+        }
+        // Keys 0..500 get an older value (ts 5: kept out), 500..1000 a newer one (ts 20), and
+        // 1000..3000 are new.
+        let mut batch = entries(0..500, 5);
+        batch.extend(entries(500..1000, 20));
+        batch.extend(entries(1000..3000, 20));
+        let summary = store.write(batch, expiry).await.unwrap();
+        assert_eq!((summary.written, summary.skipped), (2500, 500), "round {round}");
+        for (id, ts) in [(0, 10), (499, 10), (500, 20), (999, 20), (1000, 20), (2999, 20)] {
+            let (key, value) = one_entry(id, ts).remove(0);
+            let stored = store.read(std::slice::from_ref(&key)).await.unwrap();
+            assert_eq!(stored, vec![Some(value)], "round {round}, key {id}");
+            let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
+            assert!(
+                ttl > 3_500_000 && ttl <= 3_600_000,
+                "round {round}, key {id}: PTTL {ttl}"
+            );
+        }
+    }
+}
