@@ -191,6 +191,10 @@ pub enum Command {
         /// in SKEWLESS_API_KEYS.
         #[arg(long, env = "SKEWLESS_API_KEYS_FILE")]
         api_keys: Option<std::path::PathBuf>,
+        /// Serving threads, each with its own runtime and store connection (default: one
+        /// per core). A request and its store round trip stay on one thread.
+        #[arg(long)]
+        threads: Option<std::num::NonZeroUsize>,
     },
     /// Push rows to a source declared `push: true`: appended durably to its offline log,
     /// then written to the online store (the running server's embedded store, if it holds it).

@@ -270,6 +270,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             log_sample,
             log_max_bytes,
             api_keys,
+            threads,
         } => {
             let limits = skewless_server::Limits {
                 max_body_bytes: max_body,
@@ -286,10 +287,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ),
                 (None, Err(_)) => None,
             };
+            let threads = threads
+                .or_else(|| std::thread::available_parallelism().ok())
+                .map_or(1, std::num::NonZeroUsize::get);
             serve(
                 &project,
                 cli.online.as_deref(),
                 &addr,
+                threads,
                 skewless_server::Options {
                     limits,
                     api_keys,
@@ -412,81 +417,149 @@ fn serve(
     project: &Project,
     url: Option<&str>,
     addr: &str,
+    threads: usize,
     mut options: skewless_server::Options,
 ) -> anyhow::Result<ExitCode> {
-    runtime()?.block_on(async {
-        let config = store_config(project, url)?;
-        // The server holds an embedded store itself (never through another server), and
-        // lends it to other commands while it runs.
-        let (store, held_file): (Arc<dyn OnlineStore>, _) = match &config {
+    let runtime = runtime()?;
+    let config = store_config(project, url)?;
+    // The server holds an embedded store itself (never through another server), and lends it
+    // to other commands while it runs; its shards share it. A Redis store is opened here to
+    // check it, and again by each shard: a connection per thread.
+    let (store, held_file): (Arc<dyn OnlineStore>, _) = runtime.block_on(async {
+        anyhow::Ok(match &config {
             StoreConfig::Embedded(path) => (
-                Arc::new(skewless::online_store::EmbeddedStore::open(path)?),
+                Arc::new(skewless::online_store::EmbeddedStore::open(path)?) as Arc<dyn OnlineStore>,
                 Some(path.clone()),
             ),
             StoreConfig::Redis(_) => (skewless::online_store::open(&config).await?, None),
-        };
-        let described = store.describe();
-        let serving = skewless::serving::Serving::new(project, Arc::clone(&store))?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("listening on {addr}"))?;
-        let local = listener.local_addr().context("the listening address")?;
-        let _published = match held_file {
-            Some(path) => {
-                let token = skewless::online_store::layout::new_instance_id();
-                let mut reach = local;
-                if reach.ip().is_unspecified() {
-                    reach.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-                }
-                let handoff = skewless::online_store::served::Handoff {
-                    addr: reach.to_string(),
-                    token: token.clone(),
-                    pid: std::process::id(),
-                };
-                let published = skewless::online_store::served::publish(&path, &handoff)?;
-                options.handoff = Some(skewless_server::StoreHandoff {
-                    store: Arc::clone(&store),
-                    token: skewless_server::ApiKeys::parse(&token).map_err(anyhow::Error::msg)?,
-                });
-                Some(published)
+        })
+    })?;
+    let described = store.describe();
+    let applied_seq = skewless::serving::Serving::new(project, Arc::clone(&store))?.applied_seq;
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+    listener.set_nonblocking(true).context("the listener")?;
+    let local = listener.local_addr().context("the listening address")?;
+    let _published = match &held_file {
+        Some(path) => {
+            let token = skewless::online_store::layout::new_instance_id();
+            let mut reach = local;
+            if reach.ip().is_unspecified() {
+                reach.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }
-            None => None,
-        };
-        eprintln!(
-            "serving applied version {} from {described} on http://{local}{}",
-            serving.applied_seq,
-            if options.api_keys.is_some() {
-                " (API keys required)"
-            } else {
-                ""
-            }
-        );
-        let live = skewless_server::Live::new(serving);
-        // A new `apply` is picked up within a second, or at once on SIGHUP.
+            let handoff = skewless::online_store::served::Handoff {
+                addr: reach.to_string(),
+                token: token.clone(),
+                pid: std::process::id(),
+            };
+            let published = skewless::online_store::served::publish(path, &handoff)?;
+            options.handoff = Some(skewless_server::StoreHandoff {
+                store: Arc::clone(&store),
+                token: skewless_server::ApiKeys::parse(&token).map_err(anyhow::Error::msg)?,
+            });
+            Some(published)
+        }
+        None => None,
+    };
+    let server = Arc::new(skewless_server::Server::new(options)?);
+    eprintln!(
+        "serving applied version {applied_seq} from {described} on http://{local} with {threads} thread{}{}",
+        if threads == 1 { "" } else { "s" },
+        if server.requires_api_keys() {
+            " (API keys required)"
+        } else {
+            ""
+        }
+    );
+    // Ctrl-c or SIGTERM stops every shard; SIGHUP makes each look for a new `apply` at once
+    // (each also looks every second).
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // A shard that ends on its own (it could not connect, say) stops the server too.
+    let (ended, mut first_end) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut nudges = Vec::new();
+    let mut shards = Vec::new();
+    for shard in 0..threads {
         let (nudge, nudged) = tokio::sync::mpsc::channel(1);
+        nudges.push(nudge);
+        let listener = listener.try_clone().context("the listener")?;
+        let (project, config, server, shared) =
+            (project.clone(), config.clone(), Arc::clone(&server), Arc::clone(&store));
+        let mut stopped = stopped.clone();
+        let ended = ended.clone();
+        let serve = move || -> anyhow::Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting a serving thread's runtime")?;
+            runtime.block_on(async move {
+                let store = match config {
+                    StoreConfig::Embedded(_) => shared,
+                    StoreConfig::Redis(_) => skewless::online_store::open(&config).await?,
+                };
+                let live = skewless_server::Live::new(skewless::serving::Serving::new(&project, Arc::clone(&store))?);
+                tokio::spawn(skewless_server::watch_registry(
+                    Arc::clone(&live),
+                    project,
+                    store,
+                    std::time::Duration::from_secs(1),
+                    nudged,
+                    move |change| match change {
+                        Ok(seq) if shard == 0 => eprintln!("now serving applied version {seq}"),
+                        Ok(_) => {}
+                        Err(e) => {
+                            eprintln!("error: the newly applied version cannot be served (the previous one stays): {e}")
+                        }
+                    },
+                ));
+                let listener = tokio::net::TcpListener::from_std(listener).context("the listener")?;
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                server.run(listener, live, shutdown).await?;
+                anyhow::Ok(())
+            })
+        };
+        let run = move || {
+            let result = serve();
+            let _ = ended.send(());
+            result
+        };
+        shards.push(
+            std::thread::Builder::new()
+                .name(format!("serve-{shard}"))
+                .spawn(run)
+                .context("starting a serving thread")?,
+        );
+    }
+    runtime.block_on(async {
         #[cfg(unix)]
         if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             tokio::spawn(async move {
                 while hup.recv().await.is_some() {
-                    let _ = nudge.try_send(());
+                    for nudge in &nudges {
+                        let _ = nudge.try_send(());
+                    }
                 }
             });
         }
-        tokio::spawn(skewless_server::watch_registry(
-            Arc::clone(&live),
-            project.clone(),
-            store,
-            std::time::Duration::from_secs(1),
-            nudged,
-            |change| match change {
-                Ok(seq) => eprintln!("now serving applied version {seq}"),
-                Err(e) => eprintln!("error: the newly applied version cannot be served (the previous one stays): {e}"),
-            },
-        ));
-        skewless_server::run(listener, live, options, shutdown_signal()).await?;
-        eprintln!("stopped");
-        anyhow::Ok(ExitCode::SUCCESS)
-    })
+        tokio::select! {
+            () = shutdown_signal() => {},
+            _ = first_end.recv() => {},
+        }
+    });
+    let _ = stop.send(true);
+    let mut failed = None;
+    for shard in shards {
+        match shard.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed = failed.or(Some(e)),
+            Err(_) => failed = failed.or(Some(anyhow::anyhow!("a serving thread panicked"))),
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    eprintln!("stopped");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves on ctrl-c or SIGTERM.

@@ -189,8 +189,8 @@ struct App {
     limits: Limits,
     api_keys: Option<ApiKeys>,
     handoff: Option<StoreHandoff>,
-    metrics: metrics::Metrics,
-    served_log: Option<skewless::served_log::ServedLog>,
+    metrics: Arc<metrics::Metrics>,
+    served_log: Option<Arc<skewless::served_log::ServedLog>>,
 }
 
 /// The stable code of an error answer, for the metrics.
@@ -277,51 +277,93 @@ pub async fn run(
     options: impl Into<Options>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let Options {
-        limits,
-        api_keys,
-        handoff,
-        served_log,
-    } = options.into();
-    let served_log = served_log.map(skewless::served_log::ServedLog::start).transpose()?;
-    let lends_store = handoff.is_some();
-    let app = Arc::new(App {
-        live,
-        limits,
-        api_keys,
-        handoff,
-        metrics: metrics::Metrics::default(),
-        served_log,
-    });
-    let mut router = Router::new()
-        .route("/v1/features", post(features))
-        .route("/get-online-features", post(feast_features))
-        .route("/health", get(|| async { (StatusCode::OK, "ok") }))
-        .route("/ready", get(ready))
-        .route("/metrics", get(render_metrics))
-        // Bodies are read as bytes under this limit; over it, axum answers 413 itself.
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .merge(
-            Router::new()
-                .route("/v1/push", post(push::own))
-                .route("/push", post(push::feast))
-                .layer(DefaultBodyLimit::max(limits.max_push_body_bytes)),
-        );
-    if lends_store {
-        router = router.merge(
-            Router::new()
-                .route("/internal/store/{call}", post(store_call))
-                .layer(DefaultBodyLimit::max(MAX_STORE_CALL_BODY)),
-        );
+    Server::new(options)?.run(listener, live, shutdown).await
+}
+
+/// One server's settings and what all its shards share: the metrics and the served-values
+/// log. A server may run as several shards ([`Server::run`] on clones of one listener), each
+/// on its own thread with its own runtime, store connection and [`Live`] core: a request and
+/// its store round trip then stay on one thread, with no wakeups across threads.
+#[derive(Debug)]
+pub struct Server {
+    options: Options,
+    metrics: Arc<metrics::Metrics>,
+    served_log: Option<Arc<skewless::served_log::ServedLog>>,
+}
+
+impl Server {
+    /// Starts the served-values log, if the options ask for one.
+    pub fn new(options: impl Into<Options>) -> std::io::Result<Self> {
+        let options = options.into();
+        let served_log = options
+            .served_log
+            .clone()
+            .map(skewless::served_log::ServedLog::start)
+            .transpose()?
+            .map(Arc::new);
+        Ok(Server {
+            options,
+            metrics: Arc::default(),
+            served_log,
+        })
     }
-    let router = router
-        .layer(axum::middleware::from_fn_with_state(Arc::clone(&app), track))
-        .with_state(app);
-    // Answers go out at once, not held back to be coalesced (Nagle).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+
+    pub fn requires_api_keys(&self) -> bool {
+        self.options.api_keys.is_some()
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, finishing the requests in flight.
+    pub async fn run(
+        &self,
+        listener: tokio::net::TcpListener,
+        live: Arc<Live>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Options {
+            limits,
+            api_keys,
+            handoff,
+            served_log: _,
+        } = self.options.clone();
+        let lends_store = handoff.is_some();
+        let app = Arc::new(App {
+            live,
+            limits,
+            api_keys,
+            handoff,
+            metrics: Arc::clone(&self.metrics),
+            served_log: self.served_log.clone(),
+        });
+        let mut router = Router::new()
+            .route("/v1/features", post(features))
+            .route("/get-online-features", post(feast_features))
+            .route("/health", get(|| async { (StatusCode::OK, "ok") }))
+            .route("/ready", get(ready))
+            .route("/metrics", get(render_metrics))
+            // Bodies are read as bytes under this limit; over it, axum answers 413 itself.
+            .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+            .merge(
+                Router::new()
+                    .route("/v1/push", post(push::own))
+                    .route("/push", post(push::feast))
+                    .layer(DefaultBodyLimit::max(limits.max_push_body_bytes)),
+            );
+        if lends_store {
+            router = router.merge(
+                Router::new()
+                    .route("/internal/store/{call}", post(store_call))
+                    .layer(DefaultBodyLimit::max(MAX_STORE_CALL_BODY)),
+            );
+        }
+        let router = router
+            .layer(axum::middleware::from_fn_with_state(Arc::clone(&app), track))
+            .with_state(app);
+        // Answers go out at once, not held back to be coalesced (Nagle).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    }
 }
 
 /// An error answer: the status and stable code of the error, and its message.
