@@ -472,6 +472,30 @@ fn serve_answers_and_stops_on_sigterm() {
     );
 }
 
+/// With several serving threads (each its own runtime and store), every request is answered,
+/// and `/metrics` counts them all: the threads share one set of counters.
+#[test]
+fn serve_threads_all_answer_and_share_metrics() {
+    let p = demo_project();
+    p.run(&["apply"]).ok();
+    p.run(&["materialize", "--end", "2026-11-15"]).ok();
+    let server = Serve::start(&p, &["--threads", "3"]);
+    let body = r#"{"features": ["driver_hourly_stats:conv_rate"], "entities": {"driver_id": [1001]}}"#;
+    // A connection per request: the threads take turns accepting them.
+    for i in 0..30 {
+        let (status, response) = server.post("/get-online-features", body);
+        assert_eq!(status, 200, "request {i}: {response}");
+        assert!(response.contains(r#""PRESENT""#), "request {i}: {response}");
+    }
+    let (status, metrics) = server.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(r#"skewless_requests_total{route="/get-online-features",status="200"} 30"#),
+        "{metrics}"
+    );
+    server.stop();
+}
+
 /// Starts `skewless serve` (with `args`), asks one Feast lookup of driver 1001's conv_rate,
 /// then stops the server with SIGTERM and checks it exits 0; the response body.
 fn serve_one_lookup(p: &TempProject, args: &[&str]) -> String {
