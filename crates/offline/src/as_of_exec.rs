@@ -784,6 +784,17 @@ mod tests {
         Arc::new(TimestampMicrosecondArray::from_iter_values(values).with_timezone("UTC"))
     }
 
+    /// A budget with room for a third of `need`: a part that needs it must be split again.
+    fn a_third_of(need: usize) -> Budget {
+        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(need / 3));
+        Budget {
+            reservation: MemoryConsumer::new("test").register(&pool),
+            pool,
+            partition: 0,
+            resplits: Count::new(),
+        }
+    }
+
     /// A spilled part that does not fit with the sweep's working memory is split again by
     /// another hash, and the joined rows are exactly those of the join in memory.
     #[test]
@@ -848,13 +859,7 @@ mod tests {
             .map(|((size, rows), s)| size + working_bytes((s.len(), s.len() * 24), (*rows, *size)))
             .max()
             .unwrap();
-        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(biggest / 3));
-        let budget = Budget {
-            reservation: MemoryConsumer::new("test").register(&pool),
-            pool,
-            partition: 0,
-            resplits: Count::new(),
-        };
+        let budget = a_third_of(biggest);
         let parts = spill.join(Spine::Given(&spine), &layout, &out, &budget).unwrap();
         assert!(budget.resplits.value() > 0, "no part was split again");
         let joined = concat_batches(&out, &parts).unwrap();
@@ -956,13 +961,7 @@ mod tests {
             .map(|(size, rows)| size + working_bytes((*rows, *size), (*rows, *size)))
             .max()
             .unwrap();
-        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(biggest / 3));
-        let budget = Budget {
-            reservation: MemoryConsumer::new("test").register(&pool),
-            pool,
-            partition: 0,
-            resplits: Count::new(),
-        };
+        let budget = a_third_of(biggest);
         let spilled = counts();
         let parts = spill
             .join(Spine::Latest(Some(&spilled)), &layout, &out, &budget)

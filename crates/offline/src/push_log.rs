@@ -31,7 +31,7 @@ use std::fs::File;
 use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow::array::RecordBatch;
@@ -192,6 +192,22 @@ impl PushLog {
             seen: Mutex::new(Seen::default()),
             queue: Mutex::new(Queue::default()),
         }
+    }
+
+    /// The process's one log of `source` under `root`: every push target in the process (a
+    /// server's threads, the serving cores of successive applied versions) shares it, so
+    /// their appends meet in one group commit instead of queueing on the file lock.
+    pub fn shared(root: &Path, source: &str) -> Arc<PushLog> {
+        static LOGS: OnceLock<Mutex<HashMap<PathBuf, Weak<PushLog>>>> = OnceLock::new();
+        let dir = log_dir(root, source);
+        let mut logs = lock(LOGS.get_or_init(Mutex::default));
+        if let Some(log) = logs.get(&dir).and_then(Weak::upgrade) {
+            return log;
+        }
+        logs.retain(|_, log| log.strong_count() > 0);
+        let log = Arc::new(PushLog::open(root, source));
+        logs.insert(dir, Arc::downgrade(&log));
+        log
     }
 
     pub fn dir(&self) -> &Path {
@@ -498,6 +514,21 @@ mod tests {
         }
         out.sort_unstable();
         out
+    }
+
+    /// One log per directory in a process, while anyone holds it; another source or root
+    /// gets its own.
+    #[test]
+    fn a_process_shares_one_log_per_source() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let first = PushLog::shared(a.path(), "s");
+        assert!(Arc::ptr_eq(&first, &PushLog::shared(a.path(), "s")));
+        assert!(!Arc::ptr_eq(&first, &PushLog::shared(a.path(), "t")));
+        assert!(!Arc::ptr_eq(&first, &PushLog::shared(b.path(), "s")));
+        let weak = Arc::downgrade(&first);
+        drop(first);
+        assert!(weak.upgrade().is_none(), "the process keeps no log alive itself");
+        assert_eq!(PushLog::shared(a.path(), "s").dir(), log_dir(a.path(), "s"));
     }
 
     #[test]

@@ -181,7 +181,7 @@ impl PushTarget {
         }
         Ok(PushTarget {
             input: PushSchema::new(source, schema, &keys),
-            log: Arc::new(PushLog::open(root, &source.name)),
+            log: PushLog::shared(root, &source.name),
             views,
             defs: defs.clone(),
             root: root.to_path_buf(),
