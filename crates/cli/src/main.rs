@@ -421,6 +421,10 @@ fn serve(
     mut options: skewless_server::Options,
 ) -> anyhow::Result<ExitCode> {
     let runtime = runtime()?;
+    // A plain bind first, so that a port another server holds is an error here, not shared.
+    let local = std::net::TcpListener::bind(addr)
+        .and_then(|probe| probe.local_addr())
+        .with_context(|| format!("listening on {addr}"))?;
     let config = store_config(project, url)?;
     // The server holds an embedded store itself (never through another server), and lends it
     // to other commands while it runs; its shards share it. A Redis store is opened here to
@@ -436,9 +440,21 @@ fn serve(
     })?;
     let described = store.describe();
     let applied_seq = skewless::serving::Serving::new(project, Arc::clone(&store))?.applied_seq;
-    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
-    listener.set_nonblocking(true).context("the listener")?;
-    let local = listener.local_addr().context("the listening address")?;
+    // A listening socket per shard, all on one port (SO_REUSEPORT): the kernel spreads new
+    // connections over them. (One socket shared by all would let whichever thread wakes
+    // first accept a whole burst of connections.)
+    // Listening at once, before the shards connect to their stores: a client that connects
+    // early waits in the backlog instead of being refused.
+    let mut listeners = {
+        let _runtime = runtime.enter();
+        (0..threads)
+            .map(|_| {
+                let listener = reuse_port_socket(local)?.listen(1024)?;
+                anyhow::Ok(listener.into_std()?)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+            .with_context(|| format!("listening on {local}"))?
+    };
     let _published = match &held_file {
         Some(path) => {
             let token = skewless::online_store::layout::new_instance_id();
@@ -480,7 +496,7 @@ fn serve(
     for shard in 0..threads {
         let (nudge, nudged) = tokio::sync::mpsc::channel(1);
         nudges.push(nudge);
-        let listener = listener.try_clone().context("the listener")?;
+        let listener = listeners.remove(0);
         let (project, config, server, shared) =
             (project.clone(), config.clone(), Arc::clone(&server), Arc::clone(&store));
         let mut stopped = stopped.clone();
@@ -560,6 +576,22 @@ fn serve(
     }
     eprintln!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A TCP socket bound to `at` with SO_REUSEPORT (and SO_REUSEADDR), not yet listening.
+fn reuse_port_socket(at: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpSocket> {
+    let bind = || -> std::io::Result<tokio::net::TcpSocket> {
+        let socket = match at {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        #[cfg(unix)]
+        socket.set_reuseport(true)?;
+        socket.bind(at)?;
+        Ok(socket)
+    };
+    bind().with_context(|| format!("listening on {at}"))
 }
 
 /// Resolves on ctrl-c or SIGTERM.

@@ -493,6 +493,46 @@ fn serve_threads_all_answer_and_share_metrics() {
         metrics.contains(r#"skewless_requests_total{route="/get-online-features",status="200"} 30"#),
         "{metrics}"
     );
+    // The threads share their port with each other, never with another server.
+    let second = p.run(&["serve", "--addr", &format!("127.0.0.1:{}", server.port)]);
+    assert_ne!(second.code(), 0);
+    assert!(second.stderr().contains("in use"), "{}", second.stderr());
+    server.stop();
+}
+
+/// Every serving thread picks up a new `apply` (at once on SIGHUP, or within its one-second
+/// poll): then every request, whichever thread accepts it, is answered by the new version.
+#[test]
+fn serve_threads_all_reload_a_new_apply() {
+    let p = demo_project();
+    p.run(&["apply"]).ok();
+    p.run(&["materialize", "--end", "2026-11-15"]).ok();
+    let server = Serve::start(&p, &["--threads", "2"]);
+    let body = r#"{"features": ["driver_hourly_stats:conv_rate"], "entities": [{"driver_id": 1001}]}"#;
+    let version = |server: &Serve| {
+        let (status, response) = server.post("/v1/features", body);
+        assert_eq!(status, 200, "{response}");
+        serde_json::from_str::<serde_json::Value>(&response).unwrap()["applied_version"].as_u64()
+    };
+    assert_eq!(version(&server), Some(1));
+    p.edit(
+        "drivers.yaml",
+        "      acc_rate:       { type: float32, contract: { min: 0, max: 1 } }\n",
+        "",
+    );
+    p.run(&["apply", "--allow-breaking"]).ok();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    // Twenty answers in a row from version 2, each on its own connection.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut in_a_row = 0;
+    while in_a_row < 20 {
+        assert!(std::time::Instant::now() < deadline, "not every thread reloaded");
+        in_a_row = if version(&server) == Some(2) { in_a_row + 1 } else { 0 };
+    }
     server.stop();
 }
 
