@@ -7,7 +7,7 @@
 //! ```text
 //! source path (file | dir | glob) ──source::resolve──▶ files + format ──source::read_schema──▶ Arrow schema
 //! spine + sources ──training_set::build──▶ AsOfJoinNode ─▶ AsOfJoinExec ─▶ training set
-//! distinct keys at `end` + source ──latest::latest──▶ the same join ─▶ rows to materialize
+//! source ──latest::latest──▶ the same join, for every key at `end` ─▶ rows streamed to materialize
 //! ```
 //!
 //! Modules: [`source`], [`check`] (row-by-row data checks that pin a failure to a file,
