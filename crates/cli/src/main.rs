@@ -441,11 +441,10 @@ fn serve(
     let described = store.describe();
     let applied_seq = skewless::serving::Serving::new(project, Arc::clone(&store))?.applied_seq;
     // A listening socket per shard, all on one port (SO_REUSEPORT): the kernel spreads new
-    // connections over them. (One socket shared by all would let whichever thread wakes
-    // first accept a whole burst of connections.)
-    // Listening at once, before the shards connect to their stores: a client that connects
-    // early waits in the backlog instead of being refused.
-    let mut listeners = {
+    // connections over them (one socket shared by all would let whichever thread wakes first
+    // accept a whole burst). They listen now, before the shards connect to their stores, so
+    // a client that connects early waits in the backlog instead of being refused.
+    let listeners = {
         let _runtime = runtime.enter();
         (0..threads)
             .map(|_| {
@@ -493,49 +492,19 @@ fn serve(
     let (ended, mut first_end) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut nudges = Vec::new();
     let mut shards = Vec::new();
-    for shard in 0..threads {
+    for (shard, listener) in listeners.into_iter().enumerate() {
         let (nudge, nudged) = tokio::sync::mpsc::channel(1);
         nudges.push(nudge);
-        let listener = listeners.remove(0);
-        let (project, config, server, shared) =
-            (project.clone(), config.clone(), Arc::clone(&server), Arc::clone(&store));
-        let mut stopped = stopped.clone();
-        let ended = ended.clone();
-        let serve = move || -> anyhow::Result<()> {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting a serving thread's runtime")?;
-            runtime.block_on(async move {
-                let store = match config {
-                    StoreConfig::Embedded(_) => shared,
-                    StoreConfig::Redis(_) => skewless::online_store::open(&config).await?,
-                };
-                let live = skewless_server::Live::new(skewless::serving::Serving::new(&project, Arc::clone(&store))?);
-                tokio::spawn(skewless_server::watch_registry(
-                    Arc::clone(&live),
-                    project,
-                    store,
-                    std::time::Duration::from_secs(1),
-                    nudged,
-                    move |change| match change {
-                        Ok(seq) if shard == 0 => eprintln!("now serving applied version {seq}"),
-                        Ok(_) => {}
-                        Err(e) => {
-                            eprintln!("error: the newly applied version cannot be served (the previous one stays): {e}")
-                        }
-                    },
-                ));
-                let listener = tokio::net::TcpListener::from_std(listener).context("the listener")?;
-                let shutdown = async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                };
-                server.run(listener, live, shutdown).await?;
-                anyhow::Ok(())
-            })
+        let shared = Shard {
+            project: project.clone(),
+            config: config.clone(),
+            store: Arc::clone(&store),
+            server: Arc::clone(&server),
         };
+        let stopped = stopped.clone();
+        let ended = ended.clone();
         let run = move || {
-            let result = serve();
+            let result = shared.serve(shard, listener, nudged, stopped);
             let _ = ended.send(());
             result
         };
@@ -576,6 +545,59 @@ fn serve(
     }
     eprintln!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What every serving thread of `skewless serve` starts from.
+struct Shard {
+    project: Project,
+    config: StoreConfig,
+    /// The embedded store, which the threads share (a Redis store is opened per thread).
+    store: Arc<dyn OnlineStore>,
+    server: Arc<skewless_server::Server>,
+}
+
+impl Shard {
+    /// One serving thread: its own runtime, store connection and serving core, reloaded when
+    /// `nudged` or every second, serving `listener` until `stopped` turns true.
+    fn serve(
+        self,
+        shard: usize,
+        listener: std::net::TcpListener,
+        nudged: tokio::sync::mpsc::Receiver<()>,
+        mut stopped: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting a serving thread's runtime")?;
+        runtime.block_on(async move {
+            let store = match &self.config {
+                StoreConfig::Embedded(_) => self.store,
+                StoreConfig::Redis(_) => skewless::online_store::open(&self.config).await?,
+            };
+            let live = skewless_server::Live::new(skewless::serving::Serving::new(&self.project, Arc::clone(&store))?);
+            tokio::spawn(skewless_server::watch_registry(
+                Arc::clone(&live),
+                self.project,
+                store,
+                std::time::Duration::from_secs(1),
+                nudged,
+                move |change| match change {
+                    Ok(seq) if shard == 0 => eprintln!("now serving applied version {seq}"),
+                    Ok(_) => {}
+                    Err(e) => {
+                        eprintln!("error: the newly applied version cannot be served (the previous one stays): {e}")
+                    }
+                },
+            ));
+            let listener = tokio::net::TcpListener::from_std(listener).context("the listener")?;
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            self.server.run(listener, live, shutdown).await?;
+            anyhow::Ok(())
+        })
+    }
 }
 
 /// A TCP socket bound to `at` with SO_REUSEPORT (and SO_REUSEADDR), not yet listening.

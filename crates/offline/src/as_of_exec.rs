@@ -194,6 +194,7 @@ impl ExecutionPlan for AsOfJoinExec {
         let features = self.features.execute(partition, Arc::clone(&context))?;
         let (layout, schema) = (self.layout.clone(), Arc::clone(&self.schema));
         let out_schema = Arc::clone(&schema);
+        let spine_schema = self.spine.schema();
         let spills = MetricBuilder::new(&self.metrics).spill_count(partition);
         let resplits = MetricBuilder::new(&self.metrics).counter("resplit_count", partition);
         let latest = self.layout.latest_at.map(|_| LatestCounts {
@@ -246,13 +247,8 @@ impl ExecutionPlan for AsOfJoinExec {
                 let held_bytes = held.iter().map(RecordBatch::get_array_memory_size).sum();
                 let held_rows = held.iter().map(RecordBatch::num_rows).sum();
                 let spine_rows = spine_batches.iter().map(RecordBatch::num_rows).sum();
-                // Materialization's output has at most a row per feature row, each no wider.
-                let spine_size = match latest {
-                    Some(_) => (held_rows, held_bytes),
-                    None => (spine_rows, spine_bytes),
-                };
                 // The held rows are reserved already; the feature copy and the rest are not.
-                let working = working_bytes(spine_size, (held_rows, held_bytes));
+                let working = working_bytes(&layout, (spine_rows, spine_bytes), (held_rows, held_bytes));
                 if reservation.try_grow(working).is_ok() {
                     let joined = join_partition(&spine_batches, &held, &layout, &out_schema, latest.as_ref())?;
                     return Ok(vec![joined]);
@@ -275,17 +271,11 @@ impl ExecutionPlan for AsOfJoinExec {
                     &out_schema,
                     latest.as_ref(),
                 )?]),
-                Some(spill) if latest.is_some() => {
-                    spill.join(Spine::Latest(latest.as_ref()), &layout, &out_schema, &budget)
-                }
                 Some(spill) => {
-                    let spine = match spine_batches.first() {
-                        Some(first) => concat_batches(&first.schema(), &spine_batches)?,
-                        None => return Ok(vec![empty_or_nulls(&spine_batches, &layout, &out_schema)?]),
-                    };
-                    // One copy of the spine: the one reserved.
+                    // One copy of the spine: the one reserved. (Materialization's is empty.)
+                    let spine = concat_batches(&spine_schema, &spine_batches)?;
                     drop(spine_batches);
-                    spill.join(Spine::Given(&spine), &layout, &out_schema, &budget)
+                    spill.join(&spine, &layout, &out_schema, &budget, latest.as_ref())
                 }
             }
         };
@@ -349,15 +339,15 @@ impl Spill {
     /// Joins each file with the spine rows of its keys; a batch per part. Each file's rows
     /// and the sweep's working memory are reserved while it is joined; a part that does not
     /// fit is split again by another hash, up to [`MAX_SPILL_LEVEL`] times.
-    fn join(self, spine: Spine<'_>, layout: &AsOfLayout, out: &SchemaRef, budget: &Budget) -> Result<Vec<RecordBatch>> {
-        let (spine, latest) = match spine {
-            Spine::Given(spine) => (Some(spine), None),
-            Spine::Latest(counts) => (None, counts),
-        };
-        let spine_parts = match spine {
-            Some(spine) => split_by_key(&spine.columns()[1..=layout.keys], self.level)?,
-            None => vec![Vec::new(); SPILL_PARTS],
-        };
+    fn join(
+        self,
+        spine: &RecordBatch,
+        layout: &AsOfLayout,
+        out: &SchemaRef,
+        budget: &Budget,
+        latest: Option<&LatestCounts>,
+    ) -> Result<Vec<RecordBatch>> {
+        let spine_parts = split_by_key(&spine.columns()[1..=layout.keys], self.level)?;
         let mut outputs = Vec::with_capacity(SPILL_PARTS);
         let parts = self
             .writers
@@ -368,24 +358,19 @@ impl Spill {
             writer.finish()?;
             let mut file = writer.into_inner()?;
             std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
-            let part_spine = match spine {
-                Some(spine) => arrow::compute::take_record_batch(spine, &UInt32Array::from(spine_rows))?,
-                None => RecordBatch::new_empty(Arc::new(arrow::datatypes::Schema::empty())),
-            };
+            let part_spine = arrow::compute::take_record_batch(spine, &UInt32Array::from(spine_rows))?;
             let mut reader = arrow::ipc::reader::FileReader::try_new(file, None)?;
             if rows == 0 {
-                if spine.is_some() {
-                    outputs.push(empty_or_nulls(&[part_spine], layout, out)?);
-                }
+                outputs.push(empty_or_nulls(&[part_spine], layout, out)?);
                 continue;
             }
             // The part's rows and the sweep's working memory, reserved together.
-            // Materialization's output has at most a row per feature row, each no wider.
-            let spine_size = match spine {
-                Some(_) => (part_spine.num_rows(), part_spine.get_array_memory_size()),
-                None => (rows, size),
-            };
-            let need = size + working_bytes(spine_size, (rows, size));
+            let need = size
+                + working_bytes(
+                    layout,
+                    (part_spine.num_rows(), part_spine.get_array_memory_size()),
+                    (rows, size),
+                );
             if budget.reservation.try_grow(need).is_err() {
                 if self.level + 1 < MAX_SPILL_LEVEL && rows > 1 {
                     // Too big for the pool: stream it into a finer split and join that.
@@ -394,11 +379,7 @@ impl Spill {
                     for batch in &mut reader {
                         finer.write(&batch?, layout.keys)?;
                     }
-                    let part_spine = match spine {
-                        Some(_) => Spine::Given(&part_spine),
-                        None => Spine::Latest(latest),
-                    };
-                    outputs.extend(finer.join(part_spine, layout, out, budget)?);
+                    outputs.extend(finer.join(&part_spine, layout, out, budget, latest)?);
                     continue;
                 }
                 budget.reserve(need, "joining one key group of its spilled feature rows")?;
@@ -413,15 +394,6 @@ impl Spill {
         }
         Ok(outputs)
     }
-}
-
-/// Which spine a spilling partition joins its parts with.
-#[derive(Clone, Copy)]
-enum Spine<'a> {
-    /// The spine input's rows (concatenated), split across the parts by key.
-    Given(&'a RecordBatch),
-    /// Materialization's ([`AsOfLayout::latest_at`]): each part answers for its own keys.
-    Latest(Option<&'a LatestCounts>),
 }
 
 /// Metrics of [`AsOfLayout::latest_at`] runs: the keys answered for, and the feature rows
@@ -485,8 +457,13 @@ fn human(bytes: usize) -> String {
 /// feature rows: concatenated copies, key ids, validity masks and sort tuples per row, the
 /// winners, and output values (the feature rows' average width per spine row). Feature
 /// bytes of batches read back from a spill file must come from [`Spill::sizes`]: they share
-/// one buffer per message, which `get_array_memory_size` over-counts.
-fn working_bytes((n, spine_bytes): (usize, usize), (m, feature_bytes): (usize, usize)) -> usize {
+/// one buffer per message, which `get_array_memory_size` over-counts. Materialization's
+/// spine is empty, and its output has at most a row per feature row: it counts as such.
+fn working_bytes(layout: &AsOfLayout, (n, spine_bytes): (usize, usize), (m, feature_bytes): (usize, usize)) -> usize {
+    let (n, spine_bytes) = match layout.latest_at {
+        Some(_) => (m, feature_bytes),
+        None => (n, spine_bytes),
+    };
     let per_row = (8 + 1 + std::mem::size_of::<(u64, i64, u32)>()) * (n + m) + 12 * n;
     let output = feature_bytes / m.max(1) * n;
     spine_bytes + feature_bytes + per_row + output
@@ -856,11 +833,11 @@ mod tests {
             .iter()
             .zip(&spill.rows)
             .zip(&spine_parts)
-            .map(|((size, rows), s)| size + working_bytes((s.len(), s.len() * 24), (*rows, *size)))
+            .map(|((size, rows), s)| size + working_bytes(&layout, (s.len(), s.len() * 24), (*rows, *size)))
             .max()
             .unwrap();
         let budget = a_third_of(biggest);
-        let parts = spill.join(Spine::Given(&spine), &layout, &out, &budget).unwrap();
+        let parts = spill.join(&spine, &layout, &out, &budget, None).unwrap();
         assert!(budget.resplits.value() > 0, "no part was split again");
         let joined = concat_batches(&out, &parts).unwrap();
         let order = arrow::compute::sort_to_indices(joined.column(0), None, None).unwrap();
@@ -958,14 +935,18 @@ mod tests {
             .sizes
             .iter()
             .zip(&spill.rows)
-            .map(|(size, rows)| size + working_bytes((*rows, *size), (*rows, *size)))
+            .map(|(size, rows)| size + working_bytes(&layout, (0, 0), (*rows, *size)))
             .max()
             .unwrap();
         let budget = a_third_of(biggest);
         let spilled = counts();
-        let parts = spill
-            .join(Spine::Latest(Some(&spilled)), &layout, &out, &budget)
-            .unwrap();
+        // Materialization's spine input is empty: only its schema is there.
+        let no_spine = RecordBatch::new_empty(Arc::new(Schema::new(vec![
+            Field::new("__row", DataType::UInt64, false),
+            Field::new("__k0", DataType::Int64, true),
+            Field::new("__t", instants(0..0).data_type().clone(), true),
+        ])));
+        let parts = spill.join(&no_spine, &layout, &out, &budget, Some(&spilled)).unwrap();
         assert!(budget.resplits.value() > 0, "no part was split again");
         assert_eq!(winners(&parts), expected);
         assert_eq!(spilled.keys.value(), timed_keys.len());

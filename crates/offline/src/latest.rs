@@ -100,8 +100,8 @@ async fn latest_rows(
         None => crate::quarantine::Quarantined::default(),
     };
 
-    // The spine is every key with a timed row, at `end`: the join builds it from the rows it
-    // gathers (`latest_at`), so the source is read once. Its schema is the spine input's.
+    // The join answers for every key with a timed row, at `end`, itself (`latest_at`): the
+    // spine input is empty, and only its schema is read.
     let mut fields = vec![Field::new("__row", DataType::UInt64, false)];
     for i in 0..k {
         let name = format!("__k{i}");

@@ -281,9 +281,9 @@ pub async fn run(
 }
 
 /// One server's settings and what all its shards share: the metrics and the served-values
-/// log. A server may run as several shards ([`Server::run`] on clones of one listener), each
-/// on its own thread with its own runtime, store connection and [`Live`] core: a request and
-/// its store round trip then stay on one thread, with no wakeups across threads.
+/// log. A server may run as several shards ([`Server::run`] on several listeners of one
+/// port), each on its own thread with its own runtime, store connection and [`Live`] core: a
+/// request and its store round trip then stay on one thread, with no wakeups across threads.
 #[derive(Debug)]
 pub struct Server {
     options: Options,

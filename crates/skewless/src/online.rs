@@ -311,7 +311,11 @@ impl Project {
         // The join sends its rows batch by batch as its partitions finish; they are written
         // while the rest is still being joined.
         let (joined, batches) = futures::channel::mpsc::channel(JOINED_BATCHES_AHEAD);
-        let compute = async { Ok::<_, Error>(latest(ctx, defs, &self.root, rows_view, window, joined).await?) };
+        let compute = async {
+            latest(ctx, defs, &self.root, rows_view, window, joined)
+                .await
+                .map_err(Error::from)
+        };
 
         let expire_after = view.ttl.map(|ttl| Duration::from_secs(ttl.seconds()) + EXPIRY_MARGIN);
         let keys = layout.keys.len();
