@@ -3,7 +3,7 @@
 # server. Release build only, never part of CI. Starts its own redis-server and `skewless serve`
 # on free loopback ports (never touches another server). Prints the figures beside the targets:
 #   1. one-row pushes at concurrency 16 (offline log on): the push is acknowledged only after
-#      its segment is fsynced and its online write is done, so the ack latency is push → servable;
+#      its journal record is fdatasynced and its online write is done, so the ack latency is push → servable;
 #      a check then pushes rows one by one and looks each up at once, and must see every one;
 #   2. sustained 1000-row pushes at concurrency 4: rows/s;
 #   3. `skewless materialize` end to end (scan, as-of, encode, write) of a view with 1M keys
@@ -60,11 +60,13 @@ start_server "$project" "$work/serve.log"
 "$loadgen" --addr "127.0.0.1:$server_port" --path /v1/push --body "$work/batch1000.json" \
   --concurrency 4 --seconds "$seconds" --warmup 1 >"$work/batch.out"
 "$py" benches/push/visible.py "127.0.0.1:$server_port" >"$work/visible.out"
+# What the log holds: segments folded by full journals while pushing, and the journal's bytes.
 segments=$(find "$project/.skewless/push/events" -name '*.parquet' | wc -l)
+journal_bytes=$(find "$project/.skewless/push/events" -name 'journal-*.log' -printf '%s\n' | awk '{s += $1} END {print s + 0}')
 
-"$py" - "$work" "$started" "$ended" "$keys_written" "$set_rps" "$value_size" "$segments" <<'PY'
+"$py" - "$work" "$started" "$ended" "$keys_written" "$set_rps" "$value_size" "$segments" "$journal_bytes" <<'PY'
 import json, sys
-work, started, ended, keys, set_rps, value_size, segments = sys.argv[1:]
+work, started, ended, keys, set_rps, value_size, segments, journal_bytes = sys.argv[1:]
 seconds = float(ended) - float(started)
 keys = int(keys)
 one = json.load(open(f"{work}/one.out"))
@@ -77,7 +79,7 @@ print(f"push, one row, c16   p50 {one['p50_ms']:.2f} ms  p99 {one['p99_ms']:.2f}
 print(f"push → lookup, c1    {visible['checked']} pushes each looked up at once: {visible['seen']} seen, "
       f"p99 push+lookup {visible['p99_ms']:.2f} ms")
 print(f"push, 1000 rows, c4  {batch['rps'] * 1000:.0f} rows/s  p99 {batch['p99_ms']:.1f} ms  errors {batch['errors']}   "
-      f"(offline log on: {segments} segments written in this run)")
+      f"(offline log on: {segments} segments folded from full journals, {int(journal_bytes) / 2**20:.0f} MiB in the journal)")
 print(f"materialize 1M keys  {keys} keys in {seconds:.1f} s = {mat_rate:.0f} keys/s; redis-benchmark SET PX -P 16 "
       f"({value_size}-byte values): {float(set_rps):.0f}/s; ratio {ratio:.2f}   target >= 0.80  "
       f"{'MET' if ratio >= 0.8 else 'NOT MET'}")

@@ -93,11 +93,10 @@ async fn a_failed_online_write_is_logged_and_the_next_incremental_run_repairs_it
     };
     assert!(message.contains("are in the offline log"), "{message}");
     assert!(message.contains("materialize-incremental"), "{message}");
-    assert_eq!(
-        skewless::offline::push_log::segments(&project.root, "trips")
-            .unwrap()
-            .len(),
-        4
+    let by_segment = skewless::offline::push_log::ids_by_segment(&project.root, "trips").unwrap();
+    assert!(
+        by_segment.values().flatten().any(|id| id == "late"),
+        "the failed push is not in the log: {by_segment:?}"
     );
     redis_cli(server.port(), &["CONFIG", "SET", "min-replicas-to-write", "0"]);
 
@@ -214,6 +213,8 @@ async fn compaction_changes_no_training_set() {
             )
             .await
             .unwrap();
+        // A read folds the journal: a segment per push, for the compaction to merge.
+        skewless::offline::push_log::segments(&project.root, "trips").unwrap();
     }
     let features = all_features();
     let build = |name: &'static str| {

@@ -182,7 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "pushed {} rows to `{}`: logged in {}",
                     report.rows,
                     report.source,
-                    report.segment.as_deref().unwrap_or("-")
+                    report.logged.as_deref().unwrap_or("-")
                 );
                 for (view, w) in &report.views {
                     println!(
@@ -229,6 +229,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Compact { source } => {
             let done = project.compact(&source)?;
+            if done.folded > 0 {
+                println!(
+                    "`{source}`: folded {} pushes from the journal into a segment",
+                    done.folded
+                );
+            }
             if done.segments == 0 {
                 println!("`{source}`: fewer than two segments, nothing to merge");
             } else {

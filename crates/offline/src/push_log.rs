@@ -1,34 +1,52 @@
 //! The offline log of pushed rows: what serving saw, kept for the training sets that follow.
 //!
-//! Each acknowledged push is one Parquet *segment* under `.skewless/push/<source>/`, in the
-//! source's own schema, so a job reads the log beside the source's batch files as if it were
-//! one more file. A segment becomes visible in one step:
+//! A push is acknowledged once its rows are in the source's **journal**, an append-only file
+//! under `.skewless/push/<source>/`, made durable by one `fdatasync`. Readers never read the
+//! journal: they first **fold** it into a Parquet *segment* in the source's own schema, so a
+//! job reads the log beside the source's batch files as if it were one more file.
 //!
 //! ```text
-//! write .tmp-<nonce> ─ fsync ─ rename to seg-<µs>-<nonce>.parquet ─ fsync the directory ─ ack
+//! push ─ record appended to journal-<µs>-<nonce>.log ─ fdatasync ─ ack
+//! read ─ (lock) rename the journal to folding-… ─ its records into seg-<µs>-<nonce>.parquet
+//!        (temp file, fsync, rename, fsync the directory) ─ delete folding-… ─ list the segments
 //! ```
 //!
-//! so a crash leaves either nothing or a whole segment; hidden temp files are never read.
+//! Why a journal and not a segment per push: a segment costs a file creation, two fsyncs and
+//! a rename, which on this kind of disk is about 3 × the latency of appending to one file and
+//! syncing its data (benches/README.md, push). The guarantees are the same:
 //!
-//! **Group commit.** Appends that arrive while a segment is being written wait, and the next
-//! segment takes them all: one file and one pair of fsyncs for many pushes, each acknowledged
-//! only once that segment is durable.
+//! - **Never half there.** A record is `SKJ1 · length · CRC-32 · payload` (its id, then its
+//!   rows as an Arrow IPC stream). A crash mid-write leaves a tail that fails its length or
+//!   checksum; readers stop there, and the next appender cuts it off before it writes.
+//! - **Never lost.** The ack follows the `fdatasync`. A fold renames the journal before it
+//!   writes segments whose footers name it (`skewless.folds`, one tag per part: a journal
+//!   whose rows had two schemas folds into two segments), and deletes it only after. A fold
+//!   that stopped part way leaves a `folding-…` file: the next fold writes the parts no
+//!   segment names yet and deletes it, so no row is read twice or dropped.
+//! - **Ids.** A push may carry an id. It is kept in the record, and after a fold in the
+//!   segment's footer (`skewless.push_ids`), in the same file as its rows, so a replayed id is
+//!   found exactly when its rows are there. Appends, folds and compactions hold an exclusive
+//!   lock on `.lock` (across processes: the server and the CLI may both push). An appender
+//!   reads the records other processes appended since it last looked, and the footers of
+//!   segments it has not seen, and skips a known id.
 //!
-//! **Ids.** A push may carry an id; the segment keeps its ids in its footer
-//! (`skewless.push_ids`, a JSON list), in the same file as its rows, so a replayed id is found
-//! exactly when its rows are there. Appends hold an exclusive lock on `.lock` (across
-//! processes: the server and the CLI may both push), re-read the footers of segments they
-//! have not seen, and skip a known id.
+//! **Group commit.** Appends that arrive while a group is being written wait, and the next
+//! group takes them all: one write and one `fdatasync` for many pushes.
 //!
-//! **Compaction** writes the rows of many segments into one `compact-<µs>-<nonce>.parquet`
-//! whose footer lists the segments it replaces (`skewless.replaces`) and their ids, then
-//! deletes them. Readers skip every replaced segment, so the rename is the one step that
-//! switches from the old segments to the new one: a crash before or after it never shows a
-//! row twice or not at all.
+//! A journal past [`FOLD_AT_BYTES`] is folded by the appender that filled it, so the journal
+//! a reader folds stays small.
+//!
+//! **Compaction** folds the journal, then writes the rows of many segments into one
+//! `compact-<µs>-<nonce>.parquet` whose footer lists the segments it replaces
+//! (`skewless.replaces`) and their ids, then deletes them. Readers skip every replaced
+//! segment, so the rename is the one step that switches from the old segments to the new
+//! one: a crash before or after it never shows a row twice or not at all.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::hash::{BuildHasher, RandomState};
+use std::io::Cursor;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
@@ -36,6 +54,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::KeyValue;
@@ -44,6 +64,10 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 
 const IDS_KEY: &str = "skewless.push_ids";
 const REPLACES_KEY: &str = "skewless.replaces";
+const FOLDS_KEY: &str = "skewless.folds";
+
+/// A journal this long is folded into a segment by the append that reached it.
+pub const FOLD_AT_BYTES: u64 = 64 << 20;
 
 /// The directory of `source`'s log under the project root.
 pub fn log_dir(root: &Path, source: &str) -> PathBuf {
@@ -67,9 +91,16 @@ fn log_error(path: &Path, e: impl std::fmt::Display) -> LogError {
 
 type LogResult<T> = std::result::Result<T, LogError>;
 
-/// The visible segments of `source`'s log, in name order (none when nothing was pushed).
+/// The visible segments of `source`'s log, in name order (none when nothing was pushed),
+/// after folding its journal: every acknowledged push is in them.
 pub fn segments(root: &Path, source: &str) -> LogResult<Vec<PathBuf>> {
     let dir = log_dir(root, source);
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let log = PushLog::shared(root, source);
+    let _lock = log.lock()?;
+    log.fold_locked(&mut lock(&log.seen))?;
     Ok(listing(&dir)?.visible)
 }
 
@@ -82,25 +113,7 @@ struct Listing {
 }
 
 fn listing(dir: &Path) -> LogResult<Listing> {
-    let mut all = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Listing {
-                all,
-                visible: Vec::new(),
-                replaced: BTreeSet::new(),
-            });
-        }
-        Err(e) => return Err(log_error(dir, e)),
-    };
-    for entry in entries {
-        let path = entry.map_err(|e| log_error(dir, e))?.path();
-        if is_segment(&path) {
-            all.push(path);
-        }
-    }
-    all.sort();
+    let all = files(dir, is_segment)?;
     let mut replaced = BTreeSet::new();
     for path in all.iter().filter(|p| file_name(p).starts_with("compact-")) {
         replaced.extend(footer_list(path, REPLACES_KEY)?);
@@ -113,9 +126,34 @@ fn listing(dir: &Path) -> LogResult<Listing> {
     Ok(Listing { all, visible, replaced })
 }
 
-fn is_segment(path: &Path) -> bool {
-    let name = file_name(path);
+/// The files of `dir` whose names `keep` takes, in name order (none when `dir` is missing).
+fn files(dir: &Path, keep: fn(&str) -> bool) -> LogResult<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(log_error(dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| log_error(dir, e))?.path();
+        if keep(file_name(&path)) {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn is_segment(name: &str) -> bool {
     (name.starts_with("seg-") || name.starts_with("compact-")) && name.ends_with(".parquet")
+}
+
+fn is_journal(name: &str) -> bool {
+    name.starts_with("journal-") && name.ends_with(".log")
+}
+
+fn is_folding(name: &str) -> bool {
+    name.starts_with("folding-") && name.ends_with(".log")
 }
 
 fn file_name(path: &Path) -> &str {
@@ -138,25 +176,115 @@ fn footer_list(path: &Path, key: &str) -> LogResult<Vec<String>> {
     serde_json::from_str(&text).map_err(|e| log_error(path, format!("footer `{key}` is damaged: {e}")))
 }
 
+/// Journal records: `SKJ1`, the payload's length and CRC-32 (little-endian u32s), the payload.
+const RECORD_MAGIC: [u8; 4] = *b"SKJ1";
+const RECORD_HEADER: usize = 12;
+/// The id length that says "no id".
+const NO_ID: u32 = u32::MAX;
+
+/// Appends the record of `batch` (with its `id`) to `out`: the id, then an Arrow IPC stream.
+fn encode_record(out: &mut Vec<u8>, batch: &RecordBatch, id: Option<&str>) -> Result<(), String> {
+    let mut payload = Vec::new();
+    match id {
+        Some(id) => {
+            let len = u32::try_from(id.len())
+                .ok()
+                .filter(|&l| l != NO_ID)
+                .ok_or("the id is too long")?;
+            payload.extend_from_slice(&len.to_le_bytes());
+            payload.extend_from_slice(id.as_bytes());
+        }
+        None => payload.extend_from_slice(&NO_ID.to_le_bytes()),
+    }
+    let mut writer = StreamWriter::try_new(&mut payload, &batch.schema()).map_err(|e| e.to_string())?;
+    writer.write(batch).map_err(|e| e.to_string())?;
+    writer.finish().map_err(|e| e.to_string())?;
+    drop(writer);
+    let len = u32::try_from(payload.len()).map_err(|_| "the push is over 4 GiB")?;
+    out.extend_from_slice(&RECORD_MAGIC);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&crc32(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    Ok(())
+}
+
+/// The payloads of the whole records at the start of `bytes`, and where the last one ends: a
+/// torn or damaged record ends the journal.
+fn whole_records(bytes: &[u8]) -> (Vec<&[u8]>, usize) {
+    let mut payloads = Vec::new();
+    let mut at = 0;
+    while let Some(header) = bytes.get(at..at + RECORD_HEADER) {
+        let word = |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+        if header[..4] != RECORD_MAGIC {
+            break;
+        }
+        let start = at + RECORD_HEADER;
+        let Some(payload) = bytes.get(start..start + word(4) as usize) else {
+            break;
+        };
+        if crc32(payload) != word(8) {
+            break;
+        }
+        payloads.push(payload);
+        at = start + payload.len();
+    }
+    (payloads, at)
+}
+
+/// A payload's id, and its Arrow IPC stream.
+fn split_payload(payload: &[u8]) -> Option<(Option<&str>, &[u8])> {
+    let len = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?);
+    if len == NO_ID {
+        return Some((None, &payload[4..]));
+    }
+    let id = payload.get(4..4 + len as usize)?;
+    Some((Some(std::str::from_utf8(id).ok()?), &payload[4 + len as usize..]))
+}
+
+/// CRC-32 (IEEE), as zlib computes it.
+fn crc32(bytes: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                k += 1;
+            }
+            table[i] = c;
+            i += 1;
+        }
+        table
+    };
+    let mut c = !0u32;
+    for &b in bytes {
+        c = TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
 /// What an append did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Appended {
-    /// The rows are in this new segment, durably.
-    Segment(PathBuf),
+    /// The rows are in the journal, durably, as the record at `offset`.
+    Logged { journal: String, offset: u64 },
     /// A push with this id was appended before: nothing was written.
     Replayed,
 }
 
-/// One source's log, as an appender keeps it: the ids seen so far, by segment.
+/// One source's log, as an appender keeps it: the ids seen so far, and the journal it appends to.
 #[derive(Debug)]
 pub struct PushLog {
     dir: PathBuf,
     seen: Mutex<Seen>,
     queue: Mutex<Queue>,
+    fold_at: u64,
 }
 
 /// Group commit: appends that arrive while one is being written wait here, and the next
-/// writer takes them all into one segment with one pair of fsyncs.
+/// writer takes them all into one write and one `fdatasync`.
 #[derive(Debug, Default)]
 struct Queue {
     pending: Vec<Pending>,
@@ -166,7 +294,8 @@ struct Queue {
 
 #[derive(Debug)]
 struct Pending {
-    batch: RecordBatch,
+    /// The encoded record (encoded by the pushing thread, before it queues).
+    record: Vec<u8>,
     id: Option<String>,
     done: Arc<Slot>,
 }
@@ -183,6 +312,16 @@ struct Seen {
     /// Segment names whose footers were read.
     files: HashSet<String>,
     ids: HashSet<String>,
+    /// The journal this log appends to, read up to `end`.
+    journal: Option<Journal>,
+}
+
+#[derive(Debug)]
+struct Journal {
+    path: PathBuf,
+    file: File,
+    /// Where its last whole record ends: the next append goes here.
+    end: u64,
 }
 
 impl PushLog {
@@ -191,6 +330,7 @@ impl PushLog {
             dir: log_dir(root, source),
             seen: Mutex::new(Seen::default()),
             queue: Mutex::new(Queue::default()),
+            fold_at: FOLD_AT_BYTES,
         }
     }
 
@@ -216,13 +356,15 @@ impl PushLog {
 
     /// Appends `batch` durably, unless `id` was appended before. Blocking: call it off the
     /// async runtime's workers. Appends that meet are written together (group commit): one
-    /// segment holds their rows and ids, so one pair of fsyncs serves them all.
+    /// write and one `fdatasync` serve them all.
     pub fn append(&self, batch: &RecordBatch, id: Option<&str>) -> LogResult<Appended> {
+        let mut record = Vec::new();
+        encode_record(&mut record, batch, id).map_err(|e| log_error(&self.dir, e))?;
         let slot = Arc::new(Slot::default());
         {
             let mut queue = lock(&self.queue);
             queue.pending.push(Pending {
-                batch: batch.clone(),
+                record,
                 id: id.map(str::to_string),
                 done: Arc::clone(&slot),
             });
@@ -260,7 +402,7 @@ impl PushLog {
     }
 
     /// Writes one group: a replayed id (seen in the log, or earlier in the group) appends
-    /// nothing; the rest go into one segment per schema.
+    /// nothing; the rest go into the journal in one write and one `fdatasync`.
     fn commit(&self, group: &[Pending]) -> Vec<LogResult<Appended>> {
         let failed = |e: LogError| group.iter().map(|_| Err(e.clone())).collect();
         if let Err(e) = std::fs::create_dir_all(&self.dir) {
@@ -276,38 +418,160 @@ impl PushLog {
         {
             return failed(e);
         }
-        let mut results: Vec<Option<LogResult<Appended>>> = vec![None; group.len()];
+        let mut journal = match self.journal(&mut seen) {
+            Ok(j) => j,
+            Err(e) => return failed(e),
+        };
+        let name = file_name(&journal.path).to_string();
+        let mut results = Vec::with_capacity(group.len());
         let mut ids_in_group: HashSet<&str> = HashSet::new();
-        let mut taken: Vec<usize> = Vec::new();
-        for (i, pending) in group.iter().enumerate() {
+        let mut bytes = Vec::new();
+        for pending in group {
             match pending.id.as_deref() {
                 Some(id) if seen.ids.contains(id) || !ids_in_group.insert(id) => {
-                    results[i] = Some(Ok(Appended::Replayed));
+                    results.push(Ok(Appended::Replayed));
                 }
-                _ => taken.push(i),
+                _ => {
+                    results.push(Ok(Appended::Logged {
+                        journal: name.clone(),
+                        offset: journal.end + bytes.len() as u64,
+                    }));
+                    bytes.extend_from_slice(&pending.record);
+                }
             }
         }
-        // One segment per distinct schema (a reload may change a source's schema mid-group).
-        while !taken.is_empty() {
-            let schema = group[taken[0]].batch.schema();
-            let (same, rest): (Vec<usize>, Vec<usize>) =
-                taken.iter().partition(|&&i| group[i].batch.schema() == schema);
-            taken = rest;
-            let batches: Vec<RecordBatch> = same.iter().map(|&i| group[i].batch.clone()).collect();
-            let ids: Vec<String> = same.iter().filter_map(|&i| group[i].id.clone()).collect();
-            let written = self.write_segment("seg", &batches, &schema, &ids, &[]);
-            if let Ok(path) = &written {
-                seen.files.insert(file_name(path).to_string());
-                seen.ids.extend(ids);
+        if !bytes.is_empty() {
+            let written = journal
+                .file
+                .write_all_at(&bytes, journal.end)
+                .and_then(|()| journal.file.sync_data());
+            if let Err(e) = written {
+                // Whatever reached the file is cut off (and a crash leaves it torn, skipped).
+                let _ = journal.file.set_len(journal.end);
+                return failed(log_error(&journal.path, e));
             }
-            for &i in &same {
-                results[i] = Some(written.clone().map(Appended::Segment));
-            }
+            journal.end += bytes.len() as u64;
+            seen.ids.extend(ids_in_group.into_iter().map(str::to_string));
+        }
+        let full = journal.end >= self.fold_at;
+        seen.journal = Some(journal);
+        if full {
+            // The group is durable either way; a fold that fails here is retried by the next reader.
+            let _ = self.fold_locked(&mut seen);
         }
         results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(log_error(&self.dir, "an append got no result (a bug)"))))
-            .collect()
+    }
+
+    /// The journal to append to, read to its end (held lock): ours, unless a fold took it;
+    /// else one another process started; else a new one. Records other processes appended
+    /// since we last looked add their ids; a torn tail (a crashed append) is cut off.
+    fn journal(&self, seen: &mut Seen) -> LogResult<Journal> {
+        let mut journal = match seen.journal.take() {
+            Some(j) if j.path.exists() => j,
+            _ => {
+                let path = match files(&self.dir, is_journal)?.into_iter().next() {
+                    Some(path) => path,
+                    None => {
+                        let (micros, nonce) = (micros(), nonce());
+                        let path = self.dir.join(format!("journal-{micros:016}-{nonce:016x}.log"));
+                        File::create_new(&path).map_err(|e| log_error(&path, e))?;
+                        sync_dir(&self.dir)?;
+                        path
+                    }
+                };
+                let file = File::options()
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| log_error(&path, e))?;
+                Journal { path, file, end: 0 }
+            }
+        };
+        let len = journal.file.metadata().map_err(|e| log_error(&journal.path, e))?.len();
+        if len < journal.end {
+            return Err(log_error(&journal.path, "the journal shrank under its lock"));
+        }
+        if len > journal.end {
+            let mut tail = vec![0; (len - journal.end) as usize];
+            journal
+                .file
+                .read_exact_at(&mut tail, journal.end)
+                .map_err(|e| log_error(&journal.path, e))?;
+            let (payloads, whole) = whole_records(&tail);
+            for payload in payloads {
+                if let Some((Some(id), _)) = split_payload(payload) {
+                    seen.ids.insert(id.to_string());
+                }
+            }
+            journal.end += whole as u64;
+            if journal.end < len {
+                journal
+                    .file
+                    .set_len(journal.end)
+                    .and_then(|()| journal.file.sync_data())
+                    .map_err(|e| log_error(&journal.path, e))?;
+            }
+        }
+        Ok(journal)
+    }
+
+    /// Folds every journal into segments (held lock; see the module docs), finishing any fold
+    /// that stopped part way first. Returns how many records were folded.
+    fn fold_locked(&self, seen: &mut Seen) -> LogResult<usize> {
+        seen.journal = None;
+        let leftovers = files(&self.dir, is_folding)?;
+        // Parts of stopped folds that already have their segment.
+        let mut done_parts: HashSet<String> = HashSet::new();
+        if !leftovers.is_empty() {
+            for path in listing(&self.dir)?.visible {
+                done_parts.extend(footer_list(&path, FOLDS_KEY)?);
+            }
+        }
+        let mut folding = leftovers;
+        for journal in files(&self.dir, is_journal)? {
+            let renamed = self.dir.join(file_name(&journal).replacen("journal-", "folding-", 1));
+            std::fs::rename(&journal, &renamed).map_err(|e| log_error(&journal, e))?;
+            folding.push(renamed);
+        }
+        let mut folded = 0;
+        for path in &folding {
+            let bytes = std::fs::read(path).map_err(|e| log_error(path, e))?;
+            let (payloads, _) = whole_records(&bytes);
+            folded += payloads.len();
+            // The parts: one per schema, in order of first appearance (the same on every retry).
+            let mut parts: Vec<(SchemaRef, Vec<RecordBatch>, Vec<String>)> = Vec::new();
+            for payload in payloads {
+                let (id, stream) = split_payload(payload).ok_or_else(|| log_error(path, "a record's id is damaged"))?;
+                let reader = StreamReader::try_new(Cursor::new(stream), None).map_err(|e| log_error(path, e))?;
+                let schema = reader.schema();
+                let at = match parts.iter().position(|(s, _, _)| *s == schema) {
+                    Some(at) => at,
+                    None => {
+                        parts.push((schema, Vec::new(), Vec::new()));
+                        parts.len() - 1
+                    }
+                };
+                for batch in reader {
+                    parts[at].1.push(batch.map_err(|e| log_error(path, e))?);
+                }
+                parts[at].2.extend(id.map(str::to_string));
+            }
+            let stem = file_name(path).trim_start_matches("folding-").trim_end_matches(".log");
+            for (k, (schema, batches, ids)) in parts.into_iter().enumerate() {
+                let tag = format!("{stem}:{k}");
+                if done_parts.contains(&tag) {
+                    continue;
+                }
+                let segment = self.write_segment("seg", &batches, &schema, &[(IDS_KEY, &ids), (FOLDS_KEY, &[tag])])?;
+                seen.files.insert(file_name(&segment).to_string());
+                seen.ids.extend(ids);
+            }
+            std::fs::remove_file(path).map_err(|e| log_error(path, e))?;
+        }
+        if !folding.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(folded)
     }
 
     /// Reads the ids of segments not seen yet (written by another process, or compacted).
@@ -334,31 +598,28 @@ impl PushLog {
         Ok(file)
     }
 
-    /// Writes `batches` to a hidden temp file, syncs it, renames it to `<prefix>-<µs>-<nonce>.parquet`
-    /// and syncs the directory: the segment is whole and durable when this returns.
+    /// Writes `batches` to a hidden temp file with `footer`'s non-empty lists, syncs it,
+    /// renames it to `<prefix>-<µs>-<nonce>.parquet` and syncs the directory: the segment is
+    /// whole and durable when this returns.
     fn write_segment(
         &self,
         prefix: &str,
         batches: &[RecordBatch],
         schema: &SchemaRef,
-        ids: &[String],
-        replaces: &[String],
+        footer: &[(&str, &[String])],
     ) -> LogResult<PathBuf> {
-        let nonce = nonce();
-        let micros = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros());
+        let (micros, nonce) = (micros(), nonce());
         let tmp = self.dir.join(format!(".tmp-{nonce:016x}"));
         let done = self.dir.join(format!("{prefix}-{micros:016}-{nonce:016x}.parquet"));
-        let mut footer = Vec::new();
-        for (key, list) in [(IDS_KEY, ids), (REPLACES_KEY, replaces)] {
+        let mut key_values = Vec::new();
+        for &(key, list) in footer {
             if !list.is_empty() {
                 let text = serde_json::to_string(list).map_err(|e| log_error(&tmp, e))?;
-                footer.push(KeyValue::new(key.to_string(), text));
+                key_values.push(KeyValue::new(key.to_string(), text));
             }
         }
         let props = WriterProperties::builder()
-            .set_key_value_metadata((!footer.is_empty()).then_some(footer))
+            .set_key_value_metadata((!key_values.is_empty()).then_some(key_values))
             .build();
         let result = (|| {
             let file = File::create(&tmp).map_err(|e| log_error(&tmp, e))?;
@@ -377,11 +638,12 @@ impl PushLog {
         result.map(|()| done)
     }
 
-    /// Merges every visible segment into one (when there are at least two), atomically; see
-    /// the module docs. Returns how many segments were merged and the rows they hold.
+    /// Folds the journal, then merges every visible segment into one (when there are at
+    /// least two), atomically; see the module docs.
     pub fn compact(&self) -> LogResult<Compacted> {
         std::fs::create_dir_all(&self.dir).map_err(|e| log_error(&self.dir, e))?;
         let _lock = self.lock()?;
+        let folded = self.fold_locked(&mut lock(&self.seen))?;
         let listed = listing(&self.dir)?;
         let mut removed = 0;
         // Leftovers of a compaction that stopped after its rename.
@@ -390,12 +652,14 @@ impl PushLog {
             removed += 1;
         }
         let visible = listed.visible;
+        let mut done = Compacted {
+            folded,
+            segments: 0,
+            rows: 0,
+            leftovers_removed: removed,
+        };
         if visible.len() < 2 {
-            return Ok(Compacted {
-                segments: 0,
-                rows: 0,
-                leftovers_removed: removed,
-            });
+            return Ok(done);
         }
         let mut batches = Vec::new();
         let mut schema: Option<SchemaRef> = None;
@@ -425,24 +689,28 @@ impl PushLog {
         let Some(schema) = schema else {
             return Err(log_error(&self.dir, "no segment to compact"));
         };
-        let rows = batches.iter().map(RecordBatch::num_rows).sum();
         let replaces: Vec<String> = replaces.into_iter().collect();
-        self.write_segment("compact", &batches, &schema, &ids, &replaces)?;
+        self.write_segment(
+            "compact",
+            &batches,
+            &schema,
+            &[(IDS_KEY, &ids), (REPLACES_KEY, &replaces)],
+        )?;
         for path in &visible {
             std::fs::remove_file(path).map_err(|e| log_error(path, e))?;
         }
         sync_dir(&self.dir)?;
-        Ok(Compacted {
-            segments: visible.len(),
-            rows,
-            leftovers_removed: removed,
-        })
+        done.segments = visible.len();
+        done.rows = batches.iter().map(RecordBatch::num_rows).sum();
+        Ok(done)
     }
 }
 
 /// What a compaction did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Compacted {
+    /// Journal records (pushes) folded into a segment first.
+    pub folded: usize,
     /// Segments merged into one (0: fewer than two were there).
     pub segments: usize,
     pub rows: usize,
@@ -461,6 +729,12 @@ fn sync_dir(dir: &Path) -> LogResult<()> {
         .map_err(|e| log_error(dir, e))
 }
 
+fn micros() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
+}
+
 /// A name part no other process or call will choose at the same time.
 pub(crate) fn nonce() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -468,7 +742,8 @@ pub(crate) fn nonce() -> u64 {
     RandomState::new().hash_one((std::process::id(), count, SystemTime::now()))
 }
 
-/// Footer ids of every visible segment, by segment name (for tests and tools).
+/// Footer ids of every visible segment, by segment name, after folding the journal (for
+/// tests and tools).
 pub fn ids_by_segment(root: &Path, source: &str) -> LogResult<HashMap<String, Vec<String>>> {
     segments(root, source)?
         .iter()
@@ -535,20 +810,35 @@ mod tests {
     fn appends_are_whole_segments_and_replayed_ids_append_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let log = PushLog::open(dir.path(), "s");
-        assert!(matches!(
-            log.append(&batch(&[1, 2]), Some("a")).unwrap(),
-            Appended::Segment(_)
-        ));
+        let first = log.append(&batch(&[1, 2]), Some("a")).unwrap();
+        let Appended::Logged { journal, offset: 0 } = &first else {
+            panic!("{first:?}")
+        };
         assert_eq!(log.append(&batch(&[1, 2]), Some("a")).unwrap(), Appended::Replayed);
-        assert!(matches!(log.append(&batch(&[3]), None).unwrap(), Appended::Segment(_)));
-        assert!(matches!(log.append(&batch(&[3]), None).unwrap(), Appended::Segment(_)));
-        // Another appender (another process) finds the id in the footer.
+        let Appended::Logged { offset, .. } = log.append(&batch(&[3]), None).unwrap() else {
+            panic!("logged")
+        };
+        assert!(offset > 0);
+        assert!(matches!(
+            log.append(&batch(&[3]), None).unwrap(),
+            Appended::Logged { .. }
+        ));
+        // Another appender (another process) finds the id in the journal's records.
         let other = PushLog::open(dir.path(), "s");
         assert_eq!(other.append(&batch(&[9]), Some("a")).unwrap(), Appended::Replayed);
         assert_eq!(rows(dir.path()), [1, 2, 3, 3]);
+        // The reader folded the journal: it is gone, and both appenders start a new one, which
+        // the next reader folds too; the id is found in the segment's footer now.
+        assert!(!log.dir().join(journal).exists());
+        assert_eq!(other.append(&batch(&[9]), Some("a")).unwrap(), Appended::Replayed);
+        log.append(&batch(&[4]), None).unwrap();
+        other.append(&batch(&[5]), Some("b")).unwrap();
+        assert_eq!(log.append(&batch(&[5]), Some("b")).unwrap(), Appended::Replayed);
+        assert_eq!(rows(dir.path()), [1, 2, 3, 3, 4, 5]);
+        assert_eq!(segments(dir.path(), "s").unwrap().len(), 2);
         // A temp file left by a crash is never read.
         std::fs::write(log.dir().join(".tmp-00000000deadbeef"), b"PAR1 torn").unwrap();
-        assert_eq!(rows(dir.path()), [1, 2, 3, 3]);
+        assert_eq!(rows(dir.path()), [1, 2, 3, 3, 4, 5]);
     }
 
     #[test]
@@ -573,7 +863,7 @@ mod tests {
         let results: Vec<(String, Appended)> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
         let mut appended: Vec<&String> = results
             .iter()
-            .filter(|(_, a)| matches!(a, Appended::Segment(_)))
+            .filter(|(_, a)| matches!(a, Appended::Logged { .. }))
             .map(|(id, _)| id)
             .collect();
         appended.sort();
@@ -590,14 +880,16 @@ mod tests {
     fn compaction_keeps_rows_and_ids_and_switches_in_one_step() {
         let dir = tempfile::tempdir().unwrap();
         let log = PushLog::open(dir.path(), "s");
+        // Three segments (each read folds the journal into one), and one push left in the journal.
         for (i, values) in [[1, 2], [3, 4], [5, 6]].iter().enumerate() {
             log.append(&batch(values), Some(&format!("id{i}"))).unwrap();
+            segments(dir.path(), "s").unwrap();
         }
-        let before = segments(dir.path(), "s").unwrap();
+        log.append(&batch(&[7]), Some("id3")).unwrap();
         let compacted = log.compact().unwrap();
-        assert_eq!((compacted.segments, compacted.rows), (3, 6));
+        assert_eq!((compacted.folded, compacted.segments, compacted.rows), (1, 4, 7));
         assert_eq!(segments(dir.path(), "s").unwrap().len(), 1);
-        assert_eq!(rows(dir.path()), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(rows(dir.path()), [1, 2, 3, 4, 5, 6, 7]);
         // The ids live on in the compacted segment, for this appender and a fresh one.
         assert_eq!(log.append(&batch(&[7]), Some("id1")).unwrap(), Appended::Replayed);
         assert_eq!(
@@ -608,21 +900,139 @@ mod tests {
         );
         // A compaction that stopped after its rename, before deleting what it replaced:
         // the old segments are back on disk, yet no row shows twice, and the next run deletes them.
-        for (i, values) in [[1, 2], [3, 4], [5, 6]].iter().enumerate() {
-            let fresh = tempfile::tempdir().unwrap();
-            let seg = PushLog::open(fresh.path(), "s");
-            let Appended::Segment(path) = seg.append(&batch(values), Some(&format!("id{i}"))).unwrap() else {
-                panic!("appended")
-            };
-            std::fs::copy(&path, log.dir().join(file_name(&before[i]))).unwrap();
+        let replaced = footer_list(&segments(dir.path(), "s").unwrap()[0], REPLACES_KEY).unwrap();
+        assert_eq!(replaced.len(), 4);
+        for (name, values) in replaced.iter().zip([&[1, 2][..], &[3, 4], &[5, 6], &[7]]) {
+            std::fs::write(log.dir().join(name), parquet_of(&batch(values))).unwrap();
         }
-        assert_eq!(rows(dir.path()), [1, 2, 3, 4, 5, 6]);
-        assert_eq!(log.compact().unwrap().leftovers_removed, 3);
-        assert_eq!(rows(dir.path()), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(rows(dir.path()), [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(log.compact().unwrap().leftovers_removed, 4);
+        assert_eq!(rows(dir.path()), [1, 2, 3, 4, 5, 6, 7]);
         // Compacting again, with new segments, keeps replacing transitively.
         log.append(&batch(&[8]), None).unwrap();
         log.compact().unwrap();
-        assert_eq!(rows(dir.path()), [1, 2, 3, 4, 5, 6, 8]);
+        assert_eq!(rows(dir.path()), [1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(segments(dir.path(), "s").unwrap().len(), 1);
+    }
+
+    fn parquet_of(batch: &RecordBatch) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
+        writer.write(batch).unwrap();
+        writer.close().unwrap();
+        out
+    }
+
+    fn journal_of(log: &PushLog) -> PathBuf {
+        files(log.dir(), is_journal).unwrap().remove(0)
+    }
+
+    #[test]
+    fn crc32_is_zlibs() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    /// A crash mid-append leaves a torn record at the journal's end: readers stop before it,
+    /// and the next appender (in another process) cuts it off and appends after the whole ones.
+    #[test]
+    fn a_torn_tail_is_never_read_and_the_next_append_cuts_it_off() {
+        for cut in [1, RECORD_HEADER - 1, RECORD_HEADER, RECORD_HEADER + 5, usize::MAX] {
+            let dir = tempfile::tempdir().unwrap();
+            let log = PushLog::open(dir.path(), "s");
+            log.append(&batch(&[1]), Some("a")).unwrap();
+            let path = journal_of(&log);
+            let mut torn = Vec::new();
+            encode_record(&mut torn, &batch(&[2]), Some("b")).unwrap();
+            if cut == usize::MAX {
+                // Whole length, damaged payload: the checksum catches it.
+                let last = torn.len() - 1;
+                torn[last] ^= 0xff;
+            } else {
+                torn.truncate(cut);
+            }
+            let whole = std::fs::metadata(&path).unwrap().len();
+            let file = File::options().append(true).open(&path).unwrap();
+            std::io::Write::write_all(&mut &file, &torn).unwrap();
+            let other = PushLog::open(dir.path(), "s");
+            // The torn push was never acknowledged: its id is free.
+            assert!(
+                matches!(other.append(&batch(&[3]), Some("b")).unwrap(), Appended::Logged { offset, .. } if offset == whole)
+            );
+            assert_eq!(other.append(&batch(&[1]), Some("a")).unwrap(), Appended::Replayed);
+            assert_eq!(rows(dir.path()), [1, 3], "cut at {cut}");
+        }
+        // A reader alone stops at the tear too.
+        let dir = tempfile::tempdir().unwrap();
+        let log = PushLog::open(dir.path(), "s");
+        log.append(&batch(&[1]), None).unwrap();
+        let file = File::options().append(true).open(journal_of(&log)).unwrap();
+        std::io::Write::write_all(&mut &file, b"SKJ1\xff\xff").unwrap();
+        assert_eq!(rows(dir.path()), [1]);
+    }
+
+    /// A fold that stopped part way, at each step: the journal's rows (here of two schemas,
+    /// so two parts) end up in segments exactly once.
+    #[test]
+    fn a_stopped_fold_is_finished_once() {
+        let other_schema = || {
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("k", DataType::Int64, true),
+                Field::new("x", DataType::Float64, true),
+            ]));
+            RecordBatch::try_new(
+                schema,
+                vec![
+                    Arc::new(Int64Array::from(vec![10, 11])),
+                    Arc::new(arrow::array::Float64Array::from(vec![0.5, 1.5])),
+                ],
+            )
+            .unwrap()
+        };
+        // 0: renamed, no segment yet; 1: the first part's segment written; 2: both written.
+        for parts_written in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let log = PushLog::open(dir.path(), "s");
+            log.append(&batch(&[1, 2]), Some("a")).unwrap();
+            log.append(&other_schema(), Some("b")).unwrap();
+            log.append(&batch(&[3]), None).unwrap();
+            let journal = journal_of(&log);
+            let bytes = std::fs::read(&journal).unwrap();
+            let folded = segments(dir.path(), "s").unwrap();
+            assert_eq!(folded.len(), 2, "one segment per schema");
+            assert_eq!(rows(dir.path()), [1, 2, 3, 10, 11]);
+            // Put the log back as a fold that stopped after `parts_written` segments.
+            let mut parts: Vec<(String, PathBuf)> = folded
+                .iter()
+                .map(|p| (footer_list(p, FOLDS_KEY).unwrap().remove(0), p.clone()))
+                .collect();
+            parts.sort();
+            assert!(parts[0].0.ends_with(":0") && parts[1].0.ends_with(":1"));
+            for (_, path) in &parts[parts_written..] {
+                std::fs::remove_file(path).unwrap();
+            }
+            let leftover = log.dir().join(file_name(&journal).replacen("journal-", "folding-", 1));
+            std::fs::write(&leftover, &bytes).unwrap();
+            assert_eq!(rows(dir.path()), [1, 2, 3, 10, 11], "{parts_written} parts written");
+            assert!(!leftover.exists());
+            assert_eq!(segments(dir.path(), "s").unwrap().len(), 2);
+            // The ids are where the rows are.
+            assert_eq!(log.append(&batch(&[9]), Some("b")).unwrap(), Appended::Replayed);
+        }
+    }
+
+    /// A journal past the fold size is folded by the append that filled it, without a reader.
+    #[test]
+    fn a_full_journal_is_folded_by_its_appender() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PushLog::open(dir.path(), "s");
+        log.fold_at = 1;
+        for i in 0..3 {
+            log.append(&batch(&[i]), Some(&format!("id{i}"))).unwrap();
+            assert!(files(log.dir(), is_journal).unwrap().is_empty());
+            assert_eq!(files(log.dir(), is_segment).unwrap().len(), i as usize + 1);
+        }
+        assert_eq!(log.append(&batch(&[0]), Some("id1")).unwrap(), Appended::Replayed);
+        assert_eq!(rows(dir.path()), [0, 1, 2]);
     }
 }

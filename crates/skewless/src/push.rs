@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! rows ─ push_rows (typed as the source, checked, `created` = ingestion instant where absent)
-//!      ─ offline log: one fsynced segment (offline::push_log) ── acknowledged from here on
+//!      ─ offline log: one record in the source's journal, fdatasynced (offline::push_log) ── acknowledged from here on
 //!      ─ per online view reading the source: the view's select list (offline::training_set::view_select),
 //!        compiled once, evaluated on the batch ─ encoded by the view's layout ─ written newer-wins
 //! ```
@@ -84,9 +84,10 @@ pub struct PushReport {
     pub rows: usize,
     /// `false` when the push's id was seen before: nothing was written, anywhere.
     pub appended: bool,
-    /// The log segment holding the rows (file name).
+    /// Where the rows are in the offline log: `<journal file>@<byte offset>` (training sets
+    /// read them after folding the journal into a segment).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub segment: Option<String>,
+    pub logged: Option<String>,
     /// Per online view: keys written, and writes skipped because the store held a newer value.
     pub views: BTreeMap<String, ViewWrites>,
     /// Rows that broke a view's contracts: excluded from that view (or its breaking features
@@ -202,7 +203,7 @@ impl PushTarget {
             source: self.input.source.clone(),
             rows,
             appended: false,
-            segment: None,
+            logged: None,
             views: BTreeMap::new(),
             broke_contracts: Vec::new(),
         };
@@ -221,22 +222,22 @@ impl PushTarget {
             .await
             .map_err(|e| RequestError::Internal(format!("the log append stopped: {e}")))?
             .map_err(|e| RequestError::LogUnavailable(format!("nothing was pushed: {e}")))?;
-        let segment = match appended {
+        let logged = match appended {
             Appended::Replayed => return Ok(report),
-            Appended::Segment(path) => path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            Appended::Logged { journal, offset } => format!("{journal}@{offset}"),
         };
         report.appended = true;
-        report.segment = segment;
+        report.logged = Some(logged);
         for (view, (rows_broken, breaking)) in broken {
             skewless_offline::quarantine::write_rows(&self.defs, &self.root, &view.view, &breaking, "push", true)
                 .map_err(|e| RequestError::Internal(e.to_string()))?;
             report.broke_contracts.extend(rows_broken);
         }
-        let segment = report.segment.clone().unwrap_or_default();
+        let logged = report.logged.clone().unwrap_or_default();
         report.views = self
             .write(store, writes, &|view, e| {
                 RequestError::OnlineWriteFailed(format!(
-                    "the {rows} rows are in the offline log (segment {segment}), but writing feature view `{view}` online failed: {e}; \
+                    "the {rows} rows are in the offline log ({logged}), but writing feature view `{view}` online failed: {e}; \
                      the next `skewless materialize-incremental` writes them"
                 ))
             })
@@ -442,7 +443,7 @@ impl crate::Project {
         PushTarget::compile(&self.root, &self.applied()?, source).map_err(crate::Error::Serve)
     }
 
-    /// Merges the small segments of `source`'s push log into one, atomically.
+    /// Folds `source`'s push journal, then merges the small segments of its log into one, atomically.
     pub fn compact(&self, source: &str) -> Result<skewless_offline::push_log::Compacted, crate::Error> {
         let defs = self.load()?;
         if !defs.sources.contains_key(source) {
