@@ -231,7 +231,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let done = project.compact(&source)?;
             if done.folded > 0 {
                 println!(
-                    "`{source}`: folded {} pushes from the journal into a segment",
+                    "`{source}`: pushes folded from the journal into a segment: {}",
                     done.folded
                 );
             }

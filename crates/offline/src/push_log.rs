@@ -16,8 +16,11 @@
 //! syncing its data (benches/README.md, push). The guarantees are the same:
 //!
 //! - **Never half there.** A record is `SKJ1 · length · CRC-32 · payload` (its id, then its
-//!   rows as an Arrow IPC stream). A crash mid-write leaves a tail that fails its length or
-//!   checksum; readers stop there, and the next appender cuts it off before it writes.
+//!   rows as an Arrow IPC stream; the checksum covers the length too). A crash mid-write
+//!   leaves a tail that fails its length or checksum; readers stop there, and the next
+//!   appender cuts it off before it writes. An appender syncs records another process wrote
+//!   before it trusts their ids (their writer may have died before its `fdatasync`), and a
+//!   journal whose write or sync failed takes no more records: it is retired as a stopped fold.
 //! - **Never lost.** The ack follows the `fdatasync`. A fold renames the journal before it
 //!   writes segments whose footers name it (`skewless.folds`, one tag per part: a journal
 //!   whose rows had two schemas folds into two segments), and deletes it only after. A fold
@@ -27,14 +30,16 @@
 //!   segment's footer (`skewless.push_ids`), in the same file as its rows, so a replayed id is
 //!   found exactly when its rows are there. Appends, folds and compactions hold an exclusive
 //!   lock on `.lock` (across processes: the server and the CLI may both push). An appender
-//!   reads the records other processes appended since it last looked, and the footers of
-//!   segments it has not seen, and skips a known id.
+//!   with ids finishes any stopped fold, reads the footers of segments it has not seen and
+//!   the records other processes appended since it last looked, and skips a known id.
 //!
 //! **Group commit.** Appends that arrive while a group is being written wait, and the next
-//! group takes them all: one write and one `fdatasync` for many pushes.
+//! group takes them all: one write and one `fdatasync` for many pushes. The append that wrote
+//! a group answers it and hands the lead to the first one waiting, so none waits for more
+//! than the group in flight and its own.
 //!
-//! A journal past [`FOLD_AT_BYTES`] is folded by the appender that filled it, so the journal
-//! a reader folds stays small.
+//! A journal past [`FOLD_AT_BYTES`] is folded by the appender that filled it, after its group
+//! is answered, so the journal a reader folds stays small.
 //!
 //! **Compaction** folds the journal, then writes the rows of many segments into one
 //! `compact-<µs>-<nonce>.parquet` whose footer lists the segments it replaces
@@ -176,7 +181,9 @@ fn footer_list(path: &Path, key: &str) -> LogResult<Vec<String>> {
     serde_json::from_str(&text).map_err(|e| log_error(path, format!("footer `{key}` is damaged: {e}")))
 }
 
-/// Journal records: `SKJ1`, the payload's length and CRC-32 (little-endian u32s), the payload.
+/// Journal records: `SKJ1`, the payload's length, the CRC-32 of that length and the payload
+/// (little-endian u32s), the payload. The checksum covers the length, so a zeroed header is
+/// a tear, not an empty record.
 const RECORD_MAGIC: [u8; 4] = *b"SKJ1";
 const RECORD_HEADER: usize = 12;
 /// The id length that says "no id".
@@ -203,13 +210,14 @@ fn encode_record(out: &mut Vec<u8>, batch: &RecordBatch, id: Option<&str>) -> Re
     let len = u32::try_from(payload.len()).map_err(|_| "the push is over 4 GiB")?;
     out.extend_from_slice(&RECORD_MAGIC);
     out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc32(&payload).to_le_bytes());
+    out.extend_from_slice(&record_crc(&len.to_le_bytes(), &payload).to_le_bytes());
     out.extend_from_slice(&payload);
     Ok(())
 }
 
 /// The payloads of the whole records at the start of `bytes`, and where the last one ends: a
-/// torn or damaged record ends the journal.
+/// torn or damaged record (a bad magic, length or checksum, or a payload that does not split
+/// into an id and a stream) ends the journal.
 fn whole_records(bytes: &[u8]) -> (Vec<&[u8]>, usize) {
     let mut payloads = Vec::new();
     let mut at = 0;
@@ -222,7 +230,7 @@ fn whole_records(bytes: &[u8]) -> (Vec<&[u8]>, usize) {
         let Some(payload) = bytes.get(start..start + word(4) as usize) else {
             break;
         };
-        if crc32(payload) != word(8) {
+        if record_crc(&header[4..8], payload) != word(8) || split_payload(payload).is_none() {
             break;
         }
         payloads.push(payload);
@@ -241,8 +249,19 @@ fn split_payload(payload: &[u8]) -> Option<(Option<&str>, &[u8])> {
     Some((Some(std::str::from_utf8(id).ok()?), &payload[4 + len as usize..]))
 }
 
+/// A record's checksum: CRC-32 of its length bytes, then its payload.
+fn record_crc(len: &[u8], payload: &[u8]) -> u32 {
+    !crc32_update(crc32_update(!0, len), payload)
+}
+
 /// CRC-32 (IEEE), as zlib computes it.
+#[cfg(test)]
 fn crc32(bytes: &[u8]) -> u32 {
+    !crc32_update(!0, bytes)
+}
+
+/// Runs the CRC-32 register over `bytes` (no pre- or post-inversion).
+fn crc32_update(mut c: u32, bytes: &[u8]) -> u32 {
     const TABLE: [u32; 256] = {
         let mut table = [0u32; 256];
         let mut i = 0;
@@ -258,11 +277,10 @@ fn crc32(bytes: &[u8]) -> u32 {
         }
         table
     };
-    let mut c = !0u32;
     for &b in bytes {
         c = TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
     }
-    !c
+    c
 }
 
 /// What an append did.
@@ -283,12 +301,12 @@ pub struct PushLog {
     fold_at: u64,
 }
 
-/// Group commit: appends that arrive while one is being written wait here, and the next
-/// writer takes them all into one write and one `fdatasync`.
+/// Group commit: appends that arrive while a group is being written wait here, and the next
+/// leader takes them all into one write and one `fdatasync`.
 #[derive(Debug, Default)]
 struct Queue {
     pending: Vec<Pending>,
-    /// Whether a thread is writing groups now (it takes what arrives until none is left).
+    /// Whether an append leads now (writes a group; see [`PushLog::append`]).
     writing: bool,
 }
 
@@ -300,11 +318,36 @@ struct Pending {
     done: Arc<Slot>,
 }
 
-/// Where a waiting append finds its result.
+/// Where a waiting append learns its turn.
 #[derive(Debug, Default)]
 struct Slot {
-    result: Mutex<Option<LogResult<Appended>>>,
+    turn: Mutex<Option<Turn>>,
     ready: Condvar,
+}
+
+#[derive(Debug)]
+enum Turn {
+    /// A leader wrote this append's group: here is its result.
+    Done(LogResult<Appended>),
+    /// This append leads now: it writes the group waiting (its own among them).
+    Lead,
+}
+
+impl Slot {
+    fn give(&self, turn: Turn) {
+        *lock(&self.turn) = Some(turn);
+        self.ready.notify_one();
+    }
+
+    fn wait(&self) -> Turn {
+        let mut turn = lock(&self.turn);
+        loop {
+            if let Some(turn) = turn.take() {
+                return turn;
+            }
+            turn = self.ready.wait(turn).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -320,8 +363,34 @@ struct Seen {
 struct Journal {
     path: PathBuf,
     file: File,
-    /// Where its last whole record ends: the next append goes here.
+    /// Where its last whole record read so far ends: the next append goes here.
     end: u64,
+}
+
+impl Journal {
+    fn open(path: PathBuf) -> LogResult<Journal> {
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| log_error(&path, e))?;
+        Ok(Journal { path, file, end: 0 })
+    }
+}
+
+/// Where a fold moves `journal` first: `folding-<its stem>.log`.
+fn folding_path(journal: &Path) -> PathBuf {
+    journal.with_file_name(file_name(journal).replacen("journal-", "folding-", 1))
+}
+
+/// A group member's result (every member gets one; a gap would be a bug).
+fn answered(result: Option<LogResult<Appended>>) -> LogResult<Appended> {
+    result.unwrap_or_else(|| {
+        Err(LogError {
+            path: PathBuf::new(),
+            message: "an append got no result (a bug)".into(),
+        })
+    })
 }
 
 impl PushLog {
@@ -357,54 +426,55 @@ impl PushLog {
     /// Appends `batch` durably, unless `id` was appended before. Blocking: call it off the
     /// async runtime's workers. Appends that meet are written together (group commit): one
     /// write and one `fdatasync` serve them all.
+    ///
+    /// One append at a time leads: it writes the group waiting then (its own among them),
+    /// answers the others, hands the lead to the first append that arrived meanwhile, and
+    /// returns. So no append waits for more than the group in flight and its own.
     pub fn append(&self, batch: &RecordBatch, id: Option<&str>) -> LogResult<Appended> {
         let mut record = Vec::new();
         encode_record(&mut record, batch, id).map_err(|e| log_error(&self.dir, e))?;
         let slot = Arc::new(Slot::default());
-        {
+        let leads = {
             let mut queue = lock(&self.queue);
             queue.pending.push(Pending {
                 record,
                 id: id.map(str::to_string),
                 done: Arc::clone(&slot),
             });
-            if queue.writing {
-                drop(queue);
-                let mut result = lock(&slot.result);
-                loop {
-                    if let Some(result) = result.take() {
-                        return result;
-                    }
-                    result = slot.ready.wait(result).unwrap_or_else(PoisonError::into_inner);
-                }
-            }
-            queue.writing = true;
+            !std::mem::replace(&mut queue.writing, true)
+        };
+        if !leads && let Turn::Done(result) = slot.wait() {
+            return result;
         }
-        // This thread writes groups until no append is waiting; its own is in the first.
-        loop {
-            let group = {
-                let mut queue = lock(&self.queue);
-                if queue.pending.is_empty() {
-                    queue.writing = false;
-                    break;
-                }
-                std::mem::take(&mut queue.pending)
-            };
-            let results = self.commit(&group);
-            for (pending, result) in group.iter().zip(results) {
-                *lock(&pending.done.result) = Some(result);
-                pending.done.ready.notify_one();
+        let group = std::mem::take(&mut lock(&self.queue).pending);
+        let (results, full) = self.commit(&group);
+        let mut own = None;
+        for (pending, result) in group.iter().zip(results) {
+            if Arc::ptr_eq(&pending.done, &slot) {
+                own = Some(result);
+            } else {
+                pending.done.give(Turn::Done(result));
             }
         }
-        lock(&slot.result)
-            .take()
-            .unwrap_or_else(|| Err(log_error(&self.dir, "the append was lost by its group (a bug)")))
+        {
+            let mut queue = lock(&self.queue);
+            match queue.pending.first() {
+                Some(next) => next.done.give(Turn::Lead),
+                None => queue.writing = false,
+            }
+        }
+        if full {
+            // The group is acknowledged and durable; a fold that fails is retried by the next reader.
+            let _ = self.fold_if_full();
+        }
+        own.unwrap_or_else(|| Err(log_error(&self.dir, "the append was lost by its group (a bug)")))
     }
 
     /// Writes one group: a replayed id (seen in the log, or earlier in the group) appends
-    /// nothing; the rest go into the journal in one write and one `fdatasync`.
-    fn commit(&self, group: &[Pending]) -> Vec<LogResult<Appended>> {
-        let failed = |e: LogError| group.iter().map(|_| Err(e.clone())).collect();
+    /// nothing; the rest go into the journal in one write and one `fdatasync`. Also says
+    /// whether the journal is now due for a fold.
+    fn commit(&self, group: &[Pending]) -> (Vec<LogResult<Appended>>, bool) {
+        let failed = |e: LogError| (group.iter().map(|_| Err(e.clone())).collect(), false);
         if let Err(e) = std::fs::create_dir_all(&self.dir) {
             return failed(log_error(&self.dir, e));
         }
@@ -413,32 +483,47 @@ impl PushLog {
             Err(e) => return failed(e),
         };
         let mut seen = lock(&self.seen);
-        if group.iter().any(|p| p.id.is_some())
-            && let Err(e) = self.refresh(&mut seen)
-        {
-            return failed(e);
-        }
-        let mut journal = match self.journal(&mut seen) {
+        let known = (|| {
+            if group.iter().any(|p| p.id.is_some()) {
+                // A fold that stopped part way holds ids no footer has yet: finish it first.
+                if !files(&self.dir, is_folding)?.is_empty() {
+                    self.fold_locked(&mut seen)?;
+                }
+                self.refresh(&mut seen)?;
+            }
+            self.journal(&mut seen)
+        })();
+        let existing = match known {
             Ok(j) => j,
             Err(e) => return failed(e),
         };
-        let name = file_name(&journal.path).to_string();
-        let mut results = Vec::with_capacity(group.len());
+        let mut results: Vec<Option<LogResult<Appended>>> = vec![None; group.len()];
         let mut ids_in_group: HashSet<&str> = HashSet::new();
-        let mut bytes = Vec::new();
-        for pending in group {
+        let mut taken = Vec::new();
+        for (i, pending) in group.iter().enumerate() {
             match pending.id.as_deref() {
                 Some(id) if seen.ids.contains(id) || !ids_in_group.insert(id) => {
-                    results.push(Ok(Appended::Replayed));
+                    results[i] = Some(Ok(Appended::Replayed));
                 }
-                _ => {
-                    results.push(Ok(Appended::Logged {
-                        journal: name.clone(),
-                        offset: journal.end + bytes.len() as u64,
-                    }));
-                    bytes.extend_from_slice(&pending.record);
-                }
+                _ => taken.push(i),
             }
+        }
+        let mut journal = match existing {
+            Some(j) => j,
+            None if taken.is_empty() => return (results.into_iter().map(answered).collect(), false),
+            None => match self.new_journal() {
+                Ok(j) => j,
+                Err(e) => return failed(e),
+            },
+        };
+        let name = file_name(&journal.path).to_string();
+        let mut bytes = Vec::new();
+        for &i in &taken {
+            results[i] = Some(Ok(Appended::Logged {
+                journal: name.clone(),
+                offset: journal.end + bytes.len() as u64,
+            }));
+            bytes.extend_from_slice(&group[i].record);
         }
         if !bytes.is_empty() {
             let written = journal
@@ -446,46 +531,36 @@ impl PushLog {
                 .write_all_at(&bytes, journal.end)
                 .and_then(|()| journal.file.sync_data());
             if let Err(e) = written {
-                // Whatever reached the file is cut off (and a crash leaves it torn, skipped).
+                // What reached the file may not reach the disk: this journal takes no more
+                // records. Retired as a stopped fold, its whole records are folded by the next
+                // reader (a torn end is cut there); the next append starts a new journal.
                 let _ = journal.file.set_len(journal.end);
-                return failed(log_error(&journal.path, e));
+                let _ = std::fs::rename(&journal.path, folding_path(&journal.path));
+                let e = log_error(&journal.path, e);
+                for &i in &taken {
+                    results[i] = Some(Err(e.clone()));
+                }
+                return (results.into_iter().map(answered).collect(), false);
             }
             journal.end += bytes.len() as u64;
             seen.ids.extend(ids_in_group.into_iter().map(str::to_string));
         }
         let full = journal.end >= self.fold_at;
         seen.journal = Some(journal);
-        if full {
-            // The group is durable either way; a fold that fails here is retried by the next reader.
-            let _ = self.fold_locked(&mut seen);
-        }
-        results
+        (results.into_iter().map(answered).collect(), full)
     }
 
     /// The journal to append to, read to its end (held lock): ours, unless a fold took it;
-    /// else one another process started; else a new one. Records other processes appended
-    /// since we last looked add their ids; a torn tail (a crashed append) is cut off.
-    fn journal(&self, seen: &mut Seen) -> LogResult<Journal> {
+    /// else one another process started; none when there is none. Records other processes
+    /// appended since we last looked add their ids, once synced (their writer may have died
+    /// before its `fdatasync`); a torn tail (a crashed append) is cut off.
+    fn journal(&self, seen: &mut Seen) -> LogResult<Option<Journal>> {
         let mut journal = match seen.journal.take() {
             Some(j) if j.path.exists() => j,
-            _ => {
-                let path = match files(&self.dir, is_journal)?.into_iter().next() {
-                    Some(path) => path,
-                    None => {
-                        let (micros, nonce) = (micros(), nonce());
-                        let path = self.dir.join(format!("journal-{micros:016}-{nonce:016x}.log"));
-                        File::create_new(&path).map_err(|e| log_error(&path, e))?;
-                        sync_dir(&self.dir)?;
-                        path
-                    }
-                };
-                let file = File::options()
-                    .read(true)
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| log_error(&path, e))?;
-                Journal { path, file, end: 0 }
-            }
+            _ => match files(&self.dir, is_journal)?.into_iter().next() {
+                Some(path) => Journal::open(path)?,
+                None => return Ok(None),
+            },
         };
         let len = journal.file.metadata().map_err(|e| log_error(&journal.path, e))?.len();
         if len < journal.end {
@@ -498,6 +573,9 @@ impl PushLog {
                 .read_exact_at(&mut tail, journal.end)
                 .map_err(|e| log_error(&journal.path, e))?;
             let (payloads, whole) = whole_records(&tail);
+            if whole > 0 {
+                journal.file.sync_data().map_err(|e| log_error(&journal.path, e))?;
+            }
             for payload in payloads {
                 if let Some((Some(id), _)) = split_payload(payload) {
                     seen.ids.insert(id.to_string());
@@ -512,7 +590,29 @@ impl PushLog {
                     .map_err(|e| log_error(&journal.path, e))?;
             }
         }
-        Ok(journal)
+        Ok(Some(journal))
+    }
+
+    /// A new, empty journal, durably in the directory (held lock).
+    fn new_journal(&self) -> LogResult<Journal> {
+        let (micros, nonce) = (micros(), nonce());
+        let path = self.dir.join(format!("journal-{micros:016}-{nonce:016x}.log"));
+        File::create_new(&path).map_err(|e| log_error(&path, e))?;
+        sync_dir(&self.dir)?;
+        Journal::open(path)
+    }
+
+    /// Folds the journal if it is still past the fold size (another append may have folded it).
+    fn fold_if_full(&self) -> LogResult<()> {
+        let _lock = self.lock()?;
+        let mut size = 0;
+        for path in files(&self.dir, is_journal)? {
+            size += std::fs::metadata(&path).map_err(|e| log_error(&path, e))?.len();
+        }
+        if size >= self.fold_at {
+            self.fold_locked(&mut lock(&self.seen))?;
+        }
+        Ok(())
     }
 
     /// Folds every journal into segments (held lock; see the module docs), finishing any fold
@@ -529,7 +629,7 @@ impl PushLog {
         }
         let mut folding = leftovers;
         for journal in files(&self.dir, is_journal)? {
-            let renamed = self.dir.join(file_name(&journal).replacen("journal-", "folding-", 1));
+            let renamed = folding_path(&journal);
             std::fs::rename(&journal, &renamed).map_err(|e| log_error(&journal, e))?;
             folding.push(renamed);
         }
@@ -537,31 +637,33 @@ impl PushLog {
         for path in &folding {
             let bytes = std::fs::read(path).map_err(|e| log_error(path, e))?;
             let (payloads, _) = whole_records(&bytes);
-            folded += payloads.len();
-            // The parts: one per schema, in order of first appearance (the same on every retry).
-            let mut parts: Vec<(SchemaRef, Vec<RecordBatch>, Vec<String>)> = Vec::new();
+            // The parts: one per schema, in order of first appearance (the same on every retry),
+            // with their batches, ids and records.
+            let mut parts: Vec<(SchemaRef, Vec<RecordBatch>, Vec<String>, usize)> = Vec::new();
             for payload in payloads {
                 let (id, stream) = split_payload(payload).ok_or_else(|| log_error(path, "a record's id is damaged"))?;
                 let reader = StreamReader::try_new(Cursor::new(stream), None).map_err(|e| log_error(path, e))?;
                 let schema = reader.schema();
-                let at = match parts.iter().position(|(s, _, _)| *s == schema) {
+                let at = match parts.iter().position(|(s, ..)| *s == schema) {
                     Some(at) => at,
                     None => {
-                        parts.push((schema, Vec::new(), Vec::new()));
+                        parts.push((schema, Vec::new(), Vec::new(), 0));
                         parts.len() - 1
                     }
                 };
                 for batch in reader {
                     parts[at].1.push(batch.map_err(|e| log_error(path, e))?);
                 }
+                parts[at].3 += 1;
                 parts[at].2.extend(id.map(str::to_string));
             }
             let stem = file_name(path).trim_start_matches("folding-").trim_end_matches(".log");
-            for (k, (schema, batches, ids)) in parts.into_iter().enumerate() {
+            for (k, (schema, batches, ids, records)) in parts.into_iter().enumerate() {
                 let tag = format!("{stem}:{k}");
                 if done_parts.contains(&tag) {
                     continue;
                 }
+                folded += records;
                 let segment = self.write_segment("seg", &batches, &schema, &[(IDS_KEY, &ids), (FOLDS_KEY, &[tag])])?;
                 seen.files.insert(file_name(&segment).to_string());
                 seen.ids.extend(ids);
@@ -807,7 +909,7 @@ mod tests {
     }
 
     #[test]
-    fn appends_are_whole_segments_and_replayed_ids_append_nothing() {
+    fn appends_are_whole_records_and_replayed_ids_append_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let log = PushLog::open(dir.path(), "s");
         let first = log.append(&batch(&[1, 2]), Some("a")).unwrap();
@@ -831,6 +933,10 @@ mod tests {
         // the next reader folds too; the id is found in the segment's footer now.
         assert!(!log.dir().join(journal).exists());
         assert_eq!(other.append(&batch(&[9]), Some("a")).unwrap(), Appended::Replayed);
+        assert!(
+            files(log.dir(), is_journal).unwrap().is_empty(),
+            "a replay started a journal"
+        );
         log.append(&batch(&[4]), None).unwrap();
         other.append(&batch(&[5]), Some("b")).unwrap();
         assert_eq!(log.append(&batch(&[5]), Some("b")).unwrap(), Appended::Replayed);
@@ -873,7 +979,8 @@ mod tests {
         assert_eq!(appended.len(), 100, "every id once");
         let expected: Vec<i64> = (0..4).flat_map(|p| (0..25).map(move |i| p * 1000 + i)).collect();
         assert_eq!(rows(dir.path()), expected);
-        assert!(segments(dir.path(), "s").unwrap().len() <= 100);
+        // One journal, folded into one segment by the first read.
+        assert_eq!(segments(dir.path(), "s").unwrap().len(), 1);
     }
 
     #[test]
@@ -937,14 +1044,18 @@ mod tests {
     /// and the next appender (in another process) cuts it off and appends after the whole ones.
     #[test]
     fn a_torn_tail_is_never_read_and_the_next_append_cuts_it_off() {
-        for cut in [1, RECORD_HEADER - 1, RECORD_HEADER, RECORD_HEADER + 5, usize::MAX] {
+        // Cut inside the header, at its end, inside the payload; a damaged payload; a header
+        // whose length and checksum are zeros (an empty payload is no record).
+        for cut in [1, RECORD_HEADER - 1, RECORD_HEADER, RECORD_HEADER + 5, usize::MAX, 0] {
             let dir = tempfile::tempdir().unwrap();
             let log = PushLog::open(dir.path(), "s");
             log.append(&batch(&[1]), Some("a")).unwrap();
             let path = journal_of(&log);
             let mut torn = Vec::new();
             encode_record(&mut torn, &batch(&[2]), Some("b")).unwrap();
-            if cut == usize::MAX {
+            if cut == 0 {
+                torn = b"SKJ1\0\0\0\0\0\0\0\0".to_vec();
+            } else if cut == usize::MAX {
                 // Whole length, damaged payload: the checksum catches it.
                 let last = torn.len() - 1;
                 torn[last] ^= 0xff;
@@ -1011,13 +1122,24 @@ mod tests {
             for (_, path) in &parts[parts_written..] {
                 std::fs::remove_file(path).unwrap();
             }
-            let leftover = log.dir().join(file_name(&journal).replacen("journal-", "folding-", 1));
+            let leftover = folding_path(&journal);
             std::fs::write(&leftover, &bytes).unwrap();
+            // A fresh appender (a restarted server) retrying an id of a part not written yet:
+            // it finishes the fold first, and finds the id.
+            assert_eq!(
+                PushLog::open(dir.path(), "s").append(&batch(&[9]), Some("b")).unwrap(),
+                Appended::Replayed
+            );
             assert_eq!(rows(dir.path()), [1, 2, 3, 10, 11], "{parts_written} parts written");
             assert!(!leftover.exists());
             assert_eq!(segments(dir.path(), "s").unwrap().len(), 2);
             // The ids are where the rows are.
-            assert_eq!(log.append(&batch(&[9]), Some("b")).unwrap(), Appended::Replayed);
+            for id in ["a", "b"] {
+                assert_eq!(
+                    PushLog::open(dir.path(), "s").append(&batch(&[9]), Some(id)).unwrap(),
+                    Appended::Replayed
+                );
+            }
         }
     }
 
@@ -1032,7 +1154,12 @@ mod tests {
             assert!(files(log.dir(), is_journal).unwrap().is_empty());
             assert_eq!(files(log.dir(), is_segment).unwrap().len(), i as usize + 1);
         }
-        assert_eq!(log.append(&batch(&[0]), Some("id1")).unwrap(), Appended::Replayed);
+        assert_eq!(
+            PushLog::open(dir.path(), "s")
+                .append(&batch(&[0]), Some("id1"))
+                .unwrap(),
+            Appended::Replayed
+        );
         assert_eq!(rows(dir.path()), [0, 1, 2]);
     }
 }

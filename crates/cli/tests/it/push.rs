@@ -151,7 +151,7 @@ fn push_files_then_compact() {
     assert!(
         compacted
             .stdout()
-            .contains("folded 1 pushes from the journal into a segment"),
+            .contains("pushes folded from the journal into a segment: 1"),
         "{}",
         compacted.stdout()
     );
