@@ -24,8 +24,9 @@ fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r benches/offline/requirements.txt
 py=$venv/bin/python
 
+# SKEWLESS_BIN=path runs another skewless binary (an A/B against an older build).
 cargo build --release -p skewless-cli -p skewless-loadgen >&2
-bin=$root/target/release/skewless
+bin=${SKEWLESS_BIN:-$root/target/release/skewless}
 loadgen=$root/target/release/skewless-loadgen
 
 source "$root/benches/services.sh"
