@@ -189,30 +189,32 @@ const RECORD_HEADER: usize = 12;
 /// The id length that says "no id".
 const NO_ID: u32 = u32::MAX;
 
-/// Appends the record of `batch` (with its `id`) to `out`: the id, then an Arrow IPC stream.
-fn encode_record(out: &mut Vec<u8>, batch: &RecordBatch, id: Option<&str>) -> Result<(), String> {
-    let mut payload = Vec::new();
+/// The record of `batch` (with its `id`): the header, the id, then an Arrow IPC stream.
+fn encode_record(batch: &RecordBatch, id: Option<&str>) -> Result<Vec<u8>, String> {
+    // The header's length and checksum are filled in once the payload is written after it.
+    let mut record = Vec::with_capacity(1024);
+    record.extend_from_slice(&RECORD_MAGIC);
+    record.resize(RECORD_HEADER, 0);
     match id {
         Some(id) => {
             let len = u32::try_from(id.len())
                 .ok()
                 .filter(|&l| l != NO_ID)
                 .ok_or("the id is too long")?;
-            payload.extend_from_slice(&len.to_le_bytes());
-            payload.extend_from_slice(id.as_bytes());
+            record.extend_from_slice(&len.to_le_bytes());
+            record.extend_from_slice(id.as_bytes());
         }
-        None => payload.extend_from_slice(&NO_ID.to_le_bytes()),
+        None => record.extend_from_slice(&NO_ID.to_le_bytes()),
     }
-    let mut writer = StreamWriter::try_new(&mut payload, &batch.schema()).map_err(|e| e.to_string())?;
+    let mut writer = StreamWriter::try_new(&mut record, &batch.schema()).map_err(|e| e.to_string())?;
     writer.write(batch).map_err(|e| e.to_string())?;
     writer.finish().map_err(|e| e.to_string())?;
     drop(writer);
-    let len = u32::try_from(payload.len()).map_err(|_| "the push is over 4 GiB")?;
-    out.extend_from_slice(&RECORD_MAGIC);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&record_crc(&len.to_le_bytes(), &payload).to_le_bytes());
-    out.extend_from_slice(&payload);
-    Ok(())
+    let len = u32::try_from(record.len() - RECORD_HEADER).map_err(|_| "the push is over 4 GiB")?;
+    let crc = record_crc(&len.to_le_bytes(), &record[RECORD_HEADER..]);
+    record[4..8].copy_from_slice(&len.to_le_bytes());
+    record[8..12].copy_from_slice(&crc.to_le_bytes());
+    Ok(record)
 }
 
 /// The payloads of the whole records at the start of `bytes`, and where the last one ends: a
@@ -431,8 +433,7 @@ impl PushLog {
     /// answers the others, hands the lead to the first append that arrived meanwhile, and
     /// returns. So no append waits for more than the group in flight and its own.
     pub fn append(&self, batch: &RecordBatch, id: Option<&str>) -> LogResult<Appended> {
-        let mut record = Vec::new();
-        encode_record(&mut record, batch, id).map_err(|e| log_error(&self.dir, e))?;
+        let record = encode_record(batch, id).map_err(|e| log_error(&self.dir, e))?;
         let slot = Arc::new(Slot::default());
         let leads = {
             let mut queue = lock(&self.queue);
@@ -1051,8 +1052,7 @@ mod tests {
             let log = PushLog::open(dir.path(), "s");
             log.append(&batch(&[1]), Some("a")).unwrap();
             let path = journal_of(&log);
-            let mut torn = Vec::new();
-            encode_record(&mut torn, &batch(&[2]), Some("b")).unwrap();
+            let mut torn = encode_record(&batch(&[2]), Some("b")).unwrap();
             if cut == 0 {
                 torn = b"SKJ1\0\0\0\0\0\0\0\0".to_vec();
             } else if cut == usize::MAX {
