@@ -216,11 +216,10 @@ impl PushTarget {
             PushTo::OnlineAndOffline => self.compute(&batch)?,
             PushTo::Offline => (Vec::new(), Vec::new()),
         };
-        let log = Arc::clone(&self.log);
-        let logged = batch.clone();
-        let appended = tokio::task::spawn_blocking(move || log.append(&logged, id.as_deref()))
+        let appended = self
+            .log
+            .append(&batch, id.as_deref())
             .await
-            .map_err(|e| RequestError::Internal(format!("the log append stopped: {e}")))?
             .map_err(|e| RequestError::LogUnavailable(format!("nothing was pushed: {e}")))?;
         let logged = match appended {
             Appended::Replayed => return Ok(report),
