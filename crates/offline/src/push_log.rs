@@ -62,10 +62,10 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow::array::RecordBatch;
-use futures::channel::oneshot;
 use arrow::datatypes::SchemaRef;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
+use futures::channel::oneshot;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::KeyValue;
@@ -267,25 +267,53 @@ fn crc32(bytes: &[u8]) -> u32 {
     !crc32_update(!0, bytes)
 }
 
-/// Runs the CRC-32 register over `bytes` (no pre- or post-inversion).
-fn crc32_update(mut c: u32, bytes: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut table = [0u32; 256];
+/// CRC-32 lookup tables for slicing by 8: `CRC_TABLES[0]` is the classic byte table, and
+/// `CRC_TABLES[k][b]` runs byte `b` through the register followed by `k` zero bytes.
+const CRC_TABLES: [[u32; 256]; 8] = {
+    let mut tables = [[0u32; 256]; 8];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            k += 1;
+        }
+        tables[0][i] = c;
+        i += 1;
+    }
+    let mut t = 1;
+    while t < 8 {
         let mut i = 0;
         while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-                k += 1;
-            }
-            table[i] = c;
+            let prev = tables[t - 1][i];
+            tables[t][i] = (prev >> 8) ^ tables[0][(prev & 0xff) as usize];
             i += 1;
         }
-        table
-    };
-    for &b in bytes {
-        c = TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+        t += 1;
+    }
+    tables
+};
+
+/// Runs the CRC-32 register over `bytes` (no pre- or post-inversion), eight bytes a step
+/// (a byte a step was 3 % of a one-row push's server CPU, and 2 % more when folding).
+fn crc32_update(mut c: u32, bytes: &[u8]) -> u32 {
+    let t = &CRC_TABLES;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let lo = c ^ u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        let hi = u32::from_le_bytes([w[4], w[5], w[6], w[7]]);
+        c = t[7][(lo & 0xff) as usize]
+            ^ t[6][((lo >> 8) & 0xff) as usize]
+            ^ t[5][((lo >> 16) & 0xff) as usize]
+            ^ t[4][(lo >> 24) as usize]
+            ^ t[3][(hi & 0xff) as usize]
+            ^ t[2][((hi >> 8) & 0xff) as usize]
+            ^ t[1][((hi >> 16) & 0xff) as usize]
+            ^ t[0][(hi >> 24) as usize];
+    }
+    for &b in words.remainder() {
+        c = t[0][((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
     }
     c
 }
@@ -437,9 +465,12 @@ impl PushLog {
         let queued = self.queue(batch, id);
         let state = Arc::clone(&self.state);
         async move {
-            queued?
-                .await
-                .unwrap_or_else(|_| Err(log_error(&state.dir, "the log's writer stopped before it answered (a bug)")))
+            queued?.await.unwrap_or_else(|_| {
+                Err(log_error(
+                    &state.dir,
+                    "the log's writer stopped before it answered (a bug)",
+                ))
+            })
         }
     }
 
@@ -487,9 +518,6 @@ impl LogState {
     /// whether the journal is now due for a fold.
     fn commit(&self, group: &[Pending]) -> (Vec<LogResult<Appended>>, bool) {
         let failed = |e: LogError| (group.iter().map(|_| Err(e.clone())).collect(), false);
-        if let Err(e) = std::fs::create_dir_all(&self.dir) {
-            return failed(log_error(&self.dir, e));
-        }
         let _lock = match self.lock() {
             Ok(l) => l,
             Err(e) => return failed(e),
@@ -700,14 +728,19 @@ impl LogState {
         Ok(())
     }
 
+    /// Takes the log's exclusive lock (held until the file is dropped), creating the log's
+    /// directory the first time (not a `mkdir` per group).
     fn lock(&self) -> LogResult<File> {
         let path = self.dir.join(".lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| log_error(&path, e))?;
+        let open = || File::options().create(true).truncate(false).write(true).open(&path);
+        let file = match open() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.dir).map_err(|e| log_error(&self.dir, e))?;
+                open()
+            }
+            opened => opened,
+        }
+        .map_err(|e| log_error(&path, e))?;
         file.lock().map_err(|e| log_error(&path, e))?;
         Ok(file)
     }
@@ -753,7 +786,6 @@ impl LogState {
     }
 
     fn compact(&self) -> LogResult<Compacted> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| log_error(&self.dir, e))?;
         let _lock = self.lock()?;
         let folded = self.fold_locked(&mut lock(&self.seen))?;
         let listed = listing(&self.dir)?;
@@ -1056,6 +1088,32 @@ mod tests {
     fn crc32_is_zlibs() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
         assert_eq!(crc32(b""), 0);
+        // Slicing by 8 against the bit-at-a-time definition, at every length and alignment
+        // around the 8-byte steps, with the register carried across calls.
+        let bitwise = |mut c: u32, bytes: &[u8]| {
+            for &b in bytes {
+                c ^= u32::from(b);
+                for _ in 0..8 {
+                    c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                }
+            }
+            c
+        };
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let bytes: Vec<u8> = (0..300)
+            .map(|_| {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                (state >> 56) as u8
+            })
+            .collect();
+        for start in 0..9 {
+            for len in 0..(bytes.len() - start) {
+                let part = &bytes[start..start + len];
+                let split = len / 3;
+                let sliced = crc32_update(crc32_update(!0, &part[..split]), &part[split..]);
+                assert_eq!(sliced, bitwise(!0, part), "start {start}, length {len}");
+            }
+        }
     }
 
     /// A crash mid-append leaves a torn record at the journal's end: readers stop before it,
@@ -1122,7 +1180,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let log = PushLog::open(dir.path(), "s");
             log.append_now(&batch(&[1, 2]), Some("a")).unwrap();
-            log.append(&other_schema(), Some("b")).unwrap();
+            log.append_now(&other_schema(), Some("b")).unwrap();
             log.append_now(&batch(&[3]), None).unwrap();
             let journal = journal_of(&log);
             let bytes = std::fs::read(&journal).unwrap();
@@ -1144,7 +1202,9 @@ mod tests {
             // A fresh appender (a restarted server) retrying an id of a part not written yet:
             // it finishes the fold first, and finds the id.
             assert_eq!(
-                PushLog::open(dir.path(), "s").append_now(&batch(&[9]), Some("b")).unwrap(),
+                PushLog::open(dir.path(), "s")
+                    .append_now(&batch(&[9]), Some("b"))
+                    .unwrap(),
                 Appended::Replayed
             );
             assert_eq!(rows(dir.path()), [1, 2, 3, 10, 11], "{parts_written} parts written");
@@ -1153,7 +1213,9 @@ mod tests {
             // The ids are where the rows are.
             for id in ["a", "b"] {
                 assert_eq!(
-                    PushLog::open(dir.path(), "s").append_now(&batch(&[9]), Some(id)).unwrap(),
+                    PushLog::open(dir.path(), "s")
+                        .append_now(&batch(&[9]), Some(id))
+                        .unwrap(),
                     Appended::Replayed
                 );
             }
@@ -1171,12 +1233,18 @@ mod tests {
             // The writer folded each earlier journal before it took the next group (and may
             // have folded this one already).
             let segments = files(log.dir(), is_segment).unwrap().len();
-            assert!((i as usize..=i as usize + 1).contains(&segments), "{segments} after {i}");
+            assert!(
+                (i as usize..=i as usize + 1).contains(&segments),
+                "{segments} after {i}"
+            );
         }
         // The last fold follows the last answer.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while !(files(log.dir(), is_journal).unwrap().is_empty() && files(log.dir(), is_folding).unwrap().is_empty()) {
-            assert!(std::time::Instant::now() < deadline, "the full journal was never folded");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the full journal was never folded"
+            );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         assert_eq!(files(log.dir(), is_segment).unwrap().len(), 3);
