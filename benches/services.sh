@@ -1,7 +1,7 @@
 # Sourced by the bench scripts: a redis-server of the bench's own on a free loopback port
 # (never another server) and the `skewless serve` under test, both stopped on exit.
 #   start_redis DIR           redis-server with DIR as its working directory; sets redis_port, redis_url
-#   start_server PROJECT LOG  `$bin serve` in PROJECT against redis_url, stderr to LOG, once it
+#   start_server PROJECT LOG  `$bin serve $SERVE_ARGS` in PROJECT against redis_url, stderr to LOG, once it
 #                             is ready; sets server_port, server_pid
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -23,7 +23,7 @@ start_redis() {
 
 start_server() {
   server_port=$(free_port)
-  (cd "$1" && exec "$bin" serve --addr "127.0.0.1:$server_port" --online "$redis_url" 2>"$2") &
+  (cd "$1" && exec "$bin" serve --addr "127.0.0.1:$server_port" --online "$redis_url" ${SERVE_ARGS:-} 2>"$2") &
   server_pid=$!
   for _ in $(seq 100); do
     curl -sf "127.0.0.1:$server_port/ready" >/dev/null 2>&1 && break

@@ -6,15 +6,18 @@
 //! status is checked; anything but 200 counts as an error. Latencies of the whole run (after a
 //! warm-up) are kept and sorted, so percentiles are exact. It prints one JSON object.
 //!
-//! It runs on `--threads` runtime threads (default 1), so that on a small machine it leaves
-//! the other cores to the server and Redis.
+//! It runs on one thread by default (`--threads`), and each connection writes its request as
+//! bytes built once and parses the answer in place (httparse): on a 2-core machine the client
+//! shares the cores with the server and Redis, so every microsecond it spends is taken from
+//! the server it measures. `redis-benchmark`, the baseline beside it, is as lean. (A hyper
+//! client, with a task per connection and a hand-off between tasks per request, cost the
+//! server about 10 % of its throughput here: benches/README.md.)
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Parser;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
+use tokio::net::TcpStream;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -50,45 +53,116 @@ struct Tally {
     first_error: Option<String>,
 }
 
-async fn connection(args: std::sync::Arc<Args>, body: Bytes, start: Instant, end: Instant) -> anyhow::Result<Tally> {
-    let stream = tokio::net::TcpStream::connect(&args.addr)
+async fn connection(
+    args: std::sync::Arc<Args>,
+    request: std::sync::Arc<[u8]>,
+    start: Instant,
+    end: Instant,
+) -> anyhow::Result<Tally> {
+    let stream = TcpStream::connect(&args.addr)
         .await
         .with_context(|| format!("connecting to {}", args.addr))?;
     stream.set_nodelay(true)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let header = args.header.as_deref().and_then(|h| h.split_once(':'));
     let mut tally = Tally::default();
+    let mut buffer = Vec::with_capacity(1 << 16);
     loop {
         let sent = Instant::now();
         if sent >= end {
             break;
         }
-        let mut request = hyper::Request::post(&args.path)
-            .header(hyper::header::HOST, &args.addr)
-            .header(hyper::header::CONTENT_TYPE, "application/json");
-        if let Some((name, value)) = header {
-            request = request.header(name.trim(), value.trim());
-        }
-        let request = request.body(Full::new(body.clone()))?;
-        sender.ready().await?;
-        let response = sender.send_request(request).await?;
-        let status = response.status();
-        let answer = response.into_body().collect().await?.to_bytes();
+        write_all(&stream, &request).await?;
+        let (status, body) = read_response(&stream, &mut buffer).await?;
         if sent < start {
             continue;
         }
         tally
             .latencies_us
             .push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
-        if status != hyper::StatusCode::OK {
+        if status != 200 {
             tally.errors += 1;
             tally
                 .first_error
-                .get_or_insert_with(|| format!("{status}: {}", String::from_utf8_lossy(&answer)));
+                .get_or_insert_with(|| format!("{status}: {}", String::from_utf8_lossy(&buffer[body])));
         }
     }
     Ok(tally)
+}
+
+/// The request, whole: a POST of `body` to `args.path`, kept alive.
+fn request_bytes(args: &Args, body: &[u8]) -> Vec<u8> {
+    let mut head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        args.path,
+        args.addr,
+        body.len()
+    );
+    if let Some((name, value)) = args.header.as_deref().and_then(|h| h.split_once(':')) {
+        head.push_str(&format!("{}: {}\r\n", name.trim(), value.trim()));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads one answer into `buffer`: its status, and where its body is in `buffer`. The server
+/// answers with a `Content-Length` (a chunked answer is refused, not misread).
+async fn read_response(stream: &TcpStream, buffer: &mut Vec<u8>) -> anyhow::Result<(u16, std::ops::Range<usize>)> {
+    buffer.clear();
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(head) = response.parse(buffer).context("a malformed HTTP answer")? {
+            let status = response.code.context("an HTTP answer without a status")?;
+            let length = response
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
+                .context("an HTTP answer without a Content-Length")?;
+            while buffer.len() < head + length {
+                read_some(stream, buffer).await?;
+            }
+            if buffer.len() > head + length {
+                bail!("the server sent more than its answer");
+            }
+            return Ok((status, head..head + length));
+        }
+        read_some(stream, buffer).await?;
+    }
+}
+
+async fn read_some(stream: &TcpStream, buffer: &mut Vec<u8>) -> anyhow::Result<()> {
+    let filled = buffer.len();
+    buffer.resize(filled + (1 << 14), 0);
+    let read = loop {
+        stream.readable().await?;
+        match stream.try_read(&mut buffer[filled..]) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                buffer.truncate(filled);
+                return Err(e.into());
+            }
+        }
+    };
+    buffer.truncate(filled + read);
+    if read == 0 {
+        bail!("the server closed the connection");
+    }
+    Ok(())
 }
 
 fn percentile(sorted: &[u32], q: f64) -> f64 {
@@ -101,16 +175,21 @@ fn percentile(sorted: &[u32], q: f64) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let args = std::sync::Arc::new(Args::parse());
-    let body = Bytes::from(std::fs::read(&args.body).with_context(|| format!("reading {}", args.body.display()))?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads)
-        .enable_all()
-        .build()?;
+    let body = std::fs::read(&args.body).with_context(|| format!("reading {}", args.body.display()))?;
+    let request: std::sync::Arc<[u8]> = request_bytes(&args, &body).into();
+    let runtime = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()?
+    };
     let tallies = runtime.block_on(async {
         let start = Instant::now() + Duration::from_secs_f64(args.warmup);
         let end = start + Duration::from_secs_f64(args.seconds);
         let tasks: Vec<_> = (0..args.concurrency)
-            .map(|_| tokio::spawn(connection(args.clone(), body.clone(), start, end)))
+            .map(|_| tokio::spawn(connection(args.clone(), request.clone(), start, end)))
             .collect();
         let mut tallies = Vec::new();
         for task in tasks {
