@@ -42,7 +42,9 @@
 //! as futex wake-ups and scheduling.)
 //!
 //! A journal past [`FOLD_AT_BYTES`] is folded by the writer thread once its group is
-//! answered, so the journal a reader folds stays small.
+//! answered, so the journal a reader folds stays small. Dropping the log waits for its
+//! writer, so a process that exits after a push (the CLI) leaves no fold half done; a temp
+//! file left by a crash is deleted by the next fold.
 //!
 //! **Compaction** folds the journal, then writes the rows of many segments into one
 //! `compact-<µs>-<nonce>.parquet` whose footer lists the segments it replaces
@@ -76,7 +78,8 @@ const IDS_KEY: &str = "skewless.push_ids";
 const REPLACES_KEY: &str = "skewless.replaces";
 const FOLDS_KEY: &str = "skewless.folds";
 
-/// A journal this long is folded into a segment by the append that reached it.
+/// A journal this long is folded into a segment by the log's writer thread, once the group that
+/// reached it is answered.
 pub const FOLD_AT_BYTES: u64 = 64 << 20;
 
 /// The directory of `source`'s log under the project root.
@@ -160,6 +163,10 @@ fn is_segment(name: &str) -> bool {
 
 fn is_journal(name: &str) -> bool {
     name.starts_with("journal-") && name.ends_with(".log")
+}
+
+fn is_temp(name: &str) -> bool {
+    name.starts_with(".tmp-")
 }
 
 fn is_folding(name: &str) -> bool {
@@ -333,9 +340,29 @@ pub enum Appended {
 #[derive(Debug)]
 pub struct PushLog {
     state: Arc<LogState>,
-    /// The writer thread's queue: started by the first append (a log only read never starts
-    /// one), started again if it ever stopped; the thread ends when the log is dropped.
-    writer: Mutex<Option<Sender<Pending>>>,
+    /// The writer thread and its queue: started by the first append (a log only read never
+    /// starts one), started again if it ever stopped.
+    writer: Mutex<Option<Writer>>,
+}
+
+#[derive(Debug)]
+struct Writer {
+    queue: Sender<Pending>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// Dropping the log closes the writer's queue and waits for the thread: it writes and
+/// answers what is queued, and finishes a fold it started. A process that exits right after
+/// its last push (`skewless push`) then leaves no fold half done.
+impl Drop for PushLog {
+    fn drop(&mut self) {
+        let writer = self.writer.get_mut().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(Writer { queue, thread }) = writer {
+            drop(queue);
+            // A writer that panicked has answered its callers with an error already.
+            let _ = thread.join();
+        }
+    }
 }
 
 /// What the writer thread and the readers share: the ids seen so far, and the journal.
@@ -455,8 +482,9 @@ impl PushLog {
 
     /// Appends `batch` durably, unless `id` was appended before: resolves once the group that
     /// carries it is written and synced (group commit: one write and one `fdatasync` serve
-    /// every append queued meanwhile). The record is encoded here, by the caller; the future
-    /// only waits for the writer thread's answer, so it never blocks a runtime worker.
+    /// every append queued meanwhile). The record is encoded and queued here, by the caller,
+    /// so dropping the future does not cancel the append; the future only waits for the
+    /// writer thread's answer, so it never blocks a runtime worker.
     pub fn append(
         &self,
         batch: &RecordBatch,
@@ -486,22 +514,22 @@ impl PushLog {
             done,
         };
         let mut writer = lock(&self.writer);
-        if let Some(queue) = writer.as_ref() {
-            match queue.send(pending) {
+        if let Some(running) = writer.as_ref() {
+            match running.queue.send(pending) {
                 Ok(()) => return Ok(answer),
                 Err(SendError(back)) => pending = back,
             }
         }
         let (queue, receiver) = mpsc::channel();
         let state = Arc::clone(&self.state);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("skewless-push-log".into())
             .spawn(move || write_groups(state, receiver))
             .map_err(|e| log_error(dir, format!("cannot start the log's writer thread: {e}")))?;
         queue
             .send(pending)
             .map_err(|_| log_error(dir, "the log's writer thread stopped at once (a bug)"))?;
-        *writer = Some(queue);
+        *writer = Some(Writer { queue, thread });
         Ok(answer)
     }
 
@@ -659,6 +687,10 @@ impl LogState {
     /// that stopped part way first. Returns how many records were folded.
     fn fold_locked(&self, seen: &mut Seen) -> LogResult<usize> {
         seen.journal = None;
+        // Temp files are written only under the lock: any found now is a stopped write's.
+        for tmp in files(&self.dir, is_temp)? {
+            std::fs::remove_file(&tmp).map_err(|e| log_error(&tmp, e))?;
+        }
         let leftovers = files(&self.dir, is_folding)?;
         // Parts of stopped folds that already have their segment.
         let mut done_parts: HashSet<String> = HashSet::new();
@@ -992,9 +1024,11 @@ mod tests {
         assert_eq!(log.append_now(&batch(&[5]), Some("b")).unwrap(), Appended::Replayed);
         assert_eq!(rows(dir.path()), [1, 2, 3, 3, 4, 5]);
         assert_eq!(segments(dir.path(), "s").unwrap().len(), 2);
-        // A temp file left by a crash is never read.
-        std::fs::write(log.dir().join(".tmp-00000000deadbeef"), b"PAR1 torn").unwrap();
+        // A temp file left by a crash is never read, and the next fold deletes it.
+        let tmp = log.dir().join(".tmp-00000000deadbeef");
+        std::fs::write(&tmp, b"PAR1 torn").unwrap();
         assert_eq!(rows(dir.path()), [1, 2, 3, 3, 4, 5]);
+        assert!(!tmp.exists());
     }
 
     #[test]
@@ -1223,7 +1257,7 @@ mod tests {
     }
 
     /// A journal past the fold size is folded by the writer thread once the group that filled
-    /// it is answered, without a reader.
+    /// it is answered, without a reader; dropping the log waits for that fold.
     #[test]
     fn a_full_journal_is_folded_by_its_writer() {
         let dir = tempfile::tempdir().unwrap();
@@ -1232,22 +1266,15 @@ mod tests {
             log.append_now(&batch(&[i]), Some(&format!("id{i}"))).unwrap();
             // The writer folded each earlier journal before it took the next group (and may
             // have folded this one already).
-            let segments = files(log.dir(), is_segment).unwrap().len();
-            assert!(
-                (i as usize..=i as usize + 1).contains(&segments),
-                "{segments} after {i}"
-            );
+            let folded = files(log.dir(), is_segment).unwrap().len();
+            assert!((i as usize..=i as usize + 1).contains(&folded), "{folded} after {i}");
         }
-        // The last fold follows the last answer.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !(files(log.dir(), is_journal).unwrap().is_empty() && files(log.dir(), is_folding).unwrap().is_empty()) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the full journal was never folded"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert_eq!(files(log.dir(), is_segment).unwrap().len(), 3);
+        // The last fold follows the last answer; dropping the log waits for it.
+        let log_dir = log.dir().to_path_buf();
+        drop(log);
+        assert!(files(&log_dir, is_journal).unwrap().is_empty());
+        assert!(files(&log_dir, is_folding).unwrap().is_empty());
+        assert_eq!(files(&log_dir, is_segment).unwrap().len(), 3);
         assert_eq!(
             PushLog::open(dir.path(), "s")
                 .append_now(&batch(&[0]), Some("id1"))
