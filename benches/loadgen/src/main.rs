@@ -64,7 +64,7 @@ async fn connection(
         .with_context(|| format!("connecting to {}", args.addr))?;
     stream.set_nodelay(true)?;
     let mut tally = Tally::default();
-    let mut buffer = Vec::with_capacity(1 << 16);
+    let mut buffer = vec![0; 1 << 16];
     loop {
         let sent = Instant::now();
         if sent >= end {
@@ -117,14 +117,17 @@ async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> 
     Ok(())
 }
 
-/// Reads one answer into `buffer`: its status, and where its body is in `buffer`. The server
-/// answers with a `Content-Length` (a chunked answer is refused, not misread).
+/// Reads one answer into `buffer` (kept at its length between answers, so no read zeroes
+/// it): its status, and where its body is in `buffer`. The server answers with a
+/// `Content-Length` (a chunked answer is refused, not misread).
 async fn read_response(stream: &TcpStream, buffer: &mut Vec<u8>) -> anyhow::Result<(u16, std::ops::Range<usize>)> {
-    buffer.clear();
+    let mut filled = 0;
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut response = httparse::Response::new(&mut headers);
-        if let httparse::Status::Complete(head) = response.parse(buffer).context("a malformed HTTP answer")? {
+        if let httparse::Status::Complete(head) =
+            response.parse(&buffer[..filled]).context("a malformed HTTP answer")?
+        {
             let status = response.code.context("an HTTP answer without a status")?;
             let length = response
                 .headers
@@ -132,37 +135,32 @@ async fn read_response(stream: &TcpStream, buffer: &mut Vec<u8>) -> anyhow::Resu
                 .find(|h| h.name.eq_ignore_ascii_case("content-length"))
                 .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
                 .context("an HTTP answer without a Content-Length")?;
-            while buffer.len() < head + length {
-                read_some(stream, buffer).await?;
+            while filled < head + length {
+                filled += read_some(stream, buffer, filled).await?;
             }
-            if buffer.len() > head + length {
+            if filled > head + length {
                 bail!("the server sent more than its answer");
             }
             return Ok((status, head..head + length));
         }
-        read_some(stream, buffer).await?;
+        filled += read_some(stream, buffer, filled).await?;
     }
 }
 
-async fn read_some(stream: &TcpStream, buffer: &mut Vec<u8>) -> anyhow::Result<()> {
-    let filled = buffer.len();
-    buffer.resize(filled + (1 << 14), 0);
-    let read = loop {
+/// Reads what has arrived into `buffer` after `filled` (growing it when full): how much.
+async fn read_some(stream: &TcpStream, buffer: &mut Vec<u8>, filled: usize) -> anyhow::Result<usize> {
+    if filled == buffer.len() {
+        buffer.resize((2 * buffer.len()).max(1 << 16), 0);
+    }
+    loop {
         stream.readable().await?;
         match stream.try_read(&mut buffer[filled..]) {
-            Ok(n) => break n,
+            Ok(0) => bail!("the server closed the connection"),
+            Ok(n) => return Ok(n),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => {
-                buffer.truncate(filled);
-                return Err(e.into());
-            }
+            Err(e) => return Err(e.into()),
         }
-    };
-    buffer.truncate(filled + read);
-    if read == 0 {
-        bail!("the server closed the connection");
     }
-    Ok(())
 }
 
 fn percentile(sorted: &[u32], q: f64) -> f64 {

@@ -429,19 +429,18 @@ impl Journal {
     }
 }
 
+/// The rows of one schema in a journal being folded: they become one segment.
+struct FoldPart {
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    ids: Vec<String>,
+    /// How many records (pushes) they came from.
+    records: usize,
+}
+
 /// Where a fold moves `journal` first: `folding-<its stem>.log`.
 fn folding_path(journal: &Path) -> PathBuf {
     journal.with_file_name(file_name(journal).replacen("journal-", "folding-", 1))
-}
-
-/// A group member's result (every member gets one; a gap would be a bug).
-fn answered(result: Option<LogResult<Appended>>) -> LogResult<Appended> {
-    result.unwrap_or_else(|| {
-        Err(LogError {
-            path: PathBuf::new(),
-            message: "an append got no result (a bug)".into(),
-        })
-    })
 }
 
 impl PushLog {
@@ -565,20 +564,18 @@ impl LogState {
             Ok(j) => j,
             Err(e) => return failed(e),
         };
-        let mut results: Vec<Option<LogResult<Appended>>> = vec![None; group.len()];
         let mut ids_in_group: HashSet<&str> = HashSet::new();
-        let mut taken = Vec::new();
-        for (i, pending) in group.iter().enumerate() {
-            match pending.id.as_deref() {
-                Some(id) if seen.ids.contains(id) || !ids_in_group.insert(id) => {
-                    results[i] = Some(Ok(Appended::Replayed));
-                }
-                _ => taken.push(i),
-            }
-        }
+        // Per member: whether it is appended (not a replay).
+        let fresh: Vec<bool> = group
+            .iter()
+            .map(|pending| match pending.id.as_deref() {
+                Some(id) => !seen.ids.contains(id) && ids_in_group.insert(id),
+                None => true,
+            })
+            .collect();
         let mut journal = match existing {
             Some(j) => j,
-            None if taken.is_empty() => return (results.into_iter().map(answered).collect(), false),
+            None if !fresh.contains(&true) => return (group.iter().map(|_| Ok(Appended::Replayed)).collect(), false),
             None => match self.new_journal() {
                 Ok(j) => j,
                 Err(e) => return failed(e),
@@ -586,12 +583,18 @@ impl LogState {
         };
         let name = file_name(&journal.path).to_string();
         let mut bytes = Vec::new();
-        for &i in &taken {
-            results[i] = Some(Ok(Appended::Logged {
-                journal: name.clone(),
-                offset: journal.end + bytes.len() as u64,
-            }));
-            bytes.extend_from_slice(&group[i].record);
+        let mut results: Vec<LogResult<Appended>> = Vec::with_capacity(group.len());
+        for (pending, &fresh) in group.iter().zip(&fresh) {
+            results.push(if fresh {
+                let offset = journal.end + bytes.len() as u64;
+                bytes.extend_from_slice(&pending.record);
+                Ok(Appended::Logged {
+                    journal: name.clone(),
+                    offset,
+                })
+            } else {
+                Ok(Appended::Replayed)
+            });
         }
         if !bytes.is_empty() {
             let written = journal
@@ -605,17 +608,17 @@ impl LogState {
                 let _ = journal.file.set_len(journal.end);
                 let _ = std::fs::rename(&journal.path, folding_path(&journal.path));
                 let e = log_error(&journal.path, e);
-                for &i in &taken {
-                    results[i] = Some(Err(e.clone()));
+                for (result, _) in results.iter_mut().zip(&fresh).filter(|(_, fresh)| **fresh) {
+                    *result = Err(e.clone());
                 }
-                return (results.into_iter().map(answered).collect(), false);
+                return (results, false);
             }
             journal.end += bytes.len() as u64;
             seen.ids.extend(ids_in_group.into_iter().map(str::to_string));
         }
         let full = journal.end >= self.fold_at;
         seen.journal = Some(journal);
-        (results.into_iter().map(answered).collect(), full)
+        (results, full)
     }
 
     /// The journal to append to, read to its end (held lock): ours, unless a fold took it;
@@ -709,28 +712,42 @@ impl LogState {
         for path in &folding {
             let bytes = std::fs::read(path).map_err(|e| log_error(path, e))?;
             let (payloads, _) = whole_records(&bytes);
-            // The parts: one per schema, in order of first appearance (the same on every retry),
-            // with their batches, ids and records.
-            let mut parts: Vec<(SchemaRef, Vec<RecordBatch>, Vec<String>, usize)> = Vec::new();
+            // The parts: one per schema, in order of first appearance (the same on every retry).
+            let mut parts: Vec<FoldPart> = Vec::new();
             for payload in payloads {
                 let (id, stream) = split_payload(payload).ok_or_else(|| log_error(path, "a record's id is damaged"))?;
                 let reader = StreamReader::try_new(Cursor::new(stream), None).map_err(|e| log_error(path, e))?;
                 let schema = reader.schema();
-                let at = match parts.iter().position(|(s, ..)| *s == schema) {
+                let at = match parts.iter().position(|p| p.schema == schema) {
                     Some(at) => at,
                     None => {
-                        parts.push((schema, Vec::new(), Vec::new(), 0));
+                        parts.push(FoldPart {
+                            schema,
+                            batches: Vec::new(),
+                            ids: Vec::new(),
+                            records: 0,
+                        });
                         parts.len() - 1
                     }
                 };
+                let part = &mut parts[at];
                 for batch in reader {
-                    parts[at].1.push(batch.map_err(|e| log_error(path, e))?);
+                    part.batches.push(batch.map_err(|e| log_error(path, e))?);
                 }
-                parts[at].3 += 1;
-                parts[at].2.extend(id.map(str::to_string));
+                part.records += 1;
+                part.ids.extend(id.map(str::to_string));
             }
             let stem = file_name(path).trim_start_matches("folding-").trim_end_matches(".log");
-            for (k, (schema, batches, ids, records)) in parts.into_iter().enumerate() {
+            for (
+                k,
+                FoldPart {
+                    schema,
+                    batches,
+                    ids,
+                    records,
+                },
+            ) in parts.into_iter().enumerate()
+            {
                 let tag = format!("{stem}:{k}");
                 if done_parts.contains(&tag) {
                     continue;
