@@ -57,8 +57,8 @@ golden: ## Regenerate the golden error outputs, then review `git diff`
 	UPDATE_GOLDEN=1 $(CARGO) test -p skewless-defs --test it golden
 	UPDATE_GOLDEN=1 $(CARGO) test -p skewless --test it golden
 
-parity-soak: ## Parity over large random definitions and event logs until >= 10^6 values are compared (debug build; minutes)
-	PARITY_CASES=$${PARITY_CASES:-100} PARITY_SCALE=$${PARITY_SCALE:-300} PARITY_MIN_VALUES=1000000 \
+parity-soak: ## Parity over 100 fresh large random definitions and event logs until >= 10^6 values are compared (debug build; minutes)
+	PARITY_CASES=$${PARITY_CASES:-0} PARITY_FRESH=$${PARITY_FRESH:-100} PARITY_SCALE=$${PARITY_SCALE:-300} PARITY_MIN_VALUES=1000000 \
 		$(CARGO) test --workspace --test parity property -- --nocapture
 
 bench: bench-offline bench-online bench-server bench-push bench-aggregations ## All benchmarks (release build; never part of CI)

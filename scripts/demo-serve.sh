@@ -14,11 +14,11 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 if command -v curl >/dev/null; then
-  echo "\$ curl -s $addr/v1/features -d '{\"feature_service\": \"ranking_v1\", …}'"
-  curl -s "$addr/v1/features" -d '{"feature_service": "ranking_v1", "entities": [{"driver_id": 1001, "customer_id": 5001, "distance_km": 3.2}], "at": "2026-11-15T06:00:00Z"}'
+  echo "\$ curl -s -H 'Content-Type: application/json' $addr/v1/features -d '{\"feature_service\": \"ranking_v1\", …}'"
+  curl -s -H "Content-Type: application/json" "$addr/v1/features" -d '{"feature_service": "ranking_v1", "entities": [{"driver_id": 1001, "customer_id": 5001, "distance_km": 3.2}], "at": "2026-11-15T06:00:00Z"}'
   echo
-  echo "\$ curl -s $addr/get-online-features -d '{\"features\": [\"driver_hourly_stats:conv_rate\"], …}'"
-  curl -s "$addr/get-online-features" -d '{"features": ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"], "entities": {"driver_id": [1001, 1002]}}'
+  echo "\$ curl -s -H 'Content-Type: application/json' $addr/get-online-features -d '{\"features\": [\"driver_hourly_stats:conv_rate\"], …}'"
+  curl -s -H "Content-Type: application/json" "$addr/get-online-features" -d '{"features": ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"], "entities": {"driver_id": [1001, 1002]}}'
   echo
 else
   echo "(curl is not installed: skipping the HTTP requests)"
@@ -27,10 +27,10 @@ echo "\$ skewless materialize-incremental --end 2026-11-16   # while the server 
 "$bin" materialize-incremental --end 2026-11-16
 if command -v curl >/dev/null; then
   now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-  echo "\$ curl -s $addr/v1/push -d '{\"source\": \"trips\", \"rows\": [{\"driver_id\": 1001, \"fare\": 42.5, …}]}'   # logged, then served (the trip counts in trips_1h at once)"
-  curl -s "$addr/v1/push" -d "{\"source\": \"trips\", \"rows\": [{\"trip_id\": 990001, \"driver_id\": 1001, \"customer_id\": 5001, \"event_timestamp\": \"$now\", \"last_trip_distance_km\": 8.5, \"fare\": 42.5, \"rating\": 5}]}"
+  echo "\$ curl -s -H 'Content-Type: application/json' $addr/v1/push -d '{\"source\": \"trips\", \"rows\": [{\"driver_id\": 1001, \"fare\": 42.5, …}]}'   # logged, then served (the trip counts in trips_1h at once)"
+  curl -s -H "Content-Type: application/json" "$addr/v1/push" -d "{\"source\": \"trips\", \"rows\": [{\"trip_id\": 990001, \"driver_id\": 1001, \"customer_id\": 5001, \"event_timestamp\": \"$now\", \"last_trip_distance_km\": 8.5, \"fare\": 42.5, \"rating\": 5}]}"
   echo
-  curl -s "$addr/v1/features" -d '{"features": ["driver_last_trip:last_trip_fare", "driver_trip_stats:trips_1h", "driver_trip_stats:fare_max_7d"], "entities": [{"driver_id": 1001}]}'
+  curl -s -H "Content-Type: application/json" "$addr/v1/features" -d '{"features": ["driver_last_trip:last_trip_fare", "driver_trip_stats:trips_1h", "driver_trip_stats:fare_max_7d"], "entities": [{"driver_id": 1001}]}'
   echo
   echo "\$ curl -s $addr/metrics | grep -E 'requests_total|freshness'"
   curl -s "$addr/metrics" | grep -E '^skewless_(requests_total|view_freshness_seconds)' || true

@@ -1,7 +1,7 @@
-//! Every case in `../shared/cases/agg/` as its own test: `case.json` becomes an aggregated
-//! view over the case's events, and at every spine row three values are compared with
-//! `expected.csv` as the cases' README says (counts, sum, min, max, first and last exact;
-//! mean, var_pop and stddev_pop within a relative 1e-9):
+//! Every case in `tests/cases/agg/` (the repository's copy of the public cases) as its own test:
+//! `case.json` becomes an aggregated view over the case's events, and at every spine row three
+//! values are compared with `expected.csv` as the cases' README says (counts, sum, min, max, first
+//! and last exact; mean, var_pop and stddev_pop within a relative 1e-9):
 //!
 //! - the training set's;
 //! - the served value at clock `t` after materializing at `t` (tiles from the batch file);
@@ -21,7 +21,7 @@ use skewless::push::{PushInput, PushTo};
 use skewless::training::{FeatureSelection, TrainingSetOptions};
 
 fn cases_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/cases/agg")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("cases/agg")
 }
 
 /// A project over the case's events: one aggregated view, `agg`, with one feature per
@@ -282,7 +282,7 @@ macro_rules! agg_cases {
         #[test]
         fn every_shared_agg_case_has_a_test() {
             let mut on_disk: Vec<String> = std::fs::read_dir(cases_dir())
-                .unwrap_or_else(|e| panic!("shared cases at {}: {e}", cases_dir().display()))
+                .unwrap_or_else(|e| panic!("cases at {}: {e}", cases_dir().display()))
                 .map(|e| e.unwrap())
                 .filter(|e| e.path().is_dir())
                 .map(|e| e.file_name().to_string_lossy().into_owned())

@@ -18,7 +18,9 @@
 //!    is pushed. Those served values must equal the twin's training set built afterwards from
 //!    its push log, and that training set must equal the batch project's.
 //!
-//! `AGG_PARITY_CASES` sets the number of cases (default 30), `AGG_PARITY_SEED` replays one.
+//! Seeds come from [`seed_plan`]: 20 fixed (and any that once failed) plus 10 fresh per run;
+//! `AGG_PARITY_CASES` sets the fixed range, `AGG_PARITY_FRESH` the fresh count,
+//! `AGG_PARITY_SEED` replays one.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,7 +33,7 @@ use skewless::Project;
 use skewless::online_store::{self, StoreConfig};
 use skewless::push::{PushInput, PushTo};
 use skewless::training::{FeatureSelection, TrainingSetOptions, write_parquet};
-use skewless_testkit::fuzz::Fuzz;
+use skewless_testkit::fuzz::{Fuzz, seed_plan};
 
 use crate::online::scalar;
 use crate::property::{assert_parity, float};
@@ -417,11 +419,8 @@ async fn check(seed: u64) -> (usize, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_aggregations_agree_materialized_and_pushed() {
-    let env = |name: &str| std::env::var(name).ok().map(|v| v.parse::<u64>().expect("a number"));
-    let seeds: Vec<u64> = match env("AGG_PARITY_SEED") {
-        Some(seed) => vec![seed],
-        None => (1..=env("AGG_PARITY_CASES").unwrap_or(30)).collect(),
-    };
+    // 20 fixed seeds (and any that once failed) plus 10 fresh ones per run.
+    let seeds = seed_plan("AGG_PARITY", 20, &[], 10);
     let (mut values, mut present) = (0, 0);
     for &seed in &seeds {
         let (v, p) = check(seed).await;

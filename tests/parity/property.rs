@@ -7,10 +7,12 @@
 //! third case is also materialized into a real Redis server (the test's own) at each instant
 //! and compared against it. Cases run two at a time, one per core.
 //!
-//! `PARITY_CASES` sets the number of cases (default 2000 in `make test`), `PARITY_SCALE` the size
-//! of each (keys and rows grow with it; default 1), `PARITY_SEED` replays one case (with the
-//! same scale). A failing case prints its seed and the definitions. `make parity-soak` runs
-//! large cases until at least 10⁶ values are compared.
+//! `make test` runs a fixed regression set (seeds `1..=FIXED_CASES` and every seed that ever
+//! failed, in `REGRESSIONS`) plus `FRESH_CASES` seeds drawn anew each run and printed
+//! ([`seed_plan`]). `PARITY_CASES` sets the fixed range, `PARITY_FRESH` the fresh count,
+//! `PARITY_SCALE` the size of each case (keys and rows grow with it; default 1), `PARITY_SEED`
+//! replays one case (with the same scale). A failing case prints its seed and the definitions.
+//! `make parity-soak` runs large cases until at least 10⁶ values are compared.
 
 use std::sync::Arc;
 
@@ -22,12 +24,15 @@ use skewless::Project;
 use skewless::parity::ParityOptions;
 use skewless::training::{FeatureSelection, write_parquet};
 
-use skewless_testkit::fuzz::Fuzz;
+use skewless_testkit::fuzz::{Fuzz, seed_plan};
 
 const T0: i64 = 1_767_225_600_000_000;
 const MINUTE: i64 = 60_000_000;
-/// Cases in `make test`, and how many run at once.
-const DEFAULT_CASES: u64 = 2000;
+/// The fixed seeds of `make test`, seeds that once failed (add them here), fresh seeds per run,
+/// and how many cases run at once.
+const FIXED_CASES: u64 = 300;
+const REGRESSIONS: &[u64] = &[];
+const FRESH_CASES: u64 = 100;
 const CONCURRENT_CASES: usize = 2;
 
 /// Feature expressions over the source columns `a` (float64), `b` (int64), `s` (string) and
@@ -378,10 +383,7 @@ fn env(name: &str) -> Option<u64> {
 #[test]
 fn random_definitions_and_event_logs_have_no_mismatch() {
     let scale = env("PARITY_SCALE").unwrap_or(1).max(1) as usize;
-    let seeds: Vec<u64> = match env("PARITY_SEED") {
-        Some(seed) => vec![seed],
-        None => (1..=env("PARITY_CASES").unwrap_or(DEFAULT_CASES)).collect(),
-    };
+    let seeds = seed_plan("PARITY", FIXED_CASES, REGRESSIONS, FRESH_CASES);
     // Cases run on two threads, each with a runtime of its own: planning dominates these small
     // jobs and runs on one core per job (the harness's futures are not `Send`, so one runtime
     // cannot spread them).

@@ -177,6 +177,19 @@ pub enum Command {
         /// Most rows per push.
         #[arg(long, default_value_t = 1_000_000)]
         max_push_rows: usize,
+        /// A request's head must arrive within this; also how long a kept-alive connection
+        /// may sit idle.
+        #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+        header_timeout: std::time::Duration,
+        /// A request's body must arrive whole within this (answered 408 otherwise).
+        #[arg(long, default_value = "60s", value_parser = parse_timeout)]
+        body_timeout: std::time::Duration,
+        /// Connections open at once; at the cap new ones wait to be accepted.
+        #[arg(long, default_value_t = 4096)]
+        max_connections: usize,
+        /// On ctrl-c or SIGTERM, requests in flight get this long to finish.
+        #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+        shutdown_grace: std::time::Duration,
         /// Log served feature vectors to this directory (Parquet), for `skewless consistency`.
         #[arg(long)]
         log_served: Option<PathBuf>,
@@ -191,6 +204,11 @@ pub enum Command {
         /// in SKEWLESS_API_KEYS.
         #[arg(long, env = "SKEWLESS_API_KEYS_FILE")]
         api_keys: Option<std::path::PathBuf>,
+        /// Without API keys, the server answers only requests addressed to an IP address or
+        /// `localhost` (a guard against DNS rebinding); name the other host names it is
+        /// reached by here, comma-separated (`fs.prod,fs`), or `*` for any.
+        #[arg(long, env = "SKEWLESS_ALLOWED_HOSTS", value_parser = parse_allowed_hosts)]
+        allowed_hosts: Option<skewless_server::AllowedHosts>,
         /// Serving threads, each with its own runtime and store connection (default: one
         /// per core). A request and its store round trip stay on one thread.
         #[arg(long)]
@@ -379,6 +397,10 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
         return Err(format!("size `{text}` is too large"));
     }
     Ok(bytes as usize)
+}
+
+fn parse_allowed_hosts(text: &str) -> Result<skewless_server::AllowedHosts, String> {
+    skewless_server::AllowedHosts::parse(text)
 }
 
 #[cfg(test)]

@@ -272,10 +272,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             request_timeout,
             max_push_body,
             max_push_rows,
+            header_timeout,
+            body_timeout,
+            max_connections,
+            shutdown_grace,
             log_served,
             log_sample,
             log_max_bytes,
             api_keys,
+            allowed_hosts,
             threads,
         } => {
             let limits = skewless_server::Limits {
@@ -285,7 +290,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 request_timeout,
                 max_push_body_bytes: max_push_body,
                 max_push_rows,
+                header_timeout,
+                body_timeout,
+                max_connections,
+                shutdown_grace,
             };
+            limits.validate().map_err(anyhow::Error::msg)?;
+            // NaN fails this too.
+            if !(0.0..=1.0).contains(&log_sample) {
+                anyhow::bail!("--log-sample must be a share between 0 and 1, found {log_sample}");
+            }
             let api_keys = match (api_keys, std::env::var("SKEWLESS_API_KEYS")) {
                 (Some(file), _) => Some(skewless_server::ApiKeys::from_file(&file).map_err(anyhow::Error::msg)?),
                 (None, Ok(keys)) => Some(
@@ -304,6 +318,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 skewless_server::Options {
                     limits,
                     api_keys,
+                    allowed_hosts: allowed_hosts.unwrap_or_default(),
                     handoff: None,
                     served_log: log_served.map(|dir| skewless::served_log::ServedLogOptions {
                         dir,

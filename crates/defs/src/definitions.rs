@@ -32,6 +32,51 @@ pub struct ResolvedFeature {
     pub on_demand: bool,
 }
 
+/// Two features that would answer under one name: `name` comes from both views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameClash {
+    pub name: String,
+    pub first: String,
+    pub second: String,
+}
+
+impl std::fmt::Display for NameClash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "feature name `{}` comes from both `{}` and `{}`; ask with full names (view__feature) or for only one of them",
+            self.name, self.first, self.second
+        )
+    }
+}
+
+/// The one rule for the names of features in an answer, a training set or a service: no
+/// two features may answer under one name. Training sets, both lookup APIs and service
+/// validation all ask this. Short names clash when two views share a feature name; full
+/// names (`view__feature`) only in contrived cases (`a:b__c` and `a__b:c`), still refused.
+pub fn output_name_clash(features: &[ResolvedFeature], full_names: bool) -> Option<NameClash> {
+    let mut owner: std::collections::HashMap<std::borrow::Cow<'_, str>, &str> =
+        std::collections::HashMap::with_capacity(features.len());
+    for f in features {
+        let name = if full_names {
+            std::borrow::Cow::Owned(format!("{}__{}", f.view, f.feature))
+        } else {
+            std::borrow::Cow::Borrowed(f.feature.as_str())
+        };
+        if let Some(first) = owner.get(&name)
+            && *first != f.view
+        {
+            return Some(NameClash {
+                name: name.into_owned(),
+                first: first.to_string(),
+                second: f.view.clone(),
+            });
+        }
+        owner.insert(name, &f.view);
+    }
+    None
+}
+
 impl Definitions {
     /// The join keys of a feature view: each entity's keys, in entity then declaration order.
     pub fn view_keys(&self, view: &FeatureView) -> Vec<&JoinKey> {

@@ -20,6 +20,7 @@ mod definitions;
 mod diagnostic;
 mod duration;
 pub mod expr;
+pub mod instant;
 mod model;
 mod parse;
 pub mod plan;
@@ -31,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-pub use definitions::{Definitions, ResolvedFeature};
+pub use definitions::{Definitions, NameClash, ResolvedFeature, output_name_clash};
 pub use diagnostic::{Diagnostic, Diagnostics, Loc, did_you_mean};
 pub use duration::Duration;
 pub use model::*;

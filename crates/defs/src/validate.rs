@@ -517,4 +517,23 @@ fn check_service(defs: &Definitions, service: &FeatureService, broken: &Broken, 
             _ => {}
         }
     }
+    // A model reads a service's features by name: two of one name would hide one of them
+    // (`output_name_clash`, the rule of every answer and training set).
+    let Ok(features) = defs.resolve(&service.features) else {
+        return;
+    };
+    if let Some(clash) = crate::output_name_clash(&features, false)
+        && let Some(second) = service
+            .features
+            .iter()
+            .find(|r| r.view == clash.second && r.feature.as_ref().is_none_or(|f| *f == clash.name))
+    {
+        problems.push(Diagnostic::new(
+            &second.loc,
+            format!(
+                "feature service `{}` answers feature `{}` from both `{}` and `{}`: names in a service must be unique (list only one)",
+                service.name, clash.name, clash.first, clash.second
+            ),
+        ));
+    }
 }

@@ -212,26 +212,25 @@ fn wanted_features(
     wanted
 }
 
-/// Output column names, in request order; a clash names both views.
+/// Output column names, in request order; a clash names both views
+/// ([`skewless_defs::output_name_clash`], the rule every path shares).
 fn output_names(request: &TrainingSetRequest) -> Result<Vec<String>> {
-    let mut owner: BTreeMap<String, String> = BTreeMap::new();
-    let mut names = Vec::with_capacity(request.features.len());
-    for f in &request.features {
-        let name = if request.full_names {
-            format!("{}__{}", f.view, f.feature)
-        } else {
-            f.feature.clone()
-        };
-        if let Some(other) = owner.get(&name) {
-            return Err(Error::Request(format!(
-                "output column `{name}` comes from both `{other}` and `{}`; pass --full-names to name columns view__feature",
-                f.view
-            )));
-        }
-        owner.insert(name.clone(), f.view.clone());
-        names.push(name);
+    if let Some(clash) = skewless_defs::output_name_clash(&request.features, request.full_names) {
+        return Err(Error::Request(format!(
+            "{clash} (--full-names names columns view__feature)"
+        )));
     }
-    Ok(names)
+    Ok(request
+        .features
+        .iter()
+        .map(|f| {
+            if request.full_names {
+                format!("{}__{}", f.view, f.feature)
+            } else {
+                f.feature.clone()
+            }
+        })
+        .collect())
 }
 
 /// The feature views a request reads (directly or through on-demand views), and the

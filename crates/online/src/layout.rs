@@ -155,19 +155,6 @@ pub enum KeyValue {
 }
 
 impl KeyValue {
-    /// Reads `text` as a key of type `ty`: `1001` is an int64 key, and stays the string
-    /// `"1001"` for a string key.
-    pub fn parse(text: &str, ty: KeyType) -> std::result::Result<Self, String> {
-        match ty {
-            KeyType::Int64 => text
-                .trim()
-                .parse()
-                .map(KeyValue::Int64)
-                .map_err(|_| format!("`{text}` is not an int64")),
-            KeyType::String => Ok(KeyValue::String(text.to_string())),
-        }
-    }
-
     pub fn key_type(&self) -> KeyType {
         match self {
             KeyValue::Int64(_) => KeyType::Int64,

@@ -15,6 +15,7 @@
 //! materialization) with the same engine expressions and as-of rules as training sets.
 
 pub mod embedded;
+pub mod input;
 pub mod layout;
 pub mod lookup;
 pub mod redis_store;
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use embedded::EmbeddedStore;
+pub use input::{FieldInput, Given, GivenValue};
 pub use layout::{Decoded, KeyValue, Scalar, ViewLayout};
 pub use lookup::{Entity, FeatureValue, Lookup, LookupStats, Selection, Status, lookup};
 pub use redis_store::RedisStore;

@@ -1,6 +1,6 @@
-//! Feature values between their three forms: [`Scalar`]s (what a lookup returns), Arrow
-//! arrays (what the engine evaluates on-demand features over), and text (request fields
-//! typed on a command line).
+//! Feature values between their forms: [`Scalar`]s (what a lookup returns) and Arrow arrays
+//! (what the engine evaluates on-demand features over). Values a request gives are read by
+//! [`crate::input`].
 
 use std::sync::Arc;
 
@@ -69,31 +69,6 @@ pub fn scalar_at(array: &dyn Array, row: usize) -> Result<Scalar> {
         }
         other => return Err(Error::Internal(format!("no scalar form for Arrow type {other}"))),
     })
-}
-
-impl Scalar {
-    /// Reads `text` as a value of `ty`: `true`/`false`, numbers (`NaN`, `inf`, `-inf` for
-    /// floats), any text for strings, µs since the epoch or RFC 3339 for timestamps.
-    pub fn parse(text: &str, ty: FeatureType) -> std::result::Result<Self, String> {
-        let t = text.trim();
-        let bad = || format!("`{text}` is not a {ty}");
-        Ok(match ty {
-            FeatureType::Bool => Scalar::Bool(t.parse().map_err(|_| bad())?),
-            FeatureType::Int32 => Scalar::Int32(t.parse().map_err(|_| bad())?),
-            FeatureType::Int64 => Scalar::Int64(t.parse().map_err(|_| bad())?),
-            FeatureType::Float32 => Scalar::Float32(t.parse().map_err(|_| bad())?),
-            FeatureType::Float64 => Scalar::Float64(t.parse().map_err(|_| bad())?),
-            FeatureType::String => Scalar::String(text.to_string()),
-            FeatureType::Timestamp => match t.parse::<i64>() {
-                Ok(micros) => Scalar::Timestamp(micros),
-                Err(_) => Scalar::Timestamp(
-                    chrono::DateTime::parse_from_rfc3339(t)
-                        .map_err(|_| bad())?
-                        .timestamp_micros(),
-                ),
-            },
-        })
-    }
 }
 
 #[cfg(test)]

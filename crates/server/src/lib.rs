@@ -21,12 +21,15 @@
 //! the server. [`run`] serves on a listener until a shutdown future resolves, finishing the
 //! requests in flight; tests bind `127.0.0.1:0`.
 
+mod accept;
 mod auth;
 mod metrics;
+mod origin;
 mod push;
 mod wire;
 
 pub use auth::ApiKeys;
+pub use origin::AllowedHosts;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -54,6 +57,52 @@ pub struct Limits {
     /// Push bodies may be this large (rows come in batches; lookups stay small).
     pub max_push_body_bytes: usize,
     pub max_push_rows: usize,
+    /// A request's head must arrive within this of the connection being ready for it; also
+    /// how long a kept-alive connection may sit idle ([`accept`]).
+    pub header_timeout: std::time::Duration,
+    /// A request's body must arrive whole within this (answered 408 otherwise).
+    pub body_timeout: std::time::Duration,
+    /// Connections open at once, across the server's shards; at the cap new ones wait.
+    pub max_connections: usize,
+    /// After shutdown begins, requests in flight have this long to finish before their
+    /// connections are dropped.
+    pub shutdown_grace: std::time::Duration,
+}
+
+impl Limits {
+    /// Checks every limit, so a server never starts with one that makes no sense (a zero
+    /// timeout or cap answers nothing); the message names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("max body", self.max_body_bytes),
+            ("max entities", self.max_entities),
+            ("max features", self.max_features),
+            ("max push body", self.max_push_body_bytes),
+            ("max push rows", self.max_push_rows),
+            ("max connections", self.max_connections),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{name} must be at least 1"));
+        }
+        let durations = [
+            ("request timeout", self.request_timeout),
+            ("header timeout", self.header_timeout),
+            ("body timeout", self.body_timeout),
+        ];
+        if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
+            return Err(format!("{name} must be longer than zero"));
+        }
+        Ok(())
+    }
+
+    /// The largest body `route` takes.
+    fn body_limit(&self, route: &str) -> usize {
+        match route {
+            "/v1/push" | "/push" => self.max_push_body_bytes,
+            "/internal/store" => MAX_STORE_CALL_BODY,
+            _ => self.max_body_bytes,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -65,6 +114,10 @@ impl Default for Limits {
             request_timeout: std::time::Duration::from_secs(5),
             max_push_body_bytes: 64 << 20,
             max_push_rows: 1_000_000,
+            header_timeout: std::time::Duration::from_secs(30),
+            body_timeout: std::time::Duration::from_secs(60),
+            max_connections: 4096,
+            shutdown_grace: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -75,6 +128,8 @@ impl Default for Limits {
 pub struct Options {
     pub limits: Limits,
     pub api_keys: Option<ApiKeys>,
+    /// Host names served without API keys, besides addresses and `localhost` ([`origin`]).
+    pub allowed_hosts: AllowedHosts,
     pub handoff: Option<StoreHandoff>,
     /// Log served feature vectors, sampled by key, for `skewless consistency`.
     pub served_log: Option<skewless::served_log::ServedLogOptions>,
@@ -105,7 +160,7 @@ async fn lookup(
     app: &App,
     serving: &Serving,
     selection: &FeatureSelection,
-    entities: &[Vec<(String, String)>],
+    entities: &[Vec<(String, skewless::online_store::GivenValue)>],
     at: i64,
 ) -> Result<GetOutput, Response> {
     match tokio::time::timeout(app.limits.request_timeout, serving.get(selection, entities, at)).await {
@@ -188,6 +243,7 @@ struct App {
     live: Arc<Live>,
     limits: Limits,
     api_keys: Option<ApiKeys>,
+    allowed_hosts: AllowedHosts,
     handoff: Option<StoreHandoff>,
     metrics: Arc<metrics::Metrics>,
     served_log: Option<Arc<skewless::served_log::ServedLog>>,
@@ -197,8 +253,10 @@ struct App {
 #[derive(Debug, Clone, Copy)]
 struct ErrorCode(&'static str);
 
-/// Checks the API key (when keys are configured), then counts every request by route and
-/// status, with its latency and error code.
+/// Every request passes here, in order: the host check (servers without API keys,
+/// [`origin`]), the API key, the content type of a POST, and its body read whole under the
+/// body timeout and size limit; then the route. Every answer is counted by route and status,
+/// with its latency and error code.
 async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let route: &'static str = match request.uri().path() {
         "/v1/features" => "/v1/features",
@@ -218,6 +276,17 @@ async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, nex
         "/internal/store" => app.handoff.as_ref().map(|h| &h.token),
         _ => app.api_keys.as_ref(),
     };
+    let data_route = !matches!(route, "/health" | "/ready" | "/internal/store");
+    if data_route && app.api_keys.is_none() && !app.allowed_hosts.admits(origin::host(request.headers())) {
+        let response = error(
+            403,
+            "HOST_NOT_ALLOWED",
+            "this server has no API keys, so it answers only requests addressed to an IP address, \
+             `localhost` or a name given with --allowed-hosts",
+        )
+        .into_response();
+        return finish(&app, route, started, response);
+    }
     let admitted = keys.is_none_or(|keys| {
         keys.admits(
             request
@@ -226,9 +295,7 @@ async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, nex
                 .map(|v| v.as_bytes()),
         )
     });
-    let response = if admitted {
-        next.run(request).await
-    } else {
+    if !admitted {
         let mut response = error(
             401,
             "UNAUTHORIZED",
@@ -239,14 +306,95 @@ async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, nex
             axum::http::header::WWW_AUTHENTICATE,
             axum::http::HeaderValue::from_static("Bearer"),
         );
-        response
+        return finish(&app, route, started, response);
+    }
+    if request.method() == axum::http::Method::POST && !origin::content_type_ok(route, request.headers()) {
+        let expected = origin::expected_types(route).unwrap_or("application/json");
+        let response = error(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            format!("send the body with `Content-Type: {expected}`"),
+        )
+        .into_response();
+        return finish(&app, route, started, response);
+    }
+    // The body is read here, whole, under the body timeout and the route's size limit: a
+    // client that stalls mid-body is answered 408, not waited for.
+    let request = if request.method() == axum::http::Method::POST {
+        match read_body(request, app.limits.body_limit(route), app.limits.body_timeout).await {
+            Ok(request) => request,
+            Err(reject) => {
+                let mut response = reject.into_response();
+                // The rest of the body was not read: the connection cannot carry another request.
+                response.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+                return finish(&app, route, started, response);
+            }
+        }
+    } else {
+        request
     };
+    let response = next.run(request).await;
+    // axum's body limit answers 413 in plain text; every error is the documented JSON shape.
+    let response =
+        if response.status() == StatusCode::PAYLOAD_TOO_LARGE && response.extensions().get::<ErrorCode>().is_none() {
+            body_too_large(app.limits.body_limit(route)).into_response()
+        } else {
+            response
+        };
+    finish(&app, route, started, response)
+}
+
+fn body_too_large(limit: usize) -> Reject {
+    error(
+        413,
+        "BODY_TOO_LARGE",
+        format!("the body is over this route's limit of {limit} bytes"),
+    )
+}
+
+/// `request` with its body read whole (at most `limit` bytes, within `timeout`).
+async fn read_body(
+    request: axum::extract::Request,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<axum::extract::Request, Reject> {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(body_too_large(limit));
+    }
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))),
+        Ok(Err(e)) => {
+            let over = e
+                .into_inner()
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            Err(if over {
+                body_too_large(limit)
+            } else {
+                bad_request("the body could not be read (the connection broke or its framing is wrong)")
+            })
+        }
+        Err(_) => Err(error(
+            408,
+            "BODY_TIMEOUT",
+            format!("the body did not arrive whole within {timeout:?}"),
+        )),
+    }
+}
+
+/// Counts an answer in the metrics and returns it.
+fn finish(app: &App, route: &'static str, started: Instant, response: Response) -> Response {
     let status = response.status().as_u16();
-    let code = response
-        .extensions()
-        .get::<ErrorCode>()
-        .map(|c| c.0)
-        .or((status == 413).then_some("BODY_TOO_LARGE"));
+    let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
     app.metrics
         .request(route, status, started.elapsed().as_secs_f64(), code);
     response
@@ -270,7 +418,7 @@ fn record(app: &App, found: &GetOutput) {
 }
 
 /// Serves the core in `live` on `listener` until `shutdown` resolves; requests in flight
-/// finish first.
+/// finish first (within the shutdown grace).
 pub async fn run(
     listener: tokio::net::TcpListener,
     live: Arc<Live>,
@@ -287,6 +435,8 @@ pub async fn run(
 #[derive(Debug)]
 pub struct Server {
     options: Options,
+    /// Connections open at once, across shards.
+    connections: Arc<tokio::sync::Semaphore>,
     metrics: Arc<metrics::Metrics>,
     served_log: Option<Arc<skewless::served_log::ServedLog>>,
 }
@@ -295,6 +445,10 @@ impl Server {
     /// Starts the served-values log, if the options ask for one.
     pub fn new(options: impl Into<Options>) -> std::io::Result<Self> {
         let options = options.into();
+        options
+            .limits
+            .validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let served_log = options
             .served_log
             .clone()
@@ -302,6 +456,7 @@ impl Server {
             .transpose()?
             .map(Arc::new);
         Ok(Server {
+            connections: Arc::new(tokio::sync::Semaphore::new(options.limits.max_connections)),
             options,
             metrics: Arc::default(),
             served_log,
@@ -322,6 +477,7 @@ impl Server {
         let Options {
             limits,
             api_keys,
+            allowed_hosts,
             handoff,
             served_log: _,
         } = self.options.clone();
@@ -330,6 +486,7 @@ impl Server {
             live,
             limits,
             api_keys,
+            allowed_hosts,
             handoff,
             metrics: Arc::clone(&self.metrics),
             served_log: self.served_log.clone(),
@@ -358,11 +515,18 @@ impl Server {
         let router = router
             .layer(axum::middleware::from_fn_with_state(Arc::clone(&app), track))
             .with_state(app);
-        // Answers go out at once, not held back to be coalesced (Nagle).
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+        let connection_limits = accept::ConnectionLimits {
+            header_timeout: limits.header_timeout,
+            shutdown_grace: limits.shutdown_grace,
+        };
+        accept::serve(
+            listener,
+            router,
+            connection_limits,
+            Arc::clone(&self.connections),
+            shutdown,
+        )
+        .await
     }
 }
 
@@ -403,18 +567,6 @@ fn bad_request(message: impl Into<String>) -> Reject {
 /// Parses a JSON body into `T`, or answers 400 saying where it is wrong.
 fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Reject> {
     serde_json::from_slice(body).map_err(|e| bad_request(format!("the body is not a valid request: {e}")))
-}
-
-/// A JSON value as the text the serving core parses (`1001`, `"gold"`, `"NaN"`, `true`).
-fn value_text(field: &str, value: &Value) -> Result<String, Reject> {
-    match value {
-        Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        Value::Bool(b) => Ok(b.to_string()),
-        other => Err(bad_request(format!(
-            "entity field `{field}`: expected a number, string or boolean, found {other}"
-        ))),
-    }
 }
 
 /// A feature list or a service, as both APIs name them.
@@ -476,13 +628,15 @@ async fn features(State(app): State<Arc<App>>, body: Bytes) -> Response {
     if let Some(response) = too_many_entities(request.entities.len(), &app.limits) {
         return response.into_response();
     }
-    let entities: Vec<Vec<(String, String)>> = request.entities.into_iter().map(|e| e.0).collect();
+    let entities: Vec<Vec<(String, skewless::online_store::GivenValue)>> =
+        request.entities.into_iter().map(|e| e.0).collect();
     let at = match request.at.as_deref().map(skewless::online::parse_instant).transpose() {
         Ok(at) => at.unwrap_or_else(now),
         Err(e) => return bad_request(format!("`at`: {e}")).into_response(),
     };
     let serving = app.live.current();
     match lookup(&app, &serving, &selection, &entities, at).await {
+        Ok(found) if let Some(clash) = name_clash(&found, request.full_names) => clash,
         Ok(found) => json_answer(
             &wire::OwnResponse {
                 found: &found,
@@ -507,6 +661,7 @@ struct FeastRequest {
     features: Option<Vec<String>>,
     feature_service: Option<String>,
     /// Column-major: each join key (or request field) with one value per entity.
+    #[serde(deserialize_with = "wire::unique_map")]
     entities: Map<String, Value>,
     #[serde(default)]
     full_feature_names: bool,
@@ -548,9 +703,9 @@ async fn feast_features(State(app): State<Arc<App>>, body: Bytes) -> Response {
     for row in 0..n {
         let mut pairs = Vec::with_capacity(columns.len());
         for (name, values) in &columns {
-            match value_text(name, &values[row]) {
-                Ok(text) => pairs.push(((*name).clone(), text)),
-                Err(reject) => return reject.into_response(),
+            match wire::given_value(name, &values[row]) {
+                Ok(value) => pairs.push(((*name).clone(), value)),
+                Err(message) => return bad_request(message).into_response(),
             }
         }
         entities.push(pairs);
@@ -559,6 +714,9 @@ async fn feast_features(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Ok(found) => found,
         Err(response) => return response,
     };
+    if let Some(clash) = name_clash(&found, request.full_feature_names) {
+        return clash;
+    }
     // Join keys first (as given), then features; every column a {values, statuses, event_timestamps}.
     let keys: Vec<(&String, &Vec<Value>)> = columns
         .iter()
@@ -573,6 +731,13 @@ async fn feast_features(State(app): State<Arc<App>>, body: Bytes) -> Response {
         },
         &found,
     )
+}
+
+/// A 400 when two of the answer's features would share a name (the rule training sets
+/// follow too: [`skewless::defs::output_name_clash`]); one would silently hide the other.
+fn name_clash(found: &GetOutput, full_names: bool) -> Option<Response> {
+    skewless::defs::output_name_clash(&found.features, full_names)
+        .map(|clash| error(400, "FEATURE_NAME_CLASH", clash.to_string()).into_response())
 }
 
 /// A 200 answer with `body` as JSON, written into one buffer sized for the lookup's values

@@ -25,6 +25,7 @@ pub(crate) const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 #[serde(deny_unknown_fields)]
 struct PushRequest {
     source: String,
+    #[serde(deserialize_with = "crate::wire::unique_maps")]
     rows: Vec<Map<String, Value>>,
     /// Makes the push idempotent: a replayed id is acknowledged and appends nothing.
     id: Option<String>,
@@ -36,6 +37,7 @@ struct PushRequest {
 #[derive(Debug, Deserialize)]
 struct FeastPushRequest {
     push_source_name: String,
+    #[serde(deserialize_with = "crate::wire::unique_map")]
     df: Map<String, Value>,
     #[serde(default)]
     to: Option<String>,

@@ -11,16 +11,17 @@ use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use skewless::online::{InstantJson, ScalarJson};
-use skewless::online_store::FeatureValue;
+use skewless::online_store::{FeatureValue, Given, GivenValue};
 use skewless::serving::GetOutput;
 
 /// Feast reports missing values with the epoch as their event time.
 pub const EPOCH: &str = "1970-01-01T00:00:00Z";
 
-/// One entity of `POST /v1/features`: its fields (join keys and request fields) as the text
-/// the serving core parses (`1001`, `"gold"` → `gold`, `true`, `3.2`).
+/// One entity of `POST /v1/features`: its fields (join keys and request fields), each as its
+/// text and the JSON kind it came as, for the serving core's one input rule
+/// ([`skewless::online_store::input`]).
 #[derive(Debug)]
-pub struct EntityFields(pub Vec<(String, String)>);
+pub struct EntityFields(pub Vec<(String, GivenValue)>);
 
 impl<'de> Deserialize<'de> for EntityFields {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -40,54 +41,136 @@ impl<'de> Visitor<'de> for EntityVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EntityFields, A::Error> {
         let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(4));
         while let Some(name) = map.next_key::<String>()? {
-            let text = map.next_value_seed(FieldText(&name))?;
-            fields.push((name, text));
+            let value = map.next_value_seed(FieldValue(&name))?;
+            fields.push((name, value));
         }
         Ok(EntityFields(fields))
     }
 }
 
-/// One field's value as text; anything but a number, string or boolean is an error naming it.
-pub struct FieldText<'a>(pub &'a str);
+/// One field's value and kind; anything but a number, string or boolean is an error naming it.
+pub struct FieldValue<'a>(pub &'a str);
 
-impl<'de> DeserializeSeed<'de> for FieldText<'_> {
-    type Value = String;
+impl<'de> DeserializeSeed<'de> for FieldValue<'_> {
+    type Value = GivenValue;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<GivenValue, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for FieldText<'_> {
-    type Value = String;
+fn given(text: String, given: Given) -> GivenValue {
+    GivenValue { text, given }
+}
+
+impl<'de> Visitor<'de> for FieldValue<'_> {
+    type Value = GivenValue;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "entity field `{}`: a number, string or boolean", self.0)
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
-        Ok(v.to_string())
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<GivenValue, E> {
+        Ok(given(v.to_string(), Given::String))
     }
 
-    fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
-        Ok(v)
+    fn visit_string<E: de::Error>(self, v: String) -> Result<GivenValue, E> {
+        Ok(given(v, Given::String))
     }
 
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
-        Ok(v.to_string())
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<GivenValue, E> {
+        Ok(given(v.to_string(), Given::Number))
     }
 
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
-        Ok(v.to_string())
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<GivenValue, E> {
+        Ok(given(v.to_string(), Given::Number))
     }
 
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
-        // As JSON writes it: `3.0` stays `3.0`, so it is never taken for an integer key.
-        Ok(serde_json::Number::from_f64(v).map_or_else(|| v.to_string(), |n| n.to_string()))
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<GivenValue, E> {
+        // As JSON writes it: `3.0` stays `3.0` and `-0` becomes `-0.0`, so neither is taken
+        // for an integer.
+        let text = serde_json::Number::from_f64(v).map_or_else(|| v.to_string(), |n| n.to_string());
+        Ok(given(text, Given::Number))
     }
 
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
-        Ok(v.to_string())
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<GivenValue, E> {
+        Ok(given(v.to_string(), Given::Bool))
+    }
+}
+
+/// A JSON value as the serving core reads it: its text and kind.
+pub fn given_value(field: &str, value: &serde_json::Value) -> Result<GivenValue, String> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Ok(given(s.clone(), Given::String)),
+        Value::Number(n) => Ok(given(n.to_string(), Given::Number)),
+        Value::Bool(b) => Ok(given(b.to_string(), Given::Bool)),
+        other => Err(format!(
+            "entity field `{field}`: expected a number, string or boolean, found {other}"
+        )),
+    }
+}
+
+/// A JSON object that says no key twice (serde_json's map keeps the last silently; which of
+/// two values was meant is a guess). For `#[serde(deserialize_with)]`.
+pub fn unique_map<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<serde_json::Map<String, serde_json::Value>, D::Error> {
+    deserializer.deserialize_map(UniqueMap)
+}
+
+/// A list of such objects.
+pub fn unique_maps<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, D::Error> {
+    struct Rows;
+    impl<'de> Visitor<'de> for Rows {
+        type Value = Vec<serde_json::Map<String, serde_json::Value>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of objects")
+        }
+
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut rows = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(row) = seq.next_element_seed(UniqueMapSeed)? {
+                rows.push(row);
+            }
+            Ok(rows)
+        }
+    }
+    deserializer.deserialize_seq(Rows)
+}
+
+struct UniqueMapSeed;
+
+impl<'de> DeserializeSeed<'de> for UniqueMapSeed {
+    type Value = serde_json::Map<String, serde_json::Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(UniqueMap)
+    }
+}
+
+struct UniqueMap;
+
+impl<'de> Visitor<'de> for UniqueMap {
+    type Value = serde_json::Map<String, serde_json::Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value()?;
+            if out.contains_key(&key) {
+                return Err(de::Error::custom(format_args!("`{key}` is given twice")));
+            }
+            out.insert(key, value);
+        }
+        Ok(out)
     }
 }
 
@@ -115,18 +198,10 @@ impl Serialize for OwnResponse<'_> {
             .iter()
             .map(|f| write_name(&f.view, &f.feature, self.full_names))
             .collect();
-        // The features' order in every entity's object, found once: by name, and where two
-        // features share a name (short names of two views), the later one, as a JSON map
-        // built by insertion would keep.
-        let mut by_name: Vec<usize> = (0..names.len()).collect();
-        by_name.sort_by(|&a, &b| names[a].cmp(&names[b]));
-        let mut order: Vec<usize> = Vec::with_capacity(by_name.len());
-        for i in by_name {
-            match order.last_mut() {
-                Some(last) if names[*last] == names[i] => *last = i,
-                _ => order.push(i),
-            }
-        }
+        // The features' order in every entity's object, found once: by name. Names are
+        // unique: a request whose features share one is refused before it gets here.
+        let mut order: Vec<usize> = (0..names.len()).collect();
+        order.sort_by(|&a, &b| names[a].cmp(&names[b]));
         let mut map = serializer.serialize_map(Some(4))?;
         map.serialize_entry("applied_version", &self.applied_seq)?;
         map.serialize_entry("at", &InstantJson(self.found.at))?;
@@ -333,20 +408,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn entity_fields_become_text_and_bad_ones_are_named() {
-        let fields: EntityFields =
-            serde_json::from_str(r#"{"driver_id": 1001, "tier": "gold", "vip": true, "km": 3.0, "x": -2.5e3}"#)
-                .unwrap();
+    fn entity_fields_keep_their_text_and_kind_and_bad_ones_are_named() {
+        let fields: EntityFields = serde_json::from_str(
+            r#"{"driver_id": 1001, "tier": "gold", "vip": true, "km": 3.0, "x": -2.5e3, "z": -0}"#,
+        )
+        .unwrap();
         assert_eq!(
             fields.0,
             [
-                ("driver_id", "1001"),
-                ("tier", "gold"),
-                ("vip", "true"),
-                ("km", "3.0"),
-                ("x", "-2500.0")
+                ("driver_id", "1001", Given::Number),
+                ("tier", "gold", Given::String),
+                ("vip", "true", Given::Bool),
+                ("km", "3.0", Given::Number),
+                ("x", "-2500.0", Given::Number),
+                ("z", "-0.0", Given::Number),
             ]
-            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .map(|(a, b, kind)| (a.to_string(), given(b.to_string(), kind)))
+        );
+        let twice = serde_json::from_str::<Wrapped>(r#"{"m": {"a": 1, "a": 2}}"#).unwrap_err();
+        assert!(twice.to_string().contains("`a` is given twice"), "{twice}");
+        let rows = serde_json::from_str::<Rows>(r#"{"r": [{"a": 1}, {"b": 1, "b": 1}]}"#).unwrap_err();
+        assert!(rows.to_string().contains("`b` is given twice"), "{rows}");
+        assert_eq!(
+            serde_json::from_str::<Wrapped>(r#"{"m": {"a": 1, "b": 2}}"#)
+                .unwrap()
+                .m
+                .len(),
+            2
         );
         for bad in [
             r#"{"driver_id": null}"#,
@@ -356,5 +444,18 @@ mod tests {
             let e = serde_json::from_str::<EntityFields>(bad).unwrap_err().to_string();
             assert!(e.contains("entity field `driver_id`"), "{bad}: {e}");
         }
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Wrapped {
+        #[serde(deserialize_with = "unique_map")]
+        m: serde_json::Map<String, serde_json::Value>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Rows {
+        #[serde(deserialize_with = "unique_maps")]
+        #[allow(dead_code)]
+        r: Vec<serde_json::Map<String, serde_json::Value>>,
     }
 }

@@ -503,6 +503,13 @@ fn online_error(e: skewless_online::Error) -> Error {
 /// Reads an instant: `now`, RFC 3339 (`2025-01-01T12:00:00Z`, any offset), a naive
 /// date-time (UTC), or a date (midnight UTC). Returns µs since the epoch.
 pub fn parse_instant(text: &str) -> std::result::Result<i64, String> {
+    let micros = parse_any_instant(text)?;
+    skewless_defs::instant::check(micros).map_err(|e| format!("`{}`: {e}", text.trim()))?;
+    Ok(micros)
+}
+
+/// [`parse_instant`] without the range check.
+fn parse_any_instant(text: &str) -> std::result::Result<i64, String> {
     let text = text.trim();
     if text == "now" {
         return Ok(Utc::now().timestamp_micros());

@@ -538,7 +538,10 @@ fn entity_fields(batch: &RecordBatch, fields: &BTreeSet<String>) -> Result<Vec<V
                     Scalar::Int64(i) => i.to_string(),
                     Scalar::Int32(i) => i.to_string(),
                     Scalar::Bool(b) => b.to_string(),
-                    // Rust's shortest round-trip form: the core parses back the same bits.
+                    // Rust's shortest round-trip form: the core parses back the same bits
+                    // (the infinities by the names the input rule takes).
+                    Scalar::Float64(x) if x.is_infinite() => infinity(x > 0.0),
+                    Scalar::Float32(x) if x.is_infinite() => infinity(x > 0.0),
                     Scalar::Float64(x) => format!("{x:?}"),
                     Scalar::Float32(x) => format!("{x:?}"),
                     Scalar::Timestamp(t) => format_instant(t),
@@ -548,6 +551,10 @@ fn entity_fields(batch: &RecordBatch, fields: &BTreeSet<String>) -> Result<Vec<V
             Ok(pairs)
         })
         .collect()
+}
+
+fn infinity(positive: bool) -> String {
+    if positive { "Infinity" } else { "-Infinity" }.to_string()
 }
 
 #[cfg(test)]

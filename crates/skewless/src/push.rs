@@ -198,6 +198,9 @@ impl PushTarget {
         id: Option<String>,
         to: PushTo,
     ) -> Result<PushReport, RequestError> {
+        if let Some(id) = &id {
+            check_push_id(id)?;
+        }
         let rows = batch.num_rows();
         let mut report = PushReport {
             source: self.input.source.clone(),
@@ -455,6 +458,26 @@ impl crate::Project {
             .compact()
             .map_err(|e| crate::Error::Request(e.to_string()))
     }
+}
+
+/// The longest push id taken, in bytes.
+pub const MAX_PUSH_ID_BYTES: usize = 256;
+
+/// A push id is 1 to [`MAX_PUSH_ID_BYTES`] bytes of text without control characters. An
+/// empty id would make every later push without a real id a "replay", silently dropped.
+pub fn check_push_id(id: &str) -> Result<(), RequestError> {
+    let problem = if id.is_empty() {
+        "is empty".to_string()
+    } else if id.len() > MAX_PUSH_ID_BYTES {
+        format!("is {} bytes; at most {MAX_PUSH_ID_BYTES} are taken", id.len())
+    } else if id.chars().any(char::is_control) {
+        "holds a control character".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(RequestError::BadPushId(format!(
+        "the push id {problem}: give 1 to {MAX_PUSH_ID_BYTES} bytes of text, or no id; nothing was pushed"
+    )))
 }
 
 /// Columns as a batch, named by position (the layout reads them by position).

@@ -63,6 +63,8 @@ pub struct PushSchema {
     pub schema: SchemaRef,
     /// Columns that must not be null: the join keys of every view reading the source, and the event time.
     pub required: Vec<String>,
+    /// The event time column.
+    pub timestamp: String,
     /// The availability column, filled with the ingestion instant where absent.
     pub created: Option<String>,
     /// The source's name, for messages.
@@ -76,6 +78,7 @@ impl PushSchema {
         PushSchema {
             schema,
             required,
+            timestamp: source.timestamp.clone(),
             created: source.created.clone(),
             source: source.name.clone(),
         }
@@ -210,6 +213,13 @@ impl PushSchema {
                 ));
             }
         }
+        // Event and availability times given must be instants the online path can hold
+        // (`skewless_defs::instant`); `created` filled in below is `now` itself.
+        for name in std::iter::once(&self.timestamp).chain(&self.created) {
+            if let Ok(i) = self.schema.index_of(name) {
+                check_times(&columns[i], name, now)?;
+            }
+        }
         if let Some(created) = &self.created
             && let Ok(i) = self.schema.index_of(created)
             && columns[i].null_count() > 0
@@ -221,6 +231,34 @@ impl PushSchema {
         RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options)
             .map_err(|e| at(None, None, e.to_string()))
     }
+}
+
+/// Checks every value of a timestamp column against the pushed-time rule, naming the first
+/// row that breaks it.
+fn check_times(column: &ArrayRef, name: &str, now: i64) -> Result<(), InputError> {
+    let DataType::Timestamp(unit, _) = column.data_type() else {
+        return Ok(());
+    };
+    let per_micro: (i64, i64) = match unit {
+        TimeUnit::Second => (1_000_000, 1),
+        TimeUnit::Millisecond => (1_000, 1),
+        TimeUnit::Microsecond => (1, 1),
+        TimeUnit::Nanosecond => (1, 1_000),
+    };
+    let raw = arrow::compute::cast(column, &DataType::Int64).map_err(|e| at(None, Some(name), e.to_string()))?;
+    let Some(raw) = raw.as_any().downcast_ref::<Int64Array>() else {
+        return Ok(());
+    };
+    for (row, value) in raw.iter().enumerate() {
+        let Some(value) = value else { continue };
+        let micros = value
+            .checked_mul(per_micro.0)
+            .map_or(if value < 0 { i64::MIN } else { i64::MAX }, |v| {
+                v.div_euclid(per_micro.1)
+            });
+        skewless_defs::instant::check_pushed(micros, now).map_err(|e| at(Some(row), Some(name), e))?;
+    }
+    Ok(())
 }
 
 fn strict_cast(column: &ArrayRef, ty: &DataType, name: &str, offset: usize) -> Result<ArrayRef, InputError> {
@@ -474,6 +512,7 @@ mod tests {
         PushSchema {
             schema: Arc::new(Schema::new(fields)),
             required: vec!["driver_id".into(), "ts".into()],
+            timestamp: "ts".into(),
             created: Some("created".into()),
             source: "trips".into(),
         }

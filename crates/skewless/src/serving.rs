@@ -24,7 +24,7 @@ use skewless_engine::{EvalError, OnDemandInput, OnDemandProgram};
 use skewless_offline::training_set::needed_views;
 use skewless_online::values::{scalar_at, to_array};
 use skewless_online::{
-    Entity, FeatureValue, KeyValue, LookupStats, OnlineStore, Scalar, Selection, Status, ViewLayout, lookup,
+    Entity, FeatureValue, FieldInput, KeyValue, LookupStats, OnlineStore, Scalar, Selection, Status, ViewLayout, lookup,
 };
 
 use crate::training::{FeatureSelection, resolve_selection};
@@ -60,6 +60,9 @@ pub enum RequestError {
     /// A pushed row that does not fit its source, naming the row and field; nothing was written.
     #[error("{0}")]
     BadRow(String),
+    /// A push id that is empty, too long or holds control characters; nothing was pushed.
+    #[error("{0}")]
+    BadPushId(String),
     /// The offline log could not be appended to: nothing was pushed.
     #[error("{0}")]
     LogUnavailable(String),
@@ -84,6 +87,7 @@ impl RequestError {
             RequestError::UnknownSource(_) => "UNKNOWN_SOURCE",
             RequestError::NotPushSource(_) => "NOT_A_PUSH_SOURCE",
             RequestError::BadRow(_) => "BAD_ROW",
+            RequestError::BadPushId(_) => "BAD_PUSH_ID",
             RequestError::LogUnavailable(_) => "OFFLINE_LOG_UNAVAILABLE",
             RequestError::OnlineWriteFailed(_) => "ONLINE_WRITE_FAILED",
             RequestError::Internal(_) => "INTERNAL",
@@ -98,7 +102,8 @@ impl RequestError {
             | RequestError::BadEntity(_)
             | RequestError::MissingRequestField { .. }
             | RequestError::NotPushSource(_)
-            | RequestError::BadRow(_) => 400,
+            | RequestError::BadRow(_)
+            | RequestError::BadPushId(_) => 400,
             RequestError::NothingApplied
             | RequestError::StoreUnavailable(_)
             | RequestError::LogUnavailable(_)
@@ -336,11 +341,11 @@ impl Compiled {
         (views, on_demand)
     }
 
-    async fn get(
+    async fn get<V: FieldInput + Sync>(
         &self,
         store: &dyn OnlineStore,
         selection: &FeatureSelection,
-        entities: &[Vec<(String, String)>],
+        entities: &[Vec<(String, V)>],
         at: i64,
     ) -> Result<GetOutput, RequestError> {
         let plan = self.plan(selection)?;
@@ -525,12 +530,14 @@ impl Serving {
             .collect())
     }
 
-    /// Looks features up for entities given as `name=value` text (join keys, and the request
-    /// fields of requested on-demand views), as of `at` (µs).
-    pub async fn get(
+    /// Looks features up for entities given as `name = value` fields (join keys, and the
+    /// request fields of requested on-demand views), as of `at` (µs). Values are text (a
+    /// command line) or JSON values with their kinds (the server); one rule reads both
+    /// ([`skewless_online::input`]).
+    pub async fn get<V: FieldInput + Sync>(
         &self,
         selection: &FeatureSelection,
-        entities: &[Vec<(String, String)>],
+        entities: &[Vec<(String, V)>],
         at: i64,
     ) -> Result<GetOutput, RequestError> {
         self.compiled.get(&*self.store, selection, entities, at).await
@@ -652,20 +659,30 @@ pub struct GetOutput {
 }
 
 /// Splits `name=value` pairs into join keys and request fields, typed.
-fn parse_entity(
+fn parse_entity<V: FieldInput>(
     index: usize,
-    pairs: &[(String, String)],
+    pairs: &[(String, V)],
     key_types: &BTreeMap<String, KeyType>,
     request_types: &BTreeMap<String, FeatureType>,
 ) -> Result<(Entity, HashMap<String, Scalar>), RequestError> {
     let mut keys: Entity = HashMap::new();
     let mut request = HashMap::new();
     let at = |name: &str, e: String| RequestError::BadEntity(format!("entity {}: `{name}`: {e}", index + 1));
-    for (name, text) in pairs {
-        if let Some(ty) = key_types.get(name) {
-            keys.insert(name.clone(), KeyValue::parse(text, *ty).map_err(|e| at(name, e))?);
+    for (name, value) in pairs {
+        let (text, given) = value.given();
+        let twice = if let Some(ty) = key_types.get(name) {
+            keys.insert(
+                name.clone(),
+                KeyValue::from_given(text, given, *ty).map_err(|e| at(name, e))?,
+            )
+            .is_some()
         } else if let Some(ty) = request_types.get(name) {
-            request.insert(name.clone(), Scalar::parse(text, *ty).map_err(|e| at(name, e))?);
+            request
+                .insert(
+                    name.clone(),
+                    Scalar::from_given(text, given, *ty).map_err(|e| at(name, e))?,
+                )
+                .is_some()
         } else {
             let mut known: Vec<&str> = key_types.keys().map(String::as_str).collect();
             known.extend(request_types.keys().map(String::as_str));
@@ -674,6 +691,10 @@ fn parse_entity(
                 index + 1,
                 known.join(", ")
             )));
+        };
+        // An entity says each field once: which of two values would count is a guess.
+        if twice {
+            return Err(at(name, "given twice".to_string()));
         }
     }
     Ok((keys, request))

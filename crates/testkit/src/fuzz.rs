@@ -97,3 +97,40 @@ pub fn no_panic<I: Debug + ?Sized, T>(what: &str, input: &I, f: impl FnOnce() ->
         }
     }
 }
+
+/// The seeds a property test runs: a fixed regression set (`1..=fixed` plus every seed that
+/// ever failed, kept in `regressions`) and `fresh` seeds drawn anew each run from the clock, so
+/// that CI explores new cases every time while the known ones keep being checked.
+///
+/// `{prefix}_SEED` replays one seed; `{prefix}_CASES` replaces the fixed range's length (the
+/// soak runs set it high); `{prefix}_FRESH` the number of fresh seeds. The plan is printed, so
+/// a failing fresh seed can be replayed and then added to `regressions`.
+pub fn seed_plan(prefix: &str, fixed: u64, regressions: &[u64], fresh: u64) -> Vec<u64> {
+    let env = |name: &str| {
+        let name = format!("{prefix}_{name}");
+        std::env::var(&name).ok().map(|v| {
+            v.parse::<u64>()
+                .unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}"))
+        })
+    };
+    if let Some(seed) = env("SEED") {
+        return vec![seed];
+    }
+    let fixed = env("CASES").unwrap_or(fixed);
+    let fresh = env("FRESH").unwrap_or(fresh);
+    let mut seeds: Vec<u64> = (1..=fixed).collect();
+    seeds.extend(regressions.iter().copied().filter(|s| *s > fixed));
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut rng = Fuzz::new(clock ^ u64::from(std::process::id()));
+    // Fresh seeds stay clear of the fixed range, so they are new cases.
+    let drawn: Vec<u64> = (0..fresh).map(|_| 1_000_000 + rng.next_u64() % (1 << 40)).collect();
+    println!(
+        "{prefix}: seeds 1..={fixed}, {} regression seed(s), fresh {drawn:?} (replay one: {prefix}_SEED=<seed>)",
+        regressions.len()
+    );
+    seeds.extend(drawn);
+    seeds
+}

@@ -22,7 +22,8 @@ fn definitions(n: usize) -> String {
     }
     text.push_str("feature_services:\n");
     for i in (0..n).step_by(10) {
-        text.push_str(&format!("  svc{i}: [ \"v{i}:*\", \"v{}:a\" ]\n", i + 1));
+        // Features of two views, names distinct (a service's names must be unique).
+        text.push_str(&format!("  svc{i}: [ \"v{i}:a\", \"v{}:b\" ]\n", i + 1));
     }
     text
 }

@@ -1,6 +1,7 @@
-//! Every case in `../shared/cases/pit/` as its own test: `case.json` is turned into
-//! definitions, the training set is built from the case's CSV files, and the result is
-//! compared with `expected.csv` as the cases' README says (instants, exact numbers, empty = null).
+//! Every case in `tests/cases/pit/` (the repository's copy of the public cases) as its own test:
+//! `case.json` is turned into definitions, the training set is built from the case's CSV files, and
+//! the result is compared with `expected.csv` as the cases' README says (instants, exact numbers,
+//! empty = null).
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +14,7 @@ use skewless_offline::source::{csv_schema_with_types, csv_time_type};
 use skewless_offline::training_set::{TrainingSetRequest, build};
 
 fn cases_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/cases/pit")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/cases/pit")
 }
 
 /// Definitions for a case: one entity per view (keys typed as the spine's columns), one
@@ -184,7 +185,7 @@ macro_rules! pit_cases {
         #[test]
         fn every_shared_case_has_a_test() {
             let mut on_disk: Vec<String> = std::fs::read_dir(cases_dir())
-                .unwrap_or_else(|e| panic!("shared cases at {}: {e}", cases_dir().display()))
+                .unwrap_or_else(|e| panic!("cases at {}: {e}", cases_dir().display()))
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                 .collect();
             on_disk.sort();

@@ -15,6 +15,7 @@ use skewless::serving::Serving;
 use skewless_server::{ApiKeys, Limits, Live, Options, run};
 use skewless_testkit::fuzz::Fuzz;
 
+mod hostile;
 mod push;
 mod served_log;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -101,7 +102,7 @@ async fn request_with(
         "Content-Type: application/json\r\n"
     };
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\n{content_type}{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{content_type}{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();

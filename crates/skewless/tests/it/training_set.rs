@@ -226,7 +226,7 @@ async fn name_clashes_and_missing_columns_are_explained() {
         .unwrap_err();
     assert!(
         err.to_string()
-            .contains("output column `score` comes from both `ride_score` and `other`"),
+            .contains("feature name `score` comes from both `ride_score` and `other`"),
         "{err}"
     );
     let ok = project
