@@ -213,12 +213,16 @@ impl PushSchema {
                 ));
             }
         }
-        // Event and availability times given must be instants the online path can hold
-        // (`skewless_defs::instant`); `created` filled in below is `now` itself.
-        for name in std::iter::once(&self.timestamp).chain(&self.created) {
-            if let Ok(i) = self.schema.index_of(name) {
-                check_times(&columns[i], name, now)?;
-            }
+        // Given times must be instants the online path can hold (`skewless_defs::instant`).
+        // The event time ranks rows newest-wins, so it may not run ahead of the clock; an
+        // availability time only breaks ties of one event time, and may (a late row's).
+        if let Ok(i) = self.schema.index_of(&self.timestamp) {
+            check_times(&columns[i], &self.timestamp, Some(now))?;
+        }
+        if let Some(created) = &self.created
+            && let Ok(i) = self.schema.index_of(created)
+        {
+            check_times(&columns[i], created, None)?;
         }
         if let Some(created) = &self.created
             && let Ok(i) = self.schema.index_of(created)
@@ -233,9 +237,9 @@ impl PushSchema {
     }
 }
 
-/// Checks every value of a timestamp column against the pushed-time rule, naming the first
-/// row that breaks it.
-fn check_times(column: &ArrayRef, name: &str, now: i64) -> Result<(), InputError> {
+/// Checks every value of a timestamp column against the accepted range and, given the
+/// ingestion clock `now`, the pushed-time rule; names the first row that breaks it.
+fn check_times(column: &ArrayRef, name: &str, now: Option<i64>) -> Result<(), InputError> {
     let DataType::Timestamp(unit, _) = column.data_type() else {
         return Ok(());
     };
@@ -256,7 +260,11 @@ fn check_times(column: &ArrayRef, name: &str, now: i64) -> Result<(), InputError
             .map_or(if value < 0 { i64::MIN } else { i64::MAX }, |v| {
                 v.div_euclid(per_micro.1)
             });
-        skewless_defs::instant::check_pushed(micros, now).map_err(|e| at(Some(row), Some(name), e))?;
+        match now {
+            Some(now) => skewless_defs::instant::check_pushed(micros, now),
+            None => skewless_defs::instant::check(micros),
+        }
+        .map_err(|e| at(Some(row), Some(name), e))?;
     }
     Ok(())
 }
@@ -518,6 +526,10 @@ mod tests {
         }
     }
 
+    /// The ingestion clock of these tests: 2026-01-01T00:00:00Z (pushed times may not be
+    /// more than 5 minutes after it).
+    const NOW: i64 = 1_767_225_600_000_000;
+
     fn rows(v: Value) -> Vec<Map<String, Value>> {
         serde_json::from_value(v).unwrap()
     }
@@ -531,7 +543,7 @@ mod tests {
                     {"driver_id": 1, "ts": "2025-01-01T00:00:00Z", "fare": 2.5, "rate": 0.1, "city": "x", "ok": true},
                     {"driver_id": 2, "ts": 1735689600.5, "created": "2025-01-02 00:00:00", "fare": "NaN"}
                 ])),
-                42,
+                NOW,
             )
             .unwrap();
         let ts = batch
@@ -545,7 +557,7 @@ mod tests {
             .as_any()
             .downcast_ref::<TimestampMicrosecondArray>()
             .unwrap();
-        assert_eq!(created.values(), &[42, 1_735_776_000_000_000]);
+        assert_eq!(created.values(), &[NOW, 1_735_776_000_000_000]);
         let fare = batch.column(3).as_any().downcast_ref::<Float64Array>().unwrap();
         assert!(fare.value(1).is_nan());
         let rate = batch.column(4).as_any().downcast_ref::<Float32Array>().unwrap();
@@ -558,7 +570,7 @@ mod tests {
             "city": ["x", null], "ok": [true, null]
         }))
         .unwrap();
-        let by_columns = s.from_columns(&df, 42).unwrap();
+        let by_columns = s.from_columns(&df, NOW).unwrap();
         assert_eq!(format!("{by_columns:?}"), format!("{batch:?}"));
     }
 
@@ -598,14 +610,30 @@ mod tests {
                 json!([{"driver_id": 1, "ts": "2025-01-01", "ok": 1}]),
                 "row 0, field `ok`: expected true or false, found 1",
             ),
+            (
+                json!([{"driver_id": 1, "ts": "2025-01-01", "created": 1_796_300_000_000i64}]),
+                "row 0, field `created`: instant 1796300000000000000 µs since the epoch is outside the accepted instants, \
+                 1900-01-01 to 2200-01-01 UTC (epoch numbers are seconds, not milliseconds)",
+            ),
+            (
+                json!([{"driver_id": 1, "ts": "2026-01-01T01:00:00Z"}]),
+                "row 0, field `ts`: instant 2026-01-01 (1767229200000000 µs since the epoch) is 3600 s ahead of the \
+                 server's clock; pushed times may be at most 300 s ahead (the online store keeps the newest row per \
+                 key, so a future row would hide the current one)",
+            ),
+            (
+                json!([{"driver_id": 1, "ts": "2025-01-01", "created": -1e13}]),
+                "row 0, field `created`: instant -9223372036854775808 µs since the epoch is outside the accepted instants, \
+                 1900-01-01 to 2200-01-01 UTC",
+            ),
         ];
         for (input, expected) in cases {
-            assert_eq!(s.from_rows(&rows(input), 0).unwrap_err().to_string(), expected);
+            assert_eq!(s.from_rows(&rows(input), NOW).unwrap_err().to_string(), expected);
         }
         let df: Map<String, Value> =
             serde_json::from_value(json!({"driver_id": [1, 2], "ts": ["2025-01-01"]})).unwrap();
         assert_eq!(
-            s.from_columns(&df, 0).unwrap_err().to_string(),
+            s.from_columns(&df, NOW).unwrap_err().to_string(),
             "field `ts`: 1 values, but column `driver_id` has 2"
         );
     }
@@ -624,9 +652,9 @@ mod tests {
             ),
         ])
         .unwrap();
-        let err = s.from_batches(&[input.slice(0, 2), input.clone()], 0).unwrap_err();
+        let err = s.from_batches(&[input.slice(0, 2), input.clone()], NOW).unwrap_err();
         assert_eq!((err.row, err.field.as_deref()), (Some(4), Some("driver_id")), "{err}");
-        let ok = s.from_batches(&[input.slice(0, 2)], 7).unwrap();
+        let ok = s.from_batches(&[input.slice(0, 2)], NOW).unwrap();
         assert_eq!(ok.num_rows(), 2);
         assert_eq!(ok.schema(), s.schema);
         let created = ok
@@ -634,6 +662,6 @@ mod tests {
             .as_any()
             .downcast_ref::<TimestampMicrosecondArray>()
             .unwrap();
-        assert_eq!(created.values(), &[7, 7]);
+        assert_eq!(created.values(), &[NOW, NOW]);
     }
 }

@@ -224,7 +224,7 @@ fn json_output_has_one_convention_for_non_finite_floats() {
             "--entity",
             "driver_id=1001,customer_id=5001,distance_km=NaN",
             "--entity",
-            "driver_id=1001,customer_id=5001,distance_km=-inf",
+            "driver_id=1001,customer_id=5001,distance_km=-Infinity",
             "--at",
             "2026-11-15",
             "--json",
