@@ -184,27 +184,44 @@ pub(crate) type Served = Vec<(i64, Vec<Vec<(Scalar, Status)>>)>;
 async fn replay(project: &Project, store: &dyn OnlineStore, seed: u64, pushes: usize, features: &[String]) -> Served {
     let mut rng = Fuzz::new(seed);
     let mut served = Vec::new();
-    let mut ids: Vec<String> = Vec::new();
+    let mut ids: Vec<(String, PushInput)> = Vec::new();
     for k in 0..pushes {
         let now = BASE + k as i64 * 10 * MINUTE;
-        let input = PushInput::Rows(rows(&mut rng, now));
+        let mut input = PushInput::Rows(rows(&mut rng, now));
 
-        // Every fifth push replays an earlier id with other rows: it must count nowhere.
-        let id = if k % 5 == 4 && !ids.is_empty() {
-            Some(ids[rng.below(ids.len())].clone())
+        // Every fifth push replays an earlier id, half the time with its rows (a retry: it
+        // appends nothing, and its online write changes nothing), else with other rows (a
+        // conflict: refused). Either way it must count nowhere.
+        let (id, replay, conflict) = if k % 5 == 4 && !ids.is_empty() {
+            let (id, first) = ids[rng.below(ids.len())].clone();
+            let retry = rng.below(2) == 0;
+            if retry {
+                input = first;
+            }
+            (Some(id), true, !retry)
         } else if rng.below(2) == 0 {
             let id = format!("push-{seed}-{k}");
-            ids.push(id.clone());
-            Some(id)
+            ids.push((id.clone(), input.clone()));
+            (Some(id), false, false)
         } else {
-            None
+            (None, false, false)
         };
-        let replay = k % 5 == 4 && id.is_some();
-        let report = project
+        let pushed = project
             .push(store, "trips", &input, id, PushTo::OnlineAndOffline, now)
-            .await
-            .unwrap();
-        assert_eq!(report.appended, !replay, "push {k}: {report:?}");
+            .await;
+        if conflict {
+            let err = pushed.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    skewless::Error::Serve(skewless::serving::RequestError::PushIdConflict(_))
+                ),
+                "push {k}: {err}"
+            );
+        } else {
+            let report = pushed.unwrap();
+            assert_eq!(report.appended, !replay, "push {k}: {report:?}");
+        }
         served.extend(served_at(project, store, features, now).await);
     }
     served

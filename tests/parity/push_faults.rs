@@ -47,6 +47,97 @@ fn redis_cli(port: u16, args: &[&str]) {
     assert!(status.success(), "redis-cli {args:?}");
 }
 
+/// The late rows of [`a_failed_online_write_is_logged_and_the_next_incremental_run_repairs_it`]:
+/// one per driver, 20 minutes after `BASE`.
+fn late_rows(fare: f64) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    (1..=DRIVERS)
+        .map(|d| {
+            serde_json::json!({"driver_id": d, "event_timestamp": skewless::online::format_instant(BASE + 20 * MINUTE + d),
+                "fare": fare + d as f64, "distance_km": 2.0, "rating": 1})
+            .as_object()
+            .unwrap()
+            .clone()
+        })
+        .collect()
+}
+
+/// An acknowledged push must be servable: when its online write failed after the append (a
+/// crash there leaves the same state), retrying it with the same id and rows appends
+/// nothing but writes the online store, so it serves what the training set holds without a
+/// materialization. The same id with other rows is refused (409), writing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_push_whose_online_write_failed_is_served() {
+    let server = skewless_testkit::RedisServer::start();
+    let (dir, project) = push_project();
+    let store = online_store::open(&StoreConfig::Redis(server.url())).await.unwrap();
+    let mut rng = Fuzz::new(12);
+    let now = BASE + 10 * MINUTE;
+    project
+        .push(
+            &*store,
+            "trips",
+            &PushInput::Rows(rows(&mut rng, now)),
+            None,
+            PushTo::OnlineAndOffline,
+            now,
+        )
+        .await
+        .unwrap();
+    redis_cli(server.port(), &["CONFIG", "SET", "min-replicas-to-write", "1"]);
+    let now = BASE + 30 * MINUTE;
+    let late = PushInput::Rows(late_rows(1000.0));
+    let push = |input: PushInput, id: &str| {
+        let project = project.clone();
+        let store = Arc::clone(&store);
+        let id = id.to_string();
+        async move {
+            project
+                .push(&*store, "trips", &input, Some(id), PushTo::OnlineAndOffline, now)
+                .await
+        }
+    };
+    let err = push(late.clone(), "late").await.unwrap_err();
+    assert!(
+        matches!(err, skewless::Error::Serve(RequestError::OnlineWriteFailed(_))),
+        "{err}"
+    );
+    redis_cli(server.port(), &["CONFIG", "SET", "min-replicas-to-write", "0"]);
+    let features = all_features();
+    let end = BASE + 40 * MINUTE;
+    let fares = |served: &crate::push::Served| -> Vec<skewless::online_store::Scalar> {
+        served[0]
+            .1
+            .iter()
+            .take(DRIVERS as usize)
+            .map(|row| row[4].0.clone())
+            .collect()
+    };
+    let expected: Vec<skewless::online_store::Scalar> = (1..=DRIVERS)
+        .map(|d| skewless::online_store::Scalar::Float64(1000.0 + d as f64))
+        .collect();
+    assert_ne!(fares(&served_at(&project, &*store, &features, end).await), expected);
+
+    // Other rows under the same id: refused, nothing written.
+    let err = push(PushInput::Rows(late_rows(2000.0)), "late").await.unwrap_err();
+    let skewless::Error::Serve(conflict @ RequestError::PushIdConflict(_)) = &err else {
+        panic!("expected PUSH_ID_CONFLICT, got {err}");
+    };
+    assert_eq!((conflict.code(), conflict.http_status()), ("PUSH_ID_CONFLICT", 409));
+    assert!(
+        err.to_string()
+            .contains("push id `late` was used before for other rows"),
+        "{err}"
+    );
+
+    // The retry: appended nothing, served now, equal to the training set.
+    let report = push(late, "late").await.unwrap();
+    assert!(!report.appended);
+    assert!(report.views.values().any(|w| w.written > 0), "{report:?}");
+    let served = served_at(&project, &*store, &features, end).await;
+    assert_eq!(fares(&served), expected);
+    assert_served_equals_training_set(dir.path(), &project, &served, &features).await;
+}
+
 /// Redis refuses writes (but still reads) after the append: the push fails saying the rows
 /// are logged, and the next incremental run writes them, late event times included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,9 +290,11 @@ async fn compaction_changes_no_training_set() {
         .await
         .unwrap();
     let mut rng = Fuzz::new(21);
+    let mut pushed = Vec::new();
     for k in 0..30 {
         let now = BASE + k * 10 * MINUTE;
         let input = PushInput::Rows(rows(&mut rng, now));
+        pushed.push(input.clone());
         project
             .push(
                 &*store,
@@ -250,17 +343,27 @@ async fn compaction_changes_no_training_set() {
     );
     let after = build("after").await;
     assert!(before == after, "compaction changed the training set");
-    // The ids survive compaction: a replay appends nothing.
-    let report = project
-        .push(
-            &*store,
-            "trips",
-            &PushInput::Rows(rows(&mut rng, BASE)),
-            Some("c7".into()),
-            PushTo::OnlineAndOffline,
-            BASE,
-        )
-        .await
-        .unwrap();
-    assert!(!report.appended);
+    // The ids and their digests survive compaction: a retry appends nothing, other rows
+    // under a kept id are refused.
+    let retry = |input: PushInput| {
+        let (project, store) = (project.clone(), Arc::clone(&store));
+        async move {
+            project
+                .push(
+                    &*store,
+                    "trips",
+                    &input,
+                    Some("c7".into()),
+                    PushTo::OnlineAndOffline,
+                    BASE + 300 * MINUTE,
+                )
+                .await
+        }
+    };
+    assert!(!retry(pushed[7].clone()).await.unwrap().appended);
+    let err = retry(PushInput::Rows(rows(&mut rng, BASE))).await.unwrap_err();
+    assert!(
+        err.to_string().contains("push id `c7` was used before for other rows"),
+        "{err}"
+    );
 }

@@ -330,8 +330,42 @@ fn crc32_update(mut c: u32, bytes: &[u8]) -> u32 {
 pub enum Appended {
     /// The rows are in the journal, durably, as the record at `offset`.
     Logged { journal: String, offset: u64 },
-    /// A push with this id was appended before: nothing was written.
-    Replayed,
+    /// A push with this id was appended before: nothing was written. `first` is the tag the
+    /// first push was kept with, when both carry one and their digests agree (the same rows);
+    /// `None` when that cannot be checked (an id logged before tags were kept).
+    Replayed { first: Option<String> },
+    /// A push with this id but other rows (another digest) was appended before: nothing was
+    /// written.
+    Conflict,
+}
+
+/// The separator in an id as the log keeps it: `<id>␟<tag>`, the tag being the digest of the
+/// push's rows, then (after another separator) whatever else the pusher keeps with it. Ids
+/// hold no control characters, so it cannot be part of one.
+pub const TAG_SEPARATOR: char = '\u{1f}';
+
+/// An id as the log keeps it: the push's own id and, when it has one, its tag.
+fn split_id(kept: &str) -> (&str, Option<&str>) {
+    match kept.split_once(TAG_SEPARATOR) {
+        Some((id, tag)) => (id, Some(tag)),
+        None => (kept, None),
+    }
+}
+
+/// The digest of the rows a tag names.
+fn digest_of(tag: &str) -> &str {
+    tag.split(TAG_SEPARATOR).next().unwrap_or(tag)
+}
+
+/// What a push tagged `tag` is when its id was seen tagged `known`.
+fn replay(known: Option<&str>, tag: Option<&str>) -> Appended {
+    match (known, tag) {
+        (Some(known), Some(tag)) if digest_of(known) != digest_of(tag) => Appended::Conflict,
+        (Some(known), Some(_)) => Appended::Replayed {
+            first: Some(known.to_string()),
+        },
+        _ => Appended::Replayed { first: None },
+    }
 }
 
 /// One source's log in this process. Appends are queued to its writer thread, which writes
@@ -363,6 +397,12 @@ impl Drop for PushLog {
             let _ = thread.join();
         }
     }
+}
+
+/// Records a kept id (`<id>` or `<id>␟<tag>`) as seen.
+fn remember(seen: &mut Seen, kept: &str) {
+    let (id, digest) = split_id(kept);
+    seen.ids.insert(id.to_string(), digest.map(str::to_string));
 }
 
 /// What the writer thread and the readers share: the ids seen so far, and the journal.
@@ -405,7 +445,8 @@ fn write_groups(state: Arc<LogState>, queue: Receiver<Pending>) {
 struct Seen {
     /// Segment names whose footers were read.
     files: HashSet<String>,
-    ids: HashSet<String>,
+    /// Push ids seen, each with its tag when it was kept one.
+    ids: HashMap<String, Option<String>>,
     /// The journal this log appends to, read up to `end`.
     journal: Option<Journal>,
 }
@@ -564,18 +605,28 @@ impl LogState {
             Ok(j) => j,
             Err(e) => return failed(e),
         };
-        let mut ids_in_group: HashSet<&str> = HashSet::new();
-        // Per member: whether it is appended (not a replay).
-        let fresh: Vec<bool> = group
+        let mut ids_in_group: HashMap<&str, Option<&str>> = HashMap::new();
+        // Per member: `None` when it is appended, else what it is (a replay, a conflict).
+        let verdicts: Vec<Option<Appended>> = group
             .iter()
-            .map(|pending| match pending.id.as_deref() {
-                Some(id) => !seen.ids.contains(id) && ids_in_group.insert(id),
-                None => true,
+            .map(|pending| {
+                let (id, digest) = split_id(pending.id.as_deref()?);
+                if let Some(known) = seen.ids.get(id) {
+                    return Some(replay(known.as_deref(), digest));
+                }
+                match ids_in_group.get(id) {
+                    Some(known) => Some(replay(*known, digest)),
+                    None => {
+                        ids_in_group.insert(id, digest);
+                        None
+                    }
+                }
             })
             .collect();
+        let fresh: Vec<bool> = verdicts.iter().map(Option::is_none).collect();
         let mut journal = match existing {
             Some(j) => j,
-            None if !fresh.contains(&true) => return (group.iter().map(|_| Ok(Appended::Replayed)).collect(), false),
+            None if !fresh.contains(&true) => return (verdicts.into_iter().flatten().map(Ok).collect(), false),
             None => match self.new_journal() {
                 Ok(j) => j,
                 Err(e) => return failed(e),
@@ -584,17 +635,15 @@ impl LogState {
         let name = file_name(&journal.path).to_string();
         let mut bytes = Vec::new();
         let mut results: Vec<LogResult<Appended>> = Vec::with_capacity(group.len());
-        for (pending, &fresh) in group.iter().zip(&fresh) {
-            results.push(if fresh {
+        for (pending, verdict) in group.iter().zip(verdicts) {
+            results.push(Ok(verdict.unwrap_or_else(|| {
                 let offset = journal.end + bytes.len() as u64;
                 bytes.extend_from_slice(&pending.record);
-                Ok(Appended::Logged {
+                Appended::Logged {
                     journal: name.clone(),
                     offset,
-                })
-            } else {
-                Ok(Appended::Replayed)
-            });
+                }
+            })));
         }
         if !bytes.is_empty() {
             let written = journal
@@ -614,7 +663,11 @@ impl LogState {
                 return (results, false);
             }
             journal.end += bytes.len() as u64;
-            seen.ids.extend(ids_in_group.into_iter().map(str::to_string));
+            seen.ids.extend(
+                ids_in_group
+                    .into_iter()
+                    .map(|(id, digest)| (id.to_string(), digest.map(str::to_string))),
+            );
         }
         let full = journal.end >= self.fold_at;
         seen.journal = Some(journal);
@@ -648,8 +701,8 @@ impl LogState {
                 journal.file.sync_data().map_err(|e| log_error(&journal.path, e))?;
             }
             for payload in payloads {
-                if let Some((Some(id), _)) = split_payload(payload) {
-                    seen.ids.insert(id.to_string());
+                if let Some((Some(kept), _)) = split_payload(payload) {
+                    remember(seen, kept);
                 }
             }
             journal.end += whole as u64;
@@ -755,7 +808,9 @@ impl LogState {
                 folded += records;
                 let segment = self.write_segment("seg", &batches, &schema, &[(IDS_KEY, &ids), (FOLDS_KEY, &[tag])])?;
                 seen.files.insert(file_name(&segment).to_string());
-                seen.ids.extend(ids);
+                for kept in &ids {
+                    remember(seen, kept);
+                }
             }
             std::fs::remove_file(path).map_err(|e| log_error(path, e))?;
         }
@@ -770,7 +825,9 @@ impl LogState {
         for path in listing(&self.dir)?.all {
             let name = file_name(&path).to_string();
             if !seen.files.contains(&name) {
-                seen.ids.extend(footer_list(&path, IDS_KEY)?);
+                for kept in footer_list(&path, IDS_KEY)? {
+                    remember(seen, &kept);
+                }
                 seen.files.insert(name);
             }
         }
@@ -935,12 +992,18 @@ pub(crate) fn nonce() -> u64 {
     RandomState::new().hash_one((std::process::id(), count, SystemTime::now()))
 }
 
-/// Footer ids of every visible segment, by segment name, after folding the journal (for
-/// tests and tools).
+/// The push ids in the footers of every visible segment (without their tags), by
+/// segment name, after folding the journal (for tests and tools).
 pub fn ids_by_segment(root: &Path, source: &str) -> LogResult<HashMap<String, Vec<String>>> {
     segments(root, source)?
         .iter()
-        .map(|p| Ok((file_name(p).to_string(), footer_list(p, IDS_KEY)?)))
+        .map(|p| {
+            let ids = footer_list(p, IDS_KEY)?;
+            Ok((
+                file_name(p).to_string(),
+                ids.iter().map(|kept| split_id(kept).0.to_string()).collect(),
+            ))
+        })
         .collect()
 }
 
@@ -1007,6 +1070,79 @@ mod tests {
         assert_eq!(PushLog::shared(a.path(), "s").dir(), log_dir(a.path(), "s"));
     }
 
+    /// A kept id carries a tag starting with the digest of its rows: a replay with the same
+    /// digest is the same push (and learns the first one's tag), one with another digest a
+    /// conflict, in the journal, after a fold, and in another process; an id kept without a
+    /// tag (an older log) cannot be checked.
+    #[test]
+    fn tagged_ids_tell_replays_from_conflicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PushLog::open(dir.path(), "s");
+        let kept = |id: &str, tag: &str| format!("{id}{TAG_SEPARATOR}{tag}");
+        let first_tag = format!("d1{TAG_SEPARATOR}100");
+        assert!(matches!(
+            log.append_now(&batch(&[1]), Some(&kept("a", &first_tag))).unwrap(),
+            Appended::Logged { .. }
+        ));
+        log.append_now(&batch(&[2]), Some("old")).unwrap();
+        let same = Appended::Replayed {
+            first: Some(first_tag.clone()),
+        };
+        let unchecked = Appended::Replayed { first: None };
+        let retry = kept("a", &format!("d1{TAG_SEPARATOR}200"));
+        for round in 0..2 {
+            let other = PushLog::open(dir.path(), "s");
+            for appender in [&log, &other] {
+                assert_eq!(
+                    appender.append_now(&batch(&[1]), Some(&retry)).unwrap(),
+                    same,
+                    "{round}"
+                );
+                assert_eq!(
+                    appender.append_now(&batch(&[9]), Some(&kept("a", "d2"))).unwrap(),
+                    Appended::Conflict
+                );
+                assert_eq!(
+                    appender.append_now(&batch(&[9]), Some(&kept("old", "d3"))).unwrap(),
+                    unchecked
+                );
+            }
+            // The second round reads the ids from the segment's footer.
+            assert_eq!(rows(dir.path()), [1, 2]);
+        }
+        assert_eq!(
+            ids_by_segment(dir.path(), "s")
+                .unwrap()
+                .into_values()
+                .flatten()
+                .collect::<BTreeSet<_>>(),
+            BTreeSet::from(["a".to_string(), "old".to_string()])
+        );
+        // Within one group or several: the first of an id is logged, another with other rows
+        // conflicts, one with the same rows is a replay.
+        let group = PushLog::open(dir.path(), "s");
+        let pending = [
+            group.queue(&batch(&[5]), Some(&kept("g", "x"))).unwrap(),
+            group.queue(&batch(&[6]), Some(&kept("g", "y"))).unwrap(),
+            group.queue(&batch(&[5]), Some(&kept("g", "x"))).unwrap(),
+        ];
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let answers: Vec<Appended> = pending
+            .into_iter()
+            .map(|answer| runtime.block_on(answer).unwrap().unwrap())
+            .collect();
+        assert!(matches!(answers[0], Appended::Logged { .. }), "{answers:?}");
+        assert_eq!(
+            answers[1..],
+            [
+                Appended::Conflict,
+                Appended::Replayed {
+                    first: Some("x".into())
+                }
+            ]
+        );
+    }
+
     #[test]
     fn appends_are_whole_records_and_replayed_ids_append_nothing() {
         let dir = tempfile::tempdir().unwrap();
@@ -1015,7 +1151,10 @@ mod tests {
         let Appended::Logged { journal, offset: 0 } = &first else {
             panic!("{first:?}")
         };
-        assert_eq!(log.append_now(&batch(&[1, 2]), Some("a")).unwrap(), Appended::Replayed);
+        assert_eq!(
+            log.append_now(&batch(&[1, 2]), Some("a")).unwrap(),
+            Appended::Replayed { first: None }
+        );
         let Appended::Logged { offset, .. } = log.append_now(&batch(&[3]), None).unwrap() else {
             panic!("logged")
         };
@@ -1026,19 +1165,28 @@ mod tests {
         ));
         // Another appender (another process) finds the id in the journal's records.
         let other = PushLog::open(dir.path(), "s");
-        assert_eq!(other.append_now(&batch(&[9]), Some("a")).unwrap(), Appended::Replayed);
+        assert_eq!(
+            other.append_now(&batch(&[9]), Some("a")).unwrap(),
+            Appended::Replayed { first: None }
+        );
         assert_eq!(rows(dir.path()), [1, 2, 3, 3]);
         // The reader folded the journal: it is gone, and both appenders start a new one, which
         // the next reader folds too; the id is found in the segment's footer now.
         assert!(!log.dir().join(journal).exists());
-        assert_eq!(other.append_now(&batch(&[9]), Some("a")).unwrap(), Appended::Replayed);
+        assert_eq!(
+            other.append_now(&batch(&[9]), Some("a")).unwrap(),
+            Appended::Replayed { first: None }
+        );
         assert!(
             files(log.dir(), is_journal).unwrap().is_empty(),
             "a replay started a journal"
         );
         log.append_now(&batch(&[4]), None).unwrap();
         other.append_now(&batch(&[5]), Some("b")).unwrap();
-        assert_eq!(log.append_now(&batch(&[5]), Some("b")).unwrap(), Appended::Replayed);
+        assert_eq!(
+            log.append_now(&batch(&[5]), Some("b")).unwrap(),
+            Appended::Replayed { first: None }
+        );
         assert_eq!(rows(dir.path()), [1, 2, 3, 3, 4, 5]);
         assert_eq!(segments(dir.path(), "s").unwrap().len(), 2);
         // A temp file left by a crash is never read, and the next fold deletes it.
@@ -1099,12 +1247,15 @@ mod tests {
         assert_eq!(segments(dir.path(), "s").unwrap().len(), 1);
         assert_eq!(rows(dir.path()), [1, 2, 3, 4, 5, 6, 7]);
         // The ids live on in the compacted segment, for this appender and a fresh one.
-        assert_eq!(log.append_now(&batch(&[7]), Some("id1")).unwrap(), Appended::Replayed);
+        assert_eq!(
+            log.append_now(&batch(&[7]), Some("id1")).unwrap(),
+            Appended::Replayed { first: None }
+        );
         assert_eq!(
             PushLog::open(dir.path(), "s")
                 .append_now(&batch(&[7]), Some("id2"))
                 .unwrap(),
-            Appended::Replayed
+            Appended::Replayed { first: None }
         );
         // A compaction that stopped after its rename, before deleting what it replaced:
         // the old segments are back on disk, yet no row shows twice, and the next run deletes them.
@@ -1196,7 +1347,10 @@ mod tests {
             assert!(
                 matches!(other.append_now(&batch(&[3]), Some("b")).unwrap(), Appended::Logged { offset, .. } if offset == whole)
             );
-            assert_eq!(other.append_now(&batch(&[1]), Some("a")).unwrap(), Appended::Replayed);
+            assert_eq!(
+                other.append_now(&batch(&[1]), Some("a")).unwrap(),
+                Appended::Replayed { first: None }
+            );
             assert_eq!(rows(dir.path()), [1, 3], "cut at {cut}");
         }
         // A reader alone stops at the tear too.
@@ -1256,7 +1410,7 @@ mod tests {
                 PushLog::open(dir.path(), "s")
                     .append_now(&batch(&[9]), Some("b"))
                     .unwrap(),
-                Appended::Replayed
+                Appended::Replayed { first: None }
             );
             assert_eq!(rows(dir.path()), [1, 2, 3, 10, 11], "{parts_written} parts written");
             assert!(!leftover.exists());
@@ -1267,7 +1421,7 @@ mod tests {
                     PushLog::open(dir.path(), "s")
                         .append_now(&batch(&[9]), Some(id))
                         .unwrap(),
-                    Appended::Replayed
+                    Appended::Replayed { first: None }
                 );
             }
         }
@@ -1296,7 +1450,7 @@ mod tests {
             PushLog::open(dir.path(), "s")
                 .append_now(&batch(&[0]), Some("id1"))
                 .unwrap(),
-            Appended::Replayed
+            Appended::Replayed { first: None }
         );
         assert_eq!(rows(dir.path()), [0, 1, 2]);
     }

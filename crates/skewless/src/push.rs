@@ -24,7 +24,7 @@ use arrow::datatypes::{Field, Schema};
 use datafusion::common::DFSchema;
 use datafusion::physical_expr::PhysicalExpr;
 use skewless_defs::{Definitions, Source};
-use skewless_offline::push_log::{Appended, PushLog};
+use skewless_offline::push_log::{Appended, PushLog, TAG_SEPARATOR};
 use skewless_offline::{source, training_set};
 use skewless_online::{OnlineStore, ViewLayout};
 
@@ -66,15 +66,44 @@ pub enum PushInput {
 }
 
 impl PushInput {
-    /// The rows as one batch in the source's schema, `created` filled with `now` where absent.
-    pub fn to_batch(&self, schema: &PushSchema, now: i64) -> Result<RecordBatch, RequestError> {
+    /// The rows as one batch in the source's schema, as given: missing availability times
+    /// are still null ([`PushSchema::fill_created`] fills them). `now` is the ingestion
+    /// clock the times given are checked against.
+    pub fn typed(&self, schema: &PushSchema, now: i64) -> Result<RecordBatch, RequestError> {
         match self {
             PushInput::Rows(rows) => schema.from_rows(rows, now),
             PushInput::Columns(df) => schema.from_columns(df, now),
             PushInput::Batches(batches) => schema.from_batches(batches, now),
         }
-        .map_err(|e| RequestError::BadRow(format!("source `{}`: {e}; nothing was pushed", schema.source)))
+        .map_err(|e| bad_row(schema, e))
     }
+}
+
+fn bad_row(schema: &PushSchema, e: crate::push_rows::InputError) -> RequestError {
+    RequestError::BadRow(format!("source `{}`: {e}; nothing was pushed", schema.source))
+}
+
+/// A digest of a push's rows as given (before the ingestion instant fills in missing
+/// availability times, so a retry of the same rows has the same digest): SHA-256 over the
+/// rows in Arrow's row format, which encodes values alone (not what a null slot holds),
+/// 16 hex digits.
+fn rows_digest(batch: &RecordBatch) -> Result<String, RequestError> {
+    use sha2::Digest;
+    let fields = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| arrow::row::SortField::new(f.data_type().clone()))
+        .collect();
+    let converter = arrow::row::RowConverter::new(fields).map_err(internal)?;
+    let rows = converter.convert_columns(batch.columns()).map_err(internal)?;
+    let mut hasher = sha2::Sha256::new();
+    for row in rows.iter() {
+        let bytes = row.as_ref();
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    }
+    Ok(hex::encode(&hasher.finalize()[..8]))
 }
 
 /// What a push did.
@@ -189,18 +218,33 @@ impl PushTarget {
         })
     }
 
-    /// Pushes `batch` (already in the source's schema: [`PushSchema`]): logs it, then writes
-    /// the online views. See the module docs for the guarantee.
-    pub async fn push(
+    /// Pushes `typed` (in the source's schema, availability times as given: [`PushSchema`]),
+    /// ingested at `now`: logs it, then writes the online views. `id` is the push's id, if
+    /// any. See the module docs for the guarantee.
+    async fn push(
         &self,
         store: &dyn OnlineStore,
-        batch: RecordBatch,
+        typed: RecordBatch,
+        now: i64,
         id: Option<String>,
         to: PushTo,
     ) -> Result<PushReport, RequestError> {
-        if let Some(id) = &id {
-            check_push_id(id)?;
-        }
+        // The log keeps an id as `<id>␟<digest of the rows as given>␟<ingestion instant>`: a
+        // retry of the same rows is known as one, and is filled in as the first push was.
+        let kept_id = match &id {
+            Some(id) => {
+                check_push_id(id)?;
+                Some(format!(
+                    "{id}{TAG_SEPARATOR}{}{TAG_SEPARATOR}{now}",
+                    rows_digest(&typed)?
+                ))
+            }
+            None => None,
+        };
+        let batch = self
+            .input
+            .fill_created(typed.clone(), now)
+            .map_err(|e| bad_row(&self.input, e))?;
         let rows = batch.num_rows();
         let mut report = PushReport {
             source: self.input.source.clone(),
@@ -221,11 +265,45 @@ impl PushTarget {
         };
         let appended = self
             .log
-            .append(&batch, id.as_deref())
+            .append(&batch, kept_id.as_deref())
             .await
             .map_err(|e| RequestError::LogUnavailable(format!("nothing was pushed: {e}")))?;
         let logged = match appended {
-            Appended::Replayed => return Ok(report),
+            // The same rows again: they are in the log, but the first push may have stopped
+            // before its online write (a crash, a store error). Row views are written again,
+            // filled in at the first push's ingestion instant, so exactly what the log holds
+            // (newer-wins makes that a no-op where it landed). Tiles are not: adding a push's
+            // records twice would count its rows twice (`materialize` rebuilds them).
+            Appended::Replayed { first: Some(tag) } if to == PushTo::OnlineAndOffline => {
+                let Some(first_now) = tag.split(TAG_SEPARATOR).nth(1).and_then(|t| t.parse::<i64>().ok()) else {
+                    return Ok(report);
+                };
+                let first = self
+                    .input
+                    .fill_created(typed, first_now)
+                    .map_err(|e| bad_row(&self.input, e))?;
+                let (writes, _) = self.compute(&first)?;
+                let rows_only = writes
+                    .into_iter()
+                    .filter(|(_, entries, _)| matches!(entries, ViewEntries::Rows(_)))
+                    .collect();
+                report.views = self
+                    .write(store, rows_only, &|view, e| {
+                        RequestError::OnlineWriteFailed(format!(
+                            "the {rows} rows of this replayed push are in the offline log, but writing feature \
+                             view `{view}` online failed: {e}; a retry writes them again"
+                        ))
+                    })
+                    .await?;
+                return Ok(report);
+            }
+            Appended::Replayed { .. } => return Ok(report),
+            Appended::Conflict => {
+                return Err(RequestError::PushIdConflict(format!(
+                    "push id `{}` was used before for other rows; nothing was pushed (give these rows another id)",
+                    id.unwrap_or_default()
+                )));
+            }
             Appended::Logged { journal, offset } => format!("{journal}@{offset}"),
         };
         report.appended = true;
@@ -398,8 +476,8 @@ impl PushTarget {
         to: PushTo,
         now: i64,
     ) -> Result<PushReport, RequestError> {
-        let batch = input.to_batch(&self.input, now)?;
-        self.push(store, batch, id, to).await
+        let typed = input.typed(&self.input, now)?;
+        self.push(store, typed, now, id, to).await
     }
 }
 

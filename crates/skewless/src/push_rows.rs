@@ -176,11 +176,14 @@ impl PushSchema {
             })?);
             offset += batch.num_rows();
         }
-        concat_batches(&self.schema, &out).map_err(|e| at(None, None, e.to_string()))
+        let schema = out
+            .first()
+            .map_or_else(|| Arc::clone(&self.schema), RecordBatch::schema);
+        concat_batches(&schema, &out).map_err(|e| at(None, None, e.to_string()))
     }
 
-    /// Checks the required columns and fills `created`.
-    fn finish(&self, mut columns: Vec<ArrayRef>, rows: usize, now: i64) -> Result<RecordBatch, InputError> {
+    /// Checks the required columns and the times given (`now`: the ingestion clock).
+    fn finish(&self, columns: Vec<ArrayRef>, rows: usize, now: i64) -> Result<RecordBatch, InputError> {
         for name in &self.required {
             let Ok(i) = self.schema.index_of(name) else {
                 return Err(at(
@@ -224,14 +227,45 @@ impl PushSchema {
         {
             check_times(&columns[i], created, None)?;
         }
+        // Missing availability times stay null until `fill_created`, so the batch's schema
+        // takes nulls there even where the source's does not.
+        let schema = match &self.created {
+            Some(created) => {
+                let fields: Vec<arrow::datatypes::FieldRef> = self
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        if f.name() == created && !f.is_nullable() {
+                            Arc::new(f.as_ref().clone().with_nullable(true))
+                        } else {
+                            Arc::clone(f)
+                        }
+                    })
+                    .collect();
+                Arc::new(arrow::datatypes::Schema::new_with_metadata(
+                    fields,
+                    self.schema.metadata().clone(),
+                ))
+            }
+            None => Arc::clone(&self.schema),
+        };
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+        RecordBatch::try_new_with_options(schema, columns, &options).map_err(|e| at(None, None, e.to_string()))
+    }
+
+    /// `batch` (from `from_rows`, `from_columns` or `from_batches`) with its missing
+    /// availability times set to the ingestion instant `now`.
+    /// The batch is then in the source's own schema.
+    pub fn fill_created(&self, batch: RecordBatch, now: i64) -> Result<RecordBatch, InputError> {
+        let mut columns = batch.columns().to_vec();
         if let Some(created) = &self.created
             && let Ok(i) = self.schema.index_of(created)
             && columns[i].null_count() > 0
         {
-            let filled = fill_nulls_with_instant(&columns[i], now).map_err(|e| at(None, Some(created), e))?;
-            columns[i] = filled;
+            columns[i] = fill_nulls_with_instant(&columns[i], now).map_err(|e| at(None, Some(created), e))?;
         }
-        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
         RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options)
             .map_err(|e| at(None, None, e.to_string()))
     }
@@ -537,7 +571,7 @@ mod tests {
     #[test]
     fn json_rows_become_typed_columns_and_created_is_the_ingestion_instant() {
         let s = schema();
-        let batch = s
+        let typed = s
             .from_rows(
                 &rows(json!([
                     {"driver_id": 1, "ts": "2025-01-01T00:00:00Z", "fare": 2.5, "rate": 0.1, "city": "x", "ok": true},
@@ -546,6 +580,9 @@ mod tests {
                 NOW,
             )
             .unwrap();
+        // `created` is left null by typing, then filled with the ingestion instant.
+        assert!(typed.column(2).is_null(0));
+        let batch = s.fill_created(typed, NOW).unwrap();
         let ts = batch
             .column(1)
             .as_any()
@@ -570,7 +607,7 @@ mod tests {
             "city": ["x", null], "ok": [true, null]
         }))
         .unwrap();
-        let by_columns = s.from_columns(&df, NOW).unwrap();
+        let by_columns = s.fill_created(s.from_columns(&df, NOW).unwrap(), NOW).unwrap();
         assert_eq!(format!("{by_columns:?}"), format!("{batch:?}"));
     }
 
@@ -654,7 +691,9 @@ mod tests {
         .unwrap();
         let err = s.from_batches(&[input.slice(0, 2), input.clone()], NOW).unwrap_err();
         assert_eq!((err.row, err.field.as_deref()), (Some(4), Some("driver_id")), "{err}");
-        let ok = s.from_batches(&[input.slice(0, 2)], NOW).unwrap();
+        let ok = s
+            .fill_created(s.from_batches(&[input.slice(0, 2)], NOW).unwrap(), NOW)
+            .unwrap();
         assert_eq!(ok.num_rows(), 2);
         assert_eq!(ok.schema(), s.schema);
         let created = ok

@@ -63,6 +63,9 @@ pub enum RequestError {
     /// A push id that is empty, too long or holds control characters; nothing was pushed.
     #[error("{0}")]
     BadPushId(String),
+    /// A push id used before for other rows; nothing was pushed.
+    #[error("{0}")]
+    PushIdConflict(String),
     /// The offline log could not be appended to: nothing was pushed.
     #[error("{0}")]
     LogUnavailable(String),
@@ -88,6 +91,7 @@ impl RequestError {
             RequestError::NotPushSource(_) => "NOT_A_PUSH_SOURCE",
             RequestError::BadRow(_) => "BAD_ROW",
             RequestError::BadPushId(_) => "BAD_PUSH_ID",
+            RequestError::PushIdConflict(_) => "PUSH_ID_CONFLICT",
             RequestError::LogUnavailable(_) => "OFFLINE_LOG_UNAVAILABLE",
             RequestError::OnlineWriteFailed(_) => "ONLINE_WRITE_FAILED",
             RequestError::Internal(_) => "INTERNAL",
@@ -98,6 +102,7 @@ impl RequestError {
     pub fn http_status(&self) -> u16 {
         match self {
             RequestError::UnknownFeature(_) | RequestError::UnknownSource(_) => 404,
+            RequestError::PushIdConflict(_) => 409,
             RequestError::ViewNotOnline(_)
             | RequestError::BadEntity(_)
             | RequestError::MissingRequestField { .. }

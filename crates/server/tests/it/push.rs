@@ -100,14 +100,29 @@ async fn pushes_are_logged_then_served_and_bad_ones_write_nothing() {
     assert_eq!(body["views"]["driver_last_trip"]["written"], 2, "{body}");
     assert_eq!(served_fare(addr, 1001).await, (json!(11.5), "PRESENT".into()));
 
-    // The same id again, with other rows: acknowledged, nothing written anywhere.
+    // The same id again, with the same rows: acknowledged, appended nothing (the online
+    // write is made again: newer-wins leaves what is there).
+    let (status, body) = post(
+        addr,
+        "/v1/push",
+        json!({"source": "trips", "rows": [trip(1001, t, 11.5), trip(1002, t, 12.5)], "id": "p1"}),
+    )
+    .await;
+    assert_eq!((status, &body["appended"]), (200, &json!(false)), "{body}");
+    assert_eq!(body["views"]["driver_last_trip"]["skipped_not_newer"], 2, "{body}");
+    // With other rows: 409 naming the id, nothing written anywhere.
     let (status, body) = post(
         addr,
         "/v1/push",
         json!({"source": "trips", "rows": [trip(1001, t + 1, 99.0)], "id": "p1"}),
     )
     .await;
-    assert_eq!((status, &body["appended"]), (200, &json!(false)), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("PUSH_ID_CONFLICT")),
+        "{body}"
+    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("`p1`"), "{body}");
     assert_eq!(served_fare(addr, 1001).await.0, json!(11.5));
 
     // Feast's body: column-major `df`, `to: online` (logged offline too).
