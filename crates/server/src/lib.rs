@@ -249,10 +249,6 @@ struct App {
     served_log: Option<Arc<skewless::served_log::ServedLog>>,
 }
 
-/// The stable code of an error answer, for the metrics.
-#[derive(Debug, Clone, Copy)]
-struct ErrorCode(&'static str);
-
 /// Every request passes here, in order: the host check (servers without API keys,
 /// [`origin`]), the API key, the content type of a POST, and its body read whole under the
 /// body timeout and size limit; then the route. Every answer is counted by route and status,
@@ -339,7 +335,7 @@ async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, nex
     let response = next.run(request).await;
     // axum's body limit answers 413 in plain text; every error is the documented JSON shape.
     let response =
-        if response.status() == StatusCode::PAYLOAD_TOO_LARGE && response.extensions().get::<ErrorCode>().is_none() {
+        if response.status() == StatusCode::PAYLOAD_TOO_LARGE && response.extensions().get::<ErrorInfo>().is_none() {
             body_too_large(app.limits.body_limit(route)).into_response()
         } else {
             response
@@ -391,10 +387,40 @@ async fn read_body(
     }
 }
 
-/// Counts an answer in the metrics and returns it.
-fn finish(app: &App, route: &'static str, started: Instant, response: Response) -> Response {
+/// A new request id: unique within the process and unlikely across processes.
+fn request_id() -> String {
+    use std::hash::BuildHasher;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let hash = std::collections::hash_map::RandomState::new().hash_one((std::process::id(), count));
+    format!("{hash:016x}")
+}
+
+/// Writes an error answer's body, with a request id that the log line of its details (if
+/// any) carries too; counts every answer in the metrics.
+fn finish(app: &App, route: &'static str, started: Instant, mut response: Response) -> Response {
     let status = response.status().as_u16();
-    let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
+    let code = match response.extensions_mut().remove::<ErrorInfo>() {
+        Some(info) => {
+            let id = request_id();
+            if let Some(detail) = &info.detail {
+                eprintln!("skewless serve: request {id}: {status} {}: {detail}", info.code);
+            }
+            let body = json!({ "error": { "code": info.code, "message": info.message, "request_id": id } });
+            let mut rendered = (response.status(), axum::Json(body)).into_response();
+            for (name, value) in response.headers() {
+                if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+                    rendered.headers_mut().insert(name.clone(), value.clone());
+                }
+            }
+            if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+                rendered.headers_mut().insert("x-request-id", value);
+            }
+            response = rendered;
+            Some(info.code)
+        }
+        None => None,
+    };
     app.metrics
         .request(route, status, started.elapsed().as_secs_f64(), code);
     response
@@ -530,34 +556,98 @@ impl Server {
     }
 }
 
-/// An error answer: the status and stable code of the error, and its message.
+/// An error answer: the status and stable code of the error, the message the client gets,
+/// and, for failures that are not the client's (a store, the disk, a bug), the details only
+/// the server's log gets ([`finish`] writes them there with the answer's request id).
 #[derive(Debug)]
 struct Reject {
     status: u16,
     code: &'static str,
     message: String,
+    detail: Option<String>,
+}
+
+/// What [`finish`] needs of an error answer.
+#[derive(Debug, Clone)]
+struct ErrorInfo {
+    code: &'static str,
+    message: String,
+    detail: Option<String>,
 }
 
 impl IntoResponse for Reject {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
-        let mut response = (status, axum::Json(body)).into_response();
-        response.extensions_mut().insert(ErrorCode(self.code));
+        // The body is written by `finish`, with the request id.
+        let mut response = status.into_response();
+        response.extensions_mut().insert(ErrorInfo {
+            code: self.code,
+            message: self.message,
+            detail: self.detail,
+        });
         response
     }
 }
 
+/// Client messages are capped: an answer never echoes a huge input back whole.
+const MAX_MESSAGE_CHARS: usize = 1024;
+
 fn error(status: u16, code: &'static str, message: impl Into<String>) -> Reject {
+    let mut message = message.into();
+    if message.len() > MAX_MESSAGE_CHARS {
+        let end = message.floor_char_boundary(MAX_MESSAGE_CHARS);
+        message.truncate(end);
+        message.push_str("… (cut)");
+    }
     Reject {
         status,
         code,
-        message: message.into(),
+        message,
+        detail: None,
     }
 }
 
+/// A failure that is not the client's: the client gets `message`, the log `detail`.
+fn failure(status: u16, code: &'static str, message: &str, detail: String) -> Reject {
+    Reject {
+        detail: Some(detail),
+        ..error(status, code, message)
+    }
+}
+
+/// The one place a serving error becomes an answer: the caller's mistakes say what is wrong;
+/// our failures say what happened and what to do, never a path, a host or a store's words.
 fn request_error(e: &RequestError) -> Response {
-    error(e.http_status(), e.code(), e.to_string()).into_response()
+    let (status, code) = (e.http_status(), e.code());
+    let reject = match e {
+        RequestError::StoreUnavailable(_) => failure(
+            status,
+            code,
+            "the online store did not answer; try again",
+            e.to_string(),
+        ),
+        RequestError::LogUnavailable(_) => failure(
+            status,
+            code,
+            "the offline log could not be written: nothing was pushed; try again",
+            e.to_string(),
+        ),
+        RequestError::OnlineWriteFailed(_) => failure(
+            status,
+            code,
+            "the rows are in the offline log, but the online store did not take them (it may have taken some): \
+             retry the push with the same id, or run `skewless materialize-incremental`",
+            e.to_string(),
+        ),
+        RequestError::Internal(_) => failure(
+            status,
+            code,
+            "internal error (a bug): the server's log has the details under this request id",
+            e.to_string(),
+        ),
+        _ => error(status, code, e.to_string()),
+    };
+    reject.into_response()
 }
 
 fn bad_request(message: impl Into<String>) -> Reject {
@@ -746,7 +836,13 @@ fn json_answer(body: &impl serde::Serialize, found: &GetOutput) -> Response {
     let mut bytes = Vec::with_capacity(256 + 96 * found.rows.len() * (found.features.len() + 1));
     match serde_json::to_writer(&mut bytes, body) {
         Ok(()) => ([(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Err(e) => error(500, "INTERNAL", format!("encoding the answer: {e}")).into_response(),
+        Err(e) => failure(
+            500,
+            "INTERNAL",
+            "internal error (a bug): the server's log has the details under this request id",
+            format!("encoding the answer: {e}"),
+        )
+        .into_response(),
     }
 }
 
@@ -777,9 +873,20 @@ async fn render_metrics(State(app): State<Arc<App>>) -> Response {
 
 /// `GET /ready`: the store answers a read.
 async fn ready(State(app): State<Arc<App>>) -> Response {
-    match app.live.current().check_store().await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => request_error(&e),
+    let serving = app.live.current();
+    // A hung store is not ready: answered within the request timeout, like a lookup.
+    match tokio::time::timeout(app.limits.request_timeout, serving.check_store()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        Ok(Err(e)) => request_error(&e),
+        Err(_) => error(
+            503,
+            "STORE_UNAVAILABLE",
+            format!(
+                "the online store did not answer within {:?}",
+                app.limits.request_timeout
+            ),
+        )
+        .into_response(),
     }
 }
 

@@ -461,3 +461,29 @@ fn limits_that_make_no_sense_are_refused_at_start() {
         assert!(err.contains(name), "{err}");
     }
 }
+
+/// An unknown feature name of 900 KB is not echoed back whole: client messages are capped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_names_are_not_echoed_back() {
+    let server = start(Limits {
+        max_body_bytes: 2 << 20,
+        ..Limits::default()
+    })
+    .await;
+    let name = format!("driver_hourly_stats:{}", "x".repeat(900_000));
+    let (status, text) = request(
+        server.addr,
+        "POST",
+        "/v1/features",
+        json!({"features": [name], "entities": [{"driver_id": 1001}]})
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 404, "{}", &text[..200.min(text.len())]);
+    assert!(text.len() < 2048, "{} bytes answered", text.len());
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["error"]["code"], "UNKNOWN_FEATURE");
+    assert!(body["error"]["request_id"].is_string(), "{body}");
+    stop(server).await;
+}

@@ -472,6 +472,12 @@ async fn a_store_that_goes_down_is_503_then_recovers() {
         (503, Some("STORE_UNAVAILABLE")),
         "{body}"
     );
+    // The client gets a safe message and a request id; the store's address and words stay
+    // in the server's log.
+    let message = body["error"]["message"].as_str().unwrap();
+    let port = redis.url().rsplit(':').next().unwrap().to_string();
+    assert!(!message.contains(&port) && !message.contains("127.0.0.1"), "{message}");
+    assert_eq!(body["error"]["request_id"].as_str().map(str::len), Some(16), "{body}");
     assert_eq!(request(server.addr, "GET", "/ready", b"").await.0, 503);
     assert_eq!(request(server.addr, "GET", "/health", b"").await.0, 200);
 
@@ -595,6 +601,16 @@ async fn a_stalled_store_times_out_with_504() {
         (504, Some("TIMEOUT")),
         "{body}"
     );
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    // `/ready` answers within the request timeout too: a hung store is not ready.
+    let started = std::time::Instant::now();
+    let (status, body) = request(server.addr, "GET", "/ready", b"").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("STORE_UNAVAILABLE"), "{body}");
     assert!(
         started.elapsed() < std::time::Duration::from_millis(1500),
         "{:?}",
