@@ -187,6 +187,10 @@ pub enum Command {
         /// Connections open at once; at the cap new ones wait to be accepted.
         #[arg(long, default_value_t = 4096)]
         max_connections: usize,
+        /// Push bodies in flight at once (a push takes about ten times its body in memory);
+        /// over it a push is answered 503 with Retry-After. At least --max-push-body.
+        #[arg(long, default_value = "128MiB", value_parser = parse_bytes)]
+        max_push_in_flight: usize,
         /// On ctrl-c or SIGTERM, requests in flight get this long to finish.
         #[arg(long, default_value = "10s", value_parser = parse_timeout)]
         shutdown_grace: std::time::Duration,

@@ -275,6 +275,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             header_timeout,
             body_timeout,
             max_connections,
+            max_push_in_flight,
             shutdown_grace,
             log_served,
             log_sample,
@@ -293,6 +294,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 header_timeout,
                 body_timeout,
                 max_connections,
+                max_push_bytes_in_flight: max_push_in_flight,
                 shutdown_grace,
             };
             limits.validate().map_err(anyhow::Error::msg)?;

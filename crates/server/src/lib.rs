@@ -64,6 +64,10 @@ pub struct Limits {
     pub body_timeout: std::time::Duration,
     /// Connections open at once, across the server's shards; at the cap new ones wait.
     pub max_connections: usize,
+    /// Push bodies being read or processed at once, in bytes, across shards: a push that
+    /// would go over is answered 503 `OVERLOADED` with `Retry-After` (a push takes about
+    /// ten times its body in memory while it is typed and written).
+    pub max_push_bytes_in_flight: usize,
     /// After shutdown begins, requests in flight have this long to finish before their
     /// connections are dropped.
     pub shutdown_grace: std::time::Duration,
@@ -92,6 +96,15 @@ impl Limits {
         if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
             return Err(format!("{name} must be longer than zero"));
         }
+        if self.max_push_bytes_in_flight < self.max_push_body_bytes {
+            return Err(format!(
+                "max push bytes in flight ({}) must be at least the max push body ({}), or the largest push could never run",
+                self.max_push_bytes_in_flight, self.max_push_body_bytes
+            ));
+        }
+        if self.max_push_bytes_in_flight / 1024 > u32::MAX as usize {
+            return Err("max push bytes in flight must be under 4 TiB".into());
+        }
         Ok(())
     }
 
@@ -117,6 +130,7 @@ impl Default for Limits {
             header_timeout: std::time::Duration::from_secs(30),
             body_timeout: std::time::Duration::from_secs(60),
             max_connections: 4096,
+            max_push_bytes_in_flight: 128 << 20,
             shutdown_grace: std::time::Duration::from_secs(10),
         }
     }
@@ -241,6 +255,8 @@ pub async fn watch_registry(
 #[derive(Debug)]
 struct App {
     live: Arc<Live>,
+    /// The push memory budget, in KiB ([`Limits::max_push_bytes_in_flight`]).
+    push_budget: Arc<tokio::sync::Semaphore>,
     limits: Limits,
     api_keys: Option<ApiKeys>,
     allowed_hosts: AllowedHosts,
@@ -314,6 +330,37 @@ async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, nex
         .into_response();
         return finish(&app, route, started, response);
     }
+    // A push holds its share of the push memory budget from before its body is read until
+    // it is answered; a body of unknown length is counted at the route's limit.
+    let _budget = if matches!(route, "/v1/push" | "/push") {
+        let bytes = declared_length(request.headers()).map_or(app.limits.max_push_body_bytes as u64, |n| {
+            n.min(app.limits.max_push_body_bytes as u64)
+        });
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        match Arc::clone(&app.push_budget).try_acquire_many_owned(kib) {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                let mut response = error(
+                    503,
+                    "OVERLOADED",
+                    "the server is busy with other pushes; retry after a second (smaller pushes get in sooner)",
+                )
+                .into_response();
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("1"),
+                );
+                // The body was not read: the connection cannot carry another request.
+                response.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+                return finish(&app, route, started, response);
+            }
+        }
+    } else {
+        None
+    };
     // The body is read here, whole, under the body timeout and the route's size limit: a
     // client that stalls mid-body is answered 408, not waited for.
     let request = if request.method() == axum::http::Method::POST {
@@ -351,18 +398,21 @@ fn body_too_large(limit: usize) -> Reject {
     )
 }
 
+/// The body length a request declares (`Content-Length`).
+fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// `request` with its body read whole (at most `limit` bytes, within `timeout`).
 async fn read_body(
     request: axum::extract::Request,
     limit: usize,
     timeout: std::time::Duration,
 ) -> Result<axum::extract::Request, Reject> {
-    let declared = request
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if declared_length(request.headers()).is_some_and(|n| n > limit as u64) {
         return Err(body_too_large(limit));
     }
     let (parts, body) = request.into_parts();
@@ -463,6 +513,8 @@ pub struct Server {
     options: Options,
     /// Connections open at once, across shards.
     connections: Arc<tokio::sync::Semaphore>,
+    /// Push bytes in flight, in KiB, across shards.
+    push_budget: Arc<tokio::sync::Semaphore>,
     metrics: Arc<metrics::Metrics>,
     served_log: Option<Arc<skewless::served_log::ServedLog>>,
 }
@@ -483,6 +535,9 @@ impl Server {
             .map(Arc::new);
         Ok(Server {
             connections: Arc::new(tokio::sync::Semaphore::new(options.limits.max_connections)),
+            push_budget: Arc::new(tokio::sync::Semaphore::new(
+                options.limits.max_push_bytes_in_flight / 1024,
+            )),
             options,
             metrics: Arc::default(),
             served_log,
@@ -510,6 +565,7 @@ impl Server {
         let lends_store = handoff.is_some();
         let app = Arc::new(App {
             live,
+            push_budget: Arc::clone(&self.push_budget),
             limits,
             api_keys,
             allowed_hosts,

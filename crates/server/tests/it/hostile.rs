@@ -487,3 +487,41 @@ async fn huge_names_are_not_echoed_back() {
     assert!(body["error"]["request_id"].is_string(), "{body}");
     stop(server).await;
 }
+
+/// Pushes in flight are bounded by bytes: while one push holds most of the budget (its body
+/// still arriving), another is answered 503 `OVERLOADED` with `Retry-After`, and gets in once
+/// the first is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_over_the_memory_budget_are_told_to_retry() {
+    let server = start(Limits {
+        max_push_body_bytes: 64 * 1024,
+        max_push_bytes_in_flight: 64 * 1024,
+        body_timeout: std::time::Duration::from_millis(500),
+        ..Limits::default()
+    })
+    .await;
+    let addr = server.addr;
+    let mut holder = tokio::net::TcpStream::connect(addr).await.unwrap();
+    holder
+        .write_all(
+            b"POST /v1/push HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 65536\r\n\r\n{\"source\"",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let now_s = now_micros() / 1_000_000;
+    let push = json!({"source": "trips", "rows": [trip(1501, json!(now_s), 3.0)]}).to_string();
+    let (status, text) = raw_request(addr, "POST", "/v1/push", "Host: 127.0.0.1\r\n", push.as_bytes()).await;
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(
+        text.contains("OVERLOADED") && text.to_ascii_lowercase().contains("retry-after: 1"),
+        "{text}"
+    );
+    assert_eq!(status, 503);
+    // The holder times out (408); the budget is free again.
+    let answer = read_until_closed(&mut holder, std::time::Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let (status, text) = raw_request(addr, "POST", "/v1/push", "Host: 127.0.0.1\r\n", push.as_bytes()).await;
+    assert_eq!(status, 200, "{text}");
+    stop(server).await;
+}
