@@ -14,8 +14,11 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 if command -v curl >/dev/null; then
-  echo "\$ curl -s -H 'Content-Type: application/json' $addr/v1/features -d '{\"feature_service\": \"ranking_v1\", …}'"
-  curl -s -H "Content-Type: application/json" "$addr/v1/features" -d '{"feature_service": "ranking_v1", "entities": [{"driver_id": 1001, "customer_id": 5001, "distance_km": 3.2}], "at": "2026-11-15T06:00:00Z"}'
+  echo "\$ curl -s -H 'Content-Type: application/json' $addr/v1/features -d '{\"features\": [\"driver_hourly_stats:conv_rate\", \"ride_score:score\", …], \"at\": …}'"
+  curl -s -H "Content-Type: application/json" "$addr/v1/features" -d '{"features": ["driver_hourly_stats:conv_rate", "customer_profile:tier", "ride_score:score"], "entities": [{"driver_id": 1001, "customer_id": 5001, "distance_km": 3.2}], "at": "2026-11-15T06:00:00Z"}'
+  echo
+  echo "\$ curl -s -H 'Content-Type: application/json' $addr/v1/features -d '{\"feature_service\": \"ranking_v1\", …}'   # now: aggregated views answer only as of now"
+  curl -s -H "Content-Type: application/json" "$addr/v1/features" -d '{"feature_service": "ranking_v1", "entities": [{"driver_id": 1001, "customer_id": 5001, "distance_km": 3.2}]}'
   echo
   echo "\$ curl -s -H 'Content-Type: application/json' $addr/get-online-features -d '{\"features\": [\"driver_hourly_stats:conv_rate\"], …}'"
   curl -s -H "Content-Type: application/json" "$addr/get-online-features" -d '{"features": ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"], "entities": {"driver_id": [1001, 1002]}}'

@@ -675,6 +675,13 @@ fn get(
         let serving = skewless::serving::Serving::new(project, store)?;
         anyhow::Ok(serving.get(selection, entities, at).await?)
     })?;
+    let now = parse_instant("now").map_err(anyhow::Error::msg)?;
+    if found.reads_tiles && at < now - skewless::defs::instant::PUSH_AHEAD_MICROS {
+        // The server refuses this (PAST_CLOCK); the command line answers, but says so.
+        eprintln!(
+            "warning: aggregated views are served as of now: at a past --at their values count every row the store holds, also rows that landed later (right only when nothing was written after that instant)"
+        );
+    }
     let text = |v: &skewless::online_store::Scalar| match scalar_to_json(v) {
         serde_json::Value::String(s) => s,
         other => other.to_string(),

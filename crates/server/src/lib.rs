@@ -783,6 +783,16 @@ async fn features(State(app): State<Arc<App>>, body: Bytes) -> Response {
     let serving = app.live.current();
     match lookup(&app, &serving, &selection, &entities, at).await {
         Ok(found) if let Some(clash) = name_clash(&found, request.full_names) => clash,
+        // Tiles hold every row pushed so far: at a past clock they would count rows that
+        // landed (or happened) after it, which no training set at that instant sees.
+        Ok(found) if found.reads_tiles && at < now() - skewless::defs::instant::PUSH_AHEAD_MICROS => error(
+            400,
+            "PAST_CLOCK",
+            "`at` is in the past, and aggregated views are served only as of now: their tiles hold every row \
+             pushed so far, so an earlier clock would count rows that landed after it; build a training set for \
+             past instants",
+        )
+        .into_response(),
         Ok(found) => json_answer(
             &wire::OwnResponse {
                 found: &found,

@@ -449,6 +449,7 @@ impl Compiled {
             stats: found.stats,
             at,
             store_seconds,
+            reads_tiles: selections.iter().any(|s| s.layout.tiles.is_some()),
         })
     }
 }
@@ -661,6 +662,9 @@ pub struct GetOutput {
     pub at: i64,
     /// How long the store round trip took.
     pub store_seconds: f64,
+    /// Whether an aggregated view was read: its tiles hold what is known now, so its values
+    /// are right only at a clock at or after every row they hold (see docs/server.md, `at`).
+    pub reads_tiles: bool,
 }
 
 /// Splits `name=value` pairs into join keys and request fields, typed.

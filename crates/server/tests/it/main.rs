@@ -33,6 +33,13 @@ struct Server {
 
 fn demo_project(dir: &Path) -> Project {
     let defs = skewless_testkit::copy_demo_defs(dir);
+    // `ranking_v1` without its aggregated features, which are served only as of now: the
+    // tests ask it at a fixed past clock.
+    std::fs::write(
+        defs.join("test_services.yaml"),
+        "feature_services:\n  ranking_rows:\n    features: [\"driver_hourly_stats:*\", customer_profile:current_balance, customer_profile:tier, ride_score:score]\n",
+    )
+    .unwrap();
     skewless::demo_data::generate(&dir.join("data/demo"), 42).unwrap();
     let project = Project::new(defs, dir.join(".skewless"));
     project.apply(false, None).unwrap();
@@ -133,12 +140,34 @@ async fn routes_answer_and_errors_carry_codes() {
     assert_eq!(request(addr, "GET", "/health", b"").await.0, 200);
     assert_eq!(request(addr, "GET", "/ready", b"").await.0, 200);
 
+    // A service with aggregated features at a past clock: refused (tiles are served as of
+    // now); as of now it answers.
+    let ranking = |at: Option<&str>| {
+        let mut body = json!({
+            "feature_service": "ranking_v1",
+            "entities": [{"driver_id": 1001, "customer_id": 5001, "distance_km": 3.5}],
+        });
+        if let Some(at) = at {
+            body["at"] = json!(at);
+        }
+        body
+    };
+    let (status, body) = post(addr, "/v1/features", ranking(Some(AT))).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("PAST_CLOCK")),
+        "{body}"
+    );
+    let (status, body) = post(addr, "/v1/features", ranking(None)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["results"][0]["features"]["trips_1d"].is_object(), "{body}");
+
     // Own API: a service, an entity with a request field, at a fixed clock.
     let (status, body) = post(
         addr,
         "/v1/features",
         json!({
-            "feature_service": "ranking_v1",
+            "feature_service": "ranking_rows",
             "entities": [{"driver_id": 1001, "customer_id": 5001, "distance_km": 3.5}],
             "at": AT,
         }),
@@ -155,7 +184,7 @@ async fn routes_answer_and_errors_carry_codes() {
     let applied = skewless::defs::version::versions(&server.project.applied().unwrap());
     assert_eq!(
         body["versions"]["service"].as_str(),
-        applied.feature_services.get("ranking_v1").map(String::as_str),
+        applied.feature_services.get("ranking_rows").map(String::as_str),
         "{body}"
     );
     for view in ["driver_hourly_stats", "customer_profile"] {
