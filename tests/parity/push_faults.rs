@@ -367,3 +367,43 @@ async fn compaction_changes_no_training_set() {
         "{err}"
     );
 }
+
+/// A view that changes kind on Redis (a row view made aggregated and back, applied with
+/// `--allow-breaking`): its old keys hold another Redis type, yet materialize, pushes and
+/// lookups all work at once, on every change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_that_changes_kind_keeps_working_on_redis() {
+    let server = skewless_testkit::RedisServer::start();
+    let (dir, project) = push_project();
+    let store = online_store::open(&StoreConfig::Redis(server.url())).await.unwrap();
+    let defs = dir.path().join("feature_defs/defs.yaml");
+    let original = std::fs::read_to_string(&defs).unwrap();
+    let aggregated = original.replace(
+        "    features:\n      last_fare: { type: float64, expr: \"fare\", contract: { max: 10000, nullable: false } }",
+        "    tile: 10m\n    aggregations:\n      last_fare: { function: max, expr: fare, type: float64, windows: [1d] }",
+    );
+    assert_ne!(aggregated, original);
+    let mut rng = Fuzz::new(31);
+    for (round, text) in [&original, &aggregated, &original, &aggregated].into_iter().enumerate() {
+        std::fs::write(&defs, text).unwrap();
+        project
+            .apply(true, None)
+            .unwrap_or_else(|e| panic!("round {round}: apply: {e}"));
+        let now = BASE + (round as i64 + 1) * 60 * MINUTE;
+        project
+            .push(
+                &*store,
+                "trips",
+                &PushInput::Rows(rows(&mut rng, now)),
+                None,
+                PushTo::OnlineAndOffline,
+                now,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: push: {e}"));
+        materialize(&project, &*store, now, false).await;
+        let features = vec!["trip_event:*".to_string()];
+        let served = served_at(&project, &*store, &features, now).await;
+        assert!(!served.is_empty(), "round {round}");
+    }
+}

@@ -316,9 +316,16 @@ impl ViewLayout {
         out
     }
 
+    /// `}:<view>` for a row view, `}:<view>:t` for an aggregated view: the two kinds hold
+    /// different Redis types (a string, a hash), so a view that changes kind (applied with
+    /// `--allow-breaking`) must not meet its old keys (`WRONGTYPE`). Old keys expire by
+    /// their own expiry.
     fn key_suffix(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"}:");
         out.extend_from_slice(self.view.as_bytes());
+        if self.tiles.is_some() {
+            out.extend_from_slice(b":t");
+        }
     }
 
     /// The value of one row; `values` must match the view's features in order and type.
