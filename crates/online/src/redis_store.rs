@@ -152,8 +152,24 @@ enum Connection {
     Cluster(ClusterConnection),
 }
 
+/// Whether a command failed because the connection was gone (a Redis restart): the
+/// connection manager reconnects, and an idempotent command may be sent once more.
+fn connection_lost(e: &redis::RedisError) -> bool {
+    e.is_connection_dropped() || e.is_io_error() || e.is_connection_refusal()
+}
+
 impl Connection {
+    /// An idempotent command (a read, `SET … NX`, the newer-wins script): sent once more when
+    /// the connection was lost, so the first request after a Redis restart does not fail.
     async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> RedisResult<T> {
+        match self.query_once(cmd).await {
+            Err(e) if connection_lost(&e) => self.query_once(cmd).await,
+            answered => answered,
+        }
+    }
+
+    /// A command sent once: for those that must not run twice (a tile append).
+    async fn query_once<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> RedisResult<T> {
         match self {
             Connection::Single(c) => cmd.query_async(&mut c.clone()).await,
             Connection::Cluster(c) => cmd.query_async(&mut c.clone()).await,
@@ -165,9 +181,16 @@ impl Connection {
     /// of an aggregated view spent most of its time waking the connection's task per key).
     /// A cluster gets one command per key, routed by slot and multiplexed.
     async fn query_pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> RedisResult<T> {
-        match self {
-            Connection::Single(c) => pipe.query_async(&mut c.clone()).await,
-            Connection::Cluster(c) => pipe.query_async(&mut c.clone()).await,
+        let once = || async {
+            match self {
+                Connection::Single(c) => pipe.query_async(&mut c.clone()).await,
+                Connection::Cluster(c) => pipe.query_async(&mut c.clone()).await,
+            }
+        };
+        // Pipelines here are reads and `SET … NX`: idempotent.
+        match once().await {
+            Err(e) if connection_lost(&e) => once().await,
+            answered => answered,
         }
     }
 
@@ -178,7 +201,10 @@ impl Connection {
                 for key in keys {
                     pipe.cmd("HGETALL").arg(key.as_slice());
                 }
-                pipe.query_async(&mut c.clone()).await
+                match pipe.query_async(&mut c.clone()).await {
+                    Err(e) if connection_lost(&e) => pipe.query_async(&mut c.clone()).await,
+                    answered => answered,
+                }
             }
             Connection::Cluster(_) => {
                 let calls = keys.iter().map(|key| {
@@ -442,15 +468,17 @@ impl OnlineStore for RedisStore {
                 }
                 cmd
             };
+            // Sent once: an append that may have run must not run again (it would count its
+            // rows twice); a lost connection fails the write, saying so.
             match self
                 .connection
-                .query::<i64>(&call("EVALSHA", self.tiles_script.get_hash()))
+                .query_once::<i64>(&call("EVALSHA", self.tiles_script.get_hash()))
                 .await
             {
                 Ok(_) => Ok(()),
                 Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => self
                     .connection
-                    .query::<i64>(&call("EVAL", TILES_LUA))
+                    .query_once::<i64>(&call("EVAL", TILES_LUA))
                     .await
                     .map(|_| ())
                     .map_err(|e| self.err(e)),

@@ -511,10 +511,40 @@ async fn a_store_that_goes_down_is_503_then_recovers() {
     assert_eq!(request(server.addr, "GET", "/health", b"").await.0, 200);
 
     redis.restart();
+    // The first request after the restart is answered (the lost connection is reconnected
+    // and the read sent again), not failed with "broken pipe"; the restarted Redis is empty.
+    let (status, body) = post(server.addr, "/v1/features", ask.clone()).await;
+    assert_eq!(
+        (status, status_of(&body).as_deref()),
+        (200, Some("NOT_FOUND")),
+        "{body}"
+    );
     materialize(&project, &*store).await;
     let (status, body) = post(server.addr, "/v1/features", ask).await;
     assert_eq!((status, status_of(&body).as_deref()), (200, Some("PRESENT")), "{body}");
     assert_eq!(request(server.addr, "GET", "/ready", b"").await.0, 200);
+
+    // A restart while no request flows: the connection is stale, yet the first request is
+    // answered, not failed with "broken pipe".
+    redis.stop();
+    redis.restart();
+    let (status, body) = post(server.addr, "/v1/features", ask).await;
+    assert_eq!(
+        (status, status_of(&body).as_deref()),
+        (200, Some("NOT_FOUND")),
+        "{body}"
+    );
+    // And a push (row views and tiles) after another quiet restart.
+    redis.stop();
+    redis.restart();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let trip = json!({"trip_id": 1, "driver_id": 1001, "customer_id": 5001, "event_timestamp": now,
+        "last_trip_distance_km": 2.0, "fare": 3.0, "rating": null});
+    let (status, body) = post(server.addr, "/v1/push", json!({"source": "trips", "rows": [trip]})).await;
+    assert_eq!(status, 200, "{body}");
     stop(server).await;
 }
 
