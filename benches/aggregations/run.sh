@@ -73,7 +73,8 @@ print(call(b"MEMORY", b"USAGE", key), call(b"HLEN", key))
 PY
 )
 
-start_server "$project" "$work/agg_online/serve.log"
+# The lookups ask a past clock of an aggregated view: nothing is written after it here.
+SERVE_ARGS="${SERVE_ARGS:-} --allow-past-clock" start_server "$project" "$work/agg_online/serve.log"
 
 "$py" - "$work/agg_online" <<'PY'
 import json, sys
@@ -87,7 +88,7 @@ row = lambda i: {"driver_id": i % 50_000, "event_timestamp": now, "x": 0.25 + i 
 json.dump({"source": "trips", "rows": [row(7)]}, open(f"{work}/push1.json", "w"))
 json.dump({"source": "trips", "rows": [row(i) for i in range(1000)]}, open(f"{work}/push1000.json", "w"))
 PY
-answer=$(curl -sf "127.0.0.1:$server_port/v1/features" --data-binary "@$work/agg_online/lookup.json")
+answer=$(curl -sf -H "Content-Type: application/json" "127.0.0.1:$server_port/v1/features" --data-binary "@$work/agg_online/lookup.json")
 # The 1d and 7d windows hold trips; the 1h window may be empty (count 0, the others null).
 "$py" -c 'import json,sys; r=json.loads(sys.argv[1]); f=r["results"][0]["features"]; bad=[k for k,v in f.items() if not k.endswith("_1h") and v["status"]!="PRESENT"]; sys.exit(f"not PRESENT: {bad}" if bad else 0)' "$answer"
 

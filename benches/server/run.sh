@@ -57,7 +57,7 @@ PY
 
 # The server must answer both bodies with every value present before anything is measured.
 for name in one batch100; do
-  answer=$(curl -sf "127.0.0.1:$server_port/v1/features" --data-binary "@$work/$name.json")
+  answer=$(curl -sf -H "Content-Type: application/json" "127.0.0.1:$server_port/v1/features" --data-binary "@$work/$name.json")
   python3 -c 'import json,sys; r=json.loads(sys.argv[1]); bad=[f for e in r["results"] for f,v in e["features"].items() if v["status"]!="PRESENT"]; sys.exit(f"not PRESENT: {bad[:5]}" if bad else 0)' "$answer"
 done
 

@@ -213,6 +213,10 @@ pub enum Command {
         /// reached by here, comma-separated (`fs.prod,fs`), or `*` for any.
         #[arg(long, env = "SKEWLESS_ALLOWED_HOSTS", value_parser = parse_allowed_hosts)]
         allowed_hosts: Option<skewless_server::AllowedHosts>,
+        /// Answer aggregated views at a past `at` (refused by default: their tiles hold every
+        /// row written so far). For benchmarks and replays where nothing was written after.
+        #[arg(long)]
+        allow_past_clock: bool,
         /// Serving threads, each with its own runtime and store connection (default: one
         /// per core). A request and its store round trip stay on one thread.
         #[arg(long)]

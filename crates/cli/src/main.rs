@@ -282,6 +282,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             log_max_bytes,
             api_keys,
             allowed_hosts,
+            allow_past_clock,
             threads,
         } => {
             let limits = skewless_server::Limits {
@@ -321,6 +322,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     limits,
                     api_keys,
                     allowed_hosts: allowed_hosts.unwrap_or_default(),
+                    allow_past_clock,
                     handoff: None,
                     served_log: log_served.map(|dir| skewless::served_log::ServedLogOptions {
                         dir,

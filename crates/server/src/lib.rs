@@ -144,6 +144,9 @@ pub struct Options {
     pub api_keys: Option<ApiKeys>,
     /// Host names served without API keys, besides addresses and `localhost` ([`origin`]).
     pub allowed_hosts: AllowedHosts,
+    /// Answer aggregated views at a past `at` (refused otherwise, `PAST_CLOCK`): for an
+    /// operator who knows nothing was written after the clocks asked (benchmarks, a replay).
+    pub allow_past_clock: bool,
     pub handoff: Option<StoreHandoff>,
     /// Log served feature vectors, sampled by key, for `skewless consistency`.
     pub served_log: Option<skewless::served_log::ServedLogOptions>,
@@ -260,6 +263,7 @@ struct App {
     limits: Limits,
     api_keys: Option<ApiKeys>,
     allowed_hosts: AllowedHosts,
+    allow_past_clock: bool,
     handoff: Option<StoreHandoff>,
     metrics: Arc<metrics::Metrics>,
     served_log: Option<Arc<skewless::served_log::ServedLog>>,
@@ -559,6 +563,7 @@ impl Server {
             limits,
             api_keys,
             allowed_hosts,
+            allow_past_clock,
             handoff,
             served_log: _,
         } = self.options.clone();
@@ -569,6 +574,7 @@ impl Server {
             limits,
             api_keys,
             allowed_hosts,
+            allow_past_clock,
             handoff,
             metrics: Arc::clone(&self.metrics),
             served_log: self.served_log.clone(),
@@ -785,14 +791,20 @@ async fn features(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Ok(found) if let Some(clash) = name_clash(&found, request.full_names) => clash,
         // Tiles hold every row pushed so far: at a past clock they would count rows that
         // landed (or happened) after it, which no training set at that instant sees.
-        Ok(found) if found.reads_tiles && at < now() - skewless::defs::instant::PUSH_AHEAD_MICROS => error(
-            400,
-            "PAST_CLOCK",
-            "`at` is in the past, and aggregated views are served only as of now: their tiles hold every row \
+        Ok(found)
+            if found.reads_tiles
+                && !app.allow_past_clock
+                && at < now() - skewless::defs::instant::PUSH_AHEAD_MICROS =>
+        {
+            error(
+                400,
+                "PAST_CLOCK",
+                "`at` is in the past, and aggregated views are served only as of now: their tiles hold every row \
              pushed so far, so an earlier clock would count rows that landed after it; build a training set for \
              past instants",
-        )
-        .into_response(),
+            )
+            .into_response()
+        }
         Ok(found) => json_answer(
             &wire::OwnResponse {
                 found: &found,
