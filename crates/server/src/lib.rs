@@ -227,7 +227,7 @@ impl Live {
 
 /// Keeps `live` on the latest applied version: checks the registry every `every`, and at
 /// once on each `nudge` (SIGHUP in `skewless serve`). A version that fails to compile is
-/// reported with `on_error` and the old one stays in force.
+/// reported with `on_change` (once per distinct failure) and the old one stays in force.
 pub async fn watch_registry(
     live: Arc<Live>,
     project: skewless::Project,
@@ -236,6 +236,8 @@ pub async fn watch_registry(
     mut nudge: tokio::sync::mpsc::Receiver<()>,
     on_change: impl Fn(Result<u64, String>) + Send,
 ) {
+    // A version that fails to compile is reported once, not at every look.
+    let mut reported: Option<String> = None;
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {},
@@ -247,9 +249,16 @@ pub async fn watch_registry(
                 Ok(serving) => {
                     let seq = serving.applied_seq;
                     live.swap(serving);
+                    reported = None;
                     on_change(Ok(seq));
                 }
-                Err(e) => on_change(Err(e.to_string())),
+                Err(e) => {
+                    let message = e.to_string();
+                    if reported.as_ref() != Some(&message) {
+                        on_change(Err(message.clone()));
+                        reported = Some(message);
+                    }
+                }
             }
         }
     }

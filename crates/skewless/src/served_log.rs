@@ -186,6 +186,9 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 fn write_loop(dir: &Path, max_bytes: u64, receiver: &Receiver<Record>, files: &AtomicU64, failures: &AtomicU64) {
     let mut pending: Vec<Record> = Vec::new();
+    // A log that cannot be written says so on stderr once, and once more when it recovers:
+    // not silently, and not once per file.
+    let mut failing = false;
     loop {
         let closed = match receiver.recv_timeout(FLUSH_EVERY) {
             Ok(record) => {
@@ -202,10 +205,19 @@ fn write_loop(dir: &Path, max_bytes: u64, receiver: &Receiver<Record>, files: &A
             match write_file(dir, &pending) {
                 Ok(()) => {
                     files.fetch_add(1, Ordering::Relaxed);
+                    if std::mem::take(&mut failing) {
+                        eprintln!("skewless: the served-values log in {} is written again", dir.display());
+                    }
                 }
                 Err(e) => {
                     failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("served log: {e}");
+                    if !std::mem::replace(&mut failing, true) {
+                        eprintln!(
+                            "skewless: the served-values log cannot be written in {}: {e} (its records are dropped; \
+                             counted in skewless_served_log_failures_total; said again only once it recovers)",
+                            dir.display()
+                        );
+                    }
                 }
             }
             pending.clear();

@@ -525,3 +525,35 @@ async fn pushes_over_the_memory_budget_are_told_to_retry() {
     assert_eq!(status, 200, "{text}");
     stop(server).await;
 }
+
+/// A corrupt registry record is reported once, not at every look; the old version keeps
+/// serving, and a good apply after it is picked up and reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_registry_record_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = demo_project(dir.path());
+    let store = online_store::open(&StoreConfig::Embedded(dir.path().join("s.redb")))
+        .await
+        .unwrap();
+    let live = Live::new(Serving::new(&project, Arc::clone(&store)).unwrap());
+    std::fs::write(
+        project.root.join(".skewless/registry/applied/000002.json"),
+        b"{ not json",
+    )
+    .unwrap();
+    let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (_nudge, nudged) = tokio::sync::mpsc::channel(1);
+    let seen = Arc::clone(&reports);
+    let watcher = tokio::spawn(skewless_server::watch_registry(
+        Arc::clone(&live),
+        project.clone(),
+        Arc::clone(&store),
+        std::time::Duration::from_millis(10),
+        nudged,
+        move |change| seen.lock().unwrap().push(change.map_err(|_| ())),
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(*reports.lock().unwrap(), [Err(())], "reported at every look");
+    assert_eq!(live.current().applied_seq, 1);
+    watcher.abort();
+}
