@@ -8,6 +8,7 @@
 //! violations: `last_trip` quarantines rows whose fare is below -1000 or NaN, `trip_event`
 //! nulls a fare above 10000, NaN or null.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{Int64Array, RecordBatch, TimestampMicrosecondArray};
@@ -181,9 +182,18 @@ pub(crate) async fn served_at(project: &Project, store: &dyn OnlineStore, featur
 /// What was served: per query instant, per driver, per feature.
 pub(crate) type Served = Vec<(i64, Vec<Vec<(Scalar, Status)>>)>;
 
-async fn replay(project: &Project, store: &dyn OnlineStore, seed: u64, pushes: usize, features: &[String]) -> Served {
+/// Pushes `pushes` random batches 10 min apart, asking `features` after each: what was
+/// served, and per view how many pushed rows broke its contracts.
+async fn replay(
+    project: &Project,
+    store: &dyn OnlineStore,
+    seed: u64,
+    pushes: usize,
+    features: &[String],
+) -> (Served, BTreeMap<String, usize>) {
     let mut rng = Fuzz::new(seed);
     let mut served = Vec::new();
+    let mut broken: BTreeMap<String, usize> = BTreeMap::new();
     let mut ids: Vec<(String, PushInput)> = Vec::new();
     for k in 0..pushes {
         let now = BASE + k as i64 * 10 * MINUTE;
@@ -221,10 +231,13 @@ async fn replay(project: &Project, store: &dyn OnlineStore, seed: u64, pushes: u
         } else {
             let report = pushed.unwrap();
             assert_eq!(report.appended, !replay, "push {k}: {report:?}");
+            for row in &report.broke_contracts {
+                *broken.entry(row.view.clone()).or_default() += 1;
+            }
         }
         served.extend(served_at(project, store, features, now).await);
     }
-    served
+    (served, broken)
 }
 
 /// Builds the training set for every driver at every served instant and compares.
@@ -278,21 +291,40 @@ async fn push_parity_on(store: Arc<dyn OnlineStore>, dir: &std::path::Path, proj
         .iter()
         .map(|f| format!("last_trip:{f}"))
         .collect();
-    let served = replay(project, &*store, seed, 60, &available).await;
+    let (served, broken) = replay(project, &*store, seed, 60, &available).await;
     let present = assert_served_equals_training_set(dir, project, &served, &available).await;
     assert!(present > 500, "only {present} values present");
-    // Rows broke contracts on both paths, and each path wrote them to the quarantine.
+    // Rows broke contracts on both paths, and each path wrote them to the quarantine: the
+    // pushes (10 hours of them, over two UTC days) to one JSON-lines file per view and day,
+    // a line per breaking row, not a file per push.
     for view in ["last_trip", "trip_event"] {
-        let files: Vec<String> = std::fs::read_dir(skewless::offline::quarantine::quarantine_dir(&project.root, view))
+        let dir = skewless::offline::quarantine::quarantine_dir(&project.root, view);
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
             .map(|d| {
                 d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|name| name.starts_with("push-"))
                     .collect()
             })
             .unwrap_or_default();
+        files.sort();
+        let want = broken.get(view).copied().unwrap_or(0);
+        assert!(want > 3, "{view}: only {want} pushed rows broke its contracts");
         assert!(
-            files.iter().any(|f| f.starts_with("push-")),
-            "{view}: no push quarantined a row: {files:?}"
+            (1..=2).contains(&files.len()) && files.iter().all(|f| f.ends_with(".jsonl")),
+            "{view}: {files:?}"
         );
+        let mut lines = 0;
+        for file in &files {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            for line in text.lines() {
+                let row: serde_json::Value = serde_json::from_str(line).unwrap();
+                assert_eq!(row["view"], view, "{line}");
+                assert!(row["reason"].as_str().is_some_and(|r| !r.is_empty()), "{line}");
+                assert!(row["driver_id"].is_i64(), "{line}");
+                lines += 1;
+            }
+        }
+        assert_eq!(lines, want, "{view}: a quarantine line per breaking row");
     }
     // `as_of: event` agrees once every row has landed: after the last push.
     let event = vec!["trip_event:last_fare".to_string()];

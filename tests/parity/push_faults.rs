@@ -138,6 +138,73 @@ async fn a_retried_push_whose_online_write_failed_is_served() {
     assert_served_equals_training_set(dir.path(), &project, &served, &features).await;
 }
 
+/// Tiles too: a retry of a push whose online write failed appends its tile records again,
+/// tagged with the push, so its rows count exactly once whether or not the first write had
+/// landed, and the served aggregates equal the training set (before tags, the retry left the
+/// tiles without the push until a materialization).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_push_counts_once_in_an_aggregated_view() {
+    let server = skewless_testkit::RedisServer::start();
+    let (dir, project) = push_project();
+    let defs = dir.path().join("feature_defs/defs.yaml");
+    let original = std::fs::read_to_string(&defs).unwrap();
+    let aggregated = original.replace(
+        "    features:\n      last_fare: { type: float64, expr: \"fare\", contract: { max: 10000, nullable: false } }",
+        "    tile: 10m\n    aggregations:\n      trips: { function: count, windows: [1d] }\n      \
+         fares: { function: sum, expr: fare, windows: [1d] }",
+    );
+    assert_ne!(aggregated, original);
+    std::fs::write(&defs, aggregated).unwrap();
+    project.apply(true, None).unwrap();
+    let store = online_store::open(&StoreConfig::Redis(server.url())).await.unwrap();
+    let mut rng = Fuzz::new(13);
+    let first = BASE + 10 * MINUTE;
+    let input = PushInput::Rows(rows(&mut rng, first));
+    project
+        .push(&*store, "trips", &input, None, PushTo::OnlineAndOffline, first)
+        .await
+        .unwrap();
+    let now = BASE + 30 * MINUTE;
+    let late = PushInput::Rows(late_rows(1000.0));
+    let push = || {
+        project.push(
+            &*store,
+            "trips",
+            &late,
+            Some("late".into()),
+            PushTo::OnlineAndOffline,
+            now,
+        )
+    };
+    redis_cli(server.port(), &["CONFIG", "SET", "min-replicas-to-write", "1"]);
+    let err = push().await.unwrap_err();
+    assert!(
+        matches!(err, skewless::Error::Serve(RequestError::OnlineWriteFailed(_))),
+        "{err}"
+    );
+    redis_cli(server.port(), &["CONFIG", "SET", "min-replicas-to-write", "0"]);
+    let features = vec!["trip_event:*".to_string()];
+    let end = BASE + 40 * MINUTE;
+    let without = served_at(&project, &*store, &features, end).await;
+
+    // The retry: nothing appended offline, the tiles written; then again, changing nothing.
+    let report = push().await.unwrap();
+    assert!(!report.appended);
+    assert_eq!(report.views["trip_event"].written, DRIVERS as u64, "{report:?}");
+    let served = served_at(&project, &*store, &features, end).await;
+    assert_ne!(served, without, "the retry wrote the tiles");
+    assert_served_equals_training_set(dir.path(), &project, &served, &features).await;
+    // The second retry appends the same records again: a tile merges one per push.
+    let report = push().await.unwrap();
+    assert!(!report.appended);
+    assert_eq!(report.views["trip_event"].written, DRIVERS as u64, "{report:?}");
+    assert_eq!(
+        served_at(&project, &*store, &features, end).await,
+        served,
+        "counted once"
+    );
+}
+
 /// Redis refuses writes (but still reads) after the append: the push fails saying the rows
 /// are logged, and the next incremental run writes them, late event times included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -986,7 +986,7 @@ fn micros() -> u128 {
 }
 
 /// A name part no other process or call will choose at the same time.
-pub(crate) fn nonce() -> u64 {
+pub fn nonce() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     RandomState::new().hash_one((std::process::id(), count, SystemTime::now()))

@@ -57,7 +57,7 @@ use std::fmt;
 
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use serde::Serialize;
-use skewless_defs::{AsOf, Definitions, FeatureType, FeatureView, KeyType};
+use skewless_defs::{AsOf, Definitions, FeatureType, FeatureView, KeyType, instant};
 use skewless_engine::aggregate::Column;
 
 use crate::{Error, Result};
@@ -94,10 +94,21 @@ const FEATURES_OFFSET: usize = 26;
 /// A losing write still refreshes the key's expiry, which never drops a valid value early:
 /// the kept value is at least as new as the loser. Bytes are compared one by one with
 /// `string.byte`: Lua's `<` on strings follows the server's collation locale.
+///
+/// A stored value whose event time is at or past [`instant::LATEST`] never wins (see
+/// [`supersedes`]): `IMPOSSIBLE` holds that instant's 8 order-preserving bytes.
 pub const NEWER_WINS_LUA: &str = r#"
 local px = ARGV[1]
 local expires = px ~= '0'
 local written, existed = 0, 0
+local IMPOSSIBLE = {128, 25, 201, 56, 96, 248, 64, 0}
+local function impossible(old)
+  for j = 1, 8 do
+    local a, b = string.byte(old, 9 + j), IMPOSSIBLE[j]
+    if a ~= b then return a > b end
+  end
+  return true
+end
 for i, key in ipairs(KEYS) do
   local new = ARGV[i + 1]
   local old
@@ -110,7 +121,7 @@ for i, key in ipairs(KEYS) do
   local keep_old = false
   if old == new then
     keep_old = true
-  elseif old and #old >= 9 and string.sub(old, 1, 9) == string.sub(new, 1, 9) then
+  elseif old and #old >= 17 and string.sub(old, 1, 9) == string.sub(new, 1, 9) and not impossible(old) then
     keep_old = true
     local n = math.min(#old, #new)
     local j = 10
@@ -139,11 +150,25 @@ return {written, existed}
 
 /// Whether `new` replaces `old`: `old` is from another format or view version, or `new`
 /// ranks strictly higher. Equal values are not rewritten, so writes are idempotent.
+///
+/// A stored value dated at or past [`instant::LATEST`] (the year 2200) is superseded by any
+/// value: no source or push can write one now, but a store written before event times were
+/// bounded may hold one (a millisecond epoch read as seconds), and it must not block its
+/// key until it expires. The next materialization or push repairs it.
 pub fn supersedes(new: &[u8], old: &[u8]) -> bool {
-    if old.len() < RANK_OFFSET || new.len() < RANK_OFFSET || old[..RANK_OFFSET] != new[..RANK_OFFSET] {
+    if old.len() < RANK_OFFSET + 8 || new.len() < RANK_OFFSET || old[..RANK_OFFSET] != new[..RANK_OFFSET] {
+        return true;
+    }
+    if old[RANK_OFFSET..RANK_OFFSET + 8] >= impossible_rank()[..] {
         return true;
     }
     new[RANK_OFFSET..] > old[RANK_OFFSET..]
+}
+
+/// The order-preserving bytes of [`instant::LATEST`]: stored event times from here on are
+/// impossible.
+fn impossible_rank() -> [u8; 8] {
+    ((instant::LATEST as u64) ^ (1 << 63)).to_be_bytes()
 }
 
 /// One entity-key component, typed as its entity declares.
@@ -737,6 +762,20 @@ mod tests {
         .unwrap()
     }
 
+    #[test]
+    fn the_script_and_supersedes_agree_on_impossible_times() {
+        let bytes: Vec<String> = impossible_rank().iter().map(u8::to_string).collect();
+        assert!(
+            NEWER_WINS_LUA.contains(&format!("local IMPOSSIBLE = {{{}}}", bytes.join(", "))),
+            "NEWER_WINS_LUA's IMPOSSIBLE must hold {bytes:?}"
+        );
+        let l = layout(vec![("conv_rate", FeatureType::Float64)]);
+        let at = |ts: i64| l.freshness_value(ts);
+        assert!(!supersedes(&at(1), &at(instant::LATEST - 1)));
+        assert!(supersedes(&at(1), &at(instant::LATEST)));
+        assert!(supersedes(&at(1), &at(i64::MAX)));
+    }
+
     /// Freshness records: the newest wins, another version is not read as this one, and no
     /// feature key can be a freshness key.
     #[test]
@@ -748,7 +787,7 @@ mod tests {
             for b in times {
                 assert_eq!(
                     supersedes(&l.freshness_value(a), &l.freshness_value(b)),
-                    a > b,
+                    a > b || b >= instant::LATEST,
                     "{a} over {b}"
                 );
             }

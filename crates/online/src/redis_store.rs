@@ -159,7 +159,8 @@ fn connection_lost(e: &redis::RedisError) -> bool {
 }
 
 impl Connection {
-    /// An idempotent command (a read, `SET … NX`, the newer-wins script): sent once more when
+    /// An idempotent command (a read, `SET … NX`, the newer-wins script, a tagged tile
+    /// append): sent once more when
     /// the connection was lost, so the first request after a Redis restart does not fail.
     async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> RedisResult<T> {
         match self.query_once(cmd).await {
@@ -168,7 +169,8 @@ impl Connection {
         }
     }
 
-    /// A command sent once: for those that must not run twice (a tile append).
+    /// A command sent once: for those that must not run late (a materialization's tile
+    /// replacement).
     async fn query_once<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> RedisResult<T> {
         match self {
             Connection::Single(c) => cmd.query_async(&mut c.clone()).await,
@@ -468,20 +470,21 @@ impl OnlineStore for RedisStore {
                 }
                 cmd
             };
-            // Sent once: an append that may have run must not run again (it would count its
-            // rows twice); a lost connection fails the write, saying so.
-            match self
-                .connection
-                .query_once::<i64>(&call("EVALSHA", self.tiles_script.get_hash()))
-                .await
-            {
+            // A push's appends are sent once more when the connection was lost: its records
+            // are tagged, so one that had landed counts once. A materialization's replacement
+            // is sent once: resent late, it would drop what a push appended in between.
+            let send = |cmd: redis::Cmd| async move {
+                if w.replace {
+                    self.connection.query_once::<i64>(&cmd).await
+                } else {
+                    self.connection.query::<i64>(&cmd).await
+                }
+            };
+            match send(call("EVALSHA", self.tiles_script.get_hash())).await {
                 Ok(_) => Ok(()),
-                Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => self
-                    .connection
-                    .query_once::<i64>(&call("EVAL", TILES_LUA))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| self.err(e)),
+                Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                    send(call("EVAL", TILES_LUA)).await.map(|_| ()).map_err(|e| self.err(e))
+                }
                 Err(e) => Err(self.err(e)),
             }
         });

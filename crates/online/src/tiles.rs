@@ -14,8 +14,9 @@
 //! field   8 bytes   tile index floor(ts / tile), int64 big-endian with the sign bit flipped
 //! value   records, each:
 //!         4 bytes   length of the rest of the record (u32 big-endian)
-//!         1 byte    format (2)
+//!         1 byte    format: 2 (materialized) or 3 (pushed, tagged)
 //!         8 bytes   view version (as in row values)
+//!         8 bytes   format 3 only: the push's tag
 //!         ...       one state per feature, in declared order (engine::aggregate::encode):
 //!                   count: u64 · sum/mean: u64 n, sum · var/stddev: u64 n, sum, sum of squares
 //!                   min/max: 0 | 1 value · first/last: 0 | 1 ts i64, 0 | 1 created i64, value
@@ -27,6 +28,12 @@
 //!
 //! A tile's value is one record after materialization; each push adds one. Records of
 //! another view version are skipped, as row values of another version are.
+//!
+//! **Appends are idempotent.** A push's records carry its tag (from its id and rows when it
+//! has an id, else random), and a tile merges one record per tag: a record appended twice (a
+//! retried push, a command resent after a lost connection whose first send had landed)
+//! counts once. So a push can always be written again, and a retry of a push whose online
+//! write failed makes its rows servable.
 //!
 //! **Expiry.** A write drops the entity's tiles before the longest window's first tile at the
 //! entity's newest event, and sets the key to expire once no write has touched it for the
@@ -44,8 +51,10 @@ use skewless_engine::planted::Fault;
 use crate::layout::Scalar;
 use crate::lookup::Status;
 
-/// The record format byte of tile records (row values are format 1).
+/// The record format byte of materialized tile records (row values are format 1).
 pub const FORMAT: u8 = 2;
+/// The record format byte of pushed tile records: the version is followed by the push's tag.
+pub const TAGGED: u8 = 3;
 
 /// What the store needs to know about an aggregated view's features.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,10 +116,14 @@ pub fn tile_index(field: &[u8]) -> Option<i64> {
     Some((u64::from_be_bytes(bytes) ^ (1 << 63)) as i64)
 }
 
-/// One record: the states of a tile (one per feature), for view version `version`.
-pub fn record(version: &[u8; 8], states: &[State]) -> Vec<u8> {
-    let mut body = vec![FORMAT];
+/// One record: the states of a tile (one per feature), for view version `version`; tagged
+/// with `tag` when pushed (materialized records have none).
+pub fn record(version: &[u8; 8], tag: Option<[u8; 8]>, states: &[State]) -> Vec<u8> {
+    let mut body = vec![if tag.is_some() { TAGGED } else { FORMAT }];
     body.extend_from_slice(version);
+    if let Some(tag) = tag {
+        body.extend_from_slice(&tag);
+    }
     for s in states {
         encode(s, &mut body);
     }
@@ -138,15 +151,28 @@ pub fn decode(spec: &TileSpec, version: &[u8; 8], bytes: &[u8]) -> Decoded {
 
 fn decode_records(spec: &TileSpec, version: &[u8; 8], mut bytes: &[u8]) -> Result<Option<Vec<State>>, String> {
     let mut merged: Option<Vec<State>> = None;
+    let mut tags: Vec<&[u8]> = Vec::new();
     while !bytes.is_empty() {
         let (len, rest) = bytes.split_at_checked(4).ok_or("record length truncated")?;
         let len = u32::from_be_bytes(len.try_into().map_err(|_| "record length")?) as usize;
         let (body, rest) = rest.split_at_checked(len).ok_or("record truncated")?;
         bytes = rest;
-        if body.len() < 9 || body[0] != FORMAT || body[1..9] != version[..] {
+        if body.len() < 9 || body[1..9] != version[..] {
             continue;
         }
-        let mut decoder = Decoder::new(&body[9..]);
+        let states = match body[0] {
+            FORMAT => &body[9..],
+            TAGGED => {
+                let (tag, states) = body[9..].split_at_checked(8).ok_or("record tag truncated")?;
+                if tags.contains(&tag) {
+                    continue;
+                }
+                tags.push(tag);
+                states
+            }
+            _ => continue,
+        };
+        let mut decoder = Decoder::new(states);
         let states = spec
             .features
             .iter()
@@ -242,12 +268,14 @@ pub struct TileWrite {
 /// list): per entity, each tile's states folded from its events, as one record per tile.
 /// Events whose effective time (`ts`, or `max(ts, created)` with `as_of: available`) is after
 /// `end` are left out; so are tiles older than the longest window before the entity's newest
-/// event. `replace`: the records are the entity's whole history (materialization).
+/// event. `replace`: the records are the entity's whole history (materialization); else
+/// `tag` tags them (a push).
 pub fn writes(
     layout: &crate::ViewLayout,
     batch: &arrow::array::RecordBatch,
     end: Option<i64>,
     replace: bool,
+    tag: Option<[u8; 8]>,
     now_ms: u64,
 ) -> crate::Result<Vec<TileWrite>> {
     use std::collections::{BTreeMap, HashMap};
@@ -315,7 +343,7 @@ pub fn writes(
                 append: tiles
                     .into_iter()
                     .filter(|(i, _)| keep_from.is_none_or(|k| *i >= k))
-                    .map(|(i, states)| (field(i), record(version, &states)))
+                    .map(|(i, states)| (field(i), record(version, tag, &states)))
                     .collect(),
                 keep_from: keep_from.map(field),
                 expire_at_ms,
@@ -349,7 +377,12 @@ mod tests {
         let mut b = spec.empty();
         b[0].add(Some(&Value::Bool(true)), 7, None);
         b[1].add(Some(&Value::Float(0.25)), 7, None);
-        let bytes = [record(&version, &a), record(&[2u8; 8], &a), record(&version, &b)].concat();
+        let bytes = [
+            record(&version, None, &a),
+            record(&[2u8; 8], None, &a),
+            record(&version, None, &b),
+        ]
+        .concat();
         let Decoded::States(Some(states)) = decode(&spec, &version, &bytes) else {
             panic!("records decode");
         };
@@ -357,6 +390,27 @@ mod tests {
         let values = evaluate(&spec, &[(0, states)], 9, &both);
         assert_eq!(values[0], (Scalar::Int64(2), Status::Present));
         assert_eq!(values[1], (Scalar::Float64(0.75), Status::Present));
+        // Pushed records: one per tag counts, however often it was appended; untagged
+        // (materialized) records and other tags all count.
+        let tagged = [
+            record(&version, None, &a),
+            record(&version, Some([7; 8]), &b),
+            record(&version, Some([7; 8]), &b),
+            record(&version, Some([8; 8]), &b),
+            record(&version, Some([7; 8]), &b),
+        ]
+        .concat();
+        let Decoded::States(Some(states)) = decode(&spec, &version, &tagged) else {
+            panic!("tagged records decode");
+        };
+        let values = evaluate(&spec, &[(0, states)], 9, &both);
+        assert_eq!(values[0], (Scalar::Int64(3), Status::Present));
+        assert_eq!(values[1], (Scalar::Float64(1.0), Status::Present));
+        // A record cut inside its tag is corrupt, not a record of no tag.
+        let mut cut = record(&version, Some([7; 8]), &b)[..4 + 1 + 8 + 4].to_vec();
+        let len = (cut.len() - 4) as u32;
+        cut[..4].copy_from_slice(&len.to_be_bytes());
+        assert!(matches!(decode(&spec, &version, &cut), Decoded::Corrupt));
         assert!(matches!(
             decode(&spec, &version, &bytes[..bytes.len() - 1]),
             Decoded::Corrupt

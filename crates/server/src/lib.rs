@@ -706,8 +706,9 @@ fn request_error(e: &RequestError) -> Response {
         RequestError::OnlineWriteFailed(_) => failure(
             status,
             code,
-            "the rows are in the offline log, but the online store did not take them (it may have taken some): \
-             retry the push with the same id, or run `skewless materialize-incremental`",
+            "the rows are in the offline log, but the online store did not confirm them (a write that timed \
+             out may have been applied, in part or whole, even after this answer): retry the push with the \
+             same id, or run `skewless materialize-incremental`",
             e.to_string(),
         ),
         RequestError::Internal(_) => failure(

@@ -148,8 +148,17 @@ impl Metrics {
         });
         out.push_str("# HELP skewless_applied_version The applied definitions version served.\n# TYPE skewless_applied_version gauge\n");
         let _ = writeln!(out, "skewless_applied_version {applied_version}");
+        // A record ahead of the clock cannot be right (written before pushed times were
+        // bounded): it is reported as impossible, not as a negative age that hides staleness.
+        let ahead = |newest: i64| newest > now.saturating_add(skewless::defs::instant::PUSH_AHEAD_MICROS);
+        let (impossible, freshness): (Vec<_>, Vec<_>) =
+            freshness.iter().partition(|(_, newest)| newest.is_some_and(ahead));
+        out.push_str("# HELP skewless_view_freshness_impossible Views whose freshness record lies in the future (a row dated ahead of the clock was written): re-materialize them.\n# TYPE skewless_view_freshness_impossible gauge\n");
+        for (view, _) in &impossible {
+            let _ = writeln!(out, "skewless_view_freshness_impossible{{view=\"{view}\"}} 1");
+        }
         out.push_str("# HELP skewless_view_freshness_seconds Seconds from the newest event time in the online store (materialized or pushed) to now, per view.\n# TYPE skewless_view_freshness_seconds gauge\n");
-        for (view, newest) in freshness {
+        for (view, newest) in &freshness {
             if let Some(newest) = newest {
                 let _ = writeln!(
                     out,
@@ -159,7 +168,7 @@ impl Metrics {
             }
         }
         out.push_str("# HELP skewless_view_newest_event_timestamp_seconds The newest event time in the online store per view, in seconds since the epoch.\n# TYPE skewless_view_newest_event_timestamp_seconds gauge\n");
-        for (view, newest) in freshness {
+        for (view, newest) in &freshness {
             if let Some(newest) = newest {
                 let _ = writeln!(
                     out,
@@ -183,7 +192,11 @@ mod tests {
         m.request("/v1/features", 200, 0.02, None);
         m.request("/v1/features", 404, 0.0001, Some("UNKNOWN_FEATURE"));
         m.values([("v", "PRESENT", 1), ("v", "PRESENT", 1), ("v", "NOT_FOUND", 1)].into_iter());
-        let freshness = [("v".to_string(), Some(1_000_000)), ("w".to_string(), None)];
+        let freshness = [
+            ("v".to_string(), Some(1_000_000)),
+            ("w".to_string(), None),
+            ("x".to_string(), Some(91_500_000 + 3_600_000_000)),
+        ];
         let text = m.render(3, &freshness, 91_500_000);
         assert!(
             text.contains("skewless_requests_total{route=\"/v1/features\",status=\"200\"} 2"),
@@ -215,5 +228,11 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("view=\"w\""), "{text}");
+        // A record an hour ahead of the clock: impossible, never a negative age.
+        assert!(
+            text.contains("skewless_view_freshness_impossible{view=\"x\"} 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("skewless_view_freshness_seconds{view=\"x\"}"), "{text}");
     }
 }

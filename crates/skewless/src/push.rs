@@ -106,6 +106,16 @@ fn rows_digest(batch: &RecordBatch) -> Result<String, RequestError> {
     Ok(hex::encode(&hasher.finalize()[..8]))
 }
 
+/// The tile tag of a push with an id: the first 8 bytes of SHA-256 of `<id>␟<rows digest>`,
+/// the same for every retry of the same rows.
+fn tile_tag(id_and_digest: &str) -> [u8; 8] {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(id_and_digest.as_bytes());
+    let mut tag = [0u8; 8];
+    tag.copy_from_slice(&hash[..8]);
+    tag
+}
+
 /// What a push did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PushReport {
@@ -231,15 +241,17 @@ impl PushTarget {
     ) -> Result<PushReport, RequestError> {
         // The log keeps an id as `<id>␟<digest of the rows as given>␟<ingestion instant>`: a
         // retry of the same rows is known as one, and is filled in as the first push was.
-        let kept_id = match &id {
+        // Its tile records carry a tag derived from the id and rows, so a retry's records
+        // count once ([`skewless_online::tiles`]); a push without an id cannot be retried and
+        // gets a random tag.
+        let (kept_id, tag) = match &id {
             Some(id) => {
                 check_push_id(id)?;
-                Some(format!(
-                    "{id}{TAG_SEPARATOR}{}{TAG_SEPARATOR}{now}",
-                    rows_digest(&typed)?
-                ))
+                let digest = rows_digest(&typed)?;
+                let tag = tile_tag(&format!("{id}{TAG_SEPARATOR}{digest}"));
+                (Some(format!("{id}{TAG_SEPARATOR}{digest}{TAG_SEPARATOR}{now}")), tag)
             }
-            None => None,
+            None => (None, skewless_offline::push_log::nonce().to_be_bytes()),
         };
         let batch = self
             .input
@@ -260,7 +272,7 @@ impl PushTarget {
         // Computed before anything is written: a row no view can encode, or one that breaks a
         // contract of an `on_violation: fail` view, fails the push whole.
         let (writes, broken) = match to {
-            PushTo::OnlineAndOffline => self.compute(&batch)?,
+            PushTo::OnlineAndOffline => self.compute(&batch, tag)?,
             PushTo::Offline => (Vec::new(), Vec::new()),
         };
         let appended = self
@@ -270,25 +282,25 @@ impl PushTarget {
             .map_err(|e| RequestError::LogUnavailable(format!("nothing was pushed: {e}")))?;
         let logged = match appended {
             // The same rows again: they are in the log, but the first push may have stopped
-            // before its online write (a crash, a store error). Row views are written again,
-            // filled in at the first push's ingestion instant, so exactly what the log holds
-            // (newer-wins makes that a no-op where it landed). Tiles are not: adding a push's
-            // records twice would count its rows twice (`materialize` rebuilds them).
-            Appended::Replayed { first: Some(tag) } if to == PushTo::OnlineAndOffline => {
-                let Some(first_now) = tag.split(TAG_SEPARATOR).nth(1).and_then(|t| t.parse::<i64>().ok()) else {
+            // before its online write (a crash, a store error). They are written again,
+            // filled in at the first push's ingestion instant, so exactly what the log holds:
+            // newer-wins makes that a no-op for row values that landed, and the tag for tile
+            // records that did.
+            Appended::Replayed { first: Some(logged_id) } if to == PushTo::OnlineAndOffline => {
+                let Some(first_now) = logged_id
+                    .split(TAG_SEPARATOR)
+                    .nth(1)
+                    .and_then(|t| t.parse::<i64>().ok())
+                else {
                     return Ok(report);
                 };
                 let first = self
                     .input
                     .fill_created(typed, first_now)
                     .map_err(|e| bad_row(&self.input, e))?;
-                let (writes, _) = self.compute(&first)?;
-                let rows_only = writes
-                    .into_iter()
-                    .filter(|(_, entries, _)| matches!(entries, ViewEntries::Rows(_)))
-                    .collect();
+                let (writes, _) = self.compute(&first, tag)?;
                 report.views = self
-                    .write(store, rows_only, &|view, e| {
+                    .write(store, writes, &|view, e| {
                         RequestError::OnlineWriteFailed(format!(
                             "the {rows} rows of this replayed push are in the offline log, but writing feature \
                              view `{view}` online failed: {e}; a retry writes them again"
@@ -309,7 +321,7 @@ impl PushTarget {
         report.appended = true;
         report.logged = Some(logged);
         for (view, (rows_broken, breaking)) in broken {
-            skewless_offline::quarantine::write_rows(&self.defs, &self.root, &view.view, &breaking, "push", true)
+            skewless_offline::quarantine::append_rows(&self.defs, &self.root, &view.view, &breaking, now)
                 .map_err(|e| RequestError::Internal(e.to_string()))?;
             report.broke_contracts.extend(rows_broken);
         }
@@ -332,7 +344,7 @@ impl PushTarget {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let (writes, _) = self.compute(batch)?;
+        let (writes, _) = self.compute(batch, skewless_offline::push_log::nonce().to_be_bytes())?;
         self.write(store, writes, &|view, e| {
             RequestError::OnlineWriteFailed(format!("replaying pushes into feature view `{view}` failed: {e}"))
         })
@@ -340,9 +352,13 @@ impl PushTarget {
         Ok(())
     }
 
-    /// Each view's entries for `batch` (row values, or tile records) with its newest event
-    /// time, and the rows that break contracts per view.
-    fn compute(&self, batch: &RecordBatch) -> Result<(Vec<ViewWrite<'_>>, Vec<ViewBroken<'_>>), RequestError> {
+    /// Each view's entries for `batch` (row values, or tile records tagged `tag`) with its
+    /// newest event time, and the rows that break contracts per view.
+    fn compute(
+        &self,
+        batch: &RecordBatch,
+        tag: [u8; 8],
+    ) -> Result<(Vec<ViewWrite<'_>>, Vec<ViewBroken<'_>>), RequestError> {
         let rows = batch.num_rows();
         let mut writes = Vec::new();
         let mut broken = Vec::new();
@@ -372,7 +388,7 @@ impl PushTarget {
             }
             let entries = if view.layout.tiles.is_some() {
                 let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
-                let writes = skewless_online::tiles::writes(&view.layout, &computed, None, false, now_ms)
+                let writes = skewless_online::tiles::writes(&view.layout, &computed, None, false, Some(tag), now_ms)
                     .map_err(RequestError::from)?;
                 ViewEntries::Tiles(writes)
             } else {
@@ -515,7 +531,13 @@ impl crate::Project {
         target
             .push_input(store, &input, id, to, now)
             .await
-            .map_err(crate::Error::Serve)
+            .map_err(|e| match e {
+                // A refused row is named in the file (rows count from 0, after a CSV's header).
+                RequestError::BadRow(message) => {
+                    crate::Error::Serve(RequestError::BadRow(format!("{}: {message}", file.display())))
+                }
+                e => crate::Error::Serve(e),
+            })
     }
 
     /// `source` of the applied definitions, compiled for pushes.

@@ -307,6 +307,9 @@ fn strict_cast(column: &ArrayRef, ty: &DataType, name: &str, offset: usize) -> R
     if column.data_type() == ty {
         return Ok(Arc::clone(column));
     }
+    if let Some(typed) = text_cast(column, ty, name, offset)? {
+        return Ok(typed);
+    }
     let options = CastOptions {
         safe: false,
         ..CastOptions::default()
@@ -319,6 +322,63 @@ fn strict_cast(column: &ArrayRef, ty: &DataType, name: &str, offset: usize) -> R
             Some(name),
             format!("cannot be read as {ty}: {e}"),
         )
+    })
+}
+
+/// A text column (CSV, or strings in Arrow or Parquet) read as `ty` by the rule every other
+/// entry point follows ([`skewless_online::input`]: `1001` but not `+1001`, `01001` or
+/// ` 1001`; `NaN` and `Infinity` but not `inf`; `true` and `false`), then typed as a JSON
+/// push's values are; `None` when `column` is not text or `ty` is not a number, a bool or
+/// an instant (Arrow's cast decides those).
+fn text_cast(column: &ArrayRef, ty: &DataType, name: &str, offset: usize) -> Result<Option<ArrayRef>, InputError> {
+    use skewless_online::{Given, Scalar};
+    let texts: Vec<Option<&str>> = match column.data_type() {
+        DataType::Utf8 => column
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .map(|a| a.iter().collect()),
+        DataType::LargeUtf8 => column
+            .as_any()
+            .downcast_ref::<LargeStringArray>()
+            .map(|a| a.iter().collect()),
+        DataType::Utf8View => column
+            .as_any()
+            .downcast_ref::<arrow::array::StringViewArray>()
+            .map(|a| a.iter().collect()),
+        _ => None,
+    }
+    .unwrap_or_default();
+    if texts.len() != column.len() {
+        return Ok(None);
+    }
+    let rule = match ty {
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => Some(skewless_defs::FeatureType::Int64),
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
+            Some(skewless_defs::FeatureType::Int64)
+        }
+        DataType::Float16 | DataType::Float32 => Some(skewless_defs::FeatureType::Float32),
+        DataType::Float64 => Some(skewless_defs::FeatureType::Float64),
+        DataType::Boolean => Some(skewless_defs::FeatureType::Bool),
+        DataType::Timestamp(..) => None,
+        _ => return Ok(None),
+    };
+    let mut values = Vec::with_capacity(texts.len());
+    for (row, text) in texts.into_iter().enumerate() {
+        let value = match (text, rule) {
+            (None, _) => Value::Null,
+            // Instants: as a JSON push's strings (RFC 3339; a naive one is UTC).
+            (Some(text), None) => Value::String(text.to_string()),
+            // Numbers and bools: as JSON writes them (non-finite floats as their names).
+            (Some(text), Some(rule)) => match Scalar::from_given(text, Given::Text, rule) {
+                Ok(value) => crate::online::scalar_to_json(&value),
+                Err(e) => return Err(at(Some(row + offset), Some(name), e)),
+            },
+        };
+        values.push(value);
+    }
+    json_column(name, ty, values.iter()).map(Some).map_err(|e| InputError {
+        row: e.row.map(|r| r + offset),
+        ..e
     })
 }
 
@@ -412,6 +472,14 @@ pub(crate) fn json_column<'a>(
                 });
             }
             if ty == &DataType::Float32 {
+                // A finite number beyond float32's range is refused (as lookups refuse it),
+                // never rounded to an infinity.
+                if let Some(r) = out
+                    .iter()
+                    .position(|v| v.is_some_and(|x| x.is_finite() && x.abs() > f64::from(f32::MAX)))
+                {
+                    return Err(wrong(r, "a float32 (this number is out of its range)"));
+                }
                 // JSON numbers are decimal: read as f64, then rounded once to the nearest f32.
                 Arc::new(out.into_iter().map(|v| v.map(|x| x as f32)).collect::<Float32Array>())
             } else {
@@ -501,11 +569,19 @@ pub fn read_file(path: &std::path::Path, schema: &PushSchema) -> Result<crate::p
         let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| failed(&e))?;
         Ok(PushInput::Batches(batches))
     } else if name.ends_with(".csv") {
+        // Numbers, bools and instants are read as text, then typed by the one rule for text
+        // ([`strict_cast`]), naming the row and column of a value it refuses.
         let types: Vec<(&str, DataType)> = schema
             .schema
             .fields()
             .iter()
-            .map(|f| (f.name().as_str(), f.data_type().clone()))
+            .map(|f| {
+                let ty = match f.data_type() {
+                    t if t.is_numeric() || matches!(t, DataType::Boolean | DataType::Timestamp(..)) => DataType::Utf8,
+                    t => t.clone(),
+                };
+                (f.name().as_str(), ty)
+            })
             .collect();
         let csv_schema = skewless_offline::source::csv_schema_with_types(path, &types).map_err(|e| failed(&e))?;
         let reader = arrow::csv::ReaderBuilder::new(csv_schema)
@@ -702,5 +778,100 @@ mod tests {
             .downcast_ref::<TimestampMicrosecondArray>()
             .unwrap();
         assert_eq!(created.values(), &[NOW, NOW]);
+    }
+
+    /// One rule, every form a push takes: a value as text (a CSV cell, an Arrow or Parquet
+    /// string) is taken exactly when the lookups' rule for text takes it, and then equals the
+    /// value a JSON push of the same literal gives.
+    #[test]
+    fn text_follows_the_one_rule_in_csv_and_arrow_strings() {
+        let s = schema();
+        // (column, text, taken)
+        let table = [
+            ("driver_id", "1001", true),
+            ("driver_id", "-3", true),
+            ("driver_id", "0", true),
+            ("driver_id", "+1001", false),
+            ("driver_id", "01001", false),
+            ("driver_id", " 1001", false),
+            ("driver_id", "1001.0", false),
+            ("driver_id", "-0", false),
+            ("driver_id", "9223372036854775808", false),
+            ("fare", "3.25", true),
+            ("fare", "-0.0", true),
+            ("fare", "1e-3", true),
+            ("fare", "NaN", true),
+            ("fare", "Infinity", true),
+            ("fare", "-Infinity", true),
+            ("fare", "inf", false),
+            ("fare", "1e400", false),
+            ("fare", "0x1p3", false),
+            ("fare", " 3.25", false),
+            ("rate", "0.1", true),
+            ("rate", "1e39", false),
+            ("ok", "true", true),
+            ("ok", "false", true),
+            ("ok", "True", false),
+            ("ok", "1", false),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (column, text, taken) in table {
+            let driver = if column == "driver_id" { text } else { "7" };
+            // Arrow strings.
+            let mut columns: Vec<(&str, ArrayRef)> = vec![
+                ("driver_id", Arc::new(StringArray::from(vec![driver]))),
+                ("ts", Arc::new(StringArray::from(vec!["2025-01-01T00:00:00Z"]))),
+            ];
+            if column != "driver_id" {
+                columns.push((column, Arc::new(StringArray::from(vec![text]))));
+            }
+            let arrow = s.from_batches(&[RecordBatch::try_from_iter(columns).unwrap()], NOW);
+            // A CSV file (quoted, so the cell's spaces are kept).
+            let csv = dir.path().join("rows.csv");
+            let header = if column == "driver_id" {
+                "driver_id,ts".to_string()
+            } else {
+                format!("driver_id,ts,{column}")
+            };
+            let cells = if column == "driver_id" {
+                format!("\"{text}\",2025-01-01T00:00:00Z")
+            } else {
+                format!("7,2025-01-01T00:00:00Z,\"{text}\"")
+            };
+            std::fs::write(&csv, format!("{header}\n{cells}\n")).unwrap();
+            let crate::push::PushInput::Batches(batches) = read_file(&csv, &s).unwrap() else {
+                panic!("a CSV file reads as batches");
+            };
+            let from_csv = s.from_batches(&batches, NOW);
+            for (form, got) in [("arrow", &arrow), ("csv", &from_csv)] {
+                match got {
+                    Ok(batch) if taken => {
+                        // The same literal as JSON (names as strings, the rest as numbers).
+                        let literal: Value = serde_json::from_str(text).unwrap_or(json!(text));
+                        let mut row = json!({"driver_id": 7, "ts": "2025-01-01T00:00:00Z"});
+                        row[column] = literal;
+                        let json = s.from_rows(&rows(json!([row])), NOW).unwrap();
+                        let i = s.schema.index_of(column).unwrap();
+                        assert_eq!(
+                            format!("{:?}", batch.column(i)),
+                            format!("{:?}", json.column(i)),
+                            "{form} {column}={text:?}"
+                        );
+                    }
+                    Err(e) if !taken => {
+                        assert_eq!((e.row, e.field.as_deref()), (Some(0), Some(column)), "{form}: {e}");
+                    }
+                    other => panic!("{form} {column}={text:?}: taken should be {taken}, got {other:?}"),
+                }
+            }
+        }
+        // JSON too: a number beyond float32's range is refused, not rounded to an infinity.
+        let err = s
+            .from_rows(
+                &rows(json!([{"driver_id": 7, "ts": "2025-01-01T00:00:00Z", "rate": 1e39}])),
+                NOW,
+            )
+            .unwrap_err();
+        assert_eq!((err.row, err.field.as_deref()), (Some(0), Some("rate")), "{err}");
     }
 }

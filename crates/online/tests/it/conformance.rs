@@ -132,6 +132,25 @@ pub async fn writes_are_newer_wins_and_idempotent(store: &dyn OnlineStore) {
     assert_eq!(values(&get_one(store, &l, 1, 6 * HOUR).await), v(0.9));
 }
 
+/// A store written before event times were bounded may hold a row dated in the year 58,900
+/// (a millisecond epoch read as seconds). It must not block its key: any write replaces it.
+pub async fn an_impossible_stored_time_never_blocks_its_key(store: &dyn OnlineStore) {
+    let l = Arc::new(driver_view());
+    let v = |x: f64| [Scalar::Float64(x), Scalar::Int64(1)];
+    let poisoned = 1_796_300_000_000 * 1_000_000;
+    assert_eq!(put(store, &l, 1, poisoned, None, &v(9.0)).await.written, 1);
+    assert_eq!(put(store, &l, 1, 5 * HOUR, None, &v(0.5)).await.written, 1);
+    assert_eq!(values(&get_one(store, &l, 1, 6 * HOUR).await), v(0.5));
+    // From then on, newer-wins as usual.
+    assert_eq!(put(store, &l, 1, 4 * HOUR, None, &v(0.1)).await.skipped, 1);
+    // The last instant that can be stored (the year 2200, less 1 µs) still holds its key.
+    let latest = skewless_defs::instant::LATEST;
+    assert_eq!(put(store, &l, 2, latest - 1, None, &v(1.0)).await.written, 1);
+    assert_eq!(put(store, &l, 2, 5 * HOUR, None, &v(0.5)).await.skipped, 1);
+    assert_eq!(put(store, &l, 3, latest, None, &v(1.0)).await.written, 1);
+    assert_eq!(put(store, &l, 3, 5 * HOUR, None, &v(0.5)).await.written, 1);
+}
+
 pub async fn statuses_follow_the_injected_clock(store: &dyn OnlineStore) {
     let l = Arc::new(driver_view());
     put(
@@ -479,6 +498,7 @@ macro_rules! conformance {
             $store;
             missing_keys_read_as_not_found,
             writes_are_newer_wins_and_idempotent,
+            an_impossible_stored_time_never_blocks_its_key,
             statuses_follow_the_injected_clock,
             another_version_reads_as_not_found_and_is_counted,
             composite_keys_several_views_and_duplicates,

@@ -528,8 +528,29 @@ async fn a_store_that_goes_down_is_503_then_recovers() {
     // answered, not failed with "broken pipe".
     redis.stop();
     redis.restart();
-    // (The read is sent again on the new connection; a tile append is never sent twice, so
-    // a push to an aggregated view right after a quiet restart can still answer 503.)
+    // First a push: `trips` feeds an aggregated view, whose tile appends are tagged, so they
+    // too are sent again on the new connection (and would count once had the first landed).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let trip = json!({"trip_id": 7_100_001, "driver_id": 1001, "customer_id": 5001, "event_timestamp": now,
+        "last_trip_distance_km": 2.0, "fare": 31.0, "rating": null});
+    let (status, body) = post(
+        server.addr,
+        "/v1/push",
+        json!({"source": "trips", "rows": [trip], "id": "after-restart"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["views"]["driver_trip_stats"]["written"].as_u64() == Some(1),
+        "{body}"
+    );
+    let trips = json!({"features": ["driver_trip_stats:trips_1h"], "entities": [{"driver_id": 1001}]});
+    let (status, body) = post(server.addr, "/v1/features", trips).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["features"]["trips_1h"]["value"], json!(1), "{body}");
     let (status, body) = post(server.addr, "/v1/features", ask).await;
     assert_eq!(
         (status, status_of(&body).as_deref()),
