@@ -264,18 +264,25 @@ pub struct TileWrite {
     pub expire_at_ms: Option<u64>,
 }
 
+/// What a batch of events is to an entity's tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Records {
+    /// Its whole history (materialization): the records replace the entity's tiles.
+    Replace,
+    /// A push tagged so: the records are appended, and count once per tag.
+    Append([u8; 8]),
+}
+
 /// The tile writes of a batch of events `[keys.., ts, created?, inputs..]` (the view's select
 /// list): per entity, each tile's states folded from its events, as one record per tile.
 /// Events whose effective time (`ts`, or `max(ts, created)` with `as_of: available`) is after
 /// `end` are left out; so are tiles older than the longest window before the entity's newest
-/// event. `replace`: the records are the entity's whole history (materialization); else
-/// `tag` tags them (a push).
+/// event.
 pub fn writes(
     layout: &crate::ViewLayout,
     batch: &arrow::array::RecordBatch,
     end: Option<i64>,
-    replace: bool,
-    tag: Option<[u8; 8]>,
+    records: Records,
     now_ms: u64,
 ) -> crate::Result<Vec<TileWrite>> {
     use std::collections::{BTreeMap, HashMap};
@@ -332,6 +339,10 @@ pub fn writes(
         }
     }
     let version = layout.version_bytes();
+    let (replace, tag) = match records {
+        Records::Replace => (true, None),
+        Records::Append(tag) => (false, Some(tag)),
+    };
     let expire_at_ms = spec.expire_at_ms(now_ms);
     Ok(entities
         .into_iter()

@@ -421,8 +421,14 @@ impl Project {
     ) -> Result<ViewReport> {
         let events = skewless_offline::aggregate::events_until(ctx, defs, &self.root, view, end).await?;
         let now_ms = Utc::now().timestamp_millis().max(0) as u64;
-        let writes =
-            skewless_online::tiles::writes(layout, &events, Some(end), true, None, now_ms).map_err(online_error)?;
+        let writes = skewless_online::tiles::writes(
+            layout,
+            &events,
+            Some(end),
+            skewless_online::tiles::Records::Replace,
+            now_ms,
+        )
+        .map_err(online_error)?;
         let keys = writes.len() as u64;
         let newest = newest_event_time(&events, layout.keys.len()).filter(|&t| t <= end);
         let mut chunks = writes;

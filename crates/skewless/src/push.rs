@@ -387,9 +387,11 @@ impl PushTarget {
                 broken.push((view, breaking));
             }
             let entries = if view.layout.tiles.is_some() {
+                use skewless_online::tiles::Records;
                 let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
-                let writes = skewless_online::tiles::writes(&view.layout, &computed, None, false, Some(tag), now_ms)
-                    .map_err(RequestError::from)?;
+                let writes =
+                    skewless_online::tiles::writes(&view.layout, &computed, None, Records::Append(tag), now_ms)
+                        .map_err(RequestError::from)?;
                 ViewEntries::Tiles(writes)
             } else {
                 ViewEntries::Rows(view.layout.encode_batch(&computed).map_err(RequestError::from)?)

@@ -325,51 +325,59 @@ fn strict_cast(column: &ArrayRef, ty: &DataType, name: &str, offset: usize) -> R
     })
 }
 
-/// A text column (CSV, or strings in Arrow or Parquet) read as `ty` by the rule every other
-/// entry point follows ([`skewless_online::input`]: `1001` but not `+1001`, `01001` or
-/// ` 1001`; `NaN` and `Infinity` but not `inf`; `true` and `false`), then typed as a JSON
-/// push's values are; `None` when `column` is not text or `ty` is not a number, a bool or
-/// an instant (Arrow's cast decides those).
+/// How text becomes a value of a column type by the one rule for text.
+#[derive(Clone, Copy)]
+enum TextRule {
+    /// [`skewless_online::input`]'s rule for this type: `1001` but not `+1001`, `01001` or
+    /// ` 1001`; `NaN` and `Infinity` but not `inf`; `true` and `false`.
+    Scalar(skewless_defs::FeatureType),
+    /// As a JSON push's strings: RFC 3339 (a naive one is UTC).
+    Instant,
+}
+
+impl TextRule {
+    /// The rule for column type `ty`; `None` for types Arrow's cast decides (text, dates,
+    /// decimals).
+    fn of(ty: &DataType) -> Option<Self> {
+        use skewless_defs::FeatureType;
+        Some(match ty {
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => Self::Scalar(FeatureType::Int64),
+            DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
+                Self::Scalar(FeatureType::Int64)
+            }
+            DataType::Float16 | DataType::Float32 => Self::Scalar(FeatureType::Float32),
+            DataType::Float64 => Self::Scalar(FeatureType::Float64),
+            DataType::Boolean => Self::Scalar(FeatureType::Bool),
+            DataType::Timestamp(..) => Self::Instant,
+            _ => return None,
+        })
+    }
+}
+
+/// A text column (CSV, or strings in Arrow or Parquet) read as `ty` by its [`TextRule`], the
+/// rule every other entry point follows, then typed as a JSON push's values are; `None` when
+/// `column` is not text or `ty` has no rule.
 fn text_cast(column: &ArrayRef, ty: &DataType, name: &str, offset: usize) -> Result<Option<ArrayRef>, InputError> {
     use skewless_online::{Given, Scalar};
-    let texts: Vec<Option<&str>> = match column.data_type() {
-        DataType::Utf8 => column
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .map(|a| a.iter().collect()),
-        DataType::LargeUtf8 => column
-            .as_any()
-            .downcast_ref::<LargeStringArray>()
-            .map(|a| a.iter().collect()),
-        DataType::Utf8View => column
-            .as_any()
-            .downcast_ref::<arrow::array::StringViewArray>()
-            .map(|a| a.iter().collect()),
-        _ => None,
-    }
-    .unwrap_or_default();
-    if texts.len() != column.len() {
+    let Some(rule) = TextRule::of(ty) else {
         return Ok(None);
-    }
-    let rule = match ty {
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => Some(skewless_defs::FeatureType::Int64),
-        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
-            Some(skewless_defs::FeatureType::Int64)
-        }
-        DataType::Float16 | DataType::Float32 => Some(skewless_defs::FeatureType::Float32),
-        DataType::Float64 => Some(skewless_defs::FeatureType::Float64),
-        DataType::Boolean => Some(skewless_defs::FeatureType::Bool),
-        DataType::Timestamp(..) => None,
-        _ => return Ok(None),
+    };
+    let texts: Vec<Option<&str>> = if let Some(a) = column.as_any().downcast_ref::<StringArray>() {
+        a.iter().collect()
+    } else if let Some(a) = column.as_any().downcast_ref::<LargeStringArray>() {
+        a.iter().collect()
+    } else if let Some(a) = column.as_any().downcast_ref::<arrow::array::StringViewArray>() {
+        a.iter().collect()
+    } else {
+        return Ok(None);
     };
     let mut values = Vec::with_capacity(texts.len());
     for (row, text) in texts.into_iter().enumerate() {
         let value = match (text, rule) {
             (None, _) => Value::Null,
-            // Instants: as a JSON push's strings (RFC 3339; a naive one is UTC).
-            (Some(text), None) => Value::String(text.to_string()),
+            (Some(text), TextRule::Instant) => Value::String(text.to_string()),
             // Numbers and bools: as JSON writes them (non-finite floats as their names).
-            (Some(text), Some(rule)) => match Scalar::from_given(text, Given::Text, rule) {
+            (Some(text), TextRule::Scalar(ty)) => match Scalar::from_given(text, Given::Text, ty) {
                 Ok(value) => crate::online::scalar_to_json(&value),
                 Err(e) => return Err(at(Some(row + offset), Some(name), e)),
             },
@@ -569,16 +577,16 @@ pub fn read_file(path: &std::path::Path, schema: &PushSchema) -> Result<crate::p
         let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| failed(&e))?;
         Ok(PushInput::Batches(batches))
     } else if name.ends_with(".csv") {
-        // Numbers, bools and instants are read as text, then typed by the one rule for text
-        // ([`strict_cast`]), naming the row and column of a value it refuses.
+        // Columns with a [`TextRule`] are read as text, then typed by it ([`strict_cast`]),
+        // naming the row and column of a value it refuses.
         let types: Vec<(&str, DataType)> = schema
             .schema
             .fields()
             .iter()
             .map(|f| {
-                let ty = match f.data_type() {
-                    t if t.is_numeric() || matches!(t, DataType::Boolean | DataType::Timestamp(..)) => DataType::Utf8,
-                    t => t.clone(),
+                let ty = match TextRule::of(f.data_type()) {
+                    Some(_) => DataType::Utf8,
+                    None => f.data_type().clone(),
                 };
                 (f.name().as_str(), ty)
             })

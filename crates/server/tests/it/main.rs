@@ -543,10 +543,7 @@ async fn a_store_that_goes_down_is_503_then_recovers() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert!(
-        body["views"]["driver_trip_stats"]["written"].as_u64() == Some(1),
-        "{body}"
-    );
+    assert_eq!(body["views"]["driver_trip_stats"]["written"], json!(1), "{body}");
     let trips = json!({"features": ["driver_trip_stats:trips_1h"], "entities": [{"driver_id": 1001}]});
     let (status, body) = post(server.addr, "/v1/features", trips).await;
     assert_eq!(status, 200, "{body}");
