@@ -1,7 +1,7 @@
 //! The parity harness can fail: a fault planted in the online path is reported, with the
 //! right cause. (The ttl bound off by 1 µs and the stale store are in `parity/late.rs`.)
 //!
-//! These faults are switched on process-wide (`skewless_engine::planted`), so they live in
+//! These faults are switched on process-wide (`skewless_defs::planted`), so they live in
 //! their own test binary with one test: nothing else runs beside them in this process.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test

@@ -438,207 +438,55 @@ fn materialize(
     Ok(code)
 }
 
+/// `skewless serve`: the sharded server of [`skewless_server::sharded`] until ctrl-c or
+/// SIGTERM; SIGHUP makes every thread look for a new `apply` at once.
 fn serve(
     project: &Project,
     url: Option<&str>,
     addr: &str,
     threads: usize,
-    mut options: skewless_server::Options,
+    options: skewless_server::Options,
 ) -> anyhow::Result<ExitCode> {
-    let runtime = runtime()?;
-    // A plain bind first, so that a port another server holds is an error here, not shared.
-    let local = std::net::TcpListener::bind(addr)
-        .and_then(|probe| probe.local_addr())
-        .with_context(|| format!("listening on {addr}"))?;
-    let config = store_config(project, url)?;
-    // The server holds an embedded store itself (never through another server), and lends it
-    // to other commands while it runs; its shards share it. A Redis store is opened here to
-    // check it, and again by each shard: a connection per thread.
-    let (store, held_file): (Arc<dyn OnlineStore>, _) = runtime.block_on(async {
-        anyhow::Ok(match &config {
-            StoreConfig::Embedded(path) => (
-                Arc::new(skewless::online_store::EmbeddedStore::open(path)?) as Arc<dyn OnlineStore>,
-                Some(path.clone()),
-            ),
-            StoreConfig::Redis(_) => (skewless::online_store::open(&config).await?, None),
-        })
-    })?;
-    let described = store.describe();
-    let applied_seq = skewless::serving::Serving::new(project, Arc::clone(&store))?.applied_seq;
-    // A listening socket per shard, all on one port (SO_REUSEPORT): the kernel spreads new
-    // connections over them (one socket shared by all would let whichever thread wakes first
-    // accept a whole burst). They listen now, before the shards connect to their stores, so
-    // a client that connects early waits in the backlog instead of being refused.
-    let listeners = {
-        let _runtime = runtime.enter();
-        (0..threads)
-            .map(|_| {
-                let listener = reuse_port_socket(local)?.listen(1024)?;
-                anyhow::Ok(listener.into_std()?)
-            })
-            .collect::<anyhow::Result<Vec<_>>>()
-            .with_context(|| format!("listening on {local}"))?
+    let config = skewless_server::ServeConfig {
+        project: project.clone(),
+        store: store_config(project, url)?,
+        addr: addr.to_string(),
+        threads,
+        options,
+        registry_poll: std::time::Duration::from_secs(1),
     };
-    let _published = match &held_file {
-        Some(path) => {
-            let token = skewless::online_store::layout::new_instance_id();
-            let mut reach = local;
-            if reach.ip().is_unspecified() {
-                reach.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            let handoff = skewless::online_store::served::Handoff {
-                addr: reach.to_string(),
-                token: token.clone(),
-                pid: std::process::id(),
-            };
-            let published = skewless::online_store::served::publish(path, &handoff)?;
-            options.handoff = Some(skewless_server::StoreHandoff {
-                store: Arc::clone(&store),
-                token: skewless_server::ApiKeys::parse(&token).map_err(anyhow::Error::msg)?,
-            });
-            Some(published)
+    let running = skewless_server::start(config, |event| match event {
+        skewless_server::ServeEvent::Reloaded { applied_seq } => eprintln!("now serving applied version {applied_seq}"),
+        skewless_server::ServeEvent::ReloadFailed { message } => {
+            eprintln!("error: the newly applied version cannot be served (the previous one stays): {message}")
         }
-        None => None,
-    };
-    let server = Arc::new(skewless_server::Server::new(options)?);
+    })?;
     eprintln!(
-        "serving applied version {applied_seq} from {described} on http://{local} with {threads} thread{}{}",
+        "serving applied version {} from {} on http://{} with {threads} thread{}{}",
+        running.applied_seq(),
+        running.described(),
+        running.local_addr(),
         if threads == 1 { "" } else { "s" },
-        if server.requires_api_keys() {
+        if running.requires_api_keys() {
             " (API keys required)"
         } else {
             ""
         }
     );
-    // Ctrl-c or SIGTERM stops every shard; SIGHUP makes each look for a new `apply` at once
-    // (each also looks every second).
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    // A shard that ends on its own (it could not connect, say) stops the server too.
-    let (ended, mut first_end) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut nudges = Vec::new();
-    let mut shards = Vec::new();
-    for (shard, listener) in listeners.into_iter().enumerate() {
-        let (nudge, nudged) = tokio::sync::mpsc::channel(1);
-        nudges.push(nudge);
-        let shared = Shard {
-            project: project.clone(),
-            config: config.clone(),
-            store: Arc::clone(&store),
-            server: Arc::clone(&server),
-        };
-        let stopped = stopped.clone();
-        let ended = ended.clone();
-        let run = move || {
-            let result = shared.serve(shard, listener, nudged, stopped);
-            let _ = ended.send(());
-            result
-        };
-        shards.push(
-            std::thread::Builder::new()
-                .name(format!("serve-{shard}"))
-                .spawn(run)
-                .context("starting a serving thread")?,
-        );
-    }
-    runtime.block_on(async {
+    let reloader = running.reloader();
+    running.wait(async move {
         #[cfg(unix)]
         if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             tokio::spawn(async move {
                 while hup.recv().await.is_some() {
-                    for nudge in &nudges {
-                        let _ = nudge.try_send(());
-                    }
+                    reloader.reload();
                 }
             });
         }
-        tokio::select! {
-            () = shutdown_signal() => {},
-            _ = first_end.recv() => {},
-        }
-    });
-    let _ = stop.send(true);
-    let mut failed = None;
-    for shard in shards {
-        match shard.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failed = failed.or(Some(e)),
-            Err(_) => failed = failed.or(Some(anyhow::anyhow!("a serving thread panicked"))),
-        }
-    }
-    if let Some(e) = failed {
-        return Err(e);
-    }
+        shutdown_signal().await;
+    })?;
     eprintln!("stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// What every serving thread of `skewless serve` starts from.
-struct Shard {
-    project: Project,
-    config: StoreConfig,
-    /// The embedded store, which the threads share (a Redis store is opened per thread).
-    store: Arc<dyn OnlineStore>,
-    server: Arc<skewless_server::Server>,
-}
-
-impl Shard {
-    /// One serving thread: its own runtime, store connection and serving core, reloaded when
-    /// `nudged` or every second, serving `listener` until `stopped` turns true.
-    fn serve(
-        self,
-        shard: usize,
-        listener: std::net::TcpListener,
-        nudged: tokio::sync::mpsc::Receiver<()>,
-        mut stopped: tokio::sync::watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting a serving thread's runtime")?;
-        runtime.block_on(async move {
-            let store = match &self.config {
-                StoreConfig::Embedded(_) => self.store,
-                StoreConfig::Redis(_) => skewless::online_store::open(&self.config).await?,
-            };
-            let live = skewless_server::Live::new(skewless::serving::Serving::new(&self.project, Arc::clone(&store))?);
-            tokio::spawn(skewless_server::watch_registry(
-                Arc::clone(&live),
-                self.project,
-                store,
-                std::time::Duration::from_secs(1),
-                nudged,
-                move |change| match change {
-                    Ok(seq) if shard == 0 => eprintln!("now serving applied version {seq}"),
-                    Ok(_) => {}
-                    Err(e) => {
-                        eprintln!("error: the newly applied version cannot be served (the previous one stays): {e}")
-                    }
-                },
-            ));
-            let listener = tokio::net::TcpListener::from_std(listener).context("the listener")?;
-            let shutdown = async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            };
-            self.server.run(listener, live, shutdown).await?;
-            anyhow::Ok(())
-        })
-    }
-}
-
-/// A TCP socket bound to `at` with SO_REUSEPORT (and SO_REUSEADDR), not yet listening.
-fn reuse_port_socket(at: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpSocket> {
-    let bind = || -> std::io::Result<tokio::net::TcpSocket> {
-        let socket = match at {
-            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-        };
-        socket.set_reuseaddr(true)?;
-        #[cfg(unix)]
-        socket.set_reuseport(true)?;
-        socket.bind(at)?;
-        Ok(socket)
-    };
-    bind().with_context(|| format!("listening on {at}"))
 }
 
 /// Resolves on ctrl-c or SIGTERM.

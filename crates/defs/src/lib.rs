@@ -24,6 +24,7 @@ pub mod instant;
 mod model;
 mod parse;
 pub mod plan;
+pub mod planted;
 mod validate;
 pub mod version;
 mod yaml;

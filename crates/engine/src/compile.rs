@@ -18,7 +18,7 @@ use crate::types::{arrow_type, fits};
 
 /// A feature ready to evaluate: its expression yields exactly `arrow_type(ty)`, named `name`.
 /// For an aggregated feature, the expression is its per-row *input* and `ty` the input's
-/// type ([`crate::aggregate`] folds the inputs into the feature).
+/// type (`skewless_aggregates` folds the inputs into the feature).
 #[derive(Debug, Clone)]
 pub struct CompiledFeature {
     pub name: String,

@@ -56,7 +56,7 @@ fn value(compiled: &CompiledFeature) -> Expr {
 
 /// Why `compiled`'s value breaks its contract, or NULL; `None` without a contract.
 fn reason(view: &FeatureView, compiled: &CompiledFeature) -> Option<Expr> {
-    if crate::planted::active(crate::planted::Fault::ContractsIgnored) {
+    if skewless_defs::planted::active(skewless_defs::planted::Fault::ContractsIgnored) {
         return None;
     }
     let feature = view.features.iter().find(|f| f.name == compiled.name)?;

@@ -16,14 +16,12 @@
 //! What it is not: it reads no files and talks to no server. Schemas come from the caller
 //! (the offline crate reads them from Parquet footers and CSV headers).
 
-pub mod aggregate;
 mod check;
 mod compile;
 pub mod contracts;
 mod memory;
 mod on_demand;
 #[doc(hidden)]
-pub mod planted;
 mod types;
 
 pub use check::{SourceSchemas, check};

@@ -17,7 +17,7 @@
 //! [`first_tile`] to the tile holding `t`, and tiles that fall out of every window are
 //! dropped. Lifetime features keep one running state. Nothing ever pairs a spine row with
 //! each event: the work is a sort plus, per spine row, one merge per tile in its windows. The
-//! merges are exact and commutative ([`skewless_engine::aggregate`]), so the online store,
+//! merges are exact and commutative ([`skewless_aggregates`]), so the online store,
 //! which merges the same tiles in another order, gets the same bits.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,8 +29,8 @@ use arrow::buffer::NullBuffer;
 use arrow::compute::concat_batches;
 use arrow::datatypes::{Field, FieldRef};
 use datafusion::prelude::SessionContext;
+use skewless_aggregates::{Column, State, Value, first_tile, tile_of, to_array};
 use skewless_defs::{AggFunction, Definitions, FeatureType, FeatureView};
-use skewless_engine::aggregate::{Column, State, Value, first_tile, tile_of, to_array};
 
 use crate::training_set::{FeatureFrame, TimeBounds, feature_frame};
 use crate::{Error, Result};

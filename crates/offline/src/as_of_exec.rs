@@ -716,7 +716,7 @@ fn with_feature_side<R>(
         key_valid,
         ts,
         created,
-        tie_break: if skewless_engine::planted::active(skewless_engine::planted::Fault::ReversedTieBreak) {
+        tie_break: if skewless_defs::planted::active(skewless_defs::planted::Fault::ReversedTieBreak) {
             &reversed
         } else {
             &by_values

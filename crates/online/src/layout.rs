@@ -57,8 +57,8 @@ use std::fmt;
 
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use serde::Serialize;
+use skewless_aggregates::Column;
 use skewless_defs::{AsOf, Definitions, FeatureType, FeatureView, KeyType, instant};
-use skewless_engine::aggregate::Column;
 
 use crate::{Error, Result};
 

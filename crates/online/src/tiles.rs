@@ -5,7 +5,7 @@
 //! embedded store). Materialization replaces an entity's map with the tiles computed offline
 //! from every row (batch files and push log); a push appends its rows' partial states to
 //! their tiles, in one atomic call per entity. A lookup reads the map and merges, per
-//! feature, the tiles inside its window at the clock ([`skewless_engine::aggregate`]): the
+//! feature, the tiles inside its window at the clock ([`skewless_aggregates`]): the
 //! same exact, order-free merges the training set does, so both give the same bits.
 //!
 //! # Bytes
@@ -17,7 +17,7 @@
 //!         1 byte    format: 2 (materialized) or 3 (pushed, tagged)
 //!         8 bytes   view version (as in row values)
 //!         8 bytes   format 3 only: the push's tag
-//!         ...       one state per feature, in declared order (engine::aggregate::encode):
+//!         ...       one state per feature, in declared order (skewless_aggregates::encode):
 //!                   count: u64 · sum/mean: u64 n, sum · var/stddev: u64 n, sum, sum of squares
 //!                   min/max: 0 | 1 value · first/last: 0 | 1 ts i64, 0 | 1 created i64, value
 //!                   count_distinct: u32 k, then k × (u32 length, value bytes)
@@ -44,9 +44,9 @@ use std::sync::Arc;
 
 use arrow::array::Array;
 
+use skewless_aggregates::{Decoder, State, Value, encode, first_tile, tile_of};
+use skewless_defs::planted::Fault;
 use skewless_defs::{AggFunction, FeatureType, FeatureView};
-use skewless_engine::aggregate::{Decoder, State, Value, encode, first_tile, tile_of};
-use skewless_engine::planted::Fault;
 
 use crate::layout::Scalar;
 use crate::lookup::Status;
@@ -230,7 +230,7 @@ pub fn evaluate(spec: &TileSpec, tiles: &[(i64, Vec<State>)], now: i64, features
 /// With the planted fault [`Fault::NaiveFloatSums`] (tests of the parity harness only): a
 /// float sum's tile, rounded on its own, to be added naively in tile order.
 fn planted_naive_sum(function: AggFunction, state: &State) -> Option<Value> {
-    (function == AggFunction::Sum && skewless_engine::planted::active(Fault::NaiveFloatSums))
+    (function == AggFunction::Sum && skewless_defs::planted::active(Fault::NaiveFloatSums))
         .then(|| state.finish(function))
         .flatten()
 }
@@ -313,9 +313,9 @@ pub fn writes(
     // Per entity key: its newest event time, and its tiles' states.
     type Entity = (i64, BTreeMap<i64, Vec<State>>);
     let mut entities: HashMap<Vec<u8>, Entity> = HashMap::new();
-    let inputs: Vec<skewless_engine::aggregate::Column<'_>> = inputs
+    let inputs: Vec<skewless_aggregates::Column<'_>> = inputs
         .iter()
-        .map(|a| skewless_engine::aggregate::Column::new(a.as_ref()))
+        .map(|a| skewless_aggregates::Column::new(a.as_ref()))
         .collect();
     for (row, key) in keys.into_iter().enumerate() {
         let Some(key) = key else { continue };

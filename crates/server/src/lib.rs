@@ -19,17 +19,20 @@
 //! answers in its own words), so a malformed one is a 400 `BAD_REQUEST` naming the problem,
 //! and one over the size limit a 413 `BODY_TOO_LARGE`. Nothing a client sends can panic
 //! the server. [`run`] serves on a listener until a shutdown future resolves, finishing the
-//! requests in flight; tests bind `127.0.0.1:0`.
+//! requests in flight; tests bind `127.0.0.1:0`. [`sharded::start`] is `skewless serve`: a
+//! shard per thread on one port, reloads, the embedded store lent to other commands.
 
 mod accept;
 mod auth;
 mod metrics;
 mod origin;
 mod push;
+pub mod sharded;
 mod wire;
 
 pub use auth::ApiKeys;
 pub use origin::AllowedHosts;
+pub use sharded::{Reloader, Running, ServeConfig, ServeError, ServeEvent, start};
 
 use std::future::Future;
 use std::sync::Arc;

@@ -88,8 +88,8 @@ pub enum PlantedFault {
 
 impl PlantedFault {
     /// The engine fault this plants in the online half of the run, if it is one.
-    fn engine_fault(self) -> Option<skewless_engine::planted::Fault> {
-        use skewless_engine::planted::Fault;
+    fn engine_fault(self) -> Option<skewless_defs::planted::Fault> {
+        use skewless_defs::planted::Fault;
         match self {
             PlantedFault::ReversedTieBreak => Some(Fault::ReversedTieBreak),
             PlantedFault::ContractsIgnored => Some(Fault::ContractsIgnored),
@@ -289,7 +289,7 @@ impl Project {
                     let _planted = options
                         .planted
                         .and_then(PlantedFault::engine_fault)
-                        .map(skewless_engine::planted::plant);
+                        .map(skewless_defs::planted::plant);
                     // Views over push sources get their rows as production does, through the
                     // push path; the others by materialization.
                     let pushing = mode == RunMode::Unrecorded;

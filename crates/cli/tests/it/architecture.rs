@@ -1,4 +1,5 @@
-//! Dependencies point down: cli → server → skewless → {offline, online} → engine → defs.
+//! Dependencies point down: cli → server → skewless → {offline, online} → {engine, aggregates} → defs,
+//! and the online path links no DataFusion.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -28,9 +29,13 @@ fn workspace_dependencies_point_down() {
                 "skewless-defs",
             ][..],
         ),
-        ("skewless-offline", &["skewless-engine", "skewless-defs"][..]),
-        ("skewless-online", &["skewless-engine", "skewless-defs"][..]),
+        (
+            "skewless-offline",
+            &["skewless-engine", "skewless-aggregates", "skewless-defs"][..],
+        ),
+        ("skewless-online", &["skewless-aggregates", "skewless-defs"][..]),
         ("skewless-engine", &["skewless-defs"][..]),
+        ("skewless-aggregates", &["skewless-defs"][..]),
         ("skewless-defs", &[][..]),
         // Test support, a dev-dependency only.
         ("skewless-testkit", &[][..]),
@@ -61,33 +66,55 @@ fn workspace_dependencies_point_down() {
     }
 }
 
-#[test]
-fn defs_is_pure_no_datafusion_tokio_or_redis() {
+/// The crates `package` links in normal builds, by name.
+fn normal_tree(package: &str) -> BTreeSet<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
-        .args([
-            "tree",
-            "-p",
-            "skewless-defs",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "--offline",
-        ])
+        .args(["tree", "-p", package, "-e", "normal", "--prefix", "none", "--offline"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let tree = String::from_utf8_lossy(&output.stdout);
-    let crates: BTreeSet<&str> = tree.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// Fails naming the first crate of `tree` whose name starts with a banned prefix.
+fn assert_none_banned(package: &str, tree: &BTreeSet<String>, own: &str, banned: &[&str]) {
     assert!(
-        crates.contains("sqlparser"),
-        "the tree must list defs' own dependencies:\n{tree}"
+        tree.contains(own),
+        "the tree of {package} must list its own dependency {own}: {tree:?}"
     );
-    for name in &crates {
-        for banned in ["datafusion", "tokio", "redis", "arrow"] {
-            assert!(!name.starts_with(banned), "skewless-defs pulls in {name}");
+    for name in tree {
+        for prefix in banned {
+            assert!(!name.starts_with(prefix), "{package} pulls in {name}");
         }
+    }
+}
+
+#[test]
+fn defs_is_pure_no_datafusion_tokio_or_redis() {
+    let tree = normal_tree("skewless-defs");
+    assert_none_banned(
+        "skewless-defs",
+        &tree,
+        "sqlparser",
+        &["datafusion", "tokio", "redis", "arrow"],
+    );
+}
+
+/// Serving answers a key from the store and tiles: the batch engine is not linked into it.
+#[test]
+fn the_online_path_links_no_datafusion() {
+    for (package, own) in [("skewless-online", "redis"), ("skewless-aggregates", "arrow-array")] {
+        let tree = normal_tree(package);
+        assert_none_banned(
+            package,
+            &tree,
+            own,
+            &["datafusion", "skewless-engine", "skewless-offline"],
+        );
     }
 }

@@ -18,6 +18,7 @@ use skewless_testkit::fuzz::Fuzz;
 mod hostile;
 mod push;
 mod served_log;
+mod sharded;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const HOUR: i64 = 3_600_000_000;
