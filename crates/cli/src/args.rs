@@ -156,72 +156,7 @@ pub enum Command {
     },
     /// Serve lookups over HTTP (POST /v1/features, Feast's POST /get-online-features,
     /// GET /health, GET /ready) from the applied definitions, until ctrl-c or SIGTERM.
-    Serve {
-        #[arg(long, default_value = "127.0.0.1:6566")]
-        addr: String,
-        /// Largest request body accepted (answered 413 above it).
-        #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
-        max_body: usize,
-        /// Most entities per request.
-        #[arg(long, default_value_t = 1000)]
-        max_entities: usize,
-        /// Most features per request.
-        #[arg(long, default_value_t = 500)]
-        max_features: usize,
-        /// A lookup that takes longer is answered 504 (a duration: 500ms, 5s).
-        #[arg(long, default_value = "5s", value_parser = parse_timeout)]
-        request_timeout: std::time::Duration,
-        /// Largest push body accepted (POST /v1/push and /push; answered 413 above it).
-        #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
-        max_push_body: usize,
-        /// Most rows per push.
-        #[arg(long, default_value_t = 1_000_000)]
-        max_push_rows: usize,
-        /// A request's head must arrive within this; also how long a kept-alive connection
-        /// may sit idle.
-        #[arg(long, default_value = "30s", value_parser = parse_timeout)]
-        header_timeout: std::time::Duration,
-        /// A request's body must arrive whole within this (answered 408 otherwise).
-        #[arg(long, default_value = "60s", value_parser = parse_timeout)]
-        body_timeout: std::time::Duration,
-        /// Connections open at once; at the cap new ones wait to be accepted.
-        #[arg(long, default_value_t = 4096)]
-        max_connections: usize,
-        /// Push bodies in flight at once (a push takes about ten times its body in memory);
-        /// over it a push is answered 503 with Retry-After. At least --max-push-body.
-        #[arg(long, default_value = "128MiB", value_parser = parse_bytes)]
-        max_push_in_flight: usize,
-        /// On ctrl-c or SIGTERM, requests in flight get this long to finish.
-        #[arg(long, default_value = "10s", value_parser = parse_timeout)]
-        shutdown_grace: std::time::Duration,
-        /// Log served feature vectors to this directory (Parquet), for `skewless consistency`.
-        #[arg(long)]
-        log_served: Option<PathBuf>,
-        /// The share of entity keys whose lookups are logged (by a hash of the key).
-        #[arg(long, default_value_t = 0.01)]
-        log_sample: f64,
-        /// The served log's size budget: the oldest files are deleted beyond it.
-        #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
-        log_max_bytes: usize,
-        /// Demand `Authorization: Bearer <key>` on every route but /health and /ready, with
-        /// the keys in this file (one per line). Or give the keys themselves, comma-separated,
-        /// in SKEWLESS_API_KEYS.
-        #[arg(long, env = "SKEWLESS_API_KEYS_FILE")]
-        api_keys: Option<std::path::PathBuf>,
-        /// Without API keys, the server answers only requests addressed to an IP address or
-        /// `localhost` (a guard against DNS rebinding); name the other host names it is
-        /// reached by here, comma-separated (`fs.prod,fs`), or `*` for any.
-        #[arg(long, env = "SKEWLESS_ALLOWED_HOSTS", value_parser = parse_allowed_hosts)]
-        allowed_hosts: Option<skewless_server::AllowedHosts>,
-        /// Answer aggregated views at a past `at` (refused by default: their tiles hold every
-        /// row written so far). For benchmarks and replays where nothing was written after.
-        #[arg(long)]
-        allow_past_clock: bool,
-        /// Serving threads, each with its own runtime and store connection (default: one
-        /// per core). A request and its store round trip stay on one thread.
-        #[arg(long)]
-        threads: Option<std::num::NonZeroUsize>,
-    },
+    Serve(ServeArgs),
     /// Push rows to a source declared `push: true`: appended durably to its offline log,
     /// then written to the online store (the running server's embedded store, if it holds it).
     Push {
@@ -409,6 +344,75 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
 
 fn parse_allowed_hosts(text: &str) -> Result<skewless_server::AllowedHosts, String> {
     skewless_server::AllowedHosts::parse(text)
+}
+
+/// The arguments of `skewless serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1:6566")]
+    pub addr: String,
+    /// Largest request body accepted (answered 413 above it).
+    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    pub max_body: usize,
+    /// Most entities per request.
+    #[arg(long, default_value_t = 1000)]
+    pub max_entities: usize,
+    /// Most features per request.
+    #[arg(long, default_value_t = 500)]
+    pub max_features: usize,
+    /// A lookup that takes longer is answered 504 (a duration: 500ms, 5s).
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
+    pub request_timeout: std::time::Duration,
+    /// Largest push body accepted (POST /v1/push and /push; answered 413 above it).
+    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
+    pub max_push_body: usize,
+    /// Most rows per push.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_push_rows: usize,
+    /// A request's head must arrive within this; also how long a kept-alive connection
+    /// may sit idle.
+    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    pub header_timeout: std::time::Duration,
+    /// A request's body must arrive whole within this (answered 408 otherwise).
+    #[arg(long, default_value = "60s", value_parser = parse_timeout)]
+    pub body_timeout: std::time::Duration,
+    /// Connections open at once; at the cap new ones wait to be accepted.
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Push bodies in flight at once (a push takes about ten times its body in memory);
+    /// over it a push is answered 503 with Retry-After. At least --max-push-body.
+    #[arg(long, default_value = "128MiB", value_parser = parse_bytes)]
+    pub max_push_in_flight: usize,
+    /// On ctrl-c or SIGTERM, requests in flight get this long to finish.
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    pub shutdown_grace: std::time::Duration,
+    /// Log served feature vectors to this directory (Parquet), for `skewless consistency`.
+    #[arg(long)]
+    pub log_served: Option<PathBuf>,
+    /// The share of entity keys whose lookups are logged (by a hash of the key).
+    #[arg(long, default_value_t = 0.01)]
+    pub log_sample: f64,
+    /// The served log's size budget: the oldest files are deleted beyond it.
+    #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
+    pub log_max_bytes: usize,
+    /// Demand `Authorization: Bearer <key>` on every route but /health and /ready, with
+    /// the keys in this file (one per line). Or give the keys themselves, comma-separated,
+    /// in SKEWLESS_API_KEYS.
+    #[arg(long, env = "SKEWLESS_API_KEYS_FILE")]
+    pub api_keys: Option<std::path::PathBuf>,
+    /// Without API keys, the server answers only requests addressed to an IP address or
+    /// `localhost` (a guard against DNS rebinding); name the other host names it is
+    /// reached by here, comma-separated (`fs.prod,fs`), or `*` for any.
+    #[arg(long, env = "SKEWLESS_ALLOWED_HOSTS", value_parser = parse_allowed_hosts)]
+    pub allowed_hosts: Option<skewless_server::AllowedHosts>,
+    /// Answer aggregated views at a past `at` (refused by default: their tiles hold every
+    /// row written so far). For benchmarks and replays where nothing was written after.
+    #[arg(long)]
+    pub allow_past_clock: bool,
+    /// Serving threads, each with its own runtime and store connection (default: one
+    /// per core). A request and its store round trip stay on one thread.
+    #[arg(long)]
+    pub threads: Option<std::num::NonZeroUsize>,
 }
 
 #[cfg(test)]
