@@ -111,20 +111,20 @@ fn micros(text: &str) -> i64 {
 /// The features served for `entity` at clock `at`.
 async fn served(
     project: &Project,
-    store: &dyn online_store::OnlineStore,
+    store: &std::sync::Arc<dyn online_store::OnlineStore>,
     features: &[String],
     entity: &str,
     at: i64,
 ) -> Vec<Cell> {
-    let out = project
-        .get(
-            store,
-            &FeatureSelection::Features(features.to_vec()),
-            &[vec![("entity_id".to_string(), entity.to_string())]],
-            at,
-        )
-        .await
-        .unwrap();
+    let out = crate::lookup(
+        project,
+        store,
+        &FeatureSelection::Features(features.to_vec()),
+        &[vec![("entity_id".to_string(), entity.to_string())]],
+        at,
+    )
+    .await
+    .unwrap();
     out.rows[0].iter().map(|v| served_cell(&v.value)).collect()
 }
 
@@ -225,7 +225,7 @@ async fn run_case(name: &str) {
         check(
             "materialized",
             *r,
-            &served(&project, &*store, &features, entity, *t).await,
+            &served(&project, &store, &features, entity, *t).await,
         );
     }
 
@@ -265,7 +265,7 @@ async fn run_case(name: &str) {
                 .unwrap_or_else(|e| panic!("{name}: push: {e}"));
             next += 1;
         }
-        check("pushed", *r, &served(&project, &*store, &features, entity, *t).await);
+        check("pushed", *r, &served(&project, &store, &features, entity, *t).await);
     }
 }
 

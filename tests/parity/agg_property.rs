@@ -364,7 +364,7 @@ async fn pushed_parity(seed: u64, case: &Case, batch_offline: &[ArrayRef]) -> (u
                 vec![("k1".to_string(), text)]
             })
             .collect();
-        let out = twin.get(&*store, &selection, &entities, t).await.unwrap();
+        let out = crate::lookup(&twin, &store, &selection, &entities, t).await.unwrap();
         served.insert(n, out.rows);
     }
     let offline = training_set(dir.path(), &twin, case).await;

@@ -136,15 +136,15 @@ async fn both_paths(dir: &std::path::Path, project: &Project) -> (Vec<(Scalar, S
         .collect();
     let (store, reports) = materialize(dir, project).await;
     let entities: Vec<Vec<(String, String)>> = (1..=3).map(|d| vec![("driver_id".into(), d.to_string())]).collect();
-    let found = project
-        .get(
-            &*store,
-            &FeatureSelection::Features(vec!["stats:rate".into(), "stats:tier".into()]),
-            &entities,
-            T0 + 2 * HOUR,
-        )
-        .await
-        .unwrap();
+    let found = crate::lookup(
+        project,
+        &store,
+        &FeatureSelection::Features(vec!["stats:rate".into(), "stats:tier".into()]),
+        &entities,
+        T0 + 2 * HOUR,
+    )
+    .await
+    .unwrap();
     let online = found
         .rows
         .iter()
@@ -204,15 +204,15 @@ async fn quarantine_excludes_the_row_on_every_path() {
         "feature `rate` = NaN is outside [0, 1]"
     );
     let entities = vec![vec![("driver_id".to_string(), "3".to_string())]];
-    let found = project
-        .get(
-            &*store,
-            &FeatureSelection::Features(vec!["stats:rate".into()]),
-            &entities,
-            T0 + 5 * HOUR,
-        )
-        .await
-        .unwrap();
+    let found = crate::lookup(
+        &project,
+        &store,
+        &FeatureSelection::Features(vec!["stats:rate".into()]),
+        &entities,
+        T0 + 5 * HOUR,
+    )
+    .await
+    .unwrap();
     assert_eq!(found.rows[0][0].value, f(0.125));
     // The training set agrees: the NaN row is no candidate there either.
     std::fs::write(dir.path().join("spine.csv"), "driver_id,ts\n3,2026-01-01T05:00:00Z\n").unwrap();

@@ -13,3 +13,15 @@ mod push;
 mod push_faults;
 
 pub use skewless_testkit::copy_demo_defs;
+
+/// One lookup through a serving core compiled for it, as a server answers one.
+pub(crate) async fn lookup(
+    project: &skewless::Project,
+    store: &std::sync::Arc<dyn skewless::online_store::OnlineStore>,
+    selection: &skewless::training::FeatureSelection,
+    entities: &[Vec<(String, String)>],
+    at: i64,
+) -> Result<skewless::serving::GetOutput, skewless::Error> {
+    let serving = skewless::serving::Serving::new(project, std::sync::Arc::clone(store))?;
+    Ok(serving.get(selection, entities, at).await?)
+}

@@ -77,7 +77,7 @@ pub(crate) fn scalar(column: &ArrayRef, row: usize) -> Scalar {
 /// Builds the training set for `entities` at `t` and checks `get` at clock `t` against it:
 /// a value is PRESENT with the training set's value, or absent where the training set is null.
 /// Returns how many values were present.
-async fn assert_parity(dir: &std::path::Path, project: &Project, store: &dyn OnlineStore, t: i64) -> usize {
+async fn assert_parity(dir: &std::path::Path, project: &Project, store: &Arc<dyn OnlineStore>, t: i64) -> usize {
     let entities = entities();
     let spine = RecordBatch::try_new(
         Arc::new(Schema::new(vec![
@@ -119,8 +119,7 @@ async fn assert_parity(dir: &std::path::Path, project: &Project, store: &dyn Onl
             ]
         })
         .collect();
-    let online = project
-        .get(store, &FeatureSelection::Features(features.clone()), &pairs, t)
+    let online = crate::lookup(project, store, &FeatureSelection::Features(features.clone()), &pairs, t)
         .await
         .unwrap();
     assert_eq!(online.stats.other_version + online.stats.corrupt, 0);
@@ -168,7 +167,7 @@ async fn parity_on(config_for: impl Fn(&std::path::Path, usize) -> StoreConfig) 
         };
         let reports = project.materialize(&*store, &options, &|_| {}).await.unwrap();
         assert_eq!(reports.len(), 4);
-        let present = assert_parity(dir.path(), &project, &*store, t).await;
+        let present = assert_parity(dir.path(), &project, &store, t).await;
         if i == 1 {
             assert!(present > 500, "only {present} values present mid-run");
         }
@@ -232,7 +231,7 @@ async fn incremental_steps_equal_one_full_run() {
         let marks = project.registry().watermarks(&store_ref(&*store).await).unwrap();
         assert!(marks.values().all(|w| w.end == step));
     }
-    assert_parity(dir.path(), &project, &*store, end).await;
+    assert_parity(dir.path(), &project, &store, end).await;
 }
 
 async fn store_ref(store: &dyn OnlineStore) -> skewless::registry::StoreRef {
@@ -273,7 +272,7 @@ async fn watermarks_belong_to_one_store_instance() {
         assert_eq!(r.start, None, "{}: another store's watermark was used", r.view);
         assert!(r.note.as_deref().is_some_and(|n| n.contains("full run")), "{r:?}");
     }
-    assert_parity(dir.path(), &project, &*redis, end).await;
+    assert_parity(dir.path(), &project, &redis, end).await;
     // The embedded store's own watermark is untouched.
     let marks = project.registry().watermarks(&store_ref(&*embedded).await).unwrap();
     assert!(!marks.is_empty() && marks.values().all(|w| w.end == early), "{marks:?}");
@@ -290,7 +289,7 @@ async fn watermarks_belong_to_one_store_instance() {
         reports.iter().all(|r| r.start.is_none() && r.keys_written > 0),
         "{reports:?}"
     );
-    assert_parity(dir.path(), &project, &*redis, later).await;
+    assert_parity(dir.path(), &project, &redis, later).await;
     // And on the same instance, the next run is incremental.
     let reports = project
         .materialize(&*redis, &incremental(later + HOUR), &|_| {})
@@ -345,9 +344,10 @@ async fn get_reports_statuses_and_explains_bad_requests() {
     project.materialize(&*store, &options, &|_| {}).await.unwrap();
     let features = FeatureSelection::Features(vec!["driver_hourly_stats:conv_rate".into()]);
     let entity = vec![vec![("driver_id".to_string(), "1001".to_string())]];
+    let serving = skewless::serving::Serving::new(&project, Arc::clone(&store)).unwrap();
     let at = |t| {
-        let (project, store, features, entity) = (&project, &store, &features, &entity);
-        async move { project.get(&**store, features, entity, t).await.unwrap().rows[0][0].clone() }
+        let (serving, features, entity) = (&serving, &features, &entity);
+        async move { serving.get(features, entity, t).await.unwrap().rows[0][0].clone() }
     };
     let now = at(t).await;
     assert_eq!(now.status, Status::Present);
@@ -366,8 +366,7 @@ async fn get_reports_statuses_and_explains_bad_requests() {
         let pairs: Vec<Vec<(String, String)>> =
             vec![pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()];
         async move {
-            project
-                .get(&**store, &selection, &pairs, t)
+            crate::lookup(project, store, &selection, &pairs, t)
                 .await
                 .unwrap_err()
                 .to_string()
@@ -408,7 +407,7 @@ async fn get_reports_statuses_and_explains_bad_requests() {
 /// stable codes: the caller's mistakes are 4xx, a store that is down is 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serving_core_answers_with_codes() {
-    use skewless::serving::{RequestError, Serving};
+    use skewless::serving::RequestError;
     let (_dir, project) = demo_project();
     let mut server = skewless_testkit::RedisServer::start();
     let store = online_store::open(&StoreConfig::Redis(server.url())).await.unwrap();
@@ -420,14 +419,12 @@ async fn serving_core_answers_with_codes() {
         views: Vec::new(),
     };
     project.materialize(&*store, &options, &|_| {}).await.unwrap();
-    let serving = Serving::new(&project, Arc::clone(&store)).unwrap();
+    let serving = skewless::serving::Serving::new(&project, Arc::clone(&store)).unwrap();
     assert_eq!(serving.applied_seq, 1);
     let service = FeatureSelection::Service("ranking_v1".into());
     let entity = |pairs: &[(&str, &str)]| vec![pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()];
     let one = entity(&[("driver_id", "1001"), ("customer_id", "5001"), ("distance_km", "3.5")]);
     let served = serving.get(&service, &one, t).await.unwrap();
-    let direct = project.get(&*store, &service, &one, t).await.unwrap();
-    assert_eq!(served.rows, direct.rows);
     assert!(served.rows[0].iter().any(|v| v.status == Status::Present));
     // The service asks `ride_score:score` only, which reads driver_hourly_stats; its sibling
     // `fare_per_km` (reading driver_last_trip) is neither looked up nor evaluated. Asked

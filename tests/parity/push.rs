@@ -161,14 +161,19 @@ pub(crate) fn spine(times: &[i64]) -> RecordBatch {
 }
 
 /// What every driver is served at clock `t`.
-pub(crate) async fn served_at(project: &Project, store: &dyn OnlineStore, features: &[String], t: i64) -> Served {
+pub(crate) async fn served_at(project: &Project, store: &Arc<dyn OnlineStore>, features: &[String], t: i64) -> Served {
     let entities: Vec<Vec<(String, String)>> = (1..=DRIVERS + 1)
         .map(|d| vec![("driver_id".to_string(), d.to_string())])
         .collect();
-    let found = project
-        .get(store, &FeatureSelection::Features(features.to_vec()), &entities, t)
-        .await
-        .unwrap();
+    let found = crate::lookup(
+        project,
+        store,
+        &FeatureSelection::Features(features.to_vec()),
+        &entities,
+        t,
+    )
+    .await
+    .unwrap();
     vec![(
         t,
         found
@@ -186,7 +191,7 @@ pub(crate) type Served = Vec<(i64, Vec<Vec<(Scalar, Status)>>)>;
 /// served, and per view how many pushed rows broke its contracts.
 async fn replay(
     project: &Project,
-    store: &dyn OnlineStore,
+    store: &Arc<dyn OnlineStore>,
     seed: u64,
     pushes: usize,
     features: &[String],
@@ -217,7 +222,7 @@ async fn replay(
             (None, false, false)
         };
         let pushed = project
-            .push(store, "trips", &input, id, PushTo::OnlineAndOffline, now)
+            .push(&**store, "trips", &input, id, PushTo::OnlineAndOffline, now)
             .await;
         if conflict {
             let err = pushed.unwrap_err();
@@ -291,7 +296,7 @@ async fn push_parity_on(store: Arc<dyn OnlineStore>, dir: &std::path::Path, proj
         .iter()
         .map(|f| format!("last_trip:{f}"))
         .collect();
-    let (served, broken) = replay(project, &*store, seed, 60, &available).await;
+    let (served, broken) = replay(project, &store, seed, 60, &available).await;
     let present = assert_served_equals_training_set(dir, project, &served, &available).await;
     assert!(present > 500, "only {present} values present");
     // Rows broke contracts on both paths, and each path wrote them to the quarantine: the
@@ -329,7 +334,7 @@ async fn push_parity_on(store: Arc<dyn OnlineStore>, dir: &std::path::Path, proj
     // `as_of: event` agrees once every row has landed: after the last push.
     let event = vec!["trip_event:last_fare".to_string()];
     let last = served.last().unwrap().0;
-    let final_served = served_at(project, &*store, &event, last).await;
+    let final_served = served_at(project, &store, &event, last).await;
     let present = assert_served_equals_training_set(dir, project, &final_served, &event).await;
     assert_eq!(present, DRIVERS as usize, "every driver has an event-time value");
 }

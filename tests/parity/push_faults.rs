@@ -115,7 +115,7 @@ async fn a_retried_push_whose_online_write_failed_is_served() {
     let expected: Vec<skewless::online_store::Scalar> = (1..=DRIVERS)
         .map(|d| skewless::online_store::Scalar::Float64(1000.0 + d as f64))
         .collect();
-    assert_ne!(fares(&served_at(&project, &*store, &features, end).await), expected);
+    assert_ne!(fares(&served_at(&project, &store, &features, end).await), expected);
 
     // Other rows under the same id: refused, nothing written.
     let err = push(PushInput::Rows(late_rows(2000.0)), "late").await.unwrap_err();
@@ -133,7 +133,7 @@ async fn a_retried_push_whose_online_write_failed_is_served() {
     let report = push(late, "late").await.unwrap();
     assert!(!report.appended);
     assert!(report.views.values().any(|w| w.written > 0), "{report:?}");
-    let served = served_at(&project, &*store, &features, end).await;
+    let served = served_at(&project, &store, &features, end).await;
     assert_eq!(fares(&served), expected);
     assert_served_equals_training_set(dir.path(), &project, &served, &features).await;
 }
@@ -185,13 +185,13 @@ async fn a_retried_push_counts_once_in_an_aggregated_view() {
     redis_cli(server.port(), &["CONFIG", "SET", "min-replicas-to-write", "0"]);
     let features = vec!["trip_event:*".to_string()];
     let end = BASE + 40 * MINUTE;
-    let without = served_at(&project, &*store, &features, end).await;
+    let without = served_at(&project, &store, &features, end).await;
 
     // The retry: nothing appended offline, the tiles written; then again, changing nothing.
     let report = push().await.unwrap();
     assert!(!report.appended);
     assert_eq!(report.views["trip_event"].written, DRIVERS as u64, "{report:?}");
-    let served = served_at(&project, &*store, &features, end).await;
+    let served = served_at(&project, &store, &features, end).await;
     assert_ne!(served, without, "the retry wrote the tiles");
     assert_served_equals_training_set(dir.path(), &project, &served, &features).await;
     // The second retry appends the same records again: a tile merges one per push.
@@ -199,7 +199,7 @@ async fn a_retried_push_counts_once_in_an_aggregated_view() {
     assert!(!report.appended);
     assert_eq!(report.views["trip_event"].written, DRIVERS as u64, "{report:?}");
     assert_eq!(
-        served_at(&project, &*store, &features, end).await,
+        served_at(&project, &store, &features, end).await,
         served,
         "counted once"
     );
@@ -273,14 +273,14 @@ async fn a_failed_online_write_is_logged_and_the_next_incremental_run_repairs_it
     let expected: Vec<skewless::online_store::Scalar> = (1..=DRIVERS)
         .map(|d| skewless::online_store::Scalar::Float64(1000.0 + d as f64))
         .collect();
-    let stale = served_at(&project, &*store, &features, end).await;
+    let stale = served_at(&project, &store, &features, end).await;
     assert!(
         fares(&stale).iter().zip(&expected).all(|(a, b)| a != b),
         "{:?}",
         fares(&stale)
     );
     materialize(&project, &*store, end, true).await;
-    let served = served_at(&project, &*store, &features, end).await;
+    let served = served_at(&project, &store, &features, end).await;
     assert_eq!(fares(&served), expected);
     assert_served_equals_training_set(dir.path(), &project, &served, &features).await;
     // Replaying the failed push's id appends nothing: its rows are already logged.
@@ -327,7 +327,7 @@ async fn racing_writers_on(store: Arc<dyn OnlineStore>, dir: &std::path::Path, p
         task.await.unwrap();
     }
     let features = all_features();
-    let served = served_at(project, &*store, &features, end).await;
+    let served = served_at(project, &store, &features, end).await;
     let present = assert_served_equals_training_set(dir, project, &served, &features).await;
     assert!(present >= DRIVERS as usize, "only {present} values present");
 }
@@ -470,7 +470,7 @@ async fn a_view_that_changes_kind_keeps_working_on_redis() {
             .unwrap_or_else(|e| panic!("round {round}: push: {e}"));
         materialize(&project, &*store, now, false).await;
         let features = vec!["trip_event:*".to_string()];
-        let served = served_at(&project, &*store, &features, now).await;
+        let served = served_at(&project, &store, &features, now).await;
         assert!(!served.is_empty(), "round {round}");
     }
 }

@@ -130,14 +130,9 @@ impl OnDemandProgram {
         })
     }
 
-    /// The columns the program reads, in order.
     /// The view's feature names, in the order [`Self::evaluate`] returns their columns.
     pub fn feature_names(&self) -> impl Iterator<Item = &str> {
         self.features.iter().map(|(name, _)| name.as_str())
-    }
-
-    pub fn inputs(&self) -> &[OnDemandInput] {
-        &self.inputs
     }
 
     /// Evaluates every feature over `rows` rows. `column` gives each input's values (any

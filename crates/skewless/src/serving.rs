@@ -550,20 +550,6 @@ impl Serving {
     }
 }
 
-impl Project {
-    /// One lookup through a serving core compiled for it (see [`Serving`] to reuse one).
-    pub async fn get(
-        &self,
-        store: &dyn OnlineStore,
-        selection: &FeatureSelection,
-        entities: &[Vec<(String, String)>],
-        at: i64,
-    ) -> Result<GetOutput, Error> {
-        let compiled = Compiled::new(self.applied()?)?;
-        compiled.get(store, selection, entities, at).await.map_err(Error::Serve)
-    }
-}
-
 /// Evaluates an on-demand program for every entity over the columns looked up so far and the
 /// entities' request fields. Its values are PRESENT (computed), without an event time;
 /// inputs that were not found enter as nulls, as in training sets.

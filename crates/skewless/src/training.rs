@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
-use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion::prelude::SessionContext;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -48,13 +48,6 @@ pub struct TrainingSetOutput {
     /// The applied registry version whose views (and on-demand views) this training set
     /// matches; `None` when built from unapplied definitions (see `skew_warnings`).
     pub applied_version: Option<u64>,
-}
-
-impl TrainingSetOutput {
-    /// The training set as a DataFusion `DataFrame`, for further queries in Rust.
-    pub fn into_dataframe(self, ctx: &SessionContext) -> Result<DataFrame> {
-        ctx.read_batch(self.batch).map_err(|e| Error::Offline(e.into()))
-    }
 }
 
 /// Resolves a selection against the definitions.

@@ -9,10 +9,11 @@
 //! cluster of three masters with `redis-cli --cluster create`.
 //!
 //! [`fuzz`] generates and mutates inputs for property tests: parsers and decoders must never
-//! panic, whatever they are fed.
+//! panic, whatever they are fed. [`golden`] compares case folders with their `expected.txt`.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod fuzz;
+pub mod golden;
 
 /// Copies the repository's demo definitions (`feature_defs/`) into `project_dir/feature_defs`
 /// and returns that path.

@@ -3,13 +3,8 @@
 
 use std::process::Stdio;
 
+use crate::commands::demo_project;
 use crate::{Run, TempProject};
-
-fn demo_project() -> TempProject {
-    let p = TempProject::with_demo_defs();
-    p.run(&["demo-data"]).ok();
-    p
-}
 
 fn applied_records(p: &TempProject) -> usize {
     std::fs::read_dir(p.path().join(".skewless/registry/applied"))

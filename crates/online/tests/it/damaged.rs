@@ -2,20 +2,12 @@
 //! whichever bytes are damaged and whichever call meets them first.
 
 use skewless_online::{EmbeddedStore, OnlineStore};
+use skewless_testkit::fuzz::Fuzz;
 
 fn entries(n: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
     (0..n)
         .map(|i| (format!("key{i:06}").into_bytes(), vec![1u8; 40 + (i % 7) as usize]))
         .collect()
-}
-
-/// SplitMix64: damage at reproducible places.
-fn next(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 #[tokio::test]
@@ -28,30 +20,31 @@ async fn damaged_store_files_are_errors_naming_the_file() {
     }
     let bytes = std::fs::read(&good).unwrap();
     let keys: Vec<Vec<u8>> = entries(3000).into_iter().map(|(k, _)| k).collect();
-    let mut state = 7u64;
+    // Damage at reproducible places.
+    let mut rng = Fuzz::new(7);
     let mut errors = 0;
     for case in 0..40 {
         let mut damaged = bytes.clone();
         match case % 4 {
             // Garbage over a page-sized run somewhere.
             0 => {
-                let at = (next(&mut state) as usize) % damaged.len().saturating_sub(4096).max(1);
+                let at = (rng.next_u64() as usize) % damaged.len().saturating_sub(4096).max(1);
                 for b in &mut damaged[at..at + 4096] {
-                    *b = next(&mut state) as u8;
+                    *b = rng.next_u64() as u8;
                 }
             }
             // Scattered single bytes.
             1 => {
                 for _ in 0..64 {
-                    let at = (next(&mut state) as usize) % damaged.len();
-                    damaged[at] = next(&mut state) as u8;
+                    let at = (rng.next_u64() as usize) % damaged.len();
+                    damaged[at] = rng.next_u64() as u8;
                 }
             }
             // Truncated.
-            2 => damaged.truncate((next(&mut state) as usize) % damaged.len()),
+            2 => damaged.truncate((rng.next_u64() as usize) % damaged.len()),
             // Zeroed from some point on.
             _ => {
-                let at = (next(&mut state) as usize) % damaged.len();
+                let at = (rng.next_u64() as usize) % damaged.len();
                 damaged[at..].fill(0);
             }
         }
