@@ -281,9 +281,7 @@ async fn fail_mode_stops_every_path_naming_the_row() {
         "{err}"
     );
     assert!(
-        skewless::offline::push_log::segments(&project.root, "stats")
-            .unwrap()
-            .is_empty(),
+        skewless::push_log::segments(&project.root, "stats").unwrap().is_empty(),
         "a failed push was logged"
     );
 }

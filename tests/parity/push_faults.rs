@@ -251,7 +251,7 @@ async fn a_failed_online_write_is_logged_and_the_next_incremental_run_repairs_it
     };
     assert!(message.contains("are in the offline log"), "{message}");
     assert!(message.contains("materialize-incremental"), "{message}");
-    let by_segment = skewless::offline::push_log::ids_by_segment(&project.root, "trips").unwrap();
+    let by_segment = skewless::push_log::ids_by_segment(&project.root, "trips").unwrap();
     assert!(
         by_segment.values().flatten().any(|id| id == "late"),
         "the failed push is not in the log: {by_segment:?}"
@@ -374,7 +374,7 @@ async fn compaction_changes_no_training_set() {
             .await
             .unwrap();
         // A read folds the journal: a segment per push, for the compaction to merge.
-        skewless::offline::push_log::segments(&project.root, "trips").unwrap();
+        skewless::push_log::segments(&project.root, "trips").unwrap();
     }
     let features = all_features();
     let build = |name: &'static str| {
@@ -402,12 +402,7 @@ async fn compaction_changes_no_training_set() {
     let before = build("before").await;
     let compacted = project.compact("trips").unwrap();
     assert_eq!(compacted.segments, 30);
-    assert_eq!(
-        skewless::offline::push_log::segments(&project.root, "trips")
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(skewless::push_log::segments(&project.root, "trips").unwrap().len(), 1);
     let after = build("after").await;
     assert!(before == after, "compaction changed the training set");
     // The ids and their digests survive compaction: a retry appends nothing, other rows

@@ -108,7 +108,7 @@ pub fn check_view(
     }
     let mut problems = Vec::new();
     // The batch files, then the pushed rows of the source's log (Parquet).
-    let log = crate::push_log::segments(root, &source.name)?;
+    let log = skewless_push_log::segments(root, &source.name)?;
     let all = files
         .files
         .iter()

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Modules: [`source`], [`check`] (row-by-row data checks that pin a failure to a file,
-//! row and feature), [`push_log`] (pushed rows, durably), [`quarantine`] (rows that break
+//! row and feature), `skewless_push_log` (pushed rows, durably), [`quarantine`] (rows that break
 //! contracts, kept with their reason), [`as_of`] (the point-in-time rule), [`as_of_exec`] (it as a
 //! DataFusion operator), [`as_of_node`] (it as a logical plan node), [`training_set`], [`latest`].
 
@@ -21,7 +21,6 @@ pub mod as_of_exec;
 pub mod as_of_node;
 pub mod check;
 pub mod latest;
-pub mod push_log;
 pub mod quarantine;
 pub mod source;
 pub mod training_set;
@@ -74,7 +73,7 @@ pub enum Error {
     #[error("{0}")]
     Request(String),
     #[error(transparent)]
-    Log(#[from] push_log::LogError),
+    Log(#[from] skewless_push_log::LogError),
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
     #[error(transparent)]

@@ -81,7 +81,7 @@ fn write_rows(
     let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros());
-    let nonce = crate::push_log::nonce();
+    let nonce = skewless_push_log::nonce();
     let file = dir.join(format!("{job}-{micros:016}-{nonce:016x}.parquet"));
     let tmp = dir.join(format!(".tmp-{nonce:016x}"));
     let written = (|| -> std::result::Result<(), Box<dyn std::error::Error>> {

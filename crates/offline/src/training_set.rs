@@ -524,7 +524,7 @@ async fn source_frame(
         }
     };
     // Pushed rows: the source's offline log, in the same schema (crate::push_log).
-    let log = crate::push_log::segments(root, &source.name)?;
+    let log = skewless_push_log::segments(root, &source.name)?;
     if !log.is_empty() {
         let log: Vec<String> = log.iter().map(|p| p.to_string_lossy().into_owned()).collect();
         let pushed = ctx

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! rows ─ push_rows (typed as the source, checked, `created` = ingestion instant where absent)
-//!      ─ offline log: one record in the source's journal, fdatasynced (offline::push_log) ── acknowledged from here on
+//!      ─ offline log: one record in the source's journal, fdatasynced (skewless_push_log) ── acknowledged from here on
 //!      ─ per online view reading the source: the view's select list (offline::training_set::view_select),
 //!        compiled once, evaluated on the batch ─ encoded by the view's layout ─ written newer-wins
 //! ```
@@ -24,9 +24,9 @@ use arrow::datatypes::{Field, Schema};
 use datafusion::common::DFSchema;
 use datafusion::physical_expr::PhysicalExpr;
 use skewless_defs::{Definitions, Source};
-use skewless_offline::push_log::{Appended, PushLog, TAG_SEPARATOR};
 use skewless_offline::{source, training_set};
 use skewless_online::{OnlineStore, ViewLayout};
+use skewless_push_log::{Appended, PushLog, TAG_SEPARATOR};
 
 use crate::online::EXPIRY_MARGIN;
 use crate::push_rows::PushSchema;
@@ -251,7 +251,7 @@ impl PushTarget {
                 let tag = tile_tag(&format!("{id}{TAG_SEPARATOR}{digest}"));
                 (Some(format!("{id}{TAG_SEPARATOR}{digest}{TAG_SEPARATOR}{now}")), tag)
             }
-            None => (None, skewless_offline::push_log::nonce().to_be_bytes()),
+            None => (None, skewless_push_log::nonce().to_be_bytes()),
         };
         let batch = self
             .input
@@ -344,7 +344,7 @@ impl PushTarget {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let (writes, _) = self.compute(batch, skewless_offline::push_log::nonce().to_be_bytes())?;
+        let (writes, _) = self.compute(batch, skewless_push_log::nonce().to_be_bytes())?;
         self.write(store, writes, &|view, e| {
             RequestError::OnlineWriteFailed(format!("replaying pushes into feature view `{view}` failed: {e}"))
         })
@@ -548,7 +548,7 @@ impl crate::Project {
     }
 
     /// Folds `source`'s push journal, then merges the small segments of its log into one, atomically.
-    pub fn compact(&self, source: &str) -> Result<skewless_offline::push_log::Compacted, crate::Error> {
+    pub fn compact(&self, source: &str) -> Result<skewless_push_log::Compacted, crate::Error> {
         let defs = self.load()?;
         if !defs.sources.contains_key(source) {
             let near = skewless_defs::did_you_mean(source, defs.sources.keys().map(String::as_str))

@@ -25,17 +25,25 @@ fn workspace_dependencies_point_down() {
             &[
                 "skewless-offline",
                 "skewless-online",
+                "skewless-push-log",
                 "skewless-engine",
                 "skewless-defs",
             ][..],
         ),
         (
             "skewless-offline",
-            &["skewless-engine", "skewless-aggregates", "skewless-defs"][..],
+            &[
+                "skewless-engine",
+                "skewless-aggregates",
+                "skewless-push-log",
+                "skewless-defs",
+            ][..],
         ),
         ("skewless-online", &["skewless-aggregates", "skewless-defs"][..]),
         ("skewless-engine", &["skewless-defs"][..]),
         ("skewless-aggregates", &["skewless-defs"][..]),
+        // Pushed rows, durably: Arrow and Parquet only.
+        ("skewless-push-log", &[][..]),
         ("skewless-defs", &[][..]),
         // Test support, a dev-dependency only.
         ("skewless-testkit", &[][..]),

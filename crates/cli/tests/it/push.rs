@@ -66,7 +66,7 @@ fn a_killed_server_loses_no_acknowledged_push_and_leaves_no_torn_segment() {
     let ids = pusher.join().unwrap();
     assert!(ids.len() >= 100);
 
-    let by_segment = skewless::offline::push_log::ids_by_segment(p.path(), "trips").unwrap();
+    let by_segment = skewless::push_log::ids_by_segment(p.path(), "trips").unwrap();
     let mut logged: Vec<String> = by_segment.values().flatten().cloned().collect();
     logged.sort();
     let before = logged.len();

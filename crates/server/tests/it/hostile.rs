@@ -87,7 +87,7 @@ async fn cross_site_content_types_are_refused_and_write_nothing() {
     assert!(text.contains("application/json"), "{text}");
     assert_eq!(fare_now(addr, 1201).await.1, "NOT_FOUND");
     assert!(
-        skewless::offline::push_log::segments(&server.project.root, "trips")
+        skewless::push_log::segments(&server.project.root, "trips")
             .unwrap()
             .is_empty()
     );

@@ -36,7 +36,7 @@ async fn served_fare(addr: std::net::SocketAddr, driver: i64) -> (Value, String)
 
 /// The rows in the trips log (folded into segments).
 fn logged_rows(project: &Project) -> i64 {
-    skewless::offline::push_log::segments(&project.root, "trips")
+    skewless::push_log::segments(&project.root, "trips")
         .unwrap()
         .iter()
         .map(|path| {
