@@ -119,10 +119,10 @@ async fn a_retried_push_whose_online_write_failed_is_served() {
 
     // Other rows under the same id: refused, nothing written.
     let err = push(PushInput::Rows(late_rows(2000.0)), "late").await.unwrap_err();
-    let skewless::Error::Serve(conflict @ RequestError::PushIdConflict(_)) = &err else {
-        panic!("expected PUSH_ID_CONFLICT, got {err}");
-    };
-    assert_eq!((conflict.code(), conflict.http_status()), ("PUSH_ID_CONFLICT", 409));
+    assert!(
+        matches!(&err, skewless::Error::Serve(RequestError::PushIdConflict(_))),
+        "expected PUSH_ID_CONFLICT, got {err}"
+    );
     assert!(
         err.to_string()
             .contains("push id `late` was used before for other rows"),

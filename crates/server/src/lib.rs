@@ -24,6 +24,7 @@
 
 mod accept;
 mod auth;
+mod failure;
 mod metrics;
 mod origin;
 mod push;
@@ -48,6 +49,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use skewless::serving::{GetOutput, RequestError, Serving};
 use skewless::training::FeatureSelection;
+
+use crate::failure::Failure;
 
 /// Limits on what one request may ask.
 #[derive(Debug, Clone, Copy)]
@@ -191,13 +194,8 @@ async fn lookup(
             }
             Ok(found)
         }
-        Ok(Err(e)) => Err(request_error(&e)),
-        Err(_) => Err(error(
-            504,
-            "TIMEOUT",
-            format!("the lookup took longer than {:?}", app.limits.request_timeout),
-        )
-        .into_response()),
+        Ok(Err(e)) => Err(request_error(e)),
+        Err(_) => Err(Failure::Timeout(app.limits.request_timeout).reject().into_response()),
     }
 }
 
@@ -306,13 +304,7 @@ async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, nex
     };
     let data_route = !matches!(route, "/health" | "/ready" | "/internal/store");
     if data_route && app.api_keys.is_none() && !app.allowed_hosts.admits(origin::host(request.headers())) {
-        let response = error(
-            403,
-            "HOST_NOT_ALLOWED",
-            "this server has no API keys, so it answers only requests addressed to an IP address, \
-             `localhost` or a name given with --allowed-hosts",
-        )
-        .into_response();
+        let response = Failure::HostNotAllowed.reject().into_response();
         return finish(&app, route, started, response);
     }
     let admitted = keys.is_none_or(|keys| {
@@ -324,12 +316,7 @@ async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, nex
         )
     });
     if !admitted {
-        let mut response = error(
-            401,
-            "UNAUTHORIZED",
-            "a valid API key is required: `Authorization: Bearer <key>`",
-        )
-        .into_response();
+        let mut response = Failure::Unauthorized.reject().into_response();
         response.headers_mut().insert(
             axum::http::header::WWW_AUTHENTICATE,
             axum::http::HeaderValue::from_static("Bearer"),
@@ -338,12 +325,7 @@ async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, nex
     }
     if request.method() == axum::http::Method::POST && !origin::content_type_ok(route, request.headers()) {
         let expected = origin::expected_types(route).unwrap_or("application/json");
-        let response = error(
-            415,
-            "UNSUPPORTED_MEDIA_TYPE",
-            format!("send the body with `Content-Type: {expected}`"),
-        )
-        .into_response();
+        let response = Failure::UnsupportedMediaType { expected }.reject().into_response();
         return finish(&app, route, started, response);
     }
     // A push holds its share of the push memory budget from before its body is read until
@@ -356,12 +338,7 @@ async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, nex
         match Arc::clone(&app.push_budget).try_acquire_many_owned(kib) {
             Ok(permit) => Some(permit),
             Err(_) => {
-                let mut response = error(
-                    503,
-                    "OVERLOADED",
-                    "the server is busy with other pushes; retry after a second (smaller pushes get in sooner)",
-                )
-                .into_response();
+                let mut response = Failure::Overloaded.reject().into_response();
                 response.headers_mut().insert(
                     axum::http::header::RETRY_AFTER,
                     axum::http::HeaderValue::from_static("1"),
@@ -407,11 +384,7 @@ async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, nex
 }
 
 fn body_too_large(limit: usize) -> Reject {
-    error(
-        413,
-        "BODY_TOO_LARGE",
-        format!("the body is over this route's limit of {limit} bytes"),
-    )
+    Failure::BodyTooLarge { limit }.reject()
 }
 
 /// The body length a request declares (`Content-Length`).
@@ -445,11 +418,7 @@ async fn read_body(
                 bad_request("the body could not be read (the connection broke or its framing is wrong)")
             })
         }
-        Err(_) => Err(error(
-            408,
-            "BODY_TIMEOUT",
-            format!("the body did not arrive whole within {timeout:?}"),
-        )),
+        Err(_) => Err(Failure::BodyTimeout(timeout).reject()),
     }
 }
 
@@ -663,70 +632,13 @@ impl IntoResponse for Reject {
     }
 }
 
-/// Client messages are capped: an answer never echoes a huge input back whole.
-const MAX_MESSAGE_CHARS: usize = 1024;
-
-fn error(status: u16, code: &'static str, message: impl Into<String>) -> Reject {
-    let mut message = message.into();
-    if message.len() > MAX_MESSAGE_CHARS {
-        let end = message.floor_char_boundary(MAX_MESSAGE_CHARS);
-        message.truncate(end);
-        message.push_str("… (cut)");
-    }
-    Reject {
-        status,
-        code,
-        message,
-        detail: None,
-    }
-}
-
-/// A failure that is not the client's: the client gets `message`, the log `detail`.
-fn failure(status: u16, code: &'static str, message: &str, detail: String) -> Reject {
-    Reject {
-        detail: Some(detail),
-        ..error(status, code, message)
-    }
-}
-
-/// The one place a serving error becomes an answer: the caller's mistakes say what is wrong;
-/// our failures say what happened and what to do, never a path, a host or a store's words.
-fn request_error(e: &RequestError) -> Response {
-    let (status, code) = (e.http_status(), e.code());
-    let reject = match e {
-        RequestError::StoreUnavailable(_) => failure(
-            status,
-            code,
-            "the online store did not answer; try again",
-            e.to_string(),
-        ),
-        RequestError::LogUnavailable(_) => failure(
-            status,
-            code,
-            "the offline log could not be written: nothing was pushed; try again",
-            e.to_string(),
-        ),
-        RequestError::OnlineWriteFailed(_) => failure(
-            status,
-            code,
-            "the rows are in the offline log, but the online store did not confirm them (a write that timed \
-             out may have been applied, in part or whole, even after this answer): retry the push with the \
-             same id, or run `skewless materialize-incremental`",
-            e.to_string(),
-        ),
-        RequestError::Internal(_) => failure(
-            status,
-            code,
-            "internal error (a bug): the server's log has the details under this request id",
-            e.to_string(),
-        ),
-        _ => error(status, code, e.to_string()),
-    };
-    reject.into_response()
+/// A serving core's error as an answer ([`failure::answer`] gives its status and code).
+fn request_error(e: RequestError) -> Response {
+    Failure::Serving(e).reject().into_response()
 }
 
 fn bad_request(message: impl Into<String>) -> Reject {
-    error(400, "BAD_REQUEST", message)
+    Failure::BadRequest(message.into()).reject()
 }
 
 /// Parses a JSON body into `T`, or answers 400 saying where it is wrong.
@@ -743,15 +655,11 @@ fn selection(
     match (features, service) {
         (Some(_), Some(_)) => Err(bad_request("give `features` or `feature_service`, not both")),
         (None, Some(service)) => Ok(FeatureSelection::Service(service)),
-        (Some(features), None) if features.len() > limits.max_features => Err(error(
-            400,
-            "TOO_MANY_FEATURES",
-            format!(
-                "{} features requested; the limit is {}",
-                features.len(),
-                limits.max_features
-            ),
-        )),
+        (Some(features), None) if features.len() > limits.max_features => Err(Failure::TooManyFeatures {
+            asked: features.len(),
+            limit: limits.max_features,
+        }
+        .reject()),
         (Some(features), None) if !features.is_empty() => Ok(FeatureSelection::Features(features)),
         _ => Err(bad_request("give `features` (a non-empty list) or `feature_service`")),
     }
@@ -759,11 +667,11 @@ fn selection(
 
 fn too_many_entities(n: usize, limits: &Limits) -> Option<Reject> {
     (n > limits.max_entities).then(|| {
-        error(
-            400,
-            "TOO_MANY_ENTITIES",
-            format!("{n} entities requested; the limit is {}", limits.max_entities),
-        )
+        Failure::TooManyEntities {
+            asked: n,
+            limit: limits.max_entities,
+        }
+        .reject()
     })
 }
 
@@ -809,14 +717,7 @@ async fn features(State(app): State<Arc<App>>, body: Bytes) -> Response {
                 && !app.allow_past_clock
                 && at < now() - skewless::defs::instant::PUSH_AHEAD_MICROS =>
         {
-            error(
-                400,
-                "PAST_CLOCK",
-                "`at` is in the past, and aggregated views are served only as of now: their tiles hold every row \
-             pushed so far, so an earlier clock would count rows that landed after it; build a training set for \
-             past instants",
-            )
-            .into_response()
+            Failure::PastClock.reject().into_response()
         }
         Ok(found) => json_answer(
             &wire::OwnResponse {
@@ -918,7 +819,7 @@ async fn feast_features(State(app): State<Arc<App>>, body: Bytes) -> Response {
 /// follow too: [`skewless::defs::output_name_clash`]); one would silently hide the other.
 fn name_clash(found: &GetOutput, full_names: bool) -> Option<Response> {
     skewless::defs::output_name_clash(&found.features, full_names)
-        .map(|clash| error(400, "FEATURE_NAME_CLASH", clash.to_string()).into_response())
+        .map(|clash| Failure::FeatureNameClash(clash).reject().into_response())
 }
 
 /// A 200 answer with `body` as JSON, written into one buffer sized for the lookup's values
@@ -927,12 +828,10 @@ fn json_answer(body: &impl serde::Serialize, found: &GetOutput) -> Response {
     let mut bytes = Vec::with_capacity(256 + 96 * found.rows.len() * (found.features.len() + 1));
     match serde_json::to_writer(&mut bytes, body) {
         Ok(()) => ([(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Err(e) => failure(
-            500,
-            "INTERNAL",
-            "internal error (a bug): the server's log has the details under this request id",
-            format!("encoding the answer: {e}"),
-        )
+        Err(e) => Failure::Internal {
+            detail: format!("encoding the answer: {e}"),
+        }
+        .reject()
         .into_response(),
     }
 }
@@ -968,16 +867,10 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
     // A hung store is not ready: answered within the request timeout, like a lookup.
     match tokio::time::timeout(app.limits.request_timeout, serving.check_store()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
-        Ok(Err(e)) => request_error(&e),
-        Err(_) => error(
-            503,
-            "STORE_UNAVAILABLE",
-            format!(
-                "the online store did not answer within {:?}",
-                app.limits.request_timeout
-            ),
-        )
-        .into_response(),
+        Ok(Err(e)) => request_error(e),
+        Err(_) => Failure::StoreTimeout(app.limits.request_timeout)
+            .reject()
+            .into_response(),
     }
 }
 
@@ -990,10 +883,16 @@ async fn store_call(
 ) -> Response {
     use skewless::online_store::served;
     let Some(handoff) = &app.handoff else {
-        return error(404, "NOT_FOUND", "this server lends no store").into_response();
+        return Failure::NotFound("this server lends no store".into())
+            .reject()
+            .into_response();
     };
     let store = &handoff.store;
-    let unavailable = |e: skewless::online_store::Error| error(503, "STORE_UNAVAILABLE", e.to_string()).into_response();
+    let unavailable = |e: skewless::online_store::Error| {
+        Failure::LentStoreFailed { detail: e.to_string() }
+            .reject()
+            .into_response()
+    };
     match call.as_str() {
         "write" => match served::decode_write(&body) {
             Ok((entries, expire_after)) => match store.write(entries, expire_after).await {
@@ -1031,6 +930,8 @@ async fn store_call(
             Ok(removed) => removed.to_be_bytes().to_vec().into_response(),
             Err(e) => unavailable(e),
         },
-        other => error(404, "NOT_FOUND", format!("no store call `{other}`")).into_response(),
+        other => Failure::NotFound(format!("no store call `{other}`"))
+            .reject()
+            .into_response(),
     }
 }

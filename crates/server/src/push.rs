@@ -15,7 +15,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use skewless::push::{PushInput, PushTo};
 
-use crate::{App, Reject, bad_request, error, now, parse, request_error};
+use crate::failure::Failure;
+use crate::{App, Reject, bad_request, now, parse, request_error};
 
 /// The content type of an Arrow IPC stream.
 pub(crate) const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
@@ -116,11 +117,11 @@ async fn push(app: &App, source: &str, input: PushInput, id: Option<String>, to:
         PushInput::Batches(batches) => batches.iter().map(|b| b.num_rows()).sum(),
     };
     if rows > app.limits.max_push_rows {
-        return error(
-            413,
-            "TOO_MANY_ROWS",
-            format!("{rows} rows pushed; the limit is {} per push", app.limits.max_push_rows),
-        )
+        return Failure::TooManyRows {
+            asked: rows,
+            limit: app.limits.max_push_rows,
+        }
+        .reject()
         .into_response();
     }
     let serving = app.live.current();
@@ -129,7 +130,7 @@ async fn push(app: &App, source: &str, input: PushInput, id: Option<String>, to:
             app.metrics.pushed(source, report.rows as u64, report.appended);
             axum::Json(report).into_response()
         }
-        Err(e) => request_error(&e),
+        Err(e) => request_error(e),
     }
 }
 

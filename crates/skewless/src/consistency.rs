@@ -140,7 +140,10 @@ impl Project {
         }
 
         let spine = spine(&defs, &lookups)?;
-        let work = tempfile::tempdir().map_err(|e| Error::Request(format!("a temporary directory: {e}")))?;
+        let work = tempfile::tempdir().map_err(|e| Error::Write {
+            path: std::env::temp_dir(),
+            message: format!("cannot create a temporary directory: {e}"),
+        })?;
         let spine_path = work.path().join("spine.parquet");
         write_parquet(&spine, &spine_path)?;
         let options = TrainingSetOptions {

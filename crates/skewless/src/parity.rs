@@ -225,7 +225,10 @@ impl Project {
         } else {
             options.at.clone()
         };
-        let work = tempfile::tempdir().map_err(|e| Error::Request(format!("a temporary directory: {e}")))?;
+        let work = tempfile::tempdir().map_err(|e| Error::Write {
+            path: std::env::temp_dir(),
+            message: format!("cannot create a temporary directory: {e}"),
+        })?;
         let mut report = ParityReport {
             instants: instants.iter().map(|&t| format_instant(t)).collect(),
             entities: spine.num_rows(),

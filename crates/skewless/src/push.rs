@@ -629,7 +629,10 @@ fn push_schema(root: &Path, defs: &Definitions, source: &Source) -> Result<arrow
             source.name
         )));
     }
-    let files = source::resolve(root, source).map_err(|e| RequestError::StoreUnavailable(e.to_string()))?;
-    source::read_schema(source, &files, &source::key_columns(defs, source))
-        .map_err(|e| RequestError::StoreUnavailable(e.to_string()))
+    let unreadable = |e: skewless_offline::Error| RequestError::SourceUnreadable {
+        push_source: source.name.clone(),
+        detail: e.to_string(),
+    };
+    let files = source::resolve(root, source).map_err(unreadable)?;
+    source::read_schema(source, &files, &source::key_columns(defs, source)).map_err(unreadable)
 }

@@ -51,6 +51,10 @@ pub enum RequestError {
     /// The online store failed or is unreachable.
     #[error("{0}")]
     StoreUnavailable(String),
+    /// A push source's batch files, which give pushed rows their schema, cannot be read on the
+    /// server (a deployment problem, not the caller's): nothing was pushed.
+    #[error("push source `{push_source}`: its batch files cannot be read: {detail}")]
+    SourceUnreadable { push_source: String, detail: String },
     /// A push names a source that does not exist (with "did you mean").
     #[error("{0}")]
     UnknownSource(String),
@@ -75,47 +79,6 @@ pub enum RequestError {
     /// A bug in skewless.
     #[error("internal error (a bug, please report it): {0}")]
     Internal(String),
-}
-
-impl RequestError {
-    /// The stable code of this error.
-    pub fn code(&self) -> &'static str {
-        match self {
-            RequestError::UnknownFeature(_) => "UNKNOWN_FEATURE",
-            RequestError::ViewNotOnline(_) => "VIEW_NOT_ONLINE",
-            RequestError::BadEntity(_) => "BAD_ENTITY",
-            RequestError::MissingRequestField { .. } => "MISSING_REQUEST_FIELD",
-            RequestError::NothingApplied => "NOTHING_APPLIED",
-            RequestError::StoreUnavailable(_) => "STORE_UNAVAILABLE",
-            RequestError::UnknownSource(_) => "UNKNOWN_SOURCE",
-            RequestError::NotPushSource(_) => "NOT_A_PUSH_SOURCE",
-            RequestError::BadRow(_) => "BAD_ROW",
-            RequestError::BadPushId(_) => "BAD_PUSH_ID",
-            RequestError::PushIdConflict(_) => "PUSH_ID_CONFLICT",
-            RequestError::LogUnavailable(_) => "OFFLINE_LOG_UNAVAILABLE",
-            RequestError::OnlineWriteFailed(_) => "ONLINE_WRITE_FAILED",
-            RequestError::Internal(_) => "INTERNAL",
-        }
-    }
-
-    /// The HTTP status that answers it: the caller's mistakes are 4xx, ours 5xx.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            RequestError::UnknownFeature(_) | RequestError::UnknownSource(_) => 404,
-            RequestError::PushIdConflict(_) => 409,
-            RequestError::ViewNotOnline(_)
-            | RequestError::BadEntity(_)
-            | RequestError::MissingRequestField { .. }
-            | RequestError::NotPushSource(_)
-            | RequestError::BadRow(_)
-            | RequestError::BadPushId(_) => 400,
-            RequestError::NothingApplied
-            | RequestError::StoreUnavailable(_)
-            | RequestError::LogUnavailable(_)
-            | RequestError::OnlineWriteFailed(_) => 503,
-            RequestError::Internal(_) => 500,
-        }
-    }
 }
 
 impl From<skewless_online::Error> for RequestError {
@@ -693,39 +656,4 @@ fn parse_entity<V: FieldInput>(
         }
     }
     Ok((keys, request))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_and_statuses_are_decided_in_one_place() {
-        let cases = [
-            (RequestError::UnknownFeature("x".into()), "UNKNOWN_FEATURE", 404),
-            (RequestError::ViewNotOnline("v".into()), "VIEW_NOT_ONLINE", 400),
-            (RequestError::BadEntity("x".into()), "BAD_ENTITY", 400),
-            (
-                RequestError::MissingRequestField {
-                    entity: 1,
-                    view: "v".into(),
-                    field: "f".into(),
-                },
-                "MISSING_REQUEST_FIELD",
-                400,
-            ),
-            (RequestError::NothingApplied, "NOTHING_APPLIED", 503),
-            (RequestError::StoreUnavailable("down".into()), "STORE_UNAVAILABLE", 503),
-            (RequestError::Internal("bug".into()), "INTERNAL", 500),
-        ];
-        for (e, code, status) in cases {
-            assert_eq!((e.code(), e.http_status()), (code, status), "{e}");
-        }
-        // A store failure is never the caller's fault.
-        let down = RequestError::from(skewless_online::Error::Redis {
-            url: "redis://h:1".into(),
-            message: "refused".into(),
-        });
-        assert_eq!(down.code(), "STORE_UNAVAILABLE");
-    }
 }

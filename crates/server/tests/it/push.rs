@@ -297,3 +297,33 @@ async fn pushes_are_logged_then_served_and_bad_ones_write_nothing() {
     assert_eq!(metric(&text, "skewless_errors_total{code=\"BAD_ROW\"}"), 3.0);
     stop(server).await;
 }
+
+/// A push source whose batch files (which give pushed rows their schema) are gone from the
+/// server is the server's problem, not the store's or the caller's: 503 `SOURCE_UNREADABLE`,
+/// with the path kept out of the answer, and nothing logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_source_without_its_files_is_503_source_unreadable() {
+    let server = start(Limits::default()).await;
+    let trips = server.project.root.join("data/demo/trips.parquet");
+    std::fs::remove_file(&trips).unwrap();
+    let now = now_micros();
+    let (status, body) = post(
+        server.addr,
+        "/v1/push",
+        json!({"source": "trips", "rows": [trip(1001, now, 9.0)]}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("SOURCE_UNREADABLE")),
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(!message.contains("trips.parquet"), "{message}");
+    assert!(
+        skewless::push_log::segments(&server.project.root, "trips")
+            .unwrap()
+            .is_empty()
+    );
+    stop(server).await;
+}
