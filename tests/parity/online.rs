@@ -403,8 +403,8 @@ async fn get_reports_statuses_and_explains_bad_requests() {
     assert!(e.contains("nope"), "{e}");
 }
 
-/// The serving core, compiled once, answers as `Project::get` does, and its errors carry
-/// stable codes: the caller's mistakes are 4xx, a store that is down is 503.
+/// The serving core, compiled once, answers each selection, and its errors say what is wrong:
+/// the caller's mistakes by kind, a store that is down as `StoreUnavailable`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serving_core_answers_with_codes() {
     use skewless::serving::RequestError;

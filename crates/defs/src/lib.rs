@@ -25,6 +25,7 @@ mod model;
 mod parse;
 pub mod plan;
 pub mod planted;
+mod selection;
 mod validate;
 pub mod version;
 mod yaml;
@@ -37,7 +38,9 @@ pub use definitions::{Definitions, NameClash, ResolvedFeature, output_name_clash
 pub use diagnostic::{Diagnostic, Diagnostics, Loc, did_you_mean};
 pub use duration::Duration;
 pub use model::*;
-pub use validate::on_demand_dependencies;
+pub use selection::{
+    FeatureSelection, SelectionError, needed_views, on_demand_dependencies, on_demand_reads, resolve_selection,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

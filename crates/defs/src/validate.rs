@@ -420,26 +420,6 @@ fn reference_candidates(defs: &Definitions, view: &OnDemandView) -> Vec<String> 
     out
 }
 
-/// The on-demand views a given one reads.
-pub fn on_demand_dependencies(defs: &Definitions, view: &OnDemandView) -> Vec<String> {
-    let mut out = Vec::new();
-    for f in &view.features {
-        let Ok(parsed) = expr::parse(f.expr_or_column()) else {
-            continue;
-        };
-        for parts in expr::references(&parsed) {
-            if let [v, _] = parts.as_slice()
-                && defs.on_demand_views.contains_key(v)
-                && v != &view.name
-                && !out.contains(v)
-            {
-                out.push(v.clone());
-            }
-        }
-    }
-    out
-}
-
 fn check_on_demand_cycles(defs: &Definitions, problems: &mut Diagnostics) {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
@@ -474,7 +454,7 @@ fn check_on_demand_cycles(defs: &Definitions, problems: &mut Diagnostics) {
         };
         marks.insert(name.to_string(), Mark::Visiting);
         path.push(name.to_string());
-        for dep in on_demand_dependencies(defs, view) {
+        for dep in crate::on_demand_dependencies(defs, view) {
             visit(defs, &dep, marks, path, problems);
         }
         path.pop();

@@ -124,22 +124,15 @@ fn on_demand_version_inner(defs: &Definitions, name: &str, visiting: &mut Vec<St
     };
     visiting.push(name.to_string());
     let mut upstream = BTreeMap::new();
-    for f in &view.features {
-        let Ok(parsed) = expr::parse(f.expr_or_column()) else {
-            continue;
+    for (v, _) in crate::on_demand_reads(view).iter().flatten() {
+        let version = if let Some(fv) = defs.feature_views.get(v) {
+            view_version(defs, fv)
+        } else if visiting.contains(v) {
+            v.clone()
+        } else {
+            on_demand_version_inner(defs, v, visiting)
         };
-        for parts in expr::references(&parsed) {
-            if let [v, _] = parts.as_slice() {
-                let version = if let Some(fv) = defs.feature_views.get(v) {
-                    view_version(defs, fv)
-                } else if visiting.contains(v) {
-                    v.clone()
-                } else {
-                    on_demand_version_inner(defs, v, visiting)
-                };
-                upstream.insert(v.clone(), version);
-            }
-        }
+        upstream.insert(v.clone(), version);
     }
     visiting.pop();
     let mut request: Vec<_> = view.request.iter().map(|r| json!([r.name, r.ty.name()])).collect();

@@ -91,7 +91,7 @@ pub async fn build(
     request: &TrainingSetRequest,
     progress: &dyn Fn(Progress),
 ) -> Result<TrainingSet> {
-    let (needed, on_demand) = needed_views(defs, &request.features);
+    let (needed, on_demand) = skewless_defs::needed_views(defs, &request.features);
     // Names first: a clash is reported before any work is done.
     let names = output_names(request)?;
 
@@ -231,46 +231,6 @@ fn output_names(request: &TrainingSetRequest) -> Result<Vec<String>> {
             }
         })
         .collect())
-}
-
-/// The feature views a request reads (directly or through on-demand views), and the
-/// on-demand views to evaluate, dependencies first.
-pub fn needed_views(defs: &Definitions, features: &[ResolvedFeature]) -> (BTreeSet<String>, Vec<String>) {
-    let mut needed = BTreeSet::new();
-    let mut on_demand = Vec::new();
-    for f in features {
-        if f.on_demand {
-            collect_on_demand(defs, &f.view, &mut needed, &mut on_demand);
-        } else {
-            needed.insert(f.view.clone());
-        }
-    }
-    (needed, on_demand)
-}
-
-fn collect_on_demand(defs: &Definitions, name: &str, needed: &mut BTreeSet<String>, order: &mut Vec<String>) {
-    if order.iter().any(|n| n == name) {
-        return;
-    }
-    let Some(view) = defs.on_demand_views.get(name) else {
-        return;
-    };
-    for f in &view.features {
-        let Ok(parsed) = skewless_defs::expr::parse(f.expr_or_column()) else {
-            continue;
-        };
-        for parts in skewless_defs::expr::references(&parsed) {
-            if let [v, _] = parts.as_slice() {
-                if defs.on_demand_views.contains_key(v) {
-                    collect_on_demand(defs, v, needed, order);
-                } else {
-                    needed.insert(v.clone());
-                }
-            }
-        }
-    }
-    // Dependencies first, so evaluation order is a topological order.
-    order.push(name.to_string());
 }
 
 /// Reads the whole spine (Parquet or CSV by extension). In a CSV spine the time column is

@@ -3,14 +3,14 @@
 //! A [`Project`] is a definitions directory, the data it names (paths relative to the
 //! project root, the parent of `feature_defs/`) and a local repository directory
 //! (`.skewless/`) holding the [registry](registry) of applied definitions. The facade
-//! wires the crates below it: `defs` parses, `offline` reads source schemas, `engine`
-//! type-checks; later it wires training sets, materialization and parity the same way.
+//! wires the crates below it: `defs` parses, `offline` reads source schemas and builds
+//! training sets, `engine` type-checks, `online` stores and looks up, `push_log` keeps pushes.
 //!
 //! ```text
 //! cli / server ──▶ Project ──validate──▶ defs::load_dir ─▶ offline::source schemas ─▶ engine::check
 //!                     ├──plan/apply──▶ defs::plan ─▶ registry (applied/NNNNNN.json, full history)
 //!                     ├──list──────▶ listing rows (printed by the CLI as tables or JSON)
-//!                     ├──training_set──▶ offline::training_set (as-of joins) ─▶ RecordBatch / DataFrame / Parquet
+//!                     ├──training_set──▶ offline::training_set (as-of joins) ─▶ RecordBatch / Parquet / CSV
 //!                     ├──materialize──▶ offline::latest (the same join at `end`) ─▶ online store (newer wins)
 //!                     ├──get──▶ serving::Serving (compiled once) ─▶ online::lookup (statuses at an injected clock)
 //!                     ├──push──▶ push_rows (typed as the source) ─▶ offline log (durable) ─▶ the view's select list ─▶ online store

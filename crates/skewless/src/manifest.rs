@@ -204,7 +204,7 @@ impl Project {
     /// [`Project::capture_inputs`] with definitions already loaded and validated.
     fn capture_inputs_from(&self, defs: &skewless_defs::Definitions, options: &TrainingSetOptions) -> Result<Inputs> {
         let features = crate::training::resolve_selection(defs, &options.selection)?;
-        let (feature_views, on_demand) = skewless_offline::training_set::needed_views(defs, &features);
+        let (feature_views, on_demand) = skewless_defs::needed_views(defs, &features);
         let all = versions(defs);
         let mut view_versions = BTreeMap::new();
         let mut sources = BTreeMap::new();

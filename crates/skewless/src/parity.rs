@@ -152,7 +152,7 @@ impl Project {
     ) -> Result<ParityReport> {
         let defs = self.load()?;
         let features = resolve_selection(&defs, &options.selection)?;
-        let (views, on_demand) = skewless_offline::training_set::needed_views(&defs, &features);
+        let (views, on_demand) = skewless_defs::needed_views(&defs, &features);
         // Fields an entity carries to the serving core: join keys and request fields.
         let mut fields: BTreeSet<String> = views
             .iter()
@@ -182,7 +182,7 @@ impl Project {
         let mut replay_views: BTreeSet<String> = BTreeSet::new();
         for view in features.iter().map(|f| &f.view).collect::<BTreeSet<_>>() {
             let of_view: Vec<_> = features.iter().filter(|f| &f.view == view).cloned().collect();
-            let (inputs, _) = skewless_offline::training_set::needed_views(&defs, &of_view);
+            let (inputs, _) = skewless_defs::needed_views(&defs, &of_view);
             if inputs.iter().any(|v| late_prone.contains(v)) {
                 late_views.insert(view);
                 replay_views.extend(inputs);

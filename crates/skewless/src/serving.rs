@@ -19,15 +19,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::ArrayRef;
-use skewless_defs::{Definitions, FeatureType, KeyType, ResolvedFeature};
+use skewless_defs::{
+    Definitions, FeatureSelection, FeatureType, KeyType, ResolvedFeature, needed_views, resolve_selection,
+};
 use skewless_engine::{EvalError, OnDemandInput, OnDemandProgram};
-use skewless_offline::training_set::needed_views;
 use skewless_online::values::{scalar_at, to_array};
 use skewless_online::{
     Entity, FeatureValue, FieldInput, KeyValue, LookupStats, OnlineStore, Scalar, Selection, Status, ViewLayout, lookup,
 };
 
-use crate::training::{FeatureSelection, resolve_selection};
 use crate::{Error, Project};
 
 /// Why a request cannot be answered. Codes and statuses are stable: clients may match on them.

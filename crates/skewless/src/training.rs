@@ -1,5 +1,5 @@
 //! Training sets through the facade: which features (a list or a service), then the offline
-//! path's point-in-time join, returned as a batch, a DataFusion `DataFrame`, or a Parquet file.
+//! path's point-in-time join, returned as an Arrow batch, or written as Parquet or CSV.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -9,20 +9,13 @@ use datafusion::prelude::SessionContext;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
-use skewless_defs::{Definitions, FeatureRef, Loc, ResolvedFeature};
+use skewless_defs::{Definitions, ResolvedFeature};
 pub use skewless_offline::training_set::Progress;
 use skewless_offline::training_set::{self, TrainingSetRequest};
 
 use crate::{Error, Project, Result};
 
-/// Which features a training set holds.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum FeatureSelection {
-    /// `view:feature` or `view:*` references, in output order.
-    Features(Vec<String>),
-    /// A feature service's features, in its order.
-    Service(String),
-}
+pub use skewless_defs::FeatureSelection;
 
 #[derive(Debug, Clone)]
 pub struct TrainingSetOptions {
@@ -50,31 +43,9 @@ pub struct TrainingSetOutput {
     pub applied_version: Option<u64>,
 }
 
-/// Resolves a selection against the definitions.
+/// Resolves a selection against the definitions ([`skewless_defs::resolve_selection`]).
 pub fn resolve_selection(defs: &Definitions, selection: &FeatureSelection) -> Result<Vec<ResolvedFeature>> {
-    let refs: Vec<FeatureRef> = match selection {
-        FeatureSelection::Service(name) => {
-            let service = defs.feature_services.get(name).ok_or_else(|| {
-                let hint = skewless_defs::did_you_mean(name, defs.feature_services.keys().map(String::as_str));
-                Error::Request(format!(
-                    "unknown feature service `{name}`{}",
-                    hint.map(|h| format!(" (did you mean `{h}`?)")).unwrap_or_default()
-                ))
-            })?;
-            service.features.clone()
-        }
-        FeatureSelection::Features(list) => list
-            .iter()
-            .map(|text| {
-                FeatureRef::parse(text, &Loc::default())
-                    .ok_or_else(|| Error::Request(format!("expected `view:feature` or `view:*`, found `{text}`")))
-            })
-            .collect::<Result<_>>()?,
-    };
-    if refs.is_empty() {
-        return Err(Error::Request("no features requested".into()));
-    }
-    defs.resolve(&refs).map_err(Error::Request)
+    skewless_defs::resolve_selection(defs, selection).map_err(|e| Error::Request(e.to_string()))
 }
 
 impl Project {
@@ -162,7 +133,7 @@ impl Project {
             ));
         };
         let disk = skewless_defs::version::versions(defs);
-        let (views, on_demand) = training_set::needed_views(defs, features);
+        let (views, on_demand) = skewless_defs::needed_views(defs, features);
         let mut warnings = Vec::new();
         let pairs = views
             .iter()
