@@ -49,14 +49,41 @@ pub struct AsOfLayout {
     pub created: bool,
     pub mode: Mode,
     pub ttl_micros: Option<i64>,
-    /// An aggregated view: each partition runs this kernel over its rows instead of picking
-    /// winners, and the output holds its aggregates ([`crate::aggregate`]).
-    pub aggregate: Option<Arc<crate::aggregate::Kernel>>,
+    /// What the join answers.
+    pub join: JoinMode,
+}
+
+/// What an as-of join answers: one of three jobs.
+#[derive(Debug, Clone)]
+pub enum JoinMode {
+    /// Training sets of row views: each spine row's winner, and its values.
+    Winners,
+    /// Training sets of aggregated views: each partition runs this kernel over its rows
+    /// instead of picking winners, and the output holds its aggregates ([`crate::aggregate`]).
+    Aggregate(Arc<crate::aggregate::Kernel>),
     /// Materialization's join ([`crate::latest`]): the spine input is ignored (give an empty
     /// one), and each partition answers instead for every valid key among its feature rows
     /// that has an event time, each at this instant ([`as_of::latest`]). Keys without a
     /// winner get no output row. The source is read once, with no group-by for the keys.
-    pub latest_at: Option<i64>,
+    Latest { at: i64 },
+}
+
+impl JoinMode {
+    /// The instant of a [`JoinMode::Latest`] join.
+    pub fn latest_at(&self) -> Option<i64> {
+        match self {
+            JoinMode::Latest { at } => Some(*at),
+            _ => None,
+        }
+    }
+
+    /// The kernel of a [`JoinMode::Aggregate`] join.
+    pub fn kernel(&self) -> Option<&Arc<crate::aggregate::Kernel>> {
+        match self {
+            JoinMode::Aggregate(kernel) => Some(kernel),
+            _ => None,
+        }
+    }
 }
 
 impl AsOfLayout {
@@ -68,7 +95,7 @@ impl AsOfLayout {
     /// The output fields after `__row`, given the feature side's fields: the winners' values
     /// (nullable: a spine row may have no winner), or the kernel's aggregates.
     pub(crate) fn output_fields(&self, features: &arrow::datatypes::Fields) -> Vec<arrow::datatypes::FieldRef> {
-        match &self.aggregate {
+        match self.join.kernel() {
             Some(kernel) => kernel.fields(),
             None => features
                 .iter()
@@ -197,7 +224,7 @@ impl ExecutionPlan for AsOfJoinExec {
         let spine_schema = self.spine.schema();
         let spills = MetricBuilder::new(&self.metrics).spill_count(partition);
         let resplits = MetricBuilder::new(&self.metrics).counter("resplit_count", partition);
-        let latest = self.layout.latest_at.map(|_| LatestCounts {
+        let latest = self.layout.join.latest_at().map(|_| LatestCounts {
             keys: MetricBuilder::new(&self.metrics).counter(LATEST_KEYS, partition),
             unservable: MetricBuilder::new(&self.metrics).counter(UNSERVABLE_ROWS, partition),
         });
@@ -396,7 +423,7 @@ impl Spill {
     }
 }
 
-/// Metrics of [`AsOfLayout::latest_at`] runs: the keys answered for, and the feature rows
+/// Metrics of [`JoinMode::Latest`] runs: the keys answered for, and the feature rows
 /// that can never be served (a null join key or a null event time).
 pub(crate) const LATEST_KEYS: &str = "latest_keys";
 pub(crate) const UNSERVABLE_ROWS: &str = "unservable_rows";
@@ -460,7 +487,7 @@ fn human(bytes: usize) -> String {
 /// one buffer per message, which `get_array_memory_size` over-counts. Materialization's
 /// spine is empty, and its output has at most a row per feature row: it counts as such.
 fn working_bytes(layout: &AsOfLayout, (n, spine_bytes): (usize, usize), (m, feature_bytes): (usize, usize)) -> usize {
-    let (n, spine_bytes) = match layout.latest_at {
+    let (n, spine_bytes) = match layout.join.latest_at() {
         Some(_) => (m, feature_bytes),
         None => (n, spine_bytes),
     };
@@ -585,7 +612,7 @@ fn timestamps(column: &ArrayRef) -> Result<&TimestampMicrosecondArray> {
 }
 
 /// One partition's join: per spine row, the winner's values or the aggregates; with
-/// [`AsOfLayout::latest_at`], per key of `features` that has a winner, the winner's values
+/// [`JoinMode::Latest`], per key of `features` that has a winner, the winner's values
 /// (`spine` is ignored, and the keys answered for are counted in `latest`).
 fn join_partition(
     spine: &[RecordBatch],
@@ -594,7 +621,7 @@ fn join_partition(
     out: &SchemaRef,
     latest: Option<&LatestCounts>,
 ) -> Result<RecordBatch> {
-    if let Some(at) = layout.latest_at {
+    if let Some(at) = layout.join.latest_at() {
         return join_latest(features, layout, at, out, latest);
     }
     let (Some(first_spine), Some(first_feature)) = (spine.first(), features.first()) else {
@@ -612,7 +639,7 @@ fn join_partition(
     let feature_valid = valid_mask(&feature_keys);
     let t = timestamps(spine.column(k + 1))?;
     let (ts, created) = feature_times(&features, layout)?;
-    if let Some(kernel) = &layout.aggregate {
+    if let Some(kernel) = layout.join.kernel() {
         let spine_side = crate::aggregate::SweepSpine {
             keys: &spine_ids,
             key_valid: &spine_valid,
@@ -645,7 +672,7 @@ fn join_partition(
     Ok(RecordBatch::try_new(Arc::clone(out), columns)?)
 }
 
-/// [`join_partition`] with [`AsOfLayout::latest_at`]: `[__row, values..]`, a row per key
+/// [`join_partition`] with [`JoinMode::Latest`]: `[__row, values..]`, a row per key
 /// that has a winner at `at` (`__row` numbers them).
 fn join_latest(
     features: &[RecordBatch],
@@ -736,7 +763,7 @@ fn empty_or_nulls(spine: &[RecordBatch], layout: &AsOfLayout, out: &SchemaRef) -
     };
     let n = row_ids.len();
     let mut columns = vec![row_ids];
-    match &layout.aggregate {
+    match layout.join.kernel() {
         // Empty windows: count 0, the other aggregates null.
         Some(kernel) => columns.extend(kernel.empty(n)),
         None => {
@@ -750,6 +777,7 @@ fn empty_or_nulls(spine: &[RecordBatch], layout: &AsOfLayout, out: &SchemaRef) -
 
 #[cfg(test)]
 mod tests {
+    use crate::columns;
     use arrow::array::{Float64Array, Int64Array, UInt64Array};
     use arrow::datatypes::{DataType, Field, Schema};
     use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
@@ -779,9 +807,9 @@ mod tests {
         let (keys, n, spine_rows) = (400i64, 40_000i64, 2_000i64);
         let spine = RecordBatch::try_new(
             Arc::new(Schema::new(vec![
-                Field::new("__row", DataType::UInt64, false),
+                Field::new(columns::ROW, DataType::UInt64, false),
                 Field::new("__k0", DataType::Int64, true),
-                Field::new("__t", instants(0..0).data_type().clone(), true),
+                Field::new(columns::TIME, instants(0..0).data_type().clone(), true),
             ])),
             vec![
                 Arc::new(UInt64Array::from_iter_values(0..spine_rows as u64)),
@@ -793,7 +821,7 @@ mod tests {
         let features = RecordBatch::try_new(
             Arc::new(Schema::new(vec![
                 Field::new("__k0", DataType::Int64, true),
-                Field::new("__ts", instants(0..0).data_type().clone(), true),
+                Field::new(columns::EVENT_TIME, instants(0..0).data_type().clone(), true),
                 Field::new("x", DataType::Float64, true),
             ])),
             vec![
@@ -808,11 +836,10 @@ mod tests {
             created: false,
             mode: Mode::Event,
             ttl_micros: Some(300),
-            aggregate: None,
-            latest_at: None,
+            join: JoinMode::Winners,
         };
         let out: SchemaRef = Arc::new(Schema::new(vec![
-            Field::new("__row", DataType::UInt64, false),
+            Field::new(columns::ROW, DataType::UInt64, false),
             Field::new("x", DataType::Float64, true),
         ]));
         let in_memory = join_partition(
@@ -859,7 +886,7 @@ mod tests {
         let features = RecordBatch::try_new(
             Arc::new(Schema::new(vec![
                 Field::new("__k0", DataType::Int64, true),
-                Field::new("__ts", instants(0..0).data_type().clone(), true),
+                Field::new(columns::EVENT_TIME, instants(0..0).data_type().clone(), true),
                 Field::new("x", DataType::Float64, true),
                 Field::new("__win_k0", DataType::Int64, true),
             ])),
@@ -897,11 +924,10 @@ mod tests {
             created: false,
             mode: Mode::Event,
             ttl_micros: Some(ttl),
-            aggregate: None,
-            latest_at: Some(at),
+            join: JoinMode::Latest { at },
         };
         let out: SchemaRef = Arc::new(Schema::new(vec![
-            Field::new("__row", DataType::UInt64, false),
+            Field::new(columns::ROW, DataType::UInt64, false),
             Field::new("x", DataType::Float64, true),
             Field::new("__win_k0", DataType::Int64, true),
         ]));
@@ -942,9 +968,9 @@ mod tests {
         let spilled = counts();
         // Materialization's spine input is empty: only its schema is there.
         let no_spine = RecordBatch::new_empty(Arc::new(Schema::new(vec![
-            Field::new("__row", DataType::UInt64, false),
+            Field::new(columns::ROW, DataType::UInt64, false),
             Field::new("__k0", DataType::Int64, true),
-            Field::new("__t", instants(0..0).data_type().clone(), true),
+            Field::new(columns::TIME, instants(0..0).data_type().clone(), true),
         ])));
         let parts = spill.join(&no_spine, &layout, &out, &budget, Some(&spilled)).unwrap();
         assert!(budget.resplits.value() > 0, "no part was split again");

@@ -55,8 +55,8 @@ impl AsOfJoinNode {
             self.layout.created,
             self.layout.mode as u8,
             self.layout.ttl_micros,
-            self.layout.aggregate.as_ref().map(|k| format!("{k:?}")),
-            self.layout.latest_at,
+            self.layout.join.kernel().map(|k| format!("{k:?}")),
+            self.layout.join.latest_at(),
         )
     }
 }
@@ -185,6 +185,8 @@ pub fn with_as_of_planner(state: SessionState) -> SessionState {
 
 #[cfg(test)]
 mod tests {
+    use crate::as_of_exec::JoinMode;
+    use crate::columns;
     use arrow::array::{Array, AsArray, Float64Array, Int64Array, RecordBatch, TimestampMicrosecondArray, UInt64Array};
     use arrow::datatypes::{DataType, Field, Float64Type, Schema, TimeUnit, UInt64Type};
     use datafusion::physical_plan::{collect, displayable};
@@ -200,9 +202,9 @@ mod tests {
     fn spine_batch(rows: Vec<u64>, keys: Vec<i64>, t: Vec<i64>) -> RecordBatch {
         RecordBatch::try_new(
             Arc::new(Schema::new(vec![
-                Field::new("__row", DataType::UInt64, false),
+                Field::new(columns::ROW, DataType::UInt64, false),
                 Field::new("__k0", DataType::Int64, true),
-                Field::new("__t", instant(), true),
+                Field::new(columns::TIME, instant(), true),
             ])),
             vec![
                 Arc::new(UInt64Array::from(rows)),
@@ -218,7 +220,7 @@ mod tests {
         RecordBatch::try_new(
             Arc::new(Schema::new(vec![
                 Field::new("__k0", DataType::Int64, true),
-                Field::new("__ts", instant(), true),
+                Field::new(columns::EVENT_TIME, instant(), true),
                 Field::new("x", DataType::Float64, true),
             ])),
             vec![
@@ -241,9 +243,8 @@ mod tests {
             keys: 1,
             created: false,
             mode: Mode::Event,
-            aggregate: None,
             ttl_micros: Some(ttl),
-            latest_at: None,
+            join: JoinMode::Winners,
         };
         AsOfJoinNode::try_new(
             ctx.read_batch(spine).unwrap().into_unoptimized_plan(),
@@ -358,7 +359,7 @@ mod tests {
         let features = RecordBatch::try_new(
             Arc::new(Schema::new(vec![
                 Field::new("__k0", DataType::Int64, true),
-                Field::new("__ts", instant(), true),
+                Field::new(columns::EVENT_TIME, instant(), true),
                 Field::new("x0", DataType::Float64, true),
                 Field::new("x1", DataType::Float64, true),
             ])),
@@ -380,9 +381,8 @@ mod tests {
                     keys: 1,
                     created: false,
                     mode: Mode::Event,
-                    aggregate: Some(kernel),
                     ttl_micros: None,
-                    latest_at: None,
+                    join: JoinMode::Aggregate(kernel),
                 };
                 let plan = AsOfJoinNode::try_new(
                     ctx.read_batch(spine).unwrap().into_unoptimized_plan(),

@@ -7,7 +7,7 @@
 //! by construction, not by a second implementation.
 //!
 //! The operator answers for that spine itself, from the rows it gathers
-//! (`AsOfLayout::latest_at`), so the source is read once (no group-by for the keys first),
+//! (`JoinMode::Latest`), so the source is read once (no group-by for the keys first),
 //! and the rows go out batch by batch as the join's partitions finish: a writer stores the
 //! first keys while the others are still being joined. The winner's `event_timestamp` and
 //! `created` ride along as extra value columns (after the features, so they never change
@@ -18,6 +18,8 @@
 //! included. A key whose newest row is older than `start` is not written again; the store
 //! keeps what an earlier run wrote.
 
+use crate::as_of_exec::JoinMode;
+use crate::columns;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -100,15 +102,15 @@ async fn latest_rows(
         None => crate::quarantine::Quarantined::default(),
     };
 
-    // The join answers for every key with a timed row, at `end`, itself (`latest_at`): the
+    // The join answers for every key with a timed row, at `end`, itself (`JoinMode::Latest`): the
     // spine input is empty, and only its schema is read.
-    let mut fields = vec![Field::new("__row", DataType::UInt64, false)];
+    let mut fields = vec![Field::new(columns::ROW, DataType::UInt64, false)];
     for i in 0..k {
-        let name = format!("__k{i}");
+        let name = columns::key(i);
         let ty = frame.schema().field_with_unqualified_name(&name)?.data_type().clone();
         fields.push(Field::new(name, ty, true));
     }
-    fields.push(Field::new("__t", instant_type(), true));
+    fields.push(Field::new(columns::TIME, instant_type(), true));
     let spine = RecordBatch::new_empty(Arc::new(Schema::new(fields)));
     let spine_plan = ctx.read_batch(spine)?.into_unoptimized_plan();
 
@@ -116,13 +118,13 @@ async fn latest_rows(
     // features, so they never change the tie-break).
     let has_created = source.created.is_some();
     let mut select: Vec<Expr> = frame.schema().columns().into_iter().map(Expr::Column).collect();
-    select.push(col("__ts").alias("__win_ts"));
+    select.push(col(columns::EVENT_TIME).alias("__win_ts"));
     if has_created {
-        select.push(col("__created").alias("__win_created"));
+        select.push(col(columns::CREATED).alias("__win_created"));
     }
-    select.extend((0..k).map(|i| col(format!("__k{i}")).alias(format!("__win_k{i}"))));
+    select.extend((0..k).map(|i| col(columns::key(i)).alias(format!("__win_k{i}"))));
     let feature_plan = frame.select(select)?.into_unoptimized_plan();
-    let (join, task) = as_of_plan(ctx, view, None, Some(window.end), spine_plan, feature_plan).await?;
+    let (join, task) = as_of_plan(ctx, view, JoinMode::Latest { at: window.end }, spine_plan, feature_plan).await?;
     let mut joined = execute_stream(Arc::clone(&join), task)?;
 
     // [__row, features.., __win_ts, __win_created?, __win_k..] → [keys.., event_timestamp, created?, features..]

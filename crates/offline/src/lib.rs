@@ -20,6 +20,7 @@ pub mod as_of;
 pub mod as_of_exec;
 pub mod as_of_node;
 pub mod check;
+pub mod columns;
 pub mod latest;
 pub mod quarantine;
 pub mod source;

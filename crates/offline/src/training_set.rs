@@ -10,6 +10,8 @@
 //! Spine rows are never dropped, duplicated or reordered: each view's join yields exactly one
 //! row per spine row, and columns are put back in spine order by `__row`.
 
+use crate::as_of_exec::JoinMode;
+use crate::columns;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -359,7 +361,7 @@ fn instant_literal(micros: i64) -> datafusion::logical_expr::Expr {
 
 /// The as-of operator in a physical plan (under any projection the planner put on top).
 fn find_as_of_join(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
-    if plan.name() == "AsOfJoinExec" {
+    if plan.is::<crate::as_of_exec::AsOfJoinExec>() {
         return Some(Arc::clone(plan));
     }
     plan.children().into_iter().find_map(find_as_of_join)
@@ -383,13 +385,13 @@ async fn join_view(
     let n = spine.num_rows();
 
     // Spine side: [__row, __k.., __t].
-    let mut spine_fields = vec![Field::new("__row", DataType::UInt64, false)];
+    let mut spine_fields = vec![Field::new(columns::ROW, DataType::UInt64, false)];
     let mut spine_columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from_iter_values(0..n as u64))];
     for (i, key) in keys.iter().enumerate() {
-        spine_fields.push(Field::new(format!("__k{i}"), source::key_arrow_type(key.ty), true));
+        spine_fields.push(Field::new(columns::key(i), source::key_arrow_type(key.ty), true));
         spine_columns.push(spine_key(spine, spine_path, &view.name, &key.name, key.ty)?);
     }
-    spine_fields.push(Field::new("__t", instant_type(), true));
+    spine_fields.push(Field::new(columns::TIME, instant_type(), true));
     spine_columns.push(Arc::clone(t));
     let spine_batch = RecordBatch::try_new(Arc::new(Schema::new(spine_fields)), spine_columns)?;
     let spine_plan = ctx.read_batch(spine_batch)?.into_unoptimized_plan();
@@ -644,12 +646,12 @@ pub fn view_select(
     for (i, key) in defs.view_keys(view).iter().enumerate() {
         columns.push(
             datafusion::logical_expr::cast(col(format!("\"{}\"", key.name)), source::key_arrow_type(key.ty))
-                .alias(format!("__k{i}")),
+                .alias(columns::key(i)),
         );
     }
-    columns.push(instant_column(&source.timestamp).alias("__ts"));
+    columns.push(instant_column(&source.timestamp).alias(columns::EVENT_TIME));
     if let Some(c) = &source.created {
-        columns.push(instant_column(c).alias("__created"));
+        columns.push(instant_column(c).alias(columns::CREATED));
     }
     let violation = skewless_engine::contracts::violation(view, &compiled);
     columns.extend(
@@ -674,7 +676,11 @@ pub(crate) async fn as_of_join(
     spine_plan: datafusion::logical_expr::LogicalPlan,
     feature_plan: datafusion::logical_expr::LogicalPlan,
 ) -> Result<Joined> {
-    let (join, task) = as_of_plan(ctx, view, aggregate, None, spine_plan, feature_plan).await?;
+    let mode = match aggregate {
+        Some(kernel) => JoinMode::Aggregate(kernel),
+        None => JoinMode::Winners,
+    };
+    let (join, task) = as_of_plan(ctx, view, mode, spine_plan, feature_plan).await?;
     let batches = collect(Arc::clone(&join), task).await?;
     let counts = JoinCounts::of(&join);
     Ok(Joined {
@@ -684,18 +690,18 @@ pub(crate) async fn as_of_join(
     })
 }
 
-/// The physical plan of one as-of join (see [`as_of_join`]; `latest_at`:
-/// [`AsOfLayout::latest_at`]), and the task context to run it in.
+/// The physical plan of one as-of join (see [`as_of_join`] and [`JoinMode`]), and the task
+/// context to run it in.
 pub(crate) async fn as_of_plan(
     ctx: &SessionContext,
     view: &FeatureView,
-    aggregate: Option<Arc<crate::aggregate::Kernel>>,
-    latest_at: Option<i64>,
+    join: JoinMode,
     spine_plan: datafusion::logical_expr::LogicalPlan,
     feature_plan: datafusion::logical_expr::LogicalPlan,
 ) -> Result<(Arc<dyn ExecutionPlan>, Arc<datafusion::execution::TaskContext>)> {
-    let created = feature_plan.schema().has_column_with_unqualified_name("__created");
-    let keys = spine_plan.schema().fields().len() - 2;
+    let created = feature_plan.schema().has_column_with_unqualified_name(columns::CREATED);
+    let latest = matches!(join, JoinMode::Latest { .. });
+    let keys = columns::key_count(spine_plan.schema());
     let layout = AsOfLayout {
         keys,
         created,
@@ -704,15 +710,14 @@ pub(crate) async fn as_of_plan(
             AsOf::Available => Mode::Available,
         },
         ttl_micros: view.ttl.map(|d| d.micros()),
-        aggregate,
-        latest_at,
+        join,
     };
     // One logical plan: the optimizer sees both inputs and the join; the planner makes it an AsOfJoinExec.
     let plan = AsOfJoinNode::try_new(spine_plan, feature_plan, layout)?.into_plan();
     let mut state = with_as_of_planner(ctx.state());
     // Materialization hands each partition's rows to the writer as soon as they are joined:
     // more, smaller partitions let the first rows go out sooner.
-    if latest_at.is_some() {
+    if latest {
         let options = state.config_mut().options_mut();
         options.execution.target_partitions *= LATEST_PARTITIONS_PER_TARGET;
     }
@@ -727,7 +732,7 @@ const LATEST_PARTITIONS_PER_TARGET: usize = 4;
 pub(crate) struct JoinCounts {
     /// Feature rows the join read.
     pub rows_read: usize,
-    /// With `latest_at`: the keys answered for, and the feature rows that can never be
+    /// With [`JoinMode::Latest`]: the keys answered for, and the feature rows that can never be
     /// served (a null key or a null event time).
     pub latest_keys: usize,
     pub unservable_rows: usize,
