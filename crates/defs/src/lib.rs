@@ -24,6 +24,7 @@ pub mod instant;
 mod model;
 mod parse;
 pub mod plan;
+#[doc(hidden)]
 pub mod planted;
 mod selection;
 mod validate;

@@ -21,7 +21,6 @@ mod compile;
 pub mod contracts;
 mod memory;
 mod on_demand;
-#[doc(hidden)]
 mod types;
 
 pub use check::{SourceSchemas, check};

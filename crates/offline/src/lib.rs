@@ -11,9 +11,10 @@
 //! ```
 //!
 //! Modules: [`source`], [`check`] (row-by-row data checks that pin a failure to a file,
-//! row and feature), `skewless_push_log` (pushed rows, durably), [`quarantine`] (rows that break
-//! contracts, kept with their reason), [`as_of`] (the point-in-time rule), [`as_of_exec`] (it as a
-//! DataFusion operator), [`as_of_node`] (it as a logical plan node), [`training_set`], [`latest`].
+//! row and feature), [`quarantine`] (rows that break contracts, kept with their reason),
+//! [`as_of`] (the point-in-time rule), [`as_of_exec`] (it as a DataFusion operator),
+//! [`as_of_node`] (it as a logical plan node), [`columns`] (the operator's internal columns),
+//! [`training_set`], [`latest`]. Pushed rows come from `skewless_push_log`'s segments.
 
 pub mod aggregate;
 pub mod as_of;

@@ -485,7 +485,7 @@ async fn source_frame(
             .await?
         }
     };
-    // Pushed rows: the source's offline log, in the same schema (crate::push_log).
+    // Pushed rows: the source's offline log, in the same schema (skewless_push_log).
     let log = skewless_push_log::segments(root, &source.name)?;
     if !log.is_empty() {
         let log: Vec<String> = log.iter().map(|p| p.to_string_lossy().into_owned()).collect();

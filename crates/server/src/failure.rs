@@ -52,7 +52,7 @@ pub(crate) enum Failure {
     Timeout(Duration),
     /// The store did not answer a readiness check within the request timeout.
     StoreTimeout(Duration),
-    /// A lent-store call the store failed; `detail` is for the log.
+    /// A lent-store call the store failed; `detail` goes to the caller (a token holder) too.
     LentStoreFailed {
         detail: String,
     },
@@ -166,7 +166,9 @@ impl Failure {
             }
             Failure::Timeout(timeout) => said(format!("the lookup took longer than {timeout:?}")),
             Failure::StoreTimeout(timeout) => said(format!("the online store did not answer within {timeout:?}")),
-            Failure::LentStoreFailed { detail } => hidden("the online store did not answer; try again", detail.clone()),
+            // Only holders of the handoff token (skewless commands on this machine) call the
+            // lent store: they get its words, so `materialize` through a server says what failed.
+            Failure::LentStoreFailed { detail } => (format!("the held store failed: {detail}"), Some(detail.clone())),
             Failure::NotFound(what) => said(what.clone()),
             Failure::Internal { detail } => hidden(INTERNAL_MESSAGE, detail.clone()),
         }
@@ -188,12 +190,6 @@ impl Failure {
             message,
             detail,
         }
-    }
-}
-
-impl From<RequestError> for Failure {
-    fn from(e: RequestError) -> Self {
-        Failure::Serving(e)
     }
 }
 
@@ -319,13 +315,22 @@ mod tests {
             Failure::Serving(RequestError::LogUnavailable(secret.into())),
             Failure::Serving(RequestError::OnlineWriteFailed(secret.into())),
             Failure::Serving(RequestError::Internal(secret.into())),
-            Failure::LentStoreFailed { detail: secret.into() },
             Failure::Internal { detail: secret.into() },
         ] {
             let reject = failure.reject();
             assert!(!reject.message.contains("10.0.0.7"), "{}", reject.message);
             assert!(reject.detail.is_some_and(|d| d.contains("10.0.0.7")), "{}", reject.code);
         }
+    }
+
+    /// The lent store's callers hold its token: they get the store's words.
+    #[test]
+    fn the_lent_store_says_what_failed_to_its_token_holders() {
+        let reject = Failure::LentStoreFailed {
+            detail: "redb: the file is damaged".into(),
+        }
+        .reject();
+        assert!(reject.message.contains("the file is damaged"), "{}", reject.message);
     }
 
     #[test]

@@ -14,8 +14,8 @@
 //! | `GET /metrics` | Prometheus text: requests and latency by route and status, errors by code, values by view and status, store round trips, freshness per view |
 //! | `POST /internal/store/{call}` | with a [`StoreHandoff`] only: the embedded store's calls for other commands ([`skewless::online_store::served`]) |
 //!
-//! Errors are JSON, `{"error": {"code": …, "message": …}}`, with the status and code of
-//! [`skewless::serving::RequestError`]; bodies are parsed here (never by an extractor that
+//! Errors are JSON, `{"error": {"code": …, "message": …, "request_id": …}}`, with the status
+//! and code [`failure`]'s one table gives; bodies are parsed here (never by an extractor that
 //! answers in its own words), so a malformed one is a 400 `BAD_REQUEST` naming the problem,
 //! and one over the size limit a 413 `BODY_TOO_LARGE`. Nothing a client sends can panic
 //! the server. [`run`] serves on a listener until a shutdown future resolves, finishing the

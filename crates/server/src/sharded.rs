@@ -60,13 +60,15 @@ pub enum ServeError {
     Panicked { shard: usize },
 }
 
-/// What the shards report while serving (shard 0 reports for all: they read one registry).
+/// What the shards report while serving: a reload in force once (from shard 0), a failure
+/// from each shard that meets it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServeEvent {
     /// A newly applied version is in force.
     Reloaded { applied_seq: u64 },
-    /// A newly applied version cannot be served; the previous one stays (once per failure).
-    ReloadFailed { message: String },
+    /// A newly applied version cannot be served by `shard`; its previous one stays (reported
+    /// once per distinct failure).
+    ReloadFailed { shard: usize, message: String },
 }
 
 /// A started server: serving on [`Running::local_addr`] until [`Running::wait`] stops it.
@@ -102,7 +104,8 @@ impl Reloader {
 }
 
 /// Binds, opens the store, publishes the handoff (embedded store) and starts the shards.
-/// `events` hears of reloads.
+/// `events` hears of reloads. Call it (and [`Running::wait`], and drop [`Running`]) outside
+/// any tokio runtime: the server runs its own.
 pub fn start(config: ServeConfig, events: impl Fn(ServeEvent) + Send + Sync + 'static) -> Result<Running, ServeError> {
     let ServeConfig {
         project,
@@ -198,9 +201,9 @@ pub fn start(config: ServeConfig, events: impl Fn(ServeEvent) + Send + Sync + 's
         let stopped = stopped.clone();
         let ended = ended.clone();
         let run = move || {
-            let result = shard.serve(listener, nudged, stopped);
-            let _ = ended.send(());
-            result
+            // Sent when the shard ends, even by a panic: the server then stops.
+            let _ended = Ended(ended);
+            shard.serve(listener, nudged, stopped)
         };
         let thread = std::thread::Builder::new()
             .name(format!("serve-{index}"))
@@ -291,6 +294,15 @@ impl Drop for Running {
     }
 }
 
+/// Says a shard ended when dropped, however it ended.
+struct Ended(mpsc::UnboundedSender<()>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
 /// What one serving thread starts from.
 struct Shard<E> {
     index: usize,
@@ -330,13 +342,10 @@ impl<E: Fn(ServeEvent) + Send + Sync + 'static> Shard<E> {
                 store,
                 self.registry_poll,
                 nudged,
-                move |change| {
-                    if index == 0 {
-                        (*events)(match change {
-                            Ok(applied_seq) => ServeEvent::Reloaded { applied_seq },
-                            Err(message) => ServeEvent::ReloadFailed { message },
-                        });
-                    }
+                move |change| match change {
+                    Ok(applied_seq) if index == 0 => (*events)(ServeEvent::Reloaded { applied_seq }),
+                    Ok(_) => {}
+                    Err(message) => (*events)(ServeEvent::ReloadFailed { shard: index, message }),
                 },
             ));
             let listener = tokio::net::TcpListener::from_std(listener)

@@ -11,9 +11,9 @@
 //! Serving::get(selection, entities, at) ─▶ parse ─▶ online::lookup (one read) ─▶ on-demand ─▶ GetOutput
 //! ```
 //!
-//! Request errors are one enum, [`RequestError`], each with a stable code and HTTP status,
-//! decided in one place ([`RequestError::code`], [`RequestError::http_status`]). A store
-//! that fails is `STORE_UNAVAILABLE` and a bug is `INTERNAL`: neither is the caller's fault.
+//! Request errors are one enum, [`RequestError`], by kind: the caller's mistakes, a store
+//! that fails, a bug. The server gives each its HTTP status and stable code
+//! (`skewless_server`'s `failure::answer`, the one table).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -30,7 +30,7 @@ use skewless_online::{
 
 use crate::{Error, Project};
 
-/// Why a request cannot be answered. Codes and statuses are stable: clients may match on them.
+/// Why a request cannot be answered, by kind (the server maps each kind to a stable code).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
     /// Names a feature, view or service that does not exist (with "did you mean").

@@ -97,9 +97,9 @@ fn serve(
     };
     let running = skewless_server::start(config, |event| match event {
         skewless_server::ServeEvent::Reloaded { applied_seq } => eprintln!("now serving applied version {applied_seq}"),
-        skewless_server::ServeEvent::ReloadFailed { message } => {
-            eprintln!("error: the newly applied version cannot be served (the previous one stays): {message}")
-        }
+        skewless_server::ServeEvent::ReloadFailed { shard, message } => eprintln!(
+            "error: serving thread {shard}: the newly applied version cannot be served (the previous one stays): {message}"
+        ),
     })?;
     eprintln!(
         "serving applied version {} from {} on http://{} with {threads} thread{}{}",
