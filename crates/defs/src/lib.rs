@@ -51,11 +51,15 @@ pub enum Error {
     Io { path: PathBuf, source: std::io::Error },
     #[error("no definition files (*.yaml, *.yml) under {0}")]
     Empty(PathBuf),
+    /// A definitions tree discovery will not walk whole (too deep, too many files).
+    #[error("reading definitions at {path}: {message}")]
+    Discovery { path: PathBuf, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Loads every `*.yaml` / `*.yml` file under `dir` (recursively, in path order).
+/// Loads every `*.yaml` / `*.yml` file under `dir` (recursively, in path order; see
+/// `collect_yaml` for links and limits).
 pub fn load_dir(dir: &Path) -> Result<Definitions> {
     let mut paths = Vec::new();
     collect_yaml(dir, &mut paths)?;
@@ -154,17 +158,60 @@ fn load_files(files: &[(PathBuf, String)], dir: Option<&Path>) -> Result<Definit
     }
 }
 
+/// How deep discovery walks below the definitions directory, and how many files it takes:
+/// far beyond any real project, and a clear error instead of a walk that never ends.
+const MAX_DEPTH: usize = 64;
+const MAX_FILES: usize = 10_000;
+
+/// Every `*.yaml` / `*.yml` file under `dir`, each once. Links are followed (a definitions
+/// tree may link shared files in), but a directory or file reached twice (a link cycle, two
+/// links to one place) is taken once, at its first path in name order; a dangling link with a
+/// definitions name, an unreadable entry, a tree deeper than [`MAX_DEPTH`] or larger than
+/// [`MAX_FILES`] files is an error naming the path.
 fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let io = |source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
+    let mut seen = std::collections::HashSet::new();
+    walk(dir, 0, &mut seen, out)
+}
+
+fn walk(dir: &Path, depth: usize, seen: &mut std::collections::HashSet<PathBuf>, out: &mut Vec<PathBuf>) -> Result<()> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
     };
-    for entry in std::fs::read_dir(dir).map_err(io)? {
-        let path = entry.map_err(io)?.path();
-        if path.is_dir() {
-            collect_yaml(&path, out)?;
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+    let real = std::fs::canonicalize(dir).map_err(io(dir))?;
+    if !seen.insert(real) {
+        return Ok(());
+    }
+    if depth > MAX_DEPTH {
+        return Err(Error::Discovery {
+            path: dir.to_path_buf(),
+            message: format!("more than {MAX_DEPTH} directory levels below the definitions directory"),
+        });
+    }
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        entries.push(entry.map_err(io(dir))?.path());
+    }
+    entries.sort();
+    for path in entries {
+        let is_yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+        // Follows links: what the entry is, not what names it.
+        let meta = match std::fs::metadata(&path) {
+            Ok(meta) => meta,
+            // A dangling link that is not named as a definitions file is not one.
+            Err(_) if !is_yaml && path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) => continue,
+            Err(source) => return Err(Error::Io { path, source }),
+        };
+        if meta.is_dir() {
+            walk(&path, depth + 1, seen, out)?;
+        } else if is_yaml && meta.is_file() && seen.insert(std::fs::canonicalize(&path).map_err(io(&path))?) {
             out.push(path);
+            if out.len() > MAX_FILES {
+                return Err(Error::Discovery {
+                    path: dir.to_path_buf(),
+                    message: format!("more than {MAX_FILES} definition files; point --defs at the definitions alone"),
+                });
+            }
         }
     }
     Ok(())
