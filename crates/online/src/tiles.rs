@@ -151,7 +151,9 @@ pub fn decode(spec: &TileSpec, version: &[u8; 8], bytes: &[u8]) -> Decoded {
 
 fn decode_records(spec: &TileSpec, version: &[u8; 8], mut bytes: &[u8]) -> Result<Option<Vec<State>>, String> {
     let mut merged: Option<Vec<State>> = None;
-    let mut tags: Vec<&[u8]> = Vec::new();
+    // A set, not a list: a hot key's tile holds a record per push until the next
+    // materialization, and every lookup reads them all.
+    let mut tags: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
     while !bytes.is_empty() {
         let (len, rest) = bytes.split_at_checked(4).ok_or("record length truncated")?;
         let len = u32::from_be_bytes(len.try_into().map_err(|_| "record length")?) as usize;
@@ -164,10 +166,9 @@ fn decode_records(spec: &TileSpec, version: &[u8; 8], mut bytes: &[u8]) -> Resul
             FORMAT => &body[9..],
             TAGGED => {
                 let (tag, states) = body[9..].split_at_checked(8).ok_or("record tag truncated")?;
-                if tags.contains(&tag) {
+                if !tags.insert(tag) {
                     continue;
                 }
-                tags.push(tag);
                 states
             }
             _ => continue,
@@ -339,9 +340,9 @@ pub fn writes(
         }
     }
     let version = layout.version_bytes();
-    let (replace, tag) = match records {
-        Records::Replace => (true, None),
-        Records::Append(tag) => (false, Some(tag)),
+    let tag = match records {
+        Records::Replace => None,
+        Records::Append(tag) => Some(tag),
     };
     let expire_at_ms = spec.expire_at_ms(now_ms);
     Ok(entities
@@ -350,7 +351,7 @@ pub fn writes(
             let keep_from = spec.keep_from(newest);
             TileWrite {
                 key,
-                replace,
+                replace: records == Records::Replace,
                 append: tiles
                     .into_iter()
                     .filter(|(i, _)| keep_from.is_none_or(|k| *i >= k))
