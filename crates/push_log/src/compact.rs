@@ -39,7 +39,9 @@ impl LogState {
         let mut schema: Option<SchemaRef> = None;
         let mut ids = Vec::new();
         let mut replaces: BTreeSet<String> = listed.replaced;
+        let mut landed = UNIX_EPOCH;
         for path in &visible {
+            landed = landed.max(modified(path)?);
             let file = File::open(path).map_err(|e| log_error(path, e))?;
             let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| log_error(path, e))?;
             let this_schema = SchemaRef::clone(builder.schema());
@@ -69,6 +71,7 @@ impl LogState {
             &batches,
             &schema,
             &[(IDS_KEY, &ids), (REPLACES_KEY, &replaces)],
+            landed,
         )?;
         for path in &visible {
             std::fs::remove_file(path).map_err(|e| log_error(path, e))?;

@@ -54,6 +54,7 @@ impl LogState {
         }
         let mut folded = 0;
         for path in &folding {
+            let landed = modified(path)?;
             let bytes = std::fs::read(path).map_err(|e| log_error(path, e))?;
             let (payloads, _) = whole_records(&bytes);
             // The parts: one per schema, in order of first appearance (the same on every retry).
@@ -97,7 +98,8 @@ impl LogState {
                     continue;
                 }
                 folded += records;
-                let segment = self.write_segment("seg", &batches, &schema, &[(IDS_KEY, &ids), (FOLDS_KEY, &[tag])])?;
+                let footer = [(IDS_KEY, &ids[..]), (FOLDS_KEY, &[tag][..])];
+                let segment = self.write_segment("seg", &batches, &schema, &footer, landed)?;
                 seen.files.insert(file_name(&segment).to_string());
                 for kept in &ids {
                     remember(seen, kept);
@@ -113,13 +115,15 @@ impl LogState {
 
     /// Writes `batches` to a hidden temp file with `footer`'s non-empty lists, syncs it,
     /// renames it to `<prefix>-<µs>-<nonce>.parquet` and syncs the directory: the segment is
-    /// whole and durable when this returns.
+    /// whole and durable when this returns. Its modification time is `landed`, when its rows
+    /// last reached the log, not when they were rewritten ([`crate::last_change`]).
     pub(crate) fn write_segment(
         &self,
         prefix: &str,
         batches: &[RecordBatch],
         schema: &SchemaRef,
         footer: &[(&str, &[String])],
+        landed: SystemTime,
     ) -> LogResult<PathBuf> {
         let (micros, nonce) = (micros(), nonce());
         let tmp = self.dir.join(format!(".tmp-{nonce:016x}"));
@@ -141,6 +145,7 @@ impl LogState {
                 writer.write(batch).map_err(|e| log_error(&tmp, e))?;
             }
             let file = writer.into_inner().map_err(|e| log_error(&tmp, e))?;
+            file.set_modified(landed).map_err(|e| log_error(&tmp, e))?;
             file.sync_all().map_err(|e| log_error(&tmp, e))?;
             std::fs::rename(&tmp, &done).map_err(|e| log_error(&done, e))?;
             sync_dir(&self.dir)

@@ -139,6 +139,29 @@ pub fn segments(root: &Path, source: &str) -> LogResult<Vec<PathBuf>> {
     Ok(listing(&dir)?.visible)
 }
 
+/// When `source`'s log last took rows (µs since the epoch), or `None` when it holds none:
+/// the newest modification time of its journals and segments. A fold or a compaction sets a
+/// segment's time to when its rows landed ([`LogState::write_segment`]), so rewriting rows
+/// is no change.
+pub fn last_change(root: &Path, source: &str) -> LogResult<Option<i64>> {
+    let dir = log_dir(root, source);
+    let holds_rows = |name: &str| is_segment(name) || is_journal(name) || is_folding(name);
+    let mut newest = None;
+    for path in files(&dir, holds_rows)? {
+        let micros = modified(&path)?
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        newest = newest.max(Some(micros));
+    }
+    Ok(newest)
+}
+
+pub(crate) fn modified(path: &Path) -> LogResult<SystemTime> {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map_err(|e| log_error(path, e))
+}
+
 /// A directory listing: every segment file, and the visible ones (not replaced by a compaction).
 pub(crate) struct Listing {
     all: Vec<PathBuf>,

@@ -65,6 +65,35 @@ fn a_process_shares_one_log_per_source() {
 /// digest is the same push (and learns the first one's tag), one with another digest a
 /// conflict, in the journal, after a fold, and in another process; an id kept without a
 /// tag (an older log) cannot be checked.
+/// `last_change` is `None` for a log that never took rows, moves with each append, and
+/// stays where it is when rows are only rewritten.
+#[test]
+fn the_last_change_follows_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(last_change(dir.path(), "s").unwrap(), None);
+    let before = i64::try_from(micros()).unwrap();
+    let log = PushLog::open(dir.path(), "s");
+    log.append_now(&batch(&[1]), None).unwrap();
+    let first = last_change(dir.path(), "s").unwrap().expect("a change after an append");
+    // File times may be coarser than the clock: allow their granularity.
+    assert!(first >= before - 10_000, "{first} < {before}");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    log.append_now(&batch(&[2]), None).unwrap();
+    let second = last_change(dir.path(), "s").unwrap().unwrap();
+    assert!(second > first, "{second} <= {first}");
+    // Rewriting rows is no change: a fold, a third append, a fold, a compaction.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    segments(dir.path(), "s").unwrap();
+    assert_eq!(last_change(dir.path(), "s").unwrap(), Some(second), "a fold");
+    log.append_now(&batch(&[3]), None).unwrap();
+    let third = last_change(dir.path(), "s").unwrap().unwrap();
+    segments(dir.path(), "s").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(log.compact().unwrap().segments, 2);
+    assert_eq!(last_change(dir.path(), "s").unwrap(), Some(third), "a compaction");
+    assert_eq!(rows(dir.path()), [1, 2, 3]);
+}
+
 #[test]
 fn tagged_ids_tell_replays_from_conflicts() {
     let dir = tempfile::tempdir().unwrap();

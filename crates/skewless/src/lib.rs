@@ -78,6 +78,9 @@ pub enum Error {
     Offline(#[from] skewless_offline::Error),
     #[error(transparent)]
     Online(#[from] skewless_online::Error),
+    /// A push log that cannot be read or written (its directory and what went wrong).
+    #[error(transparent)]
+    PushLog(#[from] skewless_push_log::LogError),
     /// A broken invariant: a bug in skewless, to be reported.
     #[error("internal error (a bug, please report it): {0}")]
     Internal(String),

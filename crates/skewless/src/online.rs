@@ -146,6 +146,54 @@ impl Project {
         self.materialize_with(store, options, progress, RunMode::Recorded).await
     }
 
+    /// Brings `store` up to the push logs before a server answers from it: an acknowledged
+    /// push whose online write never happened (a crash between its log append and its write)
+    /// is served from here on. Each online view fed by a push source whose log changed after
+    /// the view's watermark in `store` (or that has none for its version) is materialized
+    /// incrementally at `now`, exactly as `materialize-incremental` would; the others are left
+    /// alone, so a restart with nothing new pushed costs a directory listing. The reports of
+    /// the views it ran (none: nothing to recover).
+    pub async fn recover_pushes(
+        &self,
+        store: &dyn OnlineStore,
+        now: i64,
+        progress: &dyn Fn(MaterializeProgress),
+    ) -> Result<Vec<ViewReport>> {
+        let defs = self.applied()?;
+        let store_ref = StoreRef {
+            identity: store.identity(),
+            instance: store.instance_id().await.map_err(online_error)?,
+        };
+        let marks = self.registry().watermarks(&store_ref)?;
+        let versions = skewless_defs::version::versions(&defs).feature_views;
+        let mut behind = Vec::new();
+        for view in defs.feature_views.values().filter(|v| v.online) {
+            if !defs.sources.get(&view.source).is_some_and(|s| s.push) {
+                continue;
+            }
+            let last_change = skewless_push_log::last_change(&self.root, &view.source)?;
+            let Some(last_change) = last_change else {
+                continue;
+            };
+            let covered = marks
+                .get(&view.name)
+                .is_some_and(|w| Some(&w.version) == versions.get(&view.name) && w.end >= last_change);
+            if !covered {
+                behind.push(view.name.clone());
+            }
+        }
+        if behind.is_empty() {
+            return Ok(Vec::new());
+        }
+        let options = MaterializeOptions {
+            start: None,
+            end: now,
+            incremental: true,
+            views: behind,
+        };
+        self.materialize(store, &options, progress).await
+    }
+
     /// A materialization that records no watermark: for a throwaway store (the parity
     /// harness's), which must leave the registry as it was.
     pub(crate) async fn materialize_unrecorded(

@@ -106,6 +106,28 @@ fn rows_digest(batch: &RecordBatch) -> Result<String, RequestError> {
     Ok(hex::encode(&hasher.finalize()[..8]))
 }
 
+/// The newest event or availability time among `batch`'s rows (µs), `i64::MAX` when one
+/// cannot be read (then nothing counts as covering them).
+fn newest_instant(batch: &RecordBatch, schema: &PushSchema) -> i64 {
+    let newest_of = |name: &str| -> Option<i64> {
+        let column = batch.column_by_name(name)?;
+        let micros = arrow::compute::cast(
+            column,
+            &arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+        )
+        .ok()?;
+        let micros = arrow::compute::cast(&micros, &arrow::datatypes::DataType::Int64).ok()?;
+        let micros = micros.as_any().downcast_ref::<arrow::array::Int64Array>()?;
+        Some(arrow::compute::max(micros).unwrap_or(i64::MIN))
+    };
+    let event = newest_of(&schema.timestamp);
+    let created = schema.created.as_deref().map(newest_of).unwrap_or(Some(i64::MIN));
+    match (event, created) {
+        (Some(event), Some(created)) => event.max(created),
+        _ => i64::MAX,
+    }
+}
+
 /// The tile tag of a push with an id: the first 8 bytes of SHA-256 of `<id>␟<rows digest>`,
 /// the same for every retry of the same rows.
 fn tile_tag(id_and_digest: &str) -> [u8; 8] {
@@ -171,6 +193,9 @@ pub struct PushTarget {
     views: Vec<ViewPush>,
     defs: Definitions,
     root: std::path::PathBuf,
+    /// Where materializations record how far they reached, when pushes go to a store they
+    /// materialize (not the parity harness's throwaway one).
+    registry: Option<crate::registry::Registry>,
 }
 
 #[derive(Debug)]
@@ -225,7 +250,16 @@ impl PushTarget {
             views,
             defs: defs.clone(),
             root: root.to_path_buf(),
+            registry: None,
         })
+    }
+
+    /// This target's pushes go to a store that `registry` records materializations of.
+    pub fn with_registry(self, registry: crate::registry::Registry) -> Self {
+        PushTarget {
+            registry: Some(registry),
+            ..self
+        }
     }
 
     /// Pushes `typed` (in the source's schema, availability times as given: [`PushSchema`]),
@@ -298,7 +332,12 @@ impl PushTarget {
                     .input
                     .fill_created(typed, first_now)
                     .map_err(|e| bad_row(&self.input, e))?;
-                let (writes, _) = self.compute(&first, tag)?;
+                let newest = newest_instant(&first, &self.input);
+                let (mut writes, _) = self.compute(&first, tag)?;
+                let rebuilt = self.tiles_rebuilt_with(store, first_now, newest).await;
+                writes.retain(|(view, entries, _)| {
+                    !(matches!(entries, ViewEntries::Tiles(_)) && rebuilt.contains(&view.view.name))
+                });
                 report.views = self
                     .write(store, writes, &|view, e| {
                         RequestError::OnlineWriteFailed(format!(
@@ -335,6 +374,43 @@ impl PushTarget {
             })
             .await?;
         Ok(report)
+    }
+
+    /// The aggregated views whose tiles a materialization rebuilt from the log after a push
+    /// logged at `logged` with rows up to `newest` (event or availability time): they count
+    /// its rows already, and its tile records, appended again, would count them twice (a
+    /// rebuild keeps no push's tag). Such a run chose its `end` at or after `logged`, so it
+    /// read the log after the push was in it, bar the milliseconds of the append itself; a
+    /// run that ended before the rows (`materialize --end` in the past) dropped them, and the
+    /// replay writes them back. Unknown (no registry, a store or file that cannot be read):
+    /// none, so the replay writes.
+    async fn tiles_rebuilt_with(&self, store: &dyn OnlineStore, logged: i64, newest: i64) -> Vec<String> {
+        let Some(registry) = &self.registry else {
+            return Vec::new();
+        };
+        if !self.views.iter().any(|v| v.layout.tiles.is_some()) {
+            return Vec::new();
+        }
+        let Ok(instance) = store.instance_id().await else {
+            return Vec::new();
+        };
+        let store_ref = crate::registry::StoreRef {
+            identity: store.identity(),
+            instance,
+        };
+        let Ok(marks) = registry.watermarks(&store_ref) else {
+            return Vec::new();
+        };
+        self.views
+            .iter()
+            .filter(|v| v.layout.tiles.is_some())
+            .filter(|v| {
+                marks
+                    .get(&v.view.name)
+                    .is_some_and(|w| w.version == v.layout.version && w.end >= logged && w.end >= newest)
+            })
+            .map(|v| v.view.name.clone())
+            .collect()
     }
 
     /// The online half of a push alone: `batch` computed, judged by the contracts and written
@@ -544,7 +620,7 @@ impl crate::Project {
 
     /// `source` of the applied definitions, compiled for pushes.
     fn push_target(&self, source: &str) -> Result<PushTarget, crate::Error> {
-        PushTarget::compile(&self.root, &self.applied()?, source).map_err(crate::Error::Serve)
+        Ok(PushTarget::compile(&self.root, &self.applied()?, source)?.with_registry(self.registry()))
     }
 
     /// Folds `source`'s push journal, then merges the small segments of its log into one, atomically.
@@ -556,9 +632,7 @@ impl crate::Project {
                 .unwrap_or_default();
             return Err(crate::Error::Request(format!("unknown source `{source}`{near}")));
         }
-        PushLog::open(&self.root, source)
-            .compact()
-            .map_err(|e| crate::Error::Request(e.to_string()))
+        Ok(PushLog::open(&self.root, source).compact()?)
     }
 }
 

@@ -424,6 +424,8 @@ pub struct Serving {
     store: Arc<dyn OnlineStore>,
     /// The project root (for push sources' files and logs).
     root: std::path::PathBuf,
+    /// Where materializations of the store are recorded (pushes consult it on a replay).
+    registry: crate::registry::Registry,
     /// Push sources compiled so far, by name.
     push_targets: std::sync::Mutex<HashMap<String, Arc<crate::push::PushTarget>>>,
     /// The applied version this serves.
@@ -441,6 +443,7 @@ impl Serving {
             compiled: Compiled::new(record.definitions)?,
             store,
             root: project.root.clone(),
+            registry: project.registry(),
             push_targets: std::sync::Mutex::new(HashMap::new()),
             applied_seq: record.seq,
         })
@@ -468,11 +471,10 @@ impl Serving {
         if let Some(target) = targets().get(source) {
             return Ok(Arc::clone(target));
         }
-        let target = Arc::new(crate::push::PushTarget::compile(
-            &self.root,
-            &self.compiled.defs,
-            source,
-        )?);
+        let target = Arc::new(
+            crate::push::PushTarget::compile(&self.root, &self.compiled.defs, source)?
+                .with_registry(self.registry.clone()),
+        );
         targets().insert(source.to_string(), Arc::clone(&target));
         Ok(target)
     }

@@ -87,6 +87,7 @@ fn serve(
     threads: usize,
     options: skewless_server::Options,
 ) -> anyhow::Result<ExitCode> {
+    recover_pushes(project, url)?;
     let config = skewless_server::ServeConfig {
         project: project.clone(),
         store: store_config(project, url)?,
@@ -101,7 +102,7 @@ fn serve(
             "error: serving thread {shard}: the newly applied version cannot be served (the previous one stays): {message}"
         ),
     })?;
-    eprintln!(
+    let serving = format!(
         "serving applied version {} from {} on http://{} with {threads} thread{}{}",
         running.applied_seq(),
         running.described(),
@@ -115,6 +116,15 @@ fn serve(
     );
     let reloader = running.reloader();
     running.wait(async move {
+        // The signals are caught before the server says it serves: a SIGTERM sent as soon as
+        // that line appears stops it cleanly.
+        let stop = match Signals::catch() {
+            Ok(stop) => stop,
+            Err(e) => {
+                eprintln!("error: cannot catch ctrl-c and SIGTERM ({e}): stopping");
+                return;
+            }
+        };
         #[cfg(unix)]
         if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             tokio::spawn(async move {
@@ -123,30 +133,85 @@ fn serve(
                 }
             });
         }
-        shutdown_signal().await;
+        eprintln!("{serving}");
+        stop.received().await;
     })?;
     eprintln!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Before it listens, the server brings the store up to the push logs
+/// ([`Project::recover_pushes`]): an acknowledged push that a crash kept from the store is
+/// served. A view that cannot be recovered is reported and the others are served.
+fn recover_pushes(project: &Project, url: Option<&str>) -> anyhow::Result<()> {
+    let now = super::instant("now")?;
+    let recovered = super::runtime()?.block_on(async {
+        let store = super::online_store(project, url).await?;
+        let only_results = |event: skewless::online::MaterializeProgress| match event {
+            skewless::online::MaterializeProgress::Done(r) if r.error.is_none() => eprintln!(
+                "brought `{}` up to its push log: {} keys written, {} not newer, {} rows read in {:.2}s",
+                r.view, r.keys_written, r.writes_skipped_not_newer, r.rows_read, r.seconds
+            ),
+            skewless::online::MaterializeProgress::Warning(w) => eprintln!("warning: {w}"),
+            _ => {}
+        };
+        anyhow::Ok(project.recover_pushes(&*store, now, &only_results).await?)
+    });
+    match recovered {
+        Ok(reports) => {
+            for failed in reports.iter().filter(|r| r.error.is_some()) {
+                eprintln!(
+                    "warning: view `{}` was not brought up to its push log ({}): rows pushed since its last \
+                     materialization may be missing online until `skewless materialize-incremental` succeeds",
+                    failed.view,
+                    failed.error.as_deref().unwrap_or_default()
+                );
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        // Nothing applied: the server says so itself as it starts.
+        Err(e)
+            if matches!(
+                e.downcast_ref(),
+                Some(skewless::Error::Serve(skewless::serving::RequestError::NothingApplied))
+            ) => {}
+        Err(e) => eprintln!("warning: the online store was not brought up to the push logs: {e:#}"),
+    }
+    Ok(())
+}
+
+/// Ctrl-c and SIGTERM, caught from the moment [`Signals::catch`] returns.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Must run inside the runtime.
+    fn catch() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// Resolves on the first signal caught.
+    async fn received(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {},
+            _ = self.terminate.recv() => {},
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -551,6 +551,8 @@ fn serve_one_lookup(p: &TempProject, args: &[&str]) -> String {
 pub(crate) struct Serve {
     pub(crate) child: std::process::Child,
     pub(crate) port: u16,
+    /// The lines it wrote to stderr before the one saying it serves.
+    pub(crate) said_first: Vec<String>,
     /// Kept open: the server writes to it until it stops.
     _stderr: std::io::BufReader<std::process::ChildStderr>,
 }
@@ -572,12 +574,22 @@ impl Serve {
             .spawn()
             .unwrap();
         let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        assert!(line.contains("serving applied version 1"), "{line}");
+        // What it says before it serves (recovery from the push logs), then that it serves.
+        let mut said = Vec::new();
+        loop {
+            let mut line = String::new();
+            let read = stderr.read_line(&mut line).unwrap();
+            assert!(read > 0, "the server stopped before serving: {said:?}");
+            if line.contains("serving applied version") {
+                assert!(line.contains("serving applied version 1"), "{line}");
+                break;
+            }
+            said.push(line);
+        }
         Serve {
             child,
             port,
+            said_first: said,
             _stderr: stderr,
         }
     }

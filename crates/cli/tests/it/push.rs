@@ -184,3 +184,57 @@ fn push_files_then_compact() {
     );
     assert!(fare(2).is_null(), "{got}");
 }
+
+/// A push that reached the log but not the store (a crash between the append and the online
+/// write; `--offline-only` leaves exactly that state) is served once the server restarts: it
+/// brings each view fed by a push source up to its log before it listens. With nothing pushed
+/// since the last materialization, start-up reads no source at all.
+#[test]
+fn a_restarted_server_serves_what_its_push_log_holds_beyond_the_store() {
+    let p = demo_project();
+    p.run(&["apply"]).ok();
+    p.run(&["materialize", "--end", "2026-11-15"]).ok();
+    // The demo's log changed after that `--end`: the first start brings the views up to now,
+    // and the next one has nothing to do.
+    Serve::start(&p, &[]).stop();
+    let server = Serve::start(&p, &[]);
+    assert!(server.said_first.is_empty(), "{:?}", server.said_first);
+    server.stop();
+
+    let minute_ago = skewless::online::format_instant(skewless::online::parse_instant("now").unwrap() - 60_000_000);
+    std::fs::write(
+        p.path().join("late.jsonl"),
+        format!(
+            "{{\"trip_id\": 7, \"driver_id\": 1001, \"customer_id\": 5001, \"event_timestamp\": \"{minute_ago}\", \"fare\": 21.5}}\n"
+        ),
+    )
+    .unwrap();
+    p.run(&["push", "--source", "trips", "late.jsonl", "--offline-only"])
+        .ok();
+    let lookup = r#"{"features": ["driver_last_trip:last_trip_fare", "driver_trip_stats:trips_1h"], "entities": {"driver_id": [1001]}}"#;
+    let served = |server: &Serve| {
+        let (status, body) = server.post("/get-online-features", lookup);
+        assert_eq!(status, 200, "{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let value = |i: usize| body["results"][i + 1]["values"][0].clone();
+        (value(0), value(1))
+    };
+
+    let server = Serve::start(&p, &[]);
+    let said = server.said_first.join("");
+    for view in ["driver_last_trip", "driver_trip_stats"] {
+        assert!(said.contains(&format!("brought `{view}` up to its push log")), "{said}");
+    }
+    assert!(
+        !said.contains("driver_hourly_stats"),
+        "a view without pushes was recovered: {said}"
+    );
+    assert_eq!(served(&server), (serde_json::json!(21.5), serde_json::json!(1)));
+    server.stop();
+
+    // The recovery was a materialization: its watermark covers the log now.
+    let server = Serve::start(&p, &[]);
+    assert!(server.said_first.is_empty(), "{:?}", server.said_first);
+    assert_eq!(served(&server), (serde_json::json!(21.5), serde_json::json!(1)));
+    server.stop();
+}
