@@ -5,12 +5,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::commands::{Serve, demo_project};
 
-fn trip(i: usize) -> String {
+const DRIVERS: usize = 50;
+
+/// Push `i`: one trip of driver `1001 + i % DRIVERS` at `at`, with id `k{i}`.
+fn trip(i: usize, at: &str) -> String {
     format!(
         r#"{{"source": "trips", "id": "k{i}", "rows": [{{"trip_id": {}, "driver_id": {}, "customer_id": 5001,
-            "event_timestamp": "2026-11-15T05:00:00Z", "fare": {i}.5}}]}}"#,
+            "event_timestamp": "{at}", "fare": {i}.5}}]}}"#,
         900_000 + i,
-        1001 + i % 50
+        1001 + i % DRIVERS
     )
 }
 
@@ -31,20 +34,25 @@ fn push(port: u16, body: &str) -> Option<u16> {
 
 /// Pushes run back to back until the server is killed with SIGKILL. Afterwards every
 /// acknowledged push is in the log exactly once, every segment is whole (its footer and every
-/// row read back), and after a restart a replayed acknowledged id appends nothing.
+/// row read back); after a restart every logged push is served (the count of each driver's
+/// trips in the last day is the count of its pushes in the log, whether or not the kill
+/// came between a push's append and its online write), and a replayed acknowledged id
+/// appends nothing and counts nothing twice.
 #[test]
 fn a_killed_server_loses_no_acknowledged_push_and_leaves_no_torn_segment() {
     let p = demo_project();
     p.run(&["apply"]).ok();
+    let minute_ago = skewless::online::format_instant(skewless::online::parse_instant("now").unwrap() - 60_000_000);
     let mut server = Serve::start(&p, &[]);
     let port = server.port;
     let acked = Arc::new(AtomicUsize::new(0));
     let pusher = {
         let acked = Arc::clone(&acked);
+        let at = minute_ago.clone();
         std::thread::spawn(move || {
             let mut ids = Vec::new();
             for i in 0.. {
-                match push(port, &trip(i)) {
+                match push(port, &trip(i, &at)) {
                     Some(200) => {
                         ids.push(i);
                         acked.fetch_add(1, Ordering::SeqCst);
@@ -88,11 +96,37 @@ fn a_killed_server_loses_no_acknowledged_push_and_leaves_no_torn_segment() {
     // Every row of every segment reads back, and is evaluated by every feature reading it.
     p.run(&["validate", "--data"]).ok();
 
-    // Restarted on the same store: an acknowledged id is a replay.
+    // Restarted on the same store: every logged push is served, and an acknowledged id is a
+    // replay that counts nothing twice.
     let server = Serve::start(&p, &[]);
-    let (status, body) = server.post("/v1/push", &trip(ids[0]));
+    let said = server.said_first.join("");
+    assert!(
+        said.contains("brought `driver_trip_stats` up to its push log"),
+        "{said}"
+    );
+    let trips_per_driver = |server: &Serve| -> Vec<serde_json::Value> {
+        let drivers: Vec<usize> = (0..DRIVERS).map(|d| 1001 + d).collect();
+        let lookup =
+            serde_json::json!({"features": ["driver_trip_stats:trips_1d"], "entities": {"driver_id": drivers}});
+        let (status, body) = server.post("/get-online-features", &lookup.to_string());
+        assert_eq!(status, 200, "{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        body["results"][1]["values"].as_array().unwrap().clone()
+    };
+    let expected: Vec<serde_json::Value> = (0..DRIVERS)
+        .map(|d| {
+            let pushes = logged
+                .iter()
+                .filter(|id| id[1..].parse::<usize>().unwrap() % DRIVERS == d)
+                .count();
+            serde_json::json!(pushes)
+        })
+        .collect();
+    assert_eq!(trips_per_driver(&server), expected);
+    let (status, body) = server.post("/v1/push", &trip(ids[0], &minute_ago));
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""appended":false"#), "{body}");
+    assert_eq!(trips_per_driver(&server), expected, "a replay counted twice");
     server.stop();
 }
 
@@ -211,7 +245,7 @@ fn a_restarted_server_serves_what_its_push_log_holds_beyond_the_store() {
     .unwrap();
     p.run(&["push", "--source", "trips", "late.jsonl", "--offline-only"])
         .ok();
-    let lookup = r#"{"features": ["driver_last_trip:last_trip_fare", "driver_trip_stats:trips_1h"], "entities": {"driver_id": [1001]}}"#;
+    let lookup = r#"{"features": ["driver_last_trip:last_trip_fare", "driver_trip_stats:trips_1d"], "entities": {"driver_id": [1001]}}"#;
     let served = |server: &Serve| {
         let (status, body) = server.post("/get-online-features", lookup);
         assert_eq!(status, 200, "{body}");
