@@ -31,7 +31,6 @@ pub mod parity;
 pub mod project;
 pub mod push;
 pub mod push_rows;
-pub mod registry;
 pub mod reproduce;
 pub mod served_log;
 pub mod serving;
@@ -45,6 +44,7 @@ pub use skewless_engine::{session as engine_session, session_with_memory_limit a
 pub use skewless_offline as offline;
 pub use skewless_online as online_store;
 pub use skewless_push_log as push_log;
+pub use skewless_registry as registry;
 
 /// The version of skewless, recorded in registry entries and run manifests.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -59,13 +59,9 @@ pub enum Error {
     /// `apply` would break consumers and `--allow-breaking` was not given.
     #[error("refusing to apply breaking changes (pass --allow-breaking to apply them):\n{}", .0.join("\n"))]
     Breaking(Vec<String>),
-    #[error("registry at {path}: {message}")]
-    Registry { path: PathBuf, message: String },
-    /// `apply` lost a race: the registry moved since its plan was made.
-    #[error(
-        "registry at {path} moved from {from} to {to} while this apply ran: re-run `skewless plan` and apply again"
-    )]
-    RegistryMoved { path: PathBuf, from: String, to: String },
+    /// The registry cannot be read or written, or an `apply` lost its race.
+    #[error(transparent)]
+    Registry(#[from] skewless_registry::RegistryError),
     #[error("writing {path}: {message}")]
     Write { path: PathBuf, message: String },
     /// A lookup that cannot be answered, with its stable code.

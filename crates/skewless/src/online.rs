@@ -25,8 +25,8 @@ use skewless_defs::Definitions;
 use skewless_offline::latest::{Window, latest};
 use skewless_online::{OnlineStore, ViewLayout};
 
-use crate::registry::{StoreRef, Watermark};
 use crate::{Error, Project, Result};
+use skewless_registry::{StoreRef, Watermark};
 
 /// Keys live this much longer than their view's ttl, counted from the write.
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(3600);
@@ -240,7 +240,7 @@ impl Project {
                 progress(MaterializeProgress::Warning(e.to_string()));
                 BTreeMap::new()
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         let ctx = skewless_engine::session();
         let mut reports = Vec::new();
@@ -449,7 +449,8 @@ impl Project {
                 end,
                 updated_at: Utc::now(),
             },
-        )
+        )?;
+        Ok(())
     }
 
     /// An aggregated view: every entity's tiles at `end`, from all its events (batch files and

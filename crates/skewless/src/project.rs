@@ -7,8 +7,8 @@ use skewless_defs::{Definitions, Diagnostic, Diagnostics};
 use skewless_engine::SourceSchemas;
 use skewless_offline::source;
 
-use crate::registry::{AppliedRecord, Registry};
 use crate::{Error, Result};
+use skewless_registry::{AppliedRecord, Registry};
 
 #[derive(Debug, Clone)]
 pub struct Project {
@@ -119,7 +119,7 @@ impl Project {
         if let Some(expected) = expect.map(|v| Some(v).filter(|&v| v > 0))
             && report.applied_seq != expected
         {
-            return Err(self.registry().moved(expected, report.applied_seq));
+            return Err(self.registry().moved(expected, report.applied_seq).into());
         }
         self.apply_plan(report, allow_breaking)
     }
@@ -133,7 +133,7 @@ impl Project {
             return if now == Some(seq) {
                 Ok(ApplyOutcome::UpToDate { seq })
             } else {
-                Err(registry.moved(Some(seq), now))
+                Err(registry.moved(Some(seq), now).into())
             };
         }
         let breaking: Vec<String> = report
@@ -152,16 +152,16 @@ impl Project {
         let versions = skewless_defs::version::versions(&report.definitions);
         match registry.record(report.definitions, report.plan, report.applied_seq) {
             Ok(record) => Ok(ApplyOutcome::Applied(Box::new(record))),
-            Err(moved @ Error::RegistryMoved { .. }) => {
+            Err(moved @ skewless_registry::RegistryError::Moved { .. }) => {
                 // Lost the race to an apply of the very same definitions: nothing to do.
                 match registry.latest()? {
                     Some(latest) if latest.text_hash == text_hash && latest.versions == versions => {
                         Ok(ApplyOutcome::UpToDate { seq: latest.seq })
                     }
-                    _ => Err(moved),
+                    _ => Err(moved.into()),
                 }
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -195,7 +195,7 @@ pub struct PushTarget {
     root: std::path::PathBuf,
     /// Where materializations record how far they reached, when pushes go to a store they
     /// materialize (not the parity harness's throwaway one).
-    registry: Option<crate::registry::Registry>,
+    registry: Option<skewless_registry::Registry>,
 }
 
 #[derive(Debug)]
@@ -255,7 +255,7 @@ impl PushTarget {
     }
 
     /// This target's pushes go to a store that `registry` records materializations of.
-    pub fn with_registry(self, registry: crate::registry::Registry) -> Self {
+    pub fn with_registry(self, registry: skewless_registry::Registry) -> Self {
         PushTarget {
             registry: Some(registry),
             ..self
@@ -394,7 +394,7 @@ impl PushTarget {
         let Ok(instance) = store.instance_id().await else {
             return Vec::new();
         };
-        let store_ref = crate::registry::StoreRef {
+        let store_ref = skewless_registry::StoreRef {
             identity: store.identity(),
             instance,
         };

@@ -425,7 +425,7 @@ pub struct Serving {
     /// The project root (for push sources' files and logs).
     root: std::path::PathBuf,
     /// Where materializations of the store are recorded (pushes consult it on a replay).
-    registry: crate::registry::Registry,
+    registry: skewless_registry::Registry,
     /// Push sources compiled so far, by name.
     push_targets: std::sync::Mutex<HashMap<String, Arc<crate::push::PushTarget>>>,
     /// The applied version this serves.

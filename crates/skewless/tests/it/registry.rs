@@ -130,13 +130,16 @@ fn apply_is_compare_and_swap_against_its_plan() {
         ApplyOutcome::UpToDate { seq: 2 }
     ));
     // v1's definitions planned against v1 (an empty plan then) would drop `c` now: refused.
-    let Err(Error::RegistryMoved { from, to, .. }) = project.apply_plan(stale_same, true) else {
+    let Err(Error::Registry(skewless::registry::RegistryError::Moved { from, to, .. })) =
+        project.apply_plan(stale_same, true)
+    else {
         panic!("a stale plan must not be recorded")
     };
     assert_eq!((from.as_str(), to.as_str()), ("v1", "v2"));
     assert_eq!(project.registry().seqs().unwrap(), [1, 2]);
     // --expect-version pins the reviewed version.
-    let Err(e @ Error::RegistryMoved { .. }) = project.apply(false, Some(1)) else {
+    let Err(e @ Error::Registry(skewless::registry::RegistryError::Moved { .. })) = project.apply(false, Some(1))
+    else {
         panic!("--expect-version 1 after v2 must fail")
     };
     assert!(e.to_string().contains("moved from v1 to v2"), "{e}");

@@ -1,4 +1,6 @@
-//! The local registry: every applied version of the definitions, kept forever.
+//! `skewless-registry`: every applied version of the definitions, kept forever, and how far
+//! each online store has been materialized. `apply` writes it; the server, materialization
+//! and training sets read it. It depends on defs only.
 //!
 //! Layout under the repository directory (default `.skewless/`):
 //!
@@ -25,7 +27,22 @@ use skewless_defs::Definitions;
 use skewless_defs::plan::Plan;
 use skewless_defs::version::{Versions, versions};
 
-use crate::{Error, Result};
+/// Registry errors: the file and what went wrong, or a lost compare-and-swap.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("registry at {path}: {message}")]
+    At { path: PathBuf, message: String },
+    /// `apply` lost a race: the registry moved since its plan was made.
+    #[error(
+        "registry at {path} moved from {from} to {to} while this apply ran: re-run `skewless plan` and apply again"
+    )]
+    Moved { path: PathBuf, from: String, to: String },
+}
+
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// The skewless that writes a record (every crate shares the workspace's version).
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// One `apply`: what was applied, when, by which skewless, and what it changed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,8 +190,8 @@ impl Registry {
         std::fs::rename(&tmp, &self.watermarks).map_err(|e| self.error(&self.watermarks, e))
     }
 
-    fn error(&self, path: &Path, message: impl ToString) -> Error {
-        Error::Registry {
+    fn error(&self, path: &Path, message: impl ToString) -> RegistryError {
+        RegistryError::At {
             path: path.to_path_buf(),
             message: message.to_string(),
         }
@@ -241,7 +258,7 @@ impl Registry {
         let record = AppliedRecord {
             seq,
             applied_at: Utc::now(),
-            skewless_version: crate::VERSION.to_string(),
+            skewless_version: VERSION.to_string(),
             text_hash: definitions.text_hash.clone(),
             versions: versions(&definitions),
             changes,
@@ -264,9 +281,9 @@ impl Registry {
     }
 
     /// The error for a registry found at `now` where `base` was expected.
-    pub fn moved(&self, base: Option<u64>, now: Option<u64>) -> Error {
+    pub fn moved(&self, base: Option<u64>, now: Option<u64>) -> RegistryError {
         let name = |s: Option<u64>| s.map_or_else(|| "nothing applied".to_string(), |s| format!("v{s}"));
-        Error::RegistryMoved {
+        RegistryError::Moved {
             path: self.dir.clone(),
             from: name(base),
             to: name(now),
