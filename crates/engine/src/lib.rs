@@ -17,10 +17,12 @@
 //! (the offline crate reads them from Parquet footers and CSV headers).
 
 mod check;
+pub mod columns;
 mod compile;
 pub mod contracts;
 mod memory;
 mod on_demand;
+mod select;
 mod types;
 
 pub use check::{SourceSchemas, check};
@@ -29,6 +31,7 @@ pub use compile::{
     session_with_memory_limit,
 };
 pub use on_demand::{EvalError, OnDemandInput, OnDemandProgram};
+pub use select::{ViewSelect, instant_column, instant_type, view_select};
 pub use types::{arrow_type, fits, key_fits, timestamp_fits};
 
 /// Problems compiling an expression; `Invalid` are the user's, `DataFusion` are not.

@@ -21,10 +21,10 @@ pub mod as_of;
 pub mod as_of_exec;
 pub mod as_of_node;
 pub mod check;
-pub mod columns;
+pub use skewless_engine::columns;
 pub mod latest;
 pub mod quarantine;
-pub mod source;
+pub use skewless_sources::files as source;
 pub mod training_set;
 
 use std::path::PathBuf;
@@ -32,34 +32,9 @@ use std::path::PathBuf;
 /// Offline-path errors. Each names the source and the file it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("source `{source_name}`: path `{path}` matches no files")]
-    NoFiles { source_name: String, path: String },
-    #[error("source `{source_name}`: invalid glob `{path}`: {message}")]
-    BadGlob {
-        source_name: String,
-        path: String,
-        message: String,
-    },
-    #[error("source `{source_name}`: cannot tell the format of {file}; name files *.parquet or *.csv, or set `format`")]
-    UnknownFormat { source_name: String, file: PathBuf },
-    #[error("source `{source_name}`: reading {file}: {message}")]
-    Read {
-        source_name: String,
-        file: PathBuf,
-        message: String,
-    },
-    #[error(
-        "source `{source_name}`: {file} has columns {found} but {first} has {expected}; all files of a source must share one schema"
-    )]
-    SchemaMismatch {
-        source_name: String,
-        file: PathBuf,
-        first: PathBuf,
-        found: String,
-        expected: String,
-    },
-    #[error("source `{source_name}` has no files: it only receives pushed events")]
-    PushOnly { source_name: String },
+    /// A source's files cannot be listed or read, or a quarantine file cannot be written.
+    #[error(transparent)]
+    Source(#[from] skewless_sources::Error),
     /// A job over a view's source failed on its data, at these places.
     #[error("feature view `{view}`: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Data {

@@ -18,13 +18,13 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt64Array};
 use arrow::compute::{CastOptions, cast, cast_with_options, concat_batches, sort_to_indices, take};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::ScalarValue;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{CsvReadOptions, DataFrame, ParquetReadOptions, SessionContext, col, lit};
 use skewless_defs::{AsOf, Definitions, FeatureView, KeyType, ResolvedFeature, SourceFormat};
 use skewless_engine::{
-    EvalError, OnDemandInput, OnDemandProgram, arrow_type, compile_view, key_fits, on_demand_input_schema,
+    EvalError, OnDemandInput, OnDemandProgram, arrow_type, instant_column, key_fits, on_demand_input_schema,
 };
 
 use crate::as_of::Mode;
@@ -81,9 +81,7 @@ pub enum Progress {
 }
 
 /// The UTC, microsecond instant type every as-of time is compared in.
-pub fn instant_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-}
+pub use skewless_engine::instant_type;
 
 /// Builds a training set. `root` resolves source paths.
 pub async fn build(
@@ -453,11 +451,6 @@ pub(crate) struct TimeBounds {
     pub keep_null_times: bool,
 }
 
-/// Source column `name` as a UTC instant in µs (event and availability times).
-fn instant_column(name: &str) -> datafusion::logical_expr::Expr {
-    datafusion::logical_expr::cast(col(format!("\"{name}\"")), instant_type())
-}
-
 /// Every row of `source` (its files and its push log) in the source's schema, unfiltered.
 async fn source_frame(
     ctx: &SessionContext,
@@ -573,7 +566,8 @@ pub(crate) async fn feature_frame(
         };
         frame = frame.filter(condition)?;
     }
-    let select = view_select(defs, view, source, &schema, features)?;
+    let select = skewless_engine::view_select(defs, view, source, &schema, features)
+        .map_err(|d| Error::Request(d.to_string()))?;
     let Some(violation) = select.violation else {
         return Ok(FeatureFrame {
             frame: frame.select(select.columns)?,
@@ -616,54 +610,6 @@ pub(crate) async fn feature_frame(
 pub struct FeatureFrame {
     pub frame: DataFrame,
     pub violations: Option<DataFrame>,
-}
-
-/// The columns a view's rows become, as expressions over its source's columns, and its
-/// contract violation. The one select list of a view: jobs run it in DataFusion plans, pushes
-/// evaluate it row batch by row batch, so both compute a pushed row's features, and judge its
-/// contracts, the same way.
-#[derive(Debug, Clone)]
-pub struct ViewSelect {
-    /// `[__k.., __ts, __created?, features..]`: keys cast to their entity types, times to UTC
-    /// instants in µs, features as the engine compiles them (only those asked for); with
-    /// `on_violation: null`, a feature that breaks its contract is NULL.
-    pub columns: Vec<datafusion::logical_expr::Expr>,
-    /// Why a row breaks the view's contracts (all of its features', asked for or not: which
-    /// rows count must not depend on which features a job asks for), or NULL; `None` when no
-    /// feature has a contract.
-    pub violation: Option<datafusion::logical_expr::Expr>,
-}
-
-pub fn view_select(
-    defs: &Definitions,
-    view: &FeatureView,
-    source: &skewless_defs::Source,
-    schema: &arrow::datatypes::Schema,
-    features: Option<&BTreeSet<String>>,
-) -> Result<ViewSelect> {
-    let compiled = compile_view(view, schema).map_err(|d| Error::Request(d.to_string()))?;
-    let mut columns = Vec::new();
-    for (i, key) in defs.view_keys(view).iter().enumerate() {
-        columns.push(
-            datafusion::logical_expr::cast(col(format!("\"{}\"", key.name)), source::key_arrow_type(key.ty))
-                .alias(columns::key(i)),
-        );
-    }
-    columns.push(instant_column(&source.timestamp).alias(columns::EVENT_TIME));
-    if let Some(c) = &source.created {
-        columns.push(instant_column(c).alias(columns::CREATED));
-    }
-    let violation = skewless_engine::contracts::violation(view, &compiled);
-    columns.extend(
-        compiled
-            .iter()
-            .filter(|f| features.is_none_or(|wanted| wanted.contains(&f.name)))
-            .map(|f| match view.on_violation {
-                skewless_defs::OnViolation::Null => skewless_engine::contracts::nulled(view, f),
-                _ => f.expr.clone(),
-            }),
-    );
-    Ok(ViewSelect { columns, violation })
 }
 
 /// Runs one as-of join: the spine plan `[__row, __k.., __t]` against a feature plan from

@@ -74,6 +74,9 @@ pub enum Error {
     Offline(#[from] skewless_offline::Error),
     #[error(transparent)]
     Online(#[from] skewless_online::Error),
+    /// A source's files cannot be listed or read.
+    #[error(transparent)]
+    Source(#[from] skewless_sources::Error),
     /// A push log that cannot be read or written (its directory and what went wrong).
     #[error(transparent)]
     PushLog(#[from] skewless_push_log::LogError),

@@ -3,7 +3,7 @@
 //! ```text
 //! rows ─ push_rows (typed as the source, checked, `created` = ingestion instant where absent)
 //!      ─ offline log: one record in the source's journal, fdatasynced (skewless_push_log) ── acknowledged from here on
-//!      ─ per online view reading the source: the view's select list (offline::training_set::view_select),
+//!      ─ per online view reading the source: the view's select list (skewless_engine::view_select),
 //!        compiled once, evaluated on the batch ─ encoded by the view's layout ─ written newer-wins
 //! ```
 //!
@@ -24,9 +24,9 @@ use arrow::datatypes::{Field, Schema};
 use datafusion::common::DFSchema;
 use datafusion::physical_expr::PhysicalExpr;
 use skewless_defs::{Definitions, Source};
-use skewless_offline::{source, training_set};
 use skewless_online::{OnlineStore, ViewLayout};
 use skewless_push_log::{Appended, PushLog, TAG_SEPARATOR};
+use skewless_sources::files as source;
 
 use crate::online::EXPIRY_MARGIN;
 use crate::push_rows::PushSchema;
@@ -233,7 +233,7 @@ impl PushTarget {
             .filter(|v| v.online && v.source == source.name && wanted(v))
         {
             let layout = ViewLayout::new(defs, view).map_err(RequestError::from)?;
-            let select = training_set::view_select(defs, view, source, &schema, None)
+            let select = skewless_engine::view_select(defs, view, source, &schema, None)
                 .map_err(|e| RequestError::Internal(format!("view `{}`: {e}", view.name)))?;
             let physical = |e| skewless_engine::physical_expr(&ctx, e, &df_schema).map_err(internal);
             views.push(ViewPush {
@@ -360,7 +360,7 @@ impl PushTarget {
         report.appended = true;
         report.logged = Some(logged);
         for (view, (rows_broken, breaking)) in broken {
-            skewless_offline::quarantine::append_rows(&self.defs, &self.root, &view.view, &breaking, now)
+            skewless_sources::quarantine::append_rows(&self.defs, &self.root, &view.view, &breaking, now)
                 .map_err(|e| RequestError::Internal(e.to_string()))?;
             report.broke_contracts.extend(rows_broken);
         }
@@ -703,7 +703,7 @@ fn push_schema(root: &Path, defs: &Definitions, source: &Source) -> Result<arrow
             source.name
         )));
     }
-    let unreadable = |e: skewless_offline::Error| RequestError::SourceUnreadable {
+    let unreadable = |e: skewless_sources::Error| RequestError::SourceUnreadable {
         push_source: source.name.clone(),
         detail: e.to_string(),
     };

@@ -591,7 +591,7 @@ pub fn read_file(path: &std::path::Path, schema: &PushSchema) -> Result<crate::p
                 (f.name().as_str(), ty)
             })
             .collect();
-        let csv_schema = skewless_offline::source::csv_schema_with_types(path, &types).map_err(|e| failed(&e))?;
+        let csv_schema = skewless_sources::files::csv_schema_with_types(path, &types).map_err(|e| failed(&e))?;
         let reader = arrow::csv::ReaderBuilder::new(csv_schema)
             .with_header(true)
             .build(open()?)

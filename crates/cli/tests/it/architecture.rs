@@ -26,6 +26,8 @@ fn workspace_dependencies_point_down() {
                 "skewless-offline",
                 "skewless-online",
                 "skewless-push-log",
+                "skewless-registry",
+                "skewless-sources",
                 "skewless-engine",
                 "skewless-defs",
             ][..],
@@ -36,11 +38,16 @@ fn workspace_dependencies_point_down() {
                 "skewless-engine",
                 "skewless-aggregates",
                 "skewless-push-log",
+                "skewless-sources",
                 "skewless-defs",
             ][..],
         ),
         ("skewless-online", &["skewless-aggregates", "skewless-defs"][..]),
-        ("skewless-engine", &["skewless-defs"][..]),
+        ("skewless-engine", &["skewless-sources", "skewless-defs"][..]),
+        // Applied versions and watermarks.
+        ("skewless-registry", &["skewless-defs"][..]),
+        // Source files and quarantine files: Arrow and Parquet, no query engine.
+        ("skewless-sources", &["skewless-push-log", "skewless-defs"][..]),
         ("skewless-aggregates", &["skewless-defs"][..]),
         // Pushed rows, durably: Arrow and Parquet only.
         ("skewless-push-log", &[][..]),
