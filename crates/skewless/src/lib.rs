@@ -76,7 +76,7 @@ pub enum Error {
     Online(#[from] skewless_online::Error),
     /// A source's files cannot be listed or read.
     #[error(transparent)]
-    Source(#[from] skewless_sources::Error),
+    Source(Box<skewless_sources::Error>),
     /// A push log that cannot be read or written (its directory and what went wrong).
     #[error(transparent)]
     PushLog(#[from] skewless_push_log::LogError),
@@ -86,3 +86,9 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<skewless_sources::Error> for Error {
+    fn from(e: skewless_sources::Error) -> Self {
+        Error::Source(Box::new(e))
+    }
+}
