@@ -22,6 +22,7 @@ pub(crate) async fn lookup(
     entities: &[Vec<(String, String)>],
     at: i64,
 ) -> Result<skewless::serving::GetOutput, skewless::Error> {
-    let serving = skewless::serving::Serving::new(project, std::sync::Arc::clone(store))?;
+    let serving = skewless::serving::Serving::new(&project.dirs(), std::sync::Arc::clone(store))
+        .map_err(skewless::Error::from)?;
     Ok(serving.get(selection, entities, at).await?)
 }

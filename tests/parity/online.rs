@@ -344,7 +344,7 @@ async fn get_reports_statuses_and_explains_bad_requests() {
     project.materialize(&*store, &options, &|_| {}).await.unwrap();
     let features = FeatureSelection::Features(vec!["driver_hourly_stats:conv_rate".into()]);
     let entity = vec![vec![("driver_id".to_string(), "1001".to_string())]];
-    let serving = skewless::serving::Serving::new(&project, Arc::clone(&store)).unwrap();
+    let serving = skewless::serving::Serving::new(&project.dirs(), Arc::clone(&store)).unwrap();
     let at = |t| {
         let (serving, features, entity) = (&serving, &features, &entity);
         async move { serving.get(features, entity, t).await.unwrap().rows[0][0].clone() }
@@ -419,7 +419,7 @@ async fn serving_core_answers_with_codes() {
         views: Vec::new(),
     };
     project.materialize(&*store, &options, &|_| {}).await.unwrap();
-    let serving = skewless::serving::Serving::new(&project, Arc::clone(&store)).unwrap();
+    let serving = skewless::serving::Serving::new(&project.dirs(), Arc::clone(&store)).unwrap();
     assert_eq!(serving.applied_seq, 1);
     let service = FeatureSelection::Service("ranking_v1".into());
     let entity = |pairs: &[(&str, &str)]| vec![pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()];

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use skewless::serving::RequestError;
+use skewless_serving::core::RequestError;
 
 /// A request that cannot be answered with what it asked.
 #[derive(Debug)]
@@ -21,7 +21,7 @@ pub(crate) enum Failure {
     /// Features reading an aggregated view asked at a past `at`.
     PastClock,
     /// Two requested features answer under one short name.
-    FeatureNameClash(skewless::defs::NameClash),
+    FeatureNameClash(skewless_defs::NameClash),
     TooManyFeatures {
         asked: usize,
         limit: usize,
@@ -203,18 +203,18 @@ mod tests {
     /// One of every failure, each with the status and code docs/server.md promises.
     fn every_failure() -> Vec<Failure> {
         let s = || "x".to_string();
-        let clash = skewless::defs::output_name_clash(
+        let clash = skewless_defs::output_name_clash(
             &[
-                skewless::defs::ResolvedFeature {
+                skewless_defs::ResolvedFeature {
                     view: "a".into(),
                     feature: "f".into(),
-                    ty: skewless::defs::FeatureType::Int64,
+                    ty: skewless_defs::FeatureType::Int64,
                     on_demand: false,
                 },
-                skewless::defs::ResolvedFeature {
+                skewless_defs::ResolvedFeature {
                     view: "b".into(),
                     feature: "f".into(),
-                    ty: skewless::defs::FeatureType::Int64,
+                    ty: skewless_defs::FeatureType::Int64,
                     on_demand: false,
                 },
             ],

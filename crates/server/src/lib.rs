@@ -1,7 +1,7 @@
 //! `skewless-server`: the HTTP front end over the facade's serving core.
 //!
 //! Routes hold no feature logic: each request is decoded, handed to
-//! [`skewless::serving::Serving`] (compiled once, before the server starts), and encoded.
+//! [`skewless_serving::core::Serving`] (compiled once, before the server starts), and encoded.
 //!
 //! | route | answers |
 //! |---|---|
@@ -12,7 +12,7 @@
 //! | `GET /health` | alive |
 //! | `GET /ready` | definitions compiled and the store answering |
 //! | `GET /metrics` | Prometheus text: requests and latency by route and status, errors by code, values by view and status, store round trips, freshness per view |
-//! | `POST /internal/store/{call}` | with a [`StoreHandoff`] only: the embedded store's calls for other commands ([`skewless::online_store::served`]) |
+//! | `POST /internal/store/{call}` | with a [`StoreHandoff`] only: the embedded store's calls for other commands ([`skewless_online::served`]) |
 //!
 //! Errors are JSON, `{"error": {"code": …, "message": …, "request_id": …}}`, with the status
 //! and code [`failure`]'s one table gives; bodies are parsed here (never by an extractor that
@@ -47,8 +47,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use skewless::serving::{GetOutput, RequestError, Serving};
-use skewless::training::FeatureSelection;
+use skewless_defs::FeatureSelection;
+use skewless_serving::core::{GetOutput, RequestError, Serving};
 
 use crate::failure::Failure;
 
@@ -155,7 +155,7 @@ pub struct Options {
     pub allow_past_clock: bool,
     pub handoff: Option<StoreHandoff>,
     /// Log served feature vectors, sampled by key, for `skewless consistency`.
-    pub served_log: Option<skewless::served_log::ServedLogOptions>,
+    pub served_log: Option<skewless_serving::served_log::ServedLogOptions>,
 }
 
 impl From<Limits> for Options {
@@ -171,19 +171,19 @@ impl From<Limits> for Options {
 /// `get`) on `/internal/store/*` to holders of `token`, which the handoff file names.
 #[derive(Debug, Clone)]
 pub struct StoreHandoff {
-    pub store: Arc<dyn skewless::online_store::OnlineStore>,
+    pub store: Arc<dyn skewless_online::OnlineStore>,
     pub token: ApiKeys,
 }
 
 /// Bodies of store calls may be this large (the client sends at most 8 MiB).
-const MAX_STORE_CALL_BODY: usize = 2 * skewless::online_store::served::MAX_WRITE_BODY;
+const MAX_STORE_CALL_BODY: usize = 2 * skewless_online::served::MAX_WRITE_BODY;
 
 /// A lookup under the request timeout.
 async fn lookup(
     app: &App,
     serving: &Serving,
     selection: &FeatureSelection,
-    entities: &[Vec<(String, skewless::online_store::GivenValue)>],
+    entities: &[Vec<(String, skewless_online::GivenValue)>],
     at: i64,
 ) -> Result<GetOutput, Response> {
     match tokio::time::timeout(app.limits.request_timeout, serving.get(selection, entities, at)).await {
@@ -231,8 +231,8 @@ impl Live {
 /// reported with `on_change` (once per distinct failure) and the old one stays in force.
 pub async fn watch_registry(
     live: Arc<Live>,
-    project: skewless::Project,
-    store: Arc<dyn skewless::online_store::OnlineStore>,
+    project: skewless_serving::ProjectDirs,
+    store: Arc<dyn skewless_online::OnlineStore>,
     every: std::time::Duration,
     mut nudge: tokio::sync::mpsc::Receiver<()>,
     on_change: impl Fn(Result<u64, String>) + Send,
@@ -276,7 +276,7 @@ struct App {
     allow_past_clock: bool,
     handoff: Option<StoreHandoff>,
     metrics: Arc<metrics::Metrics>,
-    served_log: Option<Arc<skewless::served_log::ServedLog>>,
+    served_log: Option<Arc<skewless_serving::served_log::ServedLog>>,
 }
 
 /// Every request passes here, in order: the host check (servers without API keys,
@@ -292,7 +292,7 @@ async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, nex
         "/health" => "/health",
         "/ready" => "/ready",
         "/metrics" => "/metrics",
-        path if path.starts_with(skewless::online_store::served::ROUTE_PREFIX) => "/internal/store",
+        path if path.starts_with(skewless_online::served::ROUTE_PREFIX) => "/internal/store",
         _ => "other",
     };
     let started = Instant::now();
@@ -501,7 +501,7 @@ pub struct Server {
     /// Push bytes in flight, in KiB, across shards.
     push_budget: Arc<tokio::sync::Semaphore>,
     metrics: Arc<metrics::Metrics>,
-    served_log: Option<Arc<skewless::served_log::ServedLog>>,
+    served_log: Option<Arc<skewless_serving::served_log::ServedLog>>,
 }
 
 impl Server {
@@ -515,7 +515,7 @@ impl Server {
         let served_log = options
             .served_log
             .clone()
-            .map(skewless::served_log::ServedLog::start)
+            .map(skewless_serving::served_log::ServedLog::start)
             .transpose()?
             .map(Arc::new);
         Ok(Server {
@@ -701,9 +701,13 @@ async fn features(State(app): State<Arc<App>>, body: Bytes) -> Response {
     if let Some(response) = too_many_entities(request.entities.len(), &app.limits) {
         return response.into_response();
     }
-    let entities: Vec<Vec<(String, skewless::online_store::GivenValue)>> =
-        request.entities.into_iter().map(|e| e.0).collect();
-    let at = match request.at.as_deref().map(skewless::online::parse_instant).transpose() {
+    let entities: Vec<Vec<(String, skewless_online::GivenValue)>> = request.entities.into_iter().map(|e| e.0).collect();
+    let at = match request
+        .at
+        .as_deref()
+        .map(skewless_serving::json::parse_instant)
+        .transpose()
+    {
         Ok(at) => at.unwrap_or_else(now),
         Err(e) => return bad_request(format!("`at`: {e}")).into_response(),
     };
@@ -713,9 +717,7 @@ async fn features(State(app): State<Arc<App>>, body: Bytes) -> Response {
         // Tiles hold every row pushed so far: at a past clock they would count rows that
         // landed (or happened) after it, which no training set at that instant sees.
         Ok(found)
-            if found.reads_tiles
-                && !app.allow_past_clock
-                && at < now() - skewless::defs::instant::PUSH_AHEAD_MICROS =>
+            if found.reads_tiles && !app.allow_past_clock && at < now() - skewless_defs::instant::PUSH_AHEAD_MICROS =>
         {
             Failure::PastClock.reject().into_response()
         }
@@ -816,9 +818,9 @@ async fn feast_features(State(app): State<Arc<App>>, body: Bytes) -> Response {
 }
 
 /// A 400 when two of the answer's features would share a name (the rule training sets
-/// follow too: [`skewless::defs::output_name_clash`]); one would silently hide the other.
+/// follow too: [`skewless_defs::output_name_clash`]); one would silently hide the other.
 fn name_clash(found: &GetOutput, full_names: bool) -> Option<Response> {
-    skewless::defs::output_name_clash(&found.features, full_names)
+    skewless_defs::output_name_clash(&found.features, full_names)
         .map(|clash| Failure::FeatureNameClash(clash).reject().into_response())
 }
 
@@ -875,20 +877,20 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
 }
 
 /// `POST /internal/store/{call}`: one call on the lent store, in the binary format of
-/// [`skewless::online_store::served`]. A malformed body is 400; a store failure 503.
+/// [`skewless_online::served`]. A malformed body is 400; a store failure 503.
 async fn store_call(
     State(app): State<Arc<App>>,
     axum::extract::Path(call): axum::extract::Path<String>,
     body: Bytes,
 ) -> Response {
-    use skewless::online_store::served;
+    use skewless_online::served;
     let Some(handoff) = &app.handoff else {
         return Failure::NotFound("this server lends no store".into())
             .reject()
             .into_response();
     };
     let store = &handoff.store;
-    let unavailable = |e: skewless::online_store::Error| {
+    let unavailable = |e: skewless_online::Error| {
         Failure::LentStoreFailed { detail: e.to_string() }
             .reject()
             .into_response()

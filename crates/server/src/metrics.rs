@@ -150,7 +150,7 @@ impl Metrics {
         let _ = writeln!(out, "skewless_applied_version {applied_version}");
         // A record ahead of the clock cannot be right (written before pushed times were
         // bounded): it is reported as impossible, not as a negative age that hides staleness.
-        let ahead = |newest: i64| newest > now.saturating_add(skewless::defs::instant::PUSH_AHEAD_MICROS);
+        let ahead = |newest: i64| newest > now.saturating_add(skewless_defs::instant::PUSH_AHEAD_MICROS);
         let (impossible, freshness): (Vec<_>, Vec<_>) =
             freshness.iter().partition(|(_, newest)| newest.is_some_and(ahead));
         out.push_str("# HELP skewless_view_freshness_impossible Views whose freshness record lies in the future (a row dated ahead of the clock was written): re-materialize them.\n# TYPE skewless_view_freshness_impossible gauge\n");

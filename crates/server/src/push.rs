@@ -13,7 +13,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use skewless::push::{PushInput, PushTo};
+use skewless_serving::push::{PushInput, PushTo};
 
 use crate::failure::Failure;
 use crate::{App, Reject, bad_request, now, parse, request_error};

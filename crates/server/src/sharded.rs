@@ -7,7 +7,7 @@
 //! stay on one thread. The shards share one [`Server`] (metrics, limits, the served-values
 //! log). An embedded store is opened once and shared (redb allows one opener per file); while
 //! the server runs it is lent to other commands through a published handoff file
-//! ([`skewless::online_store::served`]), removed at shutdown. A Redis store is opened once to
+//! ([`skewless_online::served`]), removed at shutdown. A Redis store is opened once to
 //! check it and again per shard: a connection per thread.
 //!
 //! Each shard keeps its core on the latest applied version ([`watch_registry`]): every
@@ -20,9 +20,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use skewless::Project;
-use skewless::online_store::{OnlineStore, StoreConfig};
-use skewless::serving::Serving;
+use skewless_online::{OnlineStore, StoreConfig};
+use skewless_serving::ProjectDirs;
+use skewless_serving::core::Serving;
 use tokio::sync::{mpsc, watch};
 
 use crate::{ApiKeys, Live, Options, Server, StoreHandoff, watch_registry};
@@ -30,7 +30,7 @@ use crate::{ApiKeys, Live, Options, Server, StoreHandoff, watch_registry};
 /// What [`start`] serves, where, and how.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    pub project: Project,
+    pub project: ProjectDirs,
     pub store: StoreConfig,
     /// `host:port`; port 0 picks a free one ([`Running::local_addr`] says which).
     pub addr: String,
@@ -51,9 +51,9 @@ pub enum ServeError {
     #[error("starting {what}: {source}")]
     Start { what: &'static str, source: std::io::Error },
     #[error(transparent)]
-    Skewless(#[from] skewless::Error),
+    Serving(#[from] skewless_serving::Error),
     #[error(transparent)]
-    Store(#[from] skewless::online_store::Error),
+    Store(#[from] skewless_online::Error),
     #[error("serving thread {shard}: {source}")]
     Shard { shard: usize, source: std::io::Error },
     #[error("serving thread {shard} panicked")]
@@ -85,7 +85,7 @@ pub struct Running {
     reloader: Reloader,
     shards: Vec<std::thread::JoinHandle<Result<(), ServeError>>>,
     /// The handoff file of a held embedded store; removed when dropped.
-    _published: Option<skewless::online_store::served::Published>,
+    _published: Option<skewless_online::served::Published>,
 }
 
 /// Makes every shard look for a new applied version at once.
@@ -136,8 +136,8 @@ pub fn start(config: ServeConfig, events: impl Fn(ServeEvent) + Send + Sync + 's
         .map_err(listen_error)?;
     let store: Arc<dyn OnlineStore> = runtime.block_on(async {
         Ok::<_, ServeError>(match &store_config {
-            StoreConfig::Embedded(path) => Arc::new(skewless::online_store::EmbeddedStore::open(path)?),
-            StoreConfig::Redis(_) => skewless::online_store::open(&store_config).await?,
+            StoreConfig::Embedded(path) => Arc::new(skewless_online::EmbeddedStore::open(path)?),
+            StoreConfig::Redis(_) => skewless_online::open(&store_config).await?,
         })
     })?;
     let described = store.describe();
@@ -156,21 +156,23 @@ pub fn start(config: ServeConfig, events: impl Fn(ServeEvent) + Send + Sync + 's
     };
     let published = match &store_config {
         StoreConfig::Embedded(path) => {
-            let token = skewless::online_store::layout::new_instance_id();
+            let token = skewless_online::layout::new_instance_id();
             let mut reach = local;
             if reach.ip().is_unspecified() {
                 reach.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }
-            let handoff = skewless::online_store::served::Handoff {
+            let handoff = skewless_online::served::Handoff {
                 addr: reach.to_string(),
                 token: token.clone(),
                 pid: std::process::id(),
             };
-            let published = skewless::online_store::served::publish(path, &handoff)?;
+            let published = skewless_online::served::publish(path, &handoff)?;
             options.handoff = Some(StoreHandoff {
                 store: Arc::clone(&store),
                 // A fresh instance id is a valid key (hex); a failure here is a bug.
-                token: ApiKeys::parse(&token).map_err(|e| skewless::Error::Internal(e.to_string()))?,
+                token: ApiKeys::parse(&token).map_err(|e| {
+                    skewless_serving::Error::from(skewless_serving::RequestError::Internal(e.to_string()))
+                })?,
             });
             Some(published)
         }
@@ -306,7 +308,7 @@ impl Drop for Ended {
 /// What one serving thread starts from.
 struct Shard<E> {
     index: usize,
-    project: Project,
+    project: ProjectDirs,
     config: StoreConfig,
     /// The embedded store, which the threads share (a Redis store is opened per thread).
     store: Arc<dyn OnlineStore>,
@@ -332,7 +334,7 @@ impl<E: Fn(ServeEvent) + Send + Sync + 'static> Shard<E> {
         runtime.block_on(async move {
             let store = match &self.config {
                 StoreConfig::Embedded(_) => self.store,
-                StoreConfig::Redis(_) => skewless::online_store::open(&self.config).await?,
+                StoreConfig::Redis(_) => skewless_online::open(&self.config).await?,
             };
             let live = Live::new(Serving::new(&self.project, Arc::clone(&store))?);
             let events = self.events;

@@ -10,16 +10,16 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use skewless::online::{InstantJson, ScalarJson};
-use skewless::online_store::{FeatureValue, Given, GivenValue};
-use skewless::serving::GetOutput;
+use skewless_online::{FeatureValue, Given, GivenValue};
+use skewless_serving::core::GetOutput;
+use skewless_serving::json::{InstantJson, ScalarJson};
 
 /// Feast reports missing values with the epoch as their event time.
 pub const EPOCH: &str = "1970-01-01T00:00:00Z";
 
 /// One entity of `POST /v1/features`: its fields (join keys and request fields), each as its
 /// text and the JSON kind it came as, for the serving core's one input rule
-/// ([`skewless::online_store::input`]).
+/// ([`skewless_online::input`]).
 #[derive(Debug)]
 pub struct EntityFields(pub Vec<(String, GivenValue)>);
 
@@ -240,7 +240,7 @@ impl Serialize for Results<'_> {
 }
 
 struct EntityResult<'a> {
-    entity: &'a [(String, skewless::online_store::Scalar)],
+    entity: &'a [(String, skewless_online::Scalar)],
     row: &'a [FeatureValue],
     names: &'a [String],
     order: &'a [usize],
@@ -262,7 +262,7 @@ impl Serialize for EntityResult<'_> {
     }
 }
 
-struct EntityEcho<'a>(&'a [(String, skewless::online_store::Scalar)]);
+struct EntityEcho<'a>(&'a [(String, skewless_online::Scalar)]);
 
 impl Serialize for EntityEcho<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -30,10 +30,7 @@ pub mod online;
 pub mod parity;
 pub mod project;
 pub mod push;
-pub mod push_rows;
 pub mod reproduce;
-pub mod served_log;
-pub mod serving;
 pub mod training;
 
 use std::path::PathBuf;
@@ -45,6 +42,8 @@ pub use skewless_offline as offline;
 pub use skewless_online as online_store;
 pub use skewless_push_log as push_log;
 pub use skewless_registry as registry;
+pub use skewless_serving::core as serving;
+pub use skewless_serving::{ProjectDirs, push_rows, served_log};
 
 /// The version of skewless, recorded in registry entries and run manifests.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -86,6 +85,17 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<skewless_serving::Error> for Error {
+    fn from(e: skewless_serving::Error) -> Self {
+        match e {
+            skewless_serving::Error::Request(e) => Error::Serve(e),
+            skewless_serving::Error::Registry(e) => Error::Registry(e),
+            skewless_serving::Error::Online(e) => Error::Online(e),
+            skewless_serving::Error::Invalid(d) => Error::Invalid(d),
+        }
+    }
+}
 
 impl From<skewless_sources::Error> for Error {
     fn from(e: skewless_sources::Error) -> Self {

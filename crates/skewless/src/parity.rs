@@ -278,7 +278,7 @@ impl Project {
                 let (entities, work, pushed) = (&entities, &work, &pushed);
                 async move {
                     if let Some(store) = &options.store {
-                        let serving = Serving::new(self, Arc::clone(store))?;
+                        let serving = Serving::new(&self.dirs(), Arc::clone(store))?;
                         return serving.get(&options.selection, entities, t).await.map_err(Error::Serve);
                     }
                     let store: Arc<dyn skewless_online::OnlineStore> =
@@ -314,7 +314,7 @@ impl Project {
                         let pushed: BTreeSet<String> = pushed.intersection(&views).cloned().collect();
                         self.replay_pushes(ctx, &*store, &pushed, materialized_at).await?;
                     }
-                    let serving = Serving::new(self, store)?;
+                    let serving = Serving::new(&self.dirs(), store)?;
                     serving
                         .get(&options.selection, entities, looked_up_at)
                         .await

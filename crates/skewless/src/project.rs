@@ -48,6 +48,14 @@ impl Project {
         }
     }
 
+    /// The directories the serving core reads ([`skewless_serving::Serving::new`]).
+    pub fn dirs(&self) -> skewless_serving::ProjectDirs {
+        skewless_serving::ProjectDirs {
+            root: self.root.clone(),
+            repo_dir: self.repo_dir.clone(),
+        }
+    }
+
     pub fn registry(&self) -> Registry {
         Registry::open(&self.repo_dir)
     }

@@ -92,7 +92,7 @@ pub(crate) fn get(
     let runtime = runtime()?;
     let found = runtime.block_on(async {
         let store = online_store(project, url).await?;
-        let serving = skewless::serving::Serving::new(project, store)?;
+        let serving = skewless::serving::Serving::new(&project.dirs(), store).map_err(skewless::Error::from)?;
         anyhow::Ok(serving.get(selection, entities, at).await?)
     })?;
     let now = parse_instant("now").map_err(anyhow::Error::msg)?;

@@ -89,7 +89,7 @@ fn serve(
 ) -> anyhow::Result<ExitCode> {
     recover_pushes(project, url)?;
     let config = skewless_server::ServeConfig {
-        project: project.clone(),
+        project: project.dirs(),
         store: store_config(project, url)?,
         addr: addr.to_string(),
         threads,

@@ -1,5 +1,6 @@
-//! Dependencies point down: cli → server → skewless → {offline, online} → {engine, aggregates} → defs,
-//! and the online path links no DataFusion.
+//! Dependencies point down: cli → server → serving → {online, engine, push-log, registry} → defs,
+//! cli → skewless → {offline, serving}; the online path links no DataFusion, and the server no
+//! training-set code.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -19,7 +20,22 @@ fn metadata() -> serde_json::Value {
 fn workspace_dependencies_point_down() {
     let allowed: BTreeMap<&str, BTreeSet<&str>> = [
         ("skewless-cli", &["skewless", "skewless-server"][..]),
-        ("skewless-server", &["skewless"][..]),
+        // The server answers through the serving core only: no facade, no training sets.
+        (
+            "skewless-server",
+            &["skewless-serving", "skewless-online", "skewless-defs"][..],
+        ),
+        (
+            "skewless-serving",
+            &[
+                "skewless-engine",
+                "skewless-online",
+                "skewless-push-log",
+                "skewless-registry",
+                "skewless-sources",
+                "skewless-defs",
+            ][..],
+        ),
         (
             "skewless",
             &[
@@ -28,6 +44,7 @@ fn workspace_dependencies_point_down() {
                 "skewless-push-log",
                 "skewless-registry",
                 "skewless-sources",
+                "skewless-serving",
                 "skewless-engine",
                 "skewless-defs",
             ][..],
@@ -131,5 +148,19 @@ fn the_online_path_links_no_datafusion() {
             own,
             &["datafusion", "skewless-engine", "skewless-offline"],
         );
+    }
+}
+
+/// A lookup or a push does not link the code that builds training sets: `cargo tree` of the
+/// server and of the serving core shows neither the offline crate nor the facade.
+#[test]
+fn the_server_links_no_training_set_code() {
+    for (package, own) in [
+        ("skewless-server", "skewless-serving"),
+        ("skewless-serving", "skewless-online"),
+    ] {
+        let tree = normal_tree(package);
+        assert_none_banned(package, &tree, own, &["skewless-offline"]);
+        assert!(!tree.contains("skewless"), "{package} links the facade");
     }
 }

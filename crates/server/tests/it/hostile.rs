@@ -535,7 +535,7 @@ async fn a_corrupt_registry_record_is_reported_once() {
     let store = online_store::open(&StoreConfig::Embedded(dir.path().join("s.redb")))
         .await
         .unwrap();
-    let live = Live::new(Serving::new(&project, Arc::clone(&store)).unwrap());
+    let live = Live::new(Serving::new(&project.dirs(), Arc::clone(&store)).unwrap());
     std::fs::write(
         project.root.join(".skewless/registry/applied/000002.json"),
         b"{ not json",
@@ -546,7 +546,7 @@ async fn a_corrupt_registry_record_is_reported_once() {
     let seen = Arc::clone(&reports);
     let watcher = tokio::spawn(skewless_server::watch_registry(
         Arc::clone(&live),
-        project.clone(),
+        project.dirs(),
         Arc::clone(&store),
         std::time::Duration::from_millis(10),
         nudged,

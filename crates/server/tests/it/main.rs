@@ -73,7 +73,7 @@ async fn serve(
     store: Arc<dyn skewless::online_store::OnlineStore>,
     options: impl Into<Options>,
 ) -> Server {
-    let serving = Serving::new(project, store).unwrap();
+    let serving = Serving::new(&project.dirs(), store).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -568,7 +568,7 @@ async fn reload_on_apply_drops_no_request() {
         .await
         .unwrap();
     materialize(&project, &*store).await;
-    let live = Live::new(Serving::new(&project, Arc::clone(&store)).unwrap());
+    let live = Live::new(Serving::new(&project.dirs(), Arc::clone(&store)).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -578,7 +578,7 @@ async fn reload_on_apply_drops_no_request() {
     let (_nudge, nudged) = tokio::sync::mpsc::channel(1);
     let watcher = tokio::spawn(skewless_server::watch_registry(
         Arc::clone(&live),
-        project.clone(),
+        project.dirs(),
         Arc::clone(&store),
         std::time::Duration::from_millis(50),
         nudged,

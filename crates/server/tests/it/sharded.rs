@@ -29,7 +29,7 @@ fn sharded_server_shares_metrics_reloads_every_shard_and_lends_its_store() {
     let (events, heard) = std::sync::mpsc::channel();
     let running = skewless_server::start(
         ServeConfig {
-            project: project.clone(),
+            project: project.dirs(),
             store: config.clone(),
             addr: "127.0.0.1:0".into(),
             threads: 2,
@@ -69,7 +69,7 @@ fn sharded_server_shares_metrics_reloads_every_shard_and_lends_its_store() {
     // A second server on the same port is refused, not given a share of it.
     let second = skewless_server::start(
         ServeConfig {
-            project: project.clone(),
+            project: project.dirs(),
             store: StoreConfig::Embedded(dir.path().join("other.redb")),
             addr: addr.to_string(),
             threads: 1,

@@ -23,8 +23,8 @@ use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 
-use crate::online::ScalarJson;
-use crate::serving::GetOutput;
+use crate::core::GetOutput;
+use crate::json::ScalarJson;
 
 /// Records per file, at most.
 const FLUSH_RECORDS: usize = 1000;
@@ -262,7 +262,7 @@ fn write_file(dir: &Path, records: &[Record]) -> Result<(), String> {
         Arc::new(StringArray::from(versions)),
     ];
     let batch = RecordBatch::try_new(schema(), columns).map_err(|e| e.to_string())?;
-    let micros = crate::online::parse_instant("now").unwrap_or(0);
+    let micros = crate::json::parse_instant("now").unwrap_or(0);
     let nonce = fnv1a(format!("{micros}{:?}{}", std::thread::current().id(), records.len()).as_bytes());
     let tmp = dir.join(format!(".tmp-{nonce:016x}"));
     let done = dir.join(format!("served-{micros:016}-{nonce:016x}.parquet"));

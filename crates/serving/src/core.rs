@@ -3,11 +3,11 @@
 //! [`Serving`] reads the registry once and prepares each online view's layout, each on-demand
 //! view's [`OnDemandProgram`] (planned by DataFusion once), the services' resolved features
 //! and the key and request-field types. A request then does only: parse the entities → one
-//! store round trip → decode with statuses → evaluate on-demand programs → answer. `skewless
-//! get` goes through it; the feature server will too.
+//! store round trip → decode with statuses → evaluate on-demand programs → answer. The
+//! feature server, `skewless get` and the parity harness all go through it.
 //!
 //! ```text
-//! Serving::new(project, store) ── registry (once) ──▶ layouts, programs, services
+//! Serving::new(dirs, store) ── registry (once) ──▶ layouts, programs, services
 //! Serving::get(selection, entities, at) ─▶ parse ─▶ online::lookup (one read) ─▶ on-demand ─▶ GetOutput
 //! ```
 //!
@@ -28,7 +28,7 @@ use skewless_online::{
     Entity, FeatureValue, FieldInput, KeyValue, LookupStats, OnlineStore, Scalar, Selection, Status, ViewLayout, lookup,
 };
 
-use crate::{Error, Project};
+use crate::{Error, ProjectDirs};
 
 /// Why a request cannot be answered, by kind (the server maps each kind to a stable code).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -434,11 +434,8 @@ pub struct Serving {
 
 impl Serving {
     /// Compiles the applied definitions (the registry is read here, once).
-    pub fn new(project: &Project, store: Arc<dyn OnlineStore>) -> Result<Self, Error> {
-        let record = project
-            .registry()
-            .latest()?
-            .ok_or(Error::Serve(RequestError::NothingApplied))?;
+    pub fn new(project: &ProjectDirs, store: Arc<dyn OnlineStore>) -> Result<Self, Error> {
+        let record = project.registry().latest()?.ok_or(RequestError::NothingApplied)?;
         Ok(Serving {
             compiled: Compiled::new(record.definitions)?,
             store,

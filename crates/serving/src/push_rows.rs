@@ -25,7 +25,7 @@ use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use serde_json::{Map, Value};
 use skewless_defs::Source;
 
-use crate::online::parse_instant;
+use crate::json::parse_instant;
 
 /// A pushed row or field that cannot be taken, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -378,7 +378,7 @@ fn text_cast(column: &ArrayRef, ty: &DataType, name: &str, offset: usize) -> Res
             (Some(text), TextRule::Instant) => Value::String(text.to_string()),
             // Numbers and bools: as JSON writes them (non-finite floats as their names).
             (Some(text), TextRule::Scalar(ty)) => match Scalar::from_given(text, Given::Text, ty) {
-                Ok(value) => crate::online::scalar_to_json(&value),
+                Ok(value) => crate::json::scalar_to_json(&value),
                 Err(e) => return Err(at(Some(row + offset), Some(name), e)),
             },
         };
@@ -413,7 +413,7 @@ fn fill_nulls_with_instant(column: &ArrayRef, now: i64) -> Result<ArrayRef, Stri
     arrow::compute::cast(&filled, column.data_type()).map_err(|e| e.to_string())
 }
 
-pub(crate) fn json_column<'a>(
+pub fn json_column<'a>(
     name: &str,
     ty: &DataType,
     values: impl Iterator<Item = &'a Value>,
