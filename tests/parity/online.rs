@@ -469,7 +469,13 @@ async fn serving_core_answers_with_codes() {
             )
             .await,
     );
-    assert!(matches!(e, RequestError::UnknownFeature(_)), "{m}");
+    assert!(
+        matches!(
+            e,
+            RequestError::Selection(skewless::defs::SelectionError::Unresolved(_))
+        ),
+        "{m}"
+    );
     assert!(m.contains("did you mean `driver_hourly_stats:conv_rate`"), "{m}");
     let (e, m) = code(serving.get(&service, &entity(&[("driver_id", "x1")]), t).await);
     assert!(matches!(e, RequestError::BadEntity(_)), "{m}");

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use skewless_defs::SelectionError;
 use skewless_serving::core::RequestError;
 
 /// A request that cannot be answered with what it asked.
@@ -69,6 +70,10 @@ pub(crate) fn answer(failure: &Failure) -> (u16, &'static str) {
     match failure {
         Failure::Serving(e) => match e {
             RequestError::UnknownFeature(_) => (404, "UNKNOWN_FEATURE"),
+            RequestError::Selection(e) => match e {
+                SelectionError::UnknownService { .. } | SelectionError::Unresolved(_) => (404, "UNKNOWN_FEATURE"),
+                SelectionError::BadReference(_) | SelectionError::Empty => (400, "BAD_FEATURE_REFERENCE"),
+            },
             RequestError::UnknownSource(_) => (404, "UNKNOWN_SOURCE"),
             RequestError::ViewNotOnline(_) => (400, "VIEW_NOT_ONLINE"),
             RequestError::BadEntity(_) => (400, "BAD_ENTITY"),
@@ -224,6 +229,13 @@ mod tests {
         let d = Duration::from_secs(1);
         vec![
             Failure::Serving(RequestError::UnknownFeature(s())),
+            Failure::Serving(RequestError::Selection(SelectionError::UnknownService {
+                name: s(),
+                did_you_mean: None,
+            })),
+            Failure::Serving(RequestError::Selection(SelectionError::Unresolved(s()))),
+            Failure::Serving(RequestError::Selection(SelectionError::BadReference(s()))),
+            Failure::Serving(RequestError::Selection(SelectionError::Empty)),
             Failure::Serving(RequestError::UnknownSource(s())),
             Failure::Serving(RequestError::ViewNotOnline(s())),
             Failure::Serving(RequestError::BadEntity(s())),

@@ -36,6 +36,10 @@ pub enum RequestError {
     /// Names a feature, view or service that does not exist (with "did you mean").
     #[error("{0}")]
     UnknownFeature(String),
+    /// A selection that does not resolve: a malformed reference or none at all (the caller's
+    /// shape), or names that do not exist.
+    #[error(transparent)]
+    Selection(skewless_defs::SelectionError),
     /// Asks for a view that is not served online.
     #[error("feature view `{0}` is not online (`online: false`): nothing is materialized for it")]
     ViewNotOnline(String),
@@ -211,7 +215,7 @@ impl Compiled {
 
     fn make_plan(&self, selection: &FeatureSelection) -> Result<Plan, RequestError> {
         let defs = &self.defs;
-        let features = resolve_selection(defs, selection).map_err(|e| RequestError::UnknownFeature(e.to_string()))?;
+        let features = resolve_selection(defs, selection).map_err(RequestError::Selection)?;
         let (views, on_demand) = self.needs(&features);
         // Every feature of every view read, directly or by an on-demand view.
         let selections = views

@@ -208,6 +208,17 @@ async fn routes_answer_and_errors_carry_codes() {
             "UNKNOWN_FEATURE",
         ),
         (
+            json!({"feature_service": "ranking_v9", "entities": [{"driver_id": 1}]}),
+            404,
+            "UNKNOWN_FEATURE",
+        ),
+        // A malformed reference is the caller's shape, not a missing feature.
+        (
+            json!({"features": ["driver_hourly_stats"], "entities": [{"driver_id": 1}]}),
+            400,
+            "BAD_FEATURE_REFERENCE",
+        ),
+        (
             json!({"features": ["driver_hourly_stats:conv_rate"], "entities": [{"driver_id": "x1"}]}),
             400,
             "BAD_ENTITY",
