@@ -61,7 +61,7 @@ parity-soak: ## Parity over 100 fresh large random definitions and event logs un
 	PARITY_CASES=$${PARITY_CASES:-0} PARITY_FRESH=$${PARITY_FRESH:-100} PARITY_SCALE=$${PARITY_SCALE:-300} PARITY_MIN_VALUES=1000000 \
 		$(CARGO) test --workspace --test parity property -- --nocapture
 
-bench: bench-offline bench-online bench-server bench-push bench-aggregations ## All benchmarks (release build; never part of CI)
+bench: bench-offline bench-online bench-server bench-push bench-push-memory bench-aggregations ## All benchmarks (release build; never part of CI)
 
 bench-offline: ## Training sets at S and M: skewless vs DuckDB and Polars, figures beside targets
 	benches/offline/run.sh
@@ -74,6 +74,9 @@ bench-server: redis ## The feature server under closed-loop load beside redis-be
 
 bench-push: redis ## Pushes (one row at c16, 1000-row batches) and materialize of 1M keys, beside redis-benchmark (release)
 	benches/push/run.sh
+
+bench-push-memory: ## Resident memory of the server around four concurrent 34 MiB pushes: idle, peak, after (release)
+	benches/push/memory.sh
 
 bench-aggregations: redis ## 3 windows x 4 aggregates over M beside DuckDB window functions; tile memory, lookups and pushes on Redis (release)
 	benches/aggregations/run.sh

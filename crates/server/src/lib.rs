@@ -25,6 +25,7 @@
 mod accept;
 mod auth;
 mod failure;
+mod memory;
 mod metrics;
 mod origin;
 mod push;
@@ -336,7 +337,12 @@ async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, nex
         });
         let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
         match Arc::clone(&app.push_budget).try_acquire_many_owned(kib) {
-            Ok(permit) => Some(permit),
+            Ok(permit) => Some(memory::PushShare::new(
+                permit,
+                &app.push_budget,
+                app.limits.max_push_bytes_in_flight / 1024,
+                bytes,
+            )),
             Err(_) => {
                 let mut response = Failure::Overloaded.reject().into_response();
                 response.headers_mut().insert(

@@ -1,0 +1,100 @@
+//! Memory a push took, handed back to the operating system once no push is in flight.
+//!
+//! A JSON push is parsed into rows before it is typed: about ten times its body in memory
+//! for a moment (docs/push.md). glibc's allocator keeps what was freed in its per-thread
+//! arenas for reuse, so a server that took four large pushes at once stayed at their peak
+//! (1.4 GB resident for 4 × 36 MB pushes, measured in benches/README.md). When the last push
+//! in flight whose body was at least [`LARGE_PUSH_BYTES`] ends, `malloc_trim` returns the free
+//! pages of every arena, on a blocking thread, at most once a second. Other allocators and
+//! platforms do nothing here.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A push with a body this large (or larger) triggers the hand-back when it is the last in flight.
+pub(crate) const LARGE_PUSH_BYTES: u64 = 1 << 20;
+
+/// A push's share of the push memory budget, held from before its body is read until it is
+/// answered.
+pub(crate) struct PushShare {
+    permit: Option<OwnedSemaphorePermit>,
+    budget: Arc<Semaphore>,
+    /// The budget's permits when no push holds any.
+    total: usize,
+    large: bool,
+}
+
+impl PushShare {
+    pub(crate) fn new(permit: OwnedSemaphorePermit, budget: &Arc<Semaphore>, total: usize, body_bytes: u64) -> Self {
+        PushShare {
+            permit: Some(permit),
+            budget: Arc::clone(budget),
+            total,
+            large: body_bytes >= LARGE_PUSH_BYTES,
+        }
+    }
+}
+
+impl Drop for PushShare {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        if self.large && self.budget.available_permits() >= self.total {
+            release_to_os();
+        }
+    }
+}
+
+/// Returns free heap pages to the OS, off the runtime's workers, at most once a second.
+fn release_to_os() {
+    static LAST_SECOND: AtomicU64 = AtomicU64::new(0);
+    let second = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if LAST_SECOND.swap(second, Ordering::Relaxed) == second {
+        return;
+    }
+    #[cfg(test)]
+    tests::RELEASES.fetch_add(1, Ordering::SeqCst);
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn_blocking(trim);
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn trim() {
+    // SAFETY: malloc_trim only walks the allocator's own arenas under their locks; 0 keeps
+    // no padding at the top of the heap.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) static RELEASES: AtomicU64 = AtomicU64::new(0);
+
+    /// Memory goes back when the last large push in flight ends: not while another push
+    /// holds budget, and not for small pushes.
+    #[tokio::test]
+    async fn the_last_large_push_hands_memory_back() {
+        let budget = Arc::new(Semaphore::new(1000));
+        let share = |kib: u32, bytes: u64| {
+            let permit = Arc::clone(&budget).try_acquire_many_owned(kib).unwrap();
+            PushShare::new(permit, &budget, 1000, bytes)
+        };
+        let (large, small) = (share(100, LARGE_PUSH_BYTES), share(1, LARGE_PUSH_BYTES - 1));
+        drop(large);
+        assert_eq!(RELEASES.load(Ordering::SeqCst), 0, "a push is still in flight");
+        drop(small);
+        assert_eq!(RELEASES.load(Ordering::SeqCst), 0, "the last push was small");
+        drop(share(100, LARGE_PUSH_BYTES));
+        assert_eq!(RELEASES.load(Ordering::SeqCst), 1, "the last large push ended");
+    }
+}
