@@ -258,7 +258,7 @@ async fn run_case(name: &str) {
     let mut next = 0;
     for (t, r, entity) in &queries {
         while next < pending.len() && pending[next].0 <= *t {
-            let input = PushInput::Rows(vec![pending[next].1.clone()]);
+            let input = PushInput::Rows(vec![pending[next].1.clone()].into());
             project
                 .push(&*store, "events", &input, None, PushTo::OnlineAndOffline, *t)
                 .await

@@ -190,7 +190,7 @@ async fn quarantine_excludes_the_row_on_every_path() {
         .push(
             &*store,
             "stats",
-            &PushInput::Rows(rows),
+            &PushInput::Rows(rows.into()),
             None,
             PushTo::OnlineAndOffline,
             T0 + 5 * HOUR,
@@ -268,7 +268,7 @@ async fn fail_mode_stops_every_path_naming_the_row() {
         .push(
             &*store,
             "stats",
-            &PushInput::Rows(rows),
+            &PushInput::Rows(rows.into()),
             None,
             PushTo::OnlineAndOffline,
             T0 + 5 * HOUR,

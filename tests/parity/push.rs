@@ -202,7 +202,7 @@ async fn replay(
     let mut ids: Vec<(String, PushInput)> = Vec::new();
     for k in 0..pushes {
         let now = BASE + k as i64 * 10 * MINUTE;
-        let mut input = PushInput::Rows(rows(&mut rng, now));
+        let mut input = PushInput::Rows(rows(&mut rng, now).into());
 
         // Every fifth push replays an earlier id, half the time with its rows (a retry: it
         // appends nothing, and its online write changes nothing), else with other rows (a

@@ -76,7 +76,7 @@ async fn a_retried_push_whose_online_write_failed_is_served() {
         .push(
             &*store,
             "trips",
-            &PushInput::Rows(rows(&mut rng, now)),
+            &PushInput::Rows(rows(&mut rng, now).into()),
             None,
             PushTo::OnlineAndOffline,
             now,
@@ -85,7 +85,7 @@ async fn a_retried_push_whose_online_write_failed_is_served() {
         .unwrap();
     redis_cli(server.port(), &["CONFIG", "SET", "min-replicas-to-write", "1"]);
     let now = BASE + 30 * MINUTE;
-    let late = PushInput::Rows(late_rows(1000.0));
+    let late = PushInput::Rows(late_rows(1000.0).into());
     let push = |input: PushInput, id: &str| {
         let project = project.clone();
         let store = Arc::clone(&store);
@@ -118,7 +118,9 @@ async fn a_retried_push_whose_online_write_failed_is_served() {
     assert_ne!(fares(&served_at(&project, &store, &features, end).await), expected);
 
     // Other rows under the same id: refused, nothing written.
-    let err = push(PushInput::Rows(late_rows(2000.0)), "late").await.unwrap_err();
+    let err = push(PushInput::Rows(late_rows(2000.0).into()), "late")
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, skewless::Error::Serve(RequestError::PushIdConflict(_))),
         "expected PUSH_ID_CONFLICT, got {err}"
@@ -160,13 +162,13 @@ async fn a_retried_push_counts_once_in_an_aggregated_view() {
     let store = online_store::open(&StoreConfig::Redis(server.url())).await.unwrap();
     let mut rng = Fuzz::new(13);
     let first = BASE + 10 * MINUTE;
-    let input = PushInput::Rows(rows(&mut rng, first));
+    let input = PushInput::Rows(rows(&mut rng, first).into());
     project
         .push(&*store, "trips", &input, None, PushTo::OnlineAndOffline, first)
         .await
         .unwrap();
     let now = BASE + 30 * MINUTE;
-    let late = PushInput::Rows(late_rows(1000.0));
+    let late = PushInput::Rows(late_rows(1000.0).into());
     let push = || {
         project.push(
             &*store,
@@ -230,7 +232,7 @@ async fn a_failed_online_write_is_logged_and_the_next_incremental_run_repairs_it
     let mut rng = Fuzz::new(11);
     for k in 0..3 {
         let now = BASE + k * 10 * MINUTE;
-        let input = PushInput::Rows(rows(&mut rng, now));
+        let input = PushInput::Rows(rows(&mut rng, now).into());
         project
             .push(&*store, "trips", &input, None, PushTo::OnlineAndOffline, now)
             .await
@@ -254,7 +256,7 @@ async fn a_failed_online_write_is_logged_and_the_next_incremental_run_repairs_it
         .push(
             &*store,
             "trips",
-            &PushInput::Rows(late.clone()),
+            &PushInput::Rows(late.clone().into()),
             Some("late".into()),
             PushTo::OnlineAndOffline,
             now,
@@ -303,7 +305,7 @@ async fn a_failed_online_write_is_logged_and_the_next_incremental_run_repairs_it
         .push(
             &*store,
             "trips",
-            &PushInput::Rows(late),
+            &PushInput::Rows(late.into()),
             Some("late".into()),
             PushTo::OnlineAndOffline,
             end,
@@ -324,7 +326,7 @@ async fn racing_writers_on(store: Arc<dyn OnlineStore>, dir: &std::path::Path, p
             let mut rng = Fuzz::new(100 + writer);
             for k in 0..15 {
                 let now = BASE + rng.below(4 * 60) as i64 * MINUTE;
-                let input = PushInput::Rows(rows(&mut rng, now));
+                let input = PushInput::Rows(rows(&mut rng, now).into());
                 let id = format!("w{writer}-{k}");
                 project
                     .push(&*store, "trips", &input, Some(id), PushTo::OnlineAndOffline, now)
@@ -375,7 +377,7 @@ async fn compaction_changes_no_training_set() {
     let mut pushed = Vec::new();
     for k in 0..30 {
         let now = BASE + k * 10 * MINUTE;
-        let input = PushInput::Rows(rows(&mut rng, now));
+        let input = PushInput::Rows(rows(&mut rng, now).into());
         pushed.push(input.clone());
         project
             .push(
@@ -438,7 +440,7 @@ async fn compaction_changes_no_training_set() {
         }
     };
     assert!(!retry(pushed[7].clone()).await.unwrap().appended);
-    let err = retry(PushInput::Rows(rows(&mut rng, BASE))).await.unwrap_err();
+    let err = retry(PushInput::Rows(rows(&mut rng, BASE).into())).await.unwrap_err();
     assert!(
         err.to_string().contains("push id `c7` was used before for other rows"),
         "{err}"
@@ -471,7 +473,7 @@ async fn a_view_that_changes_kind_keeps_working_on_redis() {
             .push(
                 &*store,
                 "trips",
-                &PushInput::Rows(rows(&mut rng, now)),
+                &PushInput::Rows(rows(&mut rng, now).into()),
                 None,
                 PushTo::OnlineAndOffline,
                 now,

@@ -1,6 +1,6 @@
 //! Memory a push took, handed back to the operating system once no push is in flight.
 //!
-//! A JSON push is parsed into rows before it is typed: about ten times its body in memory
+//! A JSON push is parsed into values before it is typed: about six times its body in memory
 //! for a moment (docs/push.md). glibc's allocator keeps what was freed in its per-thread
 //! arenas for reuse, so a server that took four large pushes at once stayed at their peak
 //! (1.4 GB resident for 4 × 36 MB pushes, measured in benches/README.md). When the last push

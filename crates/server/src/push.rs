@@ -26,8 +26,7 @@ pub(crate) const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 #[serde(deny_unknown_fields)]
 struct PushRequest {
     source: String,
-    #[serde(deserialize_with = "crate::wire::unique_maps")]
-    rows: Vec<Map<String, Value>>,
+    rows: skewless_serving::push_rows::RowColumns,
     /// Makes the push idempotent: a replayed id is acknowledged and appends nothing.
     id: Option<String>,
     /// `online_and_offline` (default) or `offline`.

@@ -119,39 +119,6 @@ pub fn unique_map<'de, D: Deserializer<'de>>(
     deserializer.deserialize_map(UniqueMap)
 }
 
-/// A list of such objects.
-pub fn unique_maps<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, D::Error> {
-    struct Rows;
-    impl<'de> Visitor<'de> for Rows {
-        type Value = Vec<serde_json::Map<String, serde_json::Value>>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of objects")
-        }
-
-        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut rows = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-            while let Some(row) = seq.next_element_seed(UniqueMapSeed)? {
-                rows.push(row);
-            }
-            Ok(rows)
-        }
-    }
-    deserializer.deserialize_seq(Rows)
-}
-
-struct UniqueMapSeed;
-
-impl<'de> DeserializeSeed<'de> for UniqueMapSeed {
-    type Value = serde_json::Map<String, serde_json::Value>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_map(UniqueMap)
-    }
-}
-
 struct UniqueMap;
 
 impl<'de> Visitor<'de> for UniqueMap {
@@ -427,8 +394,6 @@ mod tests {
         );
         let twice = serde_json::from_str::<Wrapped>(r#"{"m": {"a": 1, "a": 2}}"#).unwrap_err();
         assert!(twice.to_string().contains("`a` is given twice"), "{twice}");
-        let rows = serde_json::from_str::<Rows>(r#"{"r": [{"a": 1}, {"b": 1, "b": 1}]}"#).unwrap_err();
-        assert!(rows.to_string().contains("`b` is given twice"), "{rows}");
         assert_eq!(
             serde_json::from_str::<Wrapped>(r#"{"m": {"a": 1, "b": 2}}"#)
                 .unwrap()
@@ -450,12 +415,5 @@ mod tests {
     struct Wrapped {
         #[serde(deserialize_with = "unique_map")]
         m: serde_json::Map<String, serde_json::Value>,
-    }
-
-    #[derive(Debug, Deserialize)]
-    struct Rows {
-        #[serde(deserialize_with = "unique_maps")]
-        #[allow(dead_code)]
-        r: Vec<serde_json::Map<String, serde_json::Value>>,
     }
 }

@@ -60,8 +60,8 @@ impl PushTo {
 /// Pushed rows, in any of the forms they arrive in.
 #[derive(Debug, Clone)]
 pub enum PushInput {
-    /// JSON objects, one per row (`/v1/push`, JSON lines).
-    Rows(Vec<serde_json::Map<String, serde_json::Value>>),
+    /// JSON objects, one per row (`/v1/push`, JSON lines), gathered by column as read.
+    Rows(crate::push_rows::RowColumns),
     /// Column-major JSON: Feast's `df`.
     Columns(serde_json::Map<String, serde_json::Value>),
     /// Arrow batches (Arrow IPC, Parquet, CSV).

@@ -57,6 +57,123 @@ fn at(row: Option<usize>, field: Option<&str>, message: impl Into<String>) -> In
     }
 }
 
+/// JSON rows gathered column by column as they are read: per field, its values with their
+/// row, and no map per row. A row as a map costs a key string and a tree node per field (the
+/// 12 × its JSON that pushes of rows took); a cell here costs its value and a row number.
+/// A field a row leaves out reads as null. A field given twice in one row is an error.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RowColumns {
+    rows: usize,
+    /// By field name, in name order: `(row, value)`, rows ascending.
+    columns: std::collections::BTreeMap<String, Vec<(u32, Value)>>,
+}
+
+impl RowColumns {
+    /// How many rows.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends one row of `(field, value)` pairs; the error names a field given twice (the
+    /// columns are then left part-way through the row: discard them).
+    pub fn push_row(&mut self, fields: impl IntoIterator<Item = (String, Value)>) -> Result<(), String> {
+        let row = u32::try_from(self.rows).map_err(|_| "too many rows".to_string())?;
+        for (field, value) in fields {
+            match self.columns.get_mut(&field) {
+                Some(cells) if cells.last().is_some_and(|(r, _)| *r == row) => {
+                    return Err(format!("`{field}` is given twice"));
+                }
+                Some(cells) => cells.push((row, value)),
+                None => {
+                    self.columns.insert(field, vec![(row, value)]);
+                }
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// The fields any row names, each with the first row that names it.
+    fn fields(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.columns
+            .iter()
+            .map(|(name, cells)| (name.as_str(), cells.first().map_or(0, |(r, _)| *r as usize)))
+    }
+
+    /// Field `name`'s value in every row, null where a row leaves it out.
+    fn column<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a Value> + 'a {
+        let cells = self.columns.get(name).map_or(&[][..], Vec::as_slice);
+        let mut next = cells.iter().peekable();
+        (0..self.rows).map(move |row| match next.peek() {
+            Some((r, _)) if *r as usize == row => next.next().map_or(&Value::Null, |(_, v)| v),
+            _ => &Value::Null,
+        })
+    }
+}
+
+impl From<Vec<Map<String, Value>>> for RowColumns {
+    fn from(rows: Vec<Map<String, Value>>) -> Self {
+        let mut out = RowColumns::default();
+        for row in rows {
+            // A map holds each key once.
+            let _ = out.push_row(row);
+        }
+        out
+    }
+}
+
+/// A JSON list of objects, read straight into columns.
+impl<'de> serde::Deserialize<'de> for RowColumns {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+        struct Rows;
+        struct OneRow<'a>(&'a mut RowColumns);
+
+        impl<'de> DeserializeSeed<'de> for OneRow<'_> {
+            type Value = ();
+            fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+                deserializer.deserialize_map(self)
+            }
+        }
+
+        impl<'de> Visitor<'de> for OneRow<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+                let mut fields = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    fields.push((key, map.next_value::<Value>()?));
+                }
+                let row = self.0.rows;
+                self.0
+                    .push_row(fields)
+                    .map_err(|e| de::Error::custom(format_args!("row {row}: {e}")))
+            }
+        }
+
+        impl<'de> Visitor<'de> for Rows {
+            type Value = RowColumns;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of objects")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RowColumns, A::Error> {
+                let mut out = RowColumns::default();
+                while seq.next_element_seed(OneRow(&mut out))?.is_some() {}
+                Ok(out)
+            }
+        }
+
+        deserializer.deserialize_seq(Rows)
+    }
+}
+
 /// What a source's pushes must look like.
 #[derive(Debug, Clone)]
 pub struct PushSchema {
@@ -97,21 +214,21 @@ impl PushSchema {
         )
     }
 
-    /// JSON objects, one per row.
-    pub fn from_rows(&self, rows: &[Map<String, Value>], now: i64) -> Result<RecordBatch, InputError> {
-        for (r, row) in rows.iter().enumerate() {
-            if let Some(field) = row.keys().find(|k| self.schema.index_of(k).is_err()) {
-                return Err(self.unknown_field(Some(r), field));
-            }
+    /// JSON objects, one per row (gathered by column as they were read).
+    pub fn from_rows(&self, rows: &RowColumns, now: i64) -> Result<RecordBatch, InputError> {
+        // The first row that names a field the source lacks.
+        if let Some((field, row)) = rows
+            .fields()
+            .filter(|(f, _)| self.schema.index_of(f).is_err())
+            .min_by_key(|&(_, row)| row)
+        {
+            return Err(self.unknown_field(Some(row), field));
         }
         let columns = self
             .schema
             .fields()
             .iter()
-            .map(|field| {
-                let values = rows.iter().map(|row| row.get(field.name()).unwrap_or(&Value::Null));
-                json_column(field.name(), field.data_type(), values)
-            })
+            .map(|field| json_column(field.name(), field.data_type(), rows.column(field.name())))
             .collect::<Result<Vec<_>, _>>()?;
         self.finish(columns, rows.len(), now)
     }
@@ -600,11 +717,12 @@ pub fn read_file(path: &std::path::Path, schema: &PushSchema) -> Result<crate::p
         Ok(PushInput::Batches(batches))
     } else if name.ends_with(".jsonl") || name.ends_with(".ndjson") || name.ends_with(".json") {
         let text = std::fs::read_to_string(path).map_err(|e| failed(&e))?;
-        let mut rows = Vec::new();
+        let mut rows = RowColumns::default();
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let row: Map<String, Value> = serde_json::from_str(line)
                 .map_err(|e| format!("{} line {}: not a JSON object: {e}", path.display(), i + 1))?;
-            rows.push(row);
+            rows.push_row(row)
+                .map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))?;
         }
         Ok(PushInput::Rows(rows))
     } else {
@@ -648,8 +766,36 @@ mod tests {
     /// more than 5 minutes after it).
     const NOW: i64 = 1_767_225_600_000_000;
 
-    fn rows(v: Value) -> Vec<Map<String, Value>> {
+    fn rows(v: Value) -> RowColumns {
         serde_json::from_value(v).unwrap()
+    }
+
+    /// Rows read straight into columns hold what the rows said: a field a row leaves out is
+    /// null there, an unknown field is named with the first row that gives it, and a field
+    /// given twice in a row is refused with the row.
+    #[test]
+    fn rows_are_read_into_columns_cell_by_cell() {
+        let r = rows(json!([{"a": 1, "b": "x"}, {"b": "y"}, {}, {"a": 4}]));
+        assert_eq!(r.len(), 4);
+        let a: Vec<&Value> = r.column("a").collect();
+        assert_eq!(a, [&json!(1), &Value::Null, &Value::Null, &json!(4)]);
+        let b: Vec<&Value> = r.column("b").collect();
+        assert_eq!(b, [&json!("x"), &json!("y"), &Value::Null, &Value::Null]);
+        assert_eq!(r.column("c").count(), 4);
+        assert_eq!(r.fields().collect::<Vec<_>>(), [("a", 0), ("b", 0)]);
+        let maps: Vec<Map<String, Value>> =
+            serde_json::from_value(json!([{"a": 1, "b": "x"}, {"b": "y"}, {}, {"a": 4}])).unwrap();
+        assert_eq!(RowColumns::from(maps), r);
+
+        let twice = serde_json::from_str::<RowColumns>(r#"[{"a": 1}, {"b": 1, "b": 1}]"#).unwrap_err();
+        assert!(twice.to_string().contains("row 1: `b` is given twice"), "{twice}");
+        let late = schema()
+            .from_rows(
+                &rows(json!([{"driver_id": 1, "ts": 0}, {"driver_id": 2, "ts": 0, "nope": 1}])),
+                NOW,
+            )
+            .unwrap_err();
+        assert_eq!((late.row, late.field.as_deref()), (Some(1), Some("nope")), "{late}");
     }
 
     #[test]
