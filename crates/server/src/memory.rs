@@ -5,12 +5,11 @@
 //! arenas for reuse, so a server that took four large pushes at once stayed at their peak
 //! (1.4 GB resident for 4 × 36 MB pushes, measured in benches/README.md). When the last push
 //! in flight whose body was at least [`LARGE_PUSH_BYTES`] ends, `malloc_trim` returns the free
-//! pages of every arena, on a blocking thread, at most once a second. Other allocators and
+//! pages of every arena, on a blocking thread. Other allocators and
 //! platforms do nothing here.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -47,17 +46,24 @@ impl Drop for PushShare {
     }
 }
 
-/// Returns free heap pages to the OS, off the runtime's workers, at most once a second.
+/// Returns free heap pages to the OS, off the runtime's workers. A trim queued and not yet
+/// started covers this call too, so trims never pile up, and the last push's memory is never
+/// left out (a clock-based limit skipped the trim of a push that ended in the same second as
+/// the one before).
 fn release_to_os() {
-    static LAST_SECOND: AtomicU64 = AtomicU64::new(0);
-    let second = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    if LAST_SECOND.swap(second, Ordering::Relaxed) == second {
+    static QUEUED: AtomicBool = AtomicBool::new(false);
+    if QUEUED.swap(true, Ordering::AcqRel) {
         return;
     }
     #[cfg(test)]
     tests::RELEASES.fetch_add(1, Ordering::SeqCst);
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn_blocking(trim);
+    let run = || {
+        QUEUED.store(false, Ordering::Release);
+        trim();
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(run)),
+        Err(_) => run(),
     }
 }
 
@@ -78,7 +84,7 @@ fn trim() {}
 mod tests {
     use super::*;
 
-    pub(super) static RELEASES: AtomicU64 = AtomicU64::new(0);
+    pub(super) static RELEASES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
     /// Memory goes back when the last large push in flight ends: not while another push
     /// holds budget, and not for small pushes.
