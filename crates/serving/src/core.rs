@@ -124,19 +124,37 @@ type OnDemandSteps = Vec<(String, Option<Vec<usize>>)>;
 const MAX_PLANS: usize = 1024;
 
 /// What one selection needs, whatever the entities: the features in answer order, the views
-/// to read, the on-demand views to evaluate (dependencies first), and the types of the join
-/// keys and request fields an entity may carry.
+/// to read, the on-demand views to evaluate (dependencies first), the types of the join keys
+/// and request fields an entity may carry, and where each value sits in a row: worked out
+/// once per selection, so a request builds no map.
+///
+/// A row of a request starts as the lookup wrote it (every feature of every view read, in
+/// `selections` order); each on-demand step appends its features to it; the answer then takes
+/// `answer` positions from it.
 #[derive(Debug)]
 struct Plan {
     features: Arc<Vec<ResolvedFeature>>,
     selections: Vec<Selection>,
-    /// On-demand views to evaluate, dependencies first, each with the features to evaluate
-    /// (`None`: all of them, for a view others read).
-    on_demand: OnDemandSteps,
+    on_demand: Vec<OnDemandStep>,
+    /// Per requested feature, its position in a row.
+    answer: Vec<usize>,
+    /// Per row position, how many requested features read it (one: moved into the answer).
+    uses: Vec<usize>,
     key_types: BTreeMap<String, KeyType>,
     key_names: Arc<BTreeSet<String>>,
     request_types: BTreeMap<String, FeatureType>,
     served: Arc<ServedVersions>,
+}
+
+/// One on-demand view to evaluate for a selection.
+#[derive(Debug)]
+struct OnDemandStep {
+    program: Arc<OnDemandProgram>,
+    /// The features to evaluate (indices in the program's order), appended to each row in
+    /// this order.
+    wanted: Vec<usize>,
+    /// Where the features it reads sit in a row, by (view, feature).
+    reads: Vec<(String, String, usize)>,
 }
 
 /// The versions an answer was served from: of each view it read or evaluated (feature views
@@ -252,15 +270,79 @@ impl Compiled {
                 FeatureSelection::Features(_) => None,
             },
         };
+        let (on_demand, answer, uses) = self.positions(&selections, on_demand, &features)?;
         Ok(Plan {
             served: Arc::new(served),
             features: Arc::new(features),
             selections,
             on_demand,
+            answer,
+            uses,
             key_names: Arc::new(key_types.keys().cloned().collect()),
             key_types,
             request_types,
         })
+    }
+
+    /// Where every value of a row sits: the looked-up features, then each on-demand step's
+    /// features as it appends them; and per requested feature, its position.
+    #[allow(clippy::type_complexity)]
+    fn positions(
+        &self,
+        selections: &[Selection],
+        steps: OnDemandSteps,
+        features: &[ResolvedFeature],
+    ) -> Result<(Vec<OnDemandStep>, Vec<usize>, Vec<usize>), RequestError> {
+        let mut positions: HashMap<(&str, &str), usize> = HashMap::new();
+        for s in selections {
+            for (feature, _) in &s.layout.features {
+                positions.insert((s.layout.view.as_str(), feature.as_str()), positions.len());
+            }
+        }
+        let mut on_demand = Vec::with_capacity(steps.len());
+        for (name, wanted) in steps {
+            let program = self
+                .programs
+                .get(&name)
+                .ok_or_else(|| RequestError::Internal(format!("on-demand view `{name}` is not compiled")))?;
+            let wanted = wanted.unwrap_or_else(|| (0..program.feature_names().count()).collect());
+            let reads = program
+                .inputs_of(&wanted)
+                .filter_map(|input| match input {
+                    OnDemandInput::Feature { view, feature, .. } => Some((view, feature)),
+                    OnDemandInput::Request { .. } => None,
+                })
+                .map(|(view, feature)| {
+                    positions
+                        .get(&(view.as_str(), feature.as_str()))
+                        .map(|&p| (view.clone(), feature.clone(), p))
+                        .ok_or_else(|| RequestError::Internal(format!("`{view}.{feature}` is not looked up")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            for &i in &wanted {
+                let feature = program.feature_names().nth(i).ok_or_else(|| {
+                    RequestError::Internal(format!("on-demand view `{}` has no feature {i}", program.view))
+                })?;
+                positions.insert((program.view.as_str(), feature), positions.len());
+            }
+            on_demand.push(OnDemandStep {
+                program: Arc::clone(program),
+                wanted,
+                reads,
+            });
+        }
+        let answer = features
+            .iter()
+            .map(|f| {
+                positions
+                    .get(&(f.view.as_str(), f.feature.as_str()))
+                    .copied()
+                    .ok_or_else(|| RequestError::Internal(format!("`{}:{}` is not looked up", f.view, f.feature)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut uses = vec![0usize; positions.len()];
+        answer.iter().for_each(|&p| uses[p] += 1);
+        Ok((on_demand, answer, uses))
     }
 
     /// The feature views a request reads, and the on-demand views to evaluate (dependencies
@@ -325,72 +407,52 @@ impl Compiled {
             features,
             selections,
             on_demand,
+            answer,
+            uses,
             key_types,
             key_names,
             request_types,
             served,
         } = &*plan;
-        let parsed = entities
-            .iter()
-            .enumerate()
-            .map(|(i, pairs)| parse_entity(i, pairs, key_types, request_types))
-            .collect::<Result<Vec<_>, _>>()?;
-        let keys: Vec<Entity> = parsed.iter().map(|(k, _)| k.clone()).collect();
+        let mut keys: Vec<Entity> = Vec::with_capacity(entities.len());
+        let mut requests: Vec<HashMap<String, Scalar>> = Vec::with_capacity(entities.len());
+        for (i, pairs) in entities.iter().enumerate() {
+            let (key, request) = parse_entity(i, pairs, key_types, request_types)?;
+            keys.push(key);
+            requests.push(request);
+        }
         let started = std::time::Instant::now();
         let found = lookup(store, selections, &keys, at).await?;
         let store_seconds = started.elapsed().as_secs_f64();
 
-        // Columns by (view, feature), one value per entity: the looked-up values are moved,
-        // not copied, out of the lookup's rows.
-        let width: usize = selections.iter().map(|s| s.layout.features.len()).sum();
-        let mut columns: Vec<Vec<FeatureValue>> = (0..width).map(|_| Vec::with_capacity(entities.len())).collect();
-        for row in found.rows {
-            for (column, value) in columns.iter_mut().zip(row) {
-                column.push(value);
-            }
+        // Each row holds the looked-up values; on-demand steps append theirs.
+        let mut rows = found.rows;
+        for step in on_demand {
+            evaluate_on_demand(step, &requests, &mut rows)?;
         }
-        let mut positions: HashMap<(&str, &str), usize> = HashMap::with_capacity(width);
-        for s in selections {
-            for (feature, _) in &s.layout.features {
-                positions.insert((s.layout.view.as_str(), feature.as_str()), positions.len());
-            }
-        }
-        for (name, wanted) in on_demand {
-            let program = self
-                .programs
-                .get(name)
-                .ok_or_else(|| RequestError::Internal(format!("on-demand view `{name}` is not compiled")))?;
-            evaluate_on_demand(program, wanted.as_deref(), &parsed, &mut columns, &mut positions)?;
-        }
-        let at_position = features
-            .iter()
-            .map(|f| {
-                positions
-                    .get(&(f.view.as_str(), f.feature.as_str()))
-                    .copied()
-                    .ok_or_else(|| RequestError::Internal(format!("`{}:{}` was not looked up", f.view, f.feature)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         // A value asked once is moved into the answer; only one asked twice is copied.
-        let mut uses = vec![0usize; columns.len()];
-        at_position.iter().for_each(|&p| uses[p] += 1);
-        let rows = (0..entities.len())
-            .map(|i| {
-                at_position
+        let rows = rows
+            .iter_mut()
+            .map(|row| {
+                answer
                     .iter()
                     .map(|&p| {
-                        if uses[p] == 1 {
-                            std::mem::replace(&mut columns[p][i], FeatureValue::NOT_FOUND)
+                        let value = row
+                            .get_mut(p)
+                            .ok_or_else(|| RequestError::Internal(format!("a row has no value {p}")))?;
+                        Ok(if uses[p] == 1 {
+                            std::mem::replace(value, FeatureValue::NOT_FOUND)
                         } else {
-                            columns[p][i].clone()
-                        }
+                            value.clone()
+                        })
                     })
                     .collect()
             })
-            .collect();
+            .collect::<Result<_, RequestError>>()?;
         // Echoed typed, as parsed: the same JSON convention as the values.
-        let entities = parsed
+        let entities = keys
             .iter()
+            .zip(&requests)
             .map(|(keys, request)| {
                 let mut pairs: Vec<(String, Scalar)> = keys
                     .iter()
@@ -516,32 +578,24 @@ impl Serving {
     }
 }
 
-/// Evaluates an on-demand program for every entity over the columns looked up so far and the
-/// entities' request fields. Its values are PRESENT (computed), without an event time;
-/// inputs that were not found enter as nulls, as in training sets.
-fn evaluate_on_demand<'a>(
-    program: &'a OnDemandProgram,
-    wanted: Option<&[usize]>,
-    entities: &[(Entity, HashMap<String, Scalar>)],
-    columns: &mut Vec<Vec<FeatureValue>>,
-    positions: &mut HashMap<(&'a str, &'a str), usize>,
+/// Evaluates an on-demand step for every entity over the values of its row so far and the
+/// entity's request fields, and appends its features to each row. Its values are PRESENT
+/// (computed), without an event time; inputs that were not found enter as nulls, as in
+/// training sets.
+fn evaluate_on_demand(
+    step: &OnDemandStep,
+    requests: &[HashMap<String, Scalar>],
+    rows: &mut [Vec<FeatureValue>],
 ) -> Result<(), RequestError> {
+    let program = &step.program;
     let internal = |e: skewless_online::Error| RequestError::Internal(e.to_string());
-    let all: Vec<usize>;
-    let wanted = match wanted {
-        Some(wanted) => wanted,
-        None => {
-            all = (0..program.feature_names().count()).collect();
-            &all
-        }
-    };
     let values = program
-        .evaluate_some(entities.len(), wanted, |input| -> Result<ArrayRef, RequestError> {
+        .evaluate_some(rows.len(), &step.wanted, |input| -> Result<ArrayRef, RequestError> {
             let values: Vec<Scalar> = match input {
-                OnDemandInput::Request { name, .. } => entities
+                OnDemandInput::Request { name, .. } => requests
                     .iter()
                     .enumerate()
-                    .map(|(i, (_, request))| {
+                    .map(|(i, request)| {
                         request
                             .get(name)
                             .cloned()
@@ -552,13 +606,18 @@ fn evaluate_on_demand<'a>(
                             })
                     })
                     .collect::<Result<_, _>>()?,
-                OnDemandInput::Feature { view, feature, .. } => positions
-                    .get(&(view.as_str(), feature.as_str()))
-                    .map(|&p| &columns[p])
-                    .ok_or_else(|| RequestError::Internal(format!("`{view}.{feature}` was not looked up")))?
-                    .iter()
-                    .map(|v| v.value.clone())
-                    .collect(),
+                OnDemandInput::Feature { view, feature, .. } => {
+                    let p = step
+                        .reads
+                        .iter()
+                        .find(|(v, f, _)| v == view && f == feature)
+                        .map(|&(_, _, p)| p)
+                        .ok_or_else(|| RequestError::Internal(format!("`{view}.{feature}` was not looked up")))?;
+                    rows.iter()
+                        .map(|row| row.get(p).map(|v| v.value.clone()))
+                        .collect::<Option<_>>()
+                        .ok_or_else(|| RequestError::Internal(format!("a row has no value {p}")))?
+                }
             };
             to_array(input.ty(), &values).map_err(internal)
         })
@@ -566,22 +625,14 @@ fn evaluate_on_demand<'a>(
             EvalError::Input(e) => e,
             EvalError::Engine(e) => RequestError::Internal(format!("on-demand view `{}`: {e}", program.view)),
         })?;
-    for (&i, (_, array)) in wanted.iter().zip(values) {
-        let name = program
-            .feature_names()
-            .nth(i)
-            .ok_or_else(|| RequestError::Internal(format!("on-demand view `{}` has no feature {i}", program.view)))?;
-        let column = (0..entities.len())
-            .map(|row| {
-                Ok(FeatureValue {
-                    value: scalar_at(&array, row).map_err(internal)?,
-                    status: Status::Present,
-                    event_timestamp: None,
-                })
-            })
-            .collect::<Result<_, RequestError>>()?;
-        positions.insert((program.view.as_str(), name), columns.len());
-        columns.push(column);
+    for (_, array) in values {
+        for (i, row) in rows.iter_mut().enumerate() {
+            row.push(FeatureValue {
+                value: scalar_at(&array, i).map_err(internal)?,
+                status: Status::Present,
+                event_timestamp: None,
+            });
+        }
     }
     Ok(())
 }
