@@ -478,7 +478,16 @@ async fn serving_core_answers_with_codes() {
     );
     assert!(m.contains("did you mean `driver_hourly_stats:conv_rate`"), "{m}");
     let (e, m) = code(serving.get(&service, &entity(&[("driver_id", "x1")]), t).await);
-    assert!(matches!(e, RequestError::BadEntity(_)), "{m}");
+    assert!(
+        matches!(
+            &e,
+            RequestError::BadEntity {
+                entity: 1,
+                problem: skewless::serving::EntityProblem::Value { field, .. }
+            } if field == "driver_id"
+        ),
+        "{m}"
+    );
     let (e, m) = code(
         serving
             .get(&service, &entity(&[("driver_id", "1"), ("customer_id", "2")]), t)

@@ -229,7 +229,7 @@ async fn replay(
             assert!(
                 matches!(
                     err,
-                    skewless::Error::Serve(skewless::serving::RequestError::PushIdConflict(_))
+                    skewless::Error::Serve(skewless::serving::RequestError::PushIdConflict { .. })
                 ),
                 "push {k}: {err}"
             );

@@ -122,7 +122,7 @@ async fn a_retried_push_whose_online_write_failed_is_served() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, skewless::Error::Serve(RequestError::PushIdConflict(_))),
+        matches!(&err, skewless::Error::Serve(RequestError::PushIdConflict { .. })),
         "expected PUSH_ID_CONFLICT, got {err}"
     );
     assert!(

@@ -37,8 +37,6 @@ pub use types::{arrow_type, fits, key_fits, timestamp_fits};
 /// Problems compiling an expression; `Invalid` are the user's, `DataFusion` are not.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}")]
-    Invalid(String),
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
 }

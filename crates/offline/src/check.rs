@@ -91,14 +91,17 @@ pub fn check_view(
     features: Option<&BTreeSet<String>>,
 ) -> Result<Vec<DataProblem>> {
     let Some(source) = defs.sources.get(&view.source) else {
-        return Err(Error::Request(format!("unknown source `{}`", view.source)));
+        return Err(Error::Unknown {
+            kind: crate::Kind::Source,
+            name: view.source.clone(),
+        });
     };
     if source.path.is_none() {
         return Ok(Vec::new());
     }
     let files = source::resolve(root, source)?;
     let schema = source::read_schema(source, &files, &source::key_columns(defs, source))?;
-    let compiled = compile_view(view, &schema).map_err(|d| Error::Request(d.to_string()))?;
+    let compiled = compile_view(view, &schema).map_err(Error::Invalid)?;
     let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
     let mut exprs: Vec<(String, Arc<dyn PhysicalExpr>)> = Vec::new();
     for f in compiled {

@@ -86,10 +86,10 @@ async fn latest_rows(
 ) -> Result<Latest> {
     let keys = defs.view_keys(view);
     let k = keys.len();
-    let source = defs
-        .sources
-        .get(&view.source)
-        .ok_or_else(|| Error::Request(format!("unknown source `{}`", view.source)))?;
+    let source = defs.sources.get(&view.source).ok_or_else(|| Error::Unknown {
+        kind: crate::Kind::Source,
+        name: view.source.clone(),
+    })?;
     let bounds = TimeBounds {
         max_ts: Some(window.end),
         min_ts: view.ttl.map(|ttl| window.end.saturating_sub(ttl.micros())),

@@ -46,9 +46,18 @@ pub enum Error {
     View { view: String, message: String },
     #[error("spine {path}: {message}")]
     Spine { path: PathBuf, message: String },
-    /// A request that cannot be served as asked (names, clashes, definitions).
+    /// Names a view or source the definitions do not hold.
+    #[error("unknown {kind} `{name}`")]
+    Unknown { kind: Kind, name: String },
+    /// A view's definition does not compile over its source (each problem names file and line).
     #[error("{0}")]
-    Request(String),
+    Invalid(skewless_defs::Diagnostics),
+    /// Two requested features would answer under one column name.
+    #[error("{0} (--full-names names columns view__feature)")]
+    NameClash(skewless_defs::NameClash),
+    /// A feature's output column would repeat a column of the spine.
+    #[error("output column `{column}` would repeat a spine column; pass --full-names to name features view__feature")]
+    RepeatsSpineColumn { column: String },
     #[error(transparent)]
     Log(#[from] skewless_push_log::LogError),
     #[error(transparent)]
@@ -61,3 +70,30 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of definition an [`Error::Unknown`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    FeatureView,
+    OnDemandView,
+    Source,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::FeatureView => "feature view",
+            Kind::OnDemandView => "on-demand view",
+            Kind::Source => "source",
+        })
+    }
+}
+
+impl Error {
+    fn unknown(kind: Kind, name: &str) -> Self {
+        Error::Unknown {
+            kind,
+            name: name.to_string(),
+        }
+    }
+}

@@ -32,7 +32,7 @@ use crate::as_of_exec::AsOfLayout;
 use crate::as_of_node::{AsOfJoinNode, with_as_of_planner};
 use crate::check::attributed;
 use crate::source;
-use crate::{Error, Result};
+use crate::{Error, Kind, Result};
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -110,9 +110,7 @@ pub async fn build(
     let spine = read_spine(&request.spine, &request.timestamp_column, &typed)?;
     for name in names.iter() {
         if spine.schema().field_with_name(name).is_ok() {
-            return Err(Error::Request(format!(
-                "output column `{name}` would repeat a spine column; pass --full-names to name features view__feature"
-            )));
+            return Err(Error::RepeatsSpineColumn { column: name.clone() });
         }
     }
     let t = spine_instants(&spine, &request.spine, &request.timestamp_column)?;
@@ -134,7 +132,7 @@ pub async fn build(
         let view = defs
             .feature_views
             .get(name)
-            .ok_or_else(|| Error::Request(format!("unknown feature view `{name}`")))?;
+            .ok_or_else(|| Error::unknown(Kind::FeatureView, name))?;
         let wanted = wanted.get(name).cloned().unwrap_or_default();
         let (columns, read, broke) = join_view(
             ctx,
@@ -216,9 +214,7 @@ fn wanted_features(
 /// ([`skewless_defs::output_name_clash`], the rule every path shares).
 fn output_names(request: &TrainingSetRequest) -> Result<Vec<String>> {
     if let Some(clash) = skewless_defs::output_name_clash(&request.features, request.full_names) {
-        return Err(Error::Request(format!(
-            "{clash} (--full-names names columns view__feature)"
-        )));
+        return Err(Error::NameClash(clash));
     }
     Ok(request
         .features
@@ -505,7 +501,7 @@ pub async fn source_rows(
     let source = defs
         .sources
         .get(source_name)
-        .ok_or_else(|| Error::Request(format!("unknown source `{source_name}`")))?;
+        .ok_or_else(|| Error::unknown(Kind::Source, source_name))?;
     let (frame, _) = source_frame(ctx, defs, root, source).await?;
     let ts = instant_column(&source.timestamp);
     let mut keep = ts.clone().lt_eq(instant_literal(max_ts));
@@ -540,7 +536,7 @@ pub(crate) async fn feature_frame(
     let source = defs
         .sources
         .get(&view.source)
-        .ok_or_else(|| Error::Request(format!("unknown source `{}`", view.source)))?;
+        .ok_or_else(|| Error::unknown(Kind::Source, &view.source))?;
     let (mut frame, schema) = source_frame(ctx, defs, root, source).await?;
     let ts = instant_column(&source.timestamp);
     let created = source.created.as_ref().map(|c| instant_column(c));
@@ -566,8 +562,7 @@ pub(crate) async fn feature_frame(
         };
         frame = frame.filter(condition)?;
     }
-    let select = skewless_engine::view_select(defs, view, source, &schema, features)
-        .map_err(|d| Error::Request(d.to_string()))?;
+    let select = skewless_engine::view_select(defs, view, source, &schema, features).map_err(Error::Invalid)?;
     let Some(violation) = select.violation else {
         return Ok(FeatureFrame {
             frame: frame.select(select.columns)?,
@@ -724,8 +719,8 @@ fn compute_on_demand(
     let view = defs
         .on_demand_views
         .get(name)
-        .ok_or_else(|| Error::Request(format!("unknown on-demand view `{name}`")))?;
-    let program = OnDemandProgram::compile(defs, view).map_err(|d| Error::Request(d.to_string()))?;
+        .ok_or_else(|| Error::unknown(Kind::OnDemandView, name))?;
+    let program = OnDemandProgram::compile(defs, view).map_err(Error::Invalid)?;
     // Request fields come from the spine, strictly cast; other views' features were computed.
     let values = program
         .evaluate(spine.num_rows(), |input| match input {
@@ -746,7 +741,6 @@ fn compute_on_demand(
         })
         .map_err(|e| match e {
             EvalError::Input(e) => e,
-            EvalError::Engine(skewless_engine::Error::Invalid(message)) => Error::Request(message),
             EvalError::Engine(skewless_engine::Error::DataFusion(e)) => Error::DataFusion(e),
         })?;
     for (feature, value) in values {

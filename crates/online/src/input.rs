@@ -71,17 +71,48 @@ impl FieldInput for GivenValue {
 /// huge input back).
 pub const QUOTED_CHARS: usize = 64;
 
-fn found(text: &str, given: Given) -> String {
-    let shown: String = if text.chars().count() > QUOTED_CHARS {
-        format!("{}…", text.chars().take(QUOTED_CHARS).collect::<String>())
-    } else {
-        text.to_string()
-    };
-    match given {
-        Given::String => format!("the string {shown:?}"),
-        Given::Number => format!("the number {shown}"),
-        Given::Bool => format!("the boolean {shown}"),
-        Given::Text => format!("`{shown}`"),
+/// A value the rule refuses: what its declared type takes, and what was given (its kind and
+/// its text, cut to [`QUOTED_CHARS`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected {expected}, found {}{}", self.found(), if self.out_of_range { " (out of range)" } else { "" })]
+pub struct ValueError {
+    /// What the declared type takes, as a phrase (`an int64 (a JSON number)`).
+    pub expected: &'static str,
+    pub given: Given,
+    pub text: String,
+    /// The value has the right form but does not fit the type.
+    pub out_of_range: bool,
+}
+
+impl ValueError {
+    fn new(expected: &'static str, text: &str, given: Given) -> Self {
+        let text = if text.chars().count() > QUOTED_CHARS {
+            format!("{}…", text.chars().take(QUOTED_CHARS).collect::<String>())
+        } else {
+            text.to_string()
+        };
+        ValueError {
+            expected,
+            given,
+            text,
+            out_of_range: false,
+        }
+    }
+
+    fn out_of_range(mut self) -> Self {
+        self.out_of_range = true;
+        self
+    }
+
+    /// The value as the message shows it, by its kind.
+    fn found(&self) -> String {
+        let shown = &self.text;
+        match self.given {
+            Given::String => format!("the string {shown:?}"),
+            Given::Number => format!("the number {shown}"),
+            Given::Bool => format!("the boolean {shown}"),
+            Given::Text => format!("`{shown}`"),
+        }
     }
 }
 
@@ -111,21 +142,34 @@ fn plain_decimal(text: &str) -> bool {
         && exponent.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)))
 }
 
-fn integer<T: std::str::FromStr>(text: &str, given: Given, ty: &str) -> Result<T, String> {
+/// An integer type's phrases: (plain, for a JSON string).
+type IntegerNames = (&'static str, &'static str);
+const INT64: IntegerNames = ("an int64", "an int64 (a JSON number)");
+const INT32: IntegerNames = ("an int32", "an int32 (a JSON number)");
+
+fn integer<T: std::str::FromStr>(text: &str, given: Given, (plain, as_json): IntegerNames) -> Result<T, ValueError> {
     match given {
         Given::Number | Given::Text if plain_integer(text) => text
             .parse()
-            .map_err(|_| format!("expected an {ty}, found {} (out of range)", found(text, given))),
-        Given::String => Err(format!(
-            "expected an {ty} (a JSON number), found {}",
-            found(text, given)
-        )),
-        _ => Err(format!("expected an {ty}, found {}", found(text, given))),
+            .map_err(|_| ValueError::new(plain, text, given).out_of_range()),
+        Given::String => Err(ValueError::new(as_json, text, given)),
+        _ => Err(ValueError::new(plain, text, given)),
     }
 }
 
+/// A float type's phrases: (plain, for a JSON string).
+type FloatNames = (&'static str, &'static str);
+const FLOAT64: FloatNames = (
+    "a float64",
+    "a float64 (a JSON number, or \"NaN\", \"Infinity\", \"-Infinity\")",
+);
+const FLOAT32: FloatNames = (
+    "a float32",
+    "a float32 (a JSON number, or \"NaN\", \"Infinity\", \"-Infinity\")",
+);
+
 /// A float: finite decimal numbers in range of the type, or the three names.
-fn float(text: &str, given: Given, max: f64, ty: &str) -> Result<f64, String> {
+fn float(text: &str, given: Given, max: f64, (plain, as_json): FloatNames) -> Result<f64, ValueError> {
     let named = match text {
         "NaN" => Some(f64::NAN),
         "Infinity" => Some(f64::INFINITY),
@@ -136,80 +180,74 @@ fn float(text: &str, given: Given, max: f64, ty: &str) -> Result<f64, String> {
         (Given::String | Given::Text, Some(x)) => Ok(x),
         (Given::Number | Given::Text, None) if plain_decimal(text) => match text.parse::<f64>() {
             Ok(x) if x.abs() <= max => Ok(x),
-            _ => Err(format!("expected a {ty}, found {} (out of range)", found(text, given))),
+            _ => Err(ValueError::new(plain, text, given).out_of_range()),
         },
-        (Given::String, None) => Err(format!(
-            "expected a {ty} (a JSON number, or \"NaN\", \"Infinity\", \"-Infinity\"), found {}",
-            found(text, given)
-        )),
-        _ => Err(format!("expected a {ty}, found {}", found(text, given))),
+        (Given::String, None) => Err(ValueError::new(as_json, text, given)),
+        _ => Err(ValueError::new(plain, text, given)),
     }
 }
 
-fn boolean(text: &str, given: Given) -> Result<bool, String> {
+fn boolean(text: &str, given: Given) -> Result<bool, ValueError> {
     match (given, text) {
         (Given::Bool | Given::Text, "true") => Ok(true),
         (Given::Bool | Given::Text, "false") => Ok(false),
-        _ => Err(format!("expected true or false, found {}", found(text, given))),
+        _ => Err(ValueError::new("true or false", text, given)),
     }
 }
 
-fn string(text: &str, given: Given) -> Result<String, String> {
+fn string(text: &str, given: Given) -> Result<String, ValueError> {
     match given {
         Given::String | Given::Text => Ok(text.to_string()),
-        _ => Err(format!("expected a string, found {}", found(text, given))),
+        _ => Err(ValueError::new("a string", text, given)),
     }
 }
 
 impl KeyValue {
     /// A join key of type `ty` as given (see the module docs for the rule).
-    pub fn from_given(text: &str, given: Given, ty: KeyType) -> Result<Self, String> {
+    pub fn from_given(text: &str, given: Given, ty: KeyType) -> Result<Self, ValueError> {
         match ty {
-            KeyType::Int64 => integer(text, given, "int64").map(KeyValue::Int64),
+            KeyType::Int64 => integer(text, given, INT64).map(KeyValue::Int64),
             KeyType::String => string(text, given).map(KeyValue::String),
         }
     }
 
     /// A join key from text (a command line): [`KeyValue::from_given`] with [`Given::Text`].
-    pub fn parse(text: &str, ty: KeyType) -> Result<Self, String> {
+    pub fn parse(text: &str, ty: KeyType) -> Result<Self, ValueError> {
         Self::from_given(text, Given::Text, ty)
     }
 }
 
 impl Scalar {
     /// A request field of type `ty` as given (see the module docs for the rule).
-    pub fn from_given(text: &str, given: Given, ty: FeatureType) -> Result<Self, String> {
+    pub fn from_given(text: &str, given: Given, ty: FeatureType) -> Result<Self, ValueError> {
         Ok(match ty {
             FeatureType::Bool => Scalar::Bool(boolean(text, given)?),
-            FeatureType::Int32 => Scalar::Int32(integer(text, given, "int32")?),
-            FeatureType::Int64 => Scalar::Int64(integer(text, given, "int64")?),
-            FeatureType::Float32 => Scalar::Float32(float(text, given, f64::from(f32::MAX), "float32")? as f32),
-            FeatureType::Float64 => Scalar::Float64(float(text, given, f64::MAX, "float64")?),
+            FeatureType::Int32 => Scalar::Int32(integer(text, given, INT32)?),
+            FeatureType::Int64 => Scalar::Int64(integer(text, given, INT64)?),
+            FeatureType::Float32 => Scalar::Float32(float(text, given, f64::from(f32::MAX), FLOAT32)? as f32),
+            FeatureType::Float64 => Scalar::Float64(float(text, given, f64::MAX, FLOAT64)?),
             FeatureType::String => Scalar::String(string(text, given)?),
             FeatureType::Timestamp => Scalar::Timestamp(match given {
                 Given::Number => {
                     let seconds: f64 = text
                         .parse()
-                        .map_err(|_| format!("expected seconds since the epoch, found {}", found(text, given)))?;
+                        .map_err(|_| ValueError::new("seconds since the epoch", text, given))?;
                     let micros = (seconds * 1e6).round();
                     if !(-9.2e18..9.2e18).contains(&micros) {
-                        return Err(format!(
-                            "expected an instant, found {} (out of range)",
-                            found(text, given)
-                        ));
+                        return Err(ValueError::new("an instant", text, given).out_of_range());
                     }
                     micros as i64
                 }
                 Given::String | Given::Text => chrono::DateTime::parse_from_rfc3339(text)
-                    .map_err(|_| format!("expected an RFC 3339 instant, found {}", found(text, given)))?
+                    .map_err(|_| ValueError::new("an RFC 3339 instant", text, given))?
                     .timestamp_micros(),
-                Given::Bool => return Err(format!("expected an instant, found {}", found(text, given))),
+                Given::Bool => return Err(ValueError::new("an instant", text, given)),
             }),
         })
     }
 
     /// A request field from text (a command line): [`Scalar::from_given`] with [`Given::Text`].
-    pub fn parse(text: &str, ty: FeatureType) -> Result<Self, String> {
+    pub fn parse(text: &str, ty: FeatureType) -> Result<Self, ValueError> {
         Self::from_given(text, Given::Text, ty)
     }
 }
@@ -277,7 +315,7 @@ mod tests {
                     // Bit for bit (NaN, -0.0).
                     assert_eq!(format!("{want:?}"), format!("{value:?}"), "{text} {given:?} {ty}");
                 }
-                (None, Err(message)) => assert!(!message.is_empty()),
+                (None, Err(error)) => assert!(!error.to_string().is_empty()),
                 _ => panic!("{text:?} given as {given:?} for {ty}: got {got:?}, expected {expected:?}"),
             }
         }
@@ -292,7 +330,15 @@ mod tests {
             KeyValue::from_given("007", S, KeyType::String),
             Ok(KeyValue::String("007".into()))
         );
-        let message = KeyValue::from_given("1001", S, KeyType::Int64).unwrap_err();
-        assert_eq!(message, "expected an int64 (a JSON number), found the string \"1001\"");
+        let error = KeyValue::from_given("1001", S, KeyType::Int64).unwrap_err();
+        assert_eq!(error.expected, "an int64 (a JSON number)");
+        assert_eq!(
+            error.to_string(),
+            "expected an int64 (a JSON number), found the string \"1001\""
+        );
+        let long = "9".repeat(100);
+        let error = KeyValue::from_given(&long, N, KeyType::Int64).unwrap_err();
+        assert!(error.out_of_range);
+        assert_eq!(error.text.chars().count(), QUOTED_CHARS + 1, "{error}");
     }
 }

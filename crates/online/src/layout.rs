@@ -267,8 +267,10 @@ impl ViewLayout {
         created: bool,
     ) -> Result<Self> {
         let mut version_bytes = [0u8; 8];
-        hex::decode_to_slice(version, &mut version_bytes)
-            .map_err(|e| Error::Layout(format!("view `{view}`: version `{version}` is not 16 hex digits: {e}")))?;
+        hex::decode_to_slice(version, &mut version_bytes).map_err(|_| Error::BadVersion {
+            view: view.to_string(),
+            version: version.to_string(),
+        })?;
         Ok(ViewLayout {
             project: project.to_string(),
             view: view.to_string(),
@@ -286,19 +288,21 @@ impl ViewLayout {
     /// The store key of one entity key; `key` must have one value per join key, in order.
     pub fn key(&self, key: &[KeyValue]) -> Result<Vec<u8>> {
         if key.len() != self.keys.len() || key.iter().zip(&self.keys).any(|(v, (_, ty))| v.key_type() != *ty) {
-            return Err(Error::Request(format!(
-                "view `{}` is keyed by ({}), got ({})",
-                self.view,
-                self.keys
-                    .iter()
-                    .map(|(n, t)| format!("{n}: {t}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                key.iter()
-                    .map(|v| format!("{v}: {}", v.key_type()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+            return Err(Error::Shape {
+                view: self.view.clone(),
+                what: format!(
+                    "keyed by ({}), got ({})",
+                    self.keys
+                        .iter()
+                        .map(|(n, t)| format!("{n}: {t}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    key.iter()
+                        .map(|v| format!("{v}: {}", v.key_type()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
         }
         let mut out = self.key_prefix();
         for v in key {
@@ -356,17 +360,17 @@ impl ViewLayout {
     /// The value of one row; `values` must match the view's features in order and type.
     pub fn value(&self, event_ts: i64, created: Option<i64>, values: &[Scalar]) -> Result<Vec<u8>> {
         if values.len() != self.features.len() {
-            return Err(Error::Request(format!(
-                "view `{}` has {} features, got {} values",
-                self.view,
-                self.features.len(),
-                values.len()
-            )));
+            return Err(Error::Shape {
+                view: self.view.clone(),
+                what: format!("{} features, got {} values", self.features.len(), values.len()),
+            });
         }
         let mut out = self.value_header(event_ts, created);
         for (v, (name, ty)) in values.iter().zip(&self.features) {
-            put_scalar(&mut out, v, *ty)
-                .map_err(|found| Error::Request(format!("feature `{}:{name}` is {ty}, got {found}", self.view)))?;
+            put_scalar(&mut out, v, *ty).map_err(|found| Error::Shape {
+                view: self.view.clone(),
+                what: format!("feature `{name}` is {ty}, got {found}"),
+            })?;
         }
         Ok(out)
     }
@@ -421,7 +425,10 @@ impl ViewLayout {
     /// not written (the offline side never produces them); they are an error here.
     /// The key columns (the batch's first) of a batch in this view's key types.
     fn key_columns<'a>(&self, batch: &'a RecordBatch) -> Result<Vec<KeyColumn<'a>>> {
-        let bad = |what: &str| Error::Request(format!("view `{}`: {what}", self.view));
+        let bad = |what: &str| Error::Shape {
+            view: self.view.clone(),
+            what: what.to_string(),
+        };
         batch
             .columns()
             .iter()
@@ -465,14 +472,19 @@ impl ViewLayout {
         let k = self.keys.len();
         let first_feature = k + 1 + usize::from(self.created);
         if batch.num_columns() != first_feature + self.features.len() {
-            return Err(Error::Request(format!(
-                "view `{}`: a batch of {} columns, expected {}",
-                self.view,
-                batch.num_columns(),
-                first_feature + self.features.len()
-            )));
+            return Err(Error::Shape {
+                view: self.view.clone(),
+                what: format!(
+                    "a batch of {} columns, expected {}",
+                    batch.num_columns(),
+                    first_feature + self.features.len()
+                ),
+            });
         }
-        let bad = |what: &str| Error::Request(format!("view `{}`: {what}", self.view));
+        let bad = |what: &str| Error::Shape {
+            view: self.view.clone(),
+            what: what.to_string(),
+        };
         let keys = self.key_columns(batch)?;
         let micros = |i: usize, what: &str| {
             batch

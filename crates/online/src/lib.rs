@@ -48,11 +48,29 @@ process at a time (a running `skewless serve` lends it to other commands; use Re
         .0.display()
     )]
     EmbeddedBusy(PathBuf),
-    #[error("{0}")]
-    Layout(String),
-    /// A request that does not fit the definitions (wrong key type, missing key, ...).
-    #[error("{0}")]
-    Request(String),
+    /// A store location that is not one of the accepted forms (never shows a password).
+    #[error("online store `{location}`: {why}; accepted: {ACCEPTED_STORES}")]
+    Config { location: String, why: String },
+    /// An entity lacks a join key of a view it reads (entities count from 1).
+    #[error("entity {entity}: no value for `{key}`, a join key of view `{view}`")]
+    MissingKey { entity: usize, key: String, view: String },
+    /// An entity's join key is of another type than the view's.
+    #[error("entity {entity}: `{key}` = {value} is {found}, but view `{view}` needs {expected}")]
+    KeyType {
+        entity: usize,
+        key: String,
+        value: String,
+        found: skewless_defs::KeyType,
+        view: String,
+        expected: skewless_defs::KeyType,
+    },
+    /// Keys, values or a batch that do not fit a view's layout in number or type: a caller's
+    /// bug, never a request's (requests are typed by the definitions first).
+    #[error("view `{view}`: {what}")]
+    Shape { view: String, what: String },
+    /// A view version that is not 16 hex digits.
+    #[error("view `{view}`: version `{version}` is not 16 hex digits")]
+    BadVersion { view: String, version: String },
     #[error("internal error (a bug, please report it): {0}")]
     Internal(String),
 }
@@ -80,11 +98,9 @@ impl StoreConfig {
     /// store is chosen only by `embedded:PATH`, a path ending in `.redb`, or the default.
     /// Messages never show a password.
     pub fn parse(text: &str) -> Result<Self> {
-        let refuse = |why: String| {
-            Error::Request(format!(
-                "online store `{}`: {why}; accepted: {ACCEPTED_STORES}",
-                redis_store::redact(text)
-            ))
+        let refuse = |why: String| Error::Config {
+            location: redis_store::redact(text),
+            why,
         };
         let text = text.trim();
         if let Some(path) = text.strip_prefix("embedded:") {

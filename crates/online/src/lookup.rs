@@ -106,15 +106,19 @@ pub async fn lookup(
                 .iter()
                 .map(|(name, ty)| match entity.get(name) {
                     Some(v) if v.key_type() == *ty => Ok(v.clone()),
-                    Some(v) => Err(Error::Request(format!(
-                        "entity {row}: `{name}` = {v} is {}, but view `{}` needs {ty}",
-                        v.key_type(),
-                        s.layout.view
-                    ))),
-                    None => Err(Error::Request(format!(
-                        "entity {row}: no value for `{name}`, a join key of view `{}`",
-                        s.layout.view
-                    ))),
+                    Some(v) => Err(Error::KeyType {
+                        entity: row + 1,
+                        key: name.clone(),
+                        value: v.to_string(),
+                        found: v.key_type(),
+                        view: s.layout.view.clone(),
+                        expected: *ty,
+                    }),
+                    None => Err(Error::MissingKey {
+                        entity: row + 1,
+                        key: name.clone(),
+                        view: s.layout.view.clone(),
+                    }),
                 })
                 .collect::<Result<Vec<_>>>()?;
             let key = s.layout.key(&key_values)?;

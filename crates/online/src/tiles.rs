@@ -298,7 +298,10 @@ pub fn writes(
             .column(i)
             .as_any()
             .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
-            .ok_or_else(|| crate::Error::Request(format!("view `{}`: column {i} is not a timestamp", layout.view)))
+            .ok_or_else(|| crate::Error::Shape {
+                view: layout.view.clone(),
+                what: format!("column {i} is not a timestamp"),
+            })
     };
     let ts = micros(k)?;
     let created = if layout.created { Some(micros(k + 1)?) } else { None };

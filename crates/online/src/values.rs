@@ -16,7 +16,7 @@ use crate::{Error, Result};
 
 /// A column of `ty` from scalars (nulls allowed); another scalar type is an error.
 pub fn to_array(ty: FeatureType, values: &[Scalar]) -> Result<ArrayRef> {
-    let mismatch = |v: &Scalar| Error::Request(format!("expected a {ty} value, got {v:?}"));
+    let mismatch = |v: &Scalar| Error::Internal(format!("a column of {ty} was given {v:?}"));
     macro_rules! column {
         ($array:ty, $variant:ident) => {
             Arc::new(
@@ -102,6 +102,11 @@ mod tests {
             Scalar::parse("1970-01-01T00:00:01Z", FeatureType::Timestamp),
             Ok(Scalar::Timestamp(1_000_000))
         );
-        assert!(Scalar::parse("x", FeatureType::Int32).unwrap_err().contains("`x`"));
+        assert!(
+            Scalar::parse("x", FeatureType::Int32)
+                .unwrap_err()
+                .to_string()
+                .contains("`x`")
+        );
     }
 }

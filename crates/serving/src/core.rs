@@ -43,9 +43,10 @@ pub enum RequestError {
     /// Asks for a view that is not served online.
     #[error("feature view `{0}` is not online (`online: false`): nothing is materialized for it")]
     ViewNotOnline(String),
-    /// An entity that lacks a key, has an unknown field, or a value of the wrong type.
-    #[error("{0}")]
-    BadEntity(String),
+    /// An entity that lacks a key, has an unknown field, or a value of the wrong type
+    /// (entities count from 1).
+    #[error("entity {entity}: {problem}")]
+    BadEntity { entity: usize, problem: EntityProblem },
     /// An on-demand view's request field is missing from an entity.
     #[error("entity {entity}: on-demand view `{view}` needs request field `{field}` (pass {field}=VALUE)")]
     MissingRequestField { entity: usize, view: String, field: String },
@@ -59,21 +60,26 @@ pub enum RequestError {
     /// server (a deployment problem, not the caller's): nothing was pushed.
     #[error("push source `{push_source}`: its batch files cannot be read: {detail}")]
     SourceUnreadable { push_source: String, detail: String },
-    /// A push names a source that does not exist (with "did you mean").
-    #[error("{0}")]
-    UnknownSource(String),
-    /// A push to a source that does not take pushes.
-    #[error("{0}")]
-    NotPushSource(String),
+    /// A push names a source that does not exist (with the nearest name when one is close).
+    #[error("unknown source `{name}`{}", near.as_ref().map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default())]
+    UnknownSource { name: String, near: Option<String> },
+    /// A push to a source that does not take pushes: not declared `push: true`, or without
+    /// the batch files that give pushed rows their schema (`has_path: false`).
+    #[error("{}", if *has_path {
+        format!("source `{name}` does not take pushes: declare `push: true` on it and apply")
+    } else {
+        format!("source `{name}` has no `path`: skewless takes the schema of pushed rows from the source's batch files, so a push source needs at least one file (it may hold no rows)")
+    })]
+    NotPushSource { name: String, has_path: bool },
     /// A pushed row that does not fit its source, naming the row and field; nothing was written.
     #[error("{0}")]
     BadRow(String),
     /// A push id that is empty, too long or holds control characters; nothing was pushed.
-    #[error("{0}")]
-    BadPushId(String),
+    #[error("the push id {problem}: give 1 to {max} bytes of text, or no id; nothing was pushed", max = crate::push::MAX_PUSH_ID_BYTES)]
+    BadPushId { problem: String },
     /// A push id used before for other rows; nothing was pushed.
-    #[error("{0}")]
-    PushIdConflict(String),
+    #[error("push id `{id}` was used before for other rows; nothing was pushed (give these rows another id)")]
+    PushIdConflict { id: String },
     /// The offline log could not be appended to: nothing was pushed.
     #[error("{0}")]
     LogUnavailable(String),
@@ -85,10 +91,33 @@ pub enum RequestError {
     Internal(String),
 }
 
+/// What is wrong with one entity of a lookup.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntityProblem {
+    /// A field's value does not fit its declared type.
+    #[error("`{field}`: {error}")]
+    Value {
+        field: String,
+        error: skewless_online::input::ValueError,
+    },
+    /// A field given twice: which value counts would be a guess.
+    #[error("`{field}`: given twice")]
+    Twice { field: String },
+    /// A field that is neither a join key nor a request field of the requested features.
+    #[error("`{field}` is neither a join key nor a request field of the requested features (known: {})", known.join(", "))]
+    UnknownField { field: String, known: Vec<String> },
+    /// A join key of a view read is missing.
+    #[error("no value for `{key}`, a join key of view `{view}`")]
+    MissingKey { key: String, view: String },
+}
+
 impl From<skewless_online::Error> for RequestError {
     fn from(e: skewless_online::Error) -> Self {
         match e {
-            skewless_online::Error::Request(message) => RequestError::BadEntity(message),
+            skewless_online::Error::MissingKey { entity, key, view } => RequestError::BadEntity {
+                entity,
+                problem: EntityProblem::MissingKey { key, view },
+            },
             e @ (skewless_online::Error::Redis { .. } | skewless_online::Error::Embedded { .. }) => {
                 RequestError::StoreUnavailable(e.to_string())
             }
@@ -679,7 +708,16 @@ fn parse_entity<V: FieldInput>(
 ) -> Result<(Entity, HashMap<String, Scalar>), RequestError> {
     let mut keys: Entity = HashMap::new();
     let mut request = HashMap::new();
-    let at = |name: &str, e: String| RequestError::BadEntity(format!("entity {}: `{name}`: {e}", index + 1));
+    let bad = |problem: EntityProblem| RequestError::BadEntity {
+        entity: index + 1,
+        problem,
+    };
+    let at = |name: &str, error: skewless_online::input::ValueError| {
+        bad(EntityProblem::Value {
+            field: name.to_string(),
+            error,
+        })
+    };
     for (name, value) in pairs {
         let (text, given) = value.given();
         let twice = if let Some(ty) = key_types.get(name) {
@@ -698,15 +736,14 @@ fn parse_entity<V: FieldInput>(
         } else {
             let mut known: Vec<&str> = key_types.keys().map(String::as_str).collect();
             known.extend(request_types.keys().map(String::as_str));
-            return Err(RequestError::BadEntity(format!(
-                "entity {}: `{name}` is neither a join key nor a request field of the requested features (known: {})",
-                index + 1,
-                known.join(", ")
-            )));
+            return Err(bad(EntityProblem::UnknownField {
+                field: name.clone(),
+                known: known.into_iter().map(str::to_string).collect(),
+            }));
         };
         // An entity says each field once: which of two values would count is a guess.
         if twice {
-            return Err(at(name, "given twice".to_string()));
+            return Err(bad(EntityProblem::Twice { field: name.clone() }));
         }
     }
     Ok((keys, request))

@@ -353,10 +353,9 @@ impl PushTarget {
             }
             Appended::Replayed { .. } => return Ok(report),
             Appended::Conflict => {
-                return Err(RequestError::PushIdConflict(format!(
-                    "push id `{}` was used before for other rows; nothing was pushed (give these rows another id)",
-                    id.unwrap_or_default()
-                )));
+                return Err(RequestError::PushIdConflict {
+                    id: id.unwrap_or_default(),
+                });
             }
             Appended::Logged { journal, offset } => format!("{journal}@{offset}"),
         };
@@ -593,9 +592,7 @@ pub fn check_push_id(id: &str) -> Result<(), RequestError> {
     } else {
         return Ok(());
     };
-    Err(RequestError::BadPushId(format!(
-        "the push id {problem}: give 1 to {MAX_PUSH_ID_BYTES} bytes of text, or no id; nothing was pushed"
-    )))
+    Err(RequestError::BadPushId { problem })
 }
 
 /// Columns as a batch, named by position (the layout reads them by position).
@@ -622,15 +619,16 @@ fn newest_event_time(batch: &RecordBatch, at: usize) -> Option<i64> {
 
 fn find_source<'a>(defs: &'a Definitions, name: &str) -> Result<&'a Source, RequestError> {
     let Some(source) = defs.sources.get(name) else {
-        let near = skewless_defs::did_you_mean(name, defs.sources.keys().map(String::as_str))
-            .map(|s| format!(" (did you mean `{s}`?)"))
-            .unwrap_or_default();
-        return Err(RequestError::UnknownSource(format!("unknown source `{name}`{near}")));
+        return Err(RequestError::UnknownSource {
+            name: name.to_string(),
+            near: skewless_defs::did_you_mean(name, defs.sources.keys().map(String::as_str)),
+        });
     };
     if !source.push {
-        return Err(RequestError::NotPushSource(format!(
-            "source `{name}` does not take pushes: declare `push: true` on it and apply"
-        )));
+        return Err(RequestError::NotPushSource {
+            name: name.to_string(),
+            has_path: true,
+        });
     }
     Ok(source)
 }
@@ -639,11 +637,10 @@ fn find_source<'a>(defs: &'a Definitions, name: &str) -> Result<&'a Source, Requ
 /// to be read beside them.
 fn push_schema(root: &Path, defs: &Definitions, source: &Source) -> Result<arrow::datatypes::SchemaRef, RequestError> {
     if source.path.is_none() {
-        return Err(RequestError::NotPushSource(format!(
-            "source `{}` has no `path`: skewless takes the schema of pushed rows from the source's batch files, \
-             so a push source needs at least one file (it may hold no rows)",
-            source.name
-        )));
+        return Err(RequestError::NotPushSource {
+            name: source.name.clone(),
+            has_path: false,
+        });
     }
     let unreadable = |e: skewless_sources::Error| RequestError::SourceUnreadable {
         push_source: source.name.clone(),

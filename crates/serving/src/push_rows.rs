@@ -496,7 +496,7 @@ fn text_cast(column: &ArrayRef, ty: &DataType, name: &str, offset: usize) -> Res
             // Numbers and bools: as JSON writes them (non-finite floats as their names).
             (Some(text), TextRule::Scalar(ty)) => match Scalar::from_given(text, Given::Text, ty) {
                 Ok(value) => crate::json::scalar_to_json(&value),
-                Err(e) => return Err(at(Some(row + offset), Some(name), e)),
+                Err(e) => return Err(at(Some(row + offset), Some(name), e.to_string())),
             },
         };
         values.push(value);
@@ -680,13 +680,27 @@ fn describe(value: &Value) -> String {
     }
 }
 
+/// A file of rows to push that cannot be read: its path, the line (JSON lines) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}: {problem}", path.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
+pub struct FileError {
+    pub path: std::path::PathBuf,
+    pub line: Option<usize>,
+    pub problem: String,
+}
+
 /// Reads a file of rows to push: Parquet (`.parquet`, `.pq`), CSV (`.csv`, typed as the
 /// source's columns) or JSON lines (`.jsonl`, `.ndjson`, `.json`: one object per line).
-pub fn read_file(path: &std::path::Path, schema: &PushSchema) -> Result<crate::push::PushInput, String> {
+pub fn read_file(path: &std::path::Path, schema: &PushSchema) -> Result<crate::push::PushInput, FileError> {
     use crate::push::PushInput;
     let name = path.to_string_lossy().to_ascii_lowercase();
-    let open = || std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()));
-    let failed = |e: &dyn fmt::Display| format!("{}: {e}", path.display());
+    let at = |line: Option<usize>, problem: String| FileError {
+        path: path.to_path_buf(),
+        line,
+        problem,
+    };
+    let failed = |e: &dyn fmt::Display| at(None, e.to_string());
+    let open = || std::fs::File::open(path).map_err(|e| failed(&e));
     if name.ends_with(".parquet") || name.ends_with(".pq") {
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(open()?)
             .and_then(|b| b.build())
@@ -719,16 +733,14 @@ pub fn read_file(path: &std::path::Path, schema: &PushSchema) -> Result<crate::p
         let text = std::fs::read_to_string(path).map_err(|e| failed(&e))?;
         let mut rows = RowColumns::default();
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let row: Map<String, Value> = serde_json::from_str(line)
-                .map_err(|e| format!("{} line {}: not a JSON object: {e}", path.display(), i + 1))?;
-            rows.push_row(row)
-                .map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))?;
+            let row: Map<String, Value> =
+                serde_json::from_str(line).map_err(|e| at(Some(i + 1), format!("not a JSON object: {e}")))?;
+            rows.push_row(row).map_err(|e| at(Some(i + 1), e))?;
         }
         Ok(PushInput::Rows(rows))
     } else {
-        Err(format!(
-            "{}: push reads .parquet, .csv or JSON lines (.jsonl, .ndjson, .json)",
-            path.display()
+        Err(failed(
+            &"push reads .parquet, .csv or JSON lines (.jsonl, .ndjson, .json)",
         ))
     }
 }

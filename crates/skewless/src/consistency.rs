@@ -63,8 +63,10 @@ impl Project {
         dir: &Path,
     ) -> Result<ConsistencyReport> {
         let defs = self.load()?;
-        let files =
-            crate::served_log::files(dir).map_err(|e| Error::Request(format!("served log {}: {e}", dir.display())))?;
+        let files = crate::served_log::files(dir).map_err(|e| Error::ServedLog {
+            path: dir.to_path_buf(),
+            detail: e.to_string(),
+        })?;
         // Lookups (request, entity, at) in first-seen order, and the values logged for each.
         let mut lookups: Vec<(String, i64)> = Vec::new();
         let mut index: HashMap<(u64, String, i64), usize> = HashMap::new();
@@ -78,7 +80,10 @@ impl Project {
                     .collect::<std::result::Result<Vec<_>, _>>()
                     .map_err(|e| e.to_string())
             };
-            let batches = read().map_err(|e| Error::Request(format!("served log {}: {e}", file.display())))?;
+            let batches = read().map_err(|detail| Error::ServedLog {
+                path: file.clone(),
+                detail,
+            })?;
             for batch in batches {
                 let text = |name: &str| batch.column_by_name(name).map(|c| c.as_string::<i32>().clone());
                 let (Some(entity), Some(feature), Some(value), Some(status), Some(versions)) = (
@@ -88,10 +93,10 @@ impl Project {
                     text("status"),
                     text("versions"),
                 ) else {
-                    return Err(Error::Request(format!(
-                        "served log {}: not a served-log file",
-                        file.display()
-                    )));
+                    return Err(Error::ServedLog {
+                        path: file.clone(),
+                        detail: "not a served-log file".into(),
+                    });
                 };
                 let request = batch.column(0).as_primitive::<arrow::datatypes::UInt64Type>();
                 let at = batch
@@ -139,7 +144,7 @@ impl Project {
             return Ok(report);
         }
 
-        let spine = spine(&defs, &lookups)?;
+        let spine = spine(&defs, dir, &lookups)?;
         let work = tempfile::tempdir().map_err(|e| Error::Write {
             path: std::env::temp_dir(),
             message: format!("cannot create a temporary directory: {e}"),
@@ -200,7 +205,7 @@ impl Project {
 
 /// The lookups as a spine: each entity's fields, typed as the definitions type them (join
 /// keys by their entities, request fields by their on-demand views), and `served_at`.
-fn spine(defs: &skewless_defs::Definitions, lookups: &[(String, i64)]) -> Result<RecordBatch> {
+fn spine(defs: &skewless_defs::Definitions, dir: &Path, lookups: &[(String, i64)]) -> Result<RecordBatch> {
     let mut types: BTreeMap<String, DataType> = BTreeMap::new();
     for view in defs.feature_views.values() {
         for key in defs.view_keys(view) {
@@ -222,8 +227,10 @@ fn spine(defs: &skewless_defs::Definitions, lookups: &[(String, i64)]) -> Result
     for name in names {
         let Some(ty) = types.get(name) else { continue };
         let values = entities.iter().map(|e| e.get(name).unwrap_or(&Value::Null));
-        let column =
-            crate::push_rows::json_column(name, ty, values).map_err(|e| Error::Request(format!("served log: {e}")))?;
+        let column = crate::push_rows::json_column(name, ty, values).map_err(|e| Error::ServedLog {
+            path: dir.to_path_buf(),
+            detail: e.to_string(),
+        })?;
         fields.push(Field::new(name, ty.clone(), true));
         columns.push(column);
     }

@@ -66,9 +66,53 @@ pub enum Error {
     /// A lookup that cannot be answered, with its stable code.
     #[error(transparent)]
     Serve(#[from] serving::RequestError),
-    /// A request that names something that does not exist, or asks the impossible.
-    #[error("{0}")]
-    Request(String),
+    /// Names something the definitions do not hold, with the nearest name when one is close.
+    #[error("unknown {kind} `{name}`{}", near.as_ref().map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default())]
+    Unknown {
+        kind: skewless_offline::Kind,
+        name: String,
+        near: Option<String>,
+    },
+    /// A selection of features that does not resolve.
+    #[error(transparent)]
+    Selection(#[from] skewless_defs::SelectionError),
+    /// A job over online views was given a view that is not online.
+    #[error("feature view `{view}` is not online (`online: false`): nothing is materialized for it")]
+    NotOnline { view: String },
+    /// A materialization window that ends before it starts.
+    #[error("--start {} is after --end {}: nothing could be materialized", skewless_serving::json::format_instant(*start), skewless_serving::json::format_instant(*end))]
+    StartAfterEnd { start: i64, end: i64 },
+    /// A training set's output path that would destroy an input or be misread.
+    #[error("--out {}: {problem}", path.display())]
+    Output {
+        path: PathBuf,
+        problem: training::OutputProblem,
+    },
+    /// A spine that lacks a column the job needs.
+    #[error("spine {}: no column `{column}` ({wanted})", path.display())]
+    SpineColumn {
+        path: PathBuf,
+        column: String,
+        wanted: &'static str,
+    },
+    /// A job that compares paths was run on definitions that are not the applied ones.
+    #[error("the definitions on disk are not the applied ones, so the paths would compare different definitions: {} (run `skewless apply` first)", .0.join("; "))]
+    NotApplied(Vec<String>),
+    /// A view of the parity harness's own store could not be materialized.
+    #[error("materializing `{view}`: {detail}")]
+    Materialize { view: String, detail: String },
+    /// A file of pushed rows that cannot be read.
+    #[error(transparent)]
+    PushFile(#[from] skewless_serving::push_rows::FileError),
+    /// A served-values log that cannot be read.
+    #[error("served log {}: {detail}", path.display())]
+    ServedLog { path: PathBuf, detail: String },
+    /// A manifest that cannot be read, or is not one this skewless reads.
+    #[error("{}", manifest::manifest_problem(path, problem))]
+    Manifest {
+        path: PathBuf,
+        problem: manifest::ManifestProblem,
+    },
     #[error(transparent)]
     Offline(#[from] skewless_offline::Error),
     #[error(transparent)]

@@ -142,7 +142,10 @@ pub fn manifest_path(out: &Path) -> PathBuf {
 
 /// Size, modification time and SHA-256 of a file.
 pub fn fingerprint(path: &Path) -> Result<Fingerprint> {
-    let err = |e: std::io::Error| Error::Request(format!("fingerprinting {}: {e}", path.display()));
+    let err = |e: std::io::Error| Error::Manifest {
+        path: path.to_path_buf(),
+        problem: ManifestProblem::Fingerprint(e.to_string()),
+    };
     let meta = std::fs::metadata(path).map_err(err)?;
     let mut file = std::fs::File::open(path).map_err(err)?;
     let mut hasher = Sha256::new();
@@ -364,19 +367,44 @@ pub fn write_manifest(manifest: &Manifest, path: &Path) -> Result<()> {
 }
 
 pub fn read_manifest(path: &Path) -> Result<Manifest> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Request(format!("reading manifest {}: {e}", path.display())))?;
-    let manifest: Manifest = serde_json::from_str(&text)
-        .map_err(|e| Error::Request(format!("manifest {} is not a skewless manifest: {e}", path.display())))?;
+    let refuse = |problem: ManifestProblem| Error::Manifest {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| refuse(ManifestProblem::Unreadable(e.to_string())))?;
+    let manifest: Manifest =
+        serde_json::from_str(&text).map_err(|e| refuse(ManifestProblem::NotAManifest(e.to_string())))?;
     if manifest.manifest_version != MANIFEST_VERSION {
-        return Err(Error::Request(format!(
-            "manifest {} has manifest_version {}; this skewless ({}) reads version {MANIFEST_VERSION}",
-            path.display(),
-            manifest.manifest_version,
-            crate::VERSION
-        )));
+        return Err(refuse(ManifestProblem::Version(manifest.manifest_version)));
     }
     Ok(manifest)
+}
+
+/// Why a manifest (or a file it fingerprints) cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestProblem {
+    /// A file to fingerprint cannot be read.
+    Fingerprint(String),
+    /// The manifest cannot be read.
+    Unreadable(String),
+    /// The file is not JSON of a manifest.
+    NotAManifest(String),
+    /// A manifest of another manifest version.
+    Version(u32),
+}
+
+/// The message of an [`Error::Manifest`].
+pub(crate) fn manifest_problem(path: &Path, problem: &ManifestProblem) -> String {
+    let path = path.display();
+    match problem {
+        ManifestProblem::Fingerprint(e) => format!("fingerprinting {path}: {e}"),
+        ManifestProblem::Unreadable(e) => format!("reading manifest {path}: {e}"),
+        ManifestProblem::NotAManifest(e) => format!("manifest {path} is not a skewless manifest: {e}"),
+        ManifestProblem::Version(found) => format!(
+            "manifest {path} has manifest_version {found}; this skewless ({}) reads version {MANIFEST_VERSION}",
+            crate::VERSION
+        ),
+    }
 }
 
 /// The outcome of re-running a manifest's request.

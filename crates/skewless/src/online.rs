@@ -203,7 +203,10 @@ impl Project {
     ) -> Result<Vec<ViewReport>> {
         let reports = self.materialize_with(store, options, &|_| {}, mode).await?;
         match reports.iter().find_map(|r| r.error.as_ref().map(|e| (&r.view, e))) {
-            Some((view, e)) => Err(Error::Request(format!("materializing `{view}`: {e}"))),
+            Some((view, e)) => Err(Error::Materialize {
+                view: view.clone(),
+                detail: e.to_string(),
+            }),
             None => Ok(reports),
         }
     }
@@ -218,11 +221,10 @@ impl Project {
         if let Some(start) = options.start
             && start > options.end
         {
-            return Err(Error::Request(format!(
-                "--start {} is after --end {}: nothing could be materialized",
-                format_instant(start),
-                format_instant(options.end)
-            )));
+            return Err(Error::StartAfterEnd {
+                start,
+                end: options.end,
+            });
         }
         let defs = self.applied()?;
         let names = online_views(&defs, &options.views)?;
@@ -535,9 +537,7 @@ fn online_views(defs: &Definitions, requested: &[String]) -> Result<Vec<String>>
         .iter()
         .map(|name| match defs.feature_views.get(name) {
             Some(v) if v.online => Ok(name.clone()),
-            Some(_) => Err(Error::Request(format!(
-                "feature view `{name}` is not online (`online: false`)"
-            ))),
+            Some(_) => Err(Error::NotOnline { view: name.clone() }),
             None => Err(unknown_view(defs, name)),
         })
         .collect()
@@ -545,10 +545,11 @@ fn online_views(defs: &Definitions, requested: &[String]) -> Result<Vec<String>>
 
 fn unknown_view(defs: &Definitions, name: &str) -> Error {
     let hint = skewless_defs::did_you_mean(name, defs.feature_views.keys().map(String::as_str));
-    Error::Request(format!(
-        "unknown feature view `{name}`{}",
-        hint.map(|h| format!(" (did you mean `{h}`?)")).unwrap_or_default()
-    ))
+    Error::Unknown {
+        kind: skewless_offline::Kind::FeatureView,
+        name: name.to_string(),
+        near: hint,
+    }
 }
 
 fn online_error(e: skewless_online::Error) -> Error {

@@ -33,7 +33,7 @@
 //! `late`, not hidden and not failures.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray};
@@ -190,10 +190,9 @@ impl Project {
         }
         for view in views.iter().filter_map(|v| defs.feature_views.get(v)) {
             if !view.online {
-                return Err(Error::Request(format!(
-                    "feature view `{}` is not online (`online: false`): only online views can be compared",
-                    view.name
-                )));
+                return Err(Error::NotOnline {
+                    view: view.name.clone(),
+                });
             }
         }
 
@@ -213,12 +212,10 @@ impl Project {
         let times = spine
             .column_by_name(&options.timestamp_column)
             .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
-            .ok_or_else(|| {
-                Error::Request(format!(
-                    "spine {}: no timestamp column `{}`",
-                    options.spine.display(),
-                    options.timestamp_column
-                ))
+            .ok_or_else(|| Error::SpineColumn {
+                path: options.spine.clone(),
+                column: options.timestamp_column.clone(),
+                wanted: "its timestamp column",
             })?;
         let instants = if options.at.is_empty() {
             default_instants(times)
@@ -249,7 +246,7 @@ impl Project {
         // i·n + r is spine row r at instant i), so its fixed cost is paid once.
         let at_each: Vec<RecordBatch> = instants
             .iter()
-            .map(|&t| with_time(&spine, &options.timestamp_column, t))
+            .map(|&t| with_time(&spine, &options.spine, &options.timestamp_column, t))
             .collect::<Result<_>>()?;
         let spine_path = work.path().join("spine.parquet");
         let all =
@@ -263,17 +260,14 @@ impl Project {
         };
         let offline = self.training_set(ctx, &training).await?;
         if !offline.skew_warnings.is_empty() {
-            return Err(Error::Request(format!(
-                "the definitions on disk are not the applied ones, so the paths would compare different definitions: {} (run `skewless apply` first)",
-                offline.skew_warnings.join("; ")
-            )));
+            return Err(Error::NotApplied(offline.skew_warnings));
         }
         for (i, (&t, at_t)) in instants.iter().zip(&at_each).enumerate() {
             let first_row = i * spine.num_rows();
             // The online side: what a fresh store serves at t, with hindsight (every row known
             // now, as `materialize` writes), and replayed in availability order when a view
             // could differ (rule 7: only rows landed by t).
-            let entities = entity_fields(at_t, &fields)?;
+            let entities = entity_fields(at_t, &options.spine, &fields)?;
             let served = |mode: RunMode, name: String, views: BTreeSet<String>| {
                 let (entities, work, pushed) = (&entities, &work, &pushed);
                 async move {
@@ -504,11 +498,13 @@ fn default_instants(times: &TimestampMicrosecondArray) -> Vec<i64> {
 }
 
 /// `batch` with every time in `column` set to `t` (same type and zone).
-fn with_time(batch: &RecordBatch, column: &str, t: i64) -> Result<RecordBatch> {
+fn with_time(batch: &RecordBatch, path: &Path, column: &str, t: i64) -> Result<RecordBatch> {
     let schema = batch.schema();
-    let index = schema
-        .index_of(column)
-        .map_err(|e| Error::Request(format!("the spine: {e}")))?;
+    let index = schema.index_of(column).map_err(|_| Error::SpineColumn {
+        path: path.to_path_buf(),
+        column: column.to_string(),
+        wanted: "its timestamp column",
+    })?;
     let zone = match schema.field(index).data_type() {
         arrow::datatypes::DataType::Timestamp(_, zone) => zone.clone(),
         _ => None,
@@ -520,15 +516,18 @@ fn with_time(batch: &RecordBatch, column: &str, t: i64) -> Result<RecordBatch> {
 
 /// Each spine row's join keys and request fields as the `name=text` pairs the serving core
 /// parses. A null field is left out (the core then reports it as missing).
-fn entity_fields(batch: &RecordBatch, fields: &BTreeSet<String>) -> Result<Vec<Vec<(String, String)>>> {
+fn entity_fields(batch: &RecordBatch, path: &Path, fields: &BTreeSet<String>) -> Result<Vec<Vec<(String, String)>>> {
     let columns: Vec<(&String, &ArrayRef)> = fields
         .iter()
         .map(|name| {
-            batch.column_by_name(name).map(|c| (name, c)).ok_or_else(|| {
-                Error::Request(format!(
-                    "the spine has no column `{name}` (a join key or request field)"
-                ))
-            })
+            batch
+                .column_by_name(name)
+                .map(|c| (name, c))
+                .ok_or_else(|| Error::SpineColumn {
+                    path: path.to_path_buf(),
+                    column: name.clone(),
+                    wanted: "a join key or request field",
+                })
         })
         .collect::<Result<_>>()?;
     (0..batch.num_rows())

@@ -38,7 +38,7 @@ impl crate::Project {
         now: i64,
     ) -> Result<PushReport, crate::Error> {
         let target = self.push_target(source)?;
-        let input = crate::push_rows::read_file(file, &target.input).map_err(crate::Error::Request)?;
+        let input = crate::push_rows::read_file(file, &target.input)?;
         target
             .push_input(store, &input, id, to, now)
             .await
@@ -60,10 +60,11 @@ impl crate::Project {
     pub fn compact(&self, source: &str) -> Result<skewless_push_log::Compacted, crate::Error> {
         let defs = self.load()?;
         if !defs.sources.contains_key(source) {
-            let near = skewless_defs::did_you_mean(source, defs.sources.keys().map(String::as_str))
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
-            return Err(crate::Error::Request(format!("unknown source `{source}`{near}")));
+            return Err(crate::Error::Unknown {
+                kind: skewless_offline::Kind::Source,
+                name: source.to_string(),
+                near: skewless_defs::did_you_mean(source, defs.sources.keys().map(String::as_str)),
+            });
         }
         Ok(PushLog::open(&self.root, source).compact()?)
     }

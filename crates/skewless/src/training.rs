@@ -45,7 +45,7 @@ pub struct TrainingSetOutput {
 
 /// Resolves a selection against the definitions ([`skewless_defs::resolve_selection`]).
 pub fn resolve_selection(defs: &Definitions, selection: &FeatureSelection) -> Result<Vec<ResolvedFeature>> {
-    skewless_defs::resolve_selection(defs, selection).map_err(|e| Error::Request(e.to_string()))
+    skewless_defs::resolve_selection(defs, selection).map_err(Error::Selection)
 }
 
 impl Project {
@@ -169,16 +169,17 @@ impl Project {
 /// file (the output would overwrite what it is built from), or an extension other than
 /// `.parquet` or `.csv` (the bytes would not be what the name says).
 pub fn check_output(defs: &Definitions, root: &Path, spine: &Path, out: &Path) -> Result<()> {
-    let refuse = |why: String| Error::Request(format!("--out {}: {why}", out.display()));
-    OutputFormat::of(out).ok_or_else(|| refuse("name the file *.parquet or *.csv".into()))?;
+    let refuse = |problem: OutputProblem| Error::Output {
+        path: out.to_path_buf(),
+        problem,
+    };
+    OutputFormat::of(out).ok_or_else(|| refuse(OutputProblem::Extension))?;
     let same = |a: &Path, b: &Path| match (canonical(a), canonical(b)) {
         (Some(a), Some(b)) => a == b,
         _ => false,
     };
     if same(out, spine) {
-        return Err(refuse(
-            "is the spine; the training set would overwrite its own input".into(),
-        ));
+        return Err(refuse(OutputProblem::IsSpine));
     }
     let Some(absolute) = canonical(out) else {
         return Ok(());
@@ -188,12 +189,20 @@ pub fn check_output(defs: &Definitions, root: &Path, spine: &Path, out: &Path) -
         .values()
         .find(|s| skewless_offline::source::covers(root, s, &absolute))
     {
-        return Err(refuse(format!(
-            "is read by source `{}`; the training set would become its feature data",
-            source.name
-        )));
+        return Err(refuse(OutputProblem::ReadBySource(source.name.clone())));
     }
     Ok(())
+}
+
+/// Why a training set's output path is refused ([`check_output`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutputProblem {
+    #[error("name the file *.parquet or *.csv")]
+    Extension,
+    #[error("is the spine; the training set would overwrite its own input")]
+    IsSpine,
+    #[error("is read by source `{0}`; the training set would become its feature data")]
+    ReadBySource(String),
 }
 
 /// A path made absolute with its directory's symlinks resolved, whether or not the file exists.

@@ -109,6 +109,7 @@ fn key_and_request_text_parses_or_explains_never_panics() {
         }
         for ty in FeatureType::ALL {
             if let Err(e) = no_panic("Scalar::parse", &text, || Scalar::parse(&text, ty)) {
+                let e = e.to_string();
                 // Quoted whole, or its start when long.
                 let quoted: String = text.chars().take(skewless_online::input::QUOTED_CHARS).collect();
                 assert!(
