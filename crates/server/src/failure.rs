@@ -69,7 +69,7 @@ pub(crate) enum Failure {
 pub(crate) fn answer(failure: &Failure) -> (u16, &'static str) {
     match failure {
         Failure::Serving(e) => match e {
-            RequestError::UnknownFeature(_) => (404, "UNKNOWN_FEATURE"),
+            RequestError::UnknownView { .. } => (404, "UNKNOWN_FEATURE"),
             RequestError::Selection(e) => match e {
                 SelectionError::UnknownService { .. } | SelectionError::Unresolved(_) => (404, "UNKNOWN_FEATURE"),
                 SelectionError::BadReference(_) | SelectionError::Empty => (400, "BAD_FEATURE_REFERENCE"),
@@ -79,7 +79,7 @@ pub(crate) fn answer(failure: &Failure) -> (u16, &'static str) {
             RequestError::BadEntity { .. } => (400, "BAD_ENTITY"),
             RequestError::MissingRequestField { .. } => (400, "MISSING_REQUEST_FIELD"),
             RequestError::NotPushSource { .. } => (400, "NOT_A_PUSH_SOURCE"),
-            RequestError::BadRow(_) => (400, "BAD_ROW"),
+            RequestError::BadRow { .. } => (400, "BAD_ROW"),
             RequestError::BadPushId { .. } => (400, "BAD_PUSH_ID"),
             RequestError::PushIdConflict { .. } => (409, "PUSH_ID_CONFLICT"),
             RequestError::NothingApplied => (503, "NOTHING_APPLIED"),
@@ -228,7 +228,7 @@ mod tests {
         .expect("two features named f clash");
         let d = Duration::from_secs(1);
         vec![
-            Failure::Serving(RequestError::UnknownFeature(s())),
+            Failure::Serving(RequestError::UnknownView { name: s() }),
             Failure::Serving(RequestError::Selection(SelectionError::UnknownService {
                 name: s(),
                 did_you_mean: None,
@@ -251,7 +251,15 @@ mod tests {
                 name: s(),
                 has_path: true,
             }),
-            Failure::Serving(RequestError::BadRow(s())),
+            Failure::Serving(RequestError::BadRow {
+                file: None,
+                push_source: s(),
+                problem: skewless_serving::core::RowProblem::Contract {
+                    row: 0,
+                    view: s(),
+                    reason: s(),
+                },
+            }),
             Failure::Serving(RequestError::BadPushId { problem: s() }),
             Failure::Serving(RequestError::PushIdConflict { id: s() }),
             Failure::Serving(RequestError::NothingApplied),

@@ -33,9 +33,9 @@ use crate::{Error, ProjectDirs};
 /// Why a request cannot be answered, by kind (the server maps each kind to a stable code).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
-    /// Names a feature, view or service that does not exist (with "did you mean").
-    #[error("{0}")]
-    UnknownFeature(String),
+    /// A feature view that a selection reads is not in the definitions.
+    #[error("unknown feature view `{name}`")]
+    UnknownView { name: String },
     /// A selection that does not resolve: a malformed reference or none at all (the caller's
     /// shape), or names that do not exist.
     #[error(transparent)]
@@ -72,8 +72,13 @@ pub enum RequestError {
     })]
     NotPushSource { name: String, has_path: bool },
     /// A pushed row that does not fit its source, naming the row and field; nothing was written.
-    #[error("{0}")]
-    BadRow(String),
+    #[error("{}source `{push_source}`: {problem}; nothing was pushed", file.as_ref().map(|f| format!("{}: ", f.display())).unwrap_or_default())]
+    BadRow {
+        /// The file the rows came from (`skewless push --file`), when they came from one.
+        file: Option<std::path::PathBuf>,
+        push_source: String,
+        problem: RowProblem,
+    },
     /// A push id that is empty, too long or holds control characters; nothing was pushed.
     #[error("the push id {problem}: give 1 to {max} bytes of text, or no id; nothing was pushed", max = crate::push::MAX_PUSH_ID_BYTES)]
     BadPushId { problem: String },
@@ -89,6 +94,20 @@ pub enum RequestError {
     /// A bug in skewless.
     #[error("internal error (a bug, please report it): {0}")]
     Internal(String),
+}
+
+/// What is wrong with pushed rows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowProblem {
+    /// A row or field that does not fit the source's schema (naming the row and field).
+    #[error("{0}")]
+    Input(crate::push_rows::InputError),
+    /// A feature view's expressions fail on the rows (a cast or a division that fails).
+    #[error("feature view `{view}`: the pushed rows cannot be computed: {detail}")]
+    Uncomputable { view: String, detail: String },
+    /// A row breaks a contract of a view with `on_violation: fail`.
+    #[error("row {row}: view `{view}` (on_violation: fail): {reason}")]
+    Contract { row: usize, view: String, reason: String },
 }
 
 /// What is wrong with one entity of a lookup.
@@ -273,7 +292,7 @@ impl Compiled {
                     features: (0..layout.features.len()).collect(),
                 }),
                 None if defs.feature_views.contains_key(name) => Err(RequestError::ViewNotOnline(name.clone())),
-                None => Err(RequestError::UnknownFeature(format!("unknown feature view `{name}`"))),
+                None => Err(RequestError::UnknownView { name: name.clone() }),
             })
             .collect::<Result<Vec<_>, _>>()?;
         let key_types: BTreeMap<String, KeyType> =

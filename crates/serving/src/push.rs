@@ -28,7 +28,7 @@ use skewless_online::{OnlineStore, ViewLayout};
 use skewless_push_log::{Appended, PushLog, TAG_SEPARATOR};
 use skewless_sources::files as source;
 
-use crate::core::RequestError;
+use crate::core::{RequestError, RowProblem};
 use crate::push_rows::PushSchema;
 
 /// Keys live this much longer than their view's ttl, counted from the write (pushes and
@@ -83,7 +83,11 @@ impl PushInput {
 }
 
 fn bad_row(schema: &PushSchema, e: crate::push_rows::InputError) -> RequestError {
-    RequestError::BadRow(format!("source `{}`: {e}; nothing was pushed", schema.source))
+    RequestError::BadRow {
+        file: None,
+        push_source: schema.source.clone(),
+        problem: RowProblem::Input(e),
+    }
 }
 
 /// A digest of a push's rows as given (before the ingestion instant fills in missing
@@ -441,12 +445,13 @@ impl PushTarget {
         let mut writes = Vec::new();
         let mut broken = Vec::new();
         for view in &self.views {
-            let cannot = |e: datafusion::error::DataFusionError| {
-                RequestError::BadRow(format!(
-                    "feature view `{}`: the pushed rows cannot be computed: {}",
-                    view.layout.view,
-                    e.strip_backtrace()
-                ))
+            let cannot = |e: datafusion::error::DataFusionError| RequestError::BadRow {
+                file: None,
+                push_source: self.input.source.clone(),
+                problem: RowProblem::Uncomputable {
+                    view: view.layout.view.clone(),
+                    detail: e.strip_backtrace(),
+                },
             };
             let evaluate = |e: &Arc<dyn PhysicalExpr>| e.evaluate(batch).and_then(|v| v.into_array(rows));
             let columns = view
@@ -547,10 +552,15 @@ impl PushTarget {
         if let Some(first) = breaks.first()
             && view.view.on_violation == skewless_defs::OnViolation::Fail
         {
-            return Err(RequestError::BadRow(format!(
-                "source `{}`: row {}: view `{}` (on_violation: fail): {}; nothing was pushed",
-                self.input.source, first.row, first.view, first.reason
-            )));
+            return Err(RequestError::BadRow {
+                file: None,
+                push_source: self.input.source.clone(),
+                problem: RowProblem::Contract {
+                    row: first.row,
+                    view: first.view.clone(),
+                    reason: first.reason.clone(),
+                },
+            });
         }
         let keep = arrow::compute::is_null(verdict).map_err(internal)?;
         let kept = arrow::compute::filter_record_batch(computed, &keep).map_err(internal)?;

@@ -44,9 +44,15 @@ impl crate::Project {
             .await
             .map_err(|e| match e {
                 // A refused row is named in the file (rows count from 0, after a CSV's header).
-                RequestError::BadRow(message) => {
-                    crate::Error::Serve(RequestError::BadRow(format!("{}: {message}", file.display())))
-                }
+                RequestError::BadRow {
+                    file: None,
+                    push_source,
+                    problem,
+                } => crate::Error::Serve(RequestError::BadRow {
+                    file: Some(file.to_path_buf()),
+                    push_source,
+                    problem,
+                }),
                 e => crate::Error::Serve(e),
             })
     }
