@@ -252,4 +252,67 @@ async fn name_clashes_and_missing_columns_are_explained() {
         err.to_string(),
         "unknown feature service `ranking_v2` (did you mean `ranking_v1`?)"
     );
+    assert!(
+        matches!(
+            &err,
+            skewless::Error::Selection(skewless::defs::SelectionError::UnknownService { name, did_you_mean: Some(near) })
+                if name == "ranking_v2" && near == "ranking_v1"
+        ),
+        "{err:?}"
+    );
+}
+
+/// Errors carry what they are about as fields (the messages are rendered from them).
+#[tokio::test]
+async fn errors_carry_their_fields() {
+    use skewless::Error;
+    let (dir, project) = demo_project();
+    let ctx = skewless::engine_session();
+    let spine = dir.path().join("data/demo/ride_requests_spine.parquet");
+    let clash = TrainingSetOptions {
+        spine: spine.clone(),
+        selection: FeatureSelection::Features(vec![
+            "driver_hourly_stats:conv_rate".into(),
+            "driver_hourly_stats:conv_rate".into(),
+        ]),
+        timestamp_column: "event_timestamp".into(),
+        full_names: false,
+    };
+    // The same feature twice is one column, not a clash.
+    assert!(project.training_set(&ctx, &clash).await.is_ok());
+
+    let defs = project.load().unwrap();
+    let err = skewless::training::check_output(&defs, dir.path(), &spine, &spine).unwrap_err();
+    assert!(
+        matches!(&err, Error::Output { problem: skewless::training::OutputProblem::IsSpine, path } if path == &spine),
+        "{err:?}"
+    );
+    let err = skewless::training::check_output(&defs, dir.path(), &spine, &dir.path().join("out.txt")).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Output {
+                problem: skewless::training::OutputProblem::Extension,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let err = project.compact("trip").unwrap_err();
+    assert!(
+        matches!(&err, Error::Unknown { kind: skewless::offline::Kind::Source, name, near: Some(near) }
+            if name == "trip" && near == "trips"),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "unknown source `trip` (did you mean `trips`?)");
+
+    let not_a_manifest = dir.path().join("manifest.json");
+    std::fs::write(&not_a_manifest, "{}").unwrap();
+    let err = skewless::manifest::read_manifest(&not_a_manifest).unwrap_err();
+    assert!(
+        matches!(&err, Error::Manifest { problem: skewless::manifest::ManifestProblem::NotAManifest(_), path }
+            if path == &not_a_manifest),
+        "{err:?}"
+    );
 }
