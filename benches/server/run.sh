@@ -16,8 +16,13 @@ seconds=${SECONDS_PER_RUN:-20}
 work=$root/benches/.work/server
 mkdir -p "$work"
 
-cargo build --release -p skewless-cli -p skewless-loadgen >&2
-bin=$root/target/release/skewless
+# SKEWLESS_BIN names another skewless binary (an A/B of two builds).
+if [ -z "${SKEWLESS_BIN:-}" ]; then
+  cargo build --release -p skewless-cli -p skewless-loadgen >&2
+else
+  cargo build --release -p skewless-loadgen >&2
+fi
+bin=${SKEWLESS_BIN:-$root/target/release/skewless}
 loadgen=$root/target/release/skewless-loadgen
 
 source "$root/benches/services.sh"

@@ -84,6 +84,8 @@ pub(crate) async fn own(
         };
         (request.source, PushInput::Rows(request.rows), request.id, request.to)
     };
+    // The rows are parsed: the body is not held while they are typed, logged and written.
+    drop(body);
     push(&app, &source, input, id, to.as_deref()).await
 }
 
@@ -92,6 +94,7 @@ pub(crate) async fn feast(State(app): State<Arc<App>>, body: Bytes) -> Response 
         Ok(r) => r,
         Err(reject) => return reject.into_response(),
     };
+    drop(body);
     push(
         &app,
         &request.push_source_name,
@@ -124,7 +127,7 @@ async fn push(app: &App, source: &str, input: PushInput, id: Option<String>, to:
         .into_response();
     }
     let serving = app.live.current();
-    match serving.push(source, &input, id, to, now()).await {
+    match serving.push(source, input, id, to, now()).await {
         Ok(report) => {
             app.metrics.pushed(source, report.rows as u64, report.appended);
             axum::Json(report).into_response()

@@ -561,16 +561,18 @@ impl Serving {
     }
 
     /// Pushes rows to `source` (see [`crate::push`]); the source is compiled on its first push.
+    /// The rows as given are dropped once typed, so a large push does not hold them (and
+    /// their batch) while it is logged and written online.
     pub async fn push(
         &self,
         source: &str,
-        input: &crate::push::PushInput,
+        input: crate::push::PushInput,
         id: Option<String>,
         to: crate::push::PushTo,
         now: i64,
     ) -> Result<crate::push::PushReport, RequestError> {
         let target = self.push_target(source)?;
-        target.push_input(&*self.store, input, id, to, now).await
+        target.push_owned(&*self.store, input, id, to, now).await
     }
 
     fn push_target(&self, source: &str) -> Result<Arc<crate::push::PushTarget>, RequestError> {

@@ -585,6 +585,20 @@ impl PushTarget {
         let typed = input.typed(&self.input, now)?;
         self.push(store, typed, now, id, to).await
     }
+
+    /// [`Self::push_input`] that drops the rows as given once they are typed.
+    pub async fn push_owned(
+        &self,
+        store: &dyn OnlineStore,
+        input: PushInput,
+        id: Option<String>,
+        to: PushTo,
+        now: i64,
+    ) -> Result<PushReport, RequestError> {
+        let typed = input.typed(&self.input, now)?;
+        drop(input);
+        self.push(store, typed, now, id, to).await
+    }
 }
 
 /// The longest push id taken, in bytes.

@@ -39,22 +39,19 @@ impl crate::Project {
     ) -> Result<PushReport, crate::Error> {
         let target = self.push_target(source)?;
         let input = crate::push_rows::read_file(file, &target.input)?;
-        target
-            .push_input(store, &input, id, to, now)
-            .await
-            .map_err(|e| match e {
-                // A refused row is named in the file (rows count from 0, after a CSV's header).
-                RequestError::BadRow {
-                    file: None,
-                    push_source,
-                    problem,
-                } => crate::Error::Serve(RequestError::BadRow {
-                    file: Some(file.to_path_buf()),
-                    push_source,
-                    problem,
-                }),
-                e => crate::Error::Serve(e),
-            })
+        target.push_owned(store, input, id, to, now).await.map_err(|e| match e {
+            // A refused row is named in the file (rows count from 0, after a CSV's header).
+            RequestError::BadRow {
+                file: None,
+                push_source,
+                problem,
+            } => crate::Error::Serve(RequestError::BadRow {
+                file: Some(file.to_path_buf()),
+                push_source,
+                problem,
+            }),
+            e => crate::Error::Serve(e),
+        })
     }
 
     /// `source` of the applied definitions, compiled for pushes.
