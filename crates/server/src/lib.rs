@@ -30,6 +30,7 @@ mod metrics;
 mod origin;
 mod push;
 pub mod sharded;
+mod streamed;
 mod wire;
 
 pub use auth::ApiKeys;
@@ -331,7 +332,7 @@ async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, nex
     }
     // A push holds its share of the push memory budget from before its body is read until
     // it is answered; a body of unknown length is counted at the route's limit.
-    let _budget = if matches!(route, "/v1/push" | "/push") {
+    let push_share = if matches!(route, "/v1/push" | "/push") {
         let bytes = declared_length(request.headers()).map_or(app.limits.max_push_body_bytes as u64, |n| {
             n.min(app.limits.max_push_body_bytes as u64)
         });
@@ -361,8 +362,19 @@ async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, nex
         None
     };
     // The body is read here, whole, under the body timeout and the route's size limit: a
-    // client that stalls mid-body is answered 408, not waited for.
-    let request = if request.method() == axum::http::Method::POST {
+    // client that stalls mid-body is answered 408, not waited for. A push body is read by its
+    // route as it is parsed ([`streamed`]), under the same rules.
+    let request = if request.method() == axum::http::Method::POST && push_share.is_some() {
+        if declared_length(request.headers()).is_some_and(|n| n > app.limits.body_limit(route) as u64) {
+            let mut response = body_too_large(app.limits.body_limit(route)).into_response();
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            return finish(&app, route, started, response);
+        }
+        request
+    } else if request.method() == axum::http::Method::POST {
         match read_body(request, app.limits.body_limit(route), app.limits.body_timeout).await {
             Ok(request) => request,
             Err(reject) => {
@@ -574,12 +586,9 @@ impl Server {
             .route("/metrics", get(render_metrics))
             // Bodies are read as bytes under this limit; over it, axum answers 413 itself.
             .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-            .merge(
-                Router::new()
-                    .route("/v1/push", post(push::own))
-                    .route("/push", post(push::feast))
-                    .layer(DefaultBodyLimit::max(limits.max_push_body_bytes)),
-            );
+            // Push bodies are streamed to their parser under the push body limit ([`streamed`]).
+            .route("/v1/push", post(push::own))
+            .route("/push", post(push::feast));
         if lends_store {
             router = router.merge(
                 Router::new()

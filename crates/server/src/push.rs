@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -16,7 +16,8 @@ use serde_json::{Map, Value};
 use skewless_serving::push::{PushInput, PushTo};
 
 use crate::failure::Failure;
-use crate::{App, Reject, bad_request, now, parse, request_error};
+use crate::streamed::BodyReader;
+use crate::{App, Reject, bad_request, now, request_error, streamed};
 
 /// The content type of an Arrow IPC stream.
 pub(crate) const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
@@ -53,7 +54,7 @@ pub(crate) async fn own(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     query: axum::http::Uri,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let is_arrow = headers
         .get(axum::http::header::CONTENT_TYPE)
@@ -67,9 +68,9 @@ pub(crate) async fn own(
         let Some(source) = param(&params, "source") else {
             return bad_request("an Arrow push names its source in the query: `/v1/push?source=NAME`").into_response();
         };
-        let batches = match read_arrow_stream(&body) {
+        let batches = match read(&app, body, read_arrow_stream).await {
             Ok(b) => b,
-            Err(reject) => return reject.into_response(),
+            Err(response) => return response,
         };
         (
             source.to_string(),
@@ -78,23 +79,20 @@ pub(crate) async fn own(
             param(&params, "to").map(str::to_string),
         )
     } else {
-        let request: PushRequest = match parse(&body) {
+        let request: PushRequest = match read(&app, body, parse_json).await {
             Ok(r) => r,
-            Err(reject) => return reject.into_response(),
+            Err(response) => return response,
         };
         (request.source, PushInput::Rows(request.rows), request.id, request.to)
     };
-    // The rows are parsed: the body is not held while they are typed, logged and written.
-    drop(body);
     push(&app, &source, input, id, to.as_deref()).await
 }
 
-pub(crate) async fn feast(State(app): State<Arc<App>>, body: Bytes) -> Response {
-    let request: FeastPushRequest = match parse(&body) {
+pub(crate) async fn feast(State(app): State<Arc<App>>, body: Body) -> Response {
+    let request: FeastPushRequest = match read(&app, body, parse_json).await {
         Ok(r) => r,
-        Err(reject) => return reject.into_response(),
+        Err(response) => return response,
     };
-    drop(body);
     push(
         &app,
         &request.push_source_name,
@@ -103,6 +101,31 @@ pub(crate) async fn feast(State(app): State<Arc<App>>, body: Bytes) -> Response 
         request.to.as_deref(),
     )
     .await
+}
+
+/// The push body, parsed as it arrives ([`streamed`]): the body is never held whole. An
+/// answer given before the body was read to its end closes the connection.
+async fn read<T: Send + 'static>(
+    app: &App,
+    body: Body,
+    parse: fn(BodyReader) -> Result<T, Reject>,
+) -> Result<T, Response> {
+    let parsed = streamed::parse(body, app.limits.max_push_body_bytes, app.limits.body_timeout, parse).await;
+    parsed.result.map_err(|reject| {
+        let mut response = reject.into_response();
+        if !parsed.whole {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
+    })
+}
+
+/// A JSON body, or a 400 saying where it is wrong.
+fn parse_json<T: for<'de> Deserialize<'de>>(reader: BodyReader) -> Result<T, Reject> {
+    serde_json::from_reader(reader).map_err(|e| bad_request(format!("the body is not a valid request: {e}")))
 }
 
 async fn push(app: &App, source: &str, input: PushInput, id: Option<String>, to: Option<&str>) -> Response {
@@ -136,8 +159,8 @@ async fn push(app: &App, source: &str, input: PushInput, id: Option<String>, to:
     }
 }
 
-fn read_arrow_stream(body: &[u8]) -> Result<Vec<arrow::array::RecordBatch>, Reject> {
-    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None)
+fn read_arrow_stream(body: BodyReader) -> Result<Vec<arrow::array::RecordBatch>, Reject> {
+    let reader = arrow::ipc::reader::StreamReader::try_new(body, None)
         .map_err(|e| bad_request(format!("the body is not an Arrow IPC stream: {e}")))?;
     reader
         .collect::<Result<Vec<_>, _>>()

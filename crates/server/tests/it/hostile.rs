@@ -55,6 +55,24 @@ async fn a_body_over_the_limit_is_a_json_413() {
         let message = json["error"]["message"].as_str().unwrap();
         assert!(message.contains(&limit.to_string()), "{path}: {message}");
     }
+    // A push body is parsed as it arrives: one that declares no length is cut off at the
+    // limit all the same, however well-formed its start.
+    for path in ["/v1/push", "/push"] {
+        let mut chunked = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let mut sent = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        let start = "{\"source\": \"trips\", \"rows\": [";
+        sent.push_str(&format!("{:x}\r\n{start}\r\n", start.len()));
+        let row = trip(1001, json!(1_700_000_000), 1.0).to_string() + ",";
+        for _ in 0..(5000 / row.len() + 1) {
+            sent.push_str(&format!("{:x}\r\n{row}\r\n", row.len()));
+        }
+        chunked.write_all(sent.as_bytes()).await.unwrap();
+        let answer = read_until_closed(&mut chunked, std::time::Duration::from_secs(5)).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
+        assert!(answer.contains("\"BODY_TOO_LARGE\""), "{path}: {answer}");
+    }
     stop(server).await;
 }
 
