@@ -87,6 +87,34 @@ fn encode_value(v: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// Why bytes are not tile states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The bytes end `needed` bytes into a part with `left` bytes left.
+    Truncated { needed: usize, left: usize },
+    /// A string value is not UTF-8.
+    NotUtf8,
+    /// A value's type tag is none [`encode`] writes.
+    UnknownTag(u8),
+    /// The record goes on after its last state.
+    Trailing { bytes: usize },
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Truncated { needed, left } => {
+                write!(f, "tile state truncated: needed {needed} bytes, {left} left")
+            }
+            DecodeError::NotUtf8 => write!(f, "tile state: a string is not UTF-8"),
+            DecodeError::UnknownTag(tag) => write!(f, "tile state: unknown value tag {tag}"),
+            DecodeError::Trailing { bytes } => write!(f, "tile record: {bytes} bytes after its last state"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
 /// Reads states written by [`encode`]; every length is checked, so bad bytes are an error,
 /// never a panic.
 #[derive(Debug)]
@@ -99,43 +127,47 @@ impl<'a> Decoder<'a> {
         Decoder { bytes }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+    /// `Ok` when every byte was read.
+    pub fn finish(&self) -> Result<(), DecodeError> {
+        match self.bytes.len() {
+            0 => Ok(()),
+            bytes => Err(DecodeError::Trailing { bytes }),
+        }
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.bytes.len() < n {
-            return Err(format!(
-                "tile state truncated: needed {n} bytes, {} left",
-                self.bytes.len()
-            ));
+            return Err(DecodeError::Truncated {
+                needed: n,
+                left: self.bytes.len(),
+            });
         }
         let (head, rest) = self.bytes.split_at(n);
         self.bytes = rest;
         Ok(head)
     }
 
-    pub fn u8(&mut self) -> Result<u8, String> {
+    pub fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
     }
 
-    pub fn u64(&mut self) -> Result<u64, String> {
+    pub fn u64(&mut self) -> Result<u64, DecodeError> {
         let mut b = [0u8; 8];
         b.copy_from_slice(self.take(8)?);
         Ok(u64::from_be_bytes(b))
     }
 
-    fn u32(&mut self) -> Result<usize, String> {
+    fn u32(&mut self) -> Result<usize, DecodeError> {
         let mut b = [0u8; 4];
         b.copy_from_slice(self.take(4)?);
         Ok(u32::from_be_bytes(b) as usize)
     }
 
-    fn f64(&mut self) -> Result<f64, String> {
+    fn f64(&mut self) -> Result<f64, DecodeError> {
         Ok(f64::from_bits(self.u64()?))
     }
 
-    fn sum(&mut self) -> Result<ExactSum, String> {
+    fn sum(&mut self) -> Result<ExactSum, DecodeError> {
         let flags = self.u8()?;
         let mut parts = [Vec::new(), Vec::new()];
         for part in &mut parts {
@@ -154,7 +186,7 @@ impl<'a> Decoder<'a> {
         })
     }
 
-    fn value(&mut self) -> Result<Value, String> {
+    fn value(&mut self) -> Result<Value, DecodeError> {
         Ok(match self.u8()? {
             b'b' => Value::Bool(self.u8()? != 0),
             b'i' => Value::Int(self.u64()? as i64),
@@ -162,14 +194,14 @@ impl<'a> Decoder<'a> {
             b's' => {
                 let len = self.u32()?;
                 let bytes = self.take(len)?;
-                Value::Str(String::from_utf8(bytes.to_vec()).map_err(|_| "tile state: string is not UTF-8")?)
+                Value::Str(String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::NotUtf8)?)
             }
-            tag => return Err(format!("tile state: unknown value tag {tag}")),
+            tag => return Err(DecodeError::UnknownTag(tag)),
         })
     }
 
     /// The next state, of `function`.
-    pub fn state(&mut self, function: AggFunction) -> Result<State, String> {
+    pub fn state(&mut self, function: AggFunction) -> Result<State, DecodeError> {
         Ok(match State::empty(function) {
             State::Count(_) => State::Count(self.u64()?),
             State::Sum { .. } => State::Sum {

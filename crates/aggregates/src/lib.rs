@@ -38,7 +38,7 @@ pub mod state;
 pub mod tile;
 pub mod value;
 
-pub use codec::{Decoder, encode};
+pub use codec::{DecodeError, Decoder, encode};
 pub use exact_sum::ExactSum;
 pub use state::{Stamped, State};
 pub use tile::{first_tile, tile_of};

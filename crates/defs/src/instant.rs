@@ -20,34 +20,56 @@ pub const LATEST: i64 = 7_258_118_400_000_000;
 /// How far ahead of the ingestion clock a pushed event or availability time may be: 5 min.
 pub const PUSH_AHEAD_MICROS: i64 = 5 * 60 * 1_000_000;
 
+/// Why an instant is not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstantError {
+    /// Outside 1900-01-01 to 2200-01-01 UTC.
+    OutOfRange { micros: i64 },
+    /// A pushed time more than [`PUSH_AHEAD_MICROS`] ahead of the ingestion clock `now`.
+    Ahead { micros: i64, now: i64 },
+}
+
+impl std::fmt::Display for InstantError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            InstantError::OutOfRange { micros } => write!(
+                f,
+                "{} is outside the accepted instants, 1900-01-01 to 2200-01-01 UTC{}",
+                describe(micros),
+                if micros >= LATEST {
+                    " (epoch numbers are seconds, not milliseconds)"
+                } else {
+                    ""
+                }
+            ),
+            InstantError::Ahead { micros, now } => write!(
+                f,
+                "{} is {} s ahead of the server's clock; pushed times may be at most {} s ahead (the \
+                 online store keeps the newest row per key, so a future row would hide the current one)",
+                describe(micros),
+                (micros - now) / 1_000_000,
+                PUSH_AHEAD_MICROS / 1_000_000
+            ),
+        }
+    }
+}
+
+impl std::error::Error for InstantError {}
+
 /// `Ok` when `micros` is in the accepted range, else why not (the caller names the place).
-pub fn check(micros: i64) -> Result<(), String> {
+pub fn check(micros: i64) -> Result<(), InstantError> {
     if (EARLIEST..LATEST).contains(&micros) {
         Ok(())
     } else {
-        Err(format!(
-            "{} is outside the accepted instants, 1900-01-01 to 2200-01-01 UTC{}",
-            describe(micros),
-            if micros >= LATEST {
-                " (epoch numbers are seconds, not milliseconds)"
-            } else {
-                ""
-            }
-        ))
+        Err(InstantError::OutOfRange { micros })
     }
 }
 
 /// `Ok` when a pushed time `micros` is accepted at ingestion clock `now`.
-pub fn check_pushed(micros: i64, now: i64) -> Result<(), String> {
+pub fn check_pushed(micros: i64, now: i64) -> Result<(), InstantError> {
     check(micros)?;
     if micros > now.saturating_add(PUSH_AHEAD_MICROS) {
-        return Err(format!(
-            "{} is {} s ahead of the server's clock; pushed times may be at most {} s ahead (the \
-             online store keeps the newest row per key, so a future row would hide the current one)",
-            describe(micros),
-            (micros - now) / 1_000_000,
-            PUSH_AHEAD_MICROS / 1_000_000
-        ));
+        return Err(InstantError::Ahead { micros, now });
     }
     Ok(())
 }
@@ -92,7 +114,9 @@ mod tests {
         assert!(check(0).is_ok());
         // A millisecond epoch read as seconds, and 1e20.
         let ms_as_seconds = 1_796_300_000_000i64.saturating_mul(1_000_000);
-        assert!(check(ms_as_seconds).unwrap_err().contains("seconds, not milliseconds"));
+        let err = check(ms_as_seconds).unwrap_err();
+        assert_eq!(err, InstantError::OutOfRange { micros: ms_as_seconds });
+        assert!(err.to_string().contains("seconds, not milliseconds"), "{err}");
         assert!(check(i64::MAX).is_err());
         assert!(check(i64::MIN).is_err());
     }
@@ -103,7 +127,14 @@ mod tests {
         assert!(check_pushed(now, now).is_ok());
         assert!(check_pushed(now + PUSH_AHEAD_MICROS, now).is_ok());
         let err = check_pushed(now + PUSH_AHEAD_MICROS + 1, now).unwrap_err();
-        assert!(err.contains("300 s ahead of the server's clock"), "{err}");
+        assert_eq!(
+            err,
+            InstantError::Ahead {
+                micros: now + PUSH_AHEAD_MICROS + 1,
+                now
+            }
+        );
+        assert!(err.to_string().contains("300 s ahead of the server's clock"), "{err}");
         assert!(check_pushed(now - 86_400_000_000 * 365 * 50, now).is_ok());
     }
 

@@ -93,31 +93,51 @@ fn put(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// Why a lent-store call's body (or its answer) is malformed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireError {
+    /// The body ends inside the part named.
+    EndsInside(&'static str),
+    /// A tile field that is not 8 bytes long.
+    TileField { bytes: usize },
+    /// An answer with more entries than the keys asked.
+    MoreThanAsked { what: &'static str, keys: usize },
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WireError::EndsInside(what) => write!(f, "the body ends inside {what}"),
+            WireError::TileField { bytes } => write!(f, "a tile field of {bytes} bytes, not 8"),
+            WireError::MoreThanAsked { what, keys } => write!(f, "more {what} than the {keys} keys asked"),
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
 /// A reader over a body that fails, naming what is short, instead of panicking.
 struct Cursor<'a>(&'a [u8]);
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
-        let (head, tail) = self
-            .0
-            .split_at_checked(n)
-            .ok_or_else(|| format!("the body ends inside {what}"))?;
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
+        let (head, tail) = self.0.split_at_checked(n).ok_or(WireError::EndsInside(what))?;
         self.0 = tail;
         Ok(head)
     }
 
-    fn u32(&mut self, what: &str) -> Result<usize, String> {
+    fn u32(&mut self, what: &'static str) -> Result<usize, WireError> {
         let bytes = self.take(4, what)?;
         Ok(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize)
     }
 
-    fn u64(&mut self, what: &str) -> Result<u64, String> {
+    fn u64(&mut self, what: &'static str) -> Result<u64, WireError> {
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(self.take(8, what)?);
         Ok(u64::from_be_bytes(bytes))
     }
 
-    fn bytes(&mut self, what: &str) -> Result<Vec<u8>, String> {
+    fn bytes(&mut self, what: &'static str) -> Result<Vec<u8>, WireError> {
         let n = self.u32(what)?;
         Ok(self.take(n, what)?.to_vec())
     }
@@ -142,7 +162,7 @@ pub fn encode_write(entries: &[(Vec<u8>, Vec<u8>)], expire_after: Option<Duratio
 /// A write body: the entries and their expiry. Errors say what is malformed.
 pub type WriteRequest = (Vec<(Vec<u8>, Vec<u8>)>, Option<Duration>);
 
-pub fn decode_write(body: &[u8]) -> Result<WriteRequest, String> {
+pub fn decode_write(body: &[u8]) -> Result<WriteRequest, WireError> {
     let mut cursor = Cursor(body);
     let expiry = cursor.u64("the expiry")?;
     let mut entries = Vec::new();
@@ -179,11 +199,13 @@ pub fn encode_tile_writes(writes: &[TileWrite]) -> Vec<u8> {
     out
 }
 
-pub fn decode_tile_writes(body: &[u8]) -> Result<Vec<TileWrite>, String> {
+pub fn decode_tile_writes(body: &[u8]) -> Result<Vec<TileWrite>, WireError> {
     let mut cursor = Cursor(body);
     let mut writes = Vec::new();
-    let field = |bytes: &[u8]| -> Result<[u8; 8], String> {
-        bytes.try_into().map_err(|_| "a tile field of 8 bytes".to_string())
+    let field = |bytes: &[u8]| -> Result<[u8; 8], WireError> {
+        bytes
+            .try_into()
+            .map_err(|_| WireError::TileField { bytes: bytes.len() })
     };
     while !cursor.done() {
         let replace = cursor.take(1, "the replace flag")? != [0];
@@ -226,7 +248,7 @@ pub fn encode_tile_maps(maps: &[Vec<(Vec<u8>, Vec<u8>)>]) -> Vec<u8> {
 /// Per key, its tiles `(field, value)`.
 type TileMaps = Vec<Vec<(Vec<u8>, Vec<u8>)>>;
 
-fn decode_tile_maps(body: &[u8], keys: usize) -> Result<TileMaps, String> {
+fn decode_tile_maps(body: &[u8], keys: usize) -> Result<TileMaps, WireError> {
     let mut cursor = Cursor(body);
     let mut maps = Vec::with_capacity(keys);
     for _ in 0..keys {
@@ -238,7 +260,10 @@ fn decode_tile_maps(body: &[u8], keys: usize) -> Result<TileMaps, String> {
         maps.push(map);
     }
     if !cursor.done() {
-        return Err(format!("more tile maps than the {keys} keys asked"));
+        return Err(WireError::MoreThanAsked {
+            what: "tile maps",
+            keys,
+        });
     }
     Ok(maps)
 }
@@ -247,7 +272,7 @@ pub fn encode_summary(summary: WriteSummary) -> Vec<u8> {
     [summary.written.to_be_bytes(), summary.skipped.to_be_bytes()].concat()
 }
 
-fn decode_summary(body: &[u8]) -> Result<WriteSummary, String> {
+fn decode_summary(body: &[u8]) -> Result<WriteSummary, WireError> {
     let mut cursor = Cursor(body);
     Ok(WriteSummary {
         written: cursor.u64("the written count")?,
@@ -263,7 +288,7 @@ pub fn encode_keys(keys: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-pub fn decode_keys(body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+pub fn decode_keys(body: &[u8]) -> Result<Vec<Vec<u8>>, WireError> {
     let mut cursor = Cursor(body);
     let mut keys = Vec::new();
     while !cursor.done() {
@@ -286,7 +311,7 @@ pub fn encode_values(values: &[Option<Vec<u8>>]) -> Vec<u8> {
     out
 }
 
-fn decode_values(body: &[u8], n: usize) -> Result<Vec<Option<Vec<u8>>>, String> {
+fn decode_values(body: &[u8], n: usize) -> Result<Vec<Option<Vec<u8>>>, WireError> {
     let mut cursor = Cursor(body);
     let mut values = Vec::with_capacity(n);
     for _ in 0..n {
@@ -296,7 +321,10 @@ fn decode_values(body: &[u8], n: usize) -> Result<Vec<Option<Vec<u8>>>, String> 
         });
     }
     if !cursor.done() {
-        return Err(format!("more values than the {n} keys asked"));
+        return Err(WireError::MoreThanAsked {
+            what: "values",
+            keys: n,
+        });
     }
     Ok(values)
 }

@@ -44,7 +44,7 @@ use std::sync::Arc;
 
 use arrow::array::Array;
 
-use skewless_aggregates::{Decoder, State, Value, encode, first_tile, tile_of};
+use skewless_aggregates::{DecodeError, Decoder, State, Value, encode, first_tile, tile_of};
 use skewless_defs::planted::Fault;
 use skewless_defs::{AggFunction, FeatureType, FeatureView};
 
@@ -149,15 +149,15 @@ pub fn decode(spec: &TileSpec, version: &[u8; 8], bytes: &[u8]) -> Decoded {
     }
 }
 
-fn decode_records(spec: &TileSpec, version: &[u8; 8], mut bytes: &[u8]) -> Result<Option<Vec<State>>, String> {
+fn decode_records(spec: &TileSpec, version: &[u8; 8], mut bytes: &[u8]) -> Result<Option<Vec<State>>, DecodeError> {
     let mut merged: Option<Vec<State>> = None;
     // A set, not a list: a hot key's tile holds a record per push until the next
     // materialization, and every lookup reads them all.
     let mut tags: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
     while !bytes.is_empty() {
-        let (len, rest) = bytes.split_at_checked(4).ok_or("record length truncated")?;
-        let len = u32::from_be_bytes(len.try_into().map_err(|_| "record length")?) as usize;
-        let (body, rest) = rest.split_at_checked(len).ok_or("record truncated")?;
+        let (len, rest) = split(bytes, 4)?;
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let (body, rest) = split(rest, len)?;
         bytes = rest;
         if body.len() < 9 || body[1..9] != version[..] {
             continue;
@@ -165,7 +165,7 @@ fn decode_records(spec: &TileSpec, version: &[u8; 8], mut bytes: &[u8]) -> Resul
         let states = match body[0] {
             FORMAT => &body[9..],
             TAGGED => {
-                let (tag, states) = body[9..].split_at_checked(8).ok_or("record tag truncated")?;
+                let (tag, states) = split(&body[9..], 8)?;
                 if !tags.insert(tag) {
                     continue;
                 }
@@ -179,15 +179,21 @@ fn decode_records(spec: &TileSpec, version: &[u8; 8], mut bytes: &[u8]) -> Resul
             .iter()
             .map(|(f, _, _)| decoder.state(*f))
             .collect::<Result<Vec<_>, _>>()?;
-        if !decoder.is_empty() {
-            return Err("record has trailing bytes".into());
-        }
+        decoder.finish()?;
         match &mut merged {
             None => merged = Some(states),
             Some(m) => m.iter_mut().zip(&states).for_each(|(a, b)| a.merge(b)),
         }
     }
     Ok(merged)
+}
+
+/// `bytes` split after `n`, or how far short it is.
+fn split(bytes: &[u8], n: usize) -> Result<(&[u8], &[u8]), DecodeError> {
+    bytes.split_at_checked(n).ok_or(DecodeError::Truncated {
+        needed: n,
+        left: bytes.len(),
+    })
 }
 
 /// The value and status at `now` of each feature in `features` (indices into the spec's,

@@ -101,7 +101,7 @@ pub enum RequestError {
 pub enum RowProblem {
     /// A row or field that does not fit the source's schema (naming the row and field).
     #[error("{0}")]
-    Input(crate::push_rows::InputError),
+    Input(Box<crate::push_rows::InputError>),
     /// A feature view's expressions fail on the rows (a cast or a division that fails).
     #[error("feature view `{view}`: the pushed rows cannot be computed: {detail}")]
     Uncomputable { view: String, detail: String },

@@ -4,34 +4,60 @@
 
 use chrono::Utc;
 
+/// Text that is not an accepted instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstantTextError {
+    /// Not in any of the forms [`parse_instant`] reads.
+    NotAnInstant { text: String },
+    /// An instant, outside the accepted range.
+    Refused {
+        text: String,
+        why: skewless_defs::instant::InstantError,
+    },
+}
+
+impl std::fmt::Display for InstantTextError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InstantTextError::NotAnInstant { text } => write!(
+                f,
+                "`{text}` is not an instant: use `now`, RFC 3339 (2025-01-01T12:00:00Z), or a date (2025-01-01)"
+            ),
+            InstantTextError::Refused { text, why } => write!(f, "`{text}`: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for InstantTextError {}
+
 /// Reads an instant: `now`, RFC 3339 (`2025-01-01T12:00:00Z`, any offset), a naive
 /// date-time (UTC), or a date (midnight UTC). Returns µs since the epoch.
-pub fn parse_instant(text: &str) -> std::result::Result<i64, String> {
-    let micros = parse_any_instant(text)?;
-    skewless_defs::instant::check(micros).map_err(|e| format!("`{}`: {e}", text.trim()))?;
+pub fn parse_instant(text: &str) -> Result<i64, InstantTextError> {
+    let text = text.trim();
+    let micros = parse_any_instant(text).ok_or_else(|| InstantTextError::NotAnInstant { text: text.to_string() })?;
+    skewless_defs::instant::check(micros).map_err(|why| InstantTextError::Refused {
+        text: text.to_string(),
+        why,
+    })?;
     Ok(micros)
 }
 
 /// [`parse_instant`] without the range check.
-fn parse_any_instant(text: &str) -> std::result::Result<i64, String> {
-    let text = text.trim();
+fn parse_any_instant(text: &str) -> Option<i64> {
     if text == "now" {
-        return Ok(Utc::now().timestamp_micros());
+        return Some(Utc::now().timestamp_micros());
     }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(t.timestamp_micros());
+        return Some(t.timestamp_micros());
     }
     for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
         if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
-            return Ok(t.and_utc().timestamp_micros());
+            return Some(t.and_utc().timestamp_micros());
         }
     }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp_micros());
-    }
-    Err(format!(
-        "`{text}` is not an instant: use `now`, RFC 3339 (2025-01-01T12:00:00Z), or a date (2025-01-01)"
-    ))
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp_micros())
 }
 
 /// A value as JSON, the one convention of every JSON skewless writes: numbers as numbers,

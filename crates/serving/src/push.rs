@@ -86,7 +86,7 @@ fn bad_row(schema: &PushSchema, e: crate::push_rows::InputError) -> RequestError
     RequestError::BadRow {
         file: None,
         push_source: schema.source.clone(),
-        problem: RowProblem::Input(e),
+        problem: RowProblem::Input(Box::new(e)),
     }
 }
 

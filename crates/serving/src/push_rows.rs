@@ -33,29 +33,118 @@ pub struct InputError {
     /// The row's index in the push (from 0).
     pub row: Option<usize>,
     pub field: Option<String>,
-    pub message: String,
+    pub problem: InputProblem,
+}
+
+/// What is wrong with a pushed row or field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputProblem {
+    /// The field is not a column of the push source.
+    UnknownField { source: String, columns: Vec<String> },
+    /// A column the source requires is not given at all.
+    NoColumn { source: String },
+    /// A join key or the event time is null.
+    MissingRequired,
+    /// A value of a column that is not nullable is null.
+    MissingNotNullable,
+    /// A column of Feast's column-major `df` is not a list.
+    NotAList,
+    /// Columns of `df` of different lengths.
+    Ragged {
+        values: usize,
+        first: String,
+        first_values: usize,
+    },
+    /// A JSON value of the wrong kind for its column.
+    Wrong { expected: String, found: String },
+    /// A value (text or Arrow) that the column's type refuses.
+    Value(skewless_online::input::ValueError),
+    /// An Arrow value that cannot be cast to the column's type, as Arrow says.
+    Cast { to: DataType, why: String },
+    /// An instant out of the accepted range or too far ahead of the clock.
+    Time(skewless_defs::instant::InstantError),
+    /// Text that is not an accepted instant.
+    InstantText(crate::json::InstantTextError),
+    /// A column type that JSON cannot carry.
+    NotInJson { ty: DataType },
+    /// The availability column is not a timestamp.
+    NotATimestamp { ty: DataType },
+    /// Arrow refused to assemble the typed rows (a bug if it happens: the types were checked).
+    Assemble(String),
+}
+
+impl fmt::Display for InputProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputProblem::UnknownField { source, columns } => write!(
+                f,
+                "not a column of source `{source}` (its columns: {})",
+                columns.join(", ")
+            ),
+            InputProblem::NoColumn { source } => write!(f, "source `{source}` has no such column"),
+            InputProblem::MissingRequired => f.write_str("missing: join keys and the event time are required"),
+            InputProblem::MissingNotNullable => f.write_str("missing: the source's column is not nullable"),
+            InputProblem::NotAList => f.write_str("expected a list of values (`df` is column-major)"),
+            InputProblem::Ragged {
+                values,
+                first,
+                first_values,
+            } => write!(f, "{values} values, but column `{first}` has {first_values}"),
+            InputProblem::Wrong { expected, found } => write!(f, "expected {expected}, found {found}"),
+            InputProblem::Value(e) => write!(f, "{e}"),
+            InputProblem::Cast { to, why } => write!(f, "cannot be read as {to}: {why}"),
+            InputProblem::Time(e) => write!(f, "{e}"),
+            InputProblem::InstantText(e) => write!(f, "{e}"),
+            InputProblem::NotInJson { ty } => write!(
+                f,
+                "the source's column type {ty} cannot be pushed as JSON; push Arrow IPC or Parquet"
+            ),
+            InputProblem::NotATimestamp { ty } => write!(f, "the availability column is {ty}, expected a timestamp"),
+            InputProblem::Assemble(why) => f.write_str(why),
+        }
+    }
 }
 
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.row, &self.field) {
-            (Some(row), Some(field)) => write!(f, "row {row}, field `{field}`: {}", self.message),
-            (Some(row), None) => write!(f, "row {row}: {}", self.message),
-            (None, Some(field)) => write!(f, "field `{field}`: {}", self.message),
-            (None, None) => f.write_str(&self.message),
+            (Some(row), Some(field)) => write!(f, "row {row}, field `{field}`: {}", self.problem),
+            (Some(row), None) => write!(f, "row {row}: {}", self.problem),
+            (None, Some(field)) => write!(f, "field `{field}`: {}", self.problem),
+            (None, None) => write!(f, "{}", self.problem),
         }
     }
 }
 
 impl std::error::Error for InputError {}
 
-fn at(row: Option<usize>, field: Option<&str>, message: impl Into<String>) -> InputError {
+fn at(row: Option<usize>, field: Option<&str>, problem: InputProblem) -> InputError {
     InputError {
         row,
         field: field.map(str::to_string),
-        message: message.into(),
+        problem,
     }
 }
+
+/// A row that cannot join the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowError {
+    /// The field is given twice in the row.
+    Twice { field: String },
+    /// More rows than a push can hold.
+    TooManyRows,
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RowError::Twice { field } => write!(f, "`{field}` is given twice"),
+            RowError::TooManyRows => f.write_str("too many rows"),
+        }
+    }
+}
+
+impl std::error::Error for RowError {}
 
 /// JSON rows gathered column by column as they are read: per field, its values with their
 /// row, and no map per row. A row as a map costs a key string and a tree node per field (the
@@ -80,12 +169,12 @@ impl RowColumns {
 
     /// Appends one row of `(field, value)` pairs; the error names a field given twice (the
     /// columns are then left part-way through the row: discard them).
-    pub fn push_row(&mut self, fields: impl IntoIterator<Item = (String, Value)>) -> Result<(), String> {
-        let row = u32::try_from(self.rows).map_err(|_| "too many rows".to_string())?;
+    pub fn push_row(&mut self, fields: impl IntoIterator<Item = (String, Value)>) -> Result<(), RowError> {
+        let row = u32::try_from(self.rows).map_err(|_| RowError::TooManyRows)?;
         for (field, value) in fields {
             match self.columns.get_mut(&field) {
                 Some(cells) if cells.last().is_some_and(|(r, _)| *r == row) => {
-                    return Err(format!("`{field}` is given twice"));
+                    return Err(RowError::Twice { field });
                 }
                 Some(cells) => cells.push((row, value)),
                 None => {
@@ -202,15 +291,13 @@ impl PushSchema {
     }
 
     fn unknown_field(&self, row: Option<usize>, field: &str) -> InputError {
-        let columns: Vec<&str> = self.schema.fields().iter().map(|f| f.name().as_str()).collect();
         at(
             row,
             Some(field),
-            format!(
-                "not a column of source `{}` (its columns: {})",
-                self.source,
-                columns.join(", ")
-            ),
+            InputProblem::UnknownField {
+                source: self.source.clone(),
+                columns: self.schema.fields().iter().map(|f| f.name().clone()).collect(),
+            },
         )
     }
 
@@ -241,7 +328,7 @@ impl PushSchema {
                 return Err(self.unknown_field(None, name));
             }
             let Value::Array(values) = values else {
-                return Err(at(None, Some(name), "expected a list of values (`df` is column-major)"));
+                return Err(at(None, Some(name), InputProblem::NotAList));
             };
             match len {
                 None => len = Some((values.len(), name)),
@@ -249,7 +336,11 @@ impl PushSchema {
                     return Err(at(
                         None,
                         Some(name),
-                        format!("{} values, but column `{first}` has {n}", values.len()),
+                        InputProblem::Ragged {
+                            values: values.len(),
+                            first: first.to_string(),
+                            first_values: n,
+                        },
                     ));
                 }
                 Some(_) => {}
@@ -296,7 +387,7 @@ impl PushSchema {
         let schema = out
             .first()
             .map_or_else(|| Arc::clone(&self.schema), RecordBatch::schema);
-        concat_batches(&schema, &out).map_err(|e| at(None, None, e.to_string()))
+        concat_batches(&schema, &out).map_err(|e| at(None, None, InputProblem::Assemble(e.to_string())))
     }
 
     /// Checks the required columns and the times given (`now`: the ingestion clock).
@@ -306,17 +397,15 @@ impl PushSchema {
                 return Err(at(
                     None,
                     Some(name),
-                    format!("source `{}` has no column `{name}`", self.source),
+                    InputProblem::NoColumn {
+                        source: self.source.clone(),
+                    },
                 ));
             };
             if columns[i].null_count() > 0
                 && let Some(row) = (0..rows).find(|&r| columns[i].is_null(r))
             {
-                return Err(at(
-                    Some(row),
-                    Some(name),
-                    "missing: join keys and the event time are required",
-                ));
+                return Err(at(Some(row), Some(name), InputProblem::MissingRequired));
             }
         }
         for (field, column) in self.schema.fields().iter().zip(&columns) {
@@ -326,11 +415,7 @@ impl PushSchema {
                 && column.null_count() > 0
                 && let Some(row) = (0..rows).find(|&r| column.is_null(r))
             {
-                return Err(at(
-                    Some(row),
-                    Some(field.name()),
-                    "missing: the source's column is not nullable",
-                ));
+                return Err(at(Some(row), Some(field.name()), InputProblem::MissingNotNullable));
             }
         }
         // Given times must be instants the online path can hold (`skewless_defs::instant`).
@@ -368,7 +453,8 @@ impl PushSchema {
             None => Arc::clone(&self.schema),
         };
         let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
-        RecordBatch::try_new_with_options(schema, columns, &options).map_err(|e| at(None, None, e.to_string()))
+        RecordBatch::try_new_with_options(schema, columns, &options)
+            .map_err(|e| at(None, None, InputProblem::Assemble(e.to_string())))
     }
 
     /// `batch` (from `from_rows`, `from_columns` or `from_batches`) with its missing
@@ -384,7 +470,7 @@ impl PushSchema {
         }
         let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
         RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options)
-            .map_err(|e| at(None, None, e.to_string()))
+            .map_err(|e| at(None, None, InputProblem::Assemble(e.to_string())))
     }
 }
 
@@ -400,7 +486,16 @@ fn check_times(column: &ArrayRef, name: &str, now: Option<i64>) -> Result<(), In
         TimeUnit::Microsecond => (1, 1),
         TimeUnit::Nanosecond => (1, 1_000),
     };
-    let raw = arrow::compute::cast(column, &DataType::Int64).map_err(|e| at(None, Some(name), e.to_string()))?;
+    let raw = arrow::compute::cast(column, &DataType::Int64).map_err(|e| {
+        at(
+            None,
+            Some(name),
+            InputProblem::Cast {
+                to: DataType::Int64,
+                why: e.to_string(),
+            },
+        )
+    })?;
     let Some(raw) = raw.as_any().downcast_ref::<Int64Array>() else {
         return Ok(());
     };
@@ -415,7 +510,7 @@ fn check_times(column: &ArrayRef, name: &str, now: Option<i64>) -> Result<(), In
             Some(now) => skewless_defs::instant::check_pushed(micros, now),
             None => skewless_defs::instant::check(micros),
         }
-        .map_err(|e| at(Some(row), Some(name), e))?;
+        .map_err(|e| at(Some(row), Some(name), InputProblem::Time(e)))?;
     }
     Ok(())
 }
@@ -437,7 +532,10 @@ fn strict_cast(column: &ArrayRef, ty: &DataType, name: &str, offset: usize) -> R
         at(
             row.map(|r| r + offset),
             Some(name),
-            format!("cannot be read as {ty}: {e}"),
+            InputProblem::Cast {
+                to: ty.clone(),
+                why: e.to_string(),
+            },
         )
     })
 }
@@ -496,7 +594,7 @@ fn text_cast(column: &ArrayRef, ty: &DataType, name: &str, offset: usize) -> Res
             // Numbers and bools: as JSON writes them (non-finite floats as their names).
             (Some(text), TextRule::Scalar(ty)) => match Scalar::from_given(text, Given::Text, ty) {
                 Ok(value) => crate::json::scalar_to_json(&value),
-                Err(e) => return Err(at(Some(row + offset), Some(name), e.to_string())),
+                Err(e) => return Err(at(Some(row + offset), Some(name), InputProblem::Value(e))),
             },
         };
         values.push(value);
@@ -508,12 +606,11 @@ fn text_cast(column: &ArrayRef, ty: &DataType, name: &str, offset: usize) -> Res
 }
 
 /// `column` (a timestamp column) with its nulls replaced by the instant `now` (µs).
-fn fill_nulls_with_instant(column: &ArrayRef, now: i64) -> Result<ArrayRef, String> {
+fn fill_nulls_with_instant(column: &ArrayRef, now: i64) -> Result<ArrayRef, InputProblem> {
     let DataType::Timestamp(unit, _) = column.data_type() else {
-        return Err(format!(
-            "the availability column is {}, expected a timestamp",
-            column.data_type()
-        ));
+        return Err(InputProblem::NotATimestamp {
+            ty: column.data_type().clone(),
+        });
     };
     let value = match unit {
         TimeUnit::Second => now.div_euclid(1_000_000),
@@ -521,13 +618,14 @@ fn fill_nulls_with_instant(column: &ArrayRef, now: i64) -> Result<ArrayRef, Stri
         TimeUnit::Microsecond => now,
         TimeUnit::Nanosecond => now.saturating_mul(1_000),
     };
-    let as_i64 = arrow::compute::cast(column, &DataType::Int64).map_err(|e| e.to_string())?;
+    let assemble = |e: arrow::error::ArrowError| InputProblem::Assemble(e.to_string());
+    let as_i64 = arrow::compute::cast(column, &DataType::Int64).map_err(assemble)?;
     let ints = as_i64
         .as_any()
         .downcast_ref::<Int64Array>()
-        .ok_or("the availability column did not cast to int64")?;
+        .ok_or_else(|| InputProblem::Assemble("the availability column did not cast to int64".into()))?;
     let filled: Int64Array = ints.iter().map(|v| Some(v.unwrap_or(value))).collect();
-    arrow::compute::cast(&filled, column.data_type()).map_err(|e| e.to_string())
+    arrow::compute::cast(&filled, column.data_type()).map_err(assemble)
 }
 
 pub fn json_column<'a>(
@@ -540,7 +638,10 @@ pub fn json_column<'a>(
         at(
             Some(row),
             Some(name),
-            format!("expected {expected}, found {}", describe(values[row])),
+            InputProblem::Wrong {
+                expected: expected.to_string(),
+                found: describe(values[row]),
+            },
         )
     };
     macro_rules! ints {
@@ -631,7 +732,9 @@ pub fn json_column<'a>(
             for (r, v) in values.iter().enumerate() {
                 let micros = match v {
                     Value::Null => None,
-                    Value::String(s) => Some(parse_instant(s).map_err(|e| at(Some(r), Some(name), e))?),
+                    Value::String(s) => {
+                        Some(parse_instant(s).map_err(|e| at(Some(r), Some(name), InputProblem::InstantText(e)))?)
+                    }
                     Value::Number(n) => Some(
                         n.as_i64()
                             .and_then(|s| s.checked_mul(1_000_000))
@@ -661,11 +764,7 @@ pub fn json_column<'a>(
             }
         }
         other => {
-            return Err(at(
-                None,
-                Some(name),
-                format!("the source's column type {other} cannot be pushed as JSON; push Arrow IPC or Parquet"),
-            ));
+            return Err(at(None, Some(name), InputProblem::NotInJson { ty: other.clone() }));
         }
     };
     Ok(array)
@@ -735,7 +834,7 @@ pub fn read_file(path: &std::path::Path, schema: &PushSchema) -> Result<crate::p
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let row: Map<String, Value> =
                 serde_json::from_str(line).map_err(|e| at(Some(i + 1), format!("not a JSON object: {e}")))?;
-            rows.push_row(row).map_err(|e| at(Some(i + 1), e))?;
+            rows.push_row(row).map_err(|e| at(Some(i + 1), e.to_string()))?;
         }
         Ok(PushInput::Rows(rows))
     } else {
