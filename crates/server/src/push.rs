@@ -68,7 +68,7 @@ pub(crate) async fn own(
         let Some(source) = param(&params, "source") else {
             return bad_request("an Arrow push names its source in the query: `/v1/push?source=NAME`").into_response();
         };
-        let batches = match read(&app, body, read_arrow_stream).await {
+        let batches = match read(&app, &headers, body, read_arrow_stream).await {
             Ok(b) => b,
             Err(response) => return response,
         };
@@ -79,7 +79,7 @@ pub(crate) async fn own(
             param(&params, "to").map(str::to_string),
         )
     } else {
-        let request: PushRequest = match read(&app, body, parse_json).await {
+        let request: PushRequest = match read(&app, &headers, body, parse_json).await {
             Ok(r) => r,
             Err(response) => return response,
         };
@@ -88,8 +88,8 @@ pub(crate) async fn own(
     push(&app, &source, input, id, to.as_deref()).await
 }
 
-pub(crate) async fn feast(State(app): State<Arc<App>>, body: Body) -> Response {
-    let request: FeastPushRequest = match read(&app, body, parse_json).await {
+pub(crate) async fn feast(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    let request: FeastPushRequest = match read(&app, &headers, body, parse_json).await {
         Ok(r) => r,
         Err(response) => return response,
     };
@@ -107,10 +107,18 @@ pub(crate) async fn feast(State(app): State<Arc<App>>, body: Body) -> Response {
 /// answer given before the body was read to its end closes the connection.
 async fn read<T: Send + 'static>(
     app: &App,
+    headers: &HeaderMap,
     body: Body,
     parse: fn(BodyReader) -> Result<T, Reject>,
 ) -> Result<T, Response> {
-    let parsed = streamed::parse(body, app.limits.max_push_body_bytes, app.limits.body_timeout, parse).await;
+    let parsed = streamed::parse(
+        body,
+        crate::declared_length(headers),
+        app.limits.max_push_body_bytes,
+        app.limits.body_timeout,
+        parse,
+    )
+    .await;
     parsed.result.map_err(|reject| {
         let mut response = reject.into_response();
         if !parsed.whole {
