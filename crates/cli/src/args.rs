@@ -342,10 +342,6 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
     Ok(bytes as usize)
 }
 
-fn parse_allowed_hosts(text: &str) -> Result<skewless_server::AllowedHosts, String> {
-    skewless_server::AllowedHosts::parse(text)
-}
-
 /// The arguments of `skewless serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -403,7 +399,7 @@ pub struct ServeArgs {
     /// Without API keys, the server answers only requests addressed to an IP address or
     /// `localhost` (a guard against DNS rebinding); name the other host names it is
     /// reached by here, comma-separated (`fs.prod,fs`), or `*` for any.
-    #[arg(long, env = "SKEWLESS_ALLOWED_HOSTS", value_parser = parse_allowed_hosts)]
+    #[arg(long, env = "SKEWLESS_ALLOWED_HOSTS", value_parser = skewless_server::AllowedHosts::parse)]
     pub allowed_hosts: Option<skewless_server::AllowedHosts>,
     /// Answer aggregated views at a past `at` (refused by default: their tiles hold every
     /// row written so far). For benchmarks and replays where nothing was written after.

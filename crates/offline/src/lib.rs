@@ -44,8 +44,9 @@ pub enum Error {
     /// A job over a view's source failed, and checking its data row by row found no cause.
     #[error("feature view `{view}`: {message}")]
     View { view: String, message: String },
-    #[error("spine {path}: {message}")]
-    Spine { path: PathBuf, message: String },
+    /// The spine of a training set cannot be read, or lacks what the features need.
+    #[error("spine {}: {problem}", path.display())]
+    Spine { path: PathBuf, problem: SpineProblem },
     /// Names a view or source the definitions do not hold.
     #[error("unknown {kind} `{name}`")]
     Unknown { kind: Kind, name: String },
@@ -70,6 +71,44 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What is wrong with a spine.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpineProblem {
+    #[error("expected a .parquet or .csv file")]
+    UnknownFormat,
+    /// Opening or decoding it failed (the reader's words).
+    #[error("{0}")]
+    Unreadable(String),
+    #[error("the spine has no rows")]
+    NoRows,
+    #[error("no timestamp column `{column}` (columns: {}); name it with --timestamp-column", columns.join(", "))]
+    NoTimestamp { column: String, columns: Vec<String> },
+    #[error("timestamp column `{column}` is {found}, not a timestamp")]
+    TimestampType {
+        column: String,
+        found: arrow::datatypes::DataType,
+    },
+    #[error("no column `{key}`, a join key of feature view `{view}`")]
+    NoJoinKey { key: String, view: String },
+    #[error("join key `{key}` is {found} but entity keys of type {ty} need {}", if *ty == skewless_defs::KeyType::Int64 { "integers" } else { "strings" })]
+    KeyType {
+        key: String,
+        found: arrow::datatypes::DataType,
+        ty: skewless_defs::KeyType,
+    },
+    #[error("join key `{key}` ({found}) cannot be read as {ty}: {why}")]
+    KeyCast {
+        key: String,
+        found: arrow::datatypes::DataType,
+        ty: skewless_defs::KeyType,
+        why: String,
+    },
+    #[error("on-demand view `{view}` needs request field `{field}`, which the spine lacks")]
+    NoRequestField { view: String, field: String },
+    #[error("request field `{field}` cannot be read as {ty}: {why}")]
+    RequestFieldCast { field: String, ty: String, why: String },
+}
 
 /// What kind of definition an [`Error::Unknown`] names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,7 +32,7 @@ use crate::as_of_exec::AsOfLayout;
 use crate::as_of_node::{AsOfJoinNode, with_as_of_planner};
 use crate::check::attributed;
 use crate::source;
-use crate::{Error, Kind, Result};
+use crate::{Error, Kind, Result, SpineProblem};
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -233,25 +233,26 @@ fn output_names(request: &TrainingSetRequest) -> Result<Vec<String>> {
 /// read as UTC instants and `typed` columns (join keys, request fields) as the definitions
 /// declare them, never as whatever the first rows happen to look like (`007` stays a string).
 pub fn read_spine(path: &Path, timestamp_column: &str, typed: &[(String, DataType)]) -> Result<RecordBatch> {
-    let err = |message: String| Error::Spine {
+    let err = |problem: SpineProblem| Error::Spine {
         path: path.to_path_buf(),
-        message,
+        problem,
     };
-    let format = SourceFormat::from_extension(&path.to_string_lossy())
-        .ok_or_else(|| err("expected a .parquet or .csv file".into()))?;
-    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let unreadable = |e: &dyn std::fmt::Display| err(SpineProblem::Unreadable(e.to_string()));
+    let format =
+        SourceFormat::from_extension(&path.to_string_lossy()).ok_or_else(|| err(SpineProblem::UnknownFormat))?;
+    let file = std::fs::File::open(path).map_err(|e| unreadable(&e))?;
     // A decoder that panics on a damaged spine is this file's error, not an abort.
     let decode = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         read_spine_batches(path, file, format, timestamp_column, typed)
     }));
     let batches = decode
         .unwrap_or_else(|p| Err(format!("the reader panicked: {}", crate::check::panic_message(&*p))))
-        .map_err(err)?;
+        .map_err(|e| unreadable(&e))?;
     let schema = match batches.first() {
         Some(b) => b.schema(),
-        None => return Err(err("the spine has no rows".into())),
+        None => return Err(err(SpineProblem::NoRows)),
     };
-    concat_batches(&schema, &batches).map_err(|e| err(e.to_string()))
+    concat_batches(&schema, &batches).map_err(|e| unreadable(&e))
 }
 
 fn read_spine_batches(
@@ -286,15 +287,10 @@ fn spine_instants(spine: &RecordBatch, path: &Path, column: &str) -> Result<Arra
     let schema = spine.schema();
     let index = schema.index_of(column).map_err(|_| Error::Spine {
         path: path.to_path_buf(),
-        message: format!(
-            "no timestamp column `{column}` (columns: {}); name it with --timestamp-column",
-            schema
-                .fields()
-                .iter()
-                .map(|f| f.name().as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        problem: SpineProblem::NoTimestamp {
+            column: column.to_string(),
+            columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
+        },
     })?;
     let column_ref = spine.column(index);
     if !matches!(
@@ -303,10 +299,10 @@ fn spine_instants(spine: &RecordBatch, path: &Path, column: &str) -> Result<Arra
     ) {
         return Err(Error::Spine {
             path: path.to_path_buf(),
-            message: format!(
-                "timestamp column `{column}` is {}, not a timestamp",
-                column_ref.data_type()
-            ),
+            problem: SpineProblem::TimestampType {
+                column: column.to_string(),
+                found: column_ref.data_type().clone(),
+            },
         });
     }
     Ok(cast(column_ref, &instant_type())?)
@@ -327,25 +323,30 @@ fn strict() -> CastOptions<'static> {
 }
 
 fn spine_key(spine: &RecordBatch, path: &Path, view: &str, name: &str, ty: KeyType) -> Result<ArrayRef> {
-    let err = |message: String| Error::Spine {
+    let err = |problem: SpineProblem| Error::Spine {
         path: path.to_path_buf(),
-        message,
+        problem,
     };
-    let column = spine
-        .column_by_name(name)
-        .ok_or_else(|| err(format!("no column `{name}`, a join key of feature view `{view}`")))?;
+    let column = spine.column_by_name(name).ok_or_else(|| {
+        err(SpineProblem::NoJoinKey {
+            key: name.to_string(),
+            view: view.to_string(),
+        })
+    })?;
     if !key_fits(column.data_type(), ty) {
-        return Err(err(format!(
-            "join key `{name}` is {} but entity keys of type {ty} need {}",
-            column.data_type(),
-            if ty == KeyType::Int64 { "integers" } else { "strings" }
-        )));
+        return Err(err(SpineProblem::KeyType {
+            key: name.to_string(),
+            found: column.data_type().clone(),
+            ty,
+        }));
     }
     cast_with_options(column, &source::key_arrow_type(ty), &strict()).map_err(|e| {
-        err(format!(
-            "join key `{name}` ({}) cannot be read as {ty}: {e}",
-            column.data_type()
-        ))
+        err(SpineProblem::KeyCast {
+            key: name.to_string(),
+            found: column.data_type().clone(),
+            ty,
+            why: e.to_string(),
+        })
     })
 }
 
@@ -727,11 +728,18 @@ fn compute_on_demand(
             OnDemandInput::Request { name: field, .. } => {
                 let column = spine.column_by_name(field).ok_or_else(|| Error::Spine {
                     path: spine_path.to_path_buf(),
-                    message: format!("on-demand view `{name}` needs request field `{field}`, which the spine lacks"),
+                    problem: SpineProblem::NoRequestField {
+                        view: name.to_string(),
+                        field: field.clone(),
+                    },
                 })?;
                 cast_with_options(column, &input.data_type(), &strict()).map_err(|e| Error::Spine {
                     path: spine_path.to_path_buf(),
-                    message: format!("request field `{field}` cannot be read as {}: {e}", input.ty()),
+                    problem: SpineProblem::RequestFieldCast {
+                        field: field.clone(),
+                        ty: input.ty().to_string(),
+                        why: e.to_string(),
+                    },
                 })
             }
             OnDemandInput::Feature { view, feature, .. } => computed

@@ -24,11 +24,25 @@ impl std::fmt::Debug for ApiKeys {
     }
 }
 
+/// Why API keys cannot be taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeysError {
+    #[error("no API key found (one per line; `#` starts a comment)")]
+    NoKey,
+    #[error("{0}")]
+    Unreadable(String),
+    #[error("API keys file {}: {problem}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        problem: Box<KeysError>,
+    },
+}
+
 impl ApiKeys {
     /// Keys from text: one per line (or separated by commas), blank lines and lines starting
     /// with `#` ignored. No key at all is an error, so a mistyped file cannot turn
     /// authentication off.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, KeysError> {
         let digests: Vec<[u8; 32]> = text
             .lines()
             .map(str::trim)
@@ -39,15 +53,19 @@ impl ApiKeys {
             .map(digest)
             .collect();
         if digests.is_empty() {
-            return Err("no API key found (one per line; `#` starts a comment)".into());
+            return Err(KeysError::NoKey);
         }
         Ok(ApiKeys { digests })
     }
 
     /// Keys from a file, with errors naming it.
-    pub fn from_file(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("API keys file {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("API keys file {}: {e}", path.display()))
+    pub fn from_file(path: &Path) -> Result<Self, KeysError> {
+        let in_file = |problem: KeysError| KeysError::File {
+            path: path.to_path_buf(),
+            problem: Box::new(problem),
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| in_file(KeysError::Unreadable(e.to_string())))?;
+        Self::parse(&text).map_err(in_file)
     }
 
     /// Whether an `Authorization` header value carries one of the keys.

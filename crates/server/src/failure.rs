@@ -17,8 +17,8 @@ use skewless_serving::core::RequestError;
 pub(crate) enum Failure {
     /// The serving core refused or failed (lookups, pushes, readiness).
     Serving(RequestError),
-    /// The body or query is not a request of the expected shape; the message says where.
-    BadRequest(String),
+    /// The body or query is not a request of the expected shape.
+    BadRequest(Malformed),
     /// Features reading an aggregated view asked at a past `at`.
     PastClock,
     /// Two requested features answer under one short name.
@@ -58,11 +58,107 @@ pub(crate) enum Failure {
         detail: String,
     },
     /// A route or store call that does not exist here.
-    NotFound(String),
+    NotFound(Missing),
     /// A bug; `detail` is for the log.
     Internal {
         detail: String,
     },
+}
+
+/// How a body or query is not a request of the route's shape (all answered 400 `BAD_REQUEST`).
+#[derive(Debug)]
+pub(crate) enum Malformed {
+    /// The JSON is broken or does not have the request's fields (serde says where: line, column).
+    NotARequest(serde_json::Error),
+    /// The body broke off, or its framing is wrong.
+    BrokenBody,
+    FeaturesAndService,
+    NoFeatures,
+    At(skewless_serving::json::InstantTextError),
+    /// A Feast `entities` column that is not a list.
+    NotAList {
+        column: String,
+        found: serde_json::Value,
+    },
+    /// Feast `entities` columns of different lengths.
+    Ragged {
+        column: String,
+        values: usize,
+        first: String,
+        first_values: usize,
+    },
+    /// An entity field whose value is not a number, string or boolean.
+    NotAScalar {
+        field: String,
+        found: serde_json::Value,
+    },
+    /// An Arrow push without `?source=`.
+    ArrowWithoutSource,
+    /// A push's `to` that is none of the three.
+    BadTarget,
+    NotArrow(arrow::error::ArrowError),
+    ArrowDamaged(arrow::error::ArrowError),
+    /// A query string with a broken `%` escape, or not UTF-8 once decoded.
+    BadEscape {
+        query: String,
+    },
+    NotUtf8 {
+        query: String,
+    },
+    /// A lent-store call whose body is not what the call takes.
+    StoreCall {
+        call: &'static str,
+        problem: skewless_online::served::WireError,
+    },
+}
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Malformed::NotARequest(e) => write!(f, "the body is not a valid request: {e}"),
+            Malformed::BrokenBody => {
+                f.write_str("the body could not be read (the connection broke or its framing is wrong)")
+            }
+            Malformed::FeaturesAndService => f.write_str("give `features` or `feature_service`, not both"),
+            Malformed::NoFeatures => f.write_str("give `features` (a non-empty list) or `feature_service`"),
+            Malformed::At(e) => write!(f, "`at`: {e}"),
+            Malformed::NotAList { column, found } => {
+                write!(f, "entities.{column}: expected a list of values, found {found}")
+            }
+            Malformed::Ragged {
+                column,
+                values,
+                first,
+                first_values,
+            } => write!(
+                f,
+                "entities.{column} has {values} values but entities.{first} has {first_values}"
+            ),
+            Malformed::NotAScalar { field, found } => {
+                write!(
+                    f,
+                    "entity field `{field}`: expected a number, string or boolean, found {found}"
+                )
+            }
+            Malformed::ArrowWithoutSource => {
+                f.write_str("an Arrow push names its source in the query: `/v1/push?source=NAME`")
+            }
+            Malformed::BadTarget => f.write_str("`to`: expected `online`, `online_and_offline` or `offline`"),
+            Malformed::NotArrow(e) => write!(f, "the body is not an Arrow IPC stream: {e}"),
+            Malformed::ArrowDamaged(e) => write!(f, "the Arrow IPC stream is damaged: {e}"),
+            Malformed::BadEscape { query } => write!(f, "the query `{query}` has a malformed %-escape"),
+            Malformed::NotUtf8 { query } => write!(f, "the query `{query}` is not UTF-8"),
+            Malformed::StoreCall { call, problem } => write!(f, "store {call}: {problem}"),
+        }
+    }
+}
+
+/// A route or lent-store call this server does not have.
+#[derive(Debug)]
+pub(crate) enum Missing {
+    /// The server was started without a store to lend.
+    NoLentStore,
+    StoreCall(String),
 }
 
 /// The one table: each failure's HTTP status and stable code.
@@ -138,7 +234,7 @@ impl Failure {
                 RequestError::Internal(_) => hidden(INTERNAL_MESSAGE, e.to_string()),
                 _ => said(e.to_string()),
             },
-            Failure::BadRequest(message) => said(message.clone()),
+            Failure::BadRequest(malformed) => said(malformed.to_string()),
             Failure::PastClock => said(
                 "`at` is in the past, and aggregated views are served only as of now: their tiles hold every row \
                  pushed so far, so an earlier clock would count rows that landed after it; build a training set \
@@ -174,7 +270,8 @@ impl Failure {
             // Only holders of the handoff token (skewless commands on this machine) call the
             // lent store: they get its words, so `materialize` through a server says what failed.
             Failure::LentStoreFailed { detail } => (format!("the held store failed: {detail}"), Some(detail.clone())),
-            Failure::NotFound(what) => said(what.clone()),
+            Failure::NotFound(Missing::NoLentStore) => said("this server lends no store".into()),
+            Failure::NotFound(Missing::StoreCall(call)) => said(format!("no store call `{call}`")),
             Failure::Internal { detail } => hidden(INTERNAL_MESSAGE, detail.clone()),
         }
     }
@@ -271,7 +368,7 @@ mod tests {
             Failure::Serving(RequestError::LogUnavailable(s())),
             Failure::Serving(RequestError::OnlineWriteFailed(s())),
             Failure::Serving(RequestError::Internal(s())),
-            Failure::BadRequest(s()),
+            Failure::BadRequest(Malformed::NoFeatures),
             Failure::PastClock,
             Failure::FeatureNameClash(clash),
             Failure::TooManyFeatures { asked: 2, limit: 1 },
@@ -288,7 +385,7 @@ mod tests {
             Failure::Timeout(d),
             Failure::StoreTimeout(d),
             Failure::LentStoreFailed { detail: s() },
-            Failure::NotFound(s()),
+            Failure::NotFound(Missing::NoLentStore),
             Failure::Internal { detail: s() },
         ]
     }
@@ -361,7 +458,11 @@ mod tests {
 
     #[test]
     fn long_messages_are_cut() {
-        let reject = Failure::BadRequest("é".repeat(2000)).reject();
+        let reject = Failure::BadRequest(Malformed::NotAScalar {
+            field: "é".repeat(2000),
+            found: serde_json::Value::Null,
+        })
+        .reject();
         assert!(reject.message.ends_with("… (cut)"));
         assert!(reject.message.len() <= MAX_MESSAGE_CHARS + "… (cut)".len());
     }

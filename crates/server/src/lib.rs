@@ -33,8 +33,8 @@ pub mod sharded;
 mod streamed;
 mod wire;
 
-pub use auth::ApiKeys;
-pub use origin::AllowedHosts;
+pub use auth::{ApiKeys, KeysError};
+pub use origin::{AllowedHosts, HostsError};
 pub use sharded::{Reloader, Running, ServeConfig, ServeError, ServeEvent, start};
 
 use std::future::Future;
@@ -52,7 +52,7 @@ use serde_json::{Map, Value, json};
 use skewless_defs::FeatureSelection;
 use skewless_serving::core::{GetOutput, RequestError, Serving};
 
-use crate::failure::Failure;
+use crate::failure::{Failure, Malformed, Missing};
 
 /// Limits on what one request may ask.
 #[derive(Debug, Clone, Copy)]
@@ -83,8 +83,8 @@ pub struct Limits {
 
 impl Limits {
     /// Checks every limit, so a server never starts with one that makes no sense (a zero
-    /// timeout or cap answers nothing); the message names the setting.
-    pub fn validate(&self) -> Result<(), String> {
+    /// timeout or cap answers nothing); the error names the setting.
+    pub fn validate(&self) -> Result<(), LimitError> {
         let positive = [
             ("max body", self.max_body_bytes),
             ("max entities", self.max_entities),
@@ -93,25 +93,25 @@ impl Limits {
             ("max push rows", self.max_push_rows),
             ("max connections", self.max_connections),
         ];
-        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return Err(format!("{name} must be at least 1"));
+        if let Some(&(setting, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(LimitError::Zero { setting });
         }
         let durations = [
             ("request timeout", self.request_timeout),
             ("header timeout", self.header_timeout),
             ("body timeout", self.body_timeout),
         ];
-        if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
-            return Err(format!("{name} must be longer than zero"));
+        if let Some(&(setting, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
+            return Err(LimitError::NoTime { setting });
         }
         if self.max_push_bytes_in_flight < self.max_push_body_bytes {
-            return Err(format!(
-                "max push bytes in flight ({}) must be at least the max push body ({}), or the largest push could never run",
-                self.max_push_bytes_in_flight, self.max_push_body_bytes
-            ));
+            return Err(LimitError::InFlightBelowBody {
+                in_flight: self.max_push_bytes_in_flight,
+                body: self.max_push_body_bytes,
+            });
         }
         if self.max_push_bytes_in_flight / 1024 > u32::MAX as usize {
-            return Err("max push bytes in flight must be under 4 TiB".into());
+            return Err(LimitError::InFlightTooLarge);
         }
         Ok(())
     }
@@ -124,6 +124,21 @@ impl Limits {
             _ => self.max_body_bytes,
         }
     }
+}
+
+/// A limit that makes no sense, named by its setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    #[error("{setting} must be at least 1")]
+    Zero { setting: &'static str },
+    #[error("{setting} must be longer than zero")]
+    NoTime { setting: &'static str },
+    #[error(
+        "max push bytes in flight ({in_flight}) must be at least the max push body ({body}), or the largest push could never run"
+    )]
+    InFlightBelowBody { in_flight: usize, body: usize },
+    #[error("max push bytes in flight must be under 4 TiB")]
+    InFlightTooLarge,
 }
 
 impl Default for Limits {
@@ -237,7 +252,7 @@ pub async fn watch_registry(
     store: Arc<dyn skewless_online::OnlineStore>,
     every: std::time::Duration,
     mut nudge: tokio::sync::mpsc::Receiver<()>,
-    on_change: impl Fn(Result<u64, String>) + Send,
+    on_change: impl Fn(Result<u64, &skewless_serving::Error>) + Send,
 ) {
     // A version that fails to compile is reported once, not at every look.
     let mut reported: Option<String> = None;
@@ -258,7 +273,7 @@ pub async fn watch_registry(
                 Err(e) => {
                     let message = e.to_string();
                     if reported.as_ref() != Some(&message) {
-                        on_change(Err(message.clone()));
+                        on_change(Err(&e));
                         reported = Some(message);
                     }
                 }
@@ -433,7 +448,7 @@ async fn read_body(
             Err(if over {
                 body_too_large(limit)
             } else {
-                bad_request("the body could not be read (the connection broke or its framing is wrong)")
+                bad_request(Malformed::BrokenBody)
             })
         }
         Err(_) => Err(Failure::BodyTimeout(timeout).reject()),
@@ -652,13 +667,13 @@ fn request_error(e: RequestError) -> Response {
     Failure::Serving(e).reject().into_response()
 }
 
-fn bad_request(message: impl Into<String>) -> Reject {
-    Failure::BadRequest(message.into()).reject()
+fn bad_request(malformed: Malformed) -> Reject {
+    Failure::BadRequest(malformed).reject()
 }
 
 /// Parses a JSON body into `T`, or answers 400 saying where it is wrong.
 fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Reject> {
-    serde_json::from_slice(body).map_err(|e| bad_request(format!("the body is not a valid request: {e}")))
+    serde_json::from_slice(body).map_err(|e| bad_request(Malformed::NotARequest(e)))
 }
 
 /// A feature list or a service, as both APIs name them.
@@ -668,7 +683,7 @@ fn selection(
     limits: &Limits,
 ) -> Result<FeatureSelection, Reject> {
     match (features, service) {
-        (Some(_), Some(_)) => Err(bad_request("give `features` or `feature_service`, not both")),
+        (Some(_), Some(_)) => Err(bad_request(Malformed::FeaturesAndService)),
         (None, Some(service)) => Ok(FeatureSelection::Service(service)),
         (Some(features), None) if features.len() > limits.max_features => Err(Failure::TooManyFeatures {
             asked: features.len(),
@@ -676,7 +691,7 @@ fn selection(
         }
         .reject()),
         (Some(features), None) if !features.is_empty() => Ok(FeatureSelection::Features(features)),
-        _ => Err(bad_request("give `features` (a non-empty list) or `feature_service`")),
+        _ => Err(bad_request(Malformed::NoFeatures)),
     }
 }
 
@@ -724,7 +739,7 @@ async fn features(State(app): State<Arc<App>>, body: Bytes) -> Response {
         .transpose()
     {
         Ok(at) => at.unwrap_or_else(now),
-        Err(e) => return bad_request(format!("`at`: {e}")).into_response(),
+        Err(e) => return bad_request(Malformed::At(e)).into_response(),
     };
     let serving = app.live.current();
     match lookup(&app, &serving, &selection, &entities, at).await {
@@ -781,18 +796,22 @@ async fn feast_features(State(app): State<Arc<App>>, body: Bytes) -> Response {
         match values {
             Value::Array(values) => columns.push((name, values)),
             other => {
-                return bad_request(format!("entities.{name}: expected a list of values, found {other}"))
-                    .into_response();
+                return bad_request(Malformed::NotAList {
+                    column: name.clone(),
+                    found: other.clone(),
+                })
+                .into_response();
             }
         }
     }
     let n = columns.first().map_or(0, |(_, v)| v.len());
     if let Some((name, values)) = columns.iter().find(|(_, v)| v.len() != n) {
-        return bad_request(format!(
-            "entities.{name} has {} values but entities.{} has {n}",
-            values.len(),
-            columns[0].0
-        ))
+        return bad_request(Malformed::Ragged {
+            column: (*name).clone(),
+            values: values.len(),
+            first: columns[0].0.clone(),
+            first_values: n,
+        })
         .into_response();
     }
     if let Some(response) = too_many_entities(n, &app.limits) {
@@ -804,7 +823,7 @@ async fn feast_features(State(app): State<Arc<App>>, body: Bytes) -> Response {
         for (name, values) in &columns {
             match wire::given_value(name, &values[row]) {
                 Ok(value) => pairs.push(((*name).clone(), value)),
-                Err(message) => return bad_request(message).into_response(),
+                Err(malformed) => return bad_request(malformed).into_response(),
             }
         }
         entities.push(pairs);
@@ -900,9 +919,7 @@ async fn store_call(
 ) -> Response {
     use skewless_online::served;
     let Some(handoff) = &app.handoff else {
-        return Failure::NotFound("this server lends no store".into())
-            .reject()
-            .into_response();
+        return Failure::NotFound(Missing::NoLentStore).reject().into_response();
     };
     let store = &handoff.store;
     let unavailable = |e: skewless_online::Error| {
@@ -916,28 +933,36 @@ async fn store_call(
                 Ok(summary) => served::encode_summary(summary).into_response(),
                 Err(e) => unavailable(e),
             },
-            Err(e) => bad_request(format!("store write: {e}")).into_response(),
+            Err(problem) => bad_request(Malformed::StoreCall { call: "write", problem }).into_response(),
         },
         "read" => match served::decode_keys(&body) {
             Ok(keys) => match store.read(&keys).await {
                 Ok(values) => served::encode_values(&values).into_response(),
                 Err(e) => unavailable(e),
             },
-            Err(e) => bad_request(format!("store read: {e}")).into_response(),
+            Err(problem) => bad_request(Malformed::StoreCall { call: "read", problem }).into_response(),
         },
         "tiles_write" => match served::decode_tile_writes(&body) {
             Ok(writes) => match store.write_tiles(writes).await {
                 Ok(()) => Vec::new().into_response(),
                 Err(e) => unavailable(e),
             },
-            Err(e) => bad_request(format!("store tiles_write: {e}")).into_response(),
+            Err(problem) => bad_request(Malformed::StoreCall {
+                call: "tiles_write",
+                problem,
+            })
+            .into_response(),
         },
         "tiles_read" => match served::decode_keys(&body) {
             Ok(keys) => match store.read_tiles(&keys).await {
                 Ok(maps) => served::encode_tile_maps(&maps).into_response(),
                 Err(e) => unavailable(e),
             },
-            Err(e) => bad_request(format!("store tiles_read: {e}")).into_response(),
+            Err(problem) => bad_request(Malformed::StoreCall {
+                call: "tiles_read",
+                problem,
+            })
+            .into_response(),
         },
         "instance" => match store.instance_id().await {
             Ok(id) => id.into_response(),
@@ -947,7 +972,7 @@ async fn store_call(
             Ok(removed) => removed.to_be_bytes().to_vec().into_response(),
             Err(e) => unavailable(e),
         },
-        other => Failure::NotFound(format!("no store call `{other}`"))
+        other => Failure::NotFound(Missing::StoreCall(other.to_string()))
             .reject()
             .into_response(),
     }

@@ -26,19 +26,26 @@ pub struct AllowedHosts {
     any: bool,
 }
 
+/// Why an allowed-hosts list cannot be taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostsError {
+    #[error("allowed hosts `{text}`: an empty name")]
+    EmptyName { text: String },
+    #[error("allowed hosts: `{name}` is not a host name (no scheme, port or path)")]
+    NotAName { name: String },
+}
+
 impl AllowedHosts {
     /// Host names separated by commas (`feature-server.prod,fs.internal`), or `*` for any.
     /// Ports are not part of a name; case does not matter. Empty names are an error.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, HostsError> {
         let mut hosts = AllowedHosts::default();
         for name in text.split(',').map(str::trim) {
             match name {
-                "" => return Err(format!("allowed hosts `{text}`: an empty name")),
+                "" => return Err(HostsError::EmptyName { text: text.to_string() }),
                 "*" => hosts.any = true,
                 name if name.contains([':', '/', ' ']) => {
-                    return Err(format!(
-                        "allowed hosts: `{name}` is not a host name (no scheme, port or path)"
-                    ));
+                    return Err(HostsError::NotAName { name: name.to_string() });
                 }
                 name => hosts.names.push(name.to_ascii_lowercase()),
             }

@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use skewless_serving::push::{PushInput, PushTo};
 
 use crate::failure::Failure;
+use crate::failure::Malformed;
 use crate::streamed::BodyReader;
 use crate::{App, Reject, bad_request, now, request_error, streamed};
 
@@ -66,7 +67,7 @@ pub(crate) async fn own(
             Err(reject) => return reject.into_response(),
         };
         let Some(source) = param(&params, "source") else {
-            return bad_request("an Arrow push names its source in the query: `/v1/push?source=NAME`").into_response();
+            return bad_request(Malformed::ArrowWithoutSource).into_response();
         };
         let batches = match read(&app, &headers, body, read_arrow_stream).await {
             Ok(b) => b,
@@ -133,7 +134,7 @@ async fn read<T: Send + 'static>(
 
 /// A JSON body, or a 400 saying where it is wrong.
 fn parse_json<T: for<'de> Deserialize<'de>>(reader: BodyReader) -> Result<T, Reject> {
-    serde_json::from_reader(reader).map_err(|e| bad_request(format!("the body is not a valid request: {e}")))
+    serde_json::from_reader(reader).map_err(|e| bad_request(Malformed::NotARequest(e)))
 }
 
 async fn push(app: &App, source: &str, input: PushInput, id: Option<String>, to: Option<&str>) -> Response {
@@ -141,7 +142,7 @@ async fn push(app: &App, source: &str, input: PushInput, id: Option<String>, to:
         None => PushTo::default(),
         Some(Some(to)) => to,
         Some(None) => {
-            return bad_request("`to`: expected `online`, `online_and_offline` or `offline`").into_response();
+            return bad_request(Malformed::BadTarget).into_response();
         }
     };
     let rows = match &input {
@@ -168,11 +169,11 @@ async fn push(app: &App, source: &str, input: PushInput, id: Option<String>, to:
 }
 
 fn read_arrow_stream(body: BodyReader) -> Result<Vec<arrow::array::RecordBatch>, Reject> {
-    let reader = arrow::ipc::reader::StreamReader::try_new(body, None)
-        .map_err(|e| bad_request(format!("the body is not an Arrow IPC stream: {e}")))?;
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(body, None).map_err(|e| bad_request(Malformed::NotArrow(e)))?;
     reader
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad_request(format!("the Arrow IPC stream is damaged: {e}")))
+        .map_err(|e| bad_request(Malformed::ArrowDamaged(e)))
 }
 
 /// `a=1&b=x%20y` as pairs, percent-decoded; a malformed escape is a 400.
@@ -202,7 +203,11 @@ fn decode(text: &str) -> Result<String, Reject> {
                     .get(i + 1..i + 3)
                     .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| bad_request(format!("the query `{text}` has a malformed %-escape")))?;
+                    .ok_or_else(|| {
+                        bad_request(Malformed::BadEscape {
+                            query: text.to_string(),
+                        })
+                    })?;
                 out.push(hex);
                 i += 3;
             }
@@ -216,7 +221,11 @@ fn decode(text: &str) -> Result<String, Reject> {
             }
         }
     }
-    String::from_utf8(out).map_err(|_| bad_request(format!("the query `{text}` is not UTF-8")))
+    String::from_utf8(out).map_err(|_| {
+        bad_request(Malformed::NotUtf8 {
+            query: text.to_string(),
+        })
+    })
 }
 
 #[cfg(test)]

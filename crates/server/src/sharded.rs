@@ -347,7 +347,10 @@ impl<E: Fn(ServeEvent) + Send + Sync + 'static> Shard<E> {
                 move |change| match change {
                     Ok(applied_seq) if index == 0 => (*events)(ServeEvent::Reloaded { applied_seq }),
                     Ok(_) => {}
-                    Err(message) => (*events)(ServeEvent::ReloadFailed { shard: index, message }),
+                    Err(e) => (*events)(ServeEvent::ReloadFailed {
+                        shard: index,
+                        message: e.to_string(),
+                    }),
                 },
             ));
             let listener = tokio::net::TcpListener::from_std(listener)

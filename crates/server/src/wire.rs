@@ -11,6 +11,8 @@ use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use skewless_online::{FeatureValue, Given, GivenValue};
+
+use crate::failure::Malformed;
 use skewless_serving::core::GetOutput;
 use skewless_serving::json::{InstantJson, ScalarJson};
 
@@ -99,15 +101,16 @@ impl<'de> Visitor<'de> for FieldValue<'_> {
 }
 
 /// A JSON value as the serving core reads it: its text and kind.
-pub fn given_value(field: &str, value: &serde_json::Value) -> Result<GivenValue, String> {
+pub(crate) fn given_value(field: &str, value: &serde_json::Value) -> Result<GivenValue, Malformed> {
     use serde_json::Value;
     match value {
         Value::String(s) => Ok(given(s.clone(), Given::String)),
         Value::Number(n) => Ok(given(n.to_string(), Given::Number)),
         Value::Bool(b) => Ok(given(b.to_string(), Given::Bool)),
-        other => Err(format!(
-            "entity field `{field}`: expected a number, string or boolean, found {other}"
-        )),
+        other => Err(Malformed::NotAScalar {
+            field: field.to_string(),
+            found: other.clone(),
+        }),
     }
 }
 

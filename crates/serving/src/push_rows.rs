@@ -785,7 +785,23 @@ fn describe(value: &Value) -> String {
 pub struct FileError {
     pub path: std::path::PathBuf,
     pub line: Option<usize>,
-    pub problem: String,
+    pub problem: FileProblem,
+}
+
+/// Why a file of rows cannot be pushed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileProblem {
+    /// Opening or decoding it failed (the reader's words: I/O, Parquet, CSV).
+    #[error("{0}")]
+    Unreadable(String),
+    /// A JSON line that is not an object.
+    #[error("not a JSON object: {0}")]
+    NotAnObject(String),
+    #[error("{0}")]
+    Row(RowError),
+    /// An extension none of the readers takes.
+    #[error("push reads .parquet, .csv or JSON lines (.jsonl, .ndjson, .json)")]
+    UnknownFormat,
 }
 
 /// Reads a file of rows to push: Parquet (`.parquet`, `.pq`), CSV (`.csv`, typed as the
@@ -793,12 +809,12 @@ pub struct FileError {
 pub fn read_file(path: &std::path::Path, schema: &PushSchema) -> Result<crate::push::PushInput, FileError> {
     use crate::push::PushInput;
     let name = path.to_string_lossy().to_ascii_lowercase();
-    let at = |line: Option<usize>, problem: String| FileError {
+    let at = |line: Option<usize>, problem: FileProblem| FileError {
         path: path.to_path_buf(),
         line,
         problem,
     };
-    let failed = |e: &dyn fmt::Display| at(None, e.to_string());
+    let failed = |e: &dyn fmt::Display| at(None, FileProblem::Unreadable(e.to_string()));
     let open = || std::fs::File::open(path).map_err(|e| failed(&e));
     if name.ends_with(".parquet") || name.ends_with(".pq") {
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(open()?)
@@ -833,14 +849,12 @@ pub fn read_file(path: &std::path::Path, schema: &PushSchema) -> Result<crate::p
         let mut rows = RowColumns::default();
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let row: Map<String, Value> =
-                serde_json::from_str(line).map_err(|e| at(Some(i + 1), format!("not a JSON object: {e}")))?;
-            rows.push_row(row).map_err(|e| at(Some(i + 1), e.to_string()))?;
+                serde_json::from_str(line).map_err(|e| at(Some(i + 1), FileProblem::NotAnObject(e.to_string())))?;
+            rows.push_row(row).map_err(|e| at(Some(i + 1), FileProblem::Row(e)))?;
         }
         Ok(PushInput::Rows(rows))
     } else {
-        Err(failed(
-            &"push reads .parquet, .csv or JSON lines (.jsonl, .ndjson, .json)",
-        ))
+        Err(at(None, FileProblem::UnknownFormat))
     }
 }
 

@@ -43,13 +43,13 @@ pub(crate) fn run(project: &Project, url: Option<&str>, args: ServeArgs) -> anyh
         max_push_bytes_in_flight: max_push_in_flight,
         shutdown_grace,
     };
-    limits.validate().map_err(anyhow::Error::msg)?;
+    limits.validate()?;
     // NaN fails this too.
     if !(0.0..=1.0).contains(&log_sample) {
         anyhow::bail!("--log-sample must be a share between 0 and 1, found {log_sample}");
     }
     let api_keys = match (api_keys, std::env::var("SKEWLESS_API_KEYS")) {
-        (Some(file), _) => Some(skewless_server::ApiKeys::from_file(&file).map_err(anyhow::Error::msg)?),
+        (Some(file), _) => Some(skewless_server::ApiKeys::from_file(&file)?),
         (None, Ok(keys)) => {
             Some(skewless_server::ApiKeys::parse(&keys).map_err(|e| anyhow::anyhow!("SKEWLESS_API_KEYS: {e}"))?)
         }

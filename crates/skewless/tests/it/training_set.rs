@@ -281,6 +281,19 @@ async fn errors_carry_their_fields() {
     // The same feature twice is one column, not a clash.
     assert!(project.training_set(&ctx, &clash).await.is_ok());
 
+    let no_time = TrainingSetOptions {
+        timestamp_column: "when".into(),
+        ..clash
+    };
+    let err = project.training_set(&ctx, &no_time).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Offline(skewless::offline::Error::Spine {
+            path,
+            problem: skewless::offline::SpineProblem::NoTimestamp { column, columns },
+        }) if path == &spine && column == "when" && columns.iter().any(|c| c == "event_timestamp")),
+        "{err:?}"
+    );
+
     let defs = project.load().unwrap();
     let err = skewless::training::check_output(&defs, dir.path(), &spine, &spine).unwrap_err();
     assert!(
