@@ -375,7 +375,7 @@ pub struct ServeArgs {
     /// Connections open at once; at the cap new ones wait to be accepted.
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
-    /// Push bodies in flight at once (a push takes about six times its body in memory);
+    /// Push bodies in flight at once (a push takes three to four times its body in memory);
     /// over it a push is answered 503 with Retry-After. At least --max-push-body.
     #[arg(long, default_value = "128MiB", value_parser = parse_bytes)]
     pub max_push_in_flight: usize,

@@ -1,6 +1,6 @@
 //! Memory a push took, handed back to the operating system once no push is in flight.
 //!
-//! A JSON push is parsed into values before it is typed: about six times its body in memory
+//! A JSON push is parsed into values before it is typed: three to four times its body in memory
 //! for a moment (docs/push.md). glibc's allocator keeps what was freed in its per-thread
 //! arenas for reuse, so a server that took four large pushes at once stayed at their peak
 //! (1.4 GB resident for 4 × 36 MB pushes, measured in benches/README.md). When the last push
@@ -66,6 +66,31 @@ fn release_to_os() {
         Err(_) => run(),
     }
 }
+
+/// glibc's allocator keeps the memory a thread freed in that thread's arena, and a server
+/// has many threads (shards, blocking threads that parse pushes): the arenas a round of large
+/// pushes left behind stayed resident after the trim, and the next round grew new ones
+/// (benches/README.md, `bench-push-memory`: 202–280 MiB three seconds after four 56 MiB
+/// pushes, 58–66 MiB with two arenas). Two arenas, unless the operator set
+/// `MALLOC_ARENA_MAX` (glibc reads it at start and it stays in force). Call before the
+/// server's threads start.
+pub(crate) fn limit_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        set_arena_max(2);
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn set_arena_max(arenas: i32) {
+    // SAFETY: mallopt only sets a parameter of the allocator, under its own lock.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn set_arena_max(_: i32) {}
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]

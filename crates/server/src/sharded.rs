@@ -118,6 +118,7 @@ pub fn start(config: ServeConfig, events: impl Fn(ServeEvent) + Send + Sync + 's
     if threads == 0 {
         return Err(ServeError::NoThreads);
     }
+    crate::memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
