@@ -107,7 +107,11 @@ pub enum SpineProblem {
     #[error("on-demand view `{view}` needs request field `{field}`, which the spine lacks")]
     NoRequestField { view: String, field: String },
     #[error("request field `{field}` cannot be read as {ty}: {why}")]
-    RequestFieldCast { field: String, ty: String, why: String },
+    RequestFieldCast {
+        field: String,
+        ty: skewless_defs::FeatureType,
+        why: String,
+    },
 }
 
 /// What kind of definition an [`Error::Unknown`] names.

@@ -737,7 +737,7 @@ fn compute_on_demand(
                     path: spine_path.to_path_buf(),
                     problem: SpineProblem::RequestFieldCast {
                         field: field.clone(),
-                        ty: input.ty().to_string(),
+                        ty: input.ty(),
                         why: e.to_string(),
                     },
                 })

@@ -29,13 +29,10 @@ impl std::fmt::Debug for ApiKeys {
 pub enum KeysError {
     #[error("no API key found (one per line; `#` starts a comment)")]
     NoKey,
-    #[error("{0}")]
-    Unreadable(String),
-    #[error("API keys file {}: {problem}", path.display())]
-    File {
-        path: std::path::PathBuf,
-        problem: Box<KeysError>,
-    },
+    #[error("API keys file {}: no API key found (one per line; `#` starts a comment)", path.display())]
+    NoKeyInFile { path: std::path::PathBuf },
+    #[error("API keys file {}: {why}", path.display())]
+    Unreadable { path: std::path::PathBuf, why: String },
 }
 
 impl ApiKeys {
@@ -60,12 +57,13 @@ impl ApiKeys {
 
     /// Keys from a file, with errors naming it.
     pub fn from_file(path: &Path) -> Result<Self, KeysError> {
-        let in_file = |problem: KeysError| KeysError::File {
+        let text = std::fs::read_to_string(path).map_err(|e| KeysError::Unreadable {
             path: path.to_path_buf(),
-            problem: Box::new(problem),
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| in_file(KeysError::Unreadable(e.to_string())))?;
-        Self::parse(&text).map_err(in_file)
+            why: e.to_string(),
+        })?;
+        Self::parse(&text).map_err(|_| KeysError::NoKeyInFile {
+            path: path.to_path_buf(),
+        })
     }
 
     /// Whether an `Authorization` header value carries one of the keys.

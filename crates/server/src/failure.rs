@@ -66,21 +66,25 @@ pub(crate) enum Failure {
 }
 
 /// How a body or query is not a request of the route's shape (all answered 400 `BAD_REQUEST`).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum Malformed {
     /// The JSON is broken or does not have the request's fields (serde says where: line, column).
+    #[error("the body is not a valid request: {0}")]
     NotARequest(serde_json::Error),
     /// The body broke off, or its framing is wrong.
+    #[error("the body could not be read (the connection broke or its framing is wrong)")]
     BrokenBody,
+    #[error("give `features` or `feature_service`, not both")]
     FeaturesAndService,
+    #[error("give `features` (a non-empty list) or `feature_service`")]
     NoFeatures,
+    #[error("`at`: {0}")]
     At(skewless_serving::json::InstantTextError),
     /// A Feast `entities` column that is not a list.
-    NotAList {
-        column: String,
-        found: serde_json::Value,
-    },
+    #[error("entities.{column}: expected a list of values, found {found}")]
+    NotAList { column: String, found: serde_json::Value },
     /// Feast `entities` columns of different lengths.
+    #[error("entities.{column} has {values} values but entities.{first} has {first_values}")]
     Ragged {
         column: String,
         values: usize,
@@ -88,69 +92,28 @@ pub(crate) enum Malformed {
         first_values: usize,
     },
     /// An entity field whose value is not a number, string or boolean.
-    NotAScalar {
-        field: String,
-        found: serde_json::Value,
-    },
-    /// An Arrow push without `?source=`.
+    #[error("entity field `{field}`: expected a number, string or boolean, found {found}")]
+    NotAScalar { field: String, found: serde_json::Value },
+    #[error("an Arrow push names its source in the query: `/v1/push?source=NAME`")]
     ArrowWithoutSource,
     /// A push's `to` that is none of the three.
+    #[error("`to`: expected `online`, `online_and_offline` or `offline`")]
     BadTarget,
+    #[error("the body is not an Arrow IPC stream: {0}")]
     NotArrow(arrow::error::ArrowError),
+    #[error("the Arrow IPC stream is damaged: {0}")]
     ArrowDamaged(arrow::error::ArrowError),
     /// A query string with a broken `%` escape, or not UTF-8 once decoded.
-    BadEscape {
-        query: String,
-    },
-    NotUtf8 {
-        query: String,
-    },
+    #[error("the query `{query}` has a malformed %-escape")]
+    BadEscape { query: String },
+    #[error("the query `{query}` is not UTF-8")]
+    NotUtf8 { query: String },
     /// A lent-store call whose body is not what the call takes.
+    #[error("store {call}: {problem}")]
     StoreCall {
         call: &'static str,
         problem: skewless_online::served::WireError,
     },
-}
-
-impl std::fmt::Display for Malformed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Malformed::NotARequest(e) => write!(f, "the body is not a valid request: {e}"),
-            Malformed::BrokenBody => {
-                f.write_str("the body could not be read (the connection broke or its framing is wrong)")
-            }
-            Malformed::FeaturesAndService => f.write_str("give `features` or `feature_service`, not both"),
-            Malformed::NoFeatures => f.write_str("give `features` (a non-empty list) or `feature_service`"),
-            Malformed::At(e) => write!(f, "`at`: {e}"),
-            Malformed::NotAList { column, found } => {
-                write!(f, "entities.{column}: expected a list of values, found {found}")
-            }
-            Malformed::Ragged {
-                column,
-                values,
-                first,
-                first_values,
-            } => write!(
-                f,
-                "entities.{column} has {values} values but entities.{first} has {first_values}"
-            ),
-            Malformed::NotAScalar { field, found } => {
-                write!(
-                    f,
-                    "entity field `{field}`: expected a number, string or boolean, found {found}"
-                )
-            }
-            Malformed::ArrowWithoutSource => {
-                f.write_str("an Arrow push names its source in the query: `/v1/push?source=NAME`")
-            }
-            Malformed::BadTarget => f.write_str("`to`: expected `online`, `online_and_offline` or `offline`"),
-            Malformed::NotArrow(e) => write!(f, "the body is not an Arrow IPC stream: {e}"),
-            Malformed::ArrowDamaged(e) => write!(f, "the Arrow IPC stream is damaged: {e}"),
-            Malformed::BadEscape { query } => write!(f, "the query `{query}` has a malformed %-escape"),
-            Malformed::NotUtf8 { query } => write!(f, "the query `{query}` is not UTF-8"),
-            Malformed::StoreCall { call, problem } => write!(f, "store {call}: {problem}"),
-        }
-    }
 }
 
 /// A route or lent-store call this server does not have.

@@ -71,7 +71,7 @@ fn release_to_os() {
 /// has many threads (shards, blocking threads that parse pushes): the arenas a round of large
 /// pushes left behind stayed resident after the trim, and the next round grew new ones
 /// (benches/README.md, `bench-push-memory`: 202–280 MiB three seconds after four 56 MiB
-/// pushes, 58–66 MiB with two arenas). Two arenas, unless the operator set
+/// pushes, 73–126 MiB with two arenas). Two arenas, unless the operator set
 /// `MALLOC_ARENA_MAX` (glibc reads it at start and it stays in force). Call before the
 /// server's threads start.
 pub(crate) fn limit_arenas() {

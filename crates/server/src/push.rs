@@ -15,8 +15,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use skewless_serving::push::{PushInput, PushTo};
 
-use crate::failure::Failure;
-use crate::failure::Malformed;
+use crate::failure::{Failure, Malformed};
 use crate::streamed::BodyReader;
 use crate::{App, Reject, bad_request, now, request_error, streamed};
 

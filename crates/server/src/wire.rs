@@ -11,10 +11,10 @@ use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use skewless_online::{FeatureValue, Given, GivenValue};
-
-use crate::failure::Malformed;
 use skewless_serving::core::GetOutput;
 use skewless_serving::json::{InstantJson, ScalarJson};
+
+use crate::failure::Malformed;
 
 /// Feast reports missing values with the epoch as their event time.
 pub const EPOCH: &str = "1970-01-01T00:00:00Z";
