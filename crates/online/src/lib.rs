@@ -28,9 +28,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use embedded::EmbeddedStore;
-pub use input::{FieldInput, Given, GivenValue};
+pub use input::{Given, GivenKind};
 pub use layout::{Decoded, KeyValue, Scalar, ViewLayout};
-pub use lookup::{Entity, FeatureValue, Lookup, LookupStats, Selection, Status, lookup};
+pub use lookup::{Entity, EntityKeys, FeatureValue, Lookup, LookupStats, Selection, Status, lookup};
 pub use redis_store::RedisStore;
 pub use served::ServedStore;
 pub use store::{OnlineStore, WriteSummary};

@@ -84,11 +84,23 @@ pub struct Lookup {
 /// An entity key by join-key name: `driver_id = 1001`.
 pub type Entity = HashMap<String, KeyValue>;
 
+/// An entity's join keys by name: a map ([`Entity`]), or a row of the key slots a serving
+/// plan laid out once for its selection (no map per request).
+pub trait EntityKeys {
+    fn key(&self, name: &str) -> Option<&KeyValue>;
+}
+
+impl EntityKeys for Entity {
+    fn key(&self, name: &str) -> Option<&KeyValue> {
+        self.get(name)
+    }
+}
+
 /// Looks up `selections` for every entity, as of `now` (µs since the epoch).
-pub async fn lookup(
+pub async fn lookup<E: EntityKeys + Sync>(
     store: &dyn OnlineStore,
     selections: &[Selection],
-    entities: &[Entity],
+    entities: &[E],
     now: i64,
 ) -> Result<Lookup> {
     // Distinct keys, and for each (entity, selection) the index of its key. Row views' keys
@@ -104,7 +116,7 @@ pub async fn lookup(
                 .layout
                 .keys
                 .iter()
-                .map(|(name, ty)| match entity.get(name) {
+                .map(|(name, ty)| match entity.key(name) {
                     Some(v) if v.key_type() == *ty => Ok(v.clone()),
                     Some(v) => Err(Error::KeyType {
                         entity: row + 1,

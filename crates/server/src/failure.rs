@@ -91,9 +91,6 @@ pub(crate) enum Malformed {
         first: String,
         first_values: usize,
     },
-    /// An entity field whose value is not a number, string or boolean.
-    #[error("entity field `{field}`: expected a number, string or boolean, found {found}")]
-    NotAScalar { field: String, found: serde_json::Value },
     #[error("an Arrow push names its source in the query: `/v1/push?source=NAME`")]
     ArrowWithoutSource,
     /// A push's `to` that is none of the three.
@@ -421,8 +418,8 @@ mod tests {
 
     #[test]
     fn long_messages_are_cut() {
-        let reject = Failure::BadRequest(Malformed::NotAScalar {
-            field: "é".repeat(2000),
+        let reject = Failure::BadRequest(Malformed::NotAList {
+            column: "é".repeat(2000),
             found: serde_json::Value::Null,
         })
         .reject();

@@ -48,7 +48,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use skewless_defs::FeatureSelection;
 use skewless_serving::core::{GetOutput, RequestError, Serving};
 
@@ -195,15 +195,32 @@ pub struct StoreHandoff {
 /// Bodies of store calls may be this large (the client sends at most 8 MiB).
 const MAX_STORE_CALL_BODY: usize = 2 * skewless_online::served::MAX_WRITE_BODY;
 
-/// A lookup under the request timeout.
+/// A lookup under the request timeout: `entities` (JSON: rows, or Feast's columns) typed
+/// by the selection's plan as they are read, then looked up.
 async fn lookup(
     app: &App,
     serving: &Serving,
     selection: &FeatureSelection,
-    entities: &[Vec<(String, skewless_online::GivenValue)>],
+    entities: &serde_json::value::RawValue,
+    columns: bool,
     at: i64,
 ) -> Result<GetOutput, Response> {
-    match tokio::time::timeout(app.limits.request_timeout, serving.get(selection, entities, at)).await {
+    let plan = serving.plan(selection).map_err(request_error)?;
+    let mut typed = skewless_serving::Entities::new(plan.fields(), 0);
+    match wire::read_entities(entities, columns, &mut typed, app.limits.max_entities) {
+        Ok(()) => {}
+        Err(wire::EntitiesRefused::Serving(e)) => return Err(request_error(e)),
+        Err(wire::EntitiesRefused::Malformed(m)) => return Err(bad_request(m).into_response()),
+        Err(wire::EntitiesRefused::TooMany { asked }) => {
+            return Err(Failure::TooManyEntities {
+                asked,
+                limit: app.limits.max_entities,
+            }
+            .reject()
+            .into_response());
+        }
+    }
+    match tokio::time::timeout(app.limits.request_timeout, serving.get_entities(&plan, &typed, at)).await {
         Ok(Ok(found)) => {
             record(app, &found);
             if let Some(log) = &app.served_log {
@@ -672,7 +689,7 @@ fn bad_request(malformed: Malformed) -> Reject {
 }
 
 /// Parses a JSON body into `T`, or answers 400 saying where it is wrong.
-fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Reject> {
+fn parse<'a, T: Deserialize<'a>>(body: &'a Bytes) -> Result<T, Reject> {
     serde_json::from_slice(body).map_err(|e| bad_request(Malformed::NotARequest(e)))
 }
 
@@ -695,24 +712,16 @@ fn selection(
     }
 }
 
-fn too_many_entities(n: usize, limits: &Limits) -> Option<Reject> {
-    (n > limits.max_entities).then(|| {
-        Failure::TooManyEntities {
-            asked: n,
-            limit: limits.max_entities,
-        }
-        .reject()
-    })
-}
-
 /// `POST /v1/features`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FeaturesRequest {
+struct FeaturesRequest<'a> {
     features: Option<Vec<String>>,
     feature_service: Option<String>,
-    /// One object per entity: join keys and request fields.
-    entities: Vec<wire::EntityFields>,
+    /// One object per entity: join keys and request fields. Read once the selection's plan
+    /// says what their types are.
+    #[serde(borrow)]
+    entities: &'a serde_json::value::RawValue,
     /// The clock: RFC 3339 or a date (default: now).
     at: Option<String>,
     #[serde(default)]
@@ -720,7 +729,7 @@ struct FeaturesRequest {
 }
 
 async fn features(State(app): State<Arc<App>>, body: Bytes) -> Response {
-    let request: FeaturesRequest = match parse(&body) {
+    let request: FeaturesRequest<'_> = match parse(&body) {
         Ok(r) => r,
         Err(reject) => return reject.into_response(),
     };
@@ -728,10 +737,6 @@ async fn features(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Ok(s) => s,
         Err(reject) => return reject.into_response(),
     };
-    if let Some(response) = too_many_entities(request.entities.len(), &app.limits) {
-        return response.into_response();
-    }
-    let entities: Vec<Vec<(String, skewless_online::GivenValue)>> = request.entities.into_iter().map(|e| e.0).collect();
     let at = match request
         .at
         .as_deref()
@@ -742,7 +747,7 @@ async fn features(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Err(e) => return bad_request(Malformed::At(e)).into_response(),
     };
     let serving = app.live.current();
-    match lookup(&app, &serving, &selection, &entities, at).await {
+    match lookup(&app, &serving, &selection, request.entities, false, at).await {
         Ok(found) if let Some(clash) = name_clash(&found, request.full_names) => clash,
         // Tiles hold every row pushed so far: at a past clock they would count rows that
         // landed (or happened) after it, which no training set at that instant sees.
@@ -771,18 +776,19 @@ fn now() -> i64 {
 
 /// `POST /get-online-features`, as Feast's feature server takes it.
 #[derive(Debug, Deserialize)]
-struct FeastRequest {
+struct FeastRequest<'a> {
     features: Option<Vec<String>>,
     feature_service: Option<String>,
-    /// Column-major: each join key (or request field) with one value per entity.
-    #[serde(deserialize_with = "wire::unique_map")]
-    entities: Map<String, Value>,
+    /// Column-major: each join key (or request field) with one value per entity. Read once
+    /// the selection's plan says what their types are.
+    #[serde(borrow)]
+    entities: &'a serde_json::value::RawValue,
     #[serde(default)]
     full_feature_names: bool,
 }
 
 async fn feast_features(State(app): State<Arc<App>>, body: Bytes) -> Response {
-    let request: FeastRequest = match parse(&body) {
+    let request: FeastRequest<'_> = match parse(&body) {
         Ok(r) => r,
         Err(reject) => return reject.into_response(),
     };
@@ -790,62 +796,19 @@ async fn feast_features(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Ok(s) => s,
         Err(reject) => return reject.into_response(),
     };
-    // Columns to rows; every column must have the same length.
-    let mut columns: Vec<(&String, &Vec<Value>)> = Vec::with_capacity(request.entities.len());
-    for (name, values) in &request.entities {
-        match values {
-            Value::Array(values) => columns.push((name, values)),
-            other => {
-                return bad_request(Malformed::NotAList {
-                    column: name.clone(),
-                    found: other.clone(),
-                })
-                .into_response();
-            }
-        }
-    }
-    let n = columns.first().map_or(0, |(_, v)| v.len());
-    if let Some((name, values)) = columns.iter().find(|(_, v)| v.len() != n) {
-        return bad_request(Malformed::Ragged {
-            column: (*name).clone(),
-            values: values.len(),
-            first: columns[0].0.clone(),
-            first_values: n,
-        })
-        .into_response();
-    }
-    if let Some(response) = too_many_entities(n, &app.limits) {
-        return response.into_response();
-    }
-    let mut entities = Vec::with_capacity(n);
-    for row in 0..n {
-        let mut pairs = Vec::with_capacity(columns.len());
-        for (name, values) in &columns {
-            match wire::given_value(name, &values[row]) {
-                Ok(value) => pairs.push(((*name).clone(), value)),
-                Err(malformed) => return bad_request(malformed).into_response(),
-            }
-        }
-        entities.push(pairs);
-    }
-    let found = match lookup(&app, &app.live.current(), &selection, &entities, now()).await {
+    let found = match lookup(&app, &app.live.current(), &selection, request.entities, true, now()).await {
         Ok(found) => found,
         Err(response) => return response,
     };
     if let Some(clash) = name_clash(&found, request.full_feature_names) {
         return clash;
     }
-    // Join keys first (as given), then features; every column a {values, statuses, event_timestamps}.
-    let keys: Vec<(&String, &Vec<Value>)> = columns
-        .iter()
-        .filter(|(name, _)| found.key_names.contains(*name))
-        .copied()
-        .collect();
+    // Join keys first (as given, typed), then features; every column a {values, statuses,
+    // event_timestamps}.
     json_answer(
         &wire::FeastResponse {
             found: &found,
             full_names: request.full_feature_names,
-            keys: &keys,
         },
         &found,
     )

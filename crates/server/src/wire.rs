@@ -7,110 +7,402 @@
 
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use skewless_online::{FeatureValue, Given, GivenValue};
+use skewless_online::{FeatureValue, Given, GivenKind};
+use skewless_serving::core::EntityProblem;
 use skewless_serving::core::GetOutput;
 use skewless_serving::json::{InstantJson, ScalarJson};
+use skewless_serving::{Entities, Field, FieldTable};
 
 use crate::failure::Malformed;
 
 /// Feast reports missing values with the epoch as their event time.
 pub const EPOCH: &str = "1970-01-01T00:00:00Z";
 
-/// One entity of `POST /v1/features`: its fields (join keys and request fields), each as its
-/// text and the JSON kind it came as, for the serving core's one input rule
-/// ([`skewless_online::input`]).
+/// Why a lookup's entities were not read: the serving core's typed refusal (a field's
+/// value, an unknown field, a field twice), too many entities, or a shape of Feast's columns.
 #[derive(Debug)]
-pub struct EntityFields(pub Vec<(String, GivenValue)>);
+pub(crate) enum EntitiesRefused {
+    Serving(skewless_serving::RequestError),
+    TooMany { asked: usize },
+    Malformed(Malformed),
+}
 
-impl<'de> Deserialize<'de> for EntityFields {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(EntityVisitor)
+/// Reads a lookup's `entities` straight into `entities`, typed by the plan's fields as each
+/// value is read ([`skewless_serving::entities`]): the list of objects of `POST /v1/features`
+/// (`columns: false`) or Feast's column-major object (`columns: true`). At most `limit`
+/// entities are taken; past that the rest are only counted.
+pub(crate) fn read_entities(
+    json: &serde_json::value::RawValue,
+    columns: bool,
+    entities: &mut Entities<'_>,
+    limit: usize,
+) -> Result<(), EntitiesRefused> {
+    let mut refused = None;
+    let mut reader = serde_json::Deserializer::from_str(json.get());
+    let read = if columns {
+        Columns {
+            entities,
+            refused: &mut refused,
+            limit,
+        }
+        .deserialize(&mut reader)
+    } else {
+        Rows {
+            entities,
+            refused: &mut refused,
+            limit,
+        }
+        .deserialize(&mut reader)
+    };
+    match (read, refused) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(refused)) => Err(refused),
+        (Err(e), None) => Err(EntitiesRefused::Malformed(Malformed::NotARequest(e))),
     }
 }
 
-struct EntityVisitor;
+/// The serde error that stands for a refusal recorded beside it.
+fn stop<E: de::Error>(slot: &mut Option<EntitiesRefused>, refused: EntitiesRefused) -> E {
+    *slot = Some(refused);
+    E::custom("refused")
+}
 
-impl<'de> Visitor<'de> for EntityVisitor {
-    type Value = EntityFields;
+/// `[{field: value, …}, …]`.
+struct Rows<'r, 'p> {
+    entities: &'r mut Entities<'p>,
+    refused: &'r mut Option<EntitiesRefused>,
+    limit: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Rows<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Rows<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("`entities`: a list of objects of entity fields")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        loop {
+            if self.entities.len() == self.limit {
+                let mut asked = self.limit;
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {
+                    asked += 1;
+                }
+                return match asked > self.limit {
+                    true => Err(stop(self.refused, EntitiesRefused::TooMany { asked })),
+                    false => Ok(()),
+                };
+            }
+            let seed = Row {
+                entities: &mut *self.entities,
+                refused: &mut *self.refused,
+            };
+            if seq.next_element_seed(seed)?.is_none() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// One entity's `{field: value, …}`.
+struct Row<'r, 'p> {
+    entities: &'r mut Entities<'p>,
+    refused: &'r mut Option<EntitiesRefused>,
+}
+
+impl<'de> DeserializeSeed<'de> for Row<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Row<'_, '_> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object of entity fields")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EntityFields, A::Error> {
-        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(4));
-        while let Some(name) = map.next_key::<String>()? {
-            let value = map.next_value_seed(FieldValue(&name))?;
-            fields.push((name, value));
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let entity = self.entities.add();
+        let table = self.entities.table();
+        while let Some(name) = map.next_key_seed(FieldName(table))? {
+            let field = match name {
+                Ok(found) => found,
+                Err(problem) => return Err(stop(self.refused, unknown(entity, problem))),
+            };
+            map.next_value_seed(FieldValue {
+                entities: &mut *self.entities,
+                refused: &mut *self.refused,
+                entity,
+                field,
+            })?;
         }
-        Ok(EntityFields(fields))
+        Ok(())
     }
 }
 
-/// One field's value and kind; anything but a number, string or boolean is an error naming it.
-pub struct FieldValue<'a>(pub &'a str);
+/// A field's name, found in the plan's table (the name borrowed from it), or the unknown
+/// name.
+struct FieldName<'t>(&'t FieldTable);
 
-impl<'de> DeserializeSeed<'de> for FieldValue<'_> {
-    type Value = GivenValue;
+/// An unknown field of entity `entity` (from 0).
+fn unknown(entity: usize, problem: EntityProblem) -> EntitiesRefused {
+    EntitiesRefused::Serving(skewless_serving::RequestError::BadEntity {
+        entity: entity + 1,
+        problem,
+    })
+}
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<GivenValue, D::Error> {
+impl<'de, 't> DeserializeSeed<'de> for FieldName<'t> {
+    type Value = Result<(&'t str, Field), EntityProblem>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'t> Visitor<'_> for FieldName<'t> {
+    type Value = Result<(&'t str, Field), EntityProblem>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Self::Value, E> {
+        Ok(self.0.named(name))
+    }
+}
+
+/// One value of field `field` of entity `entity`, typed into its slot as it is read.
+struct FieldValue<'r, 'p> {
+    entities: &'r mut Entities<'p>,
+    refused: &'r mut Option<EntitiesRefused>,
+    entity: usize,
+    field: (&'p str, Field),
+}
+
+impl FieldValue<'_, '_> {
+    fn set<E: de::Error>(self, given: Given<'_>) -> Result<(), E> {
+        let (name, field) = self.field;
+        self.entities
+            .set_field(self.entity, name, field, given)
+            .map_err(|e| stop(self.refused, EntitiesRefused::Serving(e)))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for FieldValue<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-fn given(text: String, given: Given) -> GivenValue {
-    GivenValue { text, given }
-}
-
-impl<'de> Visitor<'de> for FieldValue<'_> {
-    type Value = GivenValue;
+impl<'de> Visitor<'de> for FieldValue<'_, '_> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "entity field `{}`: a number, string or boolean", self.0)
+        write!(f, "entity field `{}`: a number, string or boolean", self.field.0)
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<GivenValue, E> {
-        Ok(given(v.to_string(), Given::String))
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.set(Given::Str(v))
     }
 
-    fn visit_string<E: de::Error>(self, v: String) -> Result<GivenValue, E> {
-        Ok(given(v, Given::String))
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.set(Given::Int(v))
     }
 
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<GivenValue, E> {
-        Ok(given(v.to_string(), Given::Number))
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        match i64::try_from(v) {
+            Ok(i) => self.set(Given::Int(i)),
+            Err(_) => self.set(Given::UInt(v)),
+        }
     }
 
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<GivenValue, E> {
-        Ok(given(v.to_string(), Given::Number))
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.set(Given::Float(v))
     }
 
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<GivenValue, E> {
-        // As JSON writes it: `3.0` stays `3.0` and `-0` becomes `-0.0`, so neither is taken
-        // for an integer.
-        let text = serde_json::Number::from_f64(v).map_or_else(|| v.to_string(), |n| n.to_string());
-        Ok(given(text, Given::Number))
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.set(Given::Bool(v))
     }
 
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<GivenValue, E> {
-        Ok(given(v.to_string(), Given::Bool))
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.set(Given::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        self.set(Given::Nested(GivenKind::List))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        self.set(Given::Nested(GivenKind::Object))
     }
 }
 
-/// A JSON value as the serving core reads it: its text and kind.
-pub(crate) fn given_value(field: &str, value: &serde_json::Value) -> Result<GivenValue, Malformed> {
-    use serde_json::Value;
-    match value {
-        Value::String(s) => Ok(given(s.clone(), Given::String)),
-        Value::Number(n) => Ok(given(n.to_string(), Given::Number)),
-        Value::Bool(b) => Ok(given(b.to_string(), Given::Bool)),
-        other => Err(Malformed::NotAScalar {
-            field: field.to_string(),
-            found: other.clone(),
-        }),
+/// Feast's `{field: [value per entity, …], …}`: every column as long as the first.
+struct Columns<'r, 'p> {
+    entities: &'r mut Entities<'p>,
+    refused: &'r mut Option<EntitiesRefused>,
+    limit: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Columns<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Columns<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("`entities`: an object of columns (field: [values])")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let table = self.entities.table();
+        // The first column's name and length: every other column must match it.
+        let mut first: Option<(String, usize)> = None;
+        while let Some(name) = map.next_key::<String>()? {
+            // A column names a field of every entity: an unknown one is reported for the first.
+            let field = match table.named(&name) {
+                Ok(found) => found,
+                Err(problem) => return Err(stop(self.refused, unknown(0, problem))),
+            };
+            let values = map.next_value_seed(Column {
+                entities: &mut *self.entities,
+                refused: &mut *self.refused,
+                field,
+                len: first.as_ref().map(|(_, n)| *n),
+                limit: self.limit,
+            })?;
+            match &first {
+                None => first = Some((name, values)),
+                Some((first, first_values)) if *first_values != values => {
+                    let ragged = Malformed::Ragged {
+                        column: name,
+                        values,
+                        first: first.clone(),
+                        first_values: *first_values,
+                    };
+                    return Err(stop(self.refused, EntitiesRefused::Malformed(ragged)));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One Feast column: its values typed into entity after entity. The first column adds the
+/// entities (`len: None`); a later one fills them and answers how many values it held.
+struct Column<'r, 'p> {
+    entities: &'r mut Entities<'p>,
+    refused: &'r mut Option<EntitiesRefused>,
+    field: (&'p str, Field),
+    len: Option<usize>,
+    limit: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Column<'_, '_> {
+    type Value = usize;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<usize, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl Column<'_, '_> {
+    fn not_a_list<E: de::Error>(self, found: serde_json::Value) -> Result<usize, E> {
+        let column = self.field.0.to_string();
+        Err(stop(
+            self.refused,
+            EntitiesRefused::Malformed(Malformed::NotAList { column, found }),
+        ))
+    }
+}
+
+impl<'de> Visitor<'de> for Column<'_, '_> {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "entities.{}: a list of values", self.field.0)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        let mut i = 0;
+        loop {
+            let room = self.len.unwrap_or(self.limit);
+            if i == room {
+                // Past the first column's length (or the limit): only counted, for the error.
+                let mut values = i;
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {
+                    values += 1;
+                }
+                if self.len.is_none() && values > self.limit {
+                    return Err(stop(self.refused, EntitiesRefused::TooMany { asked: values }));
+                }
+                return Ok(values);
+            }
+            if self.len.is_none() {
+                self.entities.add();
+            }
+            let seed = FieldValue {
+                entities: &mut *self.entities,
+                refused: &mut *self.refused,
+                entity: i,
+                field: self.field,
+            };
+            if seq.next_element_seed(seed)?.is_none() {
+                if self.len.is_none() {
+                    // The entity added for a value that did not come.
+                    self.entities.pop();
+                }
+                return Ok(i);
+            }
+            i += 1;
+        }
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<usize, E> {
+        self.not_a_list(v.into())
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<usize, E> {
+        self.not_a_list(v.into())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<usize, E> {
+        self.not_a_list(v.into())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<usize, E> {
+        self.not_a_list(v.into())
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<usize, E> {
+        self.not_a_list(v.into())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<usize, E> {
+        self.not_a_list(serde_json::Value::Null)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<usize, A::Error> {
+        let found = serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        self.not_a_list(found)
     }
 }
 
@@ -274,20 +566,20 @@ impl Serialize for Value<'_> {
     }
 }
 
-/// The answer of `POST /get-online-features`: the join-key columns as given (each value
-/// `PRESENT` at the epoch), then one column per feature.
+/// The answer of `POST /get-online-features`: the join-key columns as given (typed, in
+/// name order; each value `PRESENT` at the epoch), then one column per feature.
 pub struct FeastResponse<'a> {
     pub found: &'a GetOutput,
     pub full_names: bool,
-    pub keys: &'a [(&'a String, &'a Vec<serde_json::Value>)],
 }
 
 impl Serialize for FeastResponse<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let names: Vec<String> = self
-            .keys
+            .found
+            .key_names
             .iter()
-            .map(|(name, _)| (*name).clone())
+            .cloned()
             .chain(
                 self.found
                     .features
@@ -313,9 +605,14 @@ impl Serialize for FeastColumns<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let response = self.0;
         let n = response.found.rows.len();
-        let mut seq = serializer.serialize_seq(Some(response.keys.len() + response.found.features.len()))?;
-        for (_, values) in response.keys {
-            seq.serialize_element(&KeyColumn { values, n })?;
+        let keys = &response.found.key_names;
+        let mut seq = serializer.serialize_seq(Some(keys.len() + response.found.features.len()))?;
+        for name in keys.iter() {
+            seq.serialize_element(&KeyColumn {
+                name,
+                entities: &response.found.entities,
+                n,
+            })?;
         }
         for i in 0..response.found.features.len() {
             seq.serialize_element(&FeatureColumn {
@@ -328,7 +625,9 @@ impl Serialize for FeastColumns<'_> {
 }
 
 struct KeyColumn<'a> {
-    values: &'a [serde_json::Value],
+    name: &'a str,
+    /// Per entity, its fields sorted by name.
+    entities: &'a [Vec<(String, skewless_online::Scalar)>],
     n: usize,
 }
 
@@ -337,7 +636,17 @@ impl Serialize for KeyColumn<'_> {
         let mut map = serializer.serialize_map(Some(3))?;
         map.serialize_entry("event_timestamps", &vec![EPOCH; self.n])?;
         map.serialize_entry("statuses", &vec!["PRESENT"; self.n])?;
-        map.serialize_entry("values", self.values)?;
+        let values: Vec<ScalarJson> = self
+            .entities
+            .iter()
+            .map(|fields| {
+                let value = fields
+                    .binary_search_by(|(n, _)| n.as_str().cmp(self.name))
+                    .map_or(&skewless_online::Scalar::Null, |i| &fields[i].1);
+                ScalarJson(value)
+            })
+            .collect();
+        map.serialize_entry("values", &values)?;
         map.end()
     }
 }
@@ -377,24 +686,150 @@ impl Serialize for FeastTimestamp {
 mod tests {
     use super::*;
 
+    fn table() -> FieldTable {
+        use skewless_defs::{FeatureType as F, KeyType as K};
+        let names = ["driver_id", "tier", "vip", "km", "x", "z"].map(String::from);
+        FieldTable::new(
+            [(&names[0], K::Int64), (&names[1], K::String)],
+            [
+                (&names[2], F::Bool),
+                (&names[3], F::Float64),
+                (&names[4], F::Float64),
+                (&names[5], F::Float64),
+            ],
+        )
+    }
+
+    fn read(json: &str, columns: bool, table: &FieldTable, limit: usize) -> Result<Vec<String>, EntitiesRefused> {
+        let raw: Box<serde_json::value::RawValue> = serde_json::from_str(json).unwrap();
+        let mut entities = Entities::new(table, 2);
+        read_entities(&raw, columns, &mut entities, limit)?;
+        Ok((0..entities.len()).map(|i| format!("{:?}", entities.echo(i))).collect())
+    }
+
+    fn refusal(result: Result<Vec<String>, EntitiesRefused>) -> String {
+        match result {
+            Ok(echo) => panic!("read: {echo:?}"),
+            Err(EntitiesRefused::Serving(e)) => e.to_string(),
+            Err(EntitiesRefused::Malformed(e)) => e.to_string(),
+            Err(EntitiesRefused::TooMany { asked }) => format!("too many: {asked}"),
+        }
+    }
+
     #[test]
-    fn entity_fields_keep_their_text_and_kind_and_bad_ones_are_named() {
-        let fields: EntityFields = serde_json::from_str(
-            r#"{"driver_id": 1001, "tier": "gold", "vip": true, "km": 3.0, "x": -2.5e3, "z": -0}"#,
+    fn entities_are_typed_as_they_are_read_and_bad_ones_are_named() {
+        use skewless_online::Scalar;
+        let table = table();
+        let typed = |pairs: &[(&str, Scalar)]| {
+            format!(
+                "{:?}",
+                pairs
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.clone()))
+                    .collect::<Vec<_>>()
+            )
+        };
+        let rows = read(
+            r#"[{"driver_id": 1001, "tier": "gold", "vip": true, "km": 3.0, "x": -2.5e3, "z": -0},
+                {"tier": "g\u00f6ld", "driver_id": 7}]"#,
+            false,
+            &table,
+            10,
         )
         .unwrap();
         assert_eq!(
-            fields.0,
+            rows,
             [
-                ("driver_id", "1001", Given::Number),
-                ("tier", "gold", Given::String),
-                ("vip", "true", Given::Bool),
-                ("km", "3.0", Given::Number),
-                ("x", "-2500.0", Given::Number),
-                ("z", "-0.0", Given::Number),
+                typed(&[
+                    ("driver_id", Scalar::Int64(1001)),
+                    ("km", Scalar::Float64(3.0)),
+                    ("tier", Scalar::String("gold".into())),
+                    ("vip", Scalar::Bool(true)),
+                    ("x", Scalar::Float64(-2500.0)),
+                    ("z", Scalar::Float64(-0.0)),
+                ]),
+                typed(&[("driver_id", Scalar::Int64(7)), ("tier", Scalar::String("göld".into()))]),
             ]
-            .map(|(a, b, kind)| (a.to_string(), given(b.to_string(), kind)))
         );
+        // Feast's columns give the same entities.
+        let columns = read(
+            r#"{"tier": ["gold", "göld"], "driver_id": [1001, 7]}"#,
+            true,
+            &table,
+            10,
+        )
+        .unwrap();
+        assert_eq!(columns[1], rows[1]);
+
+        for (json, columns, message) in [
+            (
+                r#"[{"driver_id": null}]"#,
+                false,
+                "entity 1: `driver_id`: expected an int64, found null",
+            ),
+            (
+                r#"[{}, {"driver_id": [1]}]"#,
+                false,
+                "entity 2: `driver_id`: expected an int64, found a list",
+            ),
+            (
+                r#"[{"tier": {"a": 1}}]"#,
+                false,
+                "entity 1: `tier`: expected a string, found an object",
+            ),
+            (
+                r#"[{"driver_id": "1001"}]"#,
+                false,
+                "entity 1: `driver_id`: expected an int64 (a JSON number), found the string \"1001\"",
+            ),
+            (
+                r#"[{"driver_id": 1.0}]"#,
+                false,
+                "entity 1: `driver_id`: expected an int64, found the number 1.0",
+            ),
+            (r#"[{"km": 1, "km": 2}]"#, false, "entity 1: `km`: given twice"),
+            (
+                r#"[{"rating": 1}]"#,
+                false,
+                "entity 1: `rating` is neither a join key nor a request field of the requested features (known: driver_id, km, tier, vip, x, z)",
+            ),
+            (r#"[{}, {}, {"x": 1}]"#, false, "too many: 3"),
+            (r#"{"driver_id": [1, 2, 3]}"#, true, "too many: 3"),
+            (
+                r#"{"driver_id": [1, 2], "tier": ["a"]}"#,
+                true,
+                "entities.tier has 1 values but entities.driver_id has 2",
+            ),
+            (
+                r#"{"driver_id": [1], "tier": ["a", "b", "c"]}"#,
+                true,
+                "entities.tier has 3 values but entities.driver_id has 1",
+            ),
+            (
+                r#"{"driver_id": 5}"#,
+                true,
+                "entities.driver_id: expected a list of values, found 5",
+            ),
+            (
+                r#"{"driver_id": {"a": [1]}}"#,
+                true,
+                "entities.driver_id: expected a list of values, found {\"a\":[1]}",
+            ),
+            (
+                r#"{"driver_id": [1], "rating": [2]}"#,
+                true,
+                "entity 1: `rating` is neither a join key nor a request field of the requested features (known: driver_id, km, tier, vip, x, z)",
+            ),
+        ] {
+            assert_eq!(refusal(read(json, columns, &table, 2)), message, "{json}");
+        }
+        // Not the shape at all: serde's words.
+        let e = refusal(read(r#"{"driver_id": 1}"#, false, &table, 2));
+        assert!(e.starts_with("the body is not a valid request"), "{e}");
+    }
+
+    #[test]
+    fn objects_say_each_key_once() {
         let twice = serde_json::from_str::<Wrapped>(r#"{"m": {"a": 1, "a": 2}}"#).unwrap_err();
         assert!(twice.to_string().contains("`a` is given twice"), "{twice}");
         assert_eq!(
@@ -404,14 +839,6 @@ mod tests {
                 .len(),
             2
         );
-        for bad in [
-            r#"{"driver_id": null}"#,
-            r#"{"driver_id": [1]}"#,
-            r#"{"driver_id": {"a": 1}}"#,
-        ] {
-            let e = serde_json::from_str::<EntityFields>(bad).unwrap_err().to_string();
-            assert!(e.contains("entity field `driver_id`"), "{bad}: {e}");
-        }
     }
 
     #[derive(Debug, Deserialize)]

@@ -2,13 +2,16 @@
 //!
 //! [`Serving`] reads the registry once and prepares each online view's layout, each on-demand
 //! view's [`OnDemandProgram`] (planned by DataFusion once), the services' resolved features
-//! and the key and request-field types. A request then does only: parse the entities → one
-//! store round trip → decode with statuses → evaluate on-demand programs → answer. The
-//! feature server, `skewless get` and the parity harness all go through it.
+//! and the key and request-field types. A request then does only: find its selection's
+//! [`Plan`] (made once per selection) → type the entities into the plan's slots as they are
+//! read ([`crate::entities`]) → one store round trip → decode with statuses → evaluate
+//! on-demand programs → answer. The feature server, `skewless get` and the parity harness
+//! all go through it.
 //!
 //! ```text
 //! Serving::new(dirs, store) ── registry (once) ──▶ layouts, programs, services
-//! Serving::get(selection, entities, at) ─▶ parse ─▶ online::lookup (one read) ─▶ on-demand ─▶ GetOutput
+//! Serving::plan(selection) ─▶ Plan (cached) ─▶ Entities (typed as read)
+//! Serving::get_entities(plan, entities, at) ─▶ online::lookup (one read) ─▶ on-demand ─▶ GetOutput
 //! ```
 //!
 //! Request errors are one enum, [`RequestError`], by kind: the caller's mistakes, a store
@@ -19,15 +22,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::ArrayRef;
-use skewless_defs::{
-    Definitions, FeatureSelection, FeatureType, KeyType, ResolvedFeature, needed_views, resolve_selection,
-};
+use skewless_defs::{Definitions, FeatureSelection, KeyType, ResolvedFeature, needed_views, resolve_selection};
 use skewless_engine::{EvalError, OnDemandInput, OnDemandProgram};
 use skewless_online::values::{scalar_at, to_array};
-use skewless_online::{
-    Entity, FeatureValue, FieldInput, KeyValue, LookupStats, OnlineStore, Scalar, Selection, Status, ViewLayout, lookup,
-};
+use skewless_online::{FeatureValue, Given, LookupStats, OnlineStore, Scalar, Selection, Status, ViewLayout, lookup};
 
+use crate::entities::{Entities, Field, FieldTable};
 use crate::{Error, ProjectDirs};
 
 /// Why a request cannot be answered, by kind (the server maps each kind to a stable code).
@@ -180,7 +180,7 @@ const MAX_PLANS: usize = 1024;
 /// `selections` order); each on-demand step appends its features to it; the answer then takes
 /// `answer` positions from it.
 #[derive(Debug)]
-struct Plan {
+pub struct Plan {
     features: Arc<Vec<ResolvedFeature>>,
     selections: Vec<Selection>,
     on_demand: Vec<OnDemandStep>,
@@ -188,10 +188,18 @@ struct Plan {
     answer: Vec<usize>,
     /// Per row position, how many requested features read it (one: moved into the answer).
     uses: Vec<usize>,
-    key_types: BTreeMap<String, KeyType>,
+    /// The join keys and request fields an entity may carry, and their slots.
+    fields: FieldTable,
     key_names: Arc<BTreeSet<String>>,
-    request_types: BTreeMap<String, FeatureType>,
     served: Arc<ServedVersions>,
+}
+
+impl Plan {
+    /// The fields an entity of this plan may carry: type entities with
+    /// [`Entities::new`]`(plan.fields(), n)`.
+    pub fn fields(&self) -> &FieldTable {
+        &self.fields
+    }
 }
 
 /// One on-demand view to evaluate for a selection.
@@ -297,11 +305,12 @@ impl Compiled {
             .collect::<Result<Vec<_>, _>>()?;
         let key_types: BTreeMap<String, KeyType> =
             selections.iter().flat_map(|s| s.layout.keys.iter().cloned()).collect();
-        let request_types: BTreeMap<String, FeatureType> = on_demand
+        let request_types: BTreeMap<&String, skewless_defs::FeatureType> = on_demand
             .iter()
             .filter_map(|(name, _)| defs.on_demand_views.get(name))
-            .flat_map(|v| v.request.iter().map(|r| (r.name.clone(), r.ty)))
+            .flat_map(|v| v.request.iter().map(|r| (&r.name, r.ty)))
             .collect();
+        let fields = FieldTable::new(key_types.iter().map(|(n, t)| (n, *t)), request_types);
         let versions = &self.versions;
         let served = ServedVersions {
             views: views
@@ -327,8 +336,7 @@ impl Compiled {
             answer,
             uses,
             key_names: Arc::new(key_types.keys().cloned().collect()),
-            key_types,
-            request_types,
+            fields,
         })
     }
 
@@ -443,32 +451,27 @@ impl Compiled {
         (views, on_demand)
     }
 
-    async fn get<V: FieldInput + Sync>(
+    async fn get(
         &self,
         store: &dyn OnlineStore,
-        selection: &FeatureSelection,
-        entities: &[Vec<(String, V)>],
+        plan: &Plan,
+        entities: &Entities<'_>,
         at: i64,
     ) -> Result<GetOutput, RequestError> {
-        let plan = self.plan(selection)?;
         let Plan {
             features,
             selections,
             on_demand,
             answer,
             uses,
-            key_types,
+            fields: _,
             key_names,
-            request_types,
             served,
-        } = &*plan;
-        let mut keys: Vec<Entity> = Vec::with_capacity(entities.len());
-        let mut requests: Vec<HashMap<String, Scalar>> = Vec::with_capacity(entities.len());
-        for (i, pairs) in entities.iter().enumerate() {
-            let (key, request) = parse_entity(i, pairs, key_types, request_types)?;
-            keys.push(key);
-            requests.push(request);
+        } = plan;
+        if !std::ptr::eq(entities.table(), &plan.fields) {
+            return Err(RequestError::Internal("entities typed by another plan".into()));
         }
+        let keys: Vec<_> = (0..entities.len()).map(|i| entities.keys_of(i)).collect();
         let started = std::time::Instant::now();
         let found = lookup(store, selections, &keys, at).await?;
         let store_seconds = started.elapsed().as_secs_f64();
@@ -476,7 +479,7 @@ impl Compiled {
         // Each row holds the looked-up values; on-demand steps append theirs.
         let mut rows = found.rows;
         for step in on_demand {
-            evaluate_on_demand(step, &requests, &mut rows)?;
+            evaluate_on_demand(step, entities, &mut rows)?;
         }
         // A value asked once is moved into the answer; only one asked twice is copied.
         let rows = rows
@@ -498,25 +501,7 @@ impl Compiled {
             })
             .collect::<Result<_, RequestError>>()?;
         // Echoed typed, as parsed: the same JSON convention as the values.
-        let entities = keys
-            .iter()
-            .zip(&requests)
-            .map(|(keys, request)| {
-                let mut pairs: Vec<(String, Scalar)> = keys
-                    .iter()
-                    .map(|(name, key)| {
-                        let value = match key {
-                            KeyValue::Int64(i) => Scalar::Int64(*i),
-                            KeyValue::String(s) => Scalar::String(s.clone()),
-                        };
-                        (name.clone(), value)
-                    })
-                    .chain(request.iter().map(|(name, v)| (name.clone(), v.clone())))
-                    .collect();
-                pairs.sort_by(|a, b| a.0.cmp(&b.0));
-                pairs
-            })
-            .collect();
+        let entities = (0..entities.len()).map(|i| entities.echo(i)).collect();
         Ok(GetOutput {
             features: Arc::clone(features),
             key_names: Arc::clone(key_names),
@@ -614,17 +599,35 @@ impl Serving {
             .collect())
     }
 
-    /// Looks features up for entities given as `name = value` fields (join keys, and the
-    /// request fields of requested on-demand views), as of `at` (µs). Values are text (a
-    /// command line) or JSON values with their kinds (the server); one rule reads both
-    /// ([`skewless_online::input`]).
-    pub async fn get<V: FieldInput + Sync>(
+    /// The plan of `selection` (made once per selection, then reused): what its lookups read
+    /// and the fields their entities carry.
+    pub fn plan(&self, selection: &FeatureSelection) -> Result<Arc<Plan>, RequestError> {
+        self.compiled.plan(selection)
+    }
+
+    /// Looks `plan`'s features up for `entities` (typed by `plan.fields()`), as of `at` (µs).
+    pub async fn get_entities(&self, plan: &Plan, entities: &Entities<'_>, at: i64) -> Result<GetOutput, RequestError> {
+        self.compiled.get(&*self.store, plan, entities, at).await
+    }
+
+    /// Looks features up for entities given as `name = value` text (a command line, a spine):
+    /// join keys, and the request fields of requested on-demand views, as of `at` (µs), by
+    /// the one input rule ([`skewless_online::input`]).
+    pub async fn get(
         &self,
         selection: &FeatureSelection,
-        entities: &[Vec<(String, V)>],
+        entities: &[Vec<(String, String)>],
         at: i64,
     ) -> Result<GetOutput, RequestError> {
-        self.compiled.get(&*self.store, selection, entities, at).await
+        let plan = self.plan(selection)?;
+        let mut typed = Entities::new(plan.fields(), entities.len());
+        for pairs in entities {
+            let i = typed.add();
+            for (name, value) in pairs {
+                typed.set(i, name, Given::Text(value))?;
+            }
+        }
+        self.get_entities(&plan, &typed, at).await
     }
 }
 
@@ -634,7 +637,7 @@ impl Serving {
 /// training sets.
 fn evaluate_on_demand(
     step: &OnDemandStep,
-    requests: &[HashMap<String, Scalar>],
+    entities: &Entities<'_>,
     rows: &mut [Vec<FeatureValue>],
 ) -> Result<(), RequestError> {
     let program = &step.program;
@@ -642,20 +645,24 @@ fn evaluate_on_demand(
     let values = program
         .evaluate_some(rows.len(), &step.wanted, |input| -> Result<ArrayRef, RequestError> {
             let values: Vec<Scalar> = match input {
-                OnDemandInput::Request { name, .. } => requests
-                    .iter()
-                    .enumerate()
-                    .map(|(i, request)| {
-                        request
-                            .get(name)
-                            .cloned()
-                            .ok_or_else(|| RequestError::MissingRequestField {
-                                entity: i + 1,
-                                view: program.view.clone(),
-                                field: name.clone(),
-                            })
-                    })
-                    .collect::<Result<_, _>>()?,
+                OnDemandInput::Request { name, .. } => {
+                    let missing = |i: usize| RequestError::MissingRequestField {
+                        entity: i + 1,
+                        view: program.view.clone(),
+                        field: name.clone(),
+                    };
+                    let slot = match entities.table().field(name) {
+                        Ok(Field::Request { slot, .. }) => Some(slot),
+                        _ => None,
+                    };
+                    (0..entities.len())
+                        .map(|i| {
+                            slot.and_then(|slot| entities.request(i, slot))
+                                .cloned()
+                                .ok_or_else(|| missing(i))
+                        })
+                        .collect::<Result<_, _>>()?
+                }
                 OnDemandInput::Feature { view, feature, .. } => {
                     let p = step
                         .reads
@@ -718,54 +725,4 @@ pub struct GetOutput {
     /// Whether an aggregated view was read: its tiles hold what is known now, so its values
     /// are right only at a clock at or after every row they hold (see docs/server.md, `at`).
     pub reads_tiles: bool,
-}
-
-/// Splits `name=value` pairs into join keys and request fields, typed.
-fn parse_entity<V: FieldInput>(
-    index: usize,
-    pairs: &[(String, V)],
-    key_types: &BTreeMap<String, KeyType>,
-    request_types: &BTreeMap<String, FeatureType>,
-) -> Result<(Entity, HashMap<String, Scalar>), RequestError> {
-    let mut keys: Entity = HashMap::new();
-    let mut request = HashMap::new();
-    let bad = |problem: EntityProblem| RequestError::BadEntity {
-        entity: index + 1,
-        problem,
-    };
-    let at = |name: &str, error: skewless_online::input::ValueError| {
-        bad(EntityProblem::Value {
-            field: name.to_string(),
-            error,
-        })
-    };
-    for (name, value) in pairs {
-        let (text, given) = value.given();
-        let twice = if let Some(ty) = key_types.get(name) {
-            keys.insert(
-                name.clone(),
-                KeyValue::from_given(text, given, *ty).map_err(|e| at(name, e))?,
-            )
-            .is_some()
-        } else if let Some(ty) = request_types.get(name) {
-            request
-                .insert(
-                    name.clone(),
-                    Scalar::from_given(text, given, *ty).map_err(|e| at(name, e))?,
-                )
-                .is_some()
-        } else {
-            let mut known: Vec<&str> = key_types.keys().map(String::as_str).collect();
-            known.extend(request_types.keys().map(String::as_str));
-            return Err(bad(EntityProblem::UnknownField {
-                field: name.clone(),
-                known: known.into_iter().map(str::to_string).collect(),
-            }));
-        };
-        // An entity says each field once: which of two values would count is a guess.
-        if twice {
-            return Err(bad(EntityProblem::Twice { field: name.clone() }));
-        }
-    }
-    Ok((keys, request))
 }

@@ -4,7 +4,7 @@
 //! engine's select lists, the same expressions a training set runs.
 //!
 //! ```text
-//! lookup ─ core::Serving::get ─ parse entities (key types) ─ online::lookup (one store read) ─ on-demand ─ GetOutput
+//! lookup ─ core::Serving::plan ─ entities (typed as read) ─ Serving::get_entities ─ online::lookup (one store read) ─ on-demand ─ GetOutput
 //! push   ─ core::Serving::push ─ push_rows (typed as the source) ─ push_log (durable: the ack)
 //!                              ─ per online view: engine::view_select, evaluated ─ online store (newer wins, tiles)
 //! ```
@@ -14,6 +14,7 @@
 //! (instants and values as text, one convention everywhere).
 
 pub mod core;
+pub mod entities;
 pub mod json;
 pub mod push;
 pub mod push_rows;
@@ -21,7 +22,8 @@ pub mod served_log;
 
 use std::path::PathBuf;
 
-pub use core::{GetOutput, RequestError, Serving};
+pub use core::{GetOutput, Plan, RequestError, Serving};
+pub use entities::{Entities, Field, FieldTable};
 use skewless_registry::Registry;
 
 /// The directories of a project that serving reads: the project root (source files, push

@@ -25,6 +25,8 @@ use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use serde_json::{Map, Value};
 use skewless_defs::Source;
 
+use skewless_online::input::{self, Given, GivenKind, ValueError};
+
 use crate::json::parse_instant;
 
 /// A pushed row or field that cannot be taken, and where.
@@ -55,8 +57,6 @@ pub enum InputProblem {
         first: String,
         first_values: usize,
     },
-    /// A JSON value of the wrong kind for its column.
-    Wrong { expected: String, found: String },
     /// A value (text or Arrow) that the column's type refuses.
     Value(skewless_online::input::ValueError),
     /// An Arrow value that cannot be cast to the column's type, as Arrow says.
@@ -90,7 +90,6 @@ impl fmt::Display for InputProblem {
                 first,
                 first_values,
             } => write!(f, "{values} values, but column `{first}` has {first_values}"),
-            InputProblem::Wrong { expected, found } => write!(f, "expected {expected}, found {found}"),
             InputProblem::Value(e) => write!(f, "{e}"),
             InputProblem::Cast { to, why } => write!(f, "cannot be read as {to}: {why}"),
             InputProblem::Time(e) => write!(f, "{e}"),
@@ -540,43 +539,36 @@ fn strict_cast(column: &ArrayRef, ty: &DataType, name: &str, offset: usize) -> R
     })
 }
 
-/// How text becomes a value of a column type by the one rule for text.
-#[derive(Clone, Copy)]
-enum TextRule {
-    /// [`skewless_online::input`]'s rule for this type: `1001` but not `+1001`, `01001` or
-    /// ` 1001`; `NaN` and `Infinity` but not `inf`; `true` and `false`.
-    Scalar(skewless_defs::FeatureType),
-    /// As a JSON push's strings: RFC 3339 (a naive one is UTC).
-    Instant,
+/// Whether text of column type `ty` is read by the one rule for text
+/// ([`skewless_online::input`]: `1001` but not `+1001`, `01001` or ` 1001`; `NaN` and
+/// `Infinity` but not `inf`; `true` and `false`; instants as a JSON push's strings); if not,
+/// Arrow's cast decides (text, dates, decimals).
+fn has_text_rule(ty: &DataType) -> bool {
+    matches!(
+        ty,
+        DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64
+            | DataType::Float16
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Boolean
+            | DataType::Timestamp(..)
+    )
 }
 
-impl TextRule {
-    /// The rule for column type `ty`; `None` for types Arrow's cast decides (text, dates,
-    /// decimals).
-    fn of(ty: &DataType) -> Option<Self> {
-        use skewless_defs::FeatureType;
-        Some(match ty {
-            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => Self::Scalar(FeatureType::Int64),
-            DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
-                Self::Scalar(FeatureType::Int64)
-            }
-            DataType::Float16 | DataType::Float32 => Self::Scalar(FeatureType::Float32),
-            DataType::Float64 => Self::Scalar(FeatureType::Float64),
-            DataType::Boolean => Self::Scalar(FeatureType::Bool),
-            DataType::Timestamp(..) => Self::Instant,
-            _ => return None,
-        })
-    }
-}
-
-/// A text column (CSV, or strings in Arrow or Parquet) read as `ty` by its [`TextRule`], the
+/// A text column (CSV, or strings in Arrow or Parquet) read as `ty` by the one rule for text, the
 /// rule every other entry point follows, then typed as a JSON push's values are; `None` when
 /// `column` is not text or `ty` has no rule.
 fn text_cast(column: &ArrayRef, ty: &DataType, name: &str, offset: usize) -> Result<Option<ArrayRef>, InputError> {
-    use skewless_online::{Given, Scalar};
-    let Some(rule) = TextRule::of(ty) else {
+    if !has_text_rule(ty) {
         return Ok(None);
-    };
+    }
     let texts: Vec<Option<&str>> = if let Some(a) = column.as_any().downcast_ref::<StringArray>() {
         a.iter().collect()
     } else if let Some(a) = column.as_any().downcast_ref::<LargeStringArray>() {
@@ -586,20 +578,8 @@ fn text_cast(column: &ArrayRef, ty: &DataType, name: &str, offset: usize) -> Res
     } else {
         return Ok(None);
     };
-    let mut values = Vec::with_capacity(texts.len());
-    for (row, text) in texts.into_iter().enumerate() {
-        let value = match (text, rule) {
-            (None, _) => Value::Null,
-            (Some(text), TextRule::Instant) => Value::String(text.to_string()),
-            // Numbers and bools: as JSON writes them (non-finite floats as their names).
-            (Some(text), TextRule::Scalar(ty)) => match Scalar::from_given(text, Given::Text, ty) {
-                Ok(value) => crate::json::scalar_to_json(&value),
-                Err(e) => return Err(at(Some(row + offset), Some(name), InputProblem::Value(e))),
-            },
-        };
-        values.push(value);
-    }
-    json_column(name, ty, values.iter()).map(Some).map_err(|e| InputError {
+    let values: Vec<Given> = texts.into_iter().map(|t| t.map_or(Given::Null, Given::Text)).collect();
+    given_column(name, ty, &values).map(Some).map_err(|e| InputError {
         row: e.row.map(|r| r + offset),
         ..e
     })
@@ -628,130 +608,101 @@ fn fill_nulls_with_instant(column: &ArrayRef, now: i64) -> Result<ArrayRef, Inpu
     arrow::compute::cast(&filled, column.data_type()).map_err(assemble)
 }
 
+/// A JSON value as the one input rule reads it ([`skewless_online::input`]).
+pub fn given(value: &Value) -> Given<'_> {
+    match value {
+        Value::Null => Given::Null,
+        Value::Bool(b) => Given::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Given::Int(i),
+            (None, Some(u)) => Given::UInt(u),
+            (None, None) => Given::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Given::Str(s),
+        Value::Array(_) => Given::Nested(GivenKind::List),
+        Value::Object(_) => Given::Nested(GivenKind::Object),
+    }
+}
+
+/// Every value through `rule`, nulls kept; a refusal names its row and the field.
+fn typed<'v, T>(
+    values: &[Given<'v>],
+    name: &str,
+    rule: impl Fn(Given<'v>) -> Result<T, ValueError>,
+) -> Result<Vec<Option<T>>, InputError> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(r, v)| match *v {
+            Given::Null => Ok(None),
+            g => rule(g)
+                .map(Some)
+                .map_err(|e| at(Some(r), Some(name), InputProblem::Value(e))),
+        })
+        .collect()
+}
+
+/// A column of JSON values typed as `ty` by the one input rule (the rule of lookups too);
+/// null is null. Timestamps take RFC 3339 text (a naive one is UTC) or seconds since the
+/// epoch.
 pub fn json_column<'a>(
     name: &str,
     ty: &DataType,
     values: impl Iterator<Item = &'a Value>,
 ) -> Result<ArrayRef, InputError> {
-    let values: Vec<&Value> = values.collect();
-    let wrong = |row: usize, expected: &str| {
-        at(
-            Some(row),
-            Some(name),
-            InputProblem::Wrong {
-                expected: expected.to_string(),
-                found: describe(values[row]),
-            },
-        )
-    };
-    macro_rules! ints {
-        ($array:ty, $t:ty) => {{
-            let mut out: Vec<Option<$t>> = Vec::with_capacity(values.len());
-            for (r, v) in values.iter().enumerate() {
-                out.push(match v {
-                    Value::Null => None,
-                    Value::Number(n) => Some(
-                        n.as_i64()
-                            .and_then(|i| <$t>::try_from(i).ok())
-                            .or_else(|| n.as_u64().and_then(|i| <$t>::try_from(i).ok()))
-                            .ok_or_else(|| wrong(r, &format!("an integer that fits {ty}")))?,
-                    ),
-                    _ => return Err(wrong(r, &format!("an integer ({ty})"))),
-                });
-            }
-            Arc::new(<$array>::from(out)) as ArrayRef
-        }};
+    let values: Vec<Given> = values.map(given).collect();
+    given_column(name, ty, &values)
+}
+
+/// [`json_column`] of values already read as [`Given`]s (text too: CSV, Arrow strings).
+fn given_column(name: &str, ty: &DataType, values: &[Given<'_>]) -> Result<ArrayRef, InputError> {
+    let refused = |row: usize| move |e: ValueError| at(Some(row), Some(name), InputProblem::Value(e));
+    macro_rules! typed {
+        ($array:ty, $rule:expr) => {
+            Arc::new(<$array>::from(typed(values, name, $rule)?)) as ArrayRef
+        };
     }
     let array: ArrayRef = match ty {
-        DataType::Boolean => {
-            let mut out = Vec::with_capacity(values.len());
-            for (r, v) in values.iter().enumerate() {
-                out.push(match v {
-                    Value::Null => None,
-                    Value::Bool(b) => Some(*b),
-                    _ => return Err(wrong(r, "true or false")),
-                });
-            }
-            Arc::new(BooleanArray::from(out))
-        }
-        DataType::Int8 => ints!(Int8Array, i8),
-        DataType::Int16 => ints!(Int16Array, i16),
-        DataType::Int32 => ints!(Int32Array, i32),
-        DataType::Int64 => ints!(Int64Array, i64),
-        DataType::UInt8 => ints!(UInt8Array, u8),
-        DataType::UInt16 => ints!(UInt16Array, u16),
-        DataType::UInt32 => ints!(UInt32Array, u32),
-        DataType::UInt64 => ints!(UInt64Array, u64),
-        DataType::Float32 | DataType::Float64 => {
-            let mut out: Vec<Option<f64>> = Vec::with_capacity(values.len());
-            for (r, v) in values.iter().enumerate() {
-                out.push(match v {
-                    Value::Null => None,
-                    Value::Number(n) => n.as_f64(),
-                    Value::String(s) => Some(match s.as_str() {
-                        "NaN" => f64::NAN,
-                        "Infinity" => f64::INFINITY,
-                        "-Infinity" => f64::NEG_INFINITY,
-                        _ => return Err(wrong(r, "a number")),
-                    }),
-                    _ => return Err(wrong(r, "a number")),
-                });
-            }
-            if ty == &DataType::Float32 {
-                // A finite number beyond float32's range is refused (as lookups refuse it),
-                // never rounded to an infinity.
-                if let Some(r) = out
-                    .iter()
-                    .position(|v| v.is_some_and(|x| x.is_finite() && x.abs() > f64::from(f32::MAX)))
-                {
-                    return Err(wrong(r, "a float32 (this number is out of its range)"));
-                }
-                // JSON numbers are decimal: read as f64, then rounded once to the nearest f32.
-                Arc::new(out.into_iter().map(|v| v.map(|x| x as f32)).collect::<Float32Array>())
-            } else {
-                Arc::new(Float64Array::from(out))
-            }
-        }
-        DataType::Utf8 | DataType::LargeUtf8 => {
-            let mut out: Vec<Option<&str>> = Vec::with_capacity(values.len());
-            for (r, v) in values.iter().enumerate() {
-                out.push(match v {
-                    Value::Null => None,
-                    Value::String(s) => Some(s.as_str()),
-                    _ => return Err(wrong(r, "a string")),
-                });
-            }
-            if ty == &DataType::Utf8 {
-                Arc::new(StringArray::from(out))
-            } else {
-                Arc::new(LargeStringArray::from(out))
-            }
-        }
+        DataType::Boolean => typed!(BooleanArray, input::boolean),
+        DataType::Int8 => typed!(Int8Array, |g| input::integer::<i8>(g, input::INT8)),
+        DataType::Int16 => typed!(Int16Array, |g| input::integer::<i16>(g, input::INT16)),
+        DataType::Int32 => typed!(Int32Array, |g| input::integer::<i32>(g, input::INT32)),
+        DataType::Int64 => typed!(Int64Array, |g| input::integer::<i64>(g, input::INT64)),
+        DataType::UInt8 => typed!(UInt8Array, |g| input::integer::<u8>(g, input::UINT8)),
+        DataType::UInt16 => typed!(UInt16Array, |g| input::integer::<u16>(g, input::UINT16)),
+        DataType::UInt32 => typed!(UInt32Array, |g| input::integer::<u32>(g, input::UINT32)),
+        DataType::UInt64 => typed!(UInt64Array, |g| input::integer::<u64>(g, input::UINT64)),
+        DataType::Float32 => typed!(Float32Array, input::float32),
+        DataType::Float64 => typed!(Float64Array, input::float64),
+        DataType::Utf8 => typed!(StringArray, input::string),
+        DataType::LargeUtf8 => typed!(LargeStringArray, input::string),
         DataType::Timestamp(unit, tz) => {
             let mut out: Vec<Option<i64>> = Vec::with_capacity(values.len());
             for (r, v) in values.iter().enumerate() {
-                let micros = match v {
-                    Value::Null => None,
-                    Value::String(s) => {
+                let micros = match *v {
+                    Given::Null => None,
+                    Given::Str(s) | Given::Text(s) => {
                         Some(parse_instant(s).map_err(|e| at(Some(r), Some(name), InputProblem::InstantText(e)))?)
                     }
-                    Value::Number(n) => Some(
-                        n.as_i64()
-                            .and_then(|s| s.checked_mul(1_000_000))
-                            .or_else(|| n.as_f64().map(|s| (s * 1e6).round() as i64))
-                            .ok_or_else(|| wrong(r, "seconds since the epoch"))?,
+                    g => Some(
+                        input::seconds(g)
+                            .unwrap_or_else(|| {
+                                Err(ValueError::new(
+                                    "an instant (RFC 3339 text or seconds since the epoch)",
+                                    g,
+                                ))
+                            })
+                            .map_err(refused(r))?,
                     ),
-                    _ => return Err(wrong(r, "an instant (RFC 3339 text or seconds since the epoch)")),
                 };
                 out.push(match unit {
                     TimeUnit::Second => micros.map(|m| m.div_euclid(1_000_000)),
                     TimeUnit::Millisecond => micros.map(|m| m.div_euclid(1_000)),
                     TimeUnit::Microsecond => micros,
                     TimeUnit::Nanosecond => match micros {
-                        Some(m) => Some(
-                            m.checked_mul(1_000)
-                                .ok_or_else(|| wrong(r, "an instant within 1677–2262 (nanosecond column)"))?,
-                        ),
+                        Some(m) => Some(m.checked_mul(1_000).ok_or_else(|| {
+                            refused(r)(ValueError::new("an instant within 1677–2262 (nanosecond column)", *v))
+                        })?),
                         None => None,
                     },
                 });
@@ -768,15 +719,6 @@ pub fn json_column<'a>(
         }
     };
     Ok(array)
-}
-
-fn describe(value: &Value) -> String {
-    let text = value.to_string();
-    if text.len() > 40 {
-        format!("{}…", &text[..text.floor_char_boundary(40)])
-    } else {
-        text
-    }
 }
 
 /// A file of rows to push that cannot be read: its path, the line (JSON lines) and why.
@@ -823,16 +765,17 @@ pub fn read_file(path: &std::path::Path, schema: &PushSchema) -> Result<crate::p
         let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| failed(&e))?;
         Ok(PushInput::Batches(batches))
     } else if name.ends_with(".csv") {
-        // Columns with a [`TextRule`] are read as text, then typed by it ([`strict_cast`]),
+        // Columns with a text rule ([`has_text_rule`]) are read as text, then typed by it ([`strict_cast`]),
         // naming the row and column of a value it refuses.
         let types: Vec<(&str, DataType)> = schema
             .schema
             .fields()
             .iter()
             .map(|f| {
-                let ty = match TextRule::of(f.data_type()) {
-                    Some(_) => DataType::Utf8,
-                    None => f.data_type().clone(),
+                let ty = if has_text_rule(f.data_type()) {
+                    DataType::Utf8
+                } else {
+                    f.data_type().clone()
                 };
                 (f.name().as_str(), ty)
             })
@@ -972,15 +915,15 @@ mod tests {
         let cases = [
             (
                 json!([{"driver_id": 1, "ts": "2025-01-01"}, {"driver_id": "2", "ts": "2025-01-01"}]),
-                "row 1, field `driver_id`: expected an integer (Int64), found \"2\"",
+                "row 1, field `driver_id`: expected an int64 (a JSON number), found the string \"2\"",
             ),
             (
                 json!([{"driver_id": 1.5, "ts": "2025-01-01"}]),
-                "row 0, field `driver_id`: expected an integer that fits Int64, found 1.5",
+                "row 0, field `driver_id`: expected an int64, found the number 1.5",
             ),
             (
                 json!([{"driver_id": 1, "ts": "2025-01-01", "fare": "12"}]),
-                "row 0, field `fare`: expected a number, found \"12\"",
+                "row 0, field `fare`: expected a float64 (a JSON number, or \"NaN\", \"Infinity\", \"-Infinity\"), found the string \"12\"",
             ),
             (
                 json!([{"driver_id": 1, "ts": "yesterday"}]),
@@ -1000,7 +943,7 @@ mod tests {
             ),
             (
                 json!([{"driver_id": 1, "ts": "2025-01-01", "ok": 1}]),
-                "row 0, field `ok`: expected true or false, found 1",
+                "row 0, field `ok`: expected true or false, found the number 1",
             ),
             (
                 json!([{"driver_id": 1, "ts": "2025-01-01", "created": 1_796_300_000_000i64}]),
@@ -1015,8 +958,7 @@ mod tests {
             ),
             (
                 json!([{"driver_id": 1, "ts": "2025-01-01", "created": -1e13}]),
-                "row 0, field `created`: instant -9223372036854775808 µs since the epoch is outside the accepted instants, \
-                 1900-01-01 to 2200-01-01 UTC",
+                "row 0, field `created`: expected an instant, found the number -10000000000000.0 (out of range)",
             ),
         ];
         for (input, expected) in cases {

@@ -226,7 +226,7 @@ async fn routes_answer_and_errors_carry_codes() {
         (
             json!({"features": ["driver_hourly_stats:conv_rate"], "entities": [{"driver_id": [1]}]}),
             400,
-            "BAD_REQUEST",
+            "BAD_ENTITY",
         ),
         (
             json!({"feature_service": "ranking_v1", "entities": [{"driver_id": 1, "customer_id": 2}]}),
@@ -379,7 +379,7 @@ async fn feast_get_online_features_is_wire_compatible() {
     let (status, body) = post(
         server.addr,
         "/get-online-features",
-        json!({"features": ["driver_hourly_stats:conv_rate"], "entities": {"driver_id": [1, 2], "customer_id": [3]}}),
+        json!({"feature_service": "ranking_v1", "entities": {"driver_id": [1, 2], "customer_id": [3]}}),
     )
     .await;
     assert_eq!(

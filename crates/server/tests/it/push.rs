@@ -169,7 +169,7 @@ async fn pushes_are_logged_then_served_and_bad_ones_write_nothing() {
             json!({"source": "trips", "rows": [trip(4242, t, 1.0), wrong_type]}),
             400,
             "BAD_ROW",
-            "row 1, field `fare`: expected a number, found \"cheap\"",
+            "row 1, field `fare`: expected a float64 (a JSON number, or \"NaN\", \"Infinity\", \"-Infinity\"), found the string \"cheap\"",
         ),
         (
             "/v1/push",
