@@ -119,6 +119,11 @@ pub(crate) enum Missing {
     /// The server was started without a store to lend.
     NoLentStore,
     StoreCall(String),
+    /// A route this server does not have (or not with this method).
+    Route {
+        method: String,
+        path: String,
+    },
 }
 
 /// The one table: each failure's HTTP status and stable code.
@@ -232,6 +237,10 @@ impl Failure {
             Failure::LentStoreFailed { detail } => (format!("the held store failed: {detail}"), Some(detail.clone())),
             Failure::NotFound(Missing::NoLentStore) => said("this server lends no store".into()),
             Failure::NotFound(Missing::StoreCall(call)) => said(format!("no store call `{call}`")),
+            Failure::NotFound(Missing::Route { method, path }) => said(format!(
+                "no route `{method} {path}` (the routes: POST /v1/features, /get-online-features, /v1/push, /push, \
+                 /write-to-online-store; GET /health, /ready, /metrics)"
+            )),
             Failure::Internal { detail } => hidden(INTERNAL_MESSAGE, detail.clone()),
         }
     }
@@ -346,6 +355,10 @@ mod tests {
             Failure::StoreTimeout(d),
             Failure::LentStoreFailed { detail: s() },
             Failure::NotFound(Missing::NoLentStore),
+            Failure::NotFound(Missing::Route {
+                method: "GET".into(),
+                path: "/nope".into(),
+            }),
             Failure::Internal { detail: s() },
         ]
     }

@@ -629,6 +629,8 @@ impl Server {
             );
         }
         let router = router
+            .fallback(no_route)
+            .method_not_allowed_fallback(no_route)
             .layer(axum::middleware::from_fn_with_state(Arc::clone(&app), track))
             .with_state(app);
         let connection_limits = accept::ConnectionLimits {
@@ -644,6 +646,17 @@ impl Server {
         )
         .await
     }
+}
+
+/// Any route this server does not have, or a method a route does not take: the JSON error
+/// every other failure answers (Feast's clients parse it), not an empty 404.
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    Failure::NotFound(Missing::Route {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+    })
+    .reject()
+    .into_response()
 }
 
 /// An error answer: the status and stable code of the error, the message the client gets,

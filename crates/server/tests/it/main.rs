@@ -255,6 +255,20 @@ async fn routes_answer_and_errors_carry_codes() {
     let (status, _) = request(addr, "POST", "/v1/features", b"{ not json").await;
     assert_eq!(status, 400);
 
+    // Routes that do not exist, and methods a route does not take, answer the JSON error too.
+    for (method, path) in [
+        ("POST", "/materialize-everything"),
+        ("GET", "/v1/features"),
+        ("GET", "/"),
+    ] {
+        let (status, text) = request(addr, method, path, b"{}").await;
+        let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text:?}"));
+        assert_eq!(status, 404, "{method} {path}: {body}");
+        assert_eq!(body["error"]["code"], "NOT_FOUND", "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains(&format!("`{method} {path}`")), "{message}");
+    }
+
     // Random and truncated bodies: always an answer, never a dropped connection.
     let valid = json!({"feature_service": "ranking_v1", "entities": [{"driver_id": 1001, "customer_id": 5001, "distance_km": 1}]}).to_string();
     let mut fuzz = Fuzz::new(21);
