@@ -498,7 +498,7 @@ async fn serving_core_answers_with_codes() {
     // The store goes down: 503 with a code, never the caller's fault.
     server.stop();
     let (e, m) = code(serving.get(&service, &one, t).await);
-    assert!(matches!(e, RequestError::StoreUnavailable(_)), "{m}");
+    assert!(matches!(e, RequestError::StoreUnavailable { .. }), "{m}");
 }
 
 /// `skewless parity --against-store`: the harness compares with what a live store serves. A

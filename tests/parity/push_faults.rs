@@ -98,7 +98,7 @@ async fn a_retried_push_whose_online_write_failed_is_served() {
     };
     let err = push(late.clone(), "late").await.unwrap_err();
     assert!(
-        matches!(err, skewless::Error::Serve(RequestError::OnlineWriteFailed(_))),
+        matches!(err, skewless::Error::Serve(RequestError::OnlineWriteFailed { .. })),
         "{err}"
     );
     redis_cli(server.port(), &["CONFIG", "SET", "min-replicas-to-write", "0"]);
@@ -182,7 +182,7 @@ async fn a_retried_push_counts_once_in_an_aggregated_view() {
     redis_cli(server.port(), &["CONFIG", "SET", "min-replicas-to-write", "1"]);
     let err = push().await.unwrap_err();
     assert!(
-        matches!(err, skewless::Error::Serve(RequestError::OnlineWriteFailed(_))),
+        matches!(err, skewless::Error::Serve(RequestError::OnlineWriteFailed { .. })),
         "{err}"
     );
     redis_cli(server.port(), &["CONFIG", "SET", "min-replicas-to-write", "0"]);
@@ -263,9 +263,14 @@ async fn a_failed_online_write_is_logged_and_the_next_incremental_run_repairs_it
         )
         .await
         .unwrap_err();
-    let skewless::Error::Serve(RequestError::OnlineWriteFailed(message)) = &err else {
-        panic!("expected ONLINE_WRITE_FAILED, got {err}");
+    let skewless::Error::Serve(RequestError::OnlineWriteFailed {
+        pushed: skewless::serving::Pushed::Logged { .. },
+        ..
+    }) = &err
+    else {
+        panic!("expected ONLINE_WRITE_FAILED of logged rows, got {err:?}");
     };
+    let message = err.to_string();
     assert!(message.contains("are in the offline log"), "{message}");
     assert!(message.contains("materialize-incremental"), "{message}");
     let by_segment = skewless::push_log::ids_by_segment(&project.root, "trips").unwrap();

@@ -144,10 +144,10 @@ pub(crate) fn answer(failure: &Failure) -> (u16, &'static str) {
             RequestError::BadPushId { .. } => (400, "BAD_PUSH_ID"),
             RequestError::PushIdConflict { .. } => (409, "PUSH_ID_CONFLICT"),
             RequestError::NothingApplied => (503, "NOTHING_APPLIED"),
-            RequestError::StoreUnavailable(_) => (503, "STORE_UNAVAILABLE"),
+            RequestError::StoreUnavailable { .. } => (503, "STORE_UNAVAILABLE"),
             RequestError::SourceUnreadable { .. } => (503, "SOURCE_UNREADABLE"),
-            RequestError::LogUnavailable(_) => (503, "OFFLINE_LOG_UNAVAILABLE"),
-            RequestError::OnlineWriteFailed(_) => (503, "ONLINE_WRITE_FAILED"),
+            RequestError::LogUnavailable { .. } => (503, "OFFLINE_LOG_UNAVAILABLE"),
+            RequestError::OnlineWriteFailed { .. } => (503, "ONLINE_WRITE_FAILED"),
             RequestError::Internal(_) => (500, "INTERNAL"),
         },
         Failure::BadRequest(_) => (400, "BAD_REQUEST"),
@@ -178,7 +178,7 @@ impl Failure {
         let hidden = |message: &str, detail: String| (message.to_string(), Some(detail));
         match self {
             Failure::Serving(e) => match e {
-                RequestError::StoreUnavailable(_) => {
+                RequestError::StoreUnavailable { .. } => {
                     hidden("the online store did not answer; try again", e.to_string())
                 }
                 RequestError::SourceUnreadable { .. } => hidden(
@@ -186,11 +186,11 @@ impl Failure {
                      server: nothing was pushed; the server's log has the details under this request id",
                     e.to_string(),
                 ),
-                RequestError::LogUnavailable(_) => hidden(
+                RequestError::LogUnavailable { .. } => hidden(
                     "the offline log could not be written: nothing was pushed; try again",
                     e.to_string(),
                 ),
-                RequestError::OnlineWriteFailed(_) => hidden(
+                RequestError::OnlineWriteFailed { .. } => hidden(
                     "the rows are in the offline log, but the online store did not confirm them (a write that \
                      timed out may have been applied, in part or whole, even after this answer): retry the push \
                      with the same id, or run `skewless materialize-incremental`",
@@ -329,13 +329,17 @@ mod tests {
             Failure::Serving(RequestError::BadPushId { problem: s() }),
             Failure::Serving(RequestError::PushIdConflict { id: s() }),
             Failure::Serving(RequestError::NothingApplied),
-            Failure::Serving(RequestError::StoreUnavailable(s())),
+            Failure::Serving(RequestError::StoreUnavailable { cause: cause(&s()) }),
             Failure::Serving(RequestError::SourceUnreadable {
                 push_source: s(),
                 detail: s(),
             }),
-            Failure::Serving(RequestError::LogUnavailable(s())),
-            Failure::Serving(RequestError::OnlineWriteFailed(s())),
+            Failure::Serving(RequestError::LogUnavailable { cause: cause(&s()) }),
+            Failure::Serving(RequestError::OnlineWriteFailed {
+                view: s(),
+                pushed: skewless_serving::core::Pushed::FromLog,
+                cause: cause(&s()),
+            }),
             Failure::Serving(RequestError::Internal(s())),
             Failure::BadRequest(Malformed::NoFeatures),
             Failure::PastClock,
@@ -398,18 +402,30 @@ mod tests {
         assert_eq!(answered, documented, "docs/server.md's error table and `answer` differ");
     }
 
+    /// Another library's error saying `text`.
+    fn cause(text: &str) -> skewless_serving::core::Cause {
+        skewless_serving::core::Cause::new(std::io::Error::other(text.to_string()))
+    }
+
     /// Failures that are not the client's never send their details.
     #[test]
     fn our_failures_keep_their_details_in_the_log() {
         let secret = "redis://10.0.0.7:6379 said NOAUTH at /srv/skewless/.skewless";
         for failure in [
-            Failure::Serving(RequestError::StoreUnavailable(secret.into())),
+            Failure::Serving(RequestError::StoreUnavailable { cause: cause(secret) }),
             Failure::Serving(RequestError::SourceUnreadable {
                 push_source: "trips".into(),
                 detail: secret.into(),
             }),
-            Failure::Serving(RequestError::LogUnavailable(secret.into())),
-            Failure::Serving(RequestError::OnlineWriteFailed(secret.into())),
+            Failure::Serving(RequestError::LogUnavailable { cause: cause(secret) }),
+            Failure::Serving(RequestError::OnlineWriteFailed {
+                view: "trips".into(),
+                pushed: skewless_serving::core::Pushed::Logged {
+                    rows: 1,
+                    at: "journal@0".into(),
+                },
+                cause: cause(secret),
+            }),
             Failure::Serving(RequestError::Internal(secret.into())),
             Failure::Internal { detail: secret.into() },
         ] {

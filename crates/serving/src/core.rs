@@ -54,8 +54,8 @@ pub enum RequestError {
     #[error("nothing is applied yet: run `skewless apply` first")]
     NothingApplied,
     /// The online store failed or is unreachable.
-    #[error("{0}")]
-    StoreUnavailable(String),
+    #[error("{cause}")]
+    StoreUnavailable { cause: Cause },
     /// A push source's batch files, which give pushed rows their schema, cannot be read on the
     /// server (a deployment problem, not the caller's): nothing was pushed.
     #[error("push source `{push_source}`: its batch files cannot be read: {detail}")]
@@ -86,15 +86,56 @@ pub enum RequestError {
     #[error("push id `{id}` was used before for other rows; nothing was pushed (give these rows another id)")]
     PushIdConflict { id: String },
     /// The offline log could not be appended to: nothing was pushed.
-    #[error("{0}")]
-    LogUnavailable(String),
-    /// The rows are in the offline log but the online store did not take them.
-    #[error("{0}")]
-    OnlineWriteFailed(String),
+    #[error("nothing was pushed: {cause}")]
+    LogUnavailable { cause: Cause },
+    /// The rows are in the offline log but the online store did not take view `view`'s
+    /// values; `pushed` says which rows and what repairs them.
+    #[error("{}", match pushed {
+        Pushed::Logged { rows, at } => format!("the {rows} rows are in the offline log ({at}), but writing feature view `{view}` online failed: {cause}; the next `skewless materialize-incremental` writes them"),
+        Pushed::Replayed { rows } => format!("the {rows} rows of this replayed push are in the offline log, but writing feature view `{view}` online failed: {cause}; a retry writes them again"),
+        Pushed::FromLog => format!("replaying pushes into feature view `{view}` failed: {cause}"),
+    })]
+    OnlineWriteFailed { view: String, pushed: Pushed, cause: Cause },
     /// A bug in skewless.
     #[error("internal error (a bug, please report it): {0}")]
     Internal(String),
 }
+
+/// Which pushed rows an online write that failed was for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pushed {
+    /// A push's `rows`, appended to the offline log at `at` (`journal@offset`).
+    Logged { rows: usize, at: String },
+    /// A push's `rows` sent again with an id already logged.
+    Replayed { rows: usize },
+    /// Rows of the offline log written online again (a materialization's replay).
+    FromLog,
+}
+
+/// Another library's error (the store's client, the disk) as a request error carries it:
+/// shared, so [`RequestError`] stays cheap to clone; equal when they say the same.
+#[derive(Debug, Clone)]
+pub struct Cause(pub Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Cause(Arc::new(e))
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for Cause {}
 
 /// What is wrong with pushed rows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -138,7 +179,7 @@ impl From<skewless_online::Error> for RequestError {
                 problem: EntityProblem::MissingKey { key, view },
             },
             e @ (skewless_online::Error::Redis { .. } | skewless_online::Error::Embedded { .. }) => {
-                RequestError::StoreUnavailable(e.to_string())
+                RequestError::StoreUnavailable { cause: Cause::new(e) }
             }
             other => RequestError::Internal(other.to_string()),
         }

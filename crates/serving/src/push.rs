@@ -28,7 +28,7 @@ use skewless_online::{OnlineStore, ViewLayout};
 use skewless_push_log::{Appended, PushLog, TAG_SEPARATOR};
 use skewless_sources::files as source;
 
-use crate::core::{RequestError, RowProblem};
+use crate::core::{Cause, Pushed, RequestError, RowProblem};
 use crate::push_rows::PushSchema;
 
 /// Keys live this much longer than their view's ttl, counted from the write (pushes and
@@ -320,7 +320,7 @@ impl PushTarget {
             .log
             .append(&batch, kept_id.as_deref())
             .await
-            .map_err(|e| RequestError::LogUnavailable(format!("nothing was pushed: {e}")))?;
+            .map_err(|e| RequestError::LogUnavailable { cause: Cause::new(e) })?;
         let logged = match appended {
             // The same rows again: they are in the log, but the first push may have stopped
             // before its online write (a crash, a store error). They are written again,
@@ -346,11 +346,10 @@ impl PushTarget {
                     !(matches!(entries, ViewEntries::Tiles(_)) && rebuilt.contains(&view.view.name))
                 });
                 report.views = self
-                    .write(store, writes, &|view, e| {
-                        RequestError::OnlineWriteFailed(format!(
-                            "the {rows} rows of this replayed push are in the offline log, but writing feature \
-                             view `{view}` online failed: {e}; a retry writes them again"
-                        ))
+                    .write(store, writes, &|view, e| RequestError::OnlineWriteFailed {
+                        view: view.to_string(),
+                        pushed: Pushed::Replayed { rows },
+                        cause: Cause::new(e),
                     })
                     .await?;
                 return Ok(report);
@@ -372,11 +371,13 @@ impl PushTarget {
         }
         let logged = report.logged.clone().unwrap_or_default();
         report.views = self
-            .write(store, writes, &|view, e| {
-                RequestError::OnlineWriteFailed(format!(
-                    "the {rows} rows are in the offline log ({logged}), but writing feature view `{view}` online failed: {e}; \
-                     the next `skewless materialize-incremental` writes them"
-                ))
+            .write(store, writes, &|view, e| RequestError::OnlineWriteFailed {
+                view: view.to_string(),
+                pushed: Pushed::Logged {
+                    rows,
+                    at: logged.clone(),
+                },
+                cause: Cause::new(e),
             })
             .await?;
         Ok(report)
@@ -427,8 +428,10 @@ impl PushTarget {
             return Ok(());
         }
         let (writes, _) = self.compute(batch, skewless_push_log::nonce().to_be_bytes())?;
-        self.write(store, writes, &|view, e| {
-            RequestError::OnlineWriteFailed(format!("replaying pushes into feature view `{view}` failed: {e}"))
+        self.write(store, writes, &|view, e| RequestError::OnlineWriteFailed {
+            view: view.to_string(),
+            pushed: Pushed::FromLog,
+            cause: Cause::new(e),
         })
         .await?;
         Ok(())
