@@ -140,6 +140,7 @@ pub(crate) fn answer(failure: &Failure) -> (u16, &'static str) {
             RequestError::BadEntity { .. } => (400, "BAD_ENTITY"),
             RequestError::MissingRequestField { .. } => (400, "MISSING_REQUEST_FIELD"),
             RequestError::NotPushSource { .. } => (400, "NOT_A_PUSH_SOURCE"),
+            RequestError::ViewNotWritable { .. } => (400, "VIEW_NOT_WRITABLE"),
             RequestError::BadRow { .. } => (400, "BAD_ROW"),
             RequestError::BadPushId { .. } => (400, "BAD_PUSH_ID"),
             RequestError::PushIdConflict { .. } => (409, "PUSH_ID_CONFLICT"),
@@ -316,6 +317,10 @@ mod tests {
             Failure::Serving(RequestError::NotPushSource {
                 name: s(),
                 has_path: true,
+            }),
+            Failure::Serving(RequestError::ViewNotWritable {
+                view: s(),
+                reason: skewless_serving::view_write::WriteRefusal::Aggregated { source_name: s() },
             }),
             Failure::Serving(RequestError::BadRow {
                 file: None,

@@ -9,10 +9,12 @@
 //! | `POST /get-online-features` | Feast's feature server API: column-major entities and results |
 //! | `POST /v1/push` | rows for a push source, as JSON rows or an Arrow IPC stream: logged durably, then written online ([`push`]) |
 //! | `POST /push` | Feast's push API: `push_source_name`, column-major `df`, `to` |
+//! | `POST /write-to-online-store` | Feast's write to one view: `feature_view_name`, column-major `df`; taken as a push to the view's source ([`skewless_serving::view_write`]) |
 //! | `GET /health` | alive |
 //! | `GET /ready` | definitions compiled and the store answering |
 //! | `GET /metrics` | Prometheus text: requests and latency by route and status, errors by code, values by view and status, store round trips, freshness per view |
 //! | `POST /internal/store/{call}` | with a [`StoreHandoff`] only: the embedded store's calls for other commands ([`skewless_online::served`]) |
+//! | anything else | 404 `NOT_FOUND`, the JSON error naming the method and path |
 //!
 //! Errors are JSON, `{"error": {"code": …, "message": …, "request_id": …}}`, with the status
 //! and code [`failure`]'s one table gives; bodies are parsed here (never by an extractor that
@@ -119,7 +121,7 @@ impl Limits {
     /// The largest body `route` takes.
     fn body_limit(&self, route: &str) -> usize {
         match route {
-            "/v1/push" | "/push" => self.max_push_body_bytes,
+            "/v1/push" | "/push" | "/write-to-online-store" => self.max_push_body_bytes,
             "/internal/store" => MAX_STORE_CALL_BODY,
             _ => self.max_body_bytes,
         }
@@ -323,6 +325,7 @@ async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, nex
         "/get-online-features" => "/get-online-features",
         "/v1/push" => "/v1/push",
         "/push" => "/push",
+        "/write-to-online-store" => "/write-to-online-store",
         "/health" => "/health",
         "/ready" => "/ready",
         "/metrics" => "/metrics",
@@ -364,7 +367,7 @@ async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, nex
     }
     // A push holds its share of the push memory budget from before its body is read until
     // it is answered; a body of unknown length is counted at the route's limit.
-    let push_share = if matches!(route, "/v1/push" | "/push") {
+    let push_share = if matches!(route, "/v1/push" | "/push" | "/write-to-online-store") {
         let bytes = declared_length(request.headers()).map_or(app.limits.max_push_body_bytes as u64, |n| {
             n.min(app.limits.max_push_body_bytes as u64)
         });
@@ -620,7 +623,8 @@ impl Server {
             .layer(DefaultBodyLimit::max(limits.max_body_bytes))
             // Push bodies are streamed to their parser under the push body limit ([`streamed`]).
             .route("/v1/push", post(push::own))
-            .route("/push", post(push::feast));
+            .route("/push", post(push::feast))
+            .route("/write-to-online-store", post(push::feast_write));
         if lends_store {
             router = router.merge(
                 Router::new()

@@ -50,6 +50,22 @@ struct FeastPushRequest {
     _transform_on_write: Option<bool>,
 }
 
+/// `POST /write-to-online-store`, as Feast's feature server takes it (and Feast's remote
+/// online store sends, one request per feature view): taken as a push to the view's source
+/// ([`skewless_serving::view_write`]).
+#[derive(Debug, Deserialize)]
+struct FeastWriteRequest {
+    feature_view_name: String,
+    #[serde(deserialize_with = "crate::wire::unique_map")]
+    df: Map<String, Value>,
+    // As for `/push`: the definitions are compiled once per applied version, and a write's
+    // rows always go through the view's expressions.
+    #[serde(default, rename = "allow_registry_cache")]
+    _allow_registry_cache: Option<bool>,
+    #[serde(default, rename = "transform_on_write")]
+    _transform_on_write: Option<bool>,
+}
+
 pub(crate) async fn own(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -103,6 +119,41 @@ pub(crate) async fn feast(State(app): State<Arc<App>>, headers: HeaderMap, body:
     .await
 }
 
+pub(crate) async fn feast_write(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    let request: FeastWriteRequest = match read(&app, &headers, body, parse_json).await {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    if let Some(response) = too_many_rows(&app, columns_len(&request.df)) {
+        return response;
+    }
+    let serving = app.live.current();
+    match serving.write_view(&request.feature_view_name, request.df, now()).await {
+        Ok(report) => {
+            app.metrics.pushed(&report.source, report.rows as u64, report.appended);
+            axum::Json(report).into_response()
+        }
+        Err(e) => request_error(e),
+    }
+}
+
+/// The rows of a column-major `df`: its longest column.
+fn columns_len(df: &Map<String, Value>) -> usize {
+    df.values().filter_map(Value::as_array).map(Vec::len).max().unwrap_or(0)
+}
+
+/// The 400 for a push of more rows than allowed.
+fn too_many_rows(app: &App, rows: usize) -> Option<Response> {
+    (rows > app.limits.max_push_rows).then(|| {
+        Failure::TooManyRows {
+            asked: rows,
+            limit: app.limits.max_push_rows,
+        }
+        .reject()
+        .into_response()
+    })
+}
+
 /// The push body, parsed as it arrives ([`streamed`]): the body is never held whole. An
 /// answer given before the body was read to its end closes the connection.
 async fn read<T: Send + 'static>(
@@ -146,16 +197,11 @@ async fn push(app: &App, source: &str, input: PushInput, id: Option<String>, to:
     };
     let rows = match &input {
         PushInput::Rows(rows) => rows.len(),
-        PushInput::Columns(df) => df.values().filter_map(Value::as_array).map(Vec::len).max().unwrap_or(0),
+        PushInput::Columns(df) => columns_len(df),
         PushInput::Batches(batches) => batches.iter().map(|b| b.num_rows()).sum(),
     };
-    if rows > app.limits.max_push_rows {
-        return Failure::TooManyRows {
-            asked: rows,
-            limit: app.limits.max_push_rows,
-        }
-        .reject()
-        .into_response();
+    if let Some(response) = too_many_rows(app, rows) {
+        return response;
     }
     let serving = app.live.current();
     match serving.push(source, input, id, to, now()).await {

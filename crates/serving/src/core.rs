@@ -60,6 +60,13 @@ pub enum RequestError {
     /// server (a deployment problem, not the caller's): nothing was pushed.
     #[error("push source `{push_source}`: its batch files cannot be read: {detail}")]
     SourceUnreadable { push_source: String, detail: String },
+    /// A write to a feature view (Feast's `write_to_online_store`) that cannot be taken as a
+    /// push to its source ([`crate::view_write`]).
+    #[error("feature view `{view}` cannot be written: {reason}")]
+    ViewNotWritable {
+        view: String,
+        reason: crate::view_write::WriteRefusal,
+    },
     /// A push names a source that does not exist (with the nearest name when one is close).
     #[error("unknown source `{name}`{}", near.as_ref().map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default())]
     UnknownSource { name: String, near: Option<String> },
@@ -616,6 +623,25 @@ impl Serving {
         );
         targets().insert(source.to_string(), Arc::clone(&target));
         Ok(target)
+    }
+
+    /// Feast's write of `df` to feature view `view`, taken as a push to the view's source
+    /// ([`crate::view_write`]): logged, checked and written online like any push.
+    pub async fn write_view(
+        &self,
+        view: &str,
+        df: serde_json::Map<String, serde_json::Value>,
+        now: i64,
+    ) -> Result<crate::push::PushReport, RequestError> {
+        let (source, columns) = crate::view_write::as_push(&self.compiled.defs, view, df)?;
+        self.push(
+            &source,
+            crate::push::PushInput::Columns(columns),
+            None,
+            crate::push::PushTo::OnlineAndOffline,
+            now,
+        )
+        .await
     }
 
     /// Whether the store answers a read (for readiness checks).

@@ -19,6 +19,7 @@ pub mod json;
 pub mod push;
 pub mod push_rows;
 pub mod served_log;
+pub mod view_write;
 
 use std::path::PathBuf;
 

@@ -34,9 +34,9 @@ async fn served_fare(addr: std::net::SocketAddr, driver: i64) -> (Value, String)
     (f["value"].clone(), f["status"].as_str().unwrap().to_string())
 }
 
-/// The rows in the trips log (folded into segments).
-fn logged_rows(project: &Project) -> i64 {
-    skewless::push_log::segments(&project.root, "trips")
+/// The rows in `source`'s log (folded into segments).
+fn logged_rows(project: &Project, source: &str) -> i64 {
+    skewless::push_log::segments(&project.root, source)
         .unwrap()
         .iter()
         .map(|path| {
@@ -155,7 +155,7 @@ async fn pushes_are_logged_then_served_and_bad_ones_write_nothing() {
     .await;
     assert_eq!(status, 200, "{text}");
     assert_eq!(served_fare(addr, 1004).await.0, json!(14.5));
-    assert_eq!(logged_rows(&server.project), 4);
+    assert_eq!(logged_rows(&server.project, "trips"), 4);
 
     // Bad pushes: 4xx with a code naming the row and field; nothing logged, nothing served.
     let mut wrong_type = trip(4242, t, 1.0);
@@ -231,7 +231,7 @@ async fn pushes_are_logged_then_served_and_bad_ones_write_nothing() {
     )
     .await;
     assert_eq!(status, 400, "{text}");
-    assert_eq!(logged_rows(&server.project), 4, "a bad push was logged");
+    assert_eq!(logged_rows(&server.project, "trips"), 4, "a bad push was logged");
     assert_eq!(served_fare(addr, 4242).await.1, "NOT_FOUND");
 
     // The training set reads the log: what was served is what it holds.
@@ -325,5 +325,150 @@ async fn a_push_source_without_its_files_is_503_source_unreadable() {
             .unwrap()
             .is_empty()
     );
+    stop(server).await;
+}
+
+/// Feast's `write_to_online_store` (and `push` through Feast's remote online store): a write
+/// to a view is a push to its source, so it is logged, served and seen by a later training
+/// set; a write that cannot be one is a 400 saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feast_writes_to_a_view_are_pushes_of_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let defs = skewless_testkit::copy_demo_defs(dir.path());
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(
+        dir.path().join("data/fares.csv"),
+        "driver_id,event_timestamp,created,fare\n1,2025-01-01T00:00:00Z,2025-01-01T00:00:00Z,1.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        defs.join("fares_now.yaml"),
+        "sources:\n  fares:\n    path: data/fares.csv\n    timestamp: event_timestamp\n    created: created\n    push: true\n\
+         feature_views:\n  driver_fare_now:\n    entity: driver\n    source: fares\n    ttl: 7d\n    features:\n      fare: { type: float64 }\n",
+    )
+    .unwrap();
+    skewless::demo_data::generate(&dir.path().join("data/demo"), 42).unwrap();
+    let project = Project::new(defs, dir.path().join(".skewless"));
+    project.apply(false, None).unwrap();
+    let store = online_store::open(&StoreConfig::Embedded(dir.path().join("s.redb")))
+        .await
+        .unwrap();
+    let server = serve(dir, &project, store, Limits::default()).await;
+    let addr = server.addr;
+
+    // As Feast's remote online store sends it: naive UTC times, `created` null.
+    let t = now_micros() - 1_000_000;
+    let naive = instant(t).trim_end_matches('Z').to_string();
+    let (status, body) = post(
+        addr,
+        "/write-to-online-store",
+        json!({
+            "feature_view_name": "driver_fare_now",
+            "df": {"driver_id": [4242, 4243], "fare": [12.5, 3.0], "event_timestamp": [naive, naive], "created": [null, null]},
+            "allow_registry_cache": false,
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["source"].as_str(), body["rows"].as_u64()),
+        (Some("fares"), Some(2)),
+        "{body}"
+    );
+    let (status, body) = post(
+        addr,
+        "/get-online-features",
+        json!({"features": ["driver_fare_now:fare"], "entities": {"driver_id": [4242, 4243]}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][1]["values"], json!([12.5, 3.0]), "{body}");
+    assert_eq!(body["results"][1]["statuses"], json!(["PRESENT", "PRESENT"]), "{body}");
+
+    // The training set sees what was written, from its ingestion instant on.
+    let spine = project.root.join("fares_spine.csv");
+    std::fs::write(
+        &spine,
+        format!(
+            "driver_id,event_timestamp\n4242,{}\n",
+            instant(now_micros() + 1_000_000)
+        ),
+    )
+    .unwrap();
+    let options = skewless::training::TrainingSetOptions {
+        spine,
+        selection: skewless::training::FeatureSelection::Features(vec!["driver_fare_now:fare".into()]),
+        timestamp_column: "event_timestamp".into(),
+        full_names: false,
+    };
+    let offline = project
+        .training_set(&skewless::engine_session(), &options)
+        .await
+        .unwrap()
+        .batch;
+    let fares = offline
+        .column(2)
+        .as_any()
+        .downcast_ref::<arrow::array::Float64Array>()
+        .unwrap();
+    assert_eq!(fares.values(), &[12.5]);
+
+    // Writes that cannot be pushes of whole source rows say why, and write nothing.
+    let write = |view: &str, df: Value| json!({"feature_view_name": view, "df": df});
+    for (body, status, code, says) in [
+        (
+            write(
+                "driver_hourly_stats",
+                json!({"driver_id": [1], "conv_rate": [0.5], "event_timestamp": [naive]}),
+            ),
+            400,
+            "VIEW_NOT_WRITABLE",
+            "reads source `driver_hourly`, which takes no pushes",
+        ),
+        (
+            write(
+                "driver_last_trip",
+                json!({"driver_id": [1], "last_trip_rated": [true], "event_timestamp": [naive]}),
+            ),
+            400,
+            "VIEW_NOT_WRITABLE",
+            "its feature `last_trip_rated` is computed (`rating IS NOT NULL`)",
+        ),
+        (
+            write(
+                "driver_trip_stats",
+                json!({"driver_id": [1], "event_timestamp": [naive]}),
+            ),
+            400,
+            "VIEW_NOT_WRITABLE",
+            "it is aggregated",
+        ),
+        (
+            write("driver_fare_nope", json!({"driver_id": [1]})),
+            404,
+            "UNKNOWN_FEATURE",
+            "driver_fare_nope",
+        ),
+        (
+            write(
+                "driver_fare_now",
+                json!({"driver_id": [1], "fare": ["cheap"], "event_timestamp": [naive]}),
+            ),
+            400,
+            "BAD_ROW",
+            "found the string \"cheap\"",
+        ),
+    ] {
+        let (got, answer) = post(addr, "/write-to-online-store", body.clone()).await;
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {answer}"
+        );
+        let message = answer["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains(says), "{message}");
+    }
+    let rows = logged_rows(&project, "fares");
+    assert_eq!(rows, 2, "only the good write is in the log");
     stop(server).await;
 }
