@@ -1,61 +1,29 @@
-"""Feast's SDK, with its online store `type: remote` pointed at `skewless serve`.
+"""Feast's SDK on the repository `skewless export feast` wrote, its online store remote at
+`skewless serve`.
 
-Writes through `store.push(source, df, to=PushMode.ONLINE)` and
-`store.write_to_online_store(view, df)`, reads back with `store.get_online_features`, and
-checks the values. Usage: check.py FEAST_REPO_DIR SERVER_URL
+Applies the exported repository with Feast's own CLI (no edits), runs its version gate, then
+writes through `store.push(source, df, to=PushMode.ONLINE)` and
+`store.write_to_online_store(view, df)`, reads back with `store.get_online_features` (a
+feature list and a feature service), and checks the values.
+Usage: check.py FEAST_REPO_DIR
 """
 
 import os
+import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
-from feast import Entity, FeatureStore, FeatureView, Field, FileSource, PushSource, ValueType
+from feast import FeatureStore
 from feast.data_source import PushMode
-from feast.types import Float64
 
-repo, url = sys.argv[1], sys.argv[2]
-os.makedirs(f"{repo}/data", exist_ok=True)
-with open(f"{repo}/feature_store.yaml", "w") as f:
-    f.write(
-        f"""project: skewless_check
-registry: data/registry.db
-provider: local
-online_store:
-  type: remote
-  path: {url}
-offline_store:
-  type: file
-entity_key_serialization_version: 3
-"""
-    )
-pd.DataFrame(
-    {
-        "driver_id": [1],
-        "event_timestamp": [datetime(2025, 1, 1, tzinfo=timezone.utc)],
-        "created": [datetime(2025, 1, 1, tzinfo=timezone.utc)],
-        "fare": [1.0],
-    }
-).to_parquet(f"{repo}/data/fares.parquet")
+repo = sys.argv[1]
+feast = os.path.join(os.path.dirname(sys.executable), "feast")
+subprocess.run([feast, "apply"], cwd=repo, check=True, stdout=subprocess.DEVNULL)
+print("feast apply: the exported repository applied without edits")
+subprocess.run([sys.executable, "skewless_check.py"], cwd=repo, check=True)
 
-driver = Entity(name="driver", join_keys=["driver_id"], value_type=ValueType.INT64)
-batch = FileSource(
-    name="fares_batch",
-    path=f"{repo}/data/fares.parquet",
-    timestamp_field="event_timestamp",
-    created_timestamp_column="created",
-)
-fares = PushSource(name="fares", batch_source=batch)
-view = FeatureView(
-    name="driver_fare_now",
-    entities=[driver],
-    ttl=timedelta(days=7),
-    schema=[Field(name="fare", dtype=Float64)],
-    source=fares,
-    online=True,
-)
 store = FeatureStore(repo_path=repo)
-store.apply([driver, fares, view])
 
 
 def served(ids):
@@ -81,3 +49,21 @@ store.write_to_online_store(
 )
 assert served([4242, 4243]) == [14.0, 3.0], served([4242, 4243])
 print("write_to_online_store: served", served([4242, 4243]))
+
+by_service = store.get_online_features(
+    features=store.get_feature_service("fares_v1"), entity_rows=[{"driver_id": 4242}]
+).to_dict()
+assert by_service["fare"] == [14.0], by_service
+print("feature service fares_v1: served", by_service)
+
+# A write Feast's SDK makes that skewless refuses: Feast raises with skewless's message.
+try:
+    store.write_to_online_store(
+        "driver_last_trip",
+        pd.DataFrame({"driver_id": [4242], "event_timestamp": [later], "created": [later],
+                      "last_trip_distance_km": [1.0], "last_trip_fare": [2.0], "last_trip_rated": [True]}),
+    )
+    raise AssertionError("a write to a computed view was taken")
+except RuntimeError as e:
+    assert "VIEW_NOT_WRITABLE" in str(e), e
+    print("write_to_online_store to a view with computed features: refused,", str(e).split("message")[-1][:120], "…")

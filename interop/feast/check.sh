@@ -24,12 +24,14 @@ if [ -z "${SKEWLESS_BIN:-}" ]; then
 fi
 bin=${SKEWLESS_BIN:-$root/target/debug/skewless}
 
-# The skewless project: one push source and the view Feast writes to.
+# The skewless project: the demo's definitions, plus one push source and a view Feast
+# writes to.
 project=$work/skewless
-mkdir -p "$project/feature_defs" "$project/data"
-cp "$root/interop/feast/skewless_defs.yaml" "$project/feature_defs/defs.yaml"
+mkdir -p "$project/data"
+cp -r "$root/feature_defs" "$project/"
+cp "$root/interop/feast/skewless_defs.yaml" "$project/feature_defs/fares_now.yaml"
 printf 'driver_id,event_timestamp,created,fare\n1,2025-01-01T00:00:00Z,2025-01-01T00:00:00Z,1.0\n' >"$project/data/fares.csv"
-(cd "$project" && "$bin" apply >/dev/null)
+(cd "$project" && "$bin" demo-data --out data/demo >/dev/null && "$bin" apply >/dev/null)
 
 source "$root/benches/services.sh"
 server_port=$(free_port)
@@ -42,7 +44,9 @@ for _ in $(seq 200); do
   sleep 0.05
 done
 
-"$venv/bin/python" "$root/interop/feast/check.py" "$work/feast_repo" "http://127.0.0.1:$server_port"
+# One source of definitions: Feast's repository is exported from skewless's.
+(cd "$project" && "$bin" export feast "$work/feast_repo" --server-url "http://127.0.0.1:$server_port" --project skewless_check)
+PATH="$venv/bin:$PATH" "$venv/bin/python" "$root/interop/feast/check.py" "$work/feast_repo"
 
 # What Feast wrote is in skewless's offline log: a training set after it holds it.
 spine_at=$(python3 -c 'import datetime as d; print((d.datetime.now(d.timezone.utc) + d.timedelta(seconds=2)).isoformat())')
@@ -56,4 +60,19 @@ fares = pq.read_table(sys.argv[1]).column("fare").to_pylist()
 assert fares == [14.0, 3.0], fares
 print("training set after the writes:", fares)
 PY
+# The version gate: a new applied version (the server follows it) fails the check until
+# the repository is exported again.
+printf '      fare_doubled: { type: float64, expr: "fare * 2" }\n' >>"$project/feature_defs/fares_now.yaml"
+(cd "$project" && "$bin" apply >/dev/null)
+for _ in $(seq 100); do
+  if ! (cd "$work/feast_repo" && "$venv/bin/python" skewless_check.py >"$work/gate.txt" 2>&1); then break; fi
+  sleep 0.1
+done
+if (cd "$work/feast_repo" && "$venv/bin/python" skewless_check.py >"$work/gate.txt" 2>&1); then
+  echo "the version gate passed after a new version was applied" >&2
+  exit 1
+fi
+echo "version gate after a new apply: $(head -c 300 "$work/gate.txt")"
+(cd "$project" && "$bin" export feast "$work/feast_repo" --server-url "http://127.0.0.1:$server_port" --project skewless_check >/dev/null)
+(cd "$work/feast_repo" && "$venv/bin/python" skewless_check.py)
 echo "feast SDK checks passed against skewless serve on port $server_port"

@@ -65,6 +65,11 @@ pub enum Command {
         #[command(subcommand)]
         command: RegistryCommand,
     },
+    /// Write the applied definitions for another tool to read.
+    Export {
+        #[command(subcommand)]
+        target: ExportTarget,
+    },
     /// Build a point-in-time-correct training set for a spine and write it as Parquet.
     TrainingSet {
         /// The spine: entity keys, an as-of timestamp and any other columns (labels, request
@@ -259,6 +264,22 @@ pub enum ListKind {
     Services,
     Entities,
     Sources,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportTarget {
+    /// A Feast repository (feature_store.yaml, definitions.py, the version gate
+    /// skewless_check.py) whose SDK reads and writes through `skewless serve`.
+    Feast {
+        /// The directory to write (created; files there are replaced).
+        dir: std::path::PathBuf,
+        /// The URL of `skewless serve` that Feast's SDK is to call.
+        #[arg(long, default_value = "http://localhost:6566")]
+        server_url: String,
+        /// Feast's project name.
+        #[arg(long, default_value = "skewless")]
+        project: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

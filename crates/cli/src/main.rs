@@ -84,6 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => project::apply(&project, allow_breaking, expect_version, json),
         Command::List { kind, json } => project::list(&project, kind, json),
         Command::Registry { command } => project::registry(&project, command),
+        Command::Export { target } => project::export(&project, target),
         Command::DemoData { out, seed } => project::demo_data(&out, seed),
         Command::TrainingSet {
             spine,

@@ -20,10 +20,11 @@
 //!
 //! Modules: [`project`], [`registry`], [`listing`], [`training`], [`manifest`], [`online`],
 //! [`serving`], [`push`], [`push_rows`], [`parity`], [`served_log`], [`consistency`],
-//! [`reproduce`], [`demo_data`].
+//! [`reproduce`], [`demo_data`], [`feast_export`].
 
 pub mod consistency;
 pub mod demo_data;
+pub mod feast_export;
 pub mod listing;
 pub mod manifest;
 pub mod online;

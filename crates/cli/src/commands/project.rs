@@ -7,7 +7,7 @@ use anyhow::Context;
 use skewless::listing;
 use skewless::{ApplyOutcome, Error, Project};
 
-use crate::args::{ListKind, RegistryCommand};
+use crate::args::{ExportTarget, ListKind, RegistryCommand};
 use crate::output::{self, Table, print_json};
 
 pub(crate) fn validate(project: &Project, data: bool, json: bool) -> anyhow::Result<ExitCode> {
@@ -206,6 +206,39 @@ pub(crate) fn list(project: &Project, kind: ListKind, json: bool) -> anyhow::Res
             t.print();
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `skewless export feast DIR`: the applied version as a Feast repository.
+pub(crate) fn export(project: &Project, target: ExportTarget) -> anyhow::Result<ExitCode> {
+    let ExportTarget::Feast {
+        dir,
+        server_url,
+        project: name,
+    } = target;
+    let record = project
+        .registry()
+        .latest()
+        .context("reading the registry")?
+        .ok_or_else(|| anyhow::anyhow!("nothing is applied yet: run `skewless apply` first"))?;
+    let target = skewless::feast_export::FeastTarget {
+        project: name,
+        server_url,
+    };
+    let out = skewless::feast_export::export(&record, &project.root, &target);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (path, text) in &out.files {
+        let path = dir.join(path);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    for line in &out.skipped {
+        eprintln!("not exported: {line}");
+    }
+    println!(
+        "exported applied version {} to {} as a Feast repository: run `feast apply` there, then `python skewless_check.py`",
+        record.seq,
+        dir.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
