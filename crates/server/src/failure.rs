@@ -59,6 +59,11 @@ pub(crate) enum Failure {
     },
     /// A route or store call that does not exist here.
     NotFound(Missing),
+    /// A route that exists, asked with a method it does not take.
+    MethodNotAllowed {
+        method: String,
+        path: String,
+    },
     /// A bug; `detail` is for the log.
     Internal {
         detail: String,
@@ -159,6 +164,7 @@ pub(crate) fn answer(failure: &Failure) -> (u16, &'static str) {
         Failure::Unauthorized => (401, "UNAUTHORIZED"),
         Failure::HostNotAllowed => (403, "HOST_NOT_ALLOWED"),
         Failure::NotFound(_) => (404, "NOT_FOUND"),
+        Failure::MethodNotAllowed { .. } => (405, "METHOD_NOT_ALLOWED"),
         Failure::BodyTimeout(_) => (408, "BODY_TIMEOUT"),
         Failure::BodyTooLarge { .. } => (413, "BODY_TOO_LARGE"),
         Failure::TooManyRows { .. } => (413, "TOO_MANY_ROWS"),
@@ -238,6 +244,9 @@ impl Failure {
             Failure::LentStoreFailed { detail } => (format!("the held store failed: {detail}"), Some(detail.clone())),
             Failure::NotFound(Missing::NoLentStore) => said("this server lends no store".into()),
             Failure::NotFound(Missing::StoreCall(call)) => said(format!("no store call `{call}`")),
+            Failure::MethodNotAllowed { method, path } => said(format!(
+                "`{path}` does not take {method} (data routes take POST, probes GET)"
+            )),
             Failure::NotFound(Missing::Route { method, path }) => said(format!(
                 "no route `{method} {path}` (the routes: POST /v1/features, /get-online-features, /v1/push, /push, \
                  /write-to-online-store; GET /health, /ready, /metrics)"
@@ -368,6 +377,10 @@ mod tests {
                 method: "GET".into(),
                 path: "/nope".into(),
             }),
+            Failure::MethodNotAllowed {
+                method: "GET".into(),
+                path: "/push".into(),
+            },
             Failure::Internal { detail: s() },
         ]
     }

@@ -14,7 +14,7 @@
 //! | `GET /ready` | definitions compiled and the store answering |
 //! | `GET /metrics` | Prometheus text: requests and latency by route and status, errors by code, values by view and status, store round trips, freshness per view |
 //! | `POST /internal/store/{call}` | with a [`StoreHandoff`] only: the embedded store's calls for other commands ([`skewless_online::served`]) |
-//! | anything else | 404 `NOT_FOUND`, the JSON error naming the method and path |
+//! | anything else | 404 `NOT_FOUND` (405 `METHOD_NOT_ALLOWED` for a route's wrong method), the JSON error naming the method and path |
 //!
 //! Errors are JSON, `{"error": {"code": …, "message": …, "request_id": …}}`, with the status
 //! and code [`failure`]'s one table gives; bodies are parsed here (never by an extractor that
@@ -634,7 +634,7 @@ impl Server {
         }
         let router = router
             .fallback(no_route)
-            .method_not_allowed_fallback(no_route)
+            .method_not_allowed_fallback(wrong_method)
             .layer(axum::middleware::from_fn_with_state(Arc::clone(&app), track))
             .with_state(app);
         let connection_limits = accept::ConnectionLimits {
@@ -652,8 +652,18 @@ impl Server {
     }
 }
 
-/// Any route this server does not have, or a method a route does not take: the JSON error
-/// every other failure answers (Feast's clients parse it), not an empty 404.
+/// A method a route does not take: the JSON error, 405.
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    Failure::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+    }
+    .reject()
+    .into_response()
+}
+
+/// Any route this server does not have: the JSON error every other failure answers (Feast's
+/// clients parse it), not an empty 404.
 async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> Response {
     Failure::NotFound(Missing::Route {
         method: method.to_string(),

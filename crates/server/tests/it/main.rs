@@ -256,17 +256,39 @@ async fn routes_answer_and_errors_carry_codes() {
     assert_eq!(status, 400);
 
     // Routes that do not exist, and methods a route does not take, answer the JSON error too.
-    for (method, path) in [
-        ("POST", "/materialize-everything"),
-        ("GET", "/v1/features"),
-        ("GET", "/"),
+    for (method, path, status, code, says) in [
+        (
+            "POST",
+            "/materialize-everything",
+            404,
+            "NOT_FOUND",
+            "`POST /materialize-everything`",
+        ),
+        ("GET", "/", 404, "NOT_FOUND", "`GET /`"),
+        (
+            "GET",
+            "/v1/features",
+            405,
+            "METHOD_NOT_ALLOWED",
+            "`/v1/features` does not take GET",
+        ),
+        (
+            "POST",
+            "/health",
+            405,
+            "METHOD_NOT_ALLOWED",
+            "`/health` does not take POST",
+        ),
     ] {
-        let (status, text) = request(addr, method, path, b"{}").await;
+        let (got, text) = request(addr, method, path, b"{}").await;
         let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text:?}"));
-        assert_eq!(status, 404, "{method} {path}: {body}");
-        assert_eq!(body["error"]["code"], "NOT_FOUND", "{body}");
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{method} {path}: {body}"
+        );
         let message = body["error"]["message"].as_str().unwrap_or("");
-        assert!(message.contains(&format!("`{method} {path}`")), "{message}");
+        assert!(message.contains(says), "{message}");
     }
 
     // Random and truncated bodies: always an answer, never a dropped connection.
