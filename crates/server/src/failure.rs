@@ -59,6 +59,14 @@ pub(crate) enum Failure {
     },
     /// A route or store call that does not exist here.
     NotFound(Missing),
+    /// Feast's `/materialize` asked for what the definitions refuse (an unknown view).
+    MaterializeRefused {
+        message: String,
+    },
+    /// A materialization that failed; `detail` is for the log.
+    MaterializeFailed {
+        detail: String,
+    },
     /// A route that exists, asked with a method it does not take.
     MethodNotAllowed {
         method: String,
@@ -85,6 +93,16 @@ pub(crate) enum Malformed {
     NoFeatures,
     #[error("`at`: {0}")]
     At(skewless_serving::json::InstantTextError),
+    /// An instant field of a request that is not an instant.
+    #[error("`{field}`: {problem}")]
+    Instant {
+        field: &'static str,
+        problem: skewless_serving::json::InstantTextError,
+    },
+    /// Feast's `/materialize` without `start_ts` and `end_ts`, or with `start_ts` not before
+    /// `end_ts`.
+    #[error("give `start_ts` before `end_ts` (or `disable_event_timestamp: true` for everything up to now)")]
+    MaterializeRange,
     /// A Feast `entities` column that is not a list.
     #[error("entities.{column}: expected a list of values, found {found}")]
     NotAList { column: String, found: serde_json::Value },
@@ -124,6 +142,8 @@ pub(crate) enum Missing {
     /// The server was started without a store to lend.
     NoLentStore,
     StoreCall(String),
+    /// Feast's `/materialize` routes, on a server started without a materializer.
+    NoMaterializer,
     /// A route this server does not have (or not with this method).
     Route {
         method: String,
@@ -165,6 +185,8 @@ pub(crate) fn answer(failure: &Failure) -> (u16, &'static str) {
         Failure::HostNotAllowed => (403, "HOST_NOT_ALLOWED"),
         Failure::NotFound(_) => (404, "NOT_FOUND"),
         Failure::MethodNotAllowed { .. } => (405, "METHOD_NOT_ALLOWED"),
+        Failure::MaterializeRefused { .. } => (400, "MATERIALIZE_REFUSED"),
+        Failure::MaterializeFailed { .. } => (500, "MATERIALIZE_FAILED"),
         Failure::BodyTimeout(_) => (408, "BODY_TIMEOUT"),
         Failure::BodyTooLarge { .. } => (413, "BODY_TOO_LARGE"),
         Failure::TooManyRows { .. } => (413, "TOO_MANY_ROWS"),
@@ -244,12 +266,20 @@ impl Failure {
             Failure::LentStoreFailed { detail } => (format!("the held store failed: {detail}"), Some(detail.clone())),
             Failure::NotFound(Missing::NoLentStore) => said("this server lends no store".into()),
             Failure::NotFound(Missing::StoreCall(call)) => said(format!("no store call `{call}`")),
+            Failure::NotFound(Missing::NoMaterializer) => said(
+                "this server does not materialize: run `skewless materialize` (or serve with `skewless serve`)".into(),
+            ),
+            Failure::MaterializeRefused { message } => said(message.clone()),
+            Failure::MaterializeFailed { detail } => hidden(
+                "the materialization failed; the server's log has the details under this request id",
+                detail.clone(),
+            ),
             Failure::MethodNotAllowed { method, path } => said(format!(
                 "`{path}` does not take {method} (data routes take POST, probes GET)"
             )),
             Failure::NotFound(Missing::Route { method, path }) => said(format!(
                 "no route `{method} {path}` (the routes: POST /v1/features, /get-online-features, /v1/push, /push, \
-                 /write-to-online-store; GET /health, /ready, /metrics)"
+                 /write-to-online-store, /materialize, /materialize-incremental; GET /health, /ready, /metrics)"
             )),
             Failure::Internal { detail } => hidden(INTERNAL_MESSAGE, detail.clone()),
         }
@@ -381,6 +411,8 @@ mod tests {
                 method: "GET".into(),
                 path: "/push".into(),
             },
+            Failure::MaterializeRefused { message: s() },
+            Failure::MaterializeFailed { detail: s() },
             Failure::Internal { detail: s() },
         ]
     }
@@ -446,6 +478,7 @@ mod tests {
             }),
             Failure::Serving(RequestError::Internal(secret.into())),
             Failure::Internal { detail: secret.into() },
+            Failure::MaterializeFailed { detail: secret.into() },
         ] {
             let reject = failure.reject();
             assert!(!reject.message.contains("10.0.0.7"), "{}", reject.message);

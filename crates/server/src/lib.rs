@@ -9,6 +9,7 @@
 //! | `POST /get-online-features` | Feast's feature server API: column-major entities and results |
 //! | `POST /v1/push` | rows for a push source, as JSON rows or an Arrow IPC stream: logged durably, then written online ([`push`]) |
 //! | `POST /push` | Feast's push API: `push_source_name`, column-major `df`, `to` |
+//! | `POST /materialize`, `POST /materialize-incremental` | Feast's materialization routes, run by the binary's [`Materializer`] into the store served from ([`materialize`]) |
 //! | `POST /write-to-online-store` | Feast's write to one view: `feature_view_name`, column-major `df`; taken as a push to the view's source ([`skewless_serving::view_write`]) |
 //! | `GET /health` | alive |
 //! | `GET /ready` | definitions compiled and the store answering |
@@ -27,6 +28,7 @@
 mod accept;
 mod auth;
 mod failure;
+pub mod materialize;
 mod memory;
 mod metrics;
 mod origin;
@@ -36,6 +38,7 @@ mod streamed;
 mod wire;
 
 pub use auth::{ApiKeys, KeysError};
+pub use materialize::{MaterializeError, MaterializeRequest, Materializer};
 pub use origin::{AllowedHosts, HostsError};
 pub use sharded::{Reloader, Running, ServeConfig, ServeError, ServeEvent, start};
 
@@ -175,6 +178,8 @@ pub struct Options {
     pub handoff: Option<StoreHandoff>,
     /// Log served feature vectors, sampled by key, for `skewless consistency`.
     pub served_log: Option<skewless_serving::served_log::ServedLogOptions>,
+    /// Runs Feast's `/materialize` routes (none: they answer 404).
+    pub materializer: Option<Arc<dyn Materializer>>,
 }
 
 impl From<Limits> for Options {
@@ -313,6 +318,7 @@ struct App {
     handoff: Option<StoreHandoff>,
     metrics: Arc<metrics::Metrics>,
     served_log: Option<Arc<skewless_serving::served_log::ServedLog>>,
+    materializer: Option<Arc<dyn Materializer>>,
 }
 
 /// Every request passes here, in order: the host check (servers without API keys,
@@ -326,6 +332,8 @@ async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, nex
         "/v1/push" => "/v1/push",
         "/push" => "/push",
         "/write-to-online-store" => "/write-to-online-store",
+        "/materialize" => "/materialize",
+        "/materialize-incremental" => "/materialize-incremental",
         "/health" => "/health",
         "/ready" => "/ready",
         "/metrics" => "/metrics",
@@ -600,6 +608,7 @@ impl Server {
             allow_past_clock,
             handoff,
             served_log: _,
+            materializer,
         } = self.options.clone();
         let lends_store = handoff.is_some();
         let app = Arc::new(App {
@@ -612,6 +621,7 @@ impl Server {
             handoff,
             metrics: Arc::clone(&self.metrics),
             served_log: self.served_log.clone(),
+            materializer,
         });
         let mut router = Router::new()
             .route("/v1/features", post(features))
@@ -624,7 +634,9 @@ impl Server {
             // Push bodies are streamed to their parser under the push body limit ([`streamed`]).
             .route("/v1/push", post(push::own))
             .route("/push", post(push::feast))
-            .route("/write-to-online-store", post(push::feast_write));
+            .route("/write-to-online-store", post(push::feast_write))
+            .route("/materialize", post(materialize::full))
+            .route("/materialize-incremental", post(materialize::incremental));
         if lends_store {
             router = router.merge(
                 Router::new()

@@ -84,7 +84,12 @@ fn strip_port(host: &str) -> &str {
 /// The content types a data route takes, for its message; `None` when the route takes any.
 pub fn expected_types(route: &str) -> Option<&'static str> {
     match route {
-        "/v1/features" | "/get-online-features" | "/push" | "/write-to-online-store" => Some("application/json"),
+        "/v1/features"
+        | "/get-online-features"
+        | "/push"
+        | "/write-to-online-store"
+        | "/materialize"
+        | "/materialize-incremental" => Some("application/json"),
         "/v1/push" => Some("application/json or application/vnd.apache.arrow.stream"),
         _ => None,
     }

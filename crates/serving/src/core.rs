@@ -644,6 +644,11 @@ impl Serving {
         .await
     }
 
+    /// The store this core serves from.
+    pub fn store(&self) -> Arc<dyn OnlineStore> {
+        Arc::clone(&self.store)
+    }
+
     /// Whether the store answers a read (for readiness checks).
     pub async fn check_store(&self) -> Result<(), RequestError> {
         self.store

@@ -1,8 +1,12 @@
 //! `skewless serve`: arguments to options, signals to the sharded server.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use skewless::Project;
+use skewless_server::{MaterializeError, MaterializeRequest};
 
 use super::store_config;
 use crate::args::ServeArgs;
@@ -74,8 +78,58 @@ pub(crate) fn run(project: &Project, url: Option<&str>, args: ServeArgs) -> anyh
                 sample: log_sample,
                 max_bytes: log_max_bytes as u64,
             }),
+            materializer: Some(Arc::new(ProjectMaterializer {
+                project: project.clone(),
+            })),
         },
     )
+}
+
+/// Feast's `/materialize` routes: `Project::materialize` into the store served from, on a
+/// thread and runtime of its own (the as-of join is CPU work the serving threads must not
+/// carry).
+#[derive(Debug)]
+struct ProjectMaterializer {
+    project: Project,
+}
+
+impl skewless_server::Materializer for ProjectMaterializer {
+    fn materialize(
+        &self,
+        store: Arc<dyn skewless::online_store::OnlineStore>,
+        request: MaterializeRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, MaterializeError>> + Send>> {
+        let project = self.project.clone();
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new().name("materialize".into()).spawn(move || {
+            let options = skewless::online::MaterializeOptions {
+                start: request.start,
+                end: request.end,
+                incremental: request.incremental,
+                views: request.views,
+            };
+            let result = super::runtime()
+                .map_err(|e| MaterializeError::Failed(format!("{e:#}")))
+                .and_then(|runtime| {
+                    runtime
+                        .block_on(project.materialize(&*store, &options, &|_| {}))
+                        .map(|views| serde_json::json!({ "views": views }))
+                        .map_err(|e| match e {
+                            e @ (skewless::Error::Unknown { .. }
+                            | skewless::Error::NotOnline { .. }
+                            | skewless::Error::StartAfterEnd { .. }) => MaterializeError::Refused(e.to_string()),
+                            other => MaterializeError::Failed(other.to_string()),
+                        })
+                });
+            let _ = done.send(result);
+        });
+        Box::pin(async move {
+            spawned.map_err(|e| MaterializeError::Failed(format!("starting the materialization thread: {e}")))?;
+            answer
+                .await
+                .unwrap_or_else(|_| Err(MaterializeError::Failed("the materialization thread stopped".into())))
+        })
+    }
 }
 
 /// `skewless serve`: the sharded server of [`skewless_server::sharded`] until ctrl-c or

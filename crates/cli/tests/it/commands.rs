@@ -536,6 +536,77 @@ fn serve_threads_all_reload_a_new_apply() {
     server.stop();
 }
 
+/// Feast's `/materialize` and `/materialize-incremental` (what Feast's SDK sends with a
+/// remote online store) materialize into the store the server serves from; a view that is
+/// not there is refused, naming it.
+#[test]
+fn serve_materializes_as_feast_asks() {
+    let p = demo_project();
+    p.run(&["apply"]).ok();
+    let server = Serve::start(&p, &["--allow-past-clock"]);
+    let lookup = r#"{"features": ["driver_hourly_stats:conv_rate"], "entities": [{"driver_id": 1001}], "at": "2026-11-15T00:00:00Z"}"#;
+    let status_of = |body: &str| {
+        let answer: serde_json::Value = serde_json::from_str(body).unwrap();
+        answer["results"][0]["features"]["conv_rate"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (status, body) = server.post("/v1/features", lookup);
+    assert_eq!((status, status_of(&body).as_str()), (200, "NOT_FOUND"), "{body}");
+
+    let (status, body) = server.post(
+        "/materialize",
+        r#"{"start_ts": "2026-11-01T00:00:00", "end_ts": "2026-11-15T00:00:00+00:00", "feature_views": ["driver_hourly_stats"]}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["views"][0]["view"], "driver_hourly_stats", "{body}");
+    assert!(report["views"][0]["keys_written"].as_u64().unwrap_or(0) > 0, "{body}");
+    let (status, body) = server.post("/v1/features", lookup);
+    assert_eq!((status, status_of(&body).as_str()), (200, "PRESENT"), "{body}");
+
+    let (status, body) = server.post(
+        "/materialize-incremental",
+        r#"{"end_ts": "2026-11-15T00:00:00Z", "feature_views": null}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    for (path, request, code, says) in [
+        (
+            "/materialize",
+            r#"{"start_ts": "2026-11-01", "end_ts": "2026-11-15", "feature_views": ["driver_hourly_statz"]}"#,
+            "MATERIALIZE_REFUSED",
+            "driver_hourly_statz",
+        ),
+        ("/materialize", r#"{"end_ts": "2026-11-15"}"#, "BAD_REQUEST", "start_ts"),
+        (
+            "/materialize",
+            r#"{"start_ts": "2026-11-15", "end_ts": "2026-11-01"}"#,
+            "BAD_REQUEST",
+            "start_ts` before `end_ts",
+        ),
+        (
+            "/materialize-incremental",
+            r#"{"end_ts": "yesterday"}"#,
+            "BAD_REQUEST",
+            "`end_ts`",
+        ),
+    ] {
+        let (status, body) = server.post(path, request);
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{request}: {body}"
+        );
+        assert!(
+            answer["error"]["message"].as_str().unwrap_or("").contains(says),
+            "{body}"
+        );
+    }
+    server.stop();
+}
+
 /// Starts `skewless serve` (with `args`), asks one Feast lookup of driver 1001's conv_rate,
 /// then stops the server with SIGTERM and checks it exits 0; the response body.
 fn serve_one_lookup(p: &TempProject, args: &[&str]) -> String {
