@@ -5,11 +5,15 @@ Applies the exported repository with Feast's own CLI (no edits), runs its versio
 writes through `store.push(source, df, to=PushMode.ONLINE)` and
 `store.write_to_online_store(view, df)`, reads back with `store.get_online_features` (a
 feature list and a feature service), and checks the values.
-Usage: check.py FEAST_REPO_DIR
+Then materializes through Feast's SDK (`store.materialize`, which Feast 0.66+ sends to the
+server) and reads the result with skewless's own API.
+Usage: check.py FEAST_REPO_DIR SERVER_URL
 """
 
+import json
 import os
 import subprocess
+import urllib.request
 import sys
 from datetime import datetime, timedelta, timezone
 
@@ -17,7 +21,7 @@ import pandas as pd
 from feast import FeatureStore
 from feast.data_source import PushMode
 
-repo = sys.argv[1]
+repo, url = sys.argv[1], sys.argv[2]
 feast = os.path.join(os.path.dirname(sys.executable), "feast")
 subprocess.run([feast, "apply"], cwd=repo, check=True, stdout=subprocess.DEVNULL)
 print("feast apply: the exported repository applied without edits")
@@ -67,3 +71,21 @@ try:
 except RuntimeError as e:
     assert "VIEW_NOT_WRITABLE" in str(e), e
     print("write_to_online_store to a view with computed features: refused,", str(e).split("message")[-1][:120], "…")
+
+# Feast's materialize, run by the server into the store it serves from.
+store.materialize(
+    start_date=datetime(2026, 11, 1, tzinfo=timezone.utc),
+    end_date=datetime(2026, 11, 15, tzinfo=timezone.utc),
+    feature_views=["driver_hourly_stats"],
+)
+request = urllib.request.Request(
+    url + "/v1/features",
+    data=json.dumps(
+        {"features": ["driver_hourly_stats:conv_rate"], "entities": [{"driver_id": 1001}], "at": "2026-11-15T00:00:00Z"}
+    ).encode(),
+    headers={"Content-Type": "application/json"},
+)
+with urllib.request.urlopen(request) as response:
+    value = json.load(response)["results"][0]["features"]["conv_rate"]
+assert value["status"] == "PRESENT", value
+print("store.materialize through the server: driver 1001's conv_rate at 2026-11-15 is", value["value"])

@@ -46,7 +46,7 @@ done
 
 # One source of definitions: Feast's repository is exported from skewless's.
 (cd "$project" && "$bin" export feast "$work/feast_repo" --server-url "http://127.0.0.1:$server_port" --project skewless_check)
-PATH="$venv/bin:$PATH" "$venv/bin/python" "$root/interop/feast/check.py" "$work/feast_repo"
+PATH="$venv/bin:$PATH" "$venv/bin/python" "$root/interop/feast/check.py" "$work/feast_repo" "http://127.0.0.1:$server_port"
 
 # What Feast wrote is in skewless's offline log: a training set after it holds it.
 spine_at=$(python3 -c 'import datetime as d; print((d.datetime.now(d.timezone.utc) + d.timedelta(seconds=2)).isoformat())')
