@@ -312,6 +312,31 @@ async fn routes_answer_and_errors_carry_codes() {
             String::from_utf8_lossy(&body)
         );
     }
+    // Feast's write and materialize routes, likewise (this server has no materializer, and
+    // every write here is refused: none reaches the log).
+    let valid = [
+        json!({"feature_view_name": "driver_last_trip", "df": {"driver_id": [1001], "last_trip_fare": [2.5], "event_timestamp": ["2026-11-14T00:00:00"], "created": [null]}}),
+        json!({"start_ts": "2026-11-01T00:00:00", "end_ts": "2026-11-15T00:00:00", "feature_views": ["driver_hourly_stats"]}),
+    ];
+    for i in 0..120 {
+        let (path, valid) = if i % 2 == 0 {
+            ("/write-to-online-store", &valid[0])
+        } else {
+            ("/materialize", &valid[1])
+        };
+        let body = if i % 3 == 0 {
+            fuzz.bytes(200)
+        } else {
+            fuzz.mutate(valid.to_string().as_bytes())
+        };
+        let (status, text) = request(addr, "POST", path, &body).await;
+        assert!(
+            (400..500).contains(&status),
+            "{status} for {path} {:?}: {text}",
+            String::from_utf8_lossy(&body)
+        );
+        assert!(text.starts_with("{\"error\""), "{path}: {text}");
+    }
     assert_eq!(request(addr, "GET", "/health", b"").await.0, 200);
 
     // Everything above is counted: by route and status, errors by code, values by view.
