@@ -48,6 +48,14 @@ fn py(text: &str) -> String {
     serde_json::Value::String(text.to_string()).to_string()
 }
 
+/// The inside of a Python dict literal of `map` (`"k": "v", …`).
+fn py_dict(map: &BTreeMap<String, String>) -> String {
+    map.iter()
+        .map(|(k, v)| format!("{}: {}", py(k), py(v)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A name Feast and Python both take as is.
 fn plain_name(name: &str) -> bool {
     !name.is_empty()
@@ -191,11 +199,7 @@ pub fn export(record: &AppliedRecord, root: &Path, target: &FeastTarget) -> Feas
         if view.tile.is_some() {
             tags.insert("skewless_kind".into(), "aggregated".into());
         }
-        let tags = tags
-            .iter()
-            .map(|(k, v)| format!("{}: {}", py(k), py(v)))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let tags = py_dict(&tags);
         let _ = writeln!(
             py_out,
             "view_{name} = FeatureView(\n    name={n},\n    entities=[{entities}],\n    ttl=timedelta(seconds={ttl}),\n    \
@@ -265,11 +269,7 @@ pub fn export(record: &AppliedRecord, root: &Path, target: &FeastTarget) -> Feas
         if let Some(version) = versions.feature_services.get(&service.name) {
             tags.insert("skewless_version".into(), version.clone());
         }
-        let tags = tags
-            .iter()
-            .map(|(k, v)| format!("{}: {}", py(k), py(v)))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let tags = py_dict(&tags);
         let _ = writeln!(
             py_out,
             "service_{name} = FeatureService(name={n}, features=[{projections}], tags={{{tags}}}{description})",

@@ -273,21 +273,11 @@ async fn empty_oversized_and_control_push_ids_are_refused() {
 /// refuse (one value would hide the other), naming both views; full names answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn features_of_one_name_from_two_views_are_refused_with_short_names() {
-    let dir = tempfile::tempdir().unwrap();
-    let defs = skewless_testkit::copy_demo_defs(dir.path());
-    std::fs::write(
-        defs.join("clash.yaml"),
+    let server = start_with_files(&[(
+        "feature_defs/clash.yaml",
         "on_demand_views:\n  other:\n    features:\n      score: { type: float64, expr: \"driver_hourly_stats.conv_rate * 2\" }\n",
-    )
-    .unwrap();
-    skewless::demo_data::generate(&dir.path().join("data/demo"), 42).unwrap();
-    let project = Project::new(defs, dir.path().join(".skewless"));
-    project.apply(false, None).unwrap();
-    let store = online_store::open(&StoreConfig::Embedded(dir.path().join("s.redb")))
-        .await
-        .unwrap();
-    materialize(&project, &*store).await;
-    let server = serve(dir, &project, store, Limits::default()).await;
+    )])
+    .await;
     let features = json!(["ride_score:score", "other:score"]);
     let (status, body) = post(
         server.addr,

@@ -57,6 +57,26 @@ async fn materialize(project: &Project, store: &dyn skewless::online_store::Onli
     project.materialize(store, &options, &|_| {}).await.unwrap();
 }
 
+/// A server over the demo project plus `files` (paths relative to the project root, e.g.
+/// `feature_defs/more.yaml`), materialized as `start` does, with default limits.
+async fn start_with_files(files: &[(&str, &str)]) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let defs = skewless_testkit::copy_demo_defs(dir.path());
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    skewless::demo_data::generate(&dir.path().join("data/demo"), 42).unwrap();
+    let project = Project::new(defs, dir.path().join(".skewless"));
+    project.apply(false, None).unwrap();
+    let store = online_store::open(&StoreConfig::Embedded(dir.path().join("s.redb")))
+        .await
+        .unwrap();
+    materialize(&project, &*store).await;
+    serve(dir, &project, store, Limits::default()).await
+}
+
 async fn start(options: impl Into<Options>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let project = demo_project(dir.path());

@@ -50,6 +50,22 @@ fn logged_rows(project: &Project, source: &str) -> i64 {
         .sum()
 }
 
+/// The training set's one feature column (after the key and the timestamp), as floats.
+async fn trained_floats(project: &Project, options: &skewless::training::TrainingSetOptions) -> Vec<f64> {
+    let batch = project
+        .training_set(&skewless::engine_session(), options)
+        .await
+        .unwrap()
+        .batch;
+    batch
+        .column(2)
+        .as_any()
+        .downcast_ref::<arrow::array::Float64Array>()
+        .unwrap()
+        .values()
+        .to_vec()
+}
+
 /// An Arrow IPC stream of one trip row.
 fn arrow_trip(driver: i64, ts: i64, fare: f64) -> Vec<u8> {
     let schema = Arc::new(arrow::datatypes::Schema::new(vec![
@@ -278,18 +294,7 @@ async fn pushes_are_logged_then_served_and_bad_ones_write_nothing() {
         3,
         "rows were visible before they were pushed"
     );
-    let offline = server
-        .project
-        .training_set(&skewless::engine_session(), &later)
-        .await
-        .unwrap()
-        .batch;
-    let fares = offline
-        .column(2)
-        .as_any()
-        .downcast_ref::<arrow::array::Float64Array>()
-        .unwrap();
-    assert_eq!(fares.values(), &[11.5, 13.5, 14.5]);
+    assert_eq!(trained_floats(&server.project, &later).await, [11.5, 13.5, 14.5]);
 
     let (_, text) = request(addr, "GET", "/metrics", b"").await;
     assert_eq!(metric(&text, "skewless_pushed_rows_total{source=\"trips\"}"), 4.0);
@@ -333,27 +338,19 @@ async fn a_push_source_without_its_files_is_503_source_unreadable() {
 /// set; a write that cannot be one is a 400 saying why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feast_writes_to_a_view_are_pushes_of_its_source() {
-    let dir = tempfile::tempdir().unwrap();
-    let defs = skewless_testkit::copy_demo_defs(dir.path());
-    std::fs::create_dir_all(dir.path().join("data")).unwrap();
-    std::fs::write(
-        dir.path().join("data/fares.csv"),
-        "driver_id,event_timestamp,created,fare\n1,2025-01-01T00:00:00Z,2025-01-01T00:00:00Z,1.0\n",
-    )
-    .unwrap();
-    std::fs::write(
-        defs.join("fares_now.yaml"),
-        "sources:\n  fares:\n    path: data/fares.csv\n    timestamp: event_timestamp\n    created: created\n    push: true\n\
-         feature_views:\n  driver_fare_now:\n    entity: driver\n    source: fares\n    ttl: 7d\n    features:\n      fare: { type: float64 }\n",
-    )
-    .unwrap();
-    skewless::demo_data::generate(&dir.path().join("data/demo"), 42).unwrap();
-    let project = Project::new(defs, dir.path().join(".skewless"));
-    project.apply(false, None).unwrap();
-    let store = online_store::open(&StoreConfig::Embedded(dir.path().join("s.redb")))
-        .await
-        .unwrap();
-    let server = serve(dir, &project, store, Limits::default()).await;
+    let server = start_with_files(&[
+        (
+            "data/fares.csv",
+            "driver_id,event_timestamp,created,fare\n1,2025-01-01T00:00:00Z,2025-01-01T00:00:00Z,1.0\n",
+        ),
+        (
+            "feature_defs/fares_now.yaml",
+            "sources:\n  fares:\n    path: data/fares.csv\n    timestamp: event_timestamp\n    created: created\n    push: true\n\
+             feature_views:\n  driver_fare_now:\n    entity: driver\n    source: fares\n    ttl: 7d\n    features:\n      fare: { type: float64 }\n",
+        ),
+    ])
+    .await;
+    let project = server.project.clone();
     let addr = server.addr;
 
     // As Feast's remote online store sends it: naive UTC times, `created` null.
@@ -401,17 +398,7 @@ async fn feast_writes_to_a_view_are_pushes_of_its_source() {
         timestamp_column: "event_timestamp".into(),
         full_names: false,
     };
-    let offline = project
-        .training_set(&skewless::engine_session(), &options)
-        .await
-        .unwrap()
-        .batch;
-    let fares = offline
-        .column(2)
-        .as_any()
-        .downcast_ref::<arrow::array::Float64Array>()
-        .unwrap();
-    assert_eq!(fares.values(), &[12.5]);
+    assert_eq!(trained_floats(&project, &options).await, [12.5]);
 
     // Writes that cannot be pushes of whole source rows say why, and write nothing.
     let write = |view: &str, df: Value| json!({"feature_view_name": view, "df": df});
