@@ -5,7 +5,7 @@ CARGO ?= cargo
 SKEWLESS := target/debug/skewless
 DEMO_DATA := data/demo
 
-.PHONY: help build demo test unit lint fmt golden redis clean-demo bench bench-offline bench-online bench-server bench-push bench-aggregations parity-soak interop-feast
+.PHONY: help build demo test unit lint fmt golden redis clean-demo bench bench-offline bench-online bench-server bench-push bench-aggregations parity-soak test-feast
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,7 +36,7 @@ demo: build ## Run the main job end to end on the embedded default (nothing to i
 	$(SKEWLESS) parity --spine $(DEMO_DATA)/ride_requests_spine.parquet --service ranking_v1 --sample 500 \
 		--at 2026-11-05T07:30:00Z --at 2026-11-15T06:00:00Z
 
-test: redis lint unit ## Everything CI runs: fmt, clippy, all tests (installs redis-server if missing)
+test: redis lint unit test-feast ## Everything CI runs: fmt, clippy, all tests, Feast's SDK against the server (installs redis-server and Feast if missing)
 
 unit: ## Run doc tests, then all tests (nextest when installed)
 	$(CARGO) test --workspace --doc
@@ -57,8 +57,9 @@ golden: ## Regenerate the golden error outputs, then review `git diff`
 	UPDATE_GOLDEN=1 $(CARGO) test -p skewless-defs --test it golden
 	UPDATE_GOLDEN=1 $(CARGO) test -p skewless --test it golden
 
-interop-feast: ## Feast's own Python SDK (from PyPI, in a virtualenv) pushes, writes and reads through `skewless serve` (not CI; minutes)
+test-feast: ## Feast 0.67's own Python SDK (from PyPI, in a virtualenv) against `skewless serve`: export, apply, push, write, read, materialize, version gate (~1.5 min)
 	interop/feast/check.sh
+
 
 parity-soak: ## Parity over 100 fresh large random definitions and event logs until >= 10^6 values are compared (debug build; minutes)
 	PARITY_CASES=$${PARITY_CASES:-0} PARITY_FRESH=$${PARITY_FRESH:-100} PARITY_SCALE=$${PARITY_SCALE:-300} PARITY_MIN_VALUES=1000000 \
