@@ -56,6 +56,8 @@ pub enum WriteRefusal {
         other: String,
         columns: Vec<String>,
     },
+    #[error("two of its columns are the source's column `{column}` (a feature reading it, and the column itself)")]
+    Twice { column: String },
 }
 
 /// Feast's column names of a write: the event time and the availability time.
@@ -128,7 +130,9 @@ pub fn as_push(
             // A join key, or a column the source will name as unknown.
             name
         };
-        columns.insert(column, values);
+        if columns.insert(column.clone(), values).is_some() {
+            return Err(refuse(WriteRefusal::Twice { column }));
+        }
     }
     // Every other view of the source reads only columns this write carries (or a null push
     // would overwrite its values).
@@ -178,6 +182,13 @@ mod tests {
         skewless_defs::load_texts(&[("defs.yaml".into(), yaml)]).unwrap()
     }
 
+    fn reason_of(result: Result<(String, Map<String, Value>), RequestError>) -> WriteRefusal {
+        match result {
+            Err(RequestError::ViewNotWritable { reason, .. }) => reason,
+            other => panic!("{other:?}"),
+        }
+    }
+
     fn df(json: Value) -> Map<String, Value> {
         serde_json::from_value(json).unwrap()
     }
@@ -205,10 +216,7 @@ mod tests {
     #[test]
     fn writes_that_cannot_be_pushes_are_refused_naming_why() {
         let write = serde_json::json!({"driver_id": [1], "fare": [2.5], "km": [3.0], "event_timestamp": [0]});
-        let reason = |defs: &Definitions, view: &str| match as_push(defs, view, df(write.clone())) {
-            Err(RequestError::ViewNotWritable { reason, .. }) => reason,
-            other => panic!("{other:?}"),
-        };
+        let reason = |defs: &Definitions, view: &str| reason_of(as_push(defs, view, df(write.clone())));
         assert_eq!(
             reason(&defs("", false), "last_fare"),
             WriteRefusal::NotPushSource {
@@ -251,5 +259,13 @@ mod tests {
             as_push(&tips, "nope", df(write.clone())),
             Err(RequestError::UnknownView { .. })
         ));
+        // `km` reads `distance`: a write giving both says one column twice.
+        let twice = serde_json::json!({"driver_id": [1], "km": [3.0], "distance": [4.0], "fare": [1.0], "event_timestamp": [0]});
+        assert_eq!(
+            reason_of(as_push(&defs("", true), "last_fare", df(twice))),
+            WriteRefusal::Twice {
+                column: "distance".into()
+            }
+        );
     }
 }

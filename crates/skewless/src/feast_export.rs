@@ -129,12 +129,15 @@ pub fn export(record: &AppliedRecord, root: &Path, target: &FeastTarget) -> Feas
     py_out.push('\n');
 
     let mut exported_sources = BTreeMap::new();
-    for source in defs.sources.values().filter(|s| plain_name(&s.name)) {
-        let path = source
-            .path
-            .as_deref()
-            .map(|p| root.join(p).display().to_string())
-            .unwrap_or_default();
+    for source in defs.sources.values() {
+        let (Some(path), true) = (&source.path, plain_name(&source.name)) else {
+            skipped.push(format!(
+                "source `{}`: no `path`, or a name that is not a plain identifier",
+                source.name
+            ));
+            continue;
+        };
+        let path = root.join(path).display().to_string();
         let _ = writeln!(
             py_out,
             "source_{name} = FileSource(name={batch}, path={path}, timestamp_field={ts}{created})",
