@@ -634,10 +634,11 @@ impl Serving {
         now: i64,
     ) -> Result<crate::push::PushReport, RequestError> {
         let (source, columns) = crate::view_write::as_push(&self.compiled.defs, view, df)?;
+        let id = crate::view_write::push_id(&source, &columns);
         self.push(
             &source,
             crate::push::PushInput::Columns(columns),
-            None,
+            Some(id),
             crate::push::PushTo::OnlineAndOffline,
             now,
         )

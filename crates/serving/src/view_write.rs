@@ -16,6 +16,9 @@
 //! ([`WriteRefusal`]): its view reads a source that takes no pushes, is aggregated, or has a
 //! computed feature; or its source feeds another view that reads columns the write does not
 //! carry (those would be pushed as nulls).
+//!
+//! Each write's push id is its content ([`push_id`]): Feast sends a push source's rows once
+//! per view reading it, and retries a write that got a 5xx; the same rows are logged once.
 
 use std::collections::BTreeSet;
 
@@ -152,6 +155,25 @@ pub fn as_push(
     Ok((source.name.clone(), columns))
 }
 
+/// The push id of a write: `feast-write:` and the SHA-256 of the source and its columns in
+/// name order. Equal rows give one id, so a repeat is a replay that appends nothing.
+pub fn push_id(source: &str, columns: &Map<String, Value>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(source.as_bytes());
+    let mut names: Vec<&String> = columns.keys().collect();
+    names.sort();
+    for name in names {
+        hash.update([0]);
+        hash.update(name.as_bytes());
+        hash.update([0]);
+        hash.update(columns[name].to_string().as_bytes());
+    }
+    let digest = hash.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("feast-write:{hex}")
+}
+
 /// The columns `view` reads that `columns` lacks: `None` when it lacks none; an empty list
 /// when `view` computes a feature (its columns are not known by name here) or aggregates.
 fn missing_columns(view: &FeatureView, columns: &Map<String, Value>) -> Option<Vec<String>> {
@@ -211,6 +233,17 @@ mod tests {
             ["distance", "driver_id", "fare", "landed", "ts"]
         );
         assert_eq!(columns["distance"], serde_json::json!([3.0]));
+    }
+
+    #[test]
+    fn a_writes_id_is_its_content() {
+        let a = df(serde_json::json!({"driver_id": [1], "fare": [2.5]}));
+        let b = df(serde_json::json!({"fare": [2.5], "driver_id": [1]}));
+        let c = df(serde_json::json!({"driver_id": [1], "fare": [2.25]}));
+        assert_eq!(push_id("trips", &a), push_id("trips", &b));
+        assert_ne!(push_id("trips", &a), push_id("trips", &c));
+        assert_ne!(push_id("trips", &a), push_id("rides", &a));
+        assert!(push_id("trips", &a).len() <= crate::push::MAX_PUSH_ID_BYTES);
     }
 
     #[test]

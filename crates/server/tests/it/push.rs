@@ -356,22 +356,22 @@ async fn feast_writes_to_a_view_are_pushes_of_its_source() {
     // As Feast's remote online store sends it: naive UTC times, `created` null.
     let t = now_micros() - 1_000_000;
     let naive = instant(t).trim_end_matches('Z').to_string();
-    let (status, body) = post(
-        addr,
-        "/write-to-online-store",
-        json!({
-            "feature_view_name": "driver_fare_now",
-            "df": {"driver_id": [4242, 4243], "fare": [12.5, 3.0], "event_timestamp": [naive, naive], "created": [null, null]},
-            "allow_registry_cache": false,
-        }),
-    )
-    .await;
+    let write_once = json!({
+        "feature_view_name": "driver_fare_now",
+        "df": {"driver_id": [4242, 4243], "fare": [12.5, 3.0], "event_timestamp": [naive, naive], "created": [null, null]},
+        "allow_registry_cache": false,
+    });
+    let (status, body) = post(addr, "/write-to-online-store", write_once.clone()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
-        (body["source"].as_str(), body["rows"].as_u64()),
-        (Some("fares"), Some(2)),
+        (body["source"].as_str(), body["rows"].as_u64(), &body["appended"]),
+        (Some("fares"), Some(2), &json!(true)),
         "{body}"
     );
+    // The same rows again (Feast sends a source's rows once per view, and retries a 5xx):
+    // a replay, logged once.
+    let (status, again) = post(addr, "/write-to-online-store", write_once.clone()).await;
+    assert_eq!((status, &again["appended"]), (200, &json!(false)), "{again}");
     let (status, body) = post(
         addr,
         "/get-online-features",
