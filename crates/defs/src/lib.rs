@@ -39,6 +39,7 @@ pub use definitions::{Definitions, NameClash, ResolvedFeature, output_name_clash
 pub use diagnostic::{Diagnostic, Diagnostics, Loc, did_you_mean};
 pub use duration::Duration;
 pub use model::*;
+pub use parse::is_name;
 pub use selection::{
     FeatureSelection, SelectionError, needed_views, on_demand_dependencies, on_demand_reads, resolve_selection,
 };

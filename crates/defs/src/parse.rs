@@ -810,6 +810,14 @@ fn names_or_list(node: &Node, what: &str, problems: &mut Diagnostics) -> Vec<Str
     }
 }
 
+/// Whether `text` is a name definitions take (every entity, source, view, feature, key and
+/// column name is one): usable as a SQL identifier and a column name, `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn is_name(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// A name usable as a SQL identifier and a column name: `[A-Za-z_][A-Za-z0-9_]*`.
 fn name(node: &Node, what: &str, problems: &mut Diagnostics) -> Option<String> {
     let text = match node.as_str() {
@@ -822,10 +830,7 @@ fn name(node: &Node, what: &str, problems: &mut Diagnostics) -> Option<String> {
             return None;
         }
     };
-    let mut chars = text.chars();
-    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid {
+    if !is_name(text) {
         problems.push(Diagnostic::new(
             &node.loc,
             format!("invalid {what} `{text}`: use letters, digits and `_`, not starting with a digit"),

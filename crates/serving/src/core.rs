@@ -724,8 +724,8 @@ fn evaluate_on_demand(
                         view: program.view.clone(),
                         field: name.clone(),
                     };
-                    let slot = match entities.table().field(name) {
-                        Ok(Field::Request { slot, .. }) => Some(slot),
+                    let slot = match entities.table().find(name) {
+                        Some((_, Field::Request { slot, .. })) => Some(slot),
                         _ => None,
                     };
                     (0..entities.len())

@@ -63,21 +63,21 @@ impl FieldTable {
         }
     }
 
-    /// The field named `name`, or the problem that names the fields there are.
-    pub fn field(&self, name: &str) -> Result<Field, EntityProblem> {
-        self.named(name).map(|(_, field)| field)
+    /// The field named `name`, with the name as the table holds it (borrowed for as long as
+    /// the table, not the request's text).
+    pub fn find(&self, name: &str) -> Option<(&str, Field)> {
+        self.by_name
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()
+            .map(|i| (self.by_name[i].0.as_str(), self.by_name[i].1))
     }
 
-    /// [`FieldTable::field`] with the name as the table holds it (borrowed for as long as
-    /// the table, not the request's text).
+    /// [`FieldTable::find`], or the problem that names the fields there are.
     pub fn named(&self, name: &str) -> Result<(&str, Field), EntityProblem> {
-        match self.by_name.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
-            Ok(i) => Ok((self.by_name[i].0.as_str(), self.by_name[i].1)),
-            Err(_) => Err(EntityProblem::UnknownField {
-                field: name.to_string(),
-                known: self.by_name.iter().map(|(n, _)| n.clone()).collect(),
-            }),
-        }
+        self.find(name).ok_or_else(|| EntityProblem::UnknownField {
+            field: name.to_string(),
+            known: self.by_name.iter().map(|(n, _)| n.clone()).collect(),
+        })
     }
 
     /// The join keys' and request fields' names, sorted, with their fields.
@@ -139,7 +139,7 @@ impl<'p> Entities<'p> {
 
     /// Sets field `name` of entity `entity` to `value`, typed by the field's declaration.
     pub fn set(&mut self, entity: usize, name: &str, value: Given<'_>) -> Result<(), RequestError> {
-        let field = self.table.field(name).map_err(|problem| bad(entity, problem))?;
+        let (_, field) = self.table.named(name).map_err(|problem| bad(entity, problem))?;
         self.set_field(entity, name, field, value)
     }
 
@@ -231,8 +231,8 @@ pub(crate) struct KeyRow<'a> {
 
 impl EntityKeys for KeyRow<'_> {
     fn key(&self, name: &str) -> Option<&KeyValue> {
-        match self.table.field(name) {
-            Ok(Field::Key { slot, .. }) => self.keys[slot].as_ref(),
+        match self.table.find(name) {
+            Some((_, Field::Key { slot, .. })) => self.keys[slot].as_ref(),
             _ => None,
         }
     }

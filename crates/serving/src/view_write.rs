@@ -72,10 +72,7 @@ const FEAST_CREATED: &str = "created";
 fn plain_column(feature: &skewless_defs::Feature) -> Option<&str> {
     let expr = feature.expr_or_column().trim();
     let unquoted = expr.strip_prefix('"').and_then(|e| e.strip_suffix('"')).unwrap_or(expr);
-    let bare = !unquoted.is_empty()
-        && unquoted.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !unquoted.starts_with(|c: char| c.is_ascii_digit());
-    bare.then_some(unquoted)
+    skewless_defs::is_name(unquoted).then_some(unquoted)
 }
 
 /// The push source and its columns for a write of `df` to feature view `view`: Feast's
@@ -167,7 +164,8 @@ pub fn push_id(source: &str, columns: &Map<String, Value>) -> String {
         hash.update([0]);
         hash.update(name.as_bytes());
         hash.update([0]);
-        hash.update(columns[name].to_string().as_bytes());
+        // The column's JSON goes into the hash as it is written (writing a value to a hash cannot fail).
+        let _ = serde_json::to_writer(&mut hash, &columns[name]);
     }
     let digest = hash.finalize();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();

@@ -56,13 +56,6 @@ fn py_dict(map: &BTreeMap<String, String>) -> String {
         .join(", ")
 }
 
-/// A name Feast and Python both take as is.
-fn plain_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with(|c: char| c.is_ascii_digit())
-}
-
 fn feast_type(ty: FeatureType) -> &'static str {
     match ty {
         FeatureType::Bool => "Bool",
@@ -102,7 +95,9 @@ pub fn export(record: &AppliedRecord, root: &Path, target: &FeastTarget) -> Feas
     let mut entities: BTreeMap<&str, (&str, KeyType)> = BTreeMap::new();
     for entity in defs.entities.values() {
         match entity.keys.as_slice() {
-            [key] if plain_name(&entity.name) && plain_name(&key.name) => {
+            // Names are identifiers (definitions take no other: `skewless_defs::is_name`), so
+            // they are Python names and Feast names as they are.
+            [key] => {
                 let (value_type, _) = key_types(key.ty);
                 let _ = writeln!(
                     py_out,
@@ -118,7 +113,6 @@ pub fn export(record: &AppliedRecord, root: &Path, target: &FeastTarget) -> Feas
                 );
                 entities.insert(&entity.name, (&key.name, key.ty));
             }
-            [_] => skipped.push(format!("entity `{}`: its name is not a plain identifier", entity.name)),
             keys => skipped.push(format!(
                 "entity `{}`: {} join keys (a Feast entity has one)",
                 entity.name,
@@ -130,11 +124,8 @@ pub fn export(record: &AppliedRecord, root: &Path, target: &FeastTarget) -> Feas
 
     let mut exported_sources = BTreeMap::new();
     for source in defs.sources.values() {
-        let (Some(path), true) = (&source.path, plain_name(&source.name)) else {
-            skipped.push(format!(
-                "source `{}`: no `path`, or a name that is not a plain identifier",
-                source.name
-            ));
+        let Some(path) = &source.path else {
+            skipped.push(format!("source `{}`: no `path`", source.name));
             continue;
         };
         let path = root.join(path).display().to_string();
@@ -177,9 +168,7 @@ pub fn export(record: &AppliedRecord, root: &Path, target: &FeastTarget) -> Feas
             .iter()
             .map(|e| entities.get(e.as_str()).copied())
             .collect();
-        let (Some(keys), Some(source), true) =
-            (keys, exported_sources.get(view.source.as_str()), plain_name(&view.name))
-        else {
+        let (Some(keys), Some(source)) = (keys, exported_sources.get(view.source.as_str())) else {
             skipped.push(format!(
                 "feature view `{}`: its entities or source are not exported",
                 view.name
@@ -239,7 +228,7 @@ pub fn export(record: &AppliedRecord, root: &Path, target: &FeastTarget) -> Feas
         ));
     }
 
-    for service in defs.feature_services.values().filter(|s| plain_name(&s.name)) {
+    for service in defs.feature_services.values() {
         // Per view, its features in the service (`None`: all of them).
         let mut by_view: BTreeMap<&str, Option<Vec<&str>>> = BTreeMap::new();
         for reference in &service.features {
