@@ -5,9 +5,12 @@ Applies the exported repository with Feast's own CLI (no edits), runs its versio
 writes through `store.push(source, df, to=PushMode.ONLINE)` and
 `store.write_to_online_store(view, df)`, reads back with `store.get_online_features` (a
 feature list and a feature service), and checks the values.
+Builds training sets with `store.get_historical_features(entity_df, ...).to_df()` through
+Feast's remote offline store (skewless's Arrow Flight server) and compares them cell for cell
+with what `skewless training-set` writes for the same spine.
 Then materializes through Feast's SDK (`store.materialize`, which Feast 0.66+ sends to the
 server) and reads the result with skewless's own API.
-Usage: check.py FEAST_REPO_DIR SERVER_URL
+Usage: check.py FEAST_REPO_DIR SERVER_URL SKEWLESS_PROJECT_DIR SKEWLESS_BIN
 """
 
 import json
@@ -21,7 +24,7 @@ import pandas as pd
 from feast import FeatureStore
 from feast.data_source import PushMode
 
-repo, url = sys.argv[1], sys.argv[2]
+repo, url, project_dir, skewless_bin = sys.argv[1:5]
 feast = os.path.join(os.path.dirname(sys.executable), "feast")
 subprocess.run([feast, "apply"], cwd=repo, check=True, stdout=subprocess.DEVNULL)
 print("feast apply: the exported repository applied without edits")
@@ -71,6 +74,45 @@ try:
 except RuntimeError as e:
     assert "VIEW_NOT_WRITABLE" in str(e), e
     print("write_to_online_store to a view with computed features: refused,", str(e).split("message")[-1][:120], "…")
+
+# Training sets through Feast's remote offline store: skewless's, cell for cell the CLI's.
+# Every 7th spine row, so pandas' index is not a range and travels with the upload as a column.
+entity_df = pd.read_parquet(os.path.join(project_dir, "data/demo/ride_requests_spine.parquet")).iloc[::7]
+spine_path = os.path.join(project_dir, "feast_spine.parquet")
+entity_df.to_parquet(spine_path, index=False)
+
+
+def cli_training_set(refs, full_names):
+    out = os.path.join(project_dir, "feast_check_training.parquet")
+    subprocess.run(
+        [skewless_bin, "training-set", "--spine", spine_path, "--features", ",".join(refs), "--out", out,
+         "--no-manifest"] + (["--full-names"] if full_names else []),
+        cwd=project_dir, check=True, stdout=subprocess.DEVNULL,
+    )
+    return pd.read_parquet(out)
+
+
+refs = ["driver_hourly_stats:conv_rate", "driver_trip_stats:trips_1d", "customer_profile:tier"]
+for full_names in (False, True):
+    got = store.get_historical_features(entity_df=entity_df, features=refs, full_feature_names=full_names).to_df()
+    want = cli_training_set(refs, full_names)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    print(f"get_historical_features(full_feature_names={full_names}) over Flight: {len(got)} rows x "
+          f"{len(got.columns)} columns, equal to `skewless training-set` cell for cell")
+service = store.get_feature_service("ranking_v1")
+service_refs = [f"{p.name_to_use()}:{f.name}" for p in service.feature_view_projections for f in p.features]
+got = store.get_historical_features(entity_df=entity_df, features=service).to_df()
+pd.testing.assert_frame_equal(got, cli_training_set(service_refs, False), check_exact=True)
+print(f"get_historical_features(feature service ranking_v1, {len(service_refs)} features): equal to the CLI's")
+
+# A spine skewless refuses: Feast raises its own exception class with skewless's words.
+from feast.errors import FeastError
+try:
+    store.get_historical_features(entity_df=entity_df.drop(columns=["customer_id"]), features=refs).to_df()
+    raise AssertionError("a spine without a join key was taken")
+except FeastError as e:
+    assert "customer_id" in str(e), e
+    print(f"an entity DataFrame without customer_id: {type(e).__name__}: {str(e)[:120]}")
 
 # Feast's materialize, run by the server into the store it serves from.
 store.materialize(

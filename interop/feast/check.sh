@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Feast's own Python SDK against `skewless serve`: the writes Feast users' code makes
+# Feast's own Python SDK against `skewless serve --flight`: the writes Feast users' code makes
 # (`store.push(..., to=PushMode.ONLINE)` and `store.write_to_online_store(...)` through
-# Feast's remote online store), then reads through the same SDK. Prints each step and exits
+# Feast's remote online store), reads through the same SDK, and training sets through Feast's
+# remote offline store (Arrow Flight). Prints each step and exits
 # non-zero on the first mismatch.
 #
 # Part of `make test` (`make test-feast`): it installs Feast from PyPI into a virtualenv under
@@ -42,7 +43,8 @@ printf 'driver_id,event_timestamp,created,fare\n1,2025-01-01T00:00:00Z,2025-01-0
 
 source "$root/benches/services.sh"
 server_port=$(free_port)
-(cd "$project" && exec "$bin" serve --addr "127.0.0.1:$server_port" 2>"$work/serve.log") &
+flight_port=$(free_port)
+(cd "$project" && exec "$bin" serve --addr "127.0.0.1:$server_port" --flight "127.0.0.1:$flight_port" 2>"$work/serve.log") &
 server_pid=
 server_pid=$!
 trap bench_cleanup EXIT
@@ -52,8 +54,10 @@ for _ in $(seq 200); do
 done
 
 # One source of definitions: Feast's repository is exported from skewless's.
-(cd "$project" && "$bin" export feast "$work/feast_repo" --server-url "http://127.0.0.1:$server_port" --project skewless_check)
-PATH="$venv/bin:$PATH" "$venv/bin/python" "$root/interop/feast/check.py" "$work/feast_repo" "http://127.0.0.1:$server_port"
+(cd "$project" && "$bin" export feast "$work/feast_repo" --server-url "http://127.0.0.1:$server_port" \
+  --flight-addr "127.0.0.1:$flight_port" --project skewless_check)
+PATH="$venv/bin:$PATH" "$venv/bin/python" "$root/interop/feast/check.py" "$work/feast_repo" "http://127.0.0.1:$server_port" \
+  "$project" "$bin"
 
 # What Feast wrote is in skewless's offline log: a training set after it holds it.
 spine_at=$(python3 -c 'import datetime as d; print((d.datetime.now(d.timezone.utc) + d.timedelta(seconds=2)).isoformat())')
@@ -80,6 +84,7 @@ if (cd "$work/feast_repo" && "$venv/bin/python" skewless_check.py >"$work/gate.t
   exit 1
 fi
 echo "version gate after a new apply: $(head -c 300 "$work/gate.txt")"
-(cd "$project" && "$bin" export feast "$work/feast_repo" --server-url "http://127.0.0.1:$server_port" --project skewless_check >/dev/null)
+(cd "$project" && "$bin" export feast "$work/feast_repo" --server-url "http://127.0.0.1:$server_port" \
+  --flight-addr "127.0.0.1:$flight_port" --project skewless_check >/dev/null)
 (cd "$work/feast_repo" && "$venv/bin/python" skewless_check.py)
 echo "feast SDK checks passed against skewless serve on port $server_port"

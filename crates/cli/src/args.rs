@@ -276,6 +276,10 @@ pub enum ExportTarget {
         /// The URL of `skewless serve` that Feast's SDK is to call.
         #[arg(long, default_value = "http://localhost:6566")]
         server_url: String,
+        /// HOST:PORT of the Arrow Flight offline server (`skewless serve --flight`) that
+        /// Feast's `get_historical_features` is to call.
+        #[arg(long, default_value = "localhost:8815", value_parser = parse_host_port)]
+        flight_addr: (String, u16),
         /// Feast's project name.
         #[arg(long, default_value = "skewless")]
         project: String,
@@ -430,11 +434,39 @@ pub struct ServeArgs {
     /// per core). A request and its store round trip stay on one thread.
     #[arg(long)]
     pub threads: Option<std::num::NonZeroUsize>,
+    /// Also serve Feast's remote offline store (`get_historical_features`) over Arrow Flight
+    /// on this address (Feast's default port is 8815): training sets built by skewless, on
+    /// threads of their own.
+    #[arg(long)]
+    pub flight: Option<String>,
+    /// The most Arrow data one Flight call may upload (an entity DataFrame).
+    #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
+    pub flight_max_upload: usize,
+}
+
+/// `HOST:PORT`, the port a number.
+fn parse_host_port(text: &str) -> Result<(String, u16), String> {
+    let bad = || format!("expected HOST:PORT (like localhost:8815), found `{text}`");
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let port = port.parse().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_bytes, parse_entity, parse_timeout};
+    use super::{parse_bytes, parse_entity, parse_host_port, parse_timeout};
+
+    #[test]
+    fn host_and_port() {
+        assert_eq!(parse_host_port("localhost:8815"), Ok(("localhost".into(), 8815)));
+        assert_eq!(parse_host_port("[::1]:1"), Ok(("[::1]".into(), 1)));
+        for bad in ["localhost", ":8815", "h:port", "h:70000"] {
+            assert!(parse_host_port(bad).unwrap_err().contains(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn timeouts() {

@@ -34,10 +34,41 @@ use crate::check::attributed;
 use crate::source;
 use crate::{Error, Kind, Result, SpineProblem};
 
+/// Where a training set's spine comes from.
+#[derive(Debug, Clone)]
+pub enum Spine {
+    /// A Parquet or CSV file (by extension).
+    File(PathBuf),
+    /// Rows already in memory (a client's upload, e.g. Feast's entity DataFrame over Arrow
+    /// Flight); `label` names them in errors where a file would name its path.
+    Rows { label: PathBuf, batch: RecordBatch },
+}
+
+impl Spine {
+    /// The file, or the label of rows given in memory: what errors name.
+    pub fn path(&self) -> &Path {
+        match self {
+            Spine::File(path) | Spine::Rows { label: path, .. } => path,
+        }
+    }
+
+    /// The rows: the file read (its CSV columns typed by `typed`), or the rows given.
+    fn read(&self, timestamp_column: &str, typed: &[(String, DataType)]) -> Result<RecordBatch> {
+        match self {
+            Spine::File(path) => read_spine(path, timestamp_column, typed),
+            Spine::Rows { batch, .. } if batch.num_rows() == 0 => Err(Error::Spine {
+                path: self.path().to_path_buf(),
+                problem: SpineProblem::NoRows,
+            }),
+            Spine::Rows { batch, .. } => Ok(batch.clone()),
+        }
+    }
+}
+
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct TrainingSetRequest {
-    pub spine: PathBuf,
+    pub spine: Spine,
     /// The spine's as-of column (default `event_timestamp`).
     pub timestamp_column: String,
     /// Requested features, in output order.
@@ -107,13 +138,13 @@ pub async fn build(
             typed.push((field.name.clone(), arrow_type(field.ty)));
         }
     }
-    let spine = read_spine(&request.spine, &request.timestamp_column, &typed)?;
+    let spine = request.spine.read(&request.timestamp_column, &typed)?;
     for name in names.iter() {
         if spine.schema().field_with_name(name).is_ok() {
             return Err(Error::RepeatsSpineColumn { column: name.clone() });
         }
     }
-    let t = spine_instants(&spine, &request.spine, &request.timestamp_column)?;
+    let t = spine_instants(&spine, request.spine.path(), &request.timestamp_column)?;
     let (min_t, max_t) = time_range(&t);
     progress(Progress::SpineRead { rows: spine.num_rows() });
 
@@ -141,7 +172,7 @@ pub async fn build(
             view,
             &wanted,
             &spine,
-            &request.spine,
+            request.spine.path(),
             &t,
             (min_t, max_t),
         )
@@ -164,7 +195,7 @@ pub async fn build(
     }
     for name in &on_demand {
         progress(Progress::OnDemand { view: name.clone() });
-        compute_on_demand(defs, name, &spine, &request.spine, &mut computed)?;
+        compute_on_demand(defs, name, &spine, request.spine.path(), &mut computed)?;
     }
 
     let mut fields: Vec<Field> = spine.schema().fields().iter().map(|f| f.as_ref().clone()).collect();

@@ -10,8 +10,8 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use skewless_defs::{Definitions, ResolvedFeature};
-pub use skewless_offline::training_set::Progress;
 use skewless_offline::training_set::{self, TrainingSetRequest};
+pub use skewless_offline::training_set::{Progress, Spine};
 
 use crate::{Error, Project, Result};
 
@@ -80,6 +80,21 @@ impl Project {
         Ok(built)
     }
 
+    /// Builds a training set over spine rows already in memory (a remote client's upload):
+    /// no file is read or written and no manifest is kept. The spine rules are a file's.
+    pub async fn training_set_of_rows(
+        &self,
+        ctx: &SessionContext,
+        spine: Spine,
+        selection: &FeatureSelection,
+        timestamp_column: &str,
+        full_names: bool,
+    ) -> Result<TrainingSetOutput> {
+        let defs = self.load()?;
+        self.build_training_set(ctx, &defs, spine, selection, timestamp_column, full_names, &|_| {})
+            .await
+    }
+
     /// Builds a training set from definitions already loaded and validated.
     pub(crate) async fn training_set_from(
         &self,
@@ -88,13 +103,36 @@ impl Project {
         options: &TrainingSetOptions,
         progress: &dyn Fn(Progress),
     ) -> Result<TrainingSetOutput> {
+        self.build_training_set(
+            ctx,
+            defs,
+            Spine::File(options.spine.clone()),
+            &options.selection,
+            &options.timestamp_column,
+            options.full_names,
+            progress,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn build_training_set(
+        &self,
+        ctx: &SessionContext,
+        defs: &Definitions,
+        spine: Spine,
+        selection: &FeatureSelection,
+        timestamp_column: &str,
+        full_names: bool,
+        progress: &dyn Fn(Progress),
+    ) -> Result<TrainingSetOutput> {
         let started = Instant::now();
-        let features = resolve_selection(defs, &options.selection)?;
+        let features = resolve_selection(defs, selection)?;
         let request = TrainingSetRequest {
-            spine: options.spine.clone(),
-            timestamp_column: options.timestamp_column.clone(),
+            spine,
+            timestamp_column: timestamp_column.to_string(),
             features: features.clone(),
-            full_names: options.full_names,
+            full_names,
         };
         let (skew_warnings, applied_version) = self.skew_against_applied(defs, &features)?;
         let built = training_set::build(ctx, defs, &self.root, &request, progress).await?;

@@ -214,6 +214,7 @@ pub(crate) fn export(project: &Project, target: ExportTarget) -> anyhow::Result<
     let ExportTarget::Feast {
         dir,
         server_url,
+        flight_addr,
         project: name,
     } = target;
     let record = project
@@ -224,6 +225,7 @@ pub(crate) fn export(project: &Project, target: ExportTarget) -> anyhow::Result<
     let target = skewless::feast_export::FeastTarget {
         project: name,
         server_url,
+        flight: flight_addr,
     };
     let out = skewless::feast_export::export(&record, &project.root, &target);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -33,6 +33,8 @@ pub(crate) fn run(project: &Project, url: Option<&str>, args: ServeArgs) -> anyh
         allowed_hosts,
         allow_past_clock,
         threads,
+        flight,
+        flight_max_upload,
     } = args;
     let limits = skewless_server::Limits {
         max_body_bytes: max_body,
@@ -62,11 +64,28 @@ pub(crate) fn run(project: &Project, url: Option<&str>, args: ServeArgs) -> anyh
     let threads = threads
         .or_else(|| std::thread::available_parallelism().ok())
         .map_or(1, std::num::NonZeroUsize::get);
-    serve(
+    // The Flight port demands the same keys as the HTTP one.
+    let authorize = api_keys.clone().map(|keys| {
+        Arc::new(move |authorization: Option<&[u8]>| keys.admits(authorization)) as skewless_flight::Authorize
+    });
+    let flight = flight
+        .map(|addr| {
+            start_flight(
+                project,
+                &addr,
+                skewless_flight::FlightOptions {
+                    max_upload_bytes: flight_max_upload,
+                    authorize,
+                },
+            )
+        })
+        .transpose()?;
+    let served = serve(
         project,
         url,
         &addr,
         threads,
+        flight.as_ref().map(|f| f.addr),
         skewless_server::Options {
             limits,
             api_keys,
@@ -82,7 +101,80 @@ pub(crate) fn run(project: &Project, url: Option<&str>, args: ServeArgs) -> anyh
                 project: project.clone(),
             })),
         },
-    )
+    );
+    if let Some(flight) = flight {
+        flight.stop();
+    }
+    served
+}
+
+/// Feast's remote offline store ([`skewless_flight`]) on a thread and runtime of its own:
+/// training sets are CPU work the serving threads must not carry.
+struct FlightServer {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl FlightServer {
+    /// Stops taking calls and waits for the server's thread (calls in progress are cut).
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+/// Binds `addr` at once (a taken port fails `serve` before it says it serves), then serves
+/// Flight on its own thread.
+fn start_flight(
+    project: &Project,
+    addr: &str,
+    options: skewless_flight::FlightOptions,
+) -> anyhow::Result<FlightServer> {
+    use anyhow::Context as _;
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("--flight {addr}: cannot listen"))?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let project = project.clone();
+    let events: Arc<dyn Fn(skewless_flight::FlightEvent) + Send + Sync> = Arc::new(|event| match event {
+        skewless_flight::FlightEvent::Answered {
+            api,
+            rows,
+            seconds,
+            warnings,
+        } => {
+            eprintln!("flight: {api}: {rows} rows in {seconds:.2}s");
+            for warning in warnings {
+                eprintln!("warning: flight: {warning}");
+            }
+        }
+        skewless_flight::FlightEvent::Refused { api, message } => eprintln!("flight: {api} refused: {message}"),
+    });
+    let runtime = super::runtime()?;
+    let thread = std::thread::Builder::new()
+        .name("flight".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let served = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => skewless_flight::serve(project, listener, options, events, async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .map_err(anyhow::Error::from),
+                    Err(e) => Err(anyhow::Error::from(e).context("--flight: adopting the listener")),
+                };
+                if let Err(e) = served {
+                    eprintln!("error: {e:#}");
+                }
+            });
+        })
+        .context("starting the Flight server's thread")?;
+    Ok(FlightServer {
+        addr: local,
+        stop,
+        thread,
+    })
 }
 
 /// Feast's `/materialize` routes: `Project::materialize` into the store served from, on a
@@ -139,6 +231,7 @@ fn serve(
     url: Option<&str>,
     addr: &str,
     threads: usize,
+    flight: Option<std::net::SocketAddr>,
     options: skewless_server::Options,
 ) -> anyhow::Result<ExitCode> {
     recover_pushes(project, url)?;
@@ -157,7 +250,7 @@ fn serve(
         ),
     })?;
     let serving = format!(
-        "serving applied version {} from {} on http://{} with {threads} thread{}{}",
+        "serving applied version {} from {} on http://{} with {threads} thread{}{}{}",
         running.applied_seq(),
         running.described(),
         running.local_addr(),
@@ -166,7 +259,10 @@ fn serve(
             " (API keys required)"
         } else {
             ""
-        }
+        },
+        flight
+            .map(|a| format!(", and Feast's offline store on grpc://{a}"))
+            .unwrap_or_default()
     );
     let reloader = running.reloader();
     running.wait(async move {

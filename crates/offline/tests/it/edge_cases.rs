@@ -7,7 +7,7 @@ use arrow::array::{Array, AsArray, Float64Array, RecordBatch, StringArray, Times
 use arrow::datatypes::{DataType, Field, Float64Type, Schema, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use skewless_defs::{Definitions, FeatureType, ResolvedFeature, load_texts};
-use skewless_offline::training_set::{TrainingSetRequest, build};
+use skewless_offline::training_set::{Spine, TrainingSetRequest, build};
 
 fn defs(yaml: &str) -> Definitions {
     load_texts(&[(PathBuf::from("t.yaml"), yaml.to_string())]).unwrap_or_else(|e| panic!("{e}"))
@@ -21,7 +21,7 @@ fn write_parquet(path: &Path, batch: &RecordBatch) {
 
 fn request(spine: PathBuf, view: &str) -> TrainingSetRequest {
     TrainingSetRequest {
-        spine,
+        spine: Spine::File(spine),
         timestamp_column: "event_timestamp".into(),
         features: vec![ResolvedFeature {
             view: view.into(),

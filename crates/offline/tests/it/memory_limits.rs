@@ -13,7 +13,7 @@ use arrow::array::{Float64Array, Int64Array, RecordBatch, TimestampMicrosecondAr
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use skewless_defs::{FeatureType, ResolvedFeature, load_texts};
-use skewless_offline::training_set::{TrainingSetRequest, build};
+use skewless_offline::training_set::{Spine, TrainingSetRequest, build};
 
 const DEFS: &str = r#"
 entities: { driver: { keys: { driver_id: int64 } } }
@@ -98,7 +98,7 @@ async fn small_memory_limits_give_the_result_or_an_error_never_a_hang() {
     let spine = data(dir.path(), 4, 50_000, 10_000, 10_000);
     let defs = load_texts(&[(PathBuf::from("t.yaml"), DEFS.to_string())]).unwrap();
     let request = TrainingSetRequest {
-        spine,
+        spine: Spine::File(spine),
         timestamp_column: "event_timestamp".into(),
         features: vec![ResolvedFeature {
             view: "v".into(),

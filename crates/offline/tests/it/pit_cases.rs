@@ -11,7 +11,7 @@ use chrono::DateTime;
 use serde_json::Value;
 use skewless_defs::{ResolvedFeature, load_texts};
 use skewless_offline::source::{csv_schema_with_types, csv_time_type};
-use skewless_offline::training_set::{TrainingSetRequest, build};
+use skewless_offline::training_set::{Spine, TrainingSetRequest, build};
 
 fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/cases/pit")
@@ -146,7 +146,7 @@ async fn run_case(name: &str) {
     let spine_ts = spec["spine"]["timestamp_column"].as_str().unwrap().to_string();
     types.insert(spine_ts.clone(), "timestamp".into());
     let request = TrainingSetRequest {
-        spine: case.join(spec["spine"]["file"].as_str().unwrap()),
+        spine: Spine::File(case.join(spec["spine"]["file"].as_str().unwrap())),
         timestamp_column: spine_ts,
         features,
         full_names: true,
