@@ -84,11 +84,12 @@ entity_df.to_parquet(spine_path, index=False)
 
 def cli_training_set(refs, full_names):
     out = os.path.join(project_dir, "feast_check_training.parquet")
-    subprocess.run(
+    run = subprocess.run(
         [skewless_bin, "training-set", "--spine", spine_path, "--features", ",".join(refs), "--out", out,
          "--no-manifest"] + (["--full-names"] if full_names else []),
-        cwd=project_dir, check=True, stdout=subprocess.DEVNULL,
+        cwd=project_dir, capture_output=True, text=True,
     )
+    assert run.returncode == 0, run.stderr
     return pd.read_parquet(out)
 
 

@@ -87,4 +87,44 @@ echo "version gate after a new apply: $(head -c 300 "$work/gate.txt")"
 (cd "$project" && "$bin" export feast "$work/feast_repo" --server-url "http://127.0.0.1:$server_port" \
   --flight-addr "127.0.0.1:$flight_port" --project skewless_check >/dev/null)
 (cd "$work/feast_repo" && "$venv/bin/python" skewless_check.py)
-echo "feast SDK checks passed against skewless serve on port $server_port"
+
+# With API keys, Feast's SDK authenticates on both ports with `auth: {type: kubernetes,
+# user_token: KEY}` (it sends `Authorization: Bearer KEY`); without the key it is refused.
+kill -TERM "$server_pid"
+wait "$server_pid" 2>/dev/null || true
+server_port=$(free_port)
+flight_port=$(free_port)
+(cd "$project" && SKEWLESS_API_KEYS=feast-check-key exec "$bin" serve --addr "127.0.0.1:$server_port" \
+  --flight "127.0.0.1:$flight_port" 2>"$work/serve-keys.log") &
+server_pid=$!
+for _ in $(seq 200); do
+  curl -s -o /dev/null "127.0.0.1:$server_port/ready" && break
+  sleep 0.05
+done
+(cd "$project" && "$bin" export feast "$work/feast_keys" --server-url "http://127.0.0.1:$server_port" \
+  --flight-addr "127.0.0.1:$flight_port" --project skewless_check >/dev/null)
+cp -r "$work/feast_repo/data" "$work/feast_keys/"
+"$venv/bin/python" - "$work/feast_keys" "$project" <<'PY'
+import os, sys
+import pandas as pd
+from feast import FeatureStore
+repo, project = sys.argv[1], sys.argv[2]
+base = open(os.path.join(repo, "feature_store.yaml")).read()
+entity_df = pd.read_parquet(os.path.join(project, "data/demo/ride_requests_spine.parquet")).head(20)
+for key, admitted in (("feast-check-key", True), ("wrong-key", False)):
+    with open(os.path.join(repo, "feature_store.yaml"), "w") as f:
+        f.write(base + f"auth:\n  type: kubernetes\n  user_token: {key}\n")
+    store = FeatureStore(repo_path=repo)
+    for call in ("online", "offline"):
+        try:
+            if call == "online":
+                store.get_online_features(features=["driver_fare_now:fare"], entity_rows=[{"driver_id": 4242}]).to_dict()
+            else:
+                store.get_historical_features(entity_df=entity_df, features=["customer_profile:tier"]).to_df()
+            ok = True
+        except Exception as e:
+            ok, why = False, e
+        assert ok == admitted, (key, call, ok)
+        print(f"API key {key!r}, {call}: {'answered' if ok else 'refused: ' + str(why)[:100]}")
+PY
+echo "feast SDK checks passed against skewless serve"

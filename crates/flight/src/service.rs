@@ -70,16 +70,21 @@ impl OfflineService {
         let descriptor = first.flight_descriptor.clone();
         let limit = self.max_upload_bytes;
         let mut sent = 0usize;
-        let counted = stream::once(async { Ok(first) }).chain(messages).map(move |message| {
-            let message = message.map_err(FlightError::from)?;
-            sent = sent.saturating_add(message.data_body.len() + message.data_header.len());
-            if sent > limit {
-                return Err(FlightError::ExternalError(Box::new(Refusal::too_large(format!(
-                    "the upload is over the server's limit of {limit} bytes (--flight-max-upload)"
-                )))));
-            }
-            Ok(message)
-        });
+        let counted = stream::once(async { Ok(first) })
+            .chain(messages)
+            .map(move |message| {
+                let message = message.map_err(FlightError::from)?;
+                sent = sent.saturating_add(message.data_body.len() + message.data_header.len());
+                if sent > limit {
+                    return Err(FlightError::ExternalError(Box::new(Refusal::too_large(format!(
+                        "the upload is over the server's limit of {limit} bytes (--flight-max-upload)"
+                    )))));
+                }
+                Ok(message)
+            })
+            // pyarrow's DoExchange sends the descriptor alone first, with no IPC message:
+            // nothing to decode.
+            .try_filter(|message| std::future::ready(!message.data_header.is_empty()));
         let mut decoded = FlightRecordBatchStream::new_from_flight_data(counted);
         let mut batches = Vec::new();
         while let Some(batch) = decoded.next().await {

@@ -67,16 +67,16 @@ fn read_parquet(path: &std::path::Path) -> Vec<RecordBatch> {
         .unwrap()
 }
 
-/// Feast's client: the JSON command in the descriptor, the table, then the answer.
+/// Feast's client (pyarrow): the JSON command alone in a first message, then the table, then
+/// the answer.
 async fn exchange(
     client: &mut FlightClient,
     command: serde_json::Value,
     upload: Vec<RecordBatch>,
 ) -> Result<Vec<RecordBatch>, tonic::Status> {
-    let descriptor = FlightDescriptor::new_cmd(command.to_string());
-    let data = FlightDataEncoderBuilder::new()
-        .with_flight_descriptor(Some(descriptor))
-        .build(futures::stream::iter(upload.into_iter().map(Ok)));
+    let first = arrow_flight::FlightData::new().with_descriptor(FlightDescriptor::new_cmd(command.to_string()));
+    let data = futures::stream::once(async { Ok(first) })
+        .chain(FlightDataEncoderBuilder::new().build(futures::stream::iter(upload.into_iter().map(Ok))));
     let answer = client.do_exchange(data).await.map_err(status)?;
     answer.try_collect().await.map_err(status)
 }
