@@ -5,7 +5,7 @@ CARGO ?= cargo
 SKEWLESS := target/debug/skewless
 DEMO_DATA := data/demo
 
-.PHONY: help build demo test unit lint fmt golden redis clean-demo bench bench-offline bench-online bench-server bench-push bench-aggregations parity-soak test-feast
+.PHONY: help build demo test unit lint fmt golden redis clean-demo bench bench-offline bench-online bench-server bench-push bench-aggregations bench-feast parity-soak test-feast test-python wheel
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,7 +36,7 @@ demo: build ## Run the main job end to end on the embedded default (nothing to i
 	$(SKEWLESS) parity --spine $(DEMO_DATA)/ride_requests_spine.parquet --service ranking_v1 --sample 500 \
 		--at 2026-11-05T07:30:00Z --at 2026-11-15T06:00:00Z
 
-test: redis lint unit test-feast ## Everything CI runs: fmt, clippy, all tests, Feast's SDK against the server (installs redis-server and Feast if missing)
+test: redis lint unit test-python test-feast ## Everything CI runs: fmt, clippy, all tests, the Python package's tests, Feast's SDK against the server (installs redis-server, Feast and the Python test packages if missing)
 
 unit: ## Run doc tests, then all tests (nextest when installed)
 	$(CARGO) test --workspace --doc
@@ -57,6 +57,13 @@ golden: ## Regenerate the golden error outputs, then review `git diff`
 	UPDATE_GOLDEN=1 $(CARGO) test -p skewless-defs --test it golden
 	UPDATE_GOLDEN=1 $(CARGO) test -p skewless --test it golden
 
+test-python: build ## The Python package: builds the extension (debug) into python/.venv with maturin, runs pytest against the CLI
+	python/test.sh
+
+wheel: ## The Python package as one abi3 wheel (CPython >= 3.9, release) in target/wheels
+	@if [ ! -x python/.venv/bin/maturin ]; then python3 -m venv python/.venv && python/.venv/bin/pip install -q -r python/requirements-test.txt; fi
+	cd python && .venv/bin/maturin build --release --out ../target/wheels
+
 test-feast: ## Feast 0.67's own Python SDK (from PyPI, in a virtualenv) against `skewless serve`: export, apply, push, write, read, materialize, version gate (~1.5 min)
 	interop/feast/check.sh
 
@@ -65,7 +72,10 @@ parity-soak: ## Parity over 100 fresh large random definitions and event logs un
 	PARITY_CASES=$${PARITY_CASES:-0} PARITY_FRESH=$${PARITY_FRESH:-100} PARITY_SCALE=$${PARITY_SCALE:-300} PARITY_MIN_VALUES=1000000 \
 		$(CARGO) test --workspace --test parity property -- --nocapture
 
-bench: bench-offline bench-online bench-server bench-push bench-push-memory bench-aggregations ## All benchmarks (release build; never part of CI)
+bench: bench-offline bench-online bench-server bench-push bench-push-memory bench-aggregations bench-feast ## All benchmarks (release build; never part of CI)
+
+bench-feast: ## Feast's SDK training sets through skewless (Flight) vs Feast's own offline store, at S
+	benches/feast/run.sh
 
 bench-offline: ## Training sets at S and M: skewless vs DuckDB and Polars, figures beside targets
 	benches/offline/run.sh

@@ -152,7 +152,7 @@ async fn run_case(name: &str) {
         .map(|f| format!("agg:{}", f.name))
         .collect();
     let options = TrainingSetOptions {
-        spine: dir.path().join("spine.csv"),
+        spine: dir.path().join("spine.csv").into(),
         selection: FeatureSelection::Features(features.clone()),
         timestamp_column: "event_timestamp".into(),
         full_names: false,

@@ -297,7 +297,7 @@ fn spine(case: &Case) -> RecordBatch {
 /// The training set over `spine.parquet` in `dir`: one feature column per case feature.
 async fn training_set(dir: &std::path::Path, project: &Project, case: &Case) -> Vec<ArrayRef> {
     let options = TrainingSetOptions {
-        spine: dir.join("spine.parquet"),
+        spine: dir.join("spine.parquet").into(),
         selection: FeatureSelection::Features(case.features.clone()),
         timestamp_column: "ts".into(),
         full_names: false,

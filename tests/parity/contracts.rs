@@ -64,7 +64,7 @@ feature_views:
 
 fn options(dir: &std::path::Path) -> TrainingSetOptions {
     TrainingSetOptions {
-        spine: dir.join("spine.csv"),
+        spine: dir.join("spine.csv").into(),
         selection: FeatureSelection::Features(vec!["stats:rate".into(), "stats:tier".into()]),
         timestamp_column: "ts".into(),
         full_names: false,

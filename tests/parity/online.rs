@@ -100,7 +100,7 @@ async fn assert_parity(dir: &std::path::Path, project: &Project, store: &Arc<dyn
     write_parquet(&spine, &spine_path).unwrap();
     let features = online_features(project);
     let options = TrainingSetOptions {
-        spine: spine_path,
+        spine: spine_path.into(),
         selection: FeatureSelection::Features(features.clone()),
         timestamp_column: "event_timestamp".into(),
         full_names: true,

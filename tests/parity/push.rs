@@ -257,7 +257,7 @@ pub(crate) async fn assert_served_equals_training_set(
     let spine_path = dir.join("spine.parquet");
     write_parquet(&spine, &spine_path).unwrap();
     let options = TrainingSetOptions {
-        spine: spine_path,
+        spine: spine_path.into(),
         selection: FeatureSelection::Features(features.to_vec()),
         timestamp_column: "event_timestamp".into(),
         full_names: true,

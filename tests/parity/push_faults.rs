@@ -406,7 +406,7 @@ async fn compaction_changes_no_training_set() {
             let spine_path = dir.join(format!("{name}_spine.parquet"));
             write_parquet(&spine, &spine_path).unwrap();
             let options = TrainingSetOptions {
-                spine: spine_path,
+                spine: spine_path.into(),
                 selection: FeatureSelection::Features(features),
                 timestamp_column: "event_timestamp".into(),
                 full_names: true,

@@ -96,7 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             memory_limit,
         } => {
             let options = TrainingSetOptions {
-                spine,
+                spine: spine.into(),
                 selection: selection.into_selection(),
                 timestamp_column,
                 full_names,

@@ -9,7 +9,7 @@
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use skewless::Project;
-use skewless::training::{FeatureSelection, Spine, TrainingSetOutput};
+use skewless::training::{FeatureSelection, Spine, TrainingSetOptions, TrainingSetOutput};
 
 use crate::refusal::{FeastClass, Refusal, of_error};
 
@@ -30,16 +30,16 @@ pub(crate) async fn answer(
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let ctx = skewless::engine_session();
-        runtime.block_on(project.training_set_of_rows(
-            &ctx,
-            Spine::Rows {
+        let options = TrainingSetOptions {
+            spine: Spine::Rows {
                 label: LABEL.into(),
                 batch: spine,
             },
-            &FeatureSelection::Features(feature_refs),
-            &timestamp_column,
-            full_feature_names,
-        ))
+            selection: FeatureSelection::Features(feature_refs),
+            timestamp_column,
+            full_names: full_feature_names,
+        };
+        runtime.block_on(project.training_set(&ctx, &options))
     })
     .await
     .map_err(|e| Refusal::failed(format!("the training set's task stopped: {e}")))?

@@ -44,6 +44,12 @@ pub enum Spine {
     Rows { label: PathBuf, batch: RecordBatch },
 }
 
+impl From<PathBuf> for Spine {
+    fn from(path: PathBuf) -> Self {
+        Spine::File(path)
+    }
+}
+
 impl Spine {
     /// The file, or the label of rows given in memory: what errors name.
     pub fn path(&self) -> &Path {

@@ -152,7 +152,7 @@ impl Project {
         let spine_path = work.path().join("spine.parquet");
         write_parquet(&spine, &spine_path)?;
         let options = TrainingSetOptions {
-            spine: spine_path,
+            spine: spine_path.into(),
             selection: FeatureSelection::Features(features.clone()),
             timestamp_column: "served_at".into(),
             full_names: true,

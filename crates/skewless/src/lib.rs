@@ -44,6 +44,7 @@ pub use skewless_online as online_store;
 pub use skewless_push_log as push_log;
 pub use skewless_registry as registry;
 pub use skewless_serving::core as serving;
+pub use skewless_serving::entities as serving_entities;
 pub use skewless_serving::{ProjectDirs, push_rows, served_log};
 
 /// The version of skewless, recorded in registry entries and run manifests.

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use skewless_defs::version::versions;
 use skewless_offline::source;
 
-use crate::training::{FeatureSelection, TrainingSetOptions, TrainingSetOutput};
+use crate::training::{FeatureSelection, Spine, TrainingSetOptions, TrainingSetOutput};
 use crate::{Error, Project, Result};
 
 pub const MANIFEST_VERSION: u32 = 1;
@@ -133,6 +133,31 @@ pub struct Rows {
     pub rows_breaking_contracts: BTreeMap<String, usize>,
 }
 
+/// Writes a built training set to `out` (Parquet or CSV by extension) and returns its
+/// manifest: the inputs captured before the build, its rows, the output's fingerprint.
+pub fn record(inputs: Inputs, built: &TrainingSetOutput, out: &Path) -> Result<Manifest> {
+    crate::training::write_output(&built.batch, out)?;
+    Ok(Manifest {
+        manifest_version: MANIFEST_VERSION,
+        skewless_version: crate::VERSION.to_string(),
+        created_at: Utc::now(),
+        inputs,
+        semantics: semantics(),
+        rows: Rows {
+            spine: built.batch.num_rows(),
+            output: built.batch.num_rows(),
+            feature_rows_read: built.rows_read.clone(),
+            rows_breaking_contracts: built.broke_contracts.iter().map(|(v, q)| (v.clone(), q.rows)).collect(),
+        },
+        output: fingerprint(out)?,
+        wall_seconds: built.seconds,
+        skew_warnings: built.skew_warnings.clone(),
+        applied_version: built
+            .applied_version
+            .map_or(AppliedVersion::Unapplied, AppliedVersion::Version),
+    })
+}
+
 /// Where a training set's manifest goes.
 pub fn manifest_path(out: &Path) -> PathBuf {
     let mut name = out.file_name().unwrap_or_default().to_os_string();
@@ -162,6 +187,30 @@ pub fn fingerprint(path: &Path) -> Result<Fingerprint> {
         bytes: meta.len(),
         modified: meta.modified().ok().map(DateTime::<Utc>::from),
         sha256: hex::encode(hasher.finalize()),
+    })
+}
+
+/// The spine's fingerprint: its file's, or for rows given in memory (a DataFrame) the
+/// SHA-256 of their Arrow IPC stream, under their label, with no modification time.
+fn spine_fingerprint(spine: &Spine) -> Result<Fingerprint> {
+    let (label, batch) = match spine {
+        Spine::File(path) => return fingerprint(path),
+        Spine::Rows { label, batch } => (label, batch),
+    };
+    let err = |e: arrow::error::ArrowError| Error::Manifest {
+        path: label.clone(),
+        problem: ManifestProblem::Fingerprint(e.to_string()),
+    };
+    let mut bytes = Vec::new();
+    let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &batch.schema()).map_err(err)?;
+    writer.write(batch).map_err(err)?;
+    writer.finish().map_err(err)?;
+    drop(writer);
+    Ok(Fingerprint {
+        path: label.clone(),
+        bytes: bytes.len() as u64,
+        modified: None,
+        sha256: hex::encode(Sha256::digest(&bytes)),
     })
 }
 
@@ -238,7 +287,10 @@ impl Project {
             request: RecordedRequest {
                 defs_dir: absolute(&self.defs_dir),
                 repo_dir: absolute(&self.repo_dir),
-                spine: absolute(&options.spine),
+                spine: match &options.spine {
+                    Spine::File(path) => absolute(path),
+                    Spine::Rows { label, .. } => label.clone(),
+                },
                 features,
                 service,
                 timestamp_column: options.timestamp_column.clone(),
@@ -248,7 +300,7 @@ impl Project {
             definitions_text_hash: defs.text_hash.clone(),
             view_versions,
             sources,
-            spine: fingerprint(&options.spine)?,
+            spine: spine_fingerprint(&options.spine)?,
         })
     }
 
@@ -264,29 +316,33 @@ impl Project {
         // One load serves both: the fingerprints and the build read the same definitions.
         let defs = self.load()?;
         crate::training::check_output(&defs, &self.root, &options.spine, out)?;
-        let inputs = self.capture_inputs_from(&defs, options)?;
-        let built = self.training_set_from(ctx, &defs, options, progress).await?;
-        crate::training::write_output(&built.batch, out)?;
-        let manifest = Manifest {
-            manifest_version: MANIFEST_VERSION,
-            skewless_version: crate::VERSION.to_string(),
-            created_at: Utc::now(),
-            inputs,
-            semantics: semantics(),
-            rows: Rows {
-                spine: built.batch.num_rows(),
-                output: built.batch.num_rows(),
-                feature_rows_read: built.rows_read.clone(),
-                rows_breaking_contracts: built.broke_contracts.iter().map(|(v, q)| (v.clone(), q.rows)).collect(),
-            },
-            output: fingerprint(out)?,
-            wall_seconds: built.seconds,
-            skew_warnings: built.skew_warnings.clone(),
-            applied_version: built
-                .applied_version
-                .map_or(AppliedVersion::Unapplied, AppliedVersion::Version),
-        };
+        let (built, inputs) = self.training_set_captured_from(ctx, &defs, options, progress).await?;
+        let manifest = record(inputs, &built, out)?;
         Ok((built, manifest))
+    }
+
+    /// Builds a training set and returns it with its inputs, fingerprinted before the build
+    /// read them: what [`record`] turns into a manifest when the rows are written.
+    pub async fn training_set_captured(
+        &self,
+        ctx: &datafusion::prelude::SessionContext,
+        options: &TrainingSetOptions,
+        progress: &dyn Fn(crate::training::Progress),
+    ) -> Result<(TrainingSetOutput, Inputs)> {
+        let defs = self.load()?;
+        self.training_set_captured_from(ctx, &defs, options, progress).await
+    }
+
+    async fn training_set_captured_from(
+        &self,
+        ctx: &datafusion::prelude::SessionContext,
+        defs: &skewless_defs::Definitions,
+        options: &TrainingSetOptions,
+        progress: &dyn Fn(crate::training::Progress),
+    ) -> Result<(TrainingSetOutput, Inputs)> {
+        let inputs = self.capture_inputs_from(defs, options)?;
+        let built = self.training_set_from(ctx, defs, options, progress).await?;
+        Ok((built, inputs))
     }
 
     /// Compares a training manifest with what is served now (the latest applied version): the
@@ -483,7 +539,7 @@ impl RecordedRequest {
 
     pub fn options(&self) -> TrainingSetOptions {
         TrainingSetOptions {
-            spine: self.spine.clone(),
+            spine: self.spine.clone().into(),
             selection: match (&self.service, &self.features) {
                 (Some(service), _) => FeatureSelection::Service(service.clone()),
                 (None, features) => FeatureSelection::Features(features.clone().unwrap_or_default()),

@@ -557,3 +557,45 @@ fn online_error(e: skewless_online::Error) -> Error {
 }
 
 pub use skewless_serving::json::{InstantJson, ScalarJson, format_instant, parse_instant, scalar_to_json};
+
+/// A lookup as JSON, the document `skewless get --json` prints and Python's
+/// `get_online_features` reads: per entity its fields and, per `view:feature`, the value,
+/// status and event time; the instant, the versions served and the store's counts.
+pub fn lookup_json(found: &skewless_serving::core::GetOutput) -> serde_json::Value {
+    let results: Vec<serde_json::Value> = found
+        .entities
+        .iter()
+        .zip(&found.rows)
+        .map(|(entity, row)| {
+            let features: serde_json::Map<String, serde_json::Value> = found
+                .features
+                .iter()
+                .zip(row)
+                .map(|(f, v)| {
+                    (
+                        format!("{}:{}", f.view, f.feature),
+                        serde_json::json!({
+                            "value": scalar_to_json(&v.value),
+                            "status": v.status.name(),
+                            "event_timestamp": v.event_timestamp.map(format_instant),
+                        }),
+                    )
+                })
+                .collect();
+            serde_json::json!({
+                "entity": entity.iter().map(|(k, v)| (k.clone(), scalar_to_json(v))).collect::<serde_json::Map<_, _>>(),
+                "features": features,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "at": format_instant(found.at),
+        "results": results,
+        "versions": &*found.served,
+        "stats": {
+            "keys_read": found.stats.keys_read,
+            "other_version": found.stats.other_version,
+            "corrupt": found.stats.corrupt,
+        },
+    })
+}

@@ -253,7 +253,7 @@ impl Project {
             arrow::compute::concat_batches(&spine.schema(), &at_each).map_err(|e| Error::Internal(e.to_string()))?;
         write_parquet(&all, &spine_path)?;
         let training = TrainingSetOptions {
-            spine: spine_path,
+            spine: spine_path.into(),
             selection: options.selection.clone(),
             timestamp_column: options.timestamp_column.clone(),
             full_names: true,

@@ -35,6 +35,25 @@ pub enum ApplyOutcome {
     Applied(Box<AppliedRecord>),
 }
 
+impl PlanReport {
+    /// The document `skewless plan --json` prints.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "applied_seq": self.applied_seq, "changes": self.plan.changes })
+    }
+}
+
+impl ApplyOutcome {
+    /// The document `skewless apply --json` prints.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            ApplyOutcome::UpToDate { seq } => serde_json::json!({ "applied_seq": seq, "changed": false }),
+            ApplyOutcome::Applied(record) => {
+                serde_json::json!({ "applied_seq": record.seq, "changed": true, "changes": record.changes.changes })
+            }
+        }
+    }
+}
+
 impl Project {
     pub fn new(defs_dir: impl Into<PathBuf>, repo_dir: impl Into<PathBuf>) -> Self {
         let defs_dir = defs_dir.into();

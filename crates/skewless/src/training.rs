@@ -19,7 +19,8 @@ pub use skewless_defs::FeatureSelection;
 
 #[derive(Debug, Clone)]
 pub struct TrainingSetOptions {
-    pub spine: PathBuf,
+    /// A file (the CLI's `--spine`) or rows in memory (a Python DataFrame, Feast's upload).
+    pub spine: Spine,
     pub selection: FeatureSelection,
     pub timestamp_column: String,
     pub full_names: bool,
@@ -80,21 +81,6 @@ impl Project {
         Ok(built)
     }
 
-    /// Builds a training set over spine rows already in memory (a remote client's upload):
-    /// no file is read or written and no manifest is kept. The spine rules are a file's.
-    pub async fn training_set_of_rows(
-        &self,
-        ctx: &SessionContext,
-        spine: Spine,
-        selection: &FeatureSelection,
-        timestamp_column: &str,
-        full_names: bool,
-    ) -> Result<TrainingSetOutput> {
-        let defs = self.load()?;
-        self.build_training_set(ctx, &defs, spine, selection, timestamp_column, full_names, &|_| {})
-            .await
-    }
-
     /// Builds a training set from definitions already loaded and validated.
     pub(crate) async fn training_set_from(
         &self,
@@ -103,36 +89,13 @@ impl Project {
         options: &TrainingSetOptions,
         progress: &dyn Fn(Progress),
     ) -> Result<TrainingSetOutput> {
-        self.build_training_set(
-            ctx,
-            defs,
-            Spine::File(options.spine.clone()),
-            &options.selection,
-            &options.timestamp_column,
-            options.full_names,
-            progress,
-        )
-        .await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn build_training_set(
-        &self,
-        ctx: &SessionContext,
-        defs: &Definitions,
-        spine: Spine,
-        selection: &FeatureSelection,
-        timestamp_column: &str,
-        full_names: bool,
-        progress: &dyn Fn(Progress),
-    ) -> Result<TrainingSetOutput> {
         let started = Instant::now();
-        let features = resolve_selection(defs, selection)?;
+        let features = resolve_selection(defs, &options.selection)?;
         let request = TrainingSetRequest {
-            spine,
-            timestamp_column: timestamp_column.to_string(),
+            spine: options.spine.clone(),
+            timestamp_column: options.timestamp_column.clone(),
             features: features.clone(),
-            full_names,
+            full_names: options.full_names,
         };
         let (skew_warnings, applied_version) = self.skew_against_applied(defs, &features)?;
         let built = training_set::build(ctx, defs, &self.root, &request, progress).await?;
@@ -203,10 +166,10 @@ impl Project {
     }
 }
 
-/// Refuses an output path that would destroy an input or be misread: the spine or a source
-/// file (the output would overwrite what it is built from), or an extension other than
-/// `.parquet` or `.csv` (the bytes would not be what the name says).
-pub fn check_output(defs: &Definitions, root: &Path, spine: &Path, out: &Path) -> Result<()> {
+/// Refuses an output path that would destroy an input or be misread: the spine file or a
+/// source file (the output would overwrite what it is built from), or an extension other
+/// than `.parquet` or `.csv` (the bytes would not be what the name says).
+pub fn check_output(defs: &Definitions, root: &Path, spine: &Spine, out: &Path) -> Result<()> {
     let refuse = |problem: OutputProblem| Error::Output {
         path: out.to_path_buf(),
         problem,
@@ -216,7 +179,9 @@ pub fn check_output(defs: &Definitions, root: &Path, spine: &Path, out: &Path) -
         (Some(a), Some(b)) => a == b,
         _ => false,
     };
-    if same(out, spine) {
+    if let Spine::File(spine) = spine
+        && same(out, spine)
+    {
         return Err(refuse(OutputProblem::IsSpine));
     }
     let Some(absolute) = canonical(out) else {

@@ -113,42 +113,7 @@ pub(crate) fn get(
             .join(",")
     };
     if json {
-        let results: Vec<serde_json::Value> = found
-            .entities
-            .iter()
-            .zip(&found.rows)
-            .map(|(entity, row)| {
-                let features: serde_json::Map<String, serde_json::Value> = found
-                    .features
-                    .iter()
-                    .zip(row)
-                    .map(|(f, v)| {
-                        (
-                            format!("{}:{}", f.view, f.feature),
-                            serde_json::json!({
-                                "value": scalar_to_json(&v.value),
-                                "status": v.status.name(),
-                                "event_timestamp": v.event_timestamp.map(format_instant),
-                            }),
-                        )
-                    })
-                    .collect();
-                serde_json::json!({
-                    "entity": entity.iter().map(|(k, v)| (k.clone(), scalar_to_json(v))).collect::<serde_json::Map<_, _>>(),
-                    "features": features,
-                })
-            })
-            .collect();
-        print_json(&serde_json::json!({
-            "at": format_instant(found.at),
-            "results": results,
-            "versions": &*found.served,
-            "stats": {
-                "keys_read": found.stats.keys_read,
-                "other_version": found.stats.other_version,
-                "corrupt": found.stats.corrupt,
-            },
-        }))?;
+        print_json(&skewless::online::lookup_json(&found))?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = Table::new(["entity", "feature", "value", "status", "event_timestamp"]);

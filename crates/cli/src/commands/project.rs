@@ -75,7 +75,7 @@ pub(crate) fn validate(project: &Project, data: bool, json: bool) -> anyhow::Res
 pub(crate) fn plan(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
     let report = project.plan().context("planning")?;
     if json {
-        print_json(&serde_json::json!({ "applied_seq": report.applied_seq, "changes": report.plan.changes }))?;
+        print_json(&report.to_json())?;
         return Ok(ExitCode::SUCCESS);
     }
     match report.applied_seq {
@@ -93,23 +93,17 @@ pub(crate) fn apply(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let outcome = project.apply(allow_breaking, expect).context("applying")?;
+    if json {
+        print_json(&outcome.to_json())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     match outcome {
         ApplyOutcome::UpToDate { seq } => {
-            if json {
-                print_json(&serde_json::json!({ "applied_seq": seq, "changed": false }))?;
-            } else {
-                println!("Nothing to apply: the registry already holds these definitions (version {seq}).");
-            }
+            println!("Nothing to apply: the registry already holds these definitions (version {seq}).");
         }
         ApplyOutcome::Applied(record) => {
-            if json {
-                print_json(
-                    &serde_json::json!({ "applied_seq": record.seq, "changed": true, "changes": record.changes.changes }),
-                )?;
-            } else {
-                output::print_plan(&record.changes);
-                println!("Applied as version {} ({}).", record.seq, project.repo_dir.display());
-            }
+            output::print_plan(&record.changes);
+            println!("Applied as version {} ({}).", record.seq, project.repo_dir.display());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -22,6 +22,8 @@ fn workspace_dependencies_point_down() {
         ("skewless-cli", &["skewless", "skewless-server", "skewless-flight"][..]),
         // Feast's remote offline store over Arrow Flight: training sets through the facade.
         ("skewless-flight", &["skewless"][..]),
+        // The Python package's native core: the facade, nothing else.
+        ("skewless-python", &["skewless"][..]),
         // The server answers through the serving core only: no facade, no training sets.
         (
             "skewless-server",

@@ -497,6 +497,15 @@ fn serve_threads_all_answer_and_share_metrics() {
     let second = p.run(&["serve", "--addr", &format!("127.0.0.1:{}", server.port)]);
     assert_ne!(second.code(), 0);
     assert!(second.stderr().contains("in use"), "{}", second.stderr());
+    // Nor does the Flight server take a port in use: `serve` fails before it serves.
+    let taken = format!("127.0.0.1:{}", server.port);
+    let flight = p.run(&["serve", "--addr", "127.0.0.1:0", "--flight", &taken]);
+    assert_ne!(flight.code(), 0);
+    assert!(
+        flight.stderr().contains(&format!("--flight {taken}: cannot listen")),
+        "{}",
+        flight.stderr()
+    );
     server.stop();
 }
 

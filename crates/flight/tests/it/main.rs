@@ -132,7 +132,7 @@ async fn a_training_set_over_flight_is_the_clis() {
             .training_set(
                 &skewless::engine_session(),
                 &TrainingSetOptions {
-                    spine: spine_path.clone(),
+                    spine: spine_path.clone().into(),
                     selection: FeatureSelection::Features(features.iter().map(|f| f.to_string()).collect()),
                     timestamp_column: "event_timestamp".into(),
                     full_names,

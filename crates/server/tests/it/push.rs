@@ -261,7 +261,7 @@ async fn pushes_are_logged_then_served_and_bad_ones_write_nothing() {
     )
     .unwrap();
     let options = skewless::training::TrainingSetOptions {
-        spine,
+        spine: spine.into(),
         selection: skewless::training::FeatureSelection::Features(vec!["driver_last_trip:last_trip_fare".into()]),
         timestamp_column: "event_timestamp".into(),
         full_names: false,
@@ -279,7 +279,7 @@ async fn pushes_are_logged_then_served_and_bad_ones_write_nothing() {
                 ),
             )
             .unwrap();
-            path
+            path.into()
         },
         ..options.clone()
     };
@@ -393,7 +393,7 @@ async fn feast_writes_to_a_view_are_pushes_of_its_source() {
     )
     .unwrap();
     let options = skewless::training::TrainingSetOptions {
-        spine,
+        spine: spine.into(),
         selection: skewless::training::FeatureSelection::Features(vec!["driver_fare_now:fare".into()]),
         timestamp_column: "event_timestamp".into(),
         full_names: false,

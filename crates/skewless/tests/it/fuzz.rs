@@ -51,7 +51,7 @@ async fn damaged_manifests_are_errors_never_panics() {
     skewless::demo_data::generate(&dir.path().join("data/demo"), 42).unwrap();
     let project = Project::new(defs, dir.path().join(".skewless"));
     let options = TrainingSetOptions {
-        spine: dir.path().join("data/demo/ride_requests_spine.parquet"),
+        spine: dir.path().join("data/demo/ride_requests_spine.parquet").into(),
         selection: FeatureSelection::Service("ranking_v1".into()),
         timestamp_column: "event_timestamp".into(),
         full_names: false,

@@ -80,7 +80,7 @@ async fn demo_training_set_matches_naive_reference() {
     let (dir, project) = demo_project();
     let spine_path = dir.path().join("data/demo/ride_requests_spine.parquet");
     let options = TrainingSetOptions {
-        spine: spine_path.clone(),
+        spine: spine_path.clone().into(),
         selection: FeatureSelection::Service("ranking_v1".into()),
         timestamp_column: "event_timestamp".into(),
         full_names: false,
@@ -207,7 +207,7 @@ async fn name_clashes_and_missing_columns_are_explained() {
     let (dir, project) = demo_project();
     let ctx = skewless::engine_session();
     let options = |selection, full_names, ts: &str| TrainingSetOptions {
-        spine: dir.path().join("data/demo/ride_requests_spine.parquet"),
+        spine: dir.path().join("data/demo/ride_requests_spine.parquet").into(),
         selection,
         timestamp_column: ts.into(),
         full_names,
@@ -270,7 +270,7 @@ async fn errors_carry_their_fields() {
     let ctx = skewless::engine_session();
     let spine = dir.path().join("data/demo/ride_requests_spine.parquet");
     let clash = TrainingSetOptions {
-        spine: spine.clone(),
+        spine: spine.clone().into(),
         selection: FeatureSelection::Features(vec![
             "driver_hourly_stats:conv_rate".into(),
             "driver_hourly_stats:conv_rate".into(),
@@ -295,12 +295,13 @@ async fn errors_carry_their_fields() {
     );
 
     let defs = project.load().unwrap();
-    let err = skewless::training::check_output(&defs, dir.path(), &spine, &spine).unwrap_err();
+    let err = skewless::training::check_output(&defs, dir.path(), &spine.clone().into(), &spine).unwrap_err();
     assert!(
         matches!(&err, Error::Output { problem: skewless::training::OutputProblem::IsSpine, path } if path == &spine),
         "{err:?}"
     );
-    let err = skewless::training::check_output(&defs, dir.path(), &spine, &dir.path().join("out.txt")).unwrap_err();
+    let err = skewless::training::check_output(&defs, dir.path(), &spine.clone().into(), &dir.path().join("out.txt"))
+        .unwrap_err();
     assert!(
         matches!(
             &err,
