@@ -57,7 +57,7 @@ golden: ## Regenerate the golden error outputs, then review `git diff`
 	UPDATE_GOLDEN=1 $(CARGO) test -p skewless-defs --test it golden
 	UPDATE_GOLDEN=1 $(CARGO) test -p skewless --test it golden
 
-test-python: build ## The Python package: builds the extension (debug) into python/.venv with maturin, runs pytest against the CLI
+test-python: ## The Python package: the workspace's debug extension in python/.venv's package, pytest against the CLI
 	python/test.sh
 
 wheel: ## The Python package as one abi3 wheel (CPython >= 3.9, release) in target/wheels

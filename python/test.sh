@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# make test-python: the Python package against the CLI. Creates python/.venv (maturin, pytest,
-# pyarrow, pandas, polars from PyPI, pinned in requirements-test.txt), builds the extension
-# in debug into the workspace's target/ (`maturin develop`), then runs pytest. The tests
-# compare Python's answers with the CLI's (target/debug/skewless) on the demo project.
+# make test-python: the Python package against the CLI. Creates python/.venv (pytest, pyarrow,
+# pandas, polars and maturin from PyPI, pinned in requirements-test.txt), puts the extension
+# the workspace build made (target/debug/lib_skewless.so, built as an extension module: see
+# .cargo/config.toml) into the package, then runs pytest. The tests compare Python's answers
+# with the CLI's (target/debug/skewless) on the demo project. `make wheel` builds with maturin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=python/.venv
-if [ ! -x "$venv/bin/maturin" ]; then
+if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install -q --disable-pip-version-check -r python/requirements-test.txt
+# A no-op after `make unit` (nextest builds every target of the workspace, with these features).
+cargo build --workspace --all-targets
 export SKEWLESS_BIN=${SKEWLESS_BIN:-$PWD/target/debug/skewless}
-[ -x "$SKEWLESS_BIN" ] || cargo build -p skewless-cli
-(cd python && VIRTUAL_ENV=$PWD/.venv "$PWD/.venv/bin/maturin" develop --quiet --skip-install)
+cp target/debug/lib_skewless.so python/skewless/_skewless.abi3.so
 cd python && exec .venv/bin/python -m pytest -q tests "$@"

@@ -76,6 +76,12 @@ class Client:
                     self._connection = None
                     if attempt:
                         raise
+                except BaseException:
+                    # Whatever else failed (refused, timed out, interrupted), the next call
+                    # starts on a new connection.
+                    self._connection.close()
+                    self._connection = None
+                    raise
         try:
             doc = json.loads(payload)
         except ValueError:

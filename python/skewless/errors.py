@@ -54,7 +54,8 @@ class SpineError(Error):
 
 
 class BadEntityError(Error):
-    """An online lookup's entity is wrong: ``entity`` (its index) and ``field`` say where."""
+    """An online lookup's entity is wrong: ``entity`` (its index in ``entity_rows``, from 0) and
+    ``field`` say where."""
 
     entity: Optional[int] = None
     field: Optional[str] = None

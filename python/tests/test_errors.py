@@ -58,7 +58,7 @@ def test_nothing_applied_and_breaking_changes(demo, tmp_path):
     with pytest.raises(skewless.NothingAppliedError):
         skewless.FeatureStore(fresh).get_online_features(["driver_hourly_stats:conv_rate"], [{"driver_id": 1}])
     defs = demo.cwd / "feature_defs" / "drivers.yaml"
-    defs.write_text(defs.read_text().replace("conv_rate:", "conversion_rate:", 1))
+    defs.write_text(defs.read_text().replace("trips_per_hour: { type: float64", "trips_per_hour: { type: float32", 1))
     with pytest.raises(skewless.BreakingChangeError) as raised:
         skewless.FeatureStore(".").apply()
     assert raised.value.changes, raised.value

@@ -35,7 +35,7 @@ def test_online_values_are_the_clis_on_the_embedded_store(demo):
 def test_online_values_are_the_clis_on_redis(demo, redis_url):
     store = skewless.FeatureStore(".", online=redis_url)
     reports = store.materialize(dt.datetime(2026, 11, 1), dt.datetime(2026, 11, 15))
-    assert all(r["error"] is None for r in reports), reports
+    assert reports and all(r.get("error") is None for r in reports), reports
     response = store.get_online_features(FEATURES, ROWS, at=AT)
     assert response.doc["results"] == cli_get(demo, "--online", redis_url)["results"]
     assert response.doc["results"] == skewless.FeatureStore(".").get_online_features(FEATURES, ROWS, at=AT).doc["results"]
@@ -46,7 +46,7 @@ def test_a_pushed_dataframe_is_served_and_in_a_later_training_set(demo):
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(seconds=2)
     rows = pd.DataFrame({
         "trip_id": [990001], "driver_id": [4242], "customer_id": [5001], "event_timestamp": [now],
-        "created": [now], "distance_km": [12.5], "fare": [31.25], "rating": [5],
+        "created": [now], "last_trip_distance_km": [12.5], "fare": [31.25], "rating": [5],
     })
     report = store.push("trips", rows)
     assert report["appended"] and report["rows"] == 1, report

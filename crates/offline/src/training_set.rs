@@ -204,7 +204,15 @@ pub async fn build(
         compute_on_demand(defs, name, &spine, request.spine.path(), &mut computed)?;
     }
 
-    let mut fields: Vec<Field> = spine.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    // Spine columns are nullable in the output whatever the spine declared: the output's
+    // schema, so its bytes, do not depend on the container the spine came in (a Parquet file
+    // may declare a column required; a DataFrame cannot).
+    let mut fields: Vec<Field> = spine
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
     let mut columns: Vec<ArrayRef> = spine.columns().to_vec();
     for (f, name) in request.features.iter().zip(names) {
         let column = computed

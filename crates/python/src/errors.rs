@@ -75,20 +75,29 @@ fn classify(error: &skewless::Error) -> (&'static str, Vec<(&'static str, Field)
                 | EntityProblem::UnknownField { field, .. } => field.clone(),
                 EntityProblem::MissingKey { key, .. } => key.clone(),
             };
+            // Entities count from 1 in messages; Python indexes `entity_rows` from 0.
             (
                 "BadEntityError",
-                vec![("entity", Field::Number(*entity)), ("field", Field::Text(field))],
+                vec![
+                    ("entity", Field::Number(entity.saturating_sub(1))),
+                    ("field", Field::Text(field)),
+                ],
             )
         }
         E::Serve(RequestError::MissingRequestField { entity, view, field }) => (
             "BadEntityError",
             vec![
-                ("entity", Field::Number(*entity)),
+                ("entity", Field::Number(entity.saturating_sub(1))),
                 ("field", Field::Text(field.clone())),
                 ("view", Field::Text(view.clone())),
             ],
         ),
-        E::Serve(RequestError::StoreUnavailable { .. }) => ("StoreUnavailableError", Vec::new()),
+        E::Serve(RequestError::StoreUnavailable { .. })
+        | E::Online(
+            skewless::online_store::Error::Redis { .. }
+            | skewless::online_store::Error::Embedded { .. }
+            | skewless::online_store::Error::EmbeddedBusy(_),
+        ) => ("StoreUnavailableError", Vec::new()),
         E::Serve(RequestError::NothingApplied) => ("NothingAppliedError", Vec::new()),
         E::Serve(RequestError::BadRow { push_source, .. }) => {
             ("PushError", vec![("source", Field::Text(push_source.clone()))])
