@@ -5,7 +5,7 @@ CARGO ?= cargo
 SKEWLESS := target/debug/skewless
 DEMO_DATA := data/demo
 
-.PHONY: help build demo test unit lint fmt golden redis clean-demo bench bench-offline bench-online bench-server bench-push bench-aggregations bench-feast parity-soak test-feast test-python wheel
+.PHONY: help build demo test unit lint fmt golden redis clean-demo bench bench-offline bench-online bench-server bench-push bench-aggregations bench-feast bench-python parity-soak test-feast test-python wheel
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -72,7 +72,10 @@ parity-soak: ## Parity over 100 fresh large random definitions and event logs un
 	PARITY_CASES=$${PARITY_CASES:-0} PARITY_FRESH=$${PARITY_FRESH:-100} PARITY_SCALE=$${PARITY_SCALE:-300} PARITY_MIN_VALUES=1000000 \
 		$(CARGO) test --workspace --test parity property -- --nocapture
 
-bench: bench-offline bench-online bench-server bench-push bench-push-memory bench-aggregations bench-feast ## All benchmarks (release build; never part of CI)
+bench: bench-offline bench-online bench-server bench-push bench-push-memory bench-aggregations bench-feast bench-python ## All benchmarks (release build; never part of CI)
+
+bench-python: ## The M training set from Python (release wheel) vs the CLI and Feast's duckdb offline store
+	benches/python/run.sh
 
 bench-feast: ## Feast's SDK training sets through skewless (Flight) vs Feast's own offline store, at S
 	benches/feast/run.sh
