@@ -7,6 +7,7 @@ Usage: bench.py --skewless BIN --python VENV_PYTHON --feast-python VENV_PYTHON -
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,14 +20,14 @@ TARGET_FEAST = 3.0  # Feast (duckdb) end to end / Python .to_pandas() end to end
 
 PYTHON_RUN = """
 import json, sys, time
-started = time.perf_counter()
-import pandas as pd
 import skewless
 base, spine, refs, how, out = sys.argv[1], sys.argv[2], sys.argv[3].split(","), sys.argv[4], sys.argv[5]
+if how == "pandas":
+    import pandas as pd
 store = skewless.FeatureStore(base)
 entity_df = pd.read_parquet(spine) if how == "pandas" else spine
 ready = time.perf_counter()
-training = store.get_historical_features(entity_df, refs, full_feature_names=True)
+training = store.get_historical_features(entity_df, refs, full_feature_names=len(refs) > 2)
 result = training.to_arrow() if how == "arrow" else training.to_pandas()
 done = time.perf_counter()
 json.dump({"call": done - ready, "rows": len(result)}, open(out, "w"))
@@ -40,7 +41,7 @@ repo, spine, refs, out = sys.argv[1], sys.argv[2], sys.argv[3].split(","), sys.a
 store = FeatureStore(repo_path=repo)
 entity_df = pd.read_parquet(spine)
 ready = time.perf_counter()
-df = store.get_historical_features(entity_df=entity_df, features=refs, full_feature_names=True).to_df()
+df = store.get_historical_features(entity_df=entity_df, features=refs).to_df()
 json.dump({"call": time.perf_counter() - ready, "rows": len(df)}, open(out, "w"))
 """
 
@@ -53,6 +54,9 @@ def main():
     parser.add_argument("--work", required=True)
     parser.add_argument("--sizes", nargs="+", default=["M"])
     args = parser.parse_args()
+    # Absolute, not resolved: a virtualenv's python is a symlink that must stay one.
+    args.python = os.path.abspath(args.python)
+    args.feast_python = os.path.abspath(args.feast_python)
     work = Path(args.work).resolve()
     skewless = str(Path(args.skewless).resolve())
     for size in args.sizes:
@@ -68,10 +72,15 @@ def main():
         calls["CLI training-set"] = results["CLI training-set"][0]
         script = base / "python_run.py"
         script.write_text(PYTHON_RUN)
-        for label, how in (("Python .to_arrow() (path)", "arrow"), ("Python .to_pandas() (path)", "pandas_out"),
-                           ("Python .to_pandas() (pandas)", "pandas")):
-            out = base / f"python_{how}.json"
-            results[label] = measure([args.python, str(script), str(base), spine, refs, how, str(out)])
+        # Feast 0.67's duckdb store fails with full_feature_names=True ("Column 'driver_stats__y'
+        # is not found"), and the views' features share names: Feast and the Python run it is
+        # compared with ask for two features whose names differ.
+        two = "driver_stats:x,driver_trips:y"
+        runs = (("Python .to_arrow() (path)", "arrow", refs), ("Python .to_pandas() (path)", "pandas_out", refs),
+                ("Python .to_pandas() (pandas)", "pandas", refs), ("Python, 2 features (pandas)", "pandas", two))
+        for label, how, features in runs:
+            out = base / f"python_{how}_{len(features)}.json"
+            results[label] = measure([args.python, str(script), str(base), spine, features, how, str(out)])
             calls[label] = json.loads(out.read_text())["call"]
         # Feast, its duckdb offline store on the same files.
         repo = base / "feast_duckdb"
@@ -85,18 +94,20 @@ def main():
         feast_script = base / "feast_duckdb_run.py"
         feast_script.write_text(FEAST_RUN)
         out = base / "feast_duckdb.json"
-        results["Feast duckdb .to_df()"] = measure([args.feast_python, str(feast_script), str(repo), spine, refs, str(out)])
-        calls["Feast duckdb .to_df()"] = json.loads(out.read_text())["call"]
+        results["Feast duckdb, 2 features"] = measure([args.feast_python, str(feast_script), str(repo), spine, two, str(out)])
+        calls["Feast duckdb, 2 features"] = json.loads(out.read_text())["call"]
 
-        print(f"\n== {size}: {rows:,} feature rows over {len(VIEWS)} views, {spine_rows:,} spine rows")
+        print(f"\n== {size}: {rows:,} feature rows over {len(VIEWS)} views, {spine_rows:,} spine rows; "
+              f"6 features with full names unless said")
         print(f"{'path':30} {'wall s':>8} {'call s':>8} {'peak MiB':>9}")
         for label, (secs, peak) in results.items():
             print(f"{label:30} {secs:8.2f} {calls[label]:8.2f} {peak:9.0f}")
         arrow = results["Python .to_arrow() (path)"][0] / results["CLI training-set"][0]
-        feast = results["Feast duckdb .to_df()"][0] / results["Python .to_pandas() (pandas)"][0]
-        print(f"Python .to_arrow() / CLI, wall = {arrow:.2f}  (target <= {TARGET_ARROW})  "
+        feast = results["Feast duckdb, 2 features"][0] / results["Python, 2 features (pandas)"][0]
+        print(f"Python .to_arrow() / CLI, wall = {arrow:.2f}, the call alone = "
+              f"{calls['Python .to_arrow() (path)'] / calls['CLI training-set']:.2f}  (target <= {TARGET_ARROW})  "
               f"{'MET' if arrow <= TARGET_ARROW else 'NOT MET'}")
-        print(f"Feast duckdb / Python .to_pandas(), wall = {feast:.2f}  (target >= {TARGET_FEAST})  "
+        print(f"Feast duckdb / Python .to_pandas(), 2 features, wall = {feast:.2f}  (target >= {TARGET_FEAST})  "
               f"{'MET' if feast >= TARGET_FEAST else 'NOT MET'}")
 
 
