@@ -28,7 +28,9 @@ if [ ! -x "$venv/bin/feast" ]; then
   fi
 fi
 if [ -z "${SKEWLESS_BIN:-}" ]; then
-  cargo build -p skewless-cli >&2
+  # The workspace build (a no-op after `make unit`): `-p skewless-cli` alone may resolve
+  # dependency features otherwise and build the DataFusion stack a second time.
+  cargo build --workspace --all-targets >&2
 fi
 bin=${SKEWLESS_BIN:-$root/target/debug/skewless}
 

@@ -35,23 +35,7 @@ from .errors import (
 )
 from .online import OnlineResponse
 
-__all__ = [
-    "FeatureStore",
-    "TrainingSet",
-    "OnlineResponse",
-    "Client",
-    "errors",
-    "Error",
-    "DefinitionError",
-    "BreakingChangeError",
-    "UnknownFeatureError",
-    "SpineError",
-    "BadEntityError",
-    "StoreUnavailableError",
-    "NothingAppliedError",
-    "PushError",
-    "__version__",
-]
+__all__ = ["FeatureStore", "TrainingSet", "OnlineResponse", "Client", "errors", "__version__", *errors.__all__]
 
 _UNITS = {"b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
           "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4}

@@ -96,23 +96,7 @@ pub fn progress_printer() -> impl Fn(skewless::training::Progress) {
     use skewless::training::Progress;
     let terminal = std::io::stderr().is_terminal();
     move |event: Progress| {
-        let line = match &event {
-            Progress::SpineRead { rows } => format!("spine: {rows} rows"),
-            Progress::JoiningView { view, index, views } => format!("[{}/{views}] joining {view} …", index + 1),
-            Progress::JoinedView {
-                view,
-                index,
-                views,
-                rows_read,
-                seconds,
-            } => {
-                format!(
-                    "[{}/{views}] joined {view}: {rows_read} feature rows in {seconds:.2}s",
-                    index + 1
-                )
-            }
-            Progress::OnDemand { view } => format!("on-demand view {view}"),
-        };
+        let line = event.to_string();
         let mut err = std::io::stderr().lock();
         if terminal {
             let _ = write!(err, "\r\x1b[2K{line}");

@@ -117,6 +117,28 @@ pub enum Progress {
     },
 }
 
+/// One line per step, as the CLI prints it and Python logs it.
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Progress::SpineRead { rows } => write!(f, "spine: {rows} rows"),
+            Progress::JoiningView { view, index, views } => write!(f, "[{}/{views}] joining {view} …", index + 1),
+            Progress::JoinedView {
+                view,
+                index,
+                views,
+                rows_read,
+                seconds,
+            } => write!(
+                f,
+                "[{}/{views}] joined {view}: {rows_read} feature rows in {seconds:.2}s",
+                index + 1
+            ),
+            Progress::OnDemand { view } => write!(f, "on-demand view {view}"),
+        }
+    }
+}
+
 /// The UTC, microsecond instant type every as-of time is compared in.
 pub use skewless_engine::instant_type;
 

@@ -50,7 +50,7 @@ fn spine(value: &Bound<'_, PyAny>) -> PyResult<Spine> {
     if let Ok(path) = value.extract::<PathBuf>() {
         return Ok(Spine::File(path));
     }
-    let reader = PyArrowType::<arrow_array::ffi_stream::ArrowArrayStreamReader>::extract(value.as_borrowed())
+    let reader = PyArrowType::<arrow::ffi_stream::ArrowArrayStreamReader>::extract(value.as_borrowed())
         .map_err(|e| {
             PyTypeError::new_err(format!(
                 "entity_df: expected a path or Arrow data (`__arrow_c_stream__`), got {}: {e}",
@@ -112,7 +112,7 @@ impl PyProject {
                     .map_err(|e| skewless::Error::Internal(format!("a session limited to {bytes} bytes: {e}")))?,
                 None => skewless::engine_session(),
             };
-            let say = |p: skewless::training::Progress| progress.say(describe(&p));
+            let say = |p: skewless::training::Progress| progress.say(p.to_string());
             project.training_set_captured(&ctx, &options, &say).await
         })?;
         let (built, inputs) = built.map_err(|e| to_py(py, &e))?;
@@ -256,26 +256,6 @@ impl PyProject {
         let manifest = skewless::manifest::read_manifest(&path).map_err(|e| to_py(py, &e))?;
         let check = self.project.check_manifest(&manifest).map_err(|e| to_py(py, &e))?;
         json(&check)
-    }
-}
-
-/// A `Progress` as the CLI words it.
-fn describe(progress: &skewless::training::Progress) -> String {
-    use skewless::training::Progress as P;
-    match progress {
-        P::SpineRead { rows } => format!("spine: {rows} rows"),
-        P::JoiningView { view, index, views } => format!("[{}/{views}] joining {view}", index + 1),
-        P::JoinedView {
-            view,
-            index,
-            views,
-            rows_read,
-            seconds,
-        } => format!(
-            "[{}/{views}] joined {view}: {rows_read} feature rows in {seconds:.2}s",
-            index + 1
-        ),
-        P::OnDemand { view } => format!("computing on-demand view {view}"),
     }
 }
 
