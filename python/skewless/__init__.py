@@ -234,6 +234,38 @@ class FeatureStore:
             self._project.materialize(_instant(end_date), views=list(feature_views or []), incremental=True)
         )
 
+    def parity(
+        self,
+        entity_df: Union[str, os.PathLike],
+        features: Optional[Sequence[str]] = None,
+        *,
+        service: Optional[str] = None,
+        at: Optional[Sequence[Any]] = None,
+        sample: Optional[int] = None,
+        seed: int = 0,
+        timestamp_column: str = "event_timestamp",
+        against_online: bool = False,
+    ) -> dict:
+        """The parity harness (``skewless parity``): for the spine's entities at each instant
+        of ``at`` (default: the spine's earliest, median and latest), the training-set value
+        against the served one. ``against_online`` compares with what the online store
+        serves now instead of fresh stores. Returns the report: per view ``values``,
+        ``present``, ``mismatches``; every mismatch with its cause."""
+        if isinstance(features, str):
+            features = [features]
+        return json.loads(
+            self._project.parity(
+                os.fspath(entity_df),
+                features=list(features) if features is not None else None,
+                service=service,
+                at=[_instant(t) for t in at] if at is not None else None,
+                sample=sample,
+                seed=seed,
+                timestamp_column=timestamp_column,
+                against_store=against_online,
+            )
+        )
+
     # Definitions and the registry
 
     def plan(self) -> dict:

@@ -37,3 +37,14 @@ class Project:
     def plan(self) -> str: ...
     def list(self, kind: str) -> str: ...
     def check_manifest(self, path: str) -> str: ...
+    def parity(
+        self,
+        spine: str,
+        features: Optional[Sequence[str]] = None,
+        service: Optional[str] = None,
+        at: Optional[Sequence[str]] = None,
+        sample: Optional[int] = None,
+        seed: int = 0,
+        timestamp_column: str = "event_timestamp",
+        against_store: bool = False,
+    ) -> str: ...

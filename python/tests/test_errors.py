@@ -70,3 +70,15 @@ def test_a_manifest_checks_against_what_is_served(demo):
     store.get_historical_features(SPINE, service="ranking_v1").save("t.parquet")
     assert store.check_manifest("t.parquet.manifest.json")["differences"] == []
     assert {row["name"] for row in store.list_feature_services()} >= {"ranking_v1"}
+
+
+def test_parity_is_the_clis_report(demo):
+    at = ["2026-11-05T07:30:00Z", "2026-11-15T06:00:00Z"]
+    report = skewless.FeatureStore(".").parity(SPINE, service="ranking_v1", at=at, sample=300)
+    cli = demo.json("parity", "--spine", SPINE, "--service", "ranking_v1", "--sample", "300",
+                    "--at", at[0], "--at", at[1], "--json")
+    assert report["mismatches"] == []
+    assert report["entities"] == cli["entities"] == 300
+    assert {v: r["values"] for v, r in report["views"].items()} == {v: r["values"] for v, r in cli["views"].items()}
+    assert all(r["mismatches"] == 0 for r in report["views"].values()), report["views"]
+    assert sum(r["present"] for r in report["views"].values()) > 0

@@ -223,6 +223,51 @@ impl PyProject {
         json(&reports)
     }
 
+    /// The parity harness (`skewless parity`): the training-set path against the serving
+    /// path for the spine's entities at each instant. Returns the report as JSON text.
+    #[pyo3(signature = (spine, features=None, service=None, at=None, sample=None, seed=0, timestamp_column="event_timestamp".to_string(), against_store=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn parity(
+        &self,
+        py: Python<'_>,
+        spine: PathBuf,
+        features: Option<Vec<String>>,
+        service: Option<String>,
+        at: Option<Vec<String>>,
+        sample: Option<usize>,
+        seed: u64,
+        timestamp_column: String,
+        against_store: bool,
+    ) -> PyResult<String> {
+        let selection = selection(features, service)?;
+        let at = at
+            .unwrap_or_default()
+            .iter()
+            .map(|t| skewless::online::parse_instant(t).map_err(|e| PyValueError::new_err(e.to_string())))
+            .collect::<PyResult<Vec<_>>>()?;
+        let project = self.project.clone();
+        let online = self.online.clone();
+        let report = work::run(py, move |_| async move {
+            let store = match against_store {
+                true => Some(open_store(&project, online.as_deref()).await?),
+                false => None,
+            };
+            let options = skewless::parity::ParityOptions {
+                spine,
+                selection,
+                timestamp_column,
+                at,
+                sample,
+                seed,
+                store,
+                planted: None,
+            };
+            project.parity(&skewless::engine_session(), &options).await
+        })?
+        .map_err(|e| to_py(py, &e))?;
+        json(&report)
+    }
+
     /// `apply`: records the definitions as the applied version. Returns JSON text.
     #[pyo3(signature = (allow_breaking=false))]
     fn apply(&self, py: Python<'_>, allow_breaking: bool) -> PyResult<String> {
