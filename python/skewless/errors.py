@@ -37,12 +37,16 @@ class BreakingChangeError(Error):
 class UnknownFeatureError(Error):
     """A feature, view, service or source the definitions do not hold.
 
-    ``kind`` and ``name`` say which when one is named; ``suggestion`` is a near name.
+    ``kind`` and ``name`` say which (the first, when several references do not resolve);
+    ``suggestion`` is a near name. For a feature list, ``features`` holds every reference
+    that does not resolve and ``suggestions`` the near names found.
     """
 
     kind: Optional[str] = None
     name: Optional[str] = None
     suggestion: Optional[str] = None
+    features: List[str] = []
+    suggestions: List[str] = []
 
 
 class SpineError(Error):

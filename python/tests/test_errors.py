@@ -25,10 +25,16 @@ def test_definition_errors_name_file_and_line(demo):
 def test_unknown_features_and_bad_spines(demo):
     store = skewless.FeatureStore(".")
     with pytest.raises(skewless.UnknownFeatureError) as raised:
-        store.get_historical_features(SPINE, ["driver_hourly_stats:conv_rat"])
-    assert "conv_rate" in str(raised.value)
-    with pytest.raises(skewless.UnknownFeatureError):
-        store.get_online_features(service="no_such_service", entity_rows=[{"driver_id": 1}])
+        store.get_historical_features(SPINE, ["driver_hourly_stats:conv_rat", "drivr_hourly_stats:acc_rate"])
+    error = raised.value
+    assert (error.kind, error.name, error.suggestion) == (
+        "feature", "driver_hourly_stats:conv_rat", "driver_hourly_stats:conv_rate"
+    )
+    assert error.features == ["driver_hourly_stats:conv_rat", "drivr_hourly_stats:acc_rate"]
+    assert error.suggestions == ["driver_hourly_stats:conv_rate", "driver_hourly_stats"]
+    with pytest.raises(skewless.UnknownFeatureError) as raised:
+        store.get_online_features(service="ranking_v2", entity_rows=[{"driver_id": 1}])
+    assert (raised.value.kind, raised.value.name, raised.value.suggestion) == ("feature service", "ranking_v2", "ranking_v1")
     spine = pd.read_parquet(SPINE).drop(columns=["customer_id"])
     with pytest.raises(skewless.SpineError) as raised:
         store.get_historical_features(spine, ["customer_profile:tier"])

@@ -96,21 +96,20 @@ impl Definitions {
     }
 
     /// Expands `view:feature` / `view:*` references. Every reference that does not resolve is
-    /// reported (one per line), each with a "did you mean" where a near name exists.
-    pub fn resolve(&self, refs: &[FeatureRef]) -> Result<Vec<ResolvedFeature>, String> {
+    /// reported, each with a "did you mean" where a near name exists.
+    pub fn resolve(&self, refs: &[FeatureRef]) -> Result<Vec<ResolvedFeature>, Unresolved> {
         let mut out: Vec<ResolvedFeature> = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        let mut problems: Vec<String> = Vec::new();
-        let hint = |h: Option<String>| h.map(|h| format!(" (did you mean `{h}`?)")).unwrap_or_default();
+        let mut problems: Vec<UnresolvedRef> = Vec::new();
         for r in refs {
             let on_demand = self.on_demand_views.contains_key(&r.view);
             let Some(features) = self.view_features(&r.view) else {
                 let views = self.feature_views.keys().chain(self.on_demand_views.keys());
-                problems.push(format!(
-                    "unknown view `{}` in `{r}`{}",
-                    r.view,
-                    hint(crate::did_you_mean(&r.view, views.map(String::as_str)))
-                ));
+                problems.push(UnresolvedRef {
+                    reference: r.to_string(),
+                    unknown_view: true,
+                    did_you_mean: crate::did_you_mean(&r.view, views.map(String::as_str)),
+                });
                 continue;
             };
             let picked: Vec<&Feature> = match &r.feature {
@@ -124,10 +123,11 @@ impl Definitions {
                     Some(f) => vec![f],
                     None => {
                         let near = crate::did_you_mean(name, features.iter().map(|f| f.name.as_str()));
-                        problems.push(format!(
-                            "unknown feature `{r}`{}",
-                            hint(near.map(|n| format!("{}:{n}", r.view)))
-                        ));
+                        problems.push(UnresolvedRef {
+                            reference: r.to_string(),
+                            unknown_view: false,
+                            did_you_mean: near.map(|n| format!("{}:{n}", r.view)),
+                        });
                         continue;
                     }
                 },
@@ -146,12 +146,54 @@ impl Definitions {
         if problems.is_empty() {
             Ok(out)
         } else {
-            Err(problems.join("\n"))
+            Err(Unresolved(problems))
         }
     }
 
     /// The features a service serves, in its order, without repeats.
-    pub fn service_features(&self, service: &FeatureService) -> Result<Vec<ResolvedFeature>, String> {
+    pub fn service_features(&self, service: &FeatureService) -> Result<Vec<ResolvedFeature>, Unresolved> {
         self.resolve(&service.features)
+    }
+}
+
+/// Feature references that do not resolve ([`Definitions::resolve`]): one line each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unresolved(pub Vec<UnresolvedRef>);
+
+/// One reference that does not resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnresolvedRef {
+    /// As given: `view:feature` or `view:*`.
+    pub reference: String,
+    /// The view is unknown (else the feature is).
+    pub unknown_view: bool,
+    /// A near view name, or a near `view:feature`.
+    pub did_you_mean: Option<String>,
+}
+
+impl std::fmt::Display for UnresolvedRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.unknown_view {
+            let view = self.reference.split(':').next().unwrap_or_default();
+            write!(f, "unknown view `{view}` in `{}`", self.reference)?;
+        } else {
+            write!(f, "unknown feature `{}`", self.reference)?;
+        }
+        match &self.did_you_mean {
+            Some(near) => write!(f, " (did you mean `{near}`?)"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Display for Unresolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
     }
 }

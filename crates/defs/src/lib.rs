@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-pub use definitions::{Definitions, NameClash, ResolvedFeature, output_name_clash};
+pub use definitions::{Definitions, NameClash, ResolvedFeature, Unresolved, UnresolvedRef, output_name_clash};
 pub use diagnostic::{Diagnostic, Diagnostics, Loc, did_you_mean};
 pub use duration::Duration;
 pub use model::*;

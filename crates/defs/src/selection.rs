@@ -33,7 +33,7 @@ pub enum SelectionError {
     Empty,
     /// References to views or features that do not exist, one per line.
     #[error("{0}")]
-    Unresolved(String),
+    Unresolved(crate::definitions::Unresolved),
 }
 
 fn near(name: &Option<String>) -> String {

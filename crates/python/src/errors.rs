@@ -4,6 +4,7 @@
 //! module only chooses one per error and fills in what the error knows.
 
 use pyo3::prelude::*;
+use skewless::defs::SelectionError;
 use skewless::serving::{EntityProblem, RequestError};
 
 /// An attribute's value.
@@ -44,6 +45,45 @@ fn classify(error: &skewless::Error) -> (&'static str, Vec<(&'static str, Field)
         }
         E::Defs(_) => ("DefinitionError", Vec::new()),
         E::Breaking(changes) => ("BreakingChangeError", vec![("changes", Field::Texts(changes.clone()))]),
+        E::Selection(SelectionError::Unresolved(unresolved))
+        | E::Serve(RequestError::Selection(SelectionError::Unresolved(unresolved))) => {
+            let first = unresolved.0.first();
+            (
+                "UnknownFeatureError",
+                vec![
+                    (
+                        "kind",
+                        Field::Text(
+                            if first.is_some_and(|r| r.unknown_view) {
+                                "view"
+                            } else {
+                                "feature"
+                            }
+                            .into(),
+                        ),
+                    ),
+                    ("name", Field::Maybe(first.map(|r| r.reference.clone()))),
+                    ("suggestion", Field::Maybe(first.and_then(|r| r.did_you_mean.clone()))),
+                    (
+                        "features",
+                        Field::Texts(unresolved.0.iter().map(|r| r.reference.clone()).collect()),
+                    ),
+                    (
+                        "suggestions",
+                        Field::Texts(unresolved.0.iter().filter_map(|r| r.did_you_mean.clone()).collect()),
+                    ),
+                ],
+            )
+        }
+        E::Selection(SelectionError::UnknownService { name, did_you_mean })
+        | E::Serve(RequestError::Selection(SelectionError::UnknownService { name, did_you_mean })) => (
+            "UnknownFeatureError",
+            vec![
+                ("kind", Field::Text("feature service".into())),
+                ("name", Field::Text(name.clone())),
+                ("suggestion", Field::Maybe(did_you_mean.clone())),
+            ],
+        ),
         E::Selection(_) | E::Serve(RequestError::Selection(_)) => ("UnknownFeatureError", Vec::new()),
         E::Unknown { kind, name, near } => (
             "UnknownFeatureError",

@@ -339,7 +339,13 @@ mod tests {
                 name: s(),
                 did_you_mean: None,
             })),
-            Failure::Serving(RequestError::Selection(SelectionError::Unresolved(s()))),
+            Failure::Serving(RequestError::Selection(SelectionError::Unresolved(
+                skewless_defs::Unresolved(vec![skewless_defs::UnresolvedRef {
+                    reference: s(),
+                    unknown_view: false,
+                    did_you_mean: None,
+                }]),
+            ))),
             Failure::Serving(RequestError::Selection(SelectionError::BadReference(s()))),
             Failure::Serving(RequestError::Selection(SelectionError::Empty)),
             Failure::Serving(RequestError::UnknownSource { name: s(), near: None }),
