@@ -59,14 +59,15 @@ class Client:
         kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
         return kind(self._host, self._port, timeout=self._timeout)
 
-    def _post(self, path: str, body: Any) -> Any:
-        data = json.dumps(body).encode()
+    def _post(self, path: str, body: Any, content_type: str = "application/json") -> Any:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers = dict(self._headers, **{"Content-Type": content_type})
         with self._lock:
             for attempt in (0, 1):
                 if self._connection is None:
                     self._connection = self._connect()
                 try:
-                    self._connection.request("POST", self._base + path, body=data, headers=self._headers)
+                    self._connection.request("POST", self._base + path, body=data, headers=headers)
                     response = self._connection.getresponse()
                     payload = response.read()
                     break
@@ -114,9 +115,25 @@ class Client:
             body["at"] = at
         return OnlineResponse(self._post("/v1/features", body), full_feature_names)
 
-    def push(self, push_source_name: str, rows: Iterable[Mapping[str, Any]]) -> dict:
-        """``POST /v1/push`` with JSON rows (dicts); returns the push's report."""
-        return self._post("/v1/push", {"source": push_source_name, "rows": [dict(r) for r in rows]})
+    def push(self, push_source_name: str, rows: Any, to: str = "online_and_offline") -> dict:
+        """``POST /v1/push``; returns the push's report. ``rows`` are dicts (sent as JSON) or a
+        DataFrame / Arrow table (sent as an Arrow IPC stream, cast strictly to the source's
+        types). ``to`` is ``"online_and_offline"`` (``"online"`` too: always logged) or
+        ``"offline"``."""
+        to = to if isinstance(to, str) else getattr(to, "name", str(to)).lower()
+        to = "online_and_offline" if to == "online" else to
+        if isinstance(rows, (list, tuple)):
+            return self._post("/v1/push", {"source": push_source_name, "rows": [dict(r) for r in rows], "to": to})
+        import pyarrow as pa
+
+        from . import _arrow
+
+        table = pa.table(_arrow(rows, "rows"))
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        query = urllib.parse.urlencode({"source": push_source_name, "to": to})
+        return self._post(f"/v1/push?{query}", sink.getvalue().to_pybytes(), "application/vnd.apache.arrow.stream")
 
     def close(self) -> None:
         with self._lock:

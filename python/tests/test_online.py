@@ -72,6 +72,17 @@ def test_a_client_of_the_server_gets_what_the_process_gets(demo):
         local = skewless.FeatureStore(".").get_online_features(FEATURES, ROWS, at=AT)
         assert response.to_dict() == local.to_dict()
         assert response.statuses() == local.statuses()
+        # A DataFrame pushed through the server (Arrow IPC), then served by it.
+        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(seconds=2)
+        trips = pd.DataFrame({
+            "trip_id": [990002], "driver_id": [4343], "customer_id": [5001], "event_timestamp": [now],
+            "created": [now], "last_trip_distance_km": [3.5], "fare": [9.75], "rating": [4],
+        })
+        assert client.push("trips", trips)["rows"] == 1
+        served = client.get_online_features(["driver_last_trip:last_trip_fare"], [{"driver_id": 4343}])
+        assert served.to_dict()["last_trip_fare"] == [9.75]
+        assert client.push("trips", [{"trip_id": 990003, "driver_id": 4344, "customer_id": 5001,
+                                      "event_timestamp": now.isoformat(), "fare": 1.5}])["rows"] == 1
         with pytest.raises(skewless.BadEntityError) as bad:
             client.get_online_features(FEATURES, [{"driver_id": "1001", "customer_id": 1}])
         assert bad.value.code == "BAD_ENTITY" and "driver_id" in str(bad.value)
