@@ -73,19 +73,6 @@ def _arrow(data: Any, what: str) -> Any:
     )
 
 
-def _time_column(schema: pa.Schema) -> str:
-    """Feast's rule: ``event_timestamp`` when present, else the one timestamp column."""
-    if "event_timestamp" in schema.names:
-        return "event_timestamp"
-    times = [f.name for f in schema if pa.types.is_timestamp(f.type)]
-    if len(times) == 1:
-        return times[0]
-    raise SpineError(
-        "entity_df needs a column `event_timestamp`, or exactly one timestamp column (or name it with "
-        f"timestamp_column=); it has {', '.join(times) if times else 'none'}"
-    )
-
-
 class TrainingSet:
     """A built training set. Its Arrow arrays stay where Rust built them until asked for."""
 
@@ -179,16 +166,14 @@ class FeatureStore:
             features = [features]
         if isinstance(entity_df, (str, os.PathLike)):
             spine: Any = os.fspath(entity_df)
-            column = timestamp_column or "event_timestamp"
         else:
             spine = _arrow(entity_df, "entity_df")
-            column = timestamp_column or _time_column(spine.schema)
         native = self._project.training_set(
             spine,
             features=list(features) if features is not None else None,
             service=service,
             full_names=full_feature_names,
-            timestamp_column=column,
+            timestamp_column=timestamp_column,
             memory_limit=_bytes(memory_limit),
         )
         return TrainingSet(native)

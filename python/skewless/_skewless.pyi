@@ -19,7 +19,7 @@ class Project:
         features: Optional[Sequence[str]] = None,
         service: Optional[str] = None,
         full_names: bool = False,
-        timestamp_column: str = "event_timestamp",
+        timestamp_column: Optional[str] = None,
         memory_limit: Optional[int] = None,
     ) -> TrainingSet: ...
     def online_features(

@@ -7,8 +7,9 @@
 //! DataFrame's columns and the features, in the DataFrame's row order.
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow::datatypes::{Schema, SchemaRef};
 use skewless::Project;
+use skewless::offline::training_set::inferred_time_column;
 use skewless::training::{FeatureSelection, Spine, TrainingSetOptions, TrainingSetOutput};
 
 use crate::refusal::{FeastClass, Refusal, of_error};
@@ -72,32 +73,26 @@ pub(crate) fn spine(upload: Vec<RecordBatch>, schema: SchemaRef) -> Result<(Reco
     Ok((whole, timestamp_column))
 }
 
-/// Feast's rule (`infer_event_timestamp_from_entity_df`): `event_timestamp` when present,
-/// else the one timestamp column.
+/// The time column by Feast's rule ([`inferred_time_column`]), or Feast's refusal.
 fn timestamp_column(schema: &Schema) -> Result<String, Refusal> {
-    if schema.field_with_name("event_timestamp").is_ok() {
-        return Ok("event_timestamp".into());
-    }
-    let times: Vec<&String> = schema
-        .fields()
-        .iter()
-        .filter(|f| matches!(f.data_type(), DataType::Timestamp(..)))
-        .map(|f| f.name())
-        .collect();
-    match times.as_slice() {
-        [one] => Ok((*one).clone()),
-        _ => Err(Refusal::invalid(
+    inferred_time_column(schema).map_err(|times| {
+        Refusal::invalid(
             FeastClass::EntityTimestampInferenceException,
             format!(
                 "{LABEL} needs a column `event_timestamp`, or exactly one timestamp column, for the time of \
                  each row; it has {}",
-                if times.is_empty() {
-                    "none".to_string()
-                } else {
-                    times.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
-                }
+                described(&times)
             ),
-        )),
+        )
+    })
+}
+
+/// `none`, or the columns quoted.
+fn described(columns: &[String]) -> String {
+    if columns.is_empty() {
+        "none".to_string()
+    } else {
+        columns.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -121,7 +116,7 @@ mod tests {
     use std::sync::Arc;
 
     use arrow::array::{Int64Array, TimestampNanosecondArray};
-    use arrow::datatypes::{Field, TimeUnit};
+    use arrow::datatypes::{DataType, Field, TimeUnit};
 
     use super::*;
 

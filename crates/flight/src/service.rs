@@ -168,13 +168,7 @@ impl OfflineService {
         match command {
             Command::ValidateDataSource { name } => {
                 let defs = self.project.load().map_err(|e| crate::refusal::of_error(&e))?;
-                // The export names a push source's batch source `<source>__batch`.
-                let ours = defs.sources.get(&name).or_else(|| {
-                    name.strip_suffix("__batch")
-                        .and_then(|s| defs.sources.get(s))
-                        .filter(|s| s.push)
-                });
-                match ours {
+                match skewless::feast_export::source_of_batch_name(&defs, &name) {
                     Some(_) => {
                         (self.events)(FlightEvent::Answered {
                             api: "validate_data_source".into(),

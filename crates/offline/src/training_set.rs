@@ -71,6 +71,25 @@ impl Spine {
     }
 }
 
+/// The time column of spine rows given without one named, by Feast's rule
+/// (`infer_event_timestamp_from_entity_df`): `event_timestamp` when present, else the one
+/// timestamp column. Otherwise the timestamp columns there are (none, or several).
+pub fn inferred_time_column(schema: &Schema) -> std::result::Result<String, Vec<String>> {
+    if schema.field_with_name("event_timestamp").is_ok() {
+        return Ok("event_timestamp".into());
+    }
+    let mut times: Vec<String> = schema
+        .fields()
+        .iter()
+        .filter(|f| matches!(f.data_type(), DataType::Timestamp(..)))
+        .map(|f| f.name().clone())
+        .collect();
+    match times.len() {
+        1 => Ok(times.remove(0)),
+        _ => Err(times),
+    }
+}
+
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct TrainingSetRequest {

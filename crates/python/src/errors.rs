@@ -171,6 +171,17 @@ pub(crate) fn to_py(py: Python<'_>, error: &skewless::Error) -> PyErr {
     }
 }
 
+/// A `SpineError` for rows given in memory (path `entity_df`), said in Python's words.
+pub(crate) fn spine_error(py: Python<'_>, message: &str) -> PyErr {
+    build(
+        py,
+        "SpineError",
+        message,
+        vec![("path", Field::Text("entity_df".into()))],
+    )
+    .unwrap_or_else(|failed| failed)
+}
+
 fn build(py: Python<'_>, class: &str, message: &str, fields: Vec<(&str, Field)>) -> PyResult<PyErr> {
     let class = py.import("skewless.errors")?.getattr(class)?;
     let instance = class.call1((message,))?;

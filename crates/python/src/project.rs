@@ -11,6 +11,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use skewless::Project;
 use skewless::manifest::{Inputs, manifest_path, write_manifest};
+use skewless::offline::training_set::inferred_time_column;
 use skewless::online::MaterializeOptions;
 use skewless::training::{FeatureSelection, Spine, TrainingSetOptions, TrainingSetOutput};
 
@@ -87,7 +88,8 @@ impl PyProject {
     }
 
     /// Builds a point-in-time-correct training set (the CLI's `training-set`).
-    #[pyo3(signature = (spine, features=None, service=None, full_names=false, timestamp_column="event_timestamp".to_string(), memory_limit=None))]
+    /// `timestamp_column`: `None` is `event_timestamp` for a file, Feast's rule for rows.
+    #[pyo3(signature = (spine, features=None, service=None, full_names=false, timestamp_column=None, memory_limit=None))]
     #[allow(clippy::too_many_arguments)]
     fn training_set(
         &self,
@@ -96,11 +98,30 @@ impl PyProject {
         features: Option<Vec<String>>,
         service: Option<String>,
         full_names: bool,
-        timestamp_column: String,
+        timestamp_column: Option<String>,
         memory_limit: Option<usize>,
     ) -> PyResult<PyTrainingSet> {
+        let spine = self::spine(spine)?;
+        let timestamp_column = match (timestamp_column, &spine) {
+            (Some(column), _) => column,
+            (None, Spine::File(_)) => "event_timestamp".into(),
+            (None, Spine::Rows { batch, .. }) => inferred_time_column(&batch.schema()).map_err(|times| {
+                crate::errors::spine_error(
+                    py,
+                    &format!(
+                        "entity_df needs a column `event_timestamp`, or exactly one timestamp column (or name it \
+                         with timestamp_column=); it has {}",
+                        if times.is_empty() {
+                            "none".to_string()
+                        } else {
+                            times.join(", ")
+                        }
+                    ),
+                )
+            })?,
+        };
         let options = TrainingSetOptions {
-            spine: self::spine(spine)?,
+            spine,
             selection: selection(features, service)?,
             timestamp_column,
             full_names,

@@ -45,6 +45,21 @@ pub struct FeastTarget {
     pub flight: (String, u16),
 }
 
+/// The name of the `FileSource` exported for `source`: its own, or `<source>__batch` for a
+/// push source (whose own name goes to the `PushSource` over it).
+pub fn batch_source_name(source: &skewless_defs::Source) -> String {
+    if source.push {
+        format!("{}__batch", source.name)
+    } else {
+        source.name.clone()
+    }
+}
+
+/// The source an exported `FileSource` name stands for ([`batch_source_name`] backwards).
+pub fn source_of_batch_name<'a>(defs: &'a Definitions, name: &str) -> Option<&'a skewless_defs::Source> {
+    defs.sources.values().find(|s| batch_source_name(s) == name)
+}
+
 /// A Python string literal of `text` (JSON's escapes are Python's too).
 fn py(text: &str) -> String {
     serde_json::Value::String(text.to_string()).to_string()
@@ -135,11 +150,7 @@ pub fn export(record: &AppliedRecord, root: &Path, target: &FeastTarget) -> Feas
             py_out,
             "source_{name} = FileSource(name={batch}, path={path}, timestamp_field={ts}{created})",
             name = source.name,
-            batch = py(&if source.push {
-                format!("{}__batch", source.name)
-            } else {
-                source.name.clone()
-            }),
+            batch = py(&batch_source_name(source)),
             path = py(&path),
             ts = py(&source.timestamp),
             created = source

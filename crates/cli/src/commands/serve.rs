@@ -117,7 +117,8 @@ struct FlightServer {
 }
 
 impl FlightServer {
-    /// Stops taking calls and waits for the server's thread (calls in progress are cut).
+    /// Stops taking calls and waits for the server's thread, which first lets the calls in
+    /// progress finish (tonic's graceful shutdown).
     fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.thread.join();
