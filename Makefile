@@ -10,8 +10,8 @@ DEMO_DATA := data/demo
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-build: ## Build the skewless binary (debug)
-	$(CARGO) build -p skewless-cli
+build: ## Build the skewless binary and the Python package's extension (debug)
+	$(CARGO) build -p skewless-cli -p skewless-python
 
 demo: build ## Run the main job end to end on the embedded default (nothing to install)
 	$(SKEWLESS) demo-data --out $(DEMO_DATA)
@@ -35,6 +35,7 @@ demo: build ## Run the main job end to end on the embedded default (nothing to i
 	$(SKEWLESS) check --manifest $(DEMO_DATA)/training_set.parquet.manifest.json
 	$(SKEWLESS) parity --spine $(DEMO_DATA)/ride_requests_spine.parquet --service ranking_v1 --sample 500 \
 		--at 2026-11-05T07:30:00Z --at 2026-11-15T06:00:00Z
+	@scripts/demo-python.sh
 
 test: redis lint unit test-python test-feast ## Everything CI runs: fmt, clippy, all tests, the Python package's tests, Feast's SDK against the server (installs redis-server, Feast and the Python test packages if missing)
 

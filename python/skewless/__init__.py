@@ -14,7 +14,7 @@ without a copy (the Arrow C Stream interface); long calls release the GIL, log p
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import pyarrow as pa
 
@@ -106,8 +106,12 @@ class TrainingSet:
         return dict(self._info)
 
     @property
-    def manifest(self) -> Optional[dict]:
-        """The run manifest written by the last :meth:`save` (``None`` before)."""
+    def manifest(self) -> dict:
+        """The run manifest: the one written by the last :meth:`save`; before a save, the
+        manifest it will write (inputs fingerprinted before the build, rows, semantics,
+        versions) with ``output`` ``None``, since only a written file has a SHA-256."""
+        if self._manifest is None:
+            return json.loads(self._native.unwritten_manifest())
         return self._manifest
 
     def save(self, path: Union[str, os.PathLike], manifest: bool = True) -> dict:
@@ -153,6 +157,7 @@ class FeatureStore:
         full_feature_names: bool = False,
         timestamp_column: Optional[str] = None,
         memory_limit: Union[int, str, None] = None,
+        progress: Optional[Callable[[str], None]] = None,
     ) -> TrainingSet:
         """A point-in-time-correct training set: one row per ``entity_df`` row, in its order.
 
@@ -161,6 +166,8 @@ class FeatureStore:
         ``features``: ``view:feature`` (or ``view:*``) references, or ``service=`` a feature
         service. ``full_feature_names`` names columns ``view__feature``. The time column is
         ``timestamp_column``, else ``event_timestamp``, else the one timestamp column.
+        ``progress`` is called with each progress line (else they go to the ``skewless``
+        logger); an exception it raises stops the build.
         """
         if isinstance(features, str):
             features = [features]
@@ -175,6 +182,7 @@ class FeatureStore:
             full_names=full_feature_names,
             timestamp_column=timestamp_column,
             memory_limit=_bytes(memory_limit),
+            progress=progress,
         )
         return TrainingSet(native)
 
@@ -206,32 +214,46 @@ class FeatureStore:
         to = to if isinstance(to, str) else getattr(to, "name", str(to)).lower()
         return json.loads(self._project.push(push_source_name, _arrow(df, "df"), to))
 
-    def materialize(self, start_date: Any, end_date: Any, feature_views: Optional[Sequence[str]] = None) -> List[dict]:
-        """Writes each view's latest values as of ``end_date`` (rows from ``start_date`` on)."""
+    def materialize(
+        self,
+        start_date: Any,
+        end_date: Any,
+        feature_views: Optional[Sequence[str]] = None,
+        progress: Optional[Callable[[str], None]] = None,
+    ) -> List[dict]:
+        """Writes each view's latest values as of ``end_date`` (rows from ``start_date`` on).
+        ``progress`` is called with a line per view done (else the ``skewless`` logger)."""
         return json.loads(
             self._project.materialize(_instant(end_date), start=_instant(start_date),
-                                      views=list(feature_views or []), incremental=False)
+                                      views=list(feature_views or []), incremental=False, progress=progress)
         )
 
-    def materialize_incremental(self, end_date: Any, feature_views: Optional[Sequence[str]] = None) -> List[dict]:
+    def materialize_incremental(
+        self,
+        end_date: Any,
+        feature_views: Optional[Sequence[str]] = None,
+        progress: Optional[Callable[[str], None]] = None,
+    ) -> List[dict]:
         """Materializes from each view's last materialization up to ``end_date``."""
         return json.loads(
-            self._project.materialize(_instant(end_date), views=list(feature_views or []), incremental=True)
+            self._project.materialize(_instant(end_date), views=list(feature_views or []), incremental=True,
+                                      progress=progress)
         )
 
     def parity(
         self,
-        entity_df: Union[str, os.PathLike],
+        entity_df: Any,
         features: Optional[Sequence[str]] = None,
         *,
         service: Optional[str] = None,
         at: Optional[Sequence[Any]] = None,
         sample: Optional[int] = None,
         seed: int = 0,
-        timestamp_column: str = "event_timestamp",
+        timestamp_column: Optional[str] = None,
         against_online: bool = False,
     ) -> dict:
-        """The parity harness (``skewless parity``): for the spine's entities at each instant
+        """The parity harness (``skewless parity``): ``entity_df`` as for
+        :meth:`get_historical_features` (a DataFrame, Arrow data or a path); for its entities at each instant
         of ``at`` (default: the spine's earliest, median and latest), the training-set value
         against the served one. ``against_online`` compares with what the online store
         serves now instead of fresh stores. Returns the report: per view ``values``,
@@ -240,7 +262,7 @@ class FeatureStore:
             features = [features]
         return json.loads(
             self._project.parity(
-                os.fspath(entity_df),
+                os.fspath(entity_df) if isinstance(entity_df, (str, os.PathLike)) else _arrow(entity_df, "entity_df"),
                 features=list(features) if features is not None else None,
                 service=service,
                 at=[_instant(t) for t in at] if at is not None else None,

@@ -88,3 +88,8 @@ def test_parity_is_the_clis_report(demo):
     assert {v: r["values"] for v, r in report["views"].items()} == {v: r["values"] for v, r in cli["views"].items()}
     assert all(r["mismatches"] == 0 for r in report["views"].values()), report["views"]
     assert sum(r["present"] for r in report["views"].values()) > 0
+    # The same spine as a DataFrame (nanosecond times, as pandas has them): the same report.
+    from_df = skewless.FeatureStore(".").parity(pd.read_parquet(SPINE), service="ranking_v1", at=at, sample=300)
+    assert from_df["mismatches"] == []
+    assert {v: r["values"] for v, r in from_df["views"].items()} == {v: r["values"] for v, r in report["views"].items()}
+    assert {v: r["present"] for v, r in from_df["views"].items()} == {v: r["present"] for v, r in report["views"].items()}

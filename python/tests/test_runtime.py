@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import skewless
 
 SPINE = "data/demo/ride_requests_spine.parquet"
@@ -19,6 +21,27 @@ def test_progress_goes_to_logging_not_stdout(demo, caplog, capfd):
     assert any("joined driver_hourly_stats" in line for line in lines), lines
     out, err = capfd.readouterr()
     assert out == "" and err == "", (out, err)
+
+
+def test_progress_goes_to_a_callback_and_its_exception_stops_the_work(demo, caplog):
+    store = skewless.FeatureStore(".")
+    lines = []
+    with caplog.at_level(logging.INFO, logger="skewless"):
+        store.get_historical_features(SPINE, service="ranking_v1", progress=lines.append)
+        store.materialize("2026-10-01", "2026-11-20", ["driver_hourly_stats"], progress=lines.append)
+    assert any(line.startswith("spine: ") for line in lines), lines
+    assert any("joined driver_hourly_stats" in line for line in lines), lines
+    assert any(line.startswith("materialized `driver_hourly_stats`") for line in lines), lines
+    assert [r for r in caplog.records if r.name == "skewless"] == []
+
+    class Enough(Exception):
+        pass
+
+    def stop(line):
+        raise Enough(line)
+
+    with pytest.raises(Enough, match="spine: "):
+        store.get_historical_features(SPINE, service="ranking_v1", progress=stop)
 
 
 LONG_RUN = """

@@ -49,6 +49,13 @@ def test_a_training_set_is_the_clis_byte_for_byte(demo, form):
         assert manifest["spine"]["path"].endswith("entity_df")
     table = training.to_arrow()
     assert table.equals(pq.read_table(demo.cwd / "cli.parquet"))
+    if form == "path":
+        # Before any save: the same manifest, but for its output and the instant of writing.
+        fresh = store.get_historical_features(SPINE, service="ranking_v1").manifest
+        assert fresh["output"] is None
+        unwritten = {k: v for k, v in fresh.items() if k not in ("output", "created_at", "wall_seconds")}
+        assert unwritten == {k: v for k, v in cli_manifest.items() if k in unwritten}
+        assert set(cli_manifest) - set(unwritten) == {"output", "created_at", "wall_seconds"}
     assert len(training) == table.num_rows == pq.read_metadata(SPINE).num_rows
 
 
@@ -77,3 +84,41 @@ def test_the_arrow_buffers_are_not_copied(demo):
         a = first.column(name).chunks
         b = second.column(name).chunks
         assert [c.buffers()[-1].address for c in a] == [c.buffers()[-1].address for c in b], name
+
+
+def test_profiles_in_the_manifest_agree_with_pandas(demo):
+    """Each feature's profile, checked against pandas and numpy over the saved Parquet file."""
+    import math
+
+    import numpy as np
+
+    store = skewless.FeatureStore(".")
+    training = store.get_historical_features(SPINE, service="ranking_v1", full_feature_names=True)
+    profiles = training.save("p.parquet")["profiles"]
+    df = pd.read_parquet("p.parquet")
+    assert set(profiles) == set(training.info["features"])
+    for ref, profile in profiles.items():
+        column = df[ref.replace(":", "__", 1)]
+        assert profile["count"] == len(column), ref
+        assert profile["nulls"] == int(column.isna().sum()), ref
+        values = column.dropna()
+        if profile["kind"] == "numeric":
+            finite = values.astype("float64")
+            finite = finite[np.isfinite(finite)]
+            assert profile["min"] == finite.min() and profile["max"] == finite.max(), ref
+            assert math.isclose(profile["mean"], finite.mean(), rel_tol=1e-12), ref
+            assert math.isclose(profile["stddev"], finite.std(ddof=1), rel_tol=1e-9, abs_tol=1e-12), ref
+            for name, q in [("p01", 0.01), ("p25", 0.25), ("p50", 0.5), ("p95", 0.95), ("p99", 0.99)]:
+                assert math.isclose(profile["quantiles"][name], np.quantile(finite, q), rel_tol=1e-12,
+                                    abs_tol=1e-12), (ref, name)
+            edges, counts = profile["histogram"]["edges"], profile["histogram"]["counts"]
+            bins = np.searchsorted(np.array(edges), finite.to_numpy(), side="left")
+            assert counts == np.bincount(bins, minlength=len(edges) + 1).tolist(), ref
+        else:
+            assert profile["kind"] == "categorical", ref
+            if values.dtype == bool:
+                values = values.map({True: "true", False: "false"})
+            counts = values.value_counts()
+            expected = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:20]
+            assert [tuple(top) for top in profile["top"]] == expected, ref
+            assert profile["distinct"] == len(counts), ref

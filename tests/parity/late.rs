@@ -76,7 +76,7 @@ fn project() -> (tempfile::TempDir, Project) {
 
 fn options(dir: &tempfile::TempDir, features: &[&str], at: &[&str], planted: Option<PlantedFault>) -> ParityOptions {
     ParityOptions {
-        spine: dir.path().join("spine.csv"),
+        spine: dir.path().join("spine.csv").into(),
         selection: FeatureSelection::Features(features.iter().map(|f| f.to_string()).collect()),
         timestamp_column: "event_timestamp".into(),
         at: at.iter().map(|t| instant(t)).collect(),

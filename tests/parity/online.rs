@@ -518,7 +518,7 @@ async fn parity_against_a_live_store_finds_it_fresh_then_stale() {
     };
     project.materialize(&*store, &options, &|_| {}).await.unwrap();
     let check = |at: i64| skewless::parity::ParityOptions {
-        spine: dir.path().join("data/demo/ride_requests_spine.parquet"),
+        spine: dir.path().join("data/demo/ride_requests_spine.parquet").into(),
         selection: FeatureSelection::Service("ranking_v1".into()),
         timestamp_column: "event_timestamp".into(),
         at: vec![at],

@@ -303,7 +303,7 @@ pub(crate) async fn assert_parity(
     yaml: &str,
 ) -> skewless::parity::ParityReport {
     let options = ParityOptions {
-        spine: dir.join("spine.parquet"),
+        spine: dir.join("spine.parquet").into(),
         selection: FeatureSelection::Features(features.to_vec()),
         timestamp_column: "ts".into(),
         at,

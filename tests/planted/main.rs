@@ -50,7 +50,7 @@ const TX: &str = "account_id,ts,created,amount
 
 fn options(dir: &std::path::Path, feature: &str, planted: Option<PlantedFault>) -> ParityOptions {
     ParityOptions {
-        spine: dir.join("spine.csv"),
+        spine: dir.join("spine.csv").into(),
         selection: FeatureSelection::Features(vec![feature.to_string()]),
         timestamp_column: "ts".into(),
         at: vec![skewless::online::parse_instant("2026-01-01T12:00:00Z").unwrap()],

@@ -90,9 +90,23 @@ pub enum Command {
         /// Do not write the run manifest (`<out>.manifest.json`).
         #[arg(long)]
         no_manifest: bool,
+        /// Leave the features' profiles out of the manifest (they are computed while the
+        /// rows are written; `skewless profile` reads them).
+        #[arg(long)]
+        no_profile: bool,
         /// Cap DataFusion's memory pool (e.g. `2GiB`, `512MiB`); default: no cap.
         #[arg(long, value_parser = parse_bytes)]
         memory_limit: Option<usize>,
+    },
+    /// Show what each feature's values looked like in a training set, from its manifest:
+    /// counts, nulls, NaN, min, quantiles, max, mean, stddev, or the most frequent values.
+    Profile {
+        manifest: PathBuf,
+        /// Only these features (`view:feature`, comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        features: Vec<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Re-run the training set a manifest records; report whether the output hash matches
     /// and, if not, which input changed (exit 1).

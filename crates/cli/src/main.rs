@@ -93,6 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             full_names,
             timestamp_column,
             no_manifest,
+            no_profile,
             memory_limit,
         } => {
             let options = TrainingSetOptions {
@@ -101,8 +102,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 timestamp_column,
                 full_names,
             };
-            training::training_set(&project, &options, &out, !no_manifest, memory_limit)
+            let record = match (no_manifest, no_profile) {
+                (true, _) => training::Record::Nothing,
+                (false, true) => training::Record::Manifest,
+                (false, false) => training::Record::ManifestAndProfiles,
+            };
+            training::training_set(&project, &options, &out, record, memory_limit)
         }
+        Command::Profile {
+            manifest,
+            features,
+            json,
+        } => training::profile(&manifest, &features, json),
         Command::Reproduce { manifest, out, json } => training::reproduce(&manifest, out, json),
         Command::Check { manifest, strict, json } => training::check(&project, &manifest, strict, json),
         Command::Parity {
@@ -121,7 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None
             };
             let options = skewless::parity::ParityOptions {
-                spine,
+                spine: spine.into(),
                 selection: selection.into_selection(),
                 timestamp_column,
                 at: at.iter().map(|t| instant(t)).collect::<anyhow::Result<_>>()?,

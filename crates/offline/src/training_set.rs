@@ -59,7 +59,7 @@ impl Spine {
     }
 
     /// The rows: the file read (its CSV columns typed by `typed`), or the rows given.
-    fn read(&self, timestamp_column: &str, typed: &[(String, DataType)]) -> Result<RecordBatch> {
+    pub fn read(&self, timestamp_column: &str, typed: &[(String, DataType)]) -> Result<RecordBatch> {
         match self {
             Spine::File(path) => read_spine(path, timestamp_column, typed),
             Spine::Rows { batch, .. } if batch.num_rows() == 0 => Err(Error::Spine {
@@ -367,6 +367,19 @@ fn read_spine_batches(
                 .map_err(|e| err(&e))?
         }
     })
+}
+
+/// `spine` with its time column as instants (µs, UTC), whatever timestamp or date type it
+/// came as (pandas writes nanoseconds): for callers that read the times themselves.
+pub fn with_instant_times(spine: &RecordBatch, path: &Path, column: &str) -> Result<RecordBatch> {
+    let times = spine_instants(spine, path, column)?;
+    let schema = spine.schema();
+    let index = schema.index_of(column).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[index] = Field::new(column, instant_type(), fields[index].is_nullable());
+    let mut columns = spine.columns().to_vec();
+    columns[index] = times;
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| Error::Internal(e.to_string()))
 }
 
 fn spine_instants(spine: &RecordBatch, path: &Path, column: &str) -> Result<ArrayRef> {

@@ -71,6 +71,28 @@ fn spine(value: &Bound<'_, PyAny>) -> PyResult<Spine> {
     })
 }
 
+/// The spine's time column: the one named; `event_timestamp` for a file; Feast's rule for rows.
+fn time_column(py: Python<'_>, named: Option<String>, spine: &Spine) -> PyResult<String> {
+    match (named, spine) {
+        (Some(column), _) => Ok(column),
+        (None, Spine::File(_)) => Ok("event_timestamp".into()),
+        (None, Spine::Rows { batch, .. }) => inferred_time_column(&batch.schema()).map_err(|times| {
+            crate::errors::spine_error(
+                py,
+                &format!(
+                    "entity_df needs a column `event_timestamp`, or exactly one timestamp column (or name it \
+                     with timestamp_column=); it has {}",
+                    if times.is_empty() {
+                        "none".to_string()
+                    } else {
+                        times.join(", ")
+                    }
+                ),
+            )
+        }),
+    }
+}
+
 /// JSON text of a report, for the Python side to load.
 fn json<T: serde::Serialize>(value: &T) -> PyResult<String> {
     serde_json::to_string(value).map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
@@ -89,7 +111,8 @@ impl PyProject {
 
     /// Builds a point-in-time-correct training set (the CLI's `training-set`).
     /// `timestamp_column`: `None` is `event_timestamp` for a file, Feast's rule for rows.
-    #[pyo3(signature = (spine, features=None, service=None, full_names=false, timestamp_column=None, memory_limit=None))]
+    /// `progress`: called with each progress line (else they go to logging).
+    #[pyo3(signature = (spine, features=None, service=None, full_names=false, timestamp_column=None, memory_limit=None, progress=None))]
     #[allow(clippy::too_many_arguments)]
     fn training_set(
         &self,
@@ -100,26 +123,10 @@ impl PyProject {
         full_names: bool,
         timestamp_column: Option<String>,
         memory_limit: Option<usize>,
+        progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyTrainingSet> {
         let spine = self::spine(spine)?;
-        let timestamp_column = match (timestamp_column, &spine) {
-            (Some(column), _) => column,
-            (None, Spine::File(_)) => "event_timestamp".into(),
-            (None, Spine::Rows { batch, .. }) => inferred_time_column(&batch.schema()).map_err(|times| {
-                crate::errors::spine_error(
-                    py,
-                    &format!(
-                        "entity_df needs a column `event_timestamp`, or exactly one timestamp column (or name it \
-                         with timestamp_column=); it has {}",
-                        if times.is_empty() {
-                            "none".to_string()
-                        } else {
-                            times.join(", ")
-                        }
-                    ),
-                )
-            })?,
-        };
+        let timestamp_column = time_column(py, timestamp_column, &spine)?;
         let options = TrainingSetOptions {
             spine,
             selection: selection(features, service)?,
@@ -127,7 +134,7 @@ impl PyProject {
             full_names,
         };
         let project = self.project.clone();
-        let built = work::run(py, move |progress| async move {
+        let built = work::run_reporting(py, progress, move |progress| async move {
             let ctx = match memory_limit {
                 Some(bytes) => skewless::engine_session_with_memory_limit(bytes)
                     .map_err(|e| skewless::Error::Internal(format!("a session limited to {bytes} bytes: {e}")))?,
@@ -213,7 +220,7 @@ impl PyProject {
     }
 
     /// Materializes views into the online store (`materialize` / `materialize-incremental`).
-    #[pyo3(signature = (end, start=None, views=None, incremental=false))]
+    #[pyo3(signature = (end, start=None, views=None, incremental=false, progress=None))]
     fn materialize(
         &self,
         py: Python<'_>,
@@ -221,6 +228,7 @@ impl PyProject {
         start: Option<String>,
         views: Option<Vec<String>>,
         incremental: bool,
+        progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<String> {
         let instant = |t: &str| skewless::online::parse_instant(t).map_err(|e| PyValueError::new_err(e.to_string()));
         let options = MaterializeOptions {
@@ -231,7 +239,7 @@ impl PyProject {
         };
         let project = self.project.clone();
         let online = self.online.clone();
-        let reports = work::run(py, move |progress| async move {
+        let reports = work::run_reporting(py, progress, move |progress| async move {
             let store = open_store(&project, online.as_deref()).await?;
             let say = |event: skewless::online::MaterializeProgress| {
                 if let skewless::online::MaterializeProgress::Done(r) = &event {
@@ -246,20 +254,23 @@ impl PyProject {
 
     /// The parity harness (`skewless parity`): the training-set path against the serving
     /// path for the spine's entities at each instant. Returns the report as JSON text.
-    #[pyo3(signature = (spine, features=None, service=None, at=None, sample=None, seed=0, timestamp_column="event_timestamp".to_string(), against_store=false))]
+    /// `spine`: a path or Arrow rows, as for `training_set`.
+    #[pyo3(signature = (spine, features=None, service=None, at=None, sample=None, seed=0, timestamp_column=None, against_store=false))]
     #[allow(clippy::too_many_arguments)]
     fn parity(
         &self,
         py: Python<'_>,
-        spine: PathBuf,
+        spine: &Bound<'_, PyAny>,
         features: Option<Vec<String>>,
         service: Option<String>,
         at: Option<Vec<String>>,
         sample: Option<usize>,
         seed: u64,
-        timestamp_column: String,
+        timestamp_column: Option<String>,
         against_store: bool,
     ) -> PyResult<String> {
+        let spine = self::spine(spine)?;
+        let timestamp_column = time_column(py, timestamp_column, &spine)?;
         let selection = selection(features, service)?;
         let at = at
             .unwrap_or_default()
@@ -411,12 +422,18 @@ impl PyTrainingSet {
         }))
     }
 
+    /// The manifest this training set will have once saved, `output` `null`: JSON text.
+    fn unwritten_manifest(&self, py: Python<'_>) -> PyResult<String> {
+        let manifest = skewless::manifest::unwritten(self.inputs.clone(), &self.built).map_err(|e| to_py(py, &e))?;
+        json(&manifest)
+    }
+
     /// Writes the rows (Parquet or CSV by extension) and `<path>.manifest.json`, exactly as
     /// `skewless training-set` does. Returns the manifest's JSON text.
     #[pyo3(signature = (path, manifest=true))]
     fn save(&self, py: Python<'_>, path: PathBuf, manifest: bool) -> PyResult<String> {
         let recorded =
-            skewless::manifest::record(self.inputs.clone(), &self.built, &path).map_err(|e| to_py(py, &e))?;
+            skewless::manifest::record(self.inputs.clone(), &self.built, &path, true).map_err(|e| to_py(py, &e))?;
         if manifest {
             write_manifest(&recorded, &manifest_path(&path)).map_err(|e| to_py(py, &e))?;
         }

@@ -1,4 +1,5 @@
-//! Long work off the calling thread: the GIL released, Ctrl-C honoured, progress to logging.
+//! Long work off the calling thread: the GIL released, Ctrl-C honoured, progress to a
+//! callback or to logging.
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -21,8 +22,20 @@ impl Progress {
 
 /// Runs `work` (a future built on the work thread, on a runtime of its own) with the GIL
 /// released. Ctrl-C in Python cancels it (the future is dropped at its next await) and raises
-/// `KeyboardInterrupt` once the thread has stopped.
+/// `KeyboardInterrupt` once the thread has stopped. Progress goes to logging.
 pub(crate) fn run<T, F, Fut>(py: Python<'_>, work: F) -> PyResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(Progress) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+{
+    run_reporting(py, None, work)
+}
+
+/// [`run`], with each progress line given to `callback` (called on the calling thread, the
+/// GIL held, so it may touch Python objects) instead of logging when there is one. An
+/// exception the callback raises cancels the work and is raised.
+pub(crate) fn run_reporting<T, F, Fut>(py: Python<'_>, callback: Option<&Bound<'_, PyAny>>, work: F) -> PyResult<T>
 where
     T: Send + 'static,
     F: FnOnce(Progress) -> Fut + Send + 'static,
@@ -55,6 +68,10 @@ where
         })
         .map_err(|e| PyRuntimeError::new_err(format!("starting the work thread: {e}")))?;
     let logger = py.import("logging")?.call_method1("getLogger", ("skewless",))?;
+    let report = |line: String| match callback {
+        Some(callback) => callback.call1((line,)).map(drop),
+        None => logger.call_method1("info", ("%s", line)).map(drop),
+    };
     let mut cancel = Some(cancel);
     loop {
         let waited = py.detach(|| {
@@ -62,24 +79,28 @@ where
                 .lock()
                 .map_or(Err(mpsc::RecvTimeoutError::Disconnected), |a| a.recv_timeout(TICK))
         });
-        for line in said.try_iter() {
-            logger.call_method1("info", ("%s", line))?;
+        let reported = said.try_iter().try_for_each(report);
+        let stop = match (&waited, reported) {
+            (Ok(_), Err(raised)) => Some(raised),
+            (Ok(_), Ok(())) => None,
+            (Err(_), Err(raised)) => Some(raised),
+            (Err(_), Ok(())) => py.check_signals().err(),
+        };
+        if let Some(raised) = stop {
+            // Ctrl-C or the callback's exception: the work stops, and the thread is waited
+            // for, so nothing it writes outlives the call.
+            if let Some(cancel) = cancel.take() {
+                let _ = cancel.send(());
+            }
+            let _ = py.detach(|| thread.join());
+            return Err(raised);
         }
         match waited {
             Ok(result) => {
                 let _ = py.detach(|| thread.join());
                 return result.map_err(PyRuntimeError::new_err);
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Err(interrupted) = py.check_signals() {
-                    if let Some(cancel) = cancel.take() {
-                        let _ = cancel.send(());
-                    }
-                    // Wait for the thread, so nothing it writes outlives the call.
-                    let _ = py.detach(|| thread.join());
-                    return Err(interrupted);
-                }
-            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let _ = py.detach(|| thread.join());
                 return Err(PyRuntimeError::new_err(

@@ -41,6 +41,7 @@ pub use skewless_defs as defs;
 pub use skewless_engine::{session as engine_session, session_with_memory_limit as engine_session_with_memory_limit};
 pub use skewless_offline as offline;
 pub use skewless_online as online_store;
+pub use skewless_profile as profile;
 pub use skewless_push_log as push_log;
 pub use skewless_registry as registry;
 pub use skewless_serving::core as serving;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use skewless_defs::version::versions;
 use skewless_offline::source;
+use skewless_profile::Profile;
 
 use crate::training::{FeatureSelection, Spine, TrainingSetOptions, TrainingSetOutput};
 use crate::{Error, Project, Result};
@@ -62,6 +63,11 @@ pub struct Manifest {
     /// then), or `"unapplied"`: built from definitions that were not what was served.
     #[serde(default, skip_serializing_if = "AppliedVersion::is_unrecorded")]
     pub applied_version: AppliedVersion,
+    /// What each feature's values looked like in the output, by `view:feature`: the
+    /// reference drift is measured against. Empty when not profiled (`--no-profile`, or a
+    /// manifest written before profiles).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profiles: BTreeMap<String, Profile>,
 }
 
 /// What a manifest says of the applied registry version it was built against.
@@ -134,10 +140,64 @@ pub struct Rows {
 }
 
 /// Writes a built training set to `out` (Parquet or CSV by extension) and returns its
-/// manifest: the inputs captured before the build, its rows, the output's fingerprint.
-pub fn record(inputs: Inputs, built: &TrainingSetOutput, out: &Path) -> Result<Manifest> {
-    crate::training::write_output(&built.batch, out)?;
-    Ok(Manifest {
+/// manifest: the inputs captured before the build, its rows, the output's fingerprint and,
+/// when `profile`, each feature's profile (computed while the rows are written).
+pub fn record(inputs: Inputs, built: &TrainingSetOutput, out: &Path, profile: bool) -> Result<Manifest> {
+    let (written, profiles) = std::thread::scope(|scope| {
+        let profiling = profile.then(|| scope.spawn(|| profiles(built)));
+        let written = crate::training::write_output(&built.batch, out);
+        (written, profiling.map(|p| p.join()))
+    });
+    written?;
+    let profiles = match profiles {
+        Some(Ok(profiles)) => profiles,
+        Some(Err(_)) => return Err(Error::Internal("profiling the training set's features panicked".into())),
+        None => BTreeMap::new(),
+    };
+    Ok(assemble(inputs, built, fingerprint(out)?, profiles))
+}
+
+/// Each feature's profile (by `view:feature`) over its column of the output.
+pub fn profiles(built: &TrainingSetOutput) -> BTreeMap<String, Profile> {
+    let schema = built.batch.schema();
+    let columns: Vec<(String, arrow::array::ArrayRef)> = built
+        .features
+        .iter()
+        .filter_map(|f| {
+            // Full names or short ones: a name never repeats a spine column (that is an error).
+            let index = schema
+                .index_of(&format!("{}__{}", f.view, f.feature))
+                .or_else(|_| schema.index_of(&f.feature))
+                .ok()?;
+            Some((format!("{}:{}", f.view, f.feature), built.batch.column(index).clone()))
+        })
+        .collect();
+    skewless_profile::profile_columns(&columns)
+}
+
+/// The manifest of a training set built in memory and not written yet (Python's
+/// `TrainingSet.manifest` before `save`): what [`record`] would write, with `output` `null`,
+/// since only a written file has a fingerprint.
+pub fn unwritten(inputs: Inputs, built: &TrainingSetOutput) -> Result<serde_json::Value> {
+    let nothing_yet = Fingerprint {
+        path: PathBuf::new(),
+        bytes: 0,
+        modified: None,
+        sha256: String::new(),
+    };
+    let manifest = assemble(inputs, built, nothing_yet, profiles(built));
+    let mut manifest = serde_json::to_value(manifest).map_err(|e| Error::Internal(e.to_string()))?;
+    manifest["output"] = serde_json::Value::Null;
+    Ok(manifest)
+}
+
+fn assemble(
+    inputs: Inputs,
+    built: &TrainingSetOutput,
+    output: Fingerprint,
+    profiles: BTreeMap<String, Profile>,
+) -> Manifest {
+    Manifest {
         manifest_version: MANIFEST_VERSION,
         skewless_version: crate::VERSION.to_string(),
         created_at: Utc::now(),
@@ -149,13 +209,14 @@ pub fn record(inputs: Inputs, built: &TrainingSetOutput, out: &Path) -> Result<M
             feature_rows_read: built.rows_read.clone(),
             rows_breaking_contracts: built.broke_contracts.iter().map(|(v, q)| (v.clone(), q.rows)).collect(),
         },
-        output: fingerprint(out)?,
+        output,
         wall_seconds: built.seconds,
         skew_warnings: built.skew_warnings.clone(),
         applied_version: built
             .applied_version
             .map_or(AppliedVersion::Unapplied, AppliedVersion::Version),
-    })
+        profiles,
+    }
 }
 
 /// Where a training set's manifest goes.
@@ -305,19 +366,20 @@ impl Project {
     }
 
     /// Builds a training set, writes it to `out` and returns its manifest (inputs are
-    /// fingerprinted before the build reads them).
+    /// fingerprinted before the build reads them; features profiled when `profile`).
     pub async fn training_set_recorded(
         &self,
         ctx: &datafusion::prelude::SessionContext,
         options: &TrainingSetOptions,
         out: &Path,
+        profile: bool,
         progress: &dyn Fn(crate::training::Progress),
     ) -> Result<(TrainingSetOutput, Manifest)> {
         // One load serves both: the fingerprints and the build read the same definitions.
         let defs = self.load()?;
         crate::training::check_output(&defs, &self.root, &options.spine, out)?;
         let (built, inputs) = self.training_set_captured_from(ctx, &defs, options, progress).await?;
-        let manifest = record(inputs, &built, out)?;
+        let manifest = record(inputs, &built, out, profile)?;
         Ok((built, manifest))
     }
 

@@ -33,7 +33,7 @@
 //! `late`, not hidden and not failures.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray};
@@ -44,14 +44,15 @@ use skewless_online::{Scalar, Status};
 
 use crate::online::{MaterializeOptions, RunMode, format_instant};
 use crate::serving::Serving;
-use crate::training::{FeatureSelection, TrainingSetOptions, resolve_selection, write_parquet};
+use crate::training::{FeatureSelection, Spine, TrainingSetOptions, resolve_selection};
 use crate::{Error, Project, Result};
 
 /// What to check.
 #[derive(Debug, Clone)]
 pub struct ParityOptions {
-    /// Entity keys (and request fields of on-demand views) to look up: a spine file.
-    pub spine: PathBuf,
+    /// Entity keys (and request fields of on-demand views) to look up: a spine file, or rows
+    /// in memory.
+    pub spine: Spine,
     pub selection: FeatureSelection,
     pub timestamp_column: String,
     /// The instants (µs); empty: the spine's earliest, median and latest times.
@@ -207,13 +208,15 @@ impl Project {
             })
             .cloned()
             .collect();
-        let spine = skewless_offline::training_set::read_spine(&options.spine, &options.timestamp_column, &[])?;
+        let spine_path = options.spine.path();
+        let spine = options.spine.read(&options.timestamp_column, &[])?;
+        let spine = skewless_offline::training_set::with_instant_times(&spine, spine_path, &options.timestamp_column)?;
         let spine = sample(&spine, options.sample, options.seed)?;
         let times = spine
             .column_by_name(&options.timestamp_column)
             .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
             .ok_or_else(|| Error::SpineColumn {
-                path: options.spine.clone(),
+                path: spine_path.to_path_buf(),
                 column: options.timestamp_column.clone(),
                 wanted: "its timestamp column",
             })?;
@@ -246,14 +249,15 @@ impl Project {
         // i·n + r is spine row r at instant i), so its fixed cost is paid once.
         let at_each: Vec<RecordBatch> = instants
             .iter()
-            .map(|&t| with_time(&spine, &options.spine, &options.timestamp_column, t))
+            .map(|&t| with_time(&spine, spine_path, &options.timestamp_column, t))
             .collect::<Result<_>>()?;
-        let spine_path = work.path().join("spine.parquet");
         let all =
             arrow::compute::concat_batches(&spine.schema(), &at_each).map_err(|e| Error::Internal(e.to_string()))?;
-        write_parquet(&all, &spine_path)?;
         let training = TrainingSetOptions {
-            spine: spine_path.into(),
+            spine: Spine::Rows {
+                label: spine_path.to_path_buf(),
+                batch: all,
+            },
             selection: options.selection.clone(),
             timestamp_column: options.timestamp_column.clone(),
             full_names: true,
@@ -267,7 +271,7 @@ impl Project {
             // The online side: what a fresh store serves at t, with hindsight (every row known
             // now, as `materialize` writes), and replayed in availability order when a view
             // could differ (rule 7: only rows landed by t).
-            let entities = entity_fields(at_t, &options.spine, &fields)?;
+            let entities = entity_fields(at_t, spine_path, &fields)?;
             let served = |mode: RunMode, name: String, views: BTreeSet<String>| {
                 let (entities, work, pushed) = (&entities, &work, &pushed);
                 async move {

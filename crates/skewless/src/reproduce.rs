@@ -20,7 +20,7 @@ pub async fn reproduce(ctx: &SessionContext, manifest_path: &Path, out: &Path) -
         Ok(now) => changed = changed_inputs(&manifest, &now),
         Err(e) => changed.push(format!("inputs cannot be read as recorded: {e}")),
     }
-    let rerun = project.training_set_recorded(ctx, &options, out, &|_| {}).await;
+    let rerun = project.training_set_recorded(ctx, &options, out, false, &|_| {}).await;
     let (reproduced_sha256, error) = match rerun {
         Ok((_, now)) => (now.output.sha256, None),
         Err(e) => (String::new(), Some(e.to_string())),

@@ -11,11 +11,19 @@ use skewless::training::TrainingSetOptions;
 use super::runtime;
 use crate::output::{self, print_json};
 
+/// What `training-set` writes beside the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Record {
+    Nothing,
+    Manifest,
+    ManifestAndProfiles,
+}
+
 pub(crate) fn training_set(
     project: &Project,
     options: &TrainingSetOptions,
     out: &Path,
-    with_manifest: bool,
+    record: Record,
     memory_limit: Option<usize>,
 ) -> anyhow::Result<ExitCode> {
     let ctx = match memory_limit {
@@ -27,9 +35,10 @@ pub(crate) fn training_set(
     let runtime = runtime()?;
     let progress = output::progress_printer();
     let context = || "training set failed";
-    let built = if with_manifest {
+    let built = if record != Record::Nothing {
+        let profile = record == Record::ManifestAndProfiles;
         let (built, manifest) = runtime
-            .block_on(project.training_set_recorded(&ctx, options, out, &progress))
+            .block_on(project.training_set_recorded(&ctx, options, out, profile, &progress))
             .with_context(context)?;
         let path = manifest_path(out);
         write_manifest(&manifest, &path)?;
@@ -148,4 +157,133 @@ pub(crate) fn check(project: &Project, manifest: &Path, strict: bool, json: bool
         }
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// `profile MANIFEST`: each feature's profile, a line each (numbers, then categories).
+pub(crate) fn profile(manifest: &Path, features: &[String], json: bool) -> anyhow::Result<ExitCode> {
+    use skewless::profile::Values;
+
+    let recorded = read_manifest(manifest)?;
+    if recorded.profiles.is_empty() {
+        anyhow::bail!(
+            "{} has no profiles: its training set was written with --no-profile, or by a skewless before profiles",
+            manifest.display()
+        );
+    }
+    let unknown: Vec<&String> = features
+        .iter()
+        .filter(|f| !recorded.profiles.contains_key(*f))
+        .collect();
+    if !unknown.is_empty() {
+        anyhow::bail!(
+            "{} has no profile of {}; it profiles {}",
+            manifest.display(),
+            unknown.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", "),
+            recorded.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let shown: Vec<(&String, &skewless::profile::Profile)> = recorded
+        .profiles
+        .iter()
+        .filter(|(name, _)| features.is_empty() || features.contains(name))
+        .collect();
+    if json {
+        print_json(&shown.into_iter().collect::<std::collections::BTreeMap<_, _>>())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{}: {} rows (the training set {})",
+        manifest.display(),
+        recorded.rows.output,
+        recorded.output.path.display()
+    );
+    let width = shown
+        .iter()
+        .map(|(name, _)| name.len())
+        .max()
+        .unwrap_or(0)
+        .max("feature".len());
+    let numbers: Vec<_> = shown
+        .iter()
+        .filter_map(|(name, p)| match &p.values {
+            Values::Numeric(n) => Some((name, p, n)),
+            _ => None,
+        })
+        .collect();
+    if !numbers.is_empty() {
+        println!(
+            "\n{:width$}  {:>9} {:>7} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "feature", "count", "null%", "NaN/inf", "min", "p05", "p50", "p95", "max", "mean", "stddev"
+        );
+        for (name, p, n) in numbers {
+            let q = |k: &str| n.quantiles.get(k).copied();
+            println!(
+                "{name:width$}  {:>9} {:>7} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+                p.count,
+                percent(p.nulls, p.count),
+                n.nan + n.infinite,
+                number(n.min),
+                number(q("p05")),
+                number(q("p50")),
+                number(q("p95")),
+                number(n.max),
+                number(n.mean),
+                number(n.stddev),
+            );
+        }
+    }
+    let categories: Vec<_> = shown
+        .iter()
+        .filter_map(|(name, p)| match &p.values {
+            Values::Categorical(c) => Some((name, p, c)),
+            _ => None,
+        })
+        .collect();
+    if !categories.is_empty() {
+        println!(
+            "\n{:width$}  {:>9} {:>7} {:>9}  most frequent",
+            "feature", "count", "null%", "distinct"
+        );
+        for (name, p, c) in categories {
+            let top: Vec<String> = c
+                .top
+                .iter()
+                .take(5)
+                .map(|(value, count)| format!("{value:?} {}", percent(*count, p.count)))
+                .collect();
+            println!(
+                "{name:width$}  {:>9} {:>7} {:>9}  {}",
+                p.count,
+                percent(p.nulls, p.count),
+                c.distinct.map_or_else(|| "many".to_string(), |d| d.to_string()),
+                top.join(", ")
+            );
+        }
+    }
+    for (name, p) in &shown {
+        if let Values::Other { data_type } = &p.values {
+            println!("\n{name}: {data_type}, {} rows, {} null", p.count, p.nulls);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "-".into();
+    }
+    format!("{:.1}%", 100.0 * part as f64 / whole as f64)
+}
+
+/// Four significant digits, in a column's width.
+fn number(x: Option<f64>) -> String {
+    match x {
+        None => "-".into(),
+        Some(0.0) => "0".into(),
+        Some(x) if (1e-3..1e7).contains(&x.abs()) => {
+            let decimals = (3 - x.abs().log10().floor() as i32).clamp(0, 6) as usize;
+            format!("{x:.decimals$}")
+        }
+        Some(x) => format!("{x:.3e}"),
+    }
 }

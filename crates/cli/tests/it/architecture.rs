@@ -1,5 +1,5 @@
 //! Dependencies point down: cli → server → serving → {online, engine, push-log, registry} → defs,
-//! cli → flight → skewless → {offline, serving}; the online path links no DataFusion, and the server no
+//! cli → flight → skewless → {offline, serving, profile}; the online path links no DataFusion, and the server no
 //! training-set code.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,6 +50,7 @@ fn workspace_dependencies_point_down() {
                 "skewless-sources",
                 "skewless-serving",
                 "skewless-engine",
+                "skewless-profile",
                 "skewless-defs",
             ][..],
         ),
@@ -72,6 +73,8 @@ fn workspace_dependencies_point_down() {
         ("skewless-aggregates", &["skewless-defs"][..]),
         // Pushed rows, durably: Arrow and Parquet only.
         ("skewless-push-log", &[][..]),
+        // Profiles of feature values: Arrow and DataFusion's t-digest only.
+        ("skewless-profile", &[][..]),
         ("skewless-defs", &[][..]),
         // Test support, a dev-dependency only.
         ("skewless-testkit", &[][..]),

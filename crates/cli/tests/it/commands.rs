@@ -312,6 +312,96 @@ fn manifest_records_the_run_and_reproduce_names_what_changed() {
 }
 
 #[test]
+fn profile_shows_each_features_values_from_the_manifest() {
+    let p = demo_project();
+    let spine = "data/demo/ride_requests_spine.parquet";
+    let train = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "training-set",
+            "--spine",
+            spine,
+            "--service",
+            "ranking_v1",
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        drop(p.run(&args).ok());
+    };
+    train("t.parquet", &[]);
+    let profiles = p.run(&["profile", "t.parquet.manifest.json", "--json"]).ok().json();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join("t.parquet.manifest.json")).unwrap()).unwrap();
+    assert_eq!(profiles, manifest["profiles"]);
+    let services = p.run(&["list", "services", "--json"]).ok().json();
+    let ranking = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "ranking_v1")
+        .unwrap();
+    let features: Vec<&str> = ranking["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    let mut profiled: Vec<&str> = profiles.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut expected = features.clone();
+    profiled.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(profiled, expected, "one profile per feature of the service");
+    for (name, profile) in profiles.as_object().unwrap() {
+        assert_eq!(profile["count"], 2000, "{name}");
+    }
+    let conv = &profiles["driver_hourly_stats:conv_rate"];
+    assert_eq!(conv["kind"], "numeric");
+    assert!(
+        conv["min"].as_f64().unwrap() >= 0.0 && conv["max"].as_f64().unwrap() <= 1.0,
+        "{conv}"
+    );
+    assert_eq!(profiles["customer_profile:tier"]["kind"], "categorical");
+
+    let text = p.run(&["profile", "t.parquet.manifest.json"]).ok().stdout();
+    assert!(
+        text.contains("driver_hourly_stats:conv_rate") && text.contains("p50"),
+        "{text}"
+    );
+    assert!(
+        text.contains("customer_profile:tier") && text.contains("most frequent"),
+        "{text}"
+    );
+    let one = p
+        .run(&[
+            "profile",
+            "t.parquet.manifest.json",
+            "--features",
+            "customer_profile:tier",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(one.as_object().unwrap().len(), 1);
+
+    let unknown = p.run(&[
+        "profile",
+        "t.parquet.manifest.json",
+        "--features",
+        "driver_hourly_stats:nope",
+    ]);
+    assert_eq!(unknown.code(), 1);
+    assert!(
+        unknown.stderr().contains("no profile of `driver_hourly_stats:nope`"),
+        "{}",
+        unknown.stderr()
+    );
+    train("u.parquet", &["--no-profile"]);
+    let none = p.run(&["profile", "u.parquet.manifest.json"]);
+    assert_eq!(none.code(), 1);
+    assert!(none.stderr().contains("has no profiles"), "{}", none.stderr());
+}
+
+#[test]
 fn a_too_small_memory_pool_fails_clearly() {
     let p = demo_project();
     let spine = "data/demo/ride_requests_spine.parquet";

@@ -59,7 +59,7 @@ async fn damaged_manifests_are_errors_never_panics() {
     let out = dir.path().join("t.parquet");
     let ctx = skewless::engine_session();
     let (_, manifest) = project
-        .training_set_recorded(&ctx, &options, &out, &|_| {})
+        .training_set_recorded(&ctx, &options, &out, true, &|_| {})
         .await
         .unwrap();
     let text = serde_json::to_string_pretty(&manifest).unwrap();
