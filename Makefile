@@ -26,6 +26,7 @@ demo: build ## Run the main job end to end on the embedded default (nothing to i
 	$(SKEWLESS) registry log
 	$(SKEWLESS) training-set --spine $(DEMO_DATA)/ride_requests_spine.parquet --service ranking_v1 \
 		--out $(DEMO_DATA)/training_set.parquet
+	$(SKEWLESS) profile $(DEMO_DATA)/training_set.parquet.manifest.json
 	$(SKEWLESS) materialize --end 2026-11-15T00:00:00Z
 	$(SKEWLESS) materialize-incremental --end 2026-11-15T06:00:00Z
 	$(SKEWLESS) get --features driver_hourly_stats:conv_rate,driver_hourly_stats:trips_per_hour,driver_last_trip:last_trip_fare,customer_profile:tier \

@@ -25,6 +25,7 @@
 pub mod consistency;
 pub mod demo_data;
 pub mod feast_export;
+mod fingerprints;
 pub mod listing;
 pub mod manifest;
 pub mod online;

@@ -321,6 +321,7 @@ impl Project {
         let all = versions(defs);
         let mut view_versions = BTreeMap::new();
         let mut sources = BTreeMap::new();
+        let mut remembered = crate::fingerprints::Remembered::open(&self.repo_dir);
         for name in &feature_views {
             let Some(view) = defs.feature_views.get(name) else {
                 continue;
@@ -330,7 +331,11 @@ impl Project {
                 && !sources.contains_key(&s.name)
             {
                 let files = source::resolve(&self.root, s)?;
-                let prints = files.files.iter().map(|f| fingerprint(f)).collect::<Result<Vec<_>>>()?;
+                let prints = files
+                    .files
+                    .iter()
+                    .map(|f| remembered.fingerprint(f))
+                    .collect::<Result<Vec<_>>>()?;
                 sources.insert(s.name.clone(), prints);
             }
         }
@@ -339,6 +344,7 @@ impl Project {
                 view_versions.insert(name.clone(), v.clone());
             }
         }
+        remembered.save();
         let (features, service) = match &options.selection {
             FeatureSelection::Features(list) => (Some(list.clone()), None),
             FeatureSelection::Service(name) => (None, Some(name.clone())),
