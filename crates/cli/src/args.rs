@@ -108,6 +108,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare a training set's features with a reference training set's (both from their
+    /// manifests): PSI and Jensen–Shannon divergence on the reference's bins, and the change
+    /// in null rate. Exit 1 when a feature passes a threshold.
+    Drift {
+        /// The reference manifest, then the current one: `--manifest REF --manifest NEW`.
+        #[arg(long = "manifest", num_args = 1, required = true)]
+        manifests: Vec<PathBuf>,
+        /// A feature drifted when its PSI is above this (0.1–0.2 is the usual "moderate").
+        #[arg(long, default_value_t = 0.2)]
+        psi: f64,
+        /// ... or when its null rate moved by more than this (a fraction: 0.05 is 5 points).
+        #[arg(long, default_value_t = 0.05)]
+        null_rate: f64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-run the training set a manifest records; report whether the output hash matches
     /// and, if not, which input changed (exit 1).
     Reproduce {

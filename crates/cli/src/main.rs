@@ -13,7 +13,7 @@ use skewless::training::TrainingSetOptions;
 use skewless::{Error, Project};
 
 use crate::args::{Cli, Command};
-use crate::commands::{instant, online, online_store, parity, project, runtime, serve, training};
+use crate::commands::{instant, monitor, online, online_store, parity, project, runtime, serve, training};
 
 /// Where the last panic happened and what it said; printed only if nothing contained it.
 static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
@@ -113,7 +113,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             manifest,
             features,
             json,
-        } => training::profile(&manifest, &features, json),
+        } => monitor::profile(&manifest, &features, json),
+        Command::Drift {
+            manifests,
+            psi,
+            null_rate,
+            json,
+        } => match manifests.as_slice() {
+            [reference, current] => monitor::drift(reference, current, monitor::Thresholds { psi, null_rate }, json),
+            _ => anyhow::bail!(
+                "give two manifests, the reference first: --manifest REFERENCE --manifest CURRENT (got {})",
+                manifests.len()
+            ),
+        },
         Command::Reproduce { manifest, out, json } => training::reproduce(&manifest, out, json),
         Command::Check { manifest, strict, json } => training::check(&project, &manifest, strict, json),
         Command::Parity {

@@ -17,6 +17,8 @@
 //! - Strings and bools keep their most frequent values with counts, exact while there are
 //!   at most [`DISTINCT_LIMIT`] distinct values, Misra–Gries lower bounds beyond that.
 
+pub mod drift;
+
 use std::collections::{BTreeMap, HashMap};
 
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array};

@@ -1,5 +1,6 @@
 //! The commands, one module per family; each prints its own answers.
 
+pub(crate) mod monitor;
 pub(crate) mod online;
 pub(crate) mod parity;
 pub(crate) mod project;

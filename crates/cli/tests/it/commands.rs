@@ -402,6 +402,75 @@ fn profile_shows_each_features_values_from_the_manifest() {
 }
 
 #[test]
+fn drift_compares_a_training_set_with_a_reference() {
+    let p = demo_project();
+    let spine = "data/demo/ride_requests_spine.parquet";
+    let train = |out: &str| {
+        drop(
+            p.run(&[
+                "training-set",
+                "--spine",
+                spine,
+                "--service",
+                "ranking_v1",
+                "--out",
+                out,
+            ])
+            .ok(),
+        )
+    };
+    train("a.parquet");
+    train("same.parquet");
+    let same = p
+        .run(&[
+            "drift",
+            "--manifest",
+            "a.parquet.manifest.json",
+            "--manifest",
+            "same.parquet.manifest.json",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(same["breaches"], 0);
+    for (feature, d) in same["features"].as_object().unwrap() {
+        assert_eq!(
+            (d["psi"].as_f64(), d["js"].as_f64()),
+            (Some(0.0), Some(0.0)),
+            "{feature}"
+        );
+    }
+    assert_eq!(same["features"].as_object().unwrap().len(), 9);
+
+    // Other data (another seed): some drift, under the default threshold, over a tight one.
+    drop(p.run(&["demo-data", "--seed", "43"]).ok());
+    train("b.parquet");
+    let args = [
+        "drift",
+        "--manifest",
+        "a.parquet.manifest.json",
+        "--manifest",
+        "b.parquet.manifest.json",
+    ];
+    let loose = p.run(&args).ok().stdout();
+    assert!(loose.contains("0 of 9 features past the thresholds"), "{loose}");
+    let tight = p.run(&[&args[..], &["--psi", "0.05"]].concat());
+    assert_eq!(tight.code(), 1, "{}", tight.stdout());
+    let out = tight.stdout();
+    let breaches: Vec<&str> = out.lines().filter(|l| l.contains("BREACH: psi")).collect();
+    assert!(!breaches.is_empty() && breaches.len() < 9, "{breaches:?}");
+    let json = p.run(&[&args[..], &["--psi", "0.05", "--json"]].concat()).json();
+    assert_eq!(json["breaches"].as_u64(), Some(breaches.len() as u64));
+    let acc = &json["features"]["driver_hourly_stats:acc_rate"];
+    assert!(acc["psi"].as_f64().unwrap() > 0.05, "{acc}");
+    assert_eq!(acc["bins"].as_array().unwrap().len(), 10);
+
+    let one = p.run(&["drift", "--manifest", "a.parquet.manifest.json"]);
+    assert_eq!(one.code(), 1);
+    assert!(one.stderr().contains("give two manifests"), "{}", one.stderr());
+}
+
+#[test]
 fn a_too_small_memory_pool_fails_clearly() {
     let p = demo_project();
     let spine = "data/demo/ride_requests_spine.parquet";

@@ -1,0 +1,235 @@
+//! What training sets' features looked like: `profile` (one manifest's profiles) and
+//! `drift` (a training set against a reference one, feature by feature).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use skewless::manifest::{Manifest, read_manifest};
+use skewless::profile::Values;
+use skewless::profile::drift::{Drift, drift as drift_of};
+
+use crate::output::print_json;
+
+/// `profile MANIFEST`: each feature's profile, a line each (numbers, then categories).
+pub(crate) fn profile(manifest: &Path, features: &[String], json: bool) -> anyhow::Result<ExitCode> {
+    let recorded = profiled(manifest)?;
+    let unknown: Vec<&String> = features
+        .iter()
+        .filter(|f| !recorded.profiles.contains_key(*f))
+        .collect();
+    if !unknown.is_empty() {
+        anyhow::bail!(
+            "{} has no profile of {}; it profiles {}",
+            manifest.display(),
+            unknown.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", "),
+            recorded.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let shown: Vec<(&String, &skewless::profile::Profile)> = recorded
+        .profiles
+        .iter()
+        .filter(|(name, _)| features.is_empty() || features.contains(name))
+        .collect();
+    if json {
+        print_json(&shown.into_iter().collect::<std::collections::BTreeMap<_, _>>())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{}: {} rows (the training set {})",
+        manifest.display(),
+        recorded.rows.output,
+        recorded.output.path.display()
+    );
+    let width = shown
+        .iter()
+        .map(|(name, _)| name.len())
+        .max()
+        .unwrap_or(0)
+        .max("feature".len());
+    let numbers: Vec<_> = shown
+        .iter()
+        .filter_map(|(name, p)| match &p.values {
+            Values::Numeric(n) => Some((name, p, n)),
+            _ => None,
+        })
+        .collect();
+    if !numbers.is_empty() {
+        println!(
+            "\n{:width$}  {:>9} {:>7} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "feature", "count", "null%", "NaN/inf", "min", "p05", "p50", "p95", "max", "mean", "stddev"
+        );
+        for (name, p, n) in numbers {
+            let q = |k: &str| n.quantiles.get(k).copied();
+            println!(
+                "{name:width$}  {:>9} {:>7} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+                p.count,
+                percent(p.nulls, p.count),
+                n.nan + n.infinite,
+                number(n.min),
+                number(q("p05")),
+                number(q("p50")),
+                number(q("p95")),
+                number(n.max),
+                number(n.mean),
+                number(n.stddev),
+            );
+        }
+    }
+    let categories: Vec<_> = shown
+        .iter()
+        .filter_map(|(name, p)| match &p.values {
+            Values::Categorical(c) => Some((name, p, c)),
+            _ => None,
+        })
+        .collect();
+    if !categories.is_empty() {
+        println!(
+            "\n{:width$}  {:>9} {:>7} {:>9}  most frequent",
+            "feature", "count", "null%", "distinct"
+        );
+        for (name, p, c) in categories {
+            let top: Vec<String> = c
+                .top
+                .iter()
+                .take(5)
+                .map(|(value, count)| format!("{value:?} {}", percent(*count, p.count)))
+                .collect();
+            println!(
+                "{name:width$}  {:>9} {:>7} {:>9}  {}",
+                p.count,
+                percent(p.nulls, p.count),
+                c.distinct.map_or_else(|| "many".to_string(), |d| d.to_string()),
+                top.join(", ")
+            );
+        }
+    }
+    for (name, p) in &shown {
+        if let Values::Other { data_type } = &p.values {
+            println!("\n{name}: {data_type}, {} rows, {} null", p.count, p.nulls);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "-".into();
+    }
+    format!("{:.1}%", 100.0 * part as f64 / whole as f64)
+}
+
+/// Four significant digits, in a column's width.
+fn number(x: Option<f64>) -> String {
+    match x {
+        None => "-".into(),
+        Some(0.0) => "0".into(),
+        Some(x) if (1e-3..1e7).contains(&x.abs()) => {
+            let decimals = (3 - x.abs().log10().floor() as i32).clamp(0, 6) as usize;
+            format!("{x:.decimals$}")
+        }
+        Some(x) => format!("{x:.3e}"),
+    }
+}
+
+/// A manifest that has profiles, or an error saying why it has none.
+fn profiled(path: &Path) -> anyhow::Result<Manifest> {
+    let recorded = read_manifest(path)?;
+    if recorded.profiles.is_empty() {
+        anyhow::bail!(
+            "{} has no profiles: its training set was written with --no-profile, or by a skewless before profiles",
+            path.display()
+        );
+    }
+    Ok(recorded)
+}
+
+/// Where a feature's drift passes a threshold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Thresholds {
+    pub psi: f64,
+    pub null_rate: f64,
+}
+
+/// `drift --manifest REFERENCE --manifest CURRENT`: each feature both profile, PSI and
+/// Jensen–Shannon on the reference's bins and the null-rate change; exit 1 past a threshold.
+pub(crate) fn drift(reference: &Path, current: &Path, limits: Thresholds, json: bool) -> anyhow::Result<ExitCode> {
+    let (r, c) = (profiled(reference)?, profiled(current)?);
+    let mut rows: Vec<(String, Drift, Vec<String>)> = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
+    for (feature, rp) in &r.profiles {
+        let Some(cp) = c.profiles.get(feature) else {
+            missing.push(feature.clone());
+            continue;
+        };
+        let d = drift_of(rp, cp).map_err(|e| anyhow::anyhow!("{feature}: {e}"))?;
+        let mut breaches = Vec::new();
+        if d.psi > limits.psi {
+            breaches.push(format!("psi {:.3} > {}", d.psi, limits.psi));
+        }
+        if d.null_rate_change().abs() > limits.null_rate {
+            breaches.push(format!(
+                "null rate {:.1}% → {:.1}%",
+                100.0 * d.null_rate.0,
+                100.0 * d.null_rate.1
+            ));
+        }
+        rows.push((feature.clone(), d, breaches));
+    }
+    let breached = rows.iter().filter(|(_, _, b)| !b.is_empty()).count();
+    if json {
+        let features: std::collections::BTreeMap<&String, serde_json::Value> = rows
+            .iter()
+            .map(|(f, d, b)| {
+                let mut v = serde_json::to_value(d).unwrap_or_default();
+                v["breaches"] = serde_json::json!(b);
+                (f, v)
+            })
+            .collect();
+        print_json(&serde_json::json!({
+            "reference": reference,
+            "current": current,
+            "thresholds": { "psi": limits.psi, "null_rate": limits.null_rate },
+            "features": features,
+            "only_in_reference": missing,
+            "only_in_current": c.profiles.keys().filter(|f| !r.profiles.contains_key(*f)).collect::<Vec<_>>(),
+            "breaches": breached,
+        }))?;
+    } else {
+        let width = rows
+            .iter()
+            .map(|(f, _, _)| f.len())
+            .max()
+            .unwrap_or(0)
+            .max("feature".len());
+        println!("drift of {} from {}", current.display(), reference.display());
+        println!("{:width$}  {:>7} {:>7} {:>15}", "feature", "psi", "js", "null rate");
+        for (feature, d, breaches) in &rows {
+            let line = format!(
+                "{feature:width$}  {:>7.3} {:>7.3} {:>15}  {}",
+                d.psi,
+                d.js,
+                format!("{:.1}% → {:.1}%", 100.0 * d.null_rate.0, 100.0 * d.null_rate.1),
+                if breaches.is_empty() {
+                    String::new()
+                } else {
+                    format!("BREACH: {}", breaches.join(", "))
+                }
+            );
+            println!("{}", line.trim_end());
+        }
+        for feature in &missing {
+            println!("{feature:width$}  not in {}", current.display());
+        }
+        println!(
+            "{breached} of {} features past the thresholds (psi > {}, null rate change > {})",
+            rows.len(),
+            limits.psi,
+            limits.null_rate
+        );
+    }
+    Ok(if breached > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
