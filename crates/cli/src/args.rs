@@ -124,6 +124,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Monitoring: name the training set a service's model learned from (its reference), and
+    /// check the drift of what a running server serves against it.
+    Monitor {
+        #[command(subcommand)]
+        command: MonitorCommand,
+    },
     /// Re-run the training set a manifest records; report whether the output hash matches
     /// and, if not, which input changed (exit 1).
     Reproduce {
@@ -313,6 +319,50 @@ pub enum ExportTarget {
         /// Feast's project name.
         #[arg(long, default_value = "skewless")]
         project: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MonitorCommand {
+    /// Name a training set (by its manifest) the reference of a service: `skewless serve`
+    /// then measures the drift of each served feature against it (restart the server to
+    /// pick a new reference up).
+    SetReference {
+        #[arg(long)]
+        service: String,
+        manifest: PathBuf,
+        /// A feature breaches when its PSI is above this ...
+        #[arg(long, default_value_t = skewless::profile::reference::DEFAULT_PSI)]
+        psi: f64,
+        /// ... or its null rate moved by more than this (a fraction) ...
+        #[arg(long, default_value_t = skewless::profile::reference::DEFAULT_NULL_RATE)]
+        null_rate: f64,
+        /// ... judged once a window holds this many served values.
+        #[arg(long, default_value_t = skewless::profile::reference::DEFAULT_MIN_VALUES)]
+        min_values: u64,
+    },
+    /// The references named, one line per service.
+    References {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask a running server for the drift of what it served; print every breach and exit 1
+    /// when there is one (for cron and CI).
+    Check {
+        /// The server (http://host:port).
+        #[arg(long, default_value = "http://127.0.0.1:6566", env = "SKEWLESS_SERVER")]
+        server: String,
+        /// Only this service's features.
+        #[arg(long)]
+        service: Option<String>,
+        /// The window judged: 5m, 1h or 1d.
+        #[arg(long, default_value = "1h")]
+        window: String,
+        /// Sent as `Authorization: Bearer KEY` to a server that demands keys.
+        #[arg(long, env = "SKEWLESS_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
 }
 

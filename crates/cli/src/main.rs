@@ -114,6 +114,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             features,
             json,
         } => monitor::profile(&manifest, &features, json),
+        Command::Monitor { command } => monitor::monitor(&project, command),
         Command::Drift {
             manifests,
             psi,

@@ -99,6 +99,11 @@ pub fn drift(reference: &Profile, current: &Profile) -> Result<Drift, ProfileErr
         (Values::Other { .. }, Values::Other { .. }) => Vec::new(),
         (a, b) => return Err(ProfileError::Kinds(crate::kind(a), crate::kind(b))),
     };
+    Ok(scored(bins, null_rate))
+}
+
+/// PSI and Jensen–Shannon over bins with both shares.
+fn scored(bins: Vec<Bin>, null_rate: (f64, f64)) -> Drift {
     let (mut psi, mut js) = (0.0, 0.0);
     for bin in &bins {
         let (p, q) = (bin.reference.max(SMALLEST_SHARE), bin.current.max(SMALLEST_SHARE));
@@ -107,12 +112,105 @@ pub fn drift(reference: &Profile, current: &Profile) -> Result<Drift, ProfileErr
         let kl = |x: f64| if x > 0.0 { x * (x / m).log2() } else { 0.0 };
         js += (kl(bin.reference) + kl(bin.current)) / 2.0;
     }
-    Ok(Drift {
+    Drift {
         psi,
         js: js.clamp(0.0, 1.0),
         null_rate,
         bins,
-    })
+    }
+}
+
+/// How values are counted against a reference profile, one count per bin, so that a stream
+/// of values (what a server serves) can be compared with it without keeping the values:
+/// numbers on the reference's histogram edges, strings and bools on its most frequent
+/// values plus one bin for the rest.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Binning {
+    Edges(Vec<f64>),
+    Categories(Vec<String>),
+}
+
+impl Binning {
+    /// The binning of a reference profile; `None` for a kind without bins.
+    pub fn of(reference: &Profile) -> Option<Binning> {
+        match &reference.values {
+            Values::Numeric(n) => Some(Binning::Edges(n.histogram.edges.clone())),
+            Values::Categorical(c) => Some(Binning::Categories(c.top.iter().map(|(v, _)| v.clone()).collect())),
+            Values::Other { .. } => None,
+        }
+    }
+
+    /// Bins: one more than the edges, or than the categories (the rest).
+    pub fn bins(&self) -> usize {
+        match self {
+            Binning::Edges(edges) => edges.len() + 1,
+            Binning::Categories(values) => values.len() + 1,
+        }
+    }
+
+    /// The bin of a number; `None` for NaN and infinities (counted apart, as profiles do).
+    pub fn number(&self, x: f64) -> Option<usize> {
+        match self {
+            Binning::Edges(edges) if x.is_finite() => Some(crate::Histogram::bin(edges, x)),
+            _ => None,
+        }
+    }
+
+    /// The bin of a category (the last bin: not among the reference's values).
+    pub fn category(&self, value: &str) -> usize {
+        match self {
+            Binning::Categories(values) => values.iter().position(|v| v == value).unwrap_or(values.len()),
+            Binning::Edges(edges) => edges.len() + 1,
+        }
+    }
+}
+
+/// Values counted on a reference's [`Binning`]: rows, nulls and the count of each bin.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub count: u64,
+    pub nulls: u64,
+    pub bins: Vec<u64>,
+}
+
+/// The drift of values counted on `binning` (which must be [`Binning::of`] `reference`)
+/// from the reference profile.
+pub fn drift_from_counts(reference: &Profile, binning: &Binning, counts: &Counts) -> Drift {
+    let null_rate = (rate(reference.nulls, reference.count), rate(counts.nulls, counts.count));
+    let current = shares(&counts.bins);
+    let bins = match (binning, &reference.values) {
+        (Binning::Edges(edges), Values::Numeric(r)) => shares(&r.histogram.counts)
+            .into_iter()
+            .enumerate()
+            .map(|(i, reference)| Bin {
+                label: bin_label(edges, i),
+                reference,
+                current: current.get(i).copied().unwrap_or(0.0),
+            })
+            .collect(),
+        (Binning::Categories(values), Values::Categorical(c)) => {
+            let non_null = reference.count - reference.nulls;
+            let mut bins: Vec<Bin> = values
+                .iter()
+                .zip(&c.top)
+                .enumerate()
+                .map(|(i, (value, (_, n)))| Bin {
+                    label: value.clone(),
+                    reference: rate(*n, non_null),
+                    current: current.get(i).copied().unwrap_or(0.0),
+                })
+                .collect();
+            let rest = 1.0 - bins.iter().map(|b| b.reference).sum::<f64>();
+            bins.push(Bin {
+                label: "(other)".into(),
+                reference: rest.max(0.0),
+                current: current.get(values.len()).copied().unwrap_or(0.0),
+            });
+            bins
+        }
+        _ => Vec::new(),
+    };
+    scored(bins, null_rate)
 }
 
 fn shares(counts: &[u64]) -> Vec<f64> {

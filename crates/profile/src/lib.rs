@@ -18,6 +18,7 @@
 //!   at most [`DISTINCT_LIMIT`] distinct values, Misra–Gries lower bounds beyond that.
 
 pub mod drift;
+pub mod reference;
 
 use std::collections::{BTreeMap, HashMap};
 

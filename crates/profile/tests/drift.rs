@@ -96,3 +96,57 @@ fn categories_and_null_rates() {
     assert!((d.js - 1.0).abs() < 1e-12, "{d:?}");
     assert!(drift(&column(1, 1, 0), &numbers(&[1.0])).is_err());
 }
+
+#[test]
+fn values_counted_on_the_references_bins_drift_as_their_profile_does() {
+    use skewless_profile::drift::{Binning, Counts, drift_from_counts};
+    let reference = numbers(&uniform(1, 20_000));
+    let binning = Binning::of(&reference).unwrap();
+    let served: Vec<Option<f64>> = uniform(5, 5_000)
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (i % 10 != 0).then_some(x * 1.2))
+        .collect();
+    let mut counts = Counts {
+        bins: vec![0; binning.bins()],
+        ..Counts::default()
+    };
+    for v in &served {
+        counts.count += 1;
+        match v {
+            None => counts.nulls += 1,
+            Some(x) => counts.bins[binning.number(*x).unwrap()] += 1,
+        }
+    }
+    let streamed = drift_from_counts(&reference, &binning, &counts);
+    // The same values profiled and binned on the reference's edges: the same drift.
+    let mut profiled = Profile::of(&Float64Array::from(served.clone()));
+    let Values::Numeric(r) = &reference.values else {
+        panic!()
+    };
+    if let Values::Numeric(n) = &mut profiled.values {
+        n.histogram = Histogram::of(r.histogram.edges.clone(), served.iter().flatten().copied());
+    }
+    let whole = drift(&reference, &profiled).unwrap();
+    assert_eq!(streamed, whole);
+    assert!(
+        streamed.psi > 0.05 && (streamed.null_rate.1 - 0.1).abs() < 1e-12,
+        "{streamed:?}"
+    );
+
+    // Categories: the reference's top values, then the rest.
+    let cats = |values: &[&str]| Profile::of(&StringArray::from(values.to_vec()));
+    let reference = cats(&["a", "a", "b", "c"]);
+    let binning = Binning::of(&reference).unwrap();
+    assert_eq!(
+        (binning.category("a"), binning.category("zzz"), binning.bins()),
+        (0, 3, 4)
+    );
+    let counts = Counts {
+        count: 4,
+        nulls: 0,
+        bins: vec![2, 1, 1, 0],
+    };
+    let same = drift_from_counts(&reference, &binning, &counts);
+    assert_eq!((same.psi, same.js), (0.0, 0.0));
+}

@@ -31,6 +31,7 @@ mod failure;
 pub mod materialize;
 mod memory;
 mod metrics;
+pub mod monitor;
 mod origin;
 mod push;
 pub mod sharded;
@@ -180,6 +181,8 @@ pub struct Options {
     pub served_log: Option<skewless_serving::served_log::ServedLogOptions>,
     /// Runs Feast's `/materialize` routes (none: they answer 404).
     pub materializer: Option<Arc<dyn Materializer>>,
+    /// Drift of served values against the services' references (none: not measured).
+    pub monitor: Option<Arc<monitor::Monitor>>,
 }
 
 impl From<Limits> for Options {
@@ -232,6 +235,9 @@ async fn lookup(
             record(app, &found);
             if let Some(log) = &app.served_log {
                 log.record(&found);
+            }
+            if let Some(monitor) = &app.monitor {
+                monitor.record(&found, (now() / 1_000_000).max(0) as u64);
             }
             Ok(found)
         }
@@ -319,6 +325,7 @@ struct App {
     metrics: Arc<metrics::Metrics>,
     served_log: Option<Arc<skewless_serving::served_log::ServedLog>>,
     materializer: Option<Arc<dyn Materializer>>,
+    monitor: Option<Arc<monitor::Monitor>>,
 }
 
 /// Every request passes here, in order: the host check (servers without API keys,
@@ -337,6 +344,7 @@ async fn track(State(app): State<Arc<App>>, request: axum::extract::Request, nex
         "/health" => "/health",
         "/ready" => "/ready",
         "/metrics" => "/metrics",
+        "/v1/monitor" => "/v1/monitor",
         path if path.starts_with(skewless_online::served::ROUTE_PREFIX) => "/internal/store",
         _ => "other",
     };
@@ -609,6 +617,7 @@ impl Server {
             handoff,
             served_log: _,
             materializer,
+            monitor,
         } = self.options.clone();
         let lends_store = handoff.is_some();
         let app = Arc::new(App {
@@ -622,6 +631,7 @@ impl Server {
             metrics: Arc::clone(&self.metrics),
             served_log: self.served_log.clone(),
             materializer,
+            monitor,
         });
         let mut router = Router::new()
             .route("/v1/features", post(features))
@@ -629,6 +639,7 @@ impl Server {
             .route("/health", get(|| async { (StatusCode::OK, "ok") }))
             .route("/ready", get(ready))
             .route("/metrics", get(render_metrics))
+            .route("/v1/monitor", get(monitor_report))
             // Bodies are read as bytes under this limit; over it, axum answers 413 itself.
             .layer(DefaultBodyLimit::max(limits.max_body_bytes))
             // Push bodies are streamed to their parser under the push body limit ([`streamed`]).
@@ -896,7 +907,27 @@ async fn render_metrics(State(app): State<Arc<App>>) -> Response {
             log.failures.load(Relaxed)
         );
     }
+    if let Some(monitor) = &app.monitor {
+        monitor.render((now() / 1_000_000).max(0) as u64, &mut text);
+    }
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// `GET /v1/monitor`: each monitored feature's drift over each window, with its breaches.
+async fn monitor_report(State(app): State<Arc<App>>) -> Response {
+    let features = app
+        .monitor
+        .as_ref()
+        .map(|m| m.report((now() / 1_000_000).max(0) as u64))
+        .unwrap_or_default();
+    let breaches = features.iter().filter(|d| !d.breaches.is_empty()).count();
+    axum::Json(json!({
+        "monitored": app.monitor.as_ref().is_some_and(|m| !m.is_empty()),
+        "windows": monitor::WINDOWS.iter().map(|(w, _)| *w).collect::<Vec<_>>(),
+        "breaches": breaches,
+        "features": features,
+    }))
+    .into_response()
 }
 
 /// `GET /ready`: the store answers a read.

@@ -28,6 +28,7 @@ pub mod feast_export;
 mod fingerprints;
 pub mod listing;
 pub mod manifest;
+pub mod monitor;
 pub mod online;
 pub mod parity;
 pub mod project;
@@ -127,6 +128,10 @@ pub enum Error {
     /// A push log that cannot be read or written (its directory and what went wrong).
     #[error(transparent)]
     PushLog(#[from] skewless_push_log::LogError),
+    /// A training set that cannot be named a service's reference, or a reference that
+    /// cannot be read or written.
+    #[error("the reference of `{service}`: {problem}")]
+    Reference { service: String, problem: String },
     /// A broken invariant: a bug in skewless, to be reported.
     #[error("internal error (a bug, please report it): {0}")]
     Internal(String),

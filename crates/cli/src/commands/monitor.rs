@@ -1,5 +1,6 @@
-//! What training sets' features looked like: `profile` (one manifest's profiles) and
-//! `drift` (a training set against a reference one, feature by feature).
+//! What features look like, and whether that moved: `profile` (one training set's
+//! profiles), `drift` (a training set against a reference one) and `monitor` (a service's
+//! reference, and the drift of what a running server serves against it).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use skewless::manifest::{Manifest, read_manifest};
 use skewless::profile::Values;
 use skewless::profile::drift::{Drift, drift as drift_of};
 
+use crate::args::MonitorCommand;
 use crate::output::print_json;
 
 /// `profile MANIFEST`: each feature's profile, a line each (numbers, then categories).
@@ -232,4 +234,191 @@ pub(crate) fn drift(reference: &Path, current: &Path, limits: Thresholds, json: 
     } else {
         ExitCode::SUCCESS
     })
+}
+
+pub(crate) fn monitor(project: &skewless::Project, command: MonitorCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        MonitorCommand::SetReference {
+            service,
+            manifest,
+            psi,
+            null_rate,
+            min_values,
+        } => {
+            let thresholds = skewless::profile::reference::Thresholds {
+                psi,
+                null_rate,
+                min_values,
+            };
+            let (path, named) = project.set_reference(&service, &manifest, thresholds)?;
+            println!(
+                "`{service}` now measures drift against {} ({} features; psi > {psi}, null rate change > {null_rate}, from {min_values} values): {}",
+                named.manifest.display(),
+                named.profiles.len(),
+                path.display()
+            );
+            println!("a running `skewless serve` picks it up when restarted");
+            Ok(ExitCode::SUCCESS)
+        }
+        MonitorCommand::References { json } => {
+            let all = project.references()?;
+            if json {
+                print_json(&all)?;
+            } else if all.is_empty() {
+                println!("no references (name one with `skewless monitor set-reference --service S MANIFEST`)");
+            }
+            for (service, r) in all.iter().filter(|_| !json) {
+                println!(
+                    "{service}: {} ({} features, set {}; psi > {}, null rate change > {})",
+                    r.manifest.display(),
+                    r.profiles.len(),
+                    r.set_at,
+                    r.thresholds.psi,
+                    r.thresholds.null_rate
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MonitorCommand::Check {
+            server,
+            service,
+            window,
+            api_key,
+            json,
+        } => check(&server, service.as_deref(), &window, api_key.as_deref(), json),
+    }
+}
+
+/// `monitor check`: the server's `/v1/monitor`, narrowed to a window (and a service).
+fn check(
+    server: &str,
+    service: Option<&str>,
+    window: &str,
+    api_key: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if !["5m", "1h", "1d"].contains(&window) {
+        anyhow::bail!("--window: expected 5m, 1h or 1d, found `{window}`");
+    }
+    let report = http_get_json(server, "/v1/monitor", api_key)?;
+    if report["monitored"] != serde_json::Value::Bool(true) {
+        anyhow::bail!(
+            "{server} measures no drift: no service has a reference (name one with `skewless monitor set-reference`, then restart the server)"
+        );
+    }
+    let features: Vec<&serde_json::Value> = report["features"]
+        .as_array()
+        .map(|a| a.iter().collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|d| d["window"] == window && service.is_none_or(|s| d["service"] == s))
+        .collect();
+    if let Some(s) = service
+        && features.is_empty()
+    {
+        anyhow::bail!("{server} measures no feature of service `{s}`");
+    }
+    let breached: Vec<&&serde_json::Value> = features
+        .iter()
+        .filter(|d| d["breaches"].as_array().is_some_and(|b| !b.is_empty()))
+        .collect();
+    if json {
+        print_json(&serde_json::json!({ "window": window, "features": features, "breaches": breached.len() }))?;
+    } else {
+        for d in &features {
+            let breaches: Vec<&str> = d["breaches"]
+                .as_array()
+                .map(|b| b.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            let verdict = if !breaches.is_empty() {
+                format!("BREACH: {}", breaches.join(", "))
+            } else if d["judged"] == true {
+                "ok".to_string()
+            } else {
+                "too few values to judge".to_string()
+            };
+            println!(
+                "{} ({}): {} values in {window}, psi {:.3}, js {:.3}, null rate {:.1}%: {verdict}",
+                d["feature"].as_str().unwrap_or_default(),
+                d["service"].as_str().unwrap_or_default(),
+                d["values"],
+                d["psi"].as_f64().unwrap_or_default(),
+                d["js"].as_f64().unwrap_or_default(),
+                100.0 * d["null_rate"].as_f64().unwrap_or_default(),
+            );
+        }
+        println!(
+            "{} of {} features past a threshold over {window}",
+            breached.len(),
+            features.len()
+        );
+    }
+    Ok(if breached.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// A GET over plain HTTP/1.1 (one request, the connection closed after it), its body as JSON.
+fn http_get_json(server: &str, path: &str, api_key: Option<&str>) -> anyhow::Result<serde_json::Value> {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    let authority = server
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("--server {server}: expected http://host:port"))?
+        .trim_end_matches('/');
+    let address = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let mut stream = std::net::TcpStream::connect(&address)
+        .map_err(|e| anyhow::anyhow!("cannot reach the server at {server}: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let auth = api_key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\n{auth}Accept: application/json\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .map_err(|e| anyhow::anyhow!("reading {server}{path}: {e}"))?;
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("{server}{path}: not an HTTP answer"))?;
+    let status = head.split_whitespace().nth(1).unwrap_or_default();
+    if status != "200" {
+        anyhow::bail!("{server}{path} answered {status}: {}", body.trim());
+    }
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        unchunk(body)?
+    } else {
+        body.to_string()
+    };
+    serde_json::from_str(&body).map_err(|e| anyhow::anyhow!("{server}{path}: not JSON: {e}"))
+}
+
+/// The body of a chunked HTTP/1.1 answer.
+fn unchunk(mut body: &str) -> anyhow::Result<String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body
+            .split_once("\r\n")
+            .ok_or_else(|| anyhow::anyhow!("a damaged chunked answer"))?;
+        let size = usize::from_str_radix(size.trim(), 16).map_err(|_| anyhow::anyhow!("a damaged chunked answer"))?;
+        if size == 0 {
+            return Ok(out);
+        }
+        let chunk = rest
+            .get(..size)
+            .ok_or_else(|| anyhow::anyhow!("a truncated chunked answer"))?;
+        out.push_str(chunk);
+        body = rest.get(size..).unwrap_or_default().trim_start_matches("\r\n");
+    }
 }

@@ -80,6 +80,19 @@ pub(crate) fn run(project: &Project, url: Option<&str>, args: ServeArgs) -> anyh
             )
         })
         .transpose()?;
+    // Drift of served values against each service's reference, when one is named.
+    let references = project.references()?;
+    let monitor = (!references.is_empty()).then(|| {
+        eprintln!(
+            "measuring drift against the references of {}",
+            references
+                .keys()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Arc::new(skewless_server::monitor::Monitor::new(&references))
+    });
     let served = serve(
         project,
         url,
@@ -100,6 +113,7 @@ pub(crate) fn run(project: &Project, url: Option<&str>, args: ServeArgs) -> anyh
             materializer: Some(Arc::new(ProjectMaterializer {
                 project: project.clone(),
             })),
+            monitor,
         },
     );
     if let Some(flight) = flight {

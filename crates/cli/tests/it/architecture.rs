@@ -27,7 +27,12 @@ fn workspace_dependencies_point_down() {
         // The server answers through the serving core only: no facade, no training sets.
         (
             "skewless-server",
-            &["skewless-serving", "skewless-online", "skewless-defs"][..],
+            &[
+                "skewless-serving",
+                "skewless-online",
+                "skewless-profile",
+                "skewless-defs",
+            ][..],
         ),
         (
             "skewless-serving",

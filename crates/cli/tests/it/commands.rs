@@ -618,6 +618,180 @@ fn server_gone(p: &TempProject, url: &str) {
     assert_ne!(dead, url);
 }
 
+/// A service's reference training set; the server counts what it serves against it, and
+/// `/v1/monitor`, `/metrics` and `monitor check` report the drift, recomputed here by hand.
+#[test]
+fn served_values_drift_against_the_services_reference() {
+    let p = demo_project();
+    p.run(&["apply"]).ok();
+    p.run(&["materialize", "--end", "2026-11-15"]).ok();
+    let spine = "data/demo/ride_requests_spine.parquet";
+    drop(
+        p.run(&[
+            "training-set",
+            "--spine",
+            spine,
+            "--service",
+            "ranking_v1",
+            "--out",
+            "t.parquet",
+        ])
+        .ok(),
+    );
+    let set = p
+        .run(&[
+            "monitor",
+            "set-reference",
+            "--service",
+            "ranking_v1",
+            "t.parquet.manifest.json",
+            "--min-values",
+            "50",
+        ])
+        .ok()
+        .stdout();
+    assert!(set.contains("`ranking_v1` now measures drift against"), "{set}");
+    let references = p.run(&["monitor", "references", "--json"]).ok().json();
+    let reference = references["ranking_v1"]["profiles"]["driver_hourly_stats:conv_rate"].clone();
+    assert_eq!(references["ranking_v1"]["thresholds"]["min_values"], 50);
+    let unknown = p.run(&[
+        "monitor",
+        "set-reference",
+        "--service",
+        "nope",
+        "t.parquet.manifest.json",
+    ]);
+    assert_eq!(unknown.code(), 1, "{}", unknown.stdout());
+
+    let server = Serve::start(&p, &[]);
+    assert!(
+        server
+            .said_first
+            .iter()
+            .any(|l| l.contains("measuring drift against the references of `ranking_v1`"))
+    );
+    let rows: Vec<String> = (0..100)
+        .map(|i| format!(r#"{{"driver_id": {}, "customer_id": {}}}"#, 1001 + i, 5001 + i))
+        .collect();
+    let ask = |at: &str| {
+        let body = format!(
+            r#"{{"features": ["driver_hourly_stats:conv_rate", "customer_profile:tier"], "entities": [{}]{at}}}"#,
+            rows.join(",")
+        );
+        let (status, answer) = server.post("/v1/features", &body);
+        assert_eq!(status, 200, "{answer}");
+        serde_json::from_str::<serde_json::Value>(&answer).unwrap()
+    };
+    let answer = ask(r#", "at": "2026-11-15T00:00:00Z""#);
+    let served: Vec<Option<f64>> = answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["features"]["conv_rate"]["value"].as_f64())
+        .collect();
+
+    // By hand: the served values on the reference's bins, PSI with shares floored at 1e-4.
+    let edges: Vec<f64> = reference["histogram"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_f64().unwrap())
+        .collect();
+    let trained: Vec<f64> = reference["histogram"]["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_f64().unwrap())
+        .collect();
+    let present: Vec<f64> = served.iter().flatten().copied().collect();
+    let mut bins = vec![0.0; edges.len() + 1];
+    for x in &present {
+        bins[edges.iter().filter(|e| **e < *x).count()] += 1.0;
+    }
+    let total: f64 = trained.iter().sum();
+    let psi: f64 = trained
+        .iter()
+        .zip(&bins)
+        .map(|(t, b)| {
+            let (p, q) = ((t / total).max(1e-4), (b / present.len() as f64).max(1e-4));
+            (q - p) * (q / p).ln()
+        })
+        .sum();
+
+    let (status, report) = server.get("/v1/monitor");
+    assert_eq!(status, 200, "{report}");
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let find = |feature: &str, window: &str| {
+        report["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["feature"] == feature && d["window"] == window)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {feature} over {window}: {report}"))
+    };
+    for window in ["5m", "1h", "1d"] {
+        let conv = find("driver_hourly_stats:conv_rate", window);
+        assert_eq!(conv["values"], 100, "{conv}");
+        assert!(
+            (conv["psi"].as_f64().unwrap() - psi).abs() < 1e-9,
+            "{} vs {psi} by hand",
+            conv["psi"]
+        );
+        let nulls = served.iter().filter(|v| v.is_none()).count() as f64;
+        assert!(
+            (conv["null_rate"].as_f64().unwrap() - nulls / 100.0).abs() < 1e-12,
+            "{conv}"
+        );
+        assert_eq!(conv["judged"], true);
+        assert_eq!(find("customer_profile:tier", window)["values"], 100);
+        // Not asked for: nothing counted, nothing judged.
+        let balance = find("customer_profile:current_balance", window);
+        assert_eq!(
+            (&balance["values"], &balance["judged"]),
+            (&serde_json::json!(0), &serde_json::json!(false))
+        );
+    }
+    let (_, metrics) = server.get("/metrics");
+    let line = r#"skewless_feature_served_values{service="ranking_v1",feature="driver_hourly_stats:conv_rate",window="1h"} 100"#;
+    assert!(metrics.contains(line), "{metrics}");
+    assert!(
+        metrics.contains(r#"skewless_monitor_breaches{window="5m"}"#),
+        "{metrics}"
+    );
+
+    // Served now, a month after the data: the values are too old, served as nulls. The null
+    // rate breaches its threshold, and `monitor check` says so and exits 1.
+    ask("");
+    let url = format!("http://127.0.0.1:{}", server.port);
+    let check = p.run(&[
+        "monitor",
+        "check",
+        "--server",
+        &url,
+        "--window",
+        "5m",
+        "--service",
+        "ranking_v1",
+    ]);
+    assert_eq!(check.code(), 1, "{}", check.stdout());
+    let out = check.stdout();
+    assert!(
+        out.lines().any(
+            |l| l.starts_with("driver_hourly_stats:conv_rate (ranking_v1): 200 values")
+                && l.contains("BREACH: null rate")
+        ),
+        "{out}"
+    );
+    let json = p
+        .run(&["monitor", "check", "--server", &url, "--window", "1d", "--json"])
+        .json();
+    assert!(json["breaches"].as_u64().unwrap() >= 1, "{json}");
+    let wrong = p.run(&["monitor", "check", "--server", &url, "--window", "2h"]);
+    assert_eq!(wrong.code(), 1);
+    server.stop();
+}
+
 /// `skewless serve` answers over HTTP, and SIGTERM stops it cleanly (exit 0).
 #[test]
 fn serve_answers_and_stops_on_sigterm() {
