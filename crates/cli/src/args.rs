@@ -331,15 +331,16 @@ pub enum MonitorCommand {
         #[arg(long)]
         service: String,
         manifest: PathBuf,
-        /// A feature breaches when its PSI is above this ...
-        #[arg(long, default_value_t = skewless::profile::reference::DEFAULT_PSI)]
-        psi: f64,
-        /// ... or its null rate moved by more than this (a fraction) ...
-        #[arg(long, default_value_t = skewless::profile::reference::DEFAULT_NULL_RATE)]
-        null_rate: f64,
-        /// ... judged once a window holds this many served values.
-        #[arg(long, default_value_t = skewless::profile::reference::DEFAULT_MIN_VALUES)]
-        min_values: u64,
+        /// A feature breaches when its PSI is above this (default: the service's `monitoring:
+        /// psi`, else 0.2) ...
+        #[arg(long)]
+        psi: Option<f64>,
+        /// ... or its null rate moved by more than this fraction (`null_rate`, else 0.05) ...
+        #[arg(long)]
+        null_rate: Option<f64>,
+        /// ... judged once a window holds this many served values (`min_values`, else 100).
+        #[arg(long)]
+        min_values: Option<u64>,
     },
     /// The references named, one line per service.
     References {

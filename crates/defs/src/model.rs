@@ -609,6 +609,24 @@ pub struct FeatureService {
     pub owner: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Thresholds for the drift of what is served against the service's reference training
+    /// set (`skewless monitor`); unset ones take the defaults. Metadata: not in the version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<Monitoring>,
     #[serde(skip)]
     pub loc: Loc,
+}
+
+/// A service's `monitoring:` block.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Monitoring {
+    /// A feature breaches when the PSI of its served values is above this ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psi: Option<f64>,
+    /// ... or their null rate moved by more than this (a fraction) ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null_rate: Option<f64>,
+    /// ... once a window holds this many values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_values: Option<u64>,
 }

@@ -513,13 +513,13 @@ fn on_demand_view(
 
 fn feature_service(name: String, node: &Node, problems: &mut Diagnostics) -> Option<FeatureService> {
     // Short form: a list of refs. Long form: a mapping with `features` and metadata.
-    let (list, tags, owner, description) = match &node.value {
-        Value::Seq(_) => (Some(node), BTreeMap::new(), None, None),
+    let (list, tags, owner, description, monitoring) = match &node.value {
+        Value::Seq(_) => (Some(node), BTreeMap::new(), None, None, None),
         _ => {
             let f = Fields::new(
                 node,
                 &format!("feature service `{name}`"),
-                &["features", "tags", "owner", "description"],
+                &["features", "tags", "owner", "description", "monitoring"],
                 problems,
             )?;
             let tags = f.get("tags").map(|n| tags(n, problems)).unwrap_or_default();
@@ -528,6 +528,7 @@ fn feature_service(name: String, node: &Node, problems: &mut Diagnostics) -> Opt
                 tags,
                 f.string("owner", problems),
                 f.string("description", problems),
+                f.get("monitoring").map(|n| monitoring(n, problems)),
             )
         }
     };
@@ -569,8 +570,51 @@ fn feature_service(name: String, node: &Node, problems: &mut Diagnostics) -> Opt
         tags,
         owner,
         description,
+        monitoring,
         loc: node.loc.clone(),
     })
+}
+
+/// A service's drift thresholds: `monitoring: { psi: 0.2, null_rate: 0.05, min_values: 100 }`.
+fn monitoring(node: &Node, problems: &mut Diagnostics) -> Monitoring {
+    let Some(f) = Fields::new(node, "monitoring", &["psi", "null_rate", "min_values"], problems) else {
+        return Monitoring::default();
+    };
+    let number = |key: &str, upto: f64, problems: &mut Diagnostics| {
+        let n = f.get(key)?;
+        match n.as_str().map(str::parse::<f64>) {
+            Some(Ok(x)) if x.is_finite() && (0.0..=upto).contains(&x) => Some(x),
+            _ => {
+                problems.push(Diagnostic::new(
+                    &n.loc,
+                    format!(
+                        "monitoring `{key}` must be a number from 0 to {upto}, found {}",
+                        describe(n)
+                    ),
+                ));
+                None
+            }
+        }
+    };
+    let psi = number("psi", f64::MAX, problems);
+    let null_rate = number("null_rate", 1.0, problems);
+    let min_values = f
+        .get("min_values")
+        .and_then(|n| match n.as_str().map(str::parse::<u64>) {
+            Some(Ok(x)) => Some(x),
+            _ => {
+                problems.push(Diagnostic::new(
+                    &n.loc,
+                    format!("monitoring `min_values` must be a whole number, found {}", describe(n)),
+                ));
+                None
+            }
+        });
+    Monitoring {
+        psi,
+        null_rate,
+        min_values,
+    }
 }
 
 fn features(

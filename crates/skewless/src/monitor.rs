@@ -14,12 +14,13 @@ use crate::{Error, Project, Result};
 impl Project {
     /// Names `manifest`'s training set the reference of `service`: every feature of the
     /// service as defined now must have a profile there (else the model was not trained on
-    /// this service, or the manifest was written with `--no-profile`).
+    /// this service, or the manifest was written with `--no-profile`). Each threshold is the
+    /// one given, else the service's `monitoring:` block's, else the default.
     pub fn set_reference(
         &self,
         service: &str,
         manifest: &Path,
-        thresholds: Thresholds,
+        given: &skewless_defs::Monitoring,
     ) -> Result<(PathBuf, Reference)> {
         let refused = |problem: String| Error::Reference {
             service: service.to_string(),
@@ -27,6 +28,17 @@ impl Project {
         };
         let defs = self.load()?;
         let features = resolve_selection(&defs, &FeatureSelection::Service(service.to_string()))?;
+        let declared = defs
+            .feature_services
+            .get(service)
+            .and_then(|s| s.monitoring.clone())
+            .unwrap_or_default();
+        let defaults = Thresholds::default();
+        let thresholds = Thresholds {
+            psi: given.psi.or(declared.psi).unwrap_or(defaults.psi),
+            null_rate: given.null_rate.or(declared.null_rate).unwrap_or(defaults.null_rate),
+            min_values: given.min_values.or(declared.min_values).unwrap_or(defaults.min_values),
+        };
         let recorded = read_manifest(manifest)?;
         if recorded.profiles.is_empty() {
             return Err(refused(format!(

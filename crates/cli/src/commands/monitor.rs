@@ -245,16 +245,20 @@ pub(crate) fn monitor(project: &skewless::Project, command: MonitorCommand) -> a
             null_rate,
             min_values,
         } => {
-            let thresholds = skewless::profile::reference::Thresholds {
+            let given = skewless::defs::Monitoring {
                 psi,
                 null_rate,
                 min_values,
             };
-            let (path, named) = project.set_reference(&service, &manifest, thresholds)?;
+            let (path, named) = project.set_reference(&service, &manifest, &given)?;
+            let t = named.thresholds;
             println!(
-                "`{service}` now measures drift against {} ({} features; psi > {psi}, null rate change > {null_rate}, from {min_values} values): {}",
+                "`{service}` now measures drift against {} ({} features; psi > {}, null rate change > {}, from {} values): {}",
                 named.manifest.display(),
                 named.profiles.len(),
+                t.psi,
+                t.null_rate,
+                t.min_values,
                 path.display()
             );
             println!("a running `skewless serve` picks it up when restarted");

@@ -653,7 +653,9 @@ fn served_values_drift_against_the_services_reference() {
     assert!(set.contains("`ranking_v1` now measures drift against"), "{set}");
     let references = p.run(&["monitor", "references", "--json"]).ok().json();
     let reference = references["ranking_v1"]["profiles"]["driver_hourly_stats:conv_rate"].clone();
+    // The flag, else the service's `monitoring:` block (psi 0.25 in the demo), else the default.
     assert_eq!(references["ranking_v1"]["thresholds"]["min_values"], 50);
+    assert_eq!(references["ranking_v1"]["thresholds"]["psi"], 0.25);
     let unknown = p.run(&[
         "monitor",
         "set-reference",

@@ -116,6 +116,49 @@ feature_services:
 }
 
 #[test]
+fn monitoring_thresholds_are_read_and_checked() {
+    let base = r#"
+entities:
+  driver: { keys: { driver_id: int64 } }
+sources:
+  stats: { path: s.parquet, timestamp: ts }
+feature_views:
+  a:
+    entity: driver
+    source: stats
+    features: { x: float64 }
+feature_services:
+  svc:
+    features: [ "a:x" ]
+"#;
+    let good = format!("{base}    monitoring: {{ psi: 0.1, min_values: 500 }}\n");
+    let defs = load(&[("defs.yaml", &good)]).unwrap();
+    let m = defs.feature_services["svc"].monitoring.clone().unwrap();
+    assert_eq!((m.psi, m.null_rate, m.min_values), (Some(0.1), None, Some(500)));
+    // Thresholds are metadata: the service's version does not move with them.
+    let plain = load(&[("defs.yaml", base)]).unwrap();
+    assert_eq!(
+        skewless_defs::version::versions(&defs).feature_services,
+        skewless_defs::version::versions(&plain).feature_services
+    );
+
+    let bad =
+        format!("{base}    monitoring:\n      psi: -1\n      null_rate: 2\n      min_values: many\n      pis: 0.1\n");
+    let errors = load(&[("defs.yaml", &bad)]).unwrap_err().to_string();
+    for (line, what) in [
+        (15, "monitoring `psi` must be a number from 0"),
+        (16, "monitoring `null_rate` must be a number from 0 to 1"),
+        (17, "monitoring `min_values` must be a whole number"),
+        (18, "unknown field `pis` in monitoring"),
+    ] {
+        assert!(
+            errors.contains(&format!("defs.yaml:{line}")) && errors.contains(what),
+            "{what}: {errors}"
+        );
+    }
+}
+
+#[test]
 fn registry_round_trip_keeps_meaning() {
     let defs = demo_defs();
     let json = serde_json::to_string(&defs).unwrap();
