@@ -37,6 +37,7 @@ VIEWS = [  # name, key, ttl_days, share of feature rows
 ]
 TARGET_RATIO = 0.5
 TARGET_PEAK_MIB = 1024
+TARGET_PROFILE_COST = 1.10  # a training set with its manifest's profiles / the same without (issue 28)
 
 
 def ts(values):
@@ -194,6 +195,25 @@ def main():
         peak = results["skewless"][1]
         print(f"skewless peak memory = {peak:.0f} MiB  (target <= {TARGET_PEAK_MIB} MiB)  "
               f"{'MET' if peak <= TARGET_PEAK_MIB else 'NOT MET'}")
+        # The manifest's feature profiles are computed while the rows are written: their cost,
+        # beside the same run with a manifest but --no-profile (after one warm-up run, which
+        # also remembers the sources' fingerprints), alternating, the best of three each.
+        recorded = [str(skewless), "--defs", str(base / "feature_defs"), "--repo", str(base / ".skewless"),
+                    "training-set", "--spine", str(data / "spine.parquet"), "--features", features,
+                    "--full-names", "--memory-limit", "2GiB"]
+        subprocess.run(recorded + ["--out", str(base / "out_warm.parquet")], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        timings = {"without": [], "with": []}
+        for _ in range(3):
+            for label, extra in (("without", ["--no-profile"]), ("with", [])):
+                timings[label].append(measure(recorded + extra + ["--out", str(base / f"out_{label}_profiles.parquet")]))
+        best = {label: min(t[0] for t in runs) for label, runs in timings.items()}
+        profile_ratio = best["with"] / best["without"]
+        print(f"training set + manifest: with profiles {best['with']:.2f} s, --no-profile {best['without']:.2f} s "
+              f"(best of 3 each); peak {max(t[1] for t in timings['with']):.0f} vs "
+              f"{max(t[1] for t in timings['without']):.0f} MiB")
+        print(f"with profiles / without = {profile_ratio:.3f}  (target <= {TARGET_PROFILE_COST})  "
+              f"{'MET' if profile_ratio <= TARGET_PROFILE_COST else 'NOT MET'}")
         if any(a != "agree" for a in agreement.values()):
             sys.exit(f"outputs disagree at {size}: {agreement}")
 

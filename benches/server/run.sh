@@ -127,3 +127,54 @@ first, *_, last = (float(x) for x in sys.argv[1:])
 growth = (last - first) / first
 print(f"last repeat vs first: {growth:+.1%} (target: flat, no more than +5 %): {'MET' if growth <= 0.05 else 'NOT MET'}")
 PY
+
+# Drift monitoring (issue 28): the same lookups with the service's reference named (every
+# served value counted on its bins) beside the server without one, alternating restarts,
+# MONITOR_ROUNDS (default 3) each, c16. Target: no more than 5 % fewer requests per second.
+(
+  cd "$project"
+  "$bin" training-set --spine data/demo/ride_requests_spine.parquet --service ranking_v1 --out reference.parquet >/dev/null 2>&1
+)
+restart() { # 1: name a reference, 0: none
+  kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  rm -rf "$project/.skewless/references"
+  if [ "$1" = 1 ]; then
+    (cd "$project" && "$bin" monitor set-reference --service ranking_v1 reference.parquet.manifest.json >/dev/null)
+  fi
+  start_server "$project" "$work/serve.log"
+  "$loadgen" --addr "127.0.0.1:$server_port" --body "$work/one.json" --concurrency 4 --seconds 1 >/dev/null
+}
+printf '
+drift monitoring: the same lookups, c16, %s s each, with the reference named and without, alternating
+' "$seconds"
+# One round first, discarded: the first restart after the runs above measured low every time.
+restart 0
+"$loadgen" --addr "127.0.0.1:$server_port" --body "$work/batch100.json" --concurrency 16 --seconds "$seconds" >/dev/null
+results=()
+for round in $(seq "${MONITOR_ROUNDS:-3}"); do
+  for monitored in 0 1; do
+    restart "$monitored"
+    for body in one batch100; do
+      rps=$("$loadgen" --addr "127.0.0.1:$server_port" --body "$work/$body.json" --concurrency 16 --seconds "$seconds" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["rps"])')
+      results+=("$body $monitored $rps")
+    done
+  done
+done
+if [ "$monitored" = 1 ]; then
+  counted=$(curl -sf "127.0.0.1:$server_port/v1/monitor" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(max(d["values"] for d in r["features"] if d["window"] == "1d"))')
+  printf 'values of one feature counted over the last day on the monitored server: %s
+' "$counted"
+fi
+python3 - "${results[@]}" <<'PY'
+import sys
+runs = {}
+for line in sys.argv[1:]:
+    body, monitored, rps = line.split()
+    runs.setdefault((body, monitored), []).append(float(rps))
+for body in ("one", "batch100"):
+    off, on = runs[(body, "0")], runs[(body, "1")]
+    ratio = (sum(on) / len(on)) / (sum(off) / len(off))
+    print(f"{body:<9} without: {' '.join(f'{x:.0f}' for x in off)} req/s; with: {' '.join(f'{x:.0f}' for x in on)} req/s; "
+          f"with / without = {ratio:.3f} (target >= 0.95): {'MET' if ratio >= 0.95 else 'NOT MET'}")
+PY
