@@ -325,8 +325,8 @@ pub enum ExportTarget {
 #[derive(Debug, Subcommand)]
 pub enum MonitorCommand {
     /// Name a training set (by its manifest) the reference of a service: `skewless serve`
-    /// then measures the drift of each served feature against it (restart the server to
-    /// pick a new reference up).
+    /// then measures the drift of each served feature against it (a running server picks
+    /// it up within seconds).
     SetReference {
         #[arg(long)]
         service: String,

@@ -1,11 +1,13 @@
 //! Drift of what is served: every served value of a feature that has a reference (the
 //! training set its service's model learned from, `skewless monitor set-reference`) is
 //! counted on the reference's bins, and `/metrics` and `GET /v1/monitor` report the drift
-//! of the last 5 minutes, hour and day against it.
+//! of the last 5 minutes, hour and day against it. References named while the server runs
+//! are picked up by [`Monitor::refresh`] (`skewless serve` looks every few seconds).
 //!
-//! Memory is bounded and fixed at start: per feature, 60 one-minute slots and 24 one-hour
-//! slots, each a row count, a null count and one count per bin (at most 21). The request
-//! path takes no lock: a lookup counts its values per feature locally, then adds them to the
+//! Memory is bounded and fixed per feature: 60 one-minute and 24 one-hour slots, each a row
+//! count, a null count and one count per bin (at most 21). The request path takes no
+//! exclusive lock: a lookup reads the current map of tracked features (a shared read, as it
+//! reads the serving core), counts its values per feature locally, then adds them to the
 //! current slots with relaxed atomic adds, shared by every shard. A slot is claimed for a new
 //! minute (or hour) by the first request that sees it stale; counts another request adds
 //! in the instant between the claim and the reset are lost, a rounding error at a slot's
@@ -13,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
@@ -30,9 +33,12 @@ const HOURS: usize = 24;
 /// The served-value counts of every feature with a reference.
 #[derive(Debug, Default)]
 pub struct Monitor {
-    /// By view, then feature: lookups borrow the names, with no allocation.
-    features: BTreeMap<String, BTreeMap<String, Tracked>>,
+    /// Swapped whole by [`Monitor::refresh`]; a lookup takes the current map once.
+    features: std::sync::RwLock<Arc<Features>>,
 }
+
+/// By view, then feature: lookups borrow the names, with no allocation.
+type Features = BTreeMap<String, BTreeMap<String, Arc<Tracked>>>;
 
 #[derive(Debug)]
 struct Tracked {
@@ -120,42 +126,75 @@ impl Monitor {
     /// Tracks the features of `references`. A feature in several services' references is
     /// tracked once, against the first service's (by name).
     pub fn new(references: &BTreeMap<String, Reference>) -> Monitor {
-        let mut features: BTreeMap<String, BTreeMap<String, Tracked>> = BTreeMap::new();
+        let monitor = Monitor::default();
+        monitor.refresh(references);
+        monitor
+    }
+
+    /// Tracks the features of `references` from now on: a feature whose reference (service,
+    /// profile, thresholds) is unchanged keeps its counts; a new or changed one starts from
+    /// zero; one no longer named is dropped. Whether anything changed.
+    pub fn refresh(&self, references: &BTreeMap<String, Reference>) -> bool {
+        let before = self.snapshot();
+        let mut features = Features::new();
         for reference in references.values() {
             for (name, profile) in &reference.profiles {
                 let (Some((view, feature)), Some(binning)) = (name.split_once(':'), Binning::of(profile)) else {
                     continue;
                 };
+                let same = |t: &&Arc<Tracked>| {
+                    t.service == reference.service && t.reference == *profile && t.thresholds == reference.thresholds
+                };
+                let kept = before.get(view).and_then(|v| v.get(feature)).filter(same).cloned();
                 let bins = binning.bins();
                 features
                     .entry(view.to_string())
                     .or_default()
                     .entry(feature.to_string())
-                    .or_insert_with(|| Tracked {
-                        service: reference.service.clone(),
-                        reference: profile.clone(),
-                        binning,
-                        thresholds: reference.thresholds,
-                        minutes: (0..MINUTES).map(|_| Slot::new(bins)).collect(),
-                        hours: (0..HOURS).map(|_| Slot::new(bins)).collect(),
+                    .or_insert_with(|| {
+                        kept.unwrap_or_else(|| {
+                            Arc::new(Tracked {
+                                service: reference.service.clone(),
+                                reference: profile.clone(),
+                                binning,
+                                thresholds: reference.thresholds,
+                                minutes: (0..MINUTES).map(|_| Slot::new(bins)).collect(),
+                                hours: (0..HOURS).map(|_| Slot::new(bins)).collect(),
+                            })
+                        })
                     });
             }
         }
-        Monitor { features }
+        let changed = features.len() != before.len()
+            || features.iter().any(|(view, fs)| {
+                before.get(view).is_none_or(|old| {
+                    old.len() != fs.len() || fs.iter().any(|(f, t)| old.get(f).is_none_or(|o| !Arc::ptr_eq(o, t)))
+                })
+            });
+        if changed {
+            *self.features.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(features);
+        }
+        changed
+    }
+
+    fn snapshot(&self) -> Arc<Features> {
+        // A poisoned lock still holds a whole map: it is only ever replaced whole.
+        Arc::clone(&self.features.read().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     pub fn is_empty(&self) -> bool {
-        self.features.is_empty()
+        self.snapshot().is_empty()
     }
 
     /// Counts a lookup's values (`now`: seconds since the epoch).
     pub fn record(&self, found: &GetOutput, now: u64) {
-        if self.features.is_empty() {
+        let features = self.snapshot();
+        if features.is_empty() {
             return;
         }
         let (minute, hour) = (now / 60, now / 3600);
         for (i, f) in found.features.iter().enumerate() {
-            let Some(tracked) = self.features.get(&f.view).and_then(|v| v.get(&f.feature)) else {
+            let Some(tracked) = features.get(&f.view).and_then(|v| v.get(&f.feature)) else {
                 continue;
             };
             let mut local = Counts {
@@ -191,7 +230,7 @@ impl Monitor {
     /// Every tracked feature's drift over every window (`now`: seconds since the epoch).
     pub fn report(&self, now: u64) -> Vec<FeatureDrift> {
         let mut out = Vec::new();
-        for (view, features) in &self.features {
+        for (view, features) in self.snapshot().iter() {
             for (feature, tracked) in features {
                 for (window, seconds) in WINDOWS {
                     let mut counts = Counts {
@@ -220,7 +259,7 @@ impl Monitor {
 
     /// Prometheus gauges of [`Monitor::report`].
     pub fn render(&self, now: u64, text: &mut String) {
-        if self.features.is_empty() {
+        if self.is_empty() {
             return;
         }
         let report = self.report(now);

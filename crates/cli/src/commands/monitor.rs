@@ -261,7 +261,7 @@ pub(crate) fn monitor(project: &skewless::Project, command: MonitorCommand) -> a
                 t.min_values,
                 path.display()
             );
-            println!("a running `skewless serve` picks it up when restarted");
+            println!("a running `skewless serve` picks it up within seconds");
             Ok(ExitCode::SUCCESS)
         }
         MonitorCommand::References { json } => {
@@ -307,7 +307,7 @@ fn check(
     let report = http_get_json(server, "/v1/monitor", api_key)?;
     if report["monitored"] != serde_json::Value::Bool(true) {
         anyhow::bail!(
-            "{server} measures no drift: no service has a reference (name one with `skewless monitor set-reference`, then restart the server)"
+            "{server} measures no drift: no service has a reference (name one with `skewless monitor set-reference`)"
         );
     }
     let features: Vec<&serde_json::Value> = report["features"]

@@ -80,19 +80,39 @@ pub(crate) fn run(project: &Project, url: Option<&str>, args: ServeArgs) -> anyh
             )
         })
         .transpose()?;
-    // Drift of served values against each service's reference, when one is named.
+    // Drift of served values against each service's reference: those named now, and those
+    // named while serving (looked for every few seconds).
     let references = project.references()?;
-    let monitor = (!references.is_empty()).then(|| {
-        eprintln!(
-            "measuring drift against the references of {}",
-            references
-                .keys()
-                .map(|s| format!("`{s}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        Arc::new(skewless_server::monitor::Monitor::new(&references))
-    });
+    if !references.is_empty() {
+        eprintln!("measuring drift against the references of {}", services(&references));
+    }
+    let monitor = Arc::new(skewless_server::monitor::Monitor::new(&references));
+    let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    {
+        let (project, monitor, watching) = (project.clone(), Arc::clone(&monitor), Arc::clone(&watching));
+        std::thread::Builder::new()
+            .name("skewless-references".into())
+            .spawn(move || {
+                let mut reported = None;
+                while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(REFERENCES_EVERY);
+                    match project.references() {
+                        Ok(references) => {
+                            if monitor.refresh(&references) {
+                                eprintln!("drift references now: {}", services(&references));
+                            }
+                            reported = None;
+                        }
+                        Err(e) if reported.as_ref() != Some(&e.to_string()) => {
+                            eprintln!("skewless serve: the drift references stay as they were: {e}");
+                            reported = Some(e.to_string());
+                        }
+                        Err(_) => {}
+                    }
+                }
+            })?;
+    }
+    let monitor = Some(monitor);
     let served = serve(
         project,
         url,
@@ -116,10 +136,25 @@ pub(crate) fn run(project: &Project, url: Option<&str>, args: ServeArgs) -> anyh
             monitor,
         },
     );
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
     if let Some(flight) = flight {
         flight.stop();
     }
     served
+}
+
+/// How often `serve` looks for references named or changed while it runs.
+const REFERENCES_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn services(references: &std::collections::BTreeMap<String, skewless::profile::reference::Reference>) -> String {
+    if references.is_empty() {
+        return "none".into();
+    }
+    references
+        .keys()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Feast's remote offline store ([`skewless_flight`]) on a thread and runtime of its own:

@@ -638,6 +638,13 @@ fn served_values_drift_against_the_services_reference() {
         ])
         .ok(),
     );
+    // A server already running picks the reference up.
+    let server = Serve::start(&p, &[]);
+    assert!(
+        !server.said_first.iter().any(|l| l.contains("measuring drift")),
+        "{:?}",
+        server.said_first
+    );
     let set = p
         .run(&[
             "monitor",
@@ -665,12 +672,17 @@ fn served_values_drift_against_the_services_reference() {
     ]);
     assert_eq!(unknown.code(), 1, "{}", unknown.stdout());
 
-    let server = Serve::start(&p, &[]);
+    let monitored = (0..100).any(|_| {
+        let (_, report) = server.get("/v1/monitor");
+        let picked = report.contains(r#""monitored":true"#);
+        if !picked {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        picked
+    });
     assert!(
-        server
-            .said_first
-            .iter()
-            .any(|l| l.contains("measuring drift against the references of `ranking_v1`"))
+        monitored,
+        "the running server did not pick the reference up within 10 s"
     );
     let rows: Vec<String> = (0..100)
         .map(|i| format!(r#"{{"driver_id": {}, "customer_id": {}}}"#, 1001 + i, 5001 + i))
@@ -791,6 +803,47 @@ fn served_values_drift_against_the_services_reference() {
     assert!(json["breaches"].as_u64().unwrap() >= 1, "{json}");
     let wrong = p.run(&["monitor", "check", "--server", &url, "--window", "2h"]);
     assert_eq!(wrong.code(), 1);
+
+    // Named again alike, the reference keeps its counts; with other thresholds, its counts
+    // start again from zero.
+    let conv_values = || {
+        let (_, report) = server.get("/v1/monitor");
+        let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+        report["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["feature"] == "driver_hourly_stats:conv_rate" && d["window"] == "1d")
+            .map(|d| d["values"].as_u64().unwrap())
+    };
+    let name = |min_values: &str| {
+        let args = [
+            "monitor",
+            "set-reference",
+            "--service",
+            "ranking_v1",
+            "t.parquet.manifest.json",
+            "--min-values",
+            min_values,
+        ];
+        drop(p.run(&args).ok());
+    };
+    name("50");
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert_eq!(conv_values(), Some(200));
+    name("60");
+    let reset = (0..100).any(|_| {
+        let zero = conv_values() == Some(0);
+        if !zero {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        zero
+    });
+    assert!(
+        reset,
+        "a changed reference did not start again within 10 s: {:?}",
+        conv_values()
+    );
     server.stop();
 }
 
