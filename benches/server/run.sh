@@ -7,7 +7,8 @@
 # Redis, then for concurrency 16 and 64, 20 s each (SECONDS_PER_RUN to change):
 #   - one entity of `ranking_v1` (two views plus the on-demand feature: an MGET of 2 keys);
 #   - a 100-entity batch of it (an MGET of 200 keys);
-# and the same MGETs with redis-benchmark. Prints throughput and p50/p99/p99.9, the server's
+# and the same MGETs with redis-benchmark; then at c16 the whole service (its aggregated view
+# too), one entity and 100, beside those row-only twins (issue 27's targets). Prints throughput and p50/p99/p99.9, the server's
 # RSS at start and end, and the targets beside the figures.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,7 +40,9 @@ cp -r "$root/feature_defs" "$project/"
   "$bin" materialize --end 2026-11-15 --online "$redis_url" >/dev/null 2>&1
 )
 
-start_server "$project" "$work/serve.log"
+# --allow-past-clock: the bodies ask as of 2026-11-15T06:00, after every row the demo holds,
+# and the whole service reads the aggregated view's tiles, refused at a past clock otherwise.
+SERVE_ARGS="${SERVE_ARGS:-} --allow-past-clock" start_server "$project" "$work/serve.log"
 rss_mb() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$server_pid/status"; }
 rss_start=$(rss_mb)
 
@@ -58,10 +61,14 @@ features += ["customer_profile:current_balance", "customer_profile:tier", "ride_
 for name, n in [("one", 1), ("batch100", 100)]:
     body = {"features": features, "entities": [entity(i) for i in range(n)], "at": "2026-11-15T06:00:00Z"}
     open(f"{work}/{name}.json", "w").write(json.dumps(body))
+# The whole service: the same, plus its aggregated features (a tile hash per driver, merged).
+for name, n in [("svc1", 1), ("svc100", 100)]:
+    body = {"feature_service": "ranking_v1", "entities": [entity(i) for i in range(n)], "at": "2026-11-15T06:00:00Z"}
+    open(f"{work}/{name}.json", "w").write(json.dumps(body))
 PY
 
 # The server must answer both bodies with every value present before anything is measured.
-for name in one batch100; do
+for name in one batch100 svc1 svc100; do
   answer=$(curl -sf -H "Content-Type: application/json" "127.0.0.1:$server_port/v1/features" --data-binary "@$work/$name.json")
   python3 -c 'import json,sys; r=json.loads(sys.argv[1]); bad=[f for e in r["results"] for f,v in e["features"].items() if v["status"]!="PRESENT"]; sys.exit(f"not PRESENT: {bad[:5]}" if bad else 0)' "$answer"
 done
@@ -119,6 +126,33 @@ for _ in 1 2 3; do
   "$loadgen" --addr "127.0.0.1:$server_port" --body "$work/batch100.json" --concurrency 64 --seconds "$seconds" >/dev/null
   rss_repeats+=("$(rss_mb)")
 done
+# The whole service (issue 27): beside its row-only twin and the MGET of the same row keys.
+printf '\nthe whole ranking_v1 (row views, the aggregated view, the on-demand feature) beside its row-only twin, c16\n'
+whole=()
+for pair in "svc1 one 2" "svc100 batch100 200"; do
+  read -r svc rows nkeys <<<"$pair"
+  w=$("$loadgen" --addr "127.0.0.1:$server_port" --body "$work/$svc.json" --concurrency 16 --seconds "$seconds")
+  r=$("$loadgen" --addr "127.0.0.1:$server_port" --body "$work/$rows.json" --concurrency 16 --seconds "$seconds")
+  read -r m_rps _ _ < <(mget 16 "$nkeys")
+  whole+=("$svc|$w|$r|$m_rps")
+done
+python3 - "${whole[@]}" <<'PY'
+import json, sys
+for arg in sys.argv[1:]:
+    name, w, r, m = arg.split("|")
+    w, r, m = json.loads(w), json.loads(r), float(m)
+    print(f"{name:<7} whole: {w['rps']:.0f} req/s, p50 {w['p50_ms']:.3f} ms, p99 {w['p99_ms']:.3f} ms, {w['errors']} errors; "
+          f"row-only: {r['rps']:.0f} req/s, p99 {r['p99_ms']:.3f} ms; MGET {m:.0f} req/s")
+    if name == "svc100":
+        ratio = w["rps"] / r["rps"]
+        print(f"        whole / row-only = {ratio:.2f} (target >= 0.66): {'MET' if ratio >= 0.66 else 'NOT MET'}; "
+              f"p99 <= 5 ms: {'MET' if w['p99_ms'] <= 5 else 'NOT MET'}")
+    else:
+        ratio = w["rps"] / m
+        print(f"        whole / MGET of 2 keys = {ratio:.2f} (target >= 0.5): {'MET' if ratio >= 0.5 else 'NOT MET'}; "
+              f"p99 <= 1 ms: {'MET' if w['p99_ms'] <= 1 else 'NOT MET'}")
+PY
+
 printf '\nserver RSS (MiB): %s at start (after warm-up requests); after each run: %s; after batch100 c64 three times more: %s\n' \
   "$rss_start" "${rss_after[*]}" "${rss_repeats[*]}"
 python3 - "${rss_repeats[@]}" <<'PY'

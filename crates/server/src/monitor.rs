@@ -28,6 +28,15 @@ use skewless_serving::core::GetOutput;
 /// The windows reported: name, length in seconds.
 pub const WINDOWS: [(&str, u64); 3] = [("5m", 300), ("1h", 3600), ("1d", 86_400)];
 const MINUTES: usize = 60;
+/// Bins a tracked feature may have: a profile's top values and the rest (numbers have ten).
+const MAX_BINS: usize = skewless_profile::TOP + 1;
+
+/// One lookup's counts of one feature, before they are added to the shared slots.
+struct Local {
+    count: u64,
+    nulls: u64,
+    bins: [u64; MAX_BINS],
+}
 const HOURS: usize = 24;
 
 /// The served-value counts of every feature with a reference.
@@ -70,7 +79,7 @@ impl Slot {
     }
 
     /// Adds `local` to this slot, claiming it for `stamp` first when it holds an older one.
-    fn add(&self, stamp: u64, local: &Counts) {
+    fn add(&self, stamp: u64, local: &Local) {
         let seen = self.stamp.load(Relaxed);
         if seen != stamp && self.stamp.compare_exchange(seen, stamp, Relaxed, Relaxed).is_ok() {
             self.count.store(0, Relaxed);
@@ -80,7 +89,9 @@ impl Slot {
             }
         }
         self.count.fetch_add(local.count, Relaxed);
-        self.nulls.fetch_add(local.nulls, Relaxed);
+        if local.nulls > 0 {
+            self.nulls.fetch_add(local.nulls, Relaxed);
+        }
         for (bin, n) in self.bins.iter().zip(&local.bins) {
             if *n > 0 {
                 bin.fetch_add(*n, Relaxed);
@@ -142,6 +153,10 @@ impl Monitor {
                 let (Some((view, feature)), Some(binning)) = (name.split_once(':'), Binning::of(profile)) else {
                     continue;
                 };
+                // A reference written by hand with more categories than a profile keeps.
+                if binning.bins() > MAX_BINS {
+                    continue;
+                }
                 let same = |t: &&Arc<Tracked>| {
                     t.service == reference.service && t.reference == *profile && t.thresholds == reference.thresholds
                 };
@@ -197,10 +212,11 @@ impl Monitor {
             let Some(tracked) = features.get(&f.view).and_then(|v| v.get(&f.feature)) else {
                 continue;
             };
-            let mut local = Counts {
+            // Counted on the stack, then added to the shared slots once per bin.
+            let mut local = Local {
                 count: 0,
                 nulls: 0,
-                bins: vec![0; tracked.binning.bins()],
+                bins: [0; MAX_BINS],
             };
             for row in &found.rows {
                 let Some(value) = row.get(i) else { continue };
