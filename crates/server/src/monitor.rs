@@ -4,11 +4,11 @@
 //! of the last 5 minutes, hour and day against it. References named while the server runs
 //! are picked up by [`Monitor::refresh`] (`skewless serve` looks every few seconds).
 //!
-//! Memory is bounded and fixed per feature: 60 one-minute and 24 one-hour slots, each a row
-//! count, a null count and one count per bin (at most 21). The request path takes no
-//! exclusive lock: a lookup reads the current map of tracked features (a shared read, as it
-//! reads the serving core), counts its values per feature locally, then adds them to the
-//! current slots with relaxed atomic adds, shared by every shard. A slot is claimed for a new
+//! Memory is bounded and fixed per feature: per core, 60 one-minute and 24 one-hour slots,
+//! each a row count, a null count and one count per bin (at most 21). The request path takes
+//! no exclusive lock: a lookup reads the current map of tracked features (a shared read, as
+//! it reads the serving core), counts its values per feature on the stack, then adds them to
+//! its thread's stripe of slots with relaxed atomic adds (a report sums the stripes). A slot is claimed for a new
 //! minute (or hour) by the first request that sees it stale; counts another request adds
 //! in the instant between the claim and the reset are lost, a rounding error at a slot's
 //! edge that monitoring can afford.
@@ -55,8 +55,38 @@ struct Tracked {
     reference: Profile,
     binning: Binning,
     thresholds: Thresholds,
+    /// One set of slots per stripe: each serving thread adds to its own, so shards do not
+    /// contend for the same counters; a report sums them.
+    stripes: Vec<Stripe>,
+}
+
+#[derive(Debug)]
+struct Stripe {
     minutes: Vec<Slot>,
     hours: Vec<Slot>,
+}
+
+impl Stripe {
+    fn new(bins: usize) -> Stripe {
+        Stripe {
+            minutes: (0..MINUTES).map(|_| Slot::new(bins)).collect(),
+            hours: (0..HOURS).map(|_| Slot::new(bins)).collect(),
+        }
+    }
+}
+
+/// This thread's stripe, dealt round-robin on a thread's first lookup.
+fn stripe_of_this_thread(stripes: usize) -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static STRIPE: u64 = NEXT.fetch_add(1, Relaxed);
+    }
+    STRIPE.with(|s| (*s as usize) % stripes.max(1))
+}
+
+/// Stripes per feature: one per core the server can run on.
+fn stripes() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(16)
 }
 
 #[derive(Debug)]
@@ -173,8 +203,7 @@ impl Monitor {
                                 reference: profile.clone(),
                                 binning,
                                 thresholds: reference.thresholds,
-                                minutes: (0..MINUTES).map(|_| Slot::new(bins)).collect(),
-                                hours: (0..HOURS).map(|_| Slot::new(bins)).collect(),
+                                stripes: (0..stripes()).map(|_| Stripe::new(bins)).collect(),
                             })
                         })
                     });
@@ -238,8 +267,11 @@ impl Monitor {
                     local.bins[bin] += 1;
                 }
             }
-            tracked.minutes[(minute % MINUTES as u64) as usize].add(minute + 1, &local);
-            tracked.hours[(hour % HOURS as u64) as usize].add(hour + 1, &local);
+            let Some(stripe) = tracked.stripes.get(stripe_of_this_thread(tracked.stripes.len())) else {
+                continue;
+            };
+            stripe.minutes[(minute % MINUTES as u64) as usize].add(minute + 1, &local);
+            stripe.hours[(hour % HOURS as u64) as usize].add(hour + 1, &local);
         }
     }
 
@@ -254,16 +286,19 @@ impl Monitor {
                         nulls: 0,
                         bins: vec![0; tracked.binning.bins()],
                     };
-                    let (slots, length) = if seconds <= 3600 {
-                        (&tracked.minutes, 60)
-                    } else {
-                        (&tracked.hours, 3600)
-                    };
+                    let length = if seconds <= 3600 { 60 } else { 3600 };
                     // The current slot and the ones before it, back to the window's length.
                     let to = now / length;
                     let from = (now + 1).saturating_sub(seconds) / length;
-                    for slot in slots.iter() {
-                        slot.read_into(from, to, &mut counts);
+                    for stripe in &tracked.stripes {
+                        let slots = if seconds <= 3600 {
+                            &stripe.minutes
+                        } else {
+                            &stripe.hours
+                        };
+                        for slot in slots.iter() {
+                            slot.read_into(from, to, &mut counts);
+                        }
                     }
                     let drift = drift_from_counts(&tracked.reference, &tracked.binning, &counts);
                     out.push(judged(format!("{view}:{feature}"), tracked, window, &counts, drift));
