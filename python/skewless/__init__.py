@@ -80,6 +80,7 @@ class TrainingSet:
         self._native = native
         self._info = json.loads(native.info())
         self._manifest: Optional[dict] = None
+        self._unwritten: Optional[dict] = None
 
     def to_arrow(self) -> pa.Table:
         """The rows as a ``pyarrow.Table``, sharing the built buffers (no copy)."""
@@ -111,7 +112,10 @@ class TrainingSet:
         manifest it will write (inputs fingerprinted before the build, rows, semantics,
         versions) with ``output`` ``None``, since only a written file has a SHA-256."""
         if self._manifest is None:
-            return json.loads(self._native.unwritten_manifest())
+            # Computed once: it profiles every feature column.
+            if self._unwritten is None:
+                self._unwritten = json.loads(self._native.unwritten_manifest())
+            return self._unwritten
         return self._manifest
 
     def save(self, path: Union[str, os.PathLike], manifest: bool = True) -> dict:

@@ -232,7 +232,8 @@ impl Monitor {
 
     /// Counts a lookup's values (`now`: seconds since the epoch).
     pub fn record(&self, found: &GetOutput, now: u64) {
-        let features = self.snapshot();
+        // The read guard, not a clone of the Arc: one shared atomic per lookup, not two.
+        let features = self.features.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         if features.is_empty() {
             return;
         }
